@@ -1,0 +1,82 @@
+"""The console platform's ``Frontend``: files in, files out, progress on stderr.
+
+It is registered in every runner process (``run`` too), so a console job a crash left
+behind is still finished and written to the path its owner asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from bot.domain import Attachment, AttachmentSource, EditResult, Job
+from bot.errors import UserInputError
+
+PLATFORM = "console"
+
+
+def _read_capped(path: Path, max_bytes: int) -> bytes:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UserInputError(
+            f"'{path.name}' is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+        )
+    with path.open("rb") as handle:
+        return handle.read(max_bytes + 1)
+
+
+class ConsoleReply:
+    def __init__(self, out_path: Path, stream: TextIO) -> None:
+        self.out_path = out_path
+        self.stream = stream
+
+    def _say(self, job: Job, text: str) -> None:
+        print(f"[{job.id[:8]}] {text}", file=self.stream, flush=True)
+
+    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
+        where = f" (position {queue_position})" if queue_position else ""
+        self._say(job, f"{stage}{where}")
+
+    async def deliver(self, result: EditResult) -> None:
+        await asyncio.to_thread(_write_file, self.out_path, result.image)
+        self._say(
+            result.job,
+            f"done in {result.elapsed_seconds:.1f} s: {result.width}x{result.height} "
+            f"written to {self.out_path}",
+        )
+
+    async def fail(self, job: Job, message: str) -> None:
+        self._say(job, f"failed: {message}")
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+class ConsoleFrontend:
+    platform = PLATFORM
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def reply_for(self, job: Job) -> ConsoleReply:
+        return ConsoleReply(Path(str(job.reply_target["out"])), self.stream)
+
+    def attachment_for(self, source: AttachmentSource) -> Attachment:
+        path = Path(source.locator)
+
+        async def fetch(max_bytes: int) -> bytes:
+            try:
+                return await asyncio.to_thread(_read_capped, path, max_bytes)
+            except FileNotFoundError:
+                raise UserInputError(f"'{path}' no longer exists.") from None
+            except PermissionError:
+                raise UserInputError(f"'{path}' cannot be read (permission denied).") from None
+
+        return Attachment(source=source, fetch=fetch)

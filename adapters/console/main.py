@@ -1,0 +1,131 @@
+"""``kontext-bot console``: one edit from a terminal, through the same core as the bots.
+
+Exit codes: 0 done, 1 the user's input (including quota and moderation: something the
+user must change), 2 configuration, 3 provider failure or timeout, 4 internal error.
+"""
+
+from __future__ import annotations
+
+import getpass
+import mimetypes
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import TextIO
+
+from adapters.console.frontend import PLATFORM, ConsoleFrontend
+from bot.app import build_core
+from bot.commands import HELP_TEXT, CreditsCommand, EditCommand, HelpCommand, parse_command
+from bot.config import Settings
+from bot.domain import Attachment, AttachmentSource, EditRequest, JobState, UserRef
+from bot.errors import ConfigError, ErrorKind, KontextError
+
+EXIT_OK = 0
+EXIT_USER = 1
+EXIT_CONFIG = 2
+EXIT_PROVIDER = 3
+EXIT_INTERNAL = 4
+
+_EXIT_BY_KIND = {
+    ErrorKind.USER_INPUT: EXIT_USER,
+    ErrorKind.QUOTA: EXIT_USER,
+    ErrorKind.MODERATION: EXIT_USER,
+    ErrorKind.PROVIDER_UNAVAILABLE: EXIT_PROVIDER,
+    ErrorKind.INTERNAL: EXIT_INTERNAL,
+}
+
+
+def console_user() -> UserRef:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "user"
+    safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", name)[:64] or "user"
+    return UserRef(PLATFORM, "local", safe)
+
+
+def default_out_path(image: Path | None, job_id: str, extension: str) -> Path:
+    stem = image.stem if image else "kontext"
+    return Path.cwd() / f"{stem}-kontext-{job_id[:8]}.{extension}"
+
+
+async def run_console(
+    settings: Settings,
+    *,
+    image: Path | None,
+    out: Path | None,
+    text: str,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+) -> int:
+    def say(message: str) -> None:
+        print(message, file=stderr, flush=True)
+
+    if image is not None and not image.is_file():
+        say(f"error: {image} is not a file")
+        return EXIT_USER
+    frontend = ConsoleFrontend(stderr)
+    try:
+        core = await build_core(settings, {PLATFORM: frontend})
+    except ConfigError as exc:
+        say(f"configuration error: {exc}")
+        return EXIT_CONFIG
+    user = console_user()
+    try:
+        command = parse_command(
+            text, has_image=image is not None, capabilities=core.service.capabilities
+        )
+        if isinstance(command, HelpCommand):
+            print(HELP_TEXT, file=stdout)
+            return EXIT_OK
+        if isinstance(command, CreditsCommand):
+            status = await core.service.credits(user)
+            print(f"{status.balance} credits ({status.images_left} images)", file=stdout)
+            return EXIT_OK
+        assert isinstance(command, EditCommand)
+        await core.start()
+        request_id = uuid.uuid4().hex
+        extension = "jpg" if command.options.output_format == "jpg" else "png"
+        out_path = (out or default_out_path(image, request_id, extension)).resolve()
+        attachments: tuple[Attachment, ...] = ()
+        if image is not None:
+            resolved = image.resolve()
+            source = AttachmentSource(
+                name=resolved.name,
+                content_type=mimetypes.guess_type(resolved.name)[0],
+                size=resolved.stat().st_size,
+                locator=str(resolved),
+            )
+            attachments = (frontend.attachment_for(source),)
+        ack = await core.service.submit(
+            EditRequest(
+                user=user,
+                prompt=command.prompt,
+                options=command.options,
+                attachments=attachments,
+                reply_target={"out": str(out_path)},
+                idempotency_key=f"console:{request_id}",
+            )
+        )
+        say(
+            f"[{ack.job.id[:8]}] queued (position {ack.queue_position}); "
+            f"{ack.job.cost} credits reserved, {ack.balance_after} left"
+        )
+        assert core.runner is not None
+        job = await core.runner.wait_for(ack.job.id, timeout=settings.jobs.timeout_seconds + 120)
+        balance = await core.store.balance(user)
+        cost = core.service.cost_per_image
+        say(f"balance: {balance} credits ({balance // cost if cost else 0} images)")
+        if job.state == JobState.SUCCEEDED:
+            print(out_path, file=stdout, flush=True)
+            return EXIT_OK
+        return _EXIT_BY_KIND.get(ErrorKind(job.error_kind or "internal"), EXIT_INTERNAL)
+    except KontextError as exc:
+        say(f"error: {exc.user_message}")
+        return _EXIT_BY_KIND[exc.kind]
+    except TimeoutError:
+        say("error: the edit did not finish in time; it resumes on the next start")
+        return EXIT_PROVIDER
+    finally:
+        await core.close(grace=0)

@@ -1,0 +1,205 @@
+"""The ``kontext-bot`` command (DESIGN.md "CLI contract").
+
+Operators see messages, never tracebacks, for the errors they can fix: a bad config
+exits 2 naming the key, a bad argument exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import structlog
+
+from bot import __version__
+from bot.config import Settings, effective_config, load_settings
+from bot.domain import UserRef
+from bot.errors import ConfigError, UserInputError
+from bot.logs import configure_logging
+
+log = structlog.get_logger("kontext.cli")
+
+EXIT_USAGE = 1
+EXIT_CONFIG = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kontext-bot", description="FLUX.1 Kontext image editing bot")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    config_parent = _Parser(add_help=False)
+    config_parent.add_argument(
+        "--config", help="config file (default: $KONTEXT_CONFIG or ./config.toml)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser(
+        "run", parents=[config_parent], help="start every enabled adapter in one process"
+    )
+    console = commands.add_parser(
+        "console",
+        parents=[config_parent],
+        help="one edit from the terminal",
+        description="Edit one image. Options of the /kontext grammar (--ar 16:9, --seed N, "
+        "--format jpg, --upsample, --safety N) may follow the prompt.",
+    )
+    console.add_argument("--image", type=Path, help="input image (omit for text-to-image)")
+    console.add_argument("--out", type=Path, help="where to write the result")
+    console.add_argument("prompt", nargs=argparse.REMAINDER, help="what to change")
+
+    check = commands.add_parser(
+        "check-config", parents=[config_parent], help="validate and print the effective config"
+    )
+    check.add_argument("--json", action="store_true", help="print JSON instead of TOML-like text")
+
+    commands.add_parser(
+        "migrate", parents=[config_parent], help="apply database migrations and exit"
+    )
+
+    credits = commands.add_parser("credits", help="read and change balances")
+    credit_commands = credits.add_subparsers(dest="credits_command", required=True)
+    show = credit_commands.add_parser("show", parents=[config_parent], help="show a balance")
+    show.add_argument("user", help="platform:workspace:user, e.g. slack:T0123:U0456")
+    show.add_argument("--history", type=int, default=10, help="ledger entries to list")
+    grant = credit_commands.add_parser("grant", parents=[config_parent], help="add credits")
+    grant.add_argument("user", help="platform:workspace:user")
+    grant.add_argument("amount", type=int, help="credits to add (negative to take away)")
+    grant.add_argument("--note", help="why, kept in the ledger")
+    return parser
+
+
+def _print_config(settings: Settings, as_json: bool) -> None:
+    data = effective_config(settings)
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=False))
+        return
+    for section, values in data.items():
+        print(f"[{section}]")
+        for key, value in values.items():
+            print(f"{key} = {json.dumps(value)}")
+        print()
+
+
+async def _credits(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_core
+
+    user = UserRef.parse(args.user)
+    core = await build_core(settings, with_runner=False)
+    try:
+        if args.credits_command == "grant":
+            balance = await core.service.grant(
+                user, args.amount, actor="cli", note=args.note or "granted from the command line"
+            )
+            print(f"{user}: {balance} credits")
+            return 0
+        status = await core.service.credits(user)
+        refill = (
+            status.next_allowance_at.strftime("%Y-%m-%d %H:%M UTC")
+            if status.next_allowance_at
+            else "never (one-time allowance)"
+        )
+        print(f"{user}: {status.balance} credits")
+        print(f"  images left: {status.images_left} at {status.cost_per_image} credits each")
+        print(f"  next allowance: {status.allowance} credits at {refill}")
+        print(f"  jobs running: {status.active_jobs}")
+        entries = await core.service.history(user, args.history)
+        if entries:
+            print("  recent ledger entries:")
+            for entry in entries:
+                job = f" job {entry.job_id[:8]}" if entry.job_id else ""
+                note = f" ({entry.note})" if entry.note else ""
+                print(f"    #{entry.id} {entry.kind.value:<7} {entry.amount:+d}{job}{note}")
+        return 0
+    finally:
+        await core.close()
+
+
+async def _run(settings: Settings) -> int:
+    from adapters.console.frontend import PLATFORM, ConsoleFrontend
+    from bot.app import build_core
+
+    core = await build_core(settings, {PLATFORM: ConsoleFrontend()})
+    if not (settings.slack.enabled or settings.discord.enabled):
+        log.warning(
+            "no platform adapter is enabled (slack.enabled, discord.enabled); "
+            "the bot only finishes console jobs left unfinished"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await core.start()
+    try:
+        await stop.wait()
+    finally:
+        await core.close(grace=settings.jobs.shutdown_grace_seconds)
+    return 0
+
+
+def _log_level(command: str, settings: Settings) -> str:
+    """The console prints its own progress lines; routine log events would bury them."""
+    if command == "console" and settings.log.level == "info":
+        return "warning"
+    return settings.log.level
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    secrets = [
+        settings.provider.api_key.get_secret_value(),
+        settings.slack.bot_token.get_secret_value(),
+        settings.slack.app_token.get_secret_value(),
+        settings.slack.signing_secret.get_secret_value(),
+        settings.discord.token.get_secret_value(),
+    ]
+    configure_logging(
+        fmt=settings.log.format, level=_log_level(args.command, settings), secrets=secrets
+    )
+    try:
+        if args.command == "check-config":
+            _print_config(settings, args.json)
+            return 0
+        if args.command == "migrate":
+            from bot.storage.database import migrate
+
+            asyncio.run(migrate(settings.storage.url))
+            print("database is up to date")
+            return 0
+        if args.command == "credits":
+            return asyncio.run(_credits(settings, args))
+        if args.command == "console":
+            from adapters.console import run_console
+
+            text = " ".join(args.prompt)
+            return asyncio.run(run_console(settings, image=args.image, out=args.out, text=text))
+        if args.command == "run":
+            return asyncio.run(_run(settings))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UserInputError as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Configuration: one TOML file plus ``KONTEXT_<SECTION>__<KEY>`` environment overrides.
+
+The section and key names are a public contract (DESIGN.md): operators' files use them,
+so keys may be added here but never renamed. Secrets are ``SecretStr`` so that printing,
+logging or dumping a config can never show them by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config.toml")
+CONFIG_PATH_ENV = "KONTEXT_CONFIG"
+ENV_PREFIX = "KONTEXT_"
+
+
+class _Section(BaseModel):
+    # A misspelt key in an operator's file must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StorageConfig(_Section):
+    url: str = "sqlite:///./kontext.db"
+    data_dir: Path = Path("./kontext-data")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+class ProviderConfig(_Section):
+    name: Literal["coretoday", "bfl", "replicate"] = "coretoday"
+    base_url: str = "https://api.core.today"
+    api_key: SecretStr = SecretStr("")
+    model: str = "black-forest-labs/flux-kontext-pro"
+    request_timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=10)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class CreditsConfig(_Section):
+    cost_per_image: int = Field(120, ge=0)
+    allowance: int = Field(1200, ge=0)
+    period: Literal["daily", "weekly", "monthly", "never"] = "daily"
+    admins: list[str] = Field(default_factory=list)
+
+    @field_validator("admins")
+    @classmethod
+    def _user_refs(cls, value: list[str]) -> list[str]:
+        from bot.domain import UserRef
+        from bot.errors import UserInputError
+
+        for ref in value:
+            try:
+                UserRef.parse(ref)
+            except UserInputError as exc:
+                raise ValueError(exc.user_message) from None
+        return value
+
+
+class JobsConfig(_Section):
+    max_concurrent: int = Field(8, ge=1, le=1000)
+    per_user_concurrent: int = Field(2, ge=1, le=100)
+    timeout_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(60.0, gt=0)
+    poll_initial_seconds: float = Field(2.0, gt=0)
+    poll_max_seconds: float = Field(5.0, gt=0)
+    delivery_attempts: int = Field(3, ge=1, le=10)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+
+class ImagesConfig(_Section):
+    max_input_bytes: int = Field(20_000_000, gt=0)
+    max_input_pixels: int = Field(20_000_000, gt=0)
+    max_output_bytes: int = Field(50_000_000, gt=0)
+
+
+class SlackConfig(_Section):
+    enabled: bool = False
+    mode: Literal["socket", "http"] = "socket"
+    bot_token: SecretStr = SecretStr("")
+    app_token: SecretStr = SecretStr("")
+    signing_secret: SecretStr = SecretStr("")
+    api_base_url: str = "https://slack.com/api/"
+    file_hosts: list[str] = Field(default_factory=lambda: ["files.slack.com"])
+    http_host: str = "0.0.0.0"  # noqa: S104 - HTTP mode must accept Slack's requests
+    http_port: int = Field(3000, ge=1, le=65535)
+
+
+class DiscordConfig(_Section):
+    enabled: bool = False
+    token: SecretStr = SecretStr("")
+    guild_ids: list[int] = Field(default_factory=list)
+
+
+class OpsConfig(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9090, ge=0, le=65535)
+
+
+class LogConfig(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """The whole configuration; the TOML file path is given by ``load_settings``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    credits: CreditsConfig = Field(default_factory=CreditsConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    toml_path: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _jobs_consistent(self) -> Settings:
+        if self.jobs.poll_max_seconds < self.jobs.poll_initial_seconds:
+            raise ValueError(
+                "jobs.poll_max_seconds must not be smaller than jobs.poll_initial_seconds"
+            )
+        return self
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The file to read and whether the operator named it (then it must exist)."""
+    if explicit:
+        return Path(explicit), True
+    from_env = os.environ.get(CONFIG_PATH_ENV)
+    if from_env:
+        return Path(from_env), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read, merge and validate the configuration, or raise ``ConfigError`` that says why."""
+    config_path, required = resolve_config_path(path)
+    toml_path: Path | None = None
+    if config_path.is_file():
+        try:
+            with config_path.open("rb") as handle:
+                tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{config_path}: cannot be read: {exc.strerror}") from None
+        toml_path = config_path
+    elif required:
+        raise ConfigError(f"{config_path}: config file not found")
+
+    # A subclass per load carries the file path to ``settings_customise_sources``
+    # without global state, so tests can load several configs side by side.
+    bound = type("BoundSettings", (Settings,), {"toml_path": toml_path})
+    try:
+        loaded: Settings = bound()
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, config_path)) from None
+    return loaded
+
+
+def describe_validation_error(exc: ValidationError, path: Path) -> str:
+    """One line per problem, naming the key as the operator writes it and its env twin."""
+    lines = [f"invalid configuration ({path}):"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against config.example.toml)"
+        env_name = ENV_PREFIX + "__".join(part.upper() for part in loc[:2])
+        lines.append(f"  {key}: {message} (file key {key} or env {env_name})")
+    return "\n".join(lines)
+
+
+def mask_url_password(url: str) -> str:
+    """Database URLs may carry a password; show everything but it."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """The merged configuration with every secret masked, for ``check-config`` and logs.
+
+    A set secret shows as ``***`` and an unset one as empty, so an operator can see
+    whether the environment variable reached the bot without the value being shown.
+    """
+    data = settings.model_dump(mode="json")
+    for section_name in type(settings).model_fields:
+        section = getattr(settings, section_name)
+        for key in type(section).model_fields:
+            value = getattr(section, key)
+            if isinstance(value, SecretStr):
+                data[section_name][key] = "***" if value.get_secret_value() else ""
+    data["storage"]["url"] = mask_url_password(settings.storage.url)
+    return data

@@ -1,0 +1,263 @@
+"""The words of DESIGN.md as types: who asked, what they asked for, where to answer.
+
+Adapters build these from platform events; the core never sees a platform object.
+Everything a job needs after a restart (attachment source, reply target) is plain data
+here so it can be stored and handed back to the adapter that knows how to use it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from bot.errors import UserInputError
+
+_REF_PART = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_PLATFORM = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+
+
+@dataclass(frozen=True, order=True)
+class UserRef:
+    """``platform:workspace:user``; quotas, admin lists and the CLI all use this form."""
+
+    platform: str
+    workspace: str
+    user: str
+
+    @classmethod
+    def parse(cls, text: str) -> UserRef:
+        parts = text.strip().split(":")
+        if len(parts) != 3:
+            raise UserInputError(
+                f"'{text}' is not a user reference: write platform:workspace:user, "
+                "e.g. slack:T0123:U0456 or discord:9876:1234"
+            )
+        platform, workspace, user = parts
+        if not _PLATFORM.match(platform):
+            raise UserInputError(f"'{platform}' is not a platform name (e.g. slack, discord)")
+        for label, part in (("workspace", workspace), ("user", user)):
+            if not _REF_PART.match(part):
+                raise UserInputError(f"'{part}' is not a valid {label} id in '{text}'")
+        return cls(platform, workspace, user)
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.workspace}:{self.user}"
+
+
+OutputFormat = Literal["png", "jpg"]
+
+ASPECT_RATIOS: tuple[str, ...] = (
+    "match_input_image",
+    "1:1",
+    "16:9",
+    "9:16",
+    "4:3",
+    "3:4",
+    "3:2",
+    "2:3",
+    "4:5",
+    "5:4",
+    "21:9",
+    "9:21",
+    "2:1",
+    "1:2",
+)
+SEED_MAX = 2**32 - 1
+SAFETY_MAX = 6
+SAFETY_MAX_WITH_IMAGE = 2
+DEFAULT_SAFETY = 2
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """The options of the command grammar, already validated.
+
+    ``aspect_ratio`` None means "the provider's default": match the input image when
+    there is one, 1:1 for text-to-image.
+    """
+
+    aspect_ratio: str | None = None
+    seed: int | None = None
+    output_format: OutputFormat = "png"
+    upsample: bool = False
+    safety: int = DEFAULT_SAFETY
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "aspect_ratio": self.aspect_ratio,
+            "seed": self.seed,
+            "output_format": self.output_format,
+            "upsample": self.upsample,
+            "safety": self.safety,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EditOptions:
+        return cls(
+            aspect_ratio=data.get("aspect_ratio"),
+            seed=data.get("seed"),
+            output_format=data.get("output_format", "png"),
+            upsample=bool(data.get("upsample", False)),
+            safety=int(data.get("safety", DEFAULT_SAFETY)),
+        )
+
+
+@dataclass(frozen=True)
+class AttachmentSource:
+    """What the adapter needs to fetch an attachment again after a restart.
+
+    ``locator`` is adapter-defined (a URL, a file path, a platform file id); it must not
+    carry a secret, because it is stored with the job.
+    """
+
+    name: str
+    content_type: str | None
+    size: int | None
+    locator: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "content_type": self.content_type,
+            "size": self.size,
+            "locator": self.locator,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AttachmentSource:
+        return cls(
+            name=str(data["name"]),
+            content_type=data.get("content_type"),
+            size=data.get("size"),
+            locator=str(data["locator"]),
+        )
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An input image as the platform declared it, with the adapter's own fetcher.
+
+    ``fetch`` receives the byte cap so that an adapter can stop reading early instead of
+    holding an oversized upload in memory.
+    """
+
+    source: AttachmentSource
+    fetch: Callable[[int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One ``/kontext`` request, platform-neutral.
+
+    ``reply_target`` is the adapter's own description of where to answer (channel,
+    thread, interaction); it is stored with the job and given back to the adapter.
+    ``idempotency_key`` comes from the platform's own ids, so a redelivered event
+    maps onto the job it already created.
+    """
+
+    user: UserRef
+    prompt: str
+    options: EditOptions
+    attachments: tuple[Attachment, ...]
+    reply_target: Mapping[str, Any]
+    idempotency_key: str
+    display_name: str | None = None
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.DELIVERING})
+
+
+@dataclass(frozen=True)
+class Job:
+    """A stored job as the runner and adapters see it."""
+
+    id: str
+    idempotency_key: str
+    user: UserRef
+    state: JobState
+    prompt: str
+    options: EditOptions
+    attachments: tuple[AttachmentSource, ...]
+    reply_target: Mapping[str, Any]
+    cost: int
+    provider: str
+    model: str
+    prediction_id: str | None = None
+    submit_started: bool = False
+    output_path: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    created_at: float = 0.0
+    finished_at: float | None = None
+    seed_used: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """What the adapter tells the user at once: the job and its place in the queue."""
+
+    job: Job
+    queue_position: int
+    balance_after: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """A finished image, ready to post."""
+
+    job: Job
+    image: bytes
+    content_type: str
+    filename: str
+    width: int
+    height: int
+    balance_after: int
+    elapsed_seconds: float
+
+
+class Reply(Protocol):
+    """How the core talks back to the person who asked, on their platform.
+
+    Implementations must be safe to call after a restart (built from the stored
+    ``reply_target``) and should not raise for a lost conversation: log and return.
+    """
+
+    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
+        """A status change worth showing (queued n, editing, downloading)."""
+
+    async def deliver(self, result: EditResult) -> None:
+        """Post the finished image; raising means "not delivered" and is retried."""
+
+    async def fail(self, job: Job, message: str) -> None:
+        """Tell the user the job failed and why, in plain words."""
+
+
+class Frontend(Protocol):
+    """What an adapter gives the core so it can finish that platform's jobs."""
+
+    platform: str
+
+    def reply_for(self, job: Job) -> Reply:
+        """A ``Reply`` for a stored job (also after a restart)."""
+
+    def attachment_for(self, source: AttachmentSource) -> Attachment:
+        """Rebuild a fetchable attachment from its stored source."""

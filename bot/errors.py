@@ -1,0 +1,91 @@
+"""The five kinds of failure of DESIGN.md, as exceptions that carry a user-facing message.
+
+Every failure a user can see is one of these kinds, because the kind decides the two
+things that matter to them: whether they were charged (only the user's own input and
+quota errors happen before a reservation; everything after one is refunded) and whether
+retrying later can help.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    USER_INPUT = "user_input"
+    QUOTA = "quota"
+    MODERATION = "moderation"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    INTERNAL = "internal"
+
+
+class KontextError(Exception):
+    """Base of every failure the bot reports to a person.
+
+    ``user_message`` is written for the person who typed the command; ``str(self)`` is
+    for logs. Neither may contain secrets.
+    """
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+
+
+class UserInputError(KontextError):
+    """The request itself is wrong (prompt, option, attachment): shown, nothing charged."""
+
+    kind = ErrorKind.USER_INPUT
+
+
+class QuotaError(KontextError):
+    """The user's balance cannot pay for the request: shown with balance and refill time."""
+
+    kind = ErrorKind.QUOTA
+
+    def __init__(
+        self, user_message: str, *, balance: int, cost: int, refill_at: str | None
+    ) -> None:
+        super().__init__(user_message)
+        self.balance = balance
+        self.cost = cost
+        self.refill_at = refill_at
+
+
+class ModerationError(KontextError):
+    """The provider refused the content: shown and refunded; retrying the same will not help."""
+
+    kind = ErrorKind.MODERATION
+
+
+class ProviderUnavailable(KontextError):
+    """The provider could not do the work now (429, 5xx, timeout, network, its own limits).
+
+    ``retryable`` tells the retry policy whether the same call may be repeated safely;
+    ``retry_after`` is the provider's own hint in seconds, when it gave one.
+    """
+
+    kind = ErrorKind.PROVIDER_UNAVAILABLE
+
+    def __init__(
+        self,
+        user_message: str,
+        *,
+        detail: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class InternalError(KontextError):
+    """A fault of the bot itself: logged with the job id, the user sees only that id."""
+
+    kind = ErrorKind.INTERNAL
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the problem."""

@@ -1,0 +1,386 @@
+"""Persisted jobs: the queue, its leases and the state transitions that move money.
+
+Every transition that touches credits (store+reserve, succeed+charge, fail+refund)
+happens in one transaction with the state change, guarded by the state it expects, so
+a repeated or concurrent transition is a no-op rather than a second charge or refund.
+
+Leases make a job belong to one runner at a time; a runner that dies stops renewing and
+another (or the same after a restart) takes the job over once the lease expires.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot import ledger
+from bot.domain import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    AttachmentSource,
+    EditOptions,
+    Job,
+    JobState,
+    UserRef,
+)
+from bot.errors import QuotaError
+from bot.ledger import AllowancePolicy
+from bot.periods import next_period_start
+from bot.storage.database import Database
+from bot.storage.schema import jobs
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    idempotency_key: str
+    user: UserRef
+    prompt: str
+    options: EditOptions
+    attachments: tuple[AttachmentSource, ...]
+    reply_target: Mapping[str, Any]
+    cost: int
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    job: Job
+    duplicate: bool
+    balance_after: int
+
+
+def row_to_job(row: Row[Any]) -> Job:
+    return Job(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        user=UserRef.parse(row.user_ref),
+        state=JobState(row.state),
+        prompt=row.prompt,
+        options=EditOptions.from_json(row.options),
+        attachments=tuple(AttachmentSource.from_json(a) for a in row.attachments),
+        reply_target=row.reply_target,
+        cost=row.cost,
+        provider=row.provider,
+        model=row.model,
+        prediction_id=row.prediction_id,
+        submit_started=row.submit_started_at is not None,
+        output_path=row.output_path,
+        error_kind=row.error_kind,
+        error_message=row.error_message,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        extra=row.result or {},
+    )
+
+
+def quota_message(balance: int, cost: int, refill: str | None) -> str:
+    when = f" Your allowance refills {refill}." if refill else ""
+    return (
+        f"You have {balance} credits and an image costs {cost}.{when}"
+        " Ask an admin for a grant if you need more now."
+    )
+
+
+class JobStore:
+    def __init__(self, db: Database, policy: AllowancePolicy, clock: Clock) -> None:
+        self.db = db
+        self.policy = policy
+        self.clock = clock
+
+    # -- creating -----------------------------------------------------------------
+
+    async def create(self, new: NewJob) -> Stored:
+        """Store the job and reserve its cost in one transaction, or return the job that
+        already has this idempotency key (a redelivered event creates nothing)."""
+        existing = await self.by_idempotency_key(new.idempotency_key)
+        if existing is not None:
+            return await self._duplicate(existing)
+        try:
+            return await self._create(new)
+        except IntegrityError:
+            # Another task stored the same key between our look-up and insert.
+            existing = await self.by_idempotency_key(new.idempotency_key)
+            if existing is None:
+                raise
+            return await self._duplicate(existing)
+
+    async def _duplicate(self, job: Job) -> Stored:
+        async with self.db.transaction() as conn:
+            return Stored(job, True, await ledger.balance(conn, job.user))
+
+    async def _create(self, new: NewJob) -> Stored:
+        now = self.clock()
+        job_id = uuid.uuid4().hex
+        async with self.db.transaction() as conn:
+            await ledger.lock_account(conn, new.user, now)
+            await ledger.ensure_allowance(conn, new.user, self.policy, now)
+            available = await ledger.balance(conn, new.user)
+            if available < new.cost:
+                refill = next_period_start(self.policy.period, now)
+                refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
+                raise QuotaError(
+                    quota_message(available, new.cost, refill_text),
+                    balance=available,
+                    cost=new.cost,
+                    refill_at=refill_text,
+                )
+            await conn.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    idempotency_key=new.idempotency_key,
+                    user_ref=str(new.user),
+                    platform=new.user.platform,
+                    state=JobState.QUEUED.value,
+                    prompt=new.prompt,
+                    options=new.options.to_json(),
+                    attachments=[a.to_json() for a in new.attachments],
+                    reply_target=dict(new.reply_target),
+                    cost=new.cost,
+                    provider=new.provider,
+                    model=new.model,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await ledger.reserve(conn, new.user, job_id, new.cost, now)
+            balance_after = available - new.cost
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+        return Stored(row_to_job(row), False, balance_after)
+
+    # -- reading ------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.transaction() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        return row_to_job(row) if row else None
+
+    async def by_idempotency_key(self, key: str) -> Job | None:
+        async with self.db.transaction() as conn:
+            row = (
+                await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))
+            ).first()
+        return row_to_job(row) if row else None
+
+    async def queue_position(self, job: Job) -> int:
+        """1 for the next job to run; 0 when the job is no longer waiting."""
+        if job.state != JobState.QUEUED:
+            return 0
+        async with self.db.transaction() as conn:
+            ahead = await conn.scalar(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= job.created_at)
+            )
+        return int(ahead or 0)
+
+    async def balance(self, user: UserRef) -> int:
+        async with self.db.transaction() as conn:
+            return await ledger.balance(conn, user)
+
+    async def active_for_user(self, user: UserRef) -> int:
+        async with self.db.transaction() as conn:
+            count = await conn.scalar(
+                select(func.count())
+                .select_from(jobs)
+                .where(
+                    jobs.c.user_ref == str(user),
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+            )
+        return int(count or 0)
+
+    # -- the runner's side ----------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        platforms: Collection[str],
+        limit: int,
+        per_user: int,
+        lease_seconds: float,
+    ) -> list[Job]:
+        """Take up to ``limit`` runnable jobs: queued ones, and active ones whose lease
+        expired (their runner died). Each is taken with a compare-and-set on its state
+        and lease, so two runners never take the same job."""
+        if limit <= 0 or not platforms:
+            return []
+        now = self.clock()
+        live_lease = and_(jobs.c.lease_owner.is_not(None), jobs.c.lease_expires_at >= now)
+        claimable = and_(
+            jobs.c.platform.in_(list(platforms)),
+            or_(
+                jobs.c.state == JobState.QUEUED.value,
+                and_(
+                    jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
+                    ~live_lease,
+                ),
+            ),
+        )
+        claimed: list[Job] = []
+        async with self.db.transaction() as conn:
+            running = dict(
+                (
+                    await conn.execute(
+                        select(jobs.c.user_ref, func.count())
+                        .where(
+                            jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
+                            live_lease,
+                        )
+                        .group_by(jobs.c.user_ref)
+                    )
+                ).tuples()
+            )
+            candidates = (
+                await conn.execute(
+                    select(jobs).where(claimable).order_by(jobs.c.created_at).limit(limit * 4)
+                )
+            ).all()
+            for row in candidates:
+                if len(claimed) >= limit:
+                    break
+                if running.get(row.user_ref, 0) >= per_user:
+                    continue
+                new_state = (
+                    JobState.RUNNING.value if row.state == JobState.QUEUED.value else row.state
+                )
+                result = await conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == row.id,
+                        jobs.c.state == row.state,
+                        or_(jobs.c.lease_owner.is_(None), jobs.c.lease_expires_at < now),
+                    )
+                    .values(
+                        state=new_state,
+                        lease_owner=owner,
+                        lease_expires_at=now + lease_seconds,
+                        started_at=func.coalesce(jobs.c.started_at, now),
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount != 1:
+                    continue
+                running[row.user_ref] = running.get(row.user_ref, 0) + 1
+                fresh = (await conn.execute(select(jobs).where(jobs.c.id == row.id))).one()
+                claimed.append(row_to_job(fresh))
+        return claimed
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.lease_owner == owner,
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+                .values(lease_expires_at=now + lease_seconds)
+            )
+        return int(result.rowcount)
+
+    async def release_leases(self, owner: str) -> None:
+        """Hand unfinished jobs back at once on a clean stop, so the next start resumes
+        them without waiting for the lease to expire."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.lease_owner == owner,
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    async def _update_active(self, job_id: str, **values: Any) -> None:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+                .values(updated_at=now, **values)
+            )
+
+    async def mark_submit_started(self, job_id: str) -> None:
+        await self._update_active(job_id, submit_started_at=self.clock())
+
+    async def record_prediction(self, job_id: str, prediction_id: str) -> None:
+        await self._update_active(job_id, prediction_id=prediction_id)
+
+    async def mark_delivering(
+        self, job_id: str, output_path: str, result: Mapping[str, Any]
+    ) -> None:
+        await self._update_active(
+            job_id,
+            state=JobState.DELIVERING.value,
+            output_path=output_path,
+            result=dict(result),
+        )
+
+    async def succeed(self, job: Job) -> int | None:
+        """Mark delivered and settle the charge; returns the balance, or None when the job
+        had already reached a terminal state (nothing happens twice)."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            moved = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job.id,
+                    jobs.c.state.not_in([s.value for s in TERMINAL_STATES]),
+                )
+                .values(
+                    state=JobState.SUCCEEDED.value,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            if moved.rowcount != 1:
+                return None
+            await ledger.settle_charge(conn, job.user, job.id, job.cost, now)
+            return await ledger.balance(conn, job.user)
+
+    async def fail(
+        self,
+        job: Job,
+        *,
+        error_kind: str,
+        message: str,
+        state: JobState = JobState.FAILED,
+    ) -> int | None:
+        """Mark failed (or canceled) and refund; None when already terminal."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            moved = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job.id,
+                    jobs.c.state.not_in([s.value for s in TERMINAL_STATES]),
+                )
+                .values(
+                    state=state.value,
+                    error_kind=error_kind,
+                    error_message=message[:2000],
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            if moved.rowcount != 1:
+                return None
+            await ledger.refund(conn, job.user, job.id, job.cost, now, reason=error_kind)
+            return await ledger.balance(conn, job.user)

@@ -1,0 +1,197 @@
+"""The append-only credit ledger: a balance is the sum of a user's entries.
+
+Entry kinds and their amounts:
+
+- ``grant``   +N  the period allowance (lazily, once per period) or an admin grant
+- ``reserve`` -cost when a job is stored, in the same transaction
+- ``charge``  0   settles a reservation when the image was delivered (the money already
+                  left the balance at ``reserve``; the entry records the outcome)
+- ``refund``  +cost when a job fails for any reason after its reservation
+- ``adjust``  ±N  an admin correction
+
+Reserve, charge and refund carry a ``dedupe_key`` naming the job, so repeating a step
+(after a crash, a retry, a second process) is a no-op: nothing is charged twice.
+All functions take a connection inside an open transaction; callers own the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.domain import UserRef
+from bot.periods import Period, period_key
+from bot.storage.dialect import insert_ignoring_conflict
+from bot.storage.schema import accounts, ledger
+
+
+class EntryKind(StrEnum):
+    GRANT = "grant"
+    RESERVE = "reserve"
+    CHARGE = "charge"
+    REFUND = "refund"
+    ADJUST = "adjust"
+
+
+@dataclass(frozen=True)
+class AllowancePolicy:
+    amount: int
+    period: Period
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: int
+    user: str
+    kind: EntryKind
+    amount: int
+    job_id: str | None
+    actor: str | None
+    note: str | None
+    created_at: float
+
+
+async def lock_account(conn: AsyncConnection, user: UserRef, now: float) -> None:
+    """Create the user's account row if needed and lock it for this transaction.
+
+    The lock serialises every balance change of one user across tasks and processes
+    (PostgreSQL row lock; on SQLite the whole database is already locked by
+    ``BEGIN IMMEDIATE`` and ``FOR UPDATE`` is simply not rendered).
+    """
+    ref = str(user)
+    await insert_ignoring_conflict(
+        conn, accounts, {"user_ref": ref, "created_at": now}, ["user_ref"]
+    )
+    await conn.execute(
+        select(accounts.c.user_ref).where(accounts.c.user_ref == ref).with_for_update()
+    )
+
+
+async def ensure_allowance(
+    conn: AsyncConnection, user: UserRef, policy: AllowancePolicy, now: float
+) -> bool:
+    """Grant the current period's allowance unless already granted; True if granted now.
+
+    Lazy: a user who is away for a month is not credited thirty times on return.
+    """
+    if policy.amount <= 0:
+        return False
+    key = period_key(policy.period, now)
+    return await insert_ignoring_conflict(
+        conn,
+        ledger,
+        {
+            "user_ref": str(user),
+            "kind": EntryKind.GRANT.value,
+            "amount": policy.amount,
+            "job_id": None,
+            "dedupe_key": f"allowance:{user}:{policy.period}:{key}",
+            "actor": "allowance",
+            "note": f"{policy.period} allowance {key}",
+            "created_at": now,
+        },
+        ["dedupe_key"],
+    )
+
+
+async def balance(conn: AsyncConnection, user: UserRef) -> int:
+    total = await conn.scalar(
+        select(func.coalesce(func.sum(ledger.c.amount), 0)).where(
+            ledger.c.user_ref == str(user)
+        )
+    )
+    return int(total or 0)
+
+
+async def append(
+    conn: AsyncConnection,
+    user: UserRef,
+    kind: EntryKind,
+    amount: int,
+    now: float,
+    *,
+    job_id: str | None = None,
+    dedupe_key: str | None = None,
+    actor: str | None = None,
+    note: str | None = None,
+) -> bool:
+    """Add one entry; False when an entry with the same ``dedupe_key`` already exists."""
+    values = {
+        "user_ref": str(user),
+        "kind": kind.value,
+        "amount": amount,
+        "job_id": job_id,
+        "dedupe_key": dedupe_key,
+        "actor": actor,
+        "note": note,
+        "created_at": now,
+    }
+    if dedupe_key is None:
+        await conn.execute(ledger.insert().values(**values))
+        return True
+    return await insert_ignoring_conflict(conn, ledger, values, ["dedupe_key"])
+
+
+async def reserve(
+    conn: AsyncConnection, user: UserRef, job_id: str, cost: int, now: float
+) -> bool:
+    return await append(
+        conn, user, EntryKind.RESERVE, -cost, now, job_id=job_id, dedupe_key=f"reserve:{job_id}"
+    )
+
+
+async def settle_charge(
+    conn: AsyncConnection, user: UserRef, job_id: str, cost: int, now: float
+) -> bool:
+    return await append(
+        conn,
+        user,
+        EntryKind.CHARGE,
+        0,
+        now,
+        job_id=job_id,
+        dedupe_key=f"charge:{job_id}",
+        note=f"{cost} credits charged",
+    )
+
+
+async def refund(
+    conn: AsyncConnection, user: UserRef, job_id: str, cost: int, now: float, reason: str
+) -> bool:
+    return await append(
+        conn,
+        user,
+        EntryKind.REFUND,
+        cost,
+        now,
+        job_id=job_id,
+        dedupe_key=f"refund:{job_id}",
+        note=reason[:500],
+    )
+
+
+async def recent_entries(
+    conn: AsyncConnection, user: UserRef, limit: int = 20
+) -> list[LedgerEntry]:
+    rows = await conn.execute(
+        select(ledger)
+        .where(ledger.c.user_ref == str(user))
+        .order_by(ledger.c.id.desc())
+        .limit(limit)
+    )
+    return [
+        LedgerEntry(
+            id=row.id,
+            user=row.user_ref,
+            kind=EntryKind(row.kind),
+            amount=row.amount,
+            job_id=row.job_id,
+            actor=row.actor,
+            note=row.note,
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,36 @@
+"""Allowance periods in UTC: the key of the current period and when the next begins."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+Period = Literal["daily", "weekly", "monthly", "never"]
+
+
+def period_key(period: Period, now: float) -> str:
+    """A stable name for the period containing ``now``; one allowance grant per key."""
+    moment = datetime.fromtimestamp(now, UTC)
+    if period == "daily":
+        return moment.strftime("%Y-%m-%d")
+    if period == "weekly":
+        year, week, _ = moment.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "monthly":
+        return moment.strftime("%Y-%m")
+    return "once"
+
+
+def next_period_start(period: Period, now: float) -> datetime | None:
+    """When the next allowance becomes available; None for a one-time allowance."""
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        return midnight + timedelta(days=1)
+    if period == "weekly":
+        return midnight + timedelta(days=7 - moment.weekday())
+    if period == "monthly":
+        if moment.month == 12:
+            return midnight.replace(year=moment.year + 1, month=1, day=1)
+        return midnight.replace(month=moment.month + 1, day=1)
+    return None

@@ -1,0 +1,415 @@
+"""The job runner: a bounded pool of workers that turns queued jobs into delivered images.
+
+Jobs come from storage, not from memory, so the same code path serves a fresh job, a
+job another process queued and a job a crash left behind. Each step that matters after
+a crash is recorded before it is taken (``submit_started_at`` before the create call,
+the prediction id right after it, the output file before delivery), which is what lets
+a restart resume a job without submitting it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from bot.domain import EditResult, Frontend, Job, JobState, Reply
+from bot.errors import (
+    ErrorKind,
+    InternalError,
+    KontextError,
+    ModerationError,
+    ProviderUnavailable,
+)
+from bot.images import inspect_output_image, validate_input_image
+from bot.jobstore import JobStore
+from bot.providers.base import (
+    InputImage,
+    PredictionState,
+    PredictionStatus,
+    Provider,
+    ProviderRequest,
+)
+
+log = structlog.get_logger("kontext.runner")
+
+
+@dataclass(frozen=True)
+class RunnerLimits:
+    max_concurrent: int = 8
+    per_user_concurrent: int = 2
+    job_timeout: float = 300.0
+    lease_seconds: float = 60.0
+    poll_initial: float = 2.0
+    poll_max: float = 5.0
+    delivery_attempts: int = 3
+    max_input_bytes: int = 20_000_000
+    max_input_pixels: int = 20_000_000
+    max_output_bytes: int = 50_000_000
+    # How often the dispatcher looks for work it was not woken for (other processes'
+    # jobs, expired leases).
+    idle_scan_seconds: float = 1.0
+
+
+def failure_message(exc: KontextError, job_id: str) -> str:
+    """What the user reads when a job fails after its credits were reserved."""
+    refunded = "Your credits were refunded."
+    if exc.kind == ErrorKind.INTERNAL:
+        return (
+            f"Something went wrong on the bot's side (job {job_id}). {refunded} "
+            "An operator can look the job up in the logs."
+        )
+    return f"{exc.user_message} {refunded}"
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        provider: Provider,
+        frontends: Mapping[str, Frontend],
+        limits: RunnerLimits,
+        data_dir: Path,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.frontends = dict(frontends)
+        self.limits = limits
+        self.output_dir = data_dir / "outputs"
+        self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._finished: dict[str, asyncio.Event] = {}
+        self._stopping = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="kontext-dispatch")
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="kontext-lease")
+        log.info("runner started", owner=self.owner, platforms=sorted(self.frontends))
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop taking jobs, give running ones ``grace`` seconds, then hand the rest back.
+
+        Jobs cut off here keep their recorded progress; releasing their leases lets the
+        next start resume them at once.
+        """
+        self._stopping = True
+        self._wake.set()
+        for task in (self._dispatcher,):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._workers and grace > 0:
+            await asyncio.wait(list(self._workers.values()), timeout=grace)
+        for task in list(self._workers.values()):
+            task.cancel()
+        for task in list(self._workers.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self.store.release_leases(self.owner)
+        log.info("runner stopped", owner=self.owner)
+
+    @property
+    def active_jobs(self) -> int:
+        return len(self._workers)
+
+    async def wait_for(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job is terminal (used by the console front end and tests)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = await self.store.get(job_id)
+            if job is None:
+                raise KeyError(job_id)
+            if job.state.terminal:
+                return job
+            event = self._finished.setdefault(job_id, asyncio.Event())
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                raise TimeoutError(f"job {job_id} still {job.state}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=min(remaining or 1.0, 1.0))
+
+    # -- dispatch -------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.limits.max_concurrent - len(self._workers)
+            try:
+                claimed = await self.store.claim(
+                    self.owner,
+                    self.frontends.keys(),
+                    free,
+                    self.limits.per_user_concurrent,
+                    self.limits.lease_seconds,
+                )
+            except Exception:
+                log.exception("claiming jobs failed; retrying")
+                claimed = []
+            for job in claimed:
+                task = asyncio.create_task(self._run(job), name=f"kontext-job-{job.id}")
+                self._workers[job.id] = task
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.limits.idle_scan_seconds)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.limits.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.renew_leases(self.owner, self.limits.lease_seconds)
+            except Exception:
+                log.exception("renewing job leases failed")
+
+    async def _run(self, job: Job) -> None:
+        bound = log.bind(job_id=job.id, user=str(job.user), platform=job.user.platform)
+        try:
+            await self._execute(job, bound)
+        except asyncio.CancelledError:
+            bound.info("job interrupted; it resumes on the next start")
+            raise
+        finally:
+            self._workers.pop(job.id, None)
+            self._finished.setdefault(job.id, asyncio.Event()).set()
+            self._wake.set()
+
+    # -- one job --------------------------------------------------------------------
+
+    async def _execute(self, job: Job, bound: structlog.typing.FilteringBoundLogger) -> None:
+        reply = self.frontends[job.user.platform].reply_for(job)
+        started = time.monotonic()
+        try:
+            # Bounds the provider's part (submit, wait, download); a resumed job gets a
+            # fresh budget, so a crash never shortens a user's chance to get the image.
+            async with asyncio.timeout(self.limits.job_timeout):
+                if job.state == JobState.DELIVERING and job.output_path:
+                    await self._deliver(job, reply, started, bound)
+                    return
+                status = await self._submit_or_resume(job, reply, bound)
+                job = await self._refresh(job)
+                final = await self._wait_until_done(job, status)
+                output_path, meta = await self._download(job, final)
+                await self.store.mark_delivering(job.id, str(output_path), meta)
+            job = await self._refresh(job)
+            await self._deliver(job, reply, started, bound)
+        except TimeoutError:
+            await self._cancel_at_provider(job)
+            await self._fail(
+                job,
+                reply,
+                ProviderUnavailable(
+                    f"The image service took longer than {self.limits.job_timeout:.0f} seconds,"
+                    " so the edit was canceled."
+                ),
+                bound,
+            )
+        except KontextError as exc:
+            await self._fail(job, reply, exc, bound)
+        except Exception as exc:
+            bound.exception("job failed with an internal error")
+            await self._fail(job, reply, InternalError("internal error", detail=repr(exc)), bound)
+
+    async def _refresh(self, job: Job) -> Job:
+        fresh = await self.store.get(job.id)
+        return fresh or job
+
+    async def _submit_or_resume(
+        self, job: Job, reply: Reply, bound: structlog.typing.FilteringBoundLogger
+    ) -> PredictionStatus:
+        if job.prediction_id:
+            bound.info("resuming submitted job", prediction_id=job.prediction_id)
+            return await self.provider.status(job.prediction_id)
+        if job.submit_started:
+            # The create may or may not have reached the provider before the crash;
+            # submitting again could run (and bill) it twice.
+            raise ProviderUnavailable(
+                "The bot restarted while sending your edit, so it was stopped to avoid "
+                "running it twice. Please try again."
+            )
+        await reply.progress(job, "editing")
+        images = await self._fetch_inputs(job)
+        await self.store.mark_submit_started(job.id)
+        request = ProviderRequest(prompt=job.prompt, options=job.options, images=images)
+        status = await self.provider.submit(request, idempotency_key=job.id)
+        del request, images  # the inputs are not held while the provider works
+        await self.store.record_prediction(job.id, status.id)
+        bound.info("submitted", prediction_id=status.id, state=status.state.value)
+        return status
+
+    async def _fetch_inputs(self, job: Job) -> tuple[InputImage, ...]:
+        frontend = self.frontends[job.user.platform]
+        images: list[InputImage] = []
+        for source in job.attachments:
+            attachment = frontend.attachment_for(source)
+            data = await attachment.fetch(self.limits.max_input_bytes)
+            images.append(
+                await asyncio.to_thread(
+                    validate_input_image,
+                    data,
+                    filename=source.name,
+                    max_bytes=self.limits.max_input_bytes,
+                    max_pixels=self.limits.max_input_pixels,
+                    accepted_formats=self.provider.capabilities.input_formats,
+                )
+            )
+        return tuple(images)
+
+    async def _wait_until_done(self, job: Job, status: PredictionStatus) -> PredictionStatus:
+        delay = self.limits.poll_initial
+        while not status.state.terminal:
+            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+            delay = min(self.limits.poll_max, delay * 1.5)
+            status = await self.provider.status(status.id)
+        if status.state == PredictionState.SUCCEEDED:
+            if not status.output_urls:
+                raise ProviderUnavailable(
+                    "The image service finished without an image.", detail=f"{status}"
+                )
+            return status
+        if status.state == PredictionState.MODERATED:
+            raise ModerationError(
+                "The image service's safety filter refused this edit. Try a different "
+                "prompt or image.",
+                detail=status.error,
+            )
+        if status.state == PredictionState.CANCELED:
+            raise ProviderUnavailable("The edit was canceled at the image service.")
+        raise ProviderUnavailable(
+            "The image service could not finish this edit.", detail=status.error
+        )
+
+    async def _download(self, job: Job, status: PredictionStatus) -> tuple[Path, dict[str, object]]:
+        data = await self.provider.fetch_output(
+            status.output_urls[0], max_bytes=self.limits.max_output_bytes
+        )
+        info = await asyncio.to_thread(
+            inspect_output_image,
+            data,
+            max_bytes=self.limits.max_output_bytes,
+            max_pixels=self.limits.max_input_pixels * 4,
+        )
+        path = self.output_dir / f"{job.id}.{info.extension}"
+        await asyncio.to_thread(_write_atomically, path, data)
+        return path, {
+            "content_type": info.content_type,
+            "width": info.width,
+            "height": info.height,
+            "seed": job.options.seed,
+        }
+
+    async def _deliver(
+        self,
+        job: Job,
+        reply: Reply,
+        started: float,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        assert job.output_path is not None
+        path = Path(job.output_path)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            await self._fail(
+                job,
+                reply,
+                InternalError("output missing", detail=f"{path} is gone"),
+                bound,
+            )
+            return
+        meta = job.extra
+        # The balance the user will have once this job is charged; the charge itself
+        # adds nothing (the credits left at reservation).
+        status_balance = await self.store.balance(job.user)
+        result = EditResult(
+            job=job,
+            image=data,
+            content_type=str(meta.get("content_type", "image/png")),
+            filename=f"kontext-{job.id[:8]}{path.suffix}",
+            width=int(meta.get("width", 0)),
+            height=int(meta.get("height", 0)),
+            balance_after=status_balance,
+            elapsed_seconds=max(0.0, self.store.clock() - job.created_at),
+        )
+        last_error: Exception | None = None
+        for attempt in range(self.limits.delivery_attempts):
+            try:
+                await reply.deliver(result)
+                break
+            except Exception as exc:
+                last_error = exc
+                bound.warning("delivery failed", attempt=attempt + 1, error=repr(exc))
+                await asyncio.sleep(min(2**attempt, 10) * 0.5)
+        else:
+            await self._fail(
+                job,
+                reply,
+                ProviderUnavailable(
+                    "The edited image could not be posted here.", detail=repr(last_error)
+                ),
+                bound,
+            )
+            return
+        balance = await self.store.succeed(job)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        bound.info("job succeeded", balance=balance, elapsed=round(time.monotonic() - started, 3))
+
+    async def _fail(
+        self,
+        job: Job,
+        reply: Reply,
+        exc: KontextError,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        message = failure_message(exc, job.id)
+        balance = await self.store.fail(job, error_kind=exc.kind.value, message=str(exc))
+        if balance is None:
+            return  # someone else already finished this job
+        level = bound.warning if exc.kind != ErrorKind.INTERNAL else bound.error
+        level("job failed and was refunded", error_kind=exc.kind.value, detail=str(exc))
+        if job.output_path:
+            with contextlib.suppress(OSError):
+                Path(job.output_path).unlink()
+        try:
+            await reply.fail(job, message)
+        except Exception:
+            bound.exception("could not tell the user about the failure")
+
+    async def _cancel_at_provider(self, job: Job) -> None:
+        fresh = await self._refresh(job)
+        if fresh.prediction_id:
+            with contextlib.suppress(Exception):
+                await self.provider.cancel(fresh.prediction_id)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_suffix(path.suffix + ".part")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+__all__ = ["JobRunner", "RunnerLimits", "failure_message"]

@@ -1,0 +1,159 @@
+"""The core's service API: the only door adapters use to reach jobs and credits.
+
+Everything here is fast (validation and one transaction): adapters call it before or
+right after acknowledging the platform, and the slow work happens in the job runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot import ledger
+from bot.commands import validate_prompt
+from bot.domain import Acknowledgement, EditRequest, Job, UserRef
+from bot.errors import UserInputError
+from bot.images import ACCEPTED_FORMATS
+from bot.jobstore import JobStore, NewJob
+from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
+from bot.periods import next_period_start
+from bot.providers.base import ProviderCapabilities
+
+_FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
+_CONTENT_TYPES = {f"image/{name}" for name in ACCEPTED_FORMATS} | {"image/jpg"}
+
+
+@dataclass(frozen=True)
+class CreditStatus:
+    user: UserRef
+    balance: int
+    cost_per_image: int
+    images_left: int
+    next_allowance_at: datetime | None
+    allowance: int
+    active_jobs: int
+
+
+class Wakeable:
+    """Anything that wants to hear that a job was queued (the runner)."""
+
+    def wake(self) -> None:  # pragma: no cover - replaced by the runner
+        return None
+
+
+class KontextService:
+    def __init__(
+        self,
+        store: JobStore,
+        capabilities: ProviderCapabilities,
+        *,
+        provider_name: str,
+        model: str,
+        max_input_bytes: int,
+    ) -> None:
+        self.store = store
+        self.capabilities = capabilities
+        self.provider_name = provider_name
+        self.model = model
+        self.max_input_bytes = min(max_input_bytes, capabilities.max_input_bytes)
+        self.runner: Wakeable = Wakeable()
+
+    @property
+    def cost_per_image(self) -> int:
+        return self.capabilities.cost_per_image
+
+    async def submit(self, request: EditRequest) -> Acknowledgement:
+        """Validate, reserve and queue; a repeated idempotency key returns the first job."""
+        existing = await self.store.by_idempotency_key(request.idempotency_key)
+        if existing is None:
+            self._validate(request)
+        stored = await self.store.create(
+            NewJob(
+                idempotency_key=request.idempotency_key,
+                user=request.user,
+                prompt=request.prompt,
+                options=request.options,
+                attachments=tuple(a.source for a in request.attachments),
+                reply_target=request.reply_target,
+                cost=self.cost_per_image,
+                provider=self.provider_name,
+                model=self.model,
+            )
+        )
+        if not stored.duplicate:
+            self.runner.wake()
+        position = await self.store.queue_position(stored.job)
+        return Acknowledgement(
+            job=stored.job,
+            queue_position=position,
+            balance_after=stored.balance_after,
+            duplicate=stored.duplicate,
+        )
+
+    def _validate(self, request: EditRequest) -> None:
+        validate_prompt(request.prompt, self.capabilities)
+        caps = self.capabilities
+        if len(request.attachments) > caps.max_input_images:
+            raise UserInputError(
+                f"Attach at most {caps.max_input_images} image"
+                f"{'s' if caps.max_input_images != 1 else ''}; you attached "
+                f"{len(request.attachments)}."
+            )
+        if not request.attachments and not caps.supports_text_to_image:
+            raise UserInputError("Attach an image to edit: this model only edits images.")
+        accepted = ", ".join(_FORMAT_NAMES[f] for f in sorted(caps.input_formats))
+        for attachment in request.attachments:
+            source = attachment.source
+            declared = (source.content_type or "").split(";")[0].strip().lower()
+            if declared and declared not in _CONTENT_TYPES:
+                raise UserInputError(
+                    f"'{source.name}' is not an image I can edit ({declared}). "
+                    f"Send one of: {accepted}."
+                )
+            if source.size is not None and source.size > self.max_input_bytes:
+                raise UserInputError(
+                    f"'{source.name}' is {source.size / 1e6:.1f} MB; the limit is "
+                    f"{self.max_input_bytes / 1e6:.0f} MB."
+                )
+
+    async def job(self, job_id: str) -> Job | None:
+        return await self.store.get(job_id)
+
+    async def credits(self, user: UserRef) -> CreditStatus:
+        """The user's balance after any allowance due, and what it buys."""
+        store = self.store
+        now = store.clock()
+        async with store.db.transaction() as conn:
+            await ledger.lock_account(conn, user, now)
+            await ledger.ensure_allowance(conn, user, store.policy, now)
+            balance = await ledger.balance(conn, user)
+        cost = self.cost_per_image
+        return CreditStatus(
+            user=user,
+            balance=balance,
+            cost_per_image=cost,
+            images_left=balance // cost if cost else 0,
+            next_allowance_at=next_period_start(store.policy.period, now),
+            allowance=store.policy.amount,
+            active_jobs=await store.active_for_user(user),
+        )
+
+    async def grant(self, user: UserRef, amount: int, *, actor: str, note: str | None = None) -> int:
+        """Add (or with a negative amount, take away) credits; returns the new balance."""
+        if amount == 0:
+            raise UserInputError("A grant of 0 credits changes nothing.")
+        store = self.store
+        now = store.clock()
+        kind = EntryKind.GRANT if amount > 0 else EntryKind.ADJUST
+        async with store.db.transaction() as conn:
+            await ledger.lock_account(conn, user, now)
+            await ledger.ensure_allowance(conn, user, store.policy, now)
+            await ledger.append(conn, user, kind, amount, now, actor=actor, note=note)
+            return await ledger.balance(conn, user)
+
+    async def history(self, user: UserRef, limit: int = 20) -> list[LedgerEntry]:
+        async with self.store.db.transaction() as conn:
+            return await ledger.recent_entries(conn, user, limit)
+
+
+__all__ = ["AllowancePolicy", "CreditStatus", "KontextService"]

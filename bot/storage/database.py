@@ -1,0 +1,114 @@
+"""Engine creation, SQLite tuning and migrations.
+
+SQLite is the embedded default: one file, WAL so readers never block the writer, and
+``BEGIN IMMEDIATE`` so that a transaction that will write takes the write lock at its
+start; without it two read-then-write transactions (a reservation) can both read the
+same balance. PostgreSQL gets row locks (``FOR UPDATE``) from the same Core queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
+def async_url(url: str) -> str:
+    """Map the operator's URL onto the async driver the bot ships with."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return str(parsed.set(drivername="sqlite+aiosqlite"))
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own implicit
+        # BEGIN would be DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """The one engine of a process, with explicit transactions only."""
+
+    def __init__(self, url: str, engine: AsyncEngine) -> None:
+        self.url = url
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """Commit on success, roll back on any exception; every write goes through here."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_engine_for(url: str) -> AsyncEngine:
+    driver_url = async_url(url)
+    if make_url(driver_url).get_backend_name() == "sqlite":
+        _prepare_sqlite_file(driver_url)
+        engine = create_async_engine(
+            driver_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        )
+        _tune_sqlite(engine)
+        return engine
+    return create_async_engine(driver_url, pool_pre_ping=True)
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = url
+    return config
+
+
+async def migrate(url: str) -> None:
+    """Apply every migration; run at start-up and by ``kontext-bot migrate``.
+
+    Alembic's env runs its own event loop, so it goes to a thread rather than nesting
+    loops.
+    """
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+
+
+async def open_database(url: str, *, run_migrations: bool = True) -> Database:
+    if run_migrations:
+        await migrate(url)
+    return Database(url, create_engine_for(url))

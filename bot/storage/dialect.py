@@ -1,0 +1,35 @@
+"""The few places where SQLite and PostgreSQL must be spoken to differently.
+
+Everything else is portable SQLAlchemy Core; keeping the differences here means a new
+database (or a fix to one) touches one file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def insert_ignoring_conflict(
+    conn: AsyncConnection, table: Table, values: dict[str, Any], conflict_columns: list[str]
+) -> bool:
+    """Insert a row unless one with the same key exists; True when a row was inserted.
+
+    Both dialects spell this ``ON CONFLICT DO NOTHING``; a savepoint-and-catch would
+    also work but costs a round trip and aborts PostgreSQL transactions on error.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        pg_stmt = postgresql.insert(table).values(**values)
+        result = await conn.execute(pg_stmt.on_conflict_do_nothing(index_elements=conflict_columns))
+    elif dialect == "sqlite":
+        lite_stmt = sqlite.insert(table).values(**values)
+        result = await conn.execute(
+            lite_stmt.on_conflict_do_nothing(index_elements=conflict_columns)
+        )
+    else:  # pragma: no cover - only the two supported databases are configured
+        raise RuntimeError(f"unsupported database dialect {dialect}")
+    return bool(result.rowcount)

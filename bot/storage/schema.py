@@ -1,0 +1,94 @@
+"""The tables. Alembic migrations in ``bot/migrations`` create exactly these.
+
+Times are UTC epoch seconds (double precision): portable between SQLite and PostgreSQL
+and free of time-zone surprises in comparisons such as lease expiry.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+Timestamp = Float(precision=53)
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for a ledger.
+LedgerId = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    # One row per user: the row that reservations lock, so that two requests of the
+    # same user are serialised while different users proceed in parallel.
+    Column("user_ref", String(200), primary_key=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", LedgerId, primary_key=True, autoincrement=True),
+    Column("user_ref", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("job_id", String(32), nullable=True),
+    # Makes each step idempotent: "reserve:<job>", "charge:<job>", "refund:<job>",
+    # "allowance:<user>:<period>". NULL for entries that may repeat (manual grants).
+    Column("dedupe_key", String(300), nullable=True, unique=True),
+    Column("actor", String(200), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Index(None, "user_ref", "id"),
+    Index(None, "job_id"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("idempotency_key", String(300), nullable=False, unique=True),
+    Column("user_ref", String(200), nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("attachments", JSON, nullable=False),
+    Column("reply_target", JSON, nullable=False),
+    Column("cost", Integer, nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("prediction_id", String(200), nullable=True),
+    # Set just before the create request leaves: after a crash, a job with this set and
+    # no prediction id may or may not exist at the provider, so it is never resubmitted.
+    Column("submit_started_at", Timestamp, nullable=True),
+    Column("output_path", Text, nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("error_kind", String(32), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("started_at", Timestamp, nullable=True),
+    Column("finished_at", Timestamp, nullable=True),
+    Index(None, "state", "created_at"),
+    Index(None, "user_ref", "state"),
+)
