@@ -266,7 +266,7 @@ def _safe_filename(original: str, extension: str) -> str:
     # carry directories, control characters or a lying extension.
     name = original.replace("\\", "/").rsplit("/", 1)[-1]
     stem, dot, _ = name.rpartition(".")
-    if not dot:
+    if not dot or not stem:
         stem = name
     stem = re.sub(r"[^\w.-]+", "_", stem).strip("._")[:100]
     return f"{stem or 'image'}.{extension}"

@@ -228,18 +228,15 @@ class JobStore:
         )
         claimed: list[Job] = []
         async with self.db.transaction() as conn:
-            running = dict(
-                (
-                    await conn.execute(
-                        select(jobs.c.user_ref, func.count())
-                        .where(
-                            jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
-                            live_lease,
-                        )
-                        .group_by(jobs.c.user_ref)
-                    )
-                ).tuples()
+            busy = await conn.execute(
+                select(jobs.c.user_ref, func.count())
+                .where(
+                    jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
+                    live_lease,
+                )
+                .group_by(jobs.c.user_ref)
             )
+            running: dict[str, int] = {user: count for user, count in busy}
             candidates = (
                 await conn.execute(
                     select(jobs).where(claimable).order_by(jobs.c.created_at).limit(limit * 4)

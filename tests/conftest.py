@@ -1,0 +1,65 @@
+"""Shared fixtures: a throwaway database per test and a controllable clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.jobstore import JobStore
+from bot.ledger import AllowancePolicy
+from bot.storage import Database, open_database
+
+
+class FakeClock:
+    """Wall time the tests move by hand (allowance periods, lease expiry)."""
+
+    def __init__(self, start: float = 1_764_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'kontext.db'}"
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = await open_database(db_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def policy() -> AllowancePolicy:
+    return AllowancePolicy(amount=1200, period="daily")
+
+
+@pytest.fixture
+def store(db: Database, policy: AllowancePolicy, clock: FakeClock) -> JobStore:
+    return JobStore(db, policy, clock)
+
+
+def make_settings(tmp_path: Path, base_url: str = "http://127.0.0.1:9", **sections: dict) -> Settings:  # type: ignore[type-arg]
+    """Settings for a test: its own database and data dir, the fake provider's URL."""
+    data: dict[str, dict[str, object]] = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'kontext.db'}", "data_dir": str(tmp_path / "data")},
+        "provider": {"base_url": base_url, "api_key": "cdt_test_key_0123456789abcdef"},
+        "jobs": {"poll_initial_seconds": 0.05, "poll_max_seconds": 0.2, "timeout_seconds": 20},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return Settings.model_validate(data)

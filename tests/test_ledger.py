@@ -1,0 +1,166 @@
+"""Credit ledger and job store: allowance, reservation, idempotency, no overspend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import ledger
+from bot.domain import EditOptions, JobState, UserRef
+from bot.errors import QuotaError
+from bot.jobstore import JobStore, NewJob
+from bot.storage.schema import ledger as ledger_table
+from tests.conftest import FakeClock
+
+ALICE = UserRef("slack", "T1", "UALICE")
+BOB = UserRef("discord", "42", "1001")
+
+
+def new_job(user: UserRef = ALICE, key: str = "k1", cost: int = 120) -> NewJob:
+    return NewJob(
+        idempotency_key=key,
+        user=user,
+        prompt="make it a watercolor",
+        options=EditOptions(),
+        attachments=(),
+        reply_target={"channel": "C1"},
+        cost=cost,
+        provider="coretoday",
+        model="black-forest-labs/flux-kontext-pro",
+    )
+
+
+async def ledger_sum(store: JobStore, user: UserRef) -> int:
+    async with store.db.transaction() as conn:
+        value = await conn.scalar(
+            select(func.sum(ledger_table.c.amount)).where(ledger_table.c.user_ref == str(user))
+        )
+    return int(value or 0)
+
+
+async def entries(store: JobStore, user: UserRef) -> list[tuple[str, int]]:
+    async with store.db.transaction() as conn:
+        rows = await ledger.recent_entries(conn, user, 100)
+    return [(e.kind.value, e.amount) for e in reversed(rows)]
+
+
+async def test_first_job_grants_allowance_then_reserves(store: JobStore) -> None:
+    stored = await store.create(new_job())
+    assert not stored.duplicate
+    assert stored.balance_after == 1080
+    assert stored.job.state == JobState.QUEUED
+    assert await entries(store, ALICE) == [("grant", 1200), ("reserve", -120)]
+
+
+async def test_allowance_is_granted_once_per_period(store: JobStore, clock: FakeClock) -> None:
+    await store.create(new_job(key="a"))
+    await store.create(new_job(key="b"))
+    assert await store.balance(ALICE) == 960
+    clock.advance(86_400)
+    await store.create(new_job(key="c"))
+    assert await store.balance(ALICE) == 1200 + 1200 - 360
+    grants = [e for e in await entries(store, ALICE) if e[0] == "grant"]
+    assert grants == [("grant", 1200), ("grant", 1200)]
+
+
+async def test_quota_error_stores_nothing_and_says_when_it_refills(store: JobStore) -> None:
+    with pytest.raises(QuotaError) as info:
+        await store.create(new_job(cost=5000))
+    assert info.value.balance == 1200
+    assert "1200 credits" in info.value.user_message
+    assert "refills" in info.value.user_message
+    assert await store.by_idempotency_key("k1") is None
+    # The failed transaction left no trace: no job, no reservation.
+    assert all(kind != "reserve" for kind, _ in await entries(store, ALICE))
+
+
+async def test_same_idempotency_key_returns_first_job(store: JobStore) -> None:
+    first = await store.create(new_job(key="event-1"))
+    second = await store.create(new_job(key="event-1"))
+    assert second.duplicate
+    assert second.job.id == first.job.id
+    assert await store.balance(ALICE) == 1080
+
+
+async def test_concurrent_duplicates_create_one_job(store: JobStore) -> None:
+    results = await asyncio.gather(*(store.create(new_job(key="same")) for _ in range(12)))
+    assert len({r.job.id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    assert await store.balance(ALICE) == 1080
+
+
+async def test_concurrent_reservations_never_overspend(store: JobStore) -> None:
+    async def attempt(i: int, user: UserRef) -> bool:
+        try:
+            await store.create(new_job(user=user, key=f"{user}-{i}"))
+            return True
+        except QuotaError:
+            return False
+
+    outcomes = await asyncio.gather(
+        *(attempt(i, user) for i in range(25) for user in (ALICE, BOB))
+    )
+    assert sum(outcomes) == 20  # 1200 / 120 = 10 each
+    for user in (ALICE, BOB):
+        assert await store.balance(user) == 0
+        assert await ledger_sum(store, user) == 0
+
+
+async def test_charge_and_refund_happen_once(store: JobStore) -> None:
+    ok = (await store.create(new_job(key="ok"))).job
+    bad = (await store.create(new_job(key="bad"))).job
+    assert await store.succeed(ok) == 960
+    assert await store.succeed(ok) is None
+    assert await store.fail(ok, error_kind="internal", message="late") is None
+    assert await store.fail(bad, error_kind="provider_unavailable", message="503") == 1080
+    assert await store.fail(bad, error_kind="provider_unavailable", message="503") is None
+    assert await store.succeed(bad) is None
+    kinds = [k for k, _ in await entries(store, ALICE)]
+    assert kinds.count("charge") == 1
+    assert kinds.count("refund") == 1
+    assert (await store.get(ok.id)).state == JobState.SUCCEEDED  # type: ignore[union-attr]
+    failed = await store.get(bad.id)
+    assert failed is not None and failed.state == JobState.FAILED
+    assert failed.error_kind == "provider_unavailable"
+
+
+async def test_claim_respects_caps_and_leases(store: JobStore, clock: FakeClock) -> None:
+    for i in range(3):
+        await store.create(new_job(key=f"a{i}"))
+        clock.advance(1)
+    await store.create(new_job(user=BOB, key="b0"))
+    claimed = await store.claim("one", ["slack", "discord"], limit=10, per_user=2, lease_seconds=30)
+    assert sorted(j.idempotency_key for j in claimed) == ["a0", "a1", "b0"]
+    assert all(j.state == JobState.RUNNING for j in claimed)
+    # A second runner finds nothing while the leases are live ...
+    assert await store.claim("two", ["slack", "discord"], 10, 2, 30) == []
+    # ... and takes the jobs over once they expire (the first runner died).
+    clock.advance(31)
+    taken = await store.claim("two", ["slack", "discord"], 10, 2, 30)
+    assert sorted(j.idempotency_key for j in taken) == ["a0", "a1", "b0"]
+    # Only platforms the runner serves are claimed.
+    clock.advance(31)
+    assert [j.idempotency_key for j in await store.claim("three", ["discord"], 10, 2, 30)] == ["b0"]
+
+
+async def test_renewed_leases_keep_jobs(store: JobStore, clock: FakeClock) -> None:
+    await store.create(new_job())
+    assert len(await store.claim("one", ["slack"], 1, 2, 30)) == 1
+    clock.advance(20)
+    assert await store.renew_leases("one", 30) == 1
+    clock.advance(20)
+    assert await store.claim("two", ["slack"], 1, 2, 30) == []
+    await store.release_leases("one")
+    assert len(await store.claim("two", ["slack"], 1, 2, 30)) == 1
+
+
+async def test_queue_position_counts_waiting_jobs(store: JobStore, clock: FakeClock) -> None:
+    jobs = []
+    for i in range(3):
+        jobs.append((await store.create(new_job(user=BOB, key=f"q{i}"))).job)
+        clock.advance(1)
+    assert [await store.queue_position(j) for j in jobs] == [1, 2, 3]
+    await store.claim("one", ["discord"], 1, 2, 30)
+    assert await store.queue_position(jobs[2]) == 2
