@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from bot import ledger
 from bot.commands import validate_prompt
@@ -34,10 +35,16 @@ class CreditStatus:
     active_jobs: int
 
 
-class Wakeable:
+class Wakeable(Protocol):
     """Anything that wants to hear that a job was queued (the runner)."""
 
-    def wake(self) -> None:  # pragma: no cover - replaced by the runner
+    def wake(self) -> None: ...
+
+
+class _NobodyListens:
+    """Before a runner is attached (the credits CLI has none), queued jobs wait."""
+
+    def wake(self) -> None:
         return None
 
 
@@ -56,7 +63,7 @@ class KontextService:
         self.provider_name = provider_name
         self.model = model
         self.max_input_bytes = min(max_input_bytes, capabilities.max_input_bytes)
-        self.runner: Wakeable = Wakeable()
+        self.runner: Wakeable = _NobodyListens()
 
     @property
     def cost_per_image(self) -> int:

@@ -1,0 +1,248 @@
+"""The ``/kontext`` text grammar shared by every platform.
+
+``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg] [--upsample] [--safety N]``
+
+People type this on phones and in chat clients that "fix" their typing, so the parser is
+forgiving about form (``--ar=16:9``, ``—ar`` from autocorrect, ``16x9``) and strict about
+meaning: every mistake is a ``UserInputError`` whose message says what to write instead,
+and no text, however odd, raises anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bot.domain import (
+    DEFAULT_SAFETY,
+    SAFETY_MAX,
+    SAFETY_MAX_WITH_IMAGE,
+    SEED_MAX,
+    EditOptions,
+    OutputFormat,
+)
+from bot.errors import UserInputError
+from bot.providers.base import ProviderCapabilities
+
+
+@dataclass(frozen=True)
+class EditCommand:
+    prompt: str
+    options: EditOptions
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    pass
+
+
+@dataclass(frozen=True)
+class CreditsCommand:
+    pass
+
+
+ParsedCommand = EditCommand | HelpCommand | CreditsCommand
+
+HELP_TEXT = """\
+/kontext <what to change> [options]   edit the attached image (or make one from text)
+
+Options:
+  --ar RATIO       aspect ratio: match_input_image (default with an image), 1:1, 16:9,
+                   9:16, 4:3, 3:4, 3:2, 2:3, 4:5, 5:4, 21:9, 9:21, 2:1, 1:2
+  --seed N         repeatable results (0-4294967295)
+  --format png|jpg output format (default png)
+  --upsample       let the model expand a short prompt
+  --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)
+
+Examples:
+  /kontext make it a watercolor
+  /kontext replace the background with a beach at sunset --ar 16:9
+  /kontext now make her wave --seed 42
+
+/kontext credits   your balance       /kontext help   this text"""
+
+_FLAG_NAMES = {
+    "ar": "ar",
+    "aspect-ratio": "ar",
+    "aspect_ratio": "ar",
+    "seed": "seed",
+    "format": "format",
+    "upsample": "upsample",
+    "safety": "safety",
+}
+_VALUE_FLAGS = {"ar", "seed", "format", "safety"}
+_KNOWN = "--ar, --seed, --format, --upsample, --safety"
+# Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
+_DASHES = ("--", "\u2014", "\u2013")
+_LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
+_TRIGGER = re.compile(r"^\s*[/!]kontext(?=\s|$)", re.IGNORECASE)
+_RATIO_X = re.compile(r"^(\d+)\s*[xX×]\s*(\d+)$")
+_FORMATS: dict[str, OutputFormat] = {"png": "png", "jpg": "jpg", "jpeg": "jpg"}
+
+
+def _flag_name(token: str) -> tuple[str, str | None] | None:
+    """The canonical flag and an inline ``=value`` if ``token`` is a flag, else None."""
+    for dash in _DASHES:
+        if token.startswith(dash) and len(token) > len(dash):
+            body = token[len(dash) :]
+            name, sep, value = body.partition("=")
+            return name.lower(), (value if sep else None)
+    return None
+
+
+def _looks_like_flag(token: str) -> bool:
+    flag = _flag_name(token)
+    return flag is not None and bool(re.match(r"^[a-z][a-z_-]*$", flag[0]))
+
+
+def strip_addressing(text: str, bot_mentions: Iterable[str] = ()) -> str:
+    """Remove how people address the bot: leading mentions, ``/kontext``, literal names."""
+    for literal in bot_mentions:
+        if literal:
+            text = text.replace(literal, " ")
+    text = _LEADING_MENTION.sub(" ", text)
+    text = _TRIGGER.sub(" ", text)
+    return text
+
+
+def parse_command(
+    text: str,
+    *,
+    has_image: bool,
+    capabilities: ProviderCapabilities,
+    bot_mentions: Iterable[str] = (),
+) -> ParsedCommand:
+    tokens = strip_addressing(text, bot_mentions).split()
+    words: list[str] = []
+    values: dict[str, str | None] = {}
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not _looks_like_flag(token):
+            words.append(token)
+            continue
+        raw_name, inline = _flag_name(token) or ("", None)
+        name = _FLAG_NAMES.get(raw_name)
+        if name is None:
+            raise UserInputError(f"I don't know the option --{raw_name}. The options are {_KNOWN}.")
+        if name in values:
+            raise UserInputError(f"--{name} is given twice; give it once.")
+        if name not in _VALUE_FLAGS:
+            if inline is not None:
+                raise UserInputError(f"--{name} takes no value; write just --{name}.")
+            values[name] = None
+            continue
+        if inline is None:
+            if index >= len(tokens) or _looks_like_flag(tokens[index]):
+                raise UserInputError(f"--{name} needs a value, e.g. {_EXAMPLES[name]}.")
+            inline = tokens[index]
+            index += 1
+        if not inline:
+            raise UserInputError(f"--{name} needs a value, e.g. {_EXAMPLES[name]}.")
+        values[name] = inline
+
+    prompt = " ".join(words)
+    if not values and prompt.strip().lower() == "help":
+        return HelpCommand()
+    if not values and prompt.strip().lower() in {"credits", "balance"}:
+        return CreditsCommand()
+    options = build_options(
+        has_image=has_image,
+        capabilities=capabilities,
+        aspect_ratio=values.get("ar"),
+        seed=_parse_int(values["seed"], "seed") if values.get("seed") is not None else None,
+        output_format=values.get("format"),
+        upsample="upsample" in values,
+        safety=_parse_int(values["safety"], "safety") if values.get("safety") is not None else None,
+    )
+    return EditCommand(prompt=validate_prompt(prompt, capabilities), options=options)
+
+
+_EXAMPLES = {
+    "ar": "--ar 16:9",
+    "seed": "--seed 42",
+    "format": "--format jpg",
+    "safety": "--safety 2",
+}
+
+
+def _parse_int(raw: str | None, name: str) -> int:
+    text = (raw or "").strip()
+    if not re.fullmatch(r"[+-]?\d{1,20}", text):
+        bounds = f"0 to {SEED_MAX}" if name == "seed" else f"0 to {SAFETY_MAX}"
+        raise UserInputError(f"--{name} must be a whole number from {bounds}; '{raw}' is not.")
+    return int(text)
+
+
+def validate_prompt(prompt: str, capabilities: ProviderCapabilities) -> str:
+    cleaned = " ".join(prompt.split())
+    if not cleaned:
+        raise UserInputError(
+            "Write what to change, e.g. /kontext make it a watercolor (or /kontext help)."
+        )
+    limit = capabilities.max_prompt_chars
+    if len(cleaned) > limit:
+        raise UserInputError(
+            f"The prompt is {len(cleaned)} characters long; the limit is {limit}. "
+            "Shorten it and try again."
+        )
+    return cleaned
+
+
+def _normalise_ratio(raw: str) -> str:
+    text = raw.strip().lower()
+    match = _RATIO_X.match(text)
+    if match:
+        return f"{match.group(1)}:{match.group(2)}"
+    return re.sub(r"\s*:\s*", ":", text)
+
+
+def build_options(
+    *,
+    has_image: bool,
+    capabilities: ProviderCapabilities,
+    aspect_ratio: str | None = None,
+    seed: int | None = None,
+    output_format: str | None = None,
+    upsample: bool = False,
+    safety: int | None = None,
+) -> EditOptions:
+    """Validate options however they arrived (text flags or real slash-command options)."""
+    ratio: str | None = None
+    if aspect_ratio is not None:
+        ratio = _normalise_ratio(aspect_ratio)
+        if ratio not in capabilities.aspect_ratios:
+            allowed = ", ".join(capabilities.aspect_ratios)
+            raise UserInputError(
+                f"'{aspect_ratio}' is not an aspect ratio I can make. Choose one of: {allowed}."
+            )
+        if ratio == "match_input_image" and not has_image:
+            raise UserInputError(
+                "--ar match_input_image needs an input image; attach one or pick a ratio "
+                "such as 1:1 or 16:9."
+            )
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise UserInputError(f"--seed must be a whole number from 0 to {SEED_MAX}.")
+    fmt: OutputFormat = "png"
+    if output_format is not None:
+        chosen = _FORMATS.get(output_format.strip().lower())
+        allowed_formats = [f for f in capabilities.output_formats if f in _FORMATS]
+        if chosen is None or chosen not in allowed_formats:
+            raise UserInputError(
+                f"'{output_format}' is not an output format I can make; use "
+                f"{' or '.join(allowed_formats)}."
+            )
+        fmt = chosen
+    level = DEFAULT_SAFETY if safety is None else safety
+    if not 0 <= level <= SAFETY_MAX:
+        raise UserInputError(f"--safety must be from 0 (strictest) to {SAFETY_MAX}.")
+    if has_image and level > SAFETY_MAX_WITH_IMAGE:
+        raise UserInputError(
+            f"--safety can be at most {SAFETY_MAX_WITH_IMAGE} when an image is given "
+            f"(the provider's rule); it goes up to {SAFETY_MAX} for text-to-image."
+        )
+    return EditOptions(
+        aspect_ratio=ratio, seed=seed, output_format=fmt, upsample=upsample, safety=level
+    )

@@ -1,0 +1,55 @@
+"""A Frontend that records what the core tells the user, for runner and service tests."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from bot.domain import Attachment, AttachmentSource, EditResult, Job
+from bot.errors import UserInputError
+
+
+@dataclass
+class RecordingReply:
+    frontend: RecordingFrontend
+
+    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
+        self.frontend.progress.append((job.id, stage))
+
+    async def deliver(self, result: EditResult) -> None:
+        if self.frontend.deliver_failures > 0:
+            self.frontend.deliver_failures -= 1
+            raise ConnectionError("platform is down")
+        self.frontend.delivered.append(result)
+        self.frontend.done.set()
+
+    async def fail(self, job: Job, message: str) -> None:
+        self.frontend.failures.append((job.id, message))
+        self.frontend.done.set()
+
+
+@dataclass
+class RecordingFrontend:
+    platform: str = "slack"
+    files: dict[str, bytes] = field(default_factory=dict)
+    progress: list[tuple[str, str]] = field(default_factory=list)
+    delivered: list[EditResult] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    deliver_failures: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reply_for(self, job: Job) -> RecordingReply:
+        return RecordingReply(self)
+
+    def attachment_for(self, source: AttachmentSource) -> Attachment:
+        async def fetch(max_bytes: int) -> bytes:
+            data = self.files.get(source.locator)
+            if data is None:
+                raise UserInputError("That file is gone.")
+            return data[: max_bytes + 1]
+
+        return Attachment(source=source, fetch=fetch)
+
+    def attach(self, name: str, data: bytes, content_type: str = "image/png") -> Attachment:
+        self.files[name] = data
+        return self.attachment_for(AttachmentSource(name, content_type, len(data), name))
