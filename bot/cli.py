@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     console.add_argument("--image", type=Path, help="input image (omit for text-to-image)")
     console.add_argument("--out", type=Path, help="where to write the result")
-    console.add_argument("prompt", nargs=argparse.REMAINDER, help="what to change")
+    console.add_argument("prompt", nargs="*", help="what to change, with any grammar options")
 
     check = commands.add_parser(
         "check-config", parents=[config_parent], help="validate and print the effective config"
@@ -155,8 +155,43 @@ def _log_level(command: str, settings: Settings) -> str:
     return settings.log.level
 
 
+_CONSOLE_OWN = {"--image", "--out", "--config"}
+
+
+def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate the console's own options from the prompt and its grammar options.
+
+    The grammar's flags (``--ar 16:9``) may stand anywhere in the prompt, which argparse
+    would take for unknown options of its own; so the console's three options are
+    picked out here and everything else is prompt text for the command parser.
+    """
+    own: list[str] = []
+    prompt: list[str] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        name = token.split("=", 1)[0]
+        if token == "--":
+            prompt.extend(tokens[index + 1 :])
+            break
+        if name in _CONSOLE_OWN or token in {"-h", "--help"}:
+            own.append(token)
+            if "=" not in token and token not in {"-h", "--help"} and index + 1 < len(tokens):
+                own.append(tokens[index + 1])
+                index += 1
+        else:
+            prompt.append(token)
+        index += 1
+    return own, prompt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    prompt_tokens: list[str] = []
+    if tokens[:1] == ["console"]:
+        own, prompt_tokens = split_console_args(tokens[1:])
+        tokens = ["console", *own]
+    args = build_parser().parse_args(tokens)
     try:
         settings = load_settings(getattr(args, "config", None))
     except ConfigError as exc:
@@ -187,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "console":
             from adapters.console import run_console
 
-            text = " ".join(args.prompt)
+            text = " ".join([*args.prompt, *prompt_tokens])
             return asyncio.run(run_console(settings, image=args.image, out=args.out, text=text))
         if args.command == "run":
             return asyncio.run(_run(settings))

@@ -52,6 +52,7 @@ class RunnerLimits:
     poll_initial: float = 2.0
     poll_max: float = 5.0
     delivery_attempts: int = 3
+    delivery_backoff: float = 0.5
     max_input_bytes: int = 20_000_000
     max_input_pixels: int = 20_000_000
     max_output_bytes: int = 50_000_000
@@ -362,7 +363,8 @@ class JobRunner:
             except Exception as exc:
                 last_error = exc
                 bound.warning("delivery failed", attempt=attempt + 1, error=repr(exc))
-                await asyncio.sleep(min(2**attempt, 10) * 0.5)
+                if attempt + 1 < self.limits.delivery_attempts:
+                    await asyncio.sleep(min(2**attempt, 20) * self.limits.delivery_backoff)
         else:
             await self._fail(
                 job,

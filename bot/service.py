@@ -87,9 +87,10 @@ class KontextService:
                 model=self.model,
             )
         )
+        # The position at acceptance, before the runner may already have taken the job.
+        position = await self.store.queue_position(stored.job)
         if not stored.duplicate:
             self.runner.wake()
-        position = await self.store.queue_position(stored.job)
         return Acknowledgement(
             job=stored.job,
             queue_position=position,

@@ -53,10 +53,15 @@ def store(db: Database, policy: AllowancePolicy, clock: FakeClock) -> JobStore:
     return JobStore(db, policy, clock)
 
 
-def make_settings(tmp_path: Path, base_url: str = "http://127.0.0.1:9", **sections: dict) -> Settings:  # type: ignore[type-arg]
+def make_settings(
+    tmp_path: Path, base_url: str = "http://127.0.0.1:9", **sections: dict
+) -> Settings:  # type: ignore[type-arg]
     """Settings for a test: its own database and data dir, the fake provider's URL."""
     data: dict[str, dict[str, object]] = {
-        "storage": {"url": f"sqlite:///{tmp_path / 'kontext.db'}", "data_dir": str(tmp_path / "data")},
+        "storage": {
+            "url": f"sqlite:///{tmp_path / 'kontext.db'}",
+            "data_dir": str(tmp_path / "data"),
+        },
         "provider": {"base_url": base_url, "api_key": "cdt_test_key_0123456789abcdef"},
         "jobs": {"poll_initial_seconds": 0.05, "poll_max_seconds": 0.2, "timeout_seconds": 20},
     }

@@ -142,7 +142,7 @@ def test_check_config_cli_prints_masked_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("KONTEXT_SLACK__BOT_TOKEN", "xoxb-1234567890-secret")
-    path = write(tmp_path, '[credits]\nallowance = 2400\n')
+    path = write(tmp_path, "[credits]\nallowance = 2400\n")
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "allowance = 2400" in out
@@ -153,7 +153,7 @@ def test_check_config_cli_prints_masked_config(
 def test_check_config_cli_exits_2_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write(tmp_path, "[credits]\ncost_per_image = \"free\"\n")
+    path = write(tmp_path, '[credits]\ncost_per_image = "free"\n')
     assert main(["check-config", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "credits.cost_per_image" in err

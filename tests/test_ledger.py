@@ -99,9 +99,7 @@ async def test_concurrent_reservations_never_overspend(store: JobStore) -> None:
         except QuotaError:
             return False
 
-    outcomes = await asyncio.gather(
-        *(attempt(i, user) for i in range(25) for user in (ALICE, BOB))
-    )
+    outcomes = await asyncio.gather(*(attempt(i, user) for i in range(25) for user in (ALICE, BOB)))
     assert sum(outcomes) == 20  # 1200 / 120 = 10 each
     for user in (ALICE, BOB):
         assert await store.balance(user) == 0

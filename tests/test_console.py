@@ -1,0 +1,246 @@
+"""``kontext-bot console`` as a subprocess against the fake core.today."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from adapters.console.main import console_user
+from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCoreToday]:
+    async with FakeCoreToday() as server:
+        yield server
+
+
+def environment(tmp_path: Path, fake: FakeCoreToday, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
+    env.update(
+        KONTEXT_PROVIDER__BASE_URL=fake.base_url,
+        KONTEXT_PROVIDER__API_KEY=DEFAULT_KEY,
+        KONTEXT_STORAGE__URL=f"sqlite:///{tmp_path / 'kontext.db'}",
+        KONTEXT_STORAGE__DATA_DIR=str(tmp_path / "data"),
+        KONTEXT_JOBS__POLL_INITIAL_SECONDS="0.05",
+        KONTEXT_JOBS__POLL_MAX_SECONDS="0.1",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+async def start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run(args: list[str], env: dict[str, str], cwd: Path) -> Result:
+    process = await start(args, env, cwd)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+def cat_png(path: Path) -> Path:
+    Image.new("RGB", (96, 64), (180, 90, 30)).save(path, format="PNG")
+    return path
+
+
+async def balance(tmp_path: Path, fake: FakeCoreToday) -> int:
+    shown = await run(
+        ["credits", "show", str(console_user())], environment(tmp_path, fake), tmp_path
+    )
+    assert shown.code == 0, shown.stderr
+    first = shown.stdout.splitlines()[0]
+    return int(first.split(": ")[1].split()[0])
+
+
+async def test_console_edits_an_image_and_charges_120(tmp_path: Path, fake: FakeCoreToday) -> None:
+    image = cat_png(tmp_path / "cat.png")
+    out = tmp_path / "result.png"
+    result = await run(
+        [
+            "console",
+            "--image",
+            str(image),
+            "--out",
+            str(out),
+            "make it a watercolor",
+            "--ar",
+            "4:3",
+        ],
+        environment(tmp_path, fake),
+        tmp_path,
+    )
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    with Image.open(out) as written:
+        written.load()
+        assert written.size == (24, 16)
+    (create,) = fake.creates
+    assert create.input is not None
+    assert create.input["prompt"] == "make it a watercolor"
+    assert create.input["aspect_ratio"] == "4:3"
+    assert create.file_bytes == image.read_bytes()
+    assert "queued (position 1)" in result.stderr
+    assert "balance: 1080 credits (9 images)" in result.stderr
+    assert DEFAULT_KEY not in result.stderr + result.stdout
+    assert await balance(tmp_path, fake) == 1200 - 120
+
+
+async def test_console_default_output_name(tmp_path: Path, fake: FakeCoreToday) -> None:
+    image = cat_png(tmp_path / "cat.png")
+    result = await run(
+        ["console", "--image", str(image), "make it blue"], environment(tmp_path, fake), tmp_path
+    )
+    assert result.code == 0, result.stderr
+    written = Path(result.stdout.strip())
+    assert written.parent == tmp_path and written.name.startswith("cat-kontext-")
+    assert written.suffix == ".png" and written.is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["make it a watercolor", "--ar", "7:3"], "16:9"),
+        (["make it a watercolor", "--safety", "5"], "at most 2"),
+        (["--frobnicate"], "--ar, --seed"),
+        ([], "Write what to change"),
+    ],
+)
+async def test_console_user_errors_exit_1_and_cost_nothing(
+    tmp_path: Path, fake: FakeCoreToday, args: list[str], words: str
+) -> None:
+    image = cat_png(tmp_path / "cat.png")
+    result = await run(
+        ["console", "--image", str(image), *args], environment(tmp_path, fake), tmp_path
+    )
+    assert result.code == 1, result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert fake.received == []
+
+
+async def test_console_not_an_image_costs_nothing(tmp_path: Path, fake: FakeCoreToday) -> None:
+    notes = tmp_path / "notes.png"
+    notes.write_text("these are my notes, not a picture")
+    result = await run(
+        ["console", "--image", str(notes), "make it pop"], environment(tmp_path, fake), tmp_path
+    )
+    assert result.code == 1
+    assert "JPEG, PNG, GIF or WebP" in result.stderr
+    assert fake.creates == []
+    assert await balance(tmp_path, fake) == 1200
+
+
+async def test_console_missing_file_and_missing_key(tmp_path: Path, fake: FakeCoreToday) -> None:
+    missing = await run(
+        ["console", "--image", "nope.png", "x"], environment(tmp_path, fake), tmp_path
+    )
+    assert missing.code == 1 and "not a file" in missing.stderr
+    env = environment(tmp_path, fake, KONTEXT_PROVIDER__API_KEY="")
+    no_key = await run(["console", "--image", str(cat_png(tmp_path / "c.png")), "x"], env, tmp_path)
+    assert no_key.code == 2
+    assert "KONTEXT_PROVIDER__API_KEY" in no_key.stderr
+    assert "Traceback" not in no_key.stderr
+
+
+async def test_console_provider_failure_exits_3_and_refunds(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    fake.script.outcome = "failed"
+    image = cat_png(tmp_path / "cat.png")
+    result = await run(
+        ["console", "--image", str(image), "make it a watercolor"],
+        environment(tmp_path, fake),
+        tmp_path,
+    )
+    assert result.code == 3
+    assert "could not finish this edit" in result.stderr
+    assert "refunded" in result.stderr
+    assert await balance(tmp_path, fake) == 1200
+
+
+async def test_console_moderation_exits_1_and_refunds(tmp_path: Path, fake: FakeCoreToday) -> None:
+    fake.script.outcome = "moderated"
+    image = cat_png(tmp_path / "cat.png")
+    result = await run(
+        ["console", "--image", str(image), "x"], environment(tmp_path, fake), tmp_path
+    )
+    assert result.code == 1
+    assert "safety filter" in result.stderr
+    assert await balance(tmp_path, fake) == 1200
+
+
+async def test_killed_mid_job_then_restarted_charges_once(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    fake.script.outcome = "never"
+    env = environment(tmp_path, fake, KONTEXT_JOBS__LEASE_SECONDS="0.5")
+    first_out = tmp_path / "first.png"
+    image = cat_png(tmp_path / "cat.png")
+    process = await start(
+        ["console", "--image", str(image), "--out", str(first_out), "make it a watercolor"],
+        env,
+        tmp_path,
+    )
+    # A status poll means the prediction id is stored: kill the process hard then.
+    async with asyncio.timeout(30):
+        while fake.polls == 0:
+            await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+    assert len(fake.creates) == 1
+    assert await balance(tmp_path, fake) == 1080  # reserved, neither charged nor refunded
+
+    # The provider finishes the orphaned prediction; a new console run resumes it.
+    for prediction in fake.predictions.values():
+        prediction.outcome = "succeeded"
+    fake.script.outcome = "succeeded"
+    second_out = tmp_path / "second.png"
+    result = await run(
+        ["console", "--image", str(image), "--out", str(second_out), "now make it wave"],
+        env,
+        tmp_path,
+    )
+    assert result.code == 0, result.stderr
+    assert first_out.is_file() and second_out.is_file()
+    assert len(fake.creates) == 2  # one per job: the first was polled again, not resubmitted
+    assert await balance(tmp_path, fake) == 1200 - 240
+    from bot.config import Settings
+    from bot.app import build_core
+
+    settings = Settings.model_validate({"storage": {"url": env["KONTEXT_STORAGE__URL"]}})
+    core = await build_core(settings, with_runner=False)
+    try:
+        kinds = [e.kind.value for e in await core.service.history(console_user(), 50)]
+    finally:
+        await core.close()
+    assert sorted(kinds) == ["charge", "charge", "grant", "reserve", "reserve"]
