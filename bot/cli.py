@@ -169,18 +169,18 @@ def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     prompt: list[str] = []
     index = 0
     while index < len(tokens):
-        token = tokens[index]
-        name = token.split("=", 1)[0]
-        if token == "--":
+        arg = tokens[index]
+        name = arg.split("=", 1)[0]
+        if arg == "--":
             prompt.extend(tokens[index + 1 :])
             break
-        if name in _CONSOLE_OWN or token in {"-h", "--help"}:
-            own.append(token)
-            if "=" not in token and token not in {"-h", "--help"} and index + 1 < len(tokens):
+        if name in _CONSOLE_OWN or arg in {"-h", "--help"}:
+            own.append(arg)
+            if "=" not in arg and arg not in {"-h", "--help"} and index + 1 < len(tokens):
                 own.append(tokens[index + 1])
                 index += 1
         else:
-            prompt.append(token)
+            prompt.append(arg)
         index += 1
     return own, prompt
 

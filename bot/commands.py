@@ -76,6 +76,8 @@ _KNOWN = "--ar, --seed, --format, --upsample, --safety"
 # Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
 _DASHES = ("--", "\u2014", "\u2013")
 _LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
+_MENTION_TOKEN = re.compile(r"<@!?[A-Za-z0-9]+(?:\|[^>]*)?>")
+_TRIGGERS = {"/kontext", "!kontext"}
 _TRIGGER = re.compile(r"^\s*[/!]kontext(?=\s|$)", re.IGNORECASE)
 _RATIO_X = re.compile(r"^(\d+)\s*[xX×]\s*(\d+)$")
 _FORMATS: dict[str, OutputFormat] = {"png": "png", "jpg": "jpg", "jpeg": "jpg"}
@@ -143,6 +145,10 @@ def parse_command(
             raise UserInputError(f"--{name} needs a value, e.g. {_EXAMPLES[name]}.")
         values[name] = inline
 
+    # Addressing that stood behind a leading flag ("--upsample <@U1> ...") is still
+    # addressing, not prompt.
+    while words and (_MENTION_TOKEN.fullmatch(words[0]) or words[0].lower() in _TRIGGERS):
+        words.pop(0)
     prompt = " ".join(words)
     if not values and prompt.strip().lower() == "help":
         return HelpCommand()

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import ledger
 from bot.domain import (
@@ -166,9 +165,7 @@ class JobStore:
 
     async def by_idempotency_key(self, key: str) -> Job | None:
         async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))
-            ).first()
+            row = (await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))).first()
         return row_to_job(row) if row else None
 
     async def queue_position(self, job: Job) -> int:

@@ -99,9 +99,7 @@ async def ensure_allowance(
 
 async def balance(conn: AsyncConnection, user: UserRef) -> int:
     total = await conn.scalar(
-        select(func.coalesce(func.sum(ledger.c.amount), 0)).where(
-            ledger.c.user_ref == str(user)
-        )
+        select(func.coalesce(func.sum(ledger.c.amount), 0)).where(ledger.c.user_ref == str(user))
     )
     return int(total or 0)
 
@@ -135,9 +133,7 @@ async def append(
     return await insert_ignoring_conflict(conn, ledger, values, ["dedupe_key"])
 
 
-async def reserve(
-    conn: AsyncConnection, user: UserRef, job_id: str, cost: int, now: float
-) -> bool:
+async def reserve(conn: AsyncConnection, user: UserRef, job_id: str, cost: int, now: float) -> bool:
     return await append(
         conn, user, EntryKind.RESERVE, -cost, now, job_id=job_id, dedupe_key=f"reserve:{job_id}"
     )

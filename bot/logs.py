@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -75,7 +75,7 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
-    output = stream or sys.stderr
+    output = stream or cast(TextIO, _CurrentStderr())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -100,6 +100,17 @@ def configure_logging(
     return scrubber
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing, not at set-up (test
+    runners and daemons replace it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 class _StdlibScrubFilter(logging.Filter):
     def __init__(self, scrubber: SecretScrubber) -> None:
         super().__init__()
@@ -109,6 +120,8 @@ class _StdlibScrubFilter(logging.Filter):
         record.msg = self.scrubber.scrub(record.getMessage())
         record.args = None
         if record.exc_info:
-            record.exc_text = self.scrubber.scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self.scrubber.scrub(
+                logging.Formatter().formatException(record.exc_info)
+            )
             record.exc_info = None
         return True

@@ -138,9 +138,10 @@ class JobRunner:
     def active_jobs(self) -> int:
         return len(self._workers)
 
-    async def wait_for(self, job_id: str, timeout: float | None = None) -> Job:
-        """Wait until the job is terminal (used by the console front end and tests)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    async def wait_for(self, job_id: str) -> Job:
+        """Wait until the job is terminal (the console front end and tests; callers bound
+        the wait with ``asyncio.timeout``). Storage is re-read at least every second
+        because another process may be the one finishing the job."""
         while True:
             job = await self.store.get(job_id)
             if job is None:
@@ -148,11 +149,8 @@ class JobRunner:
             if job.state.terminal:
                 return job
             event = self._finished.setdefault(job_id, asyncio.Event())
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if remaining == 0.0:
-                raise TimeoutError(f"job {job_id} still {job.state}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=min(remaining or 1.0, 1.0))
+                await asyncio.wait_for(event.wait(), timeout=1.0)
 
     # -- dispatch -------------------------------------------------------------------
 
@@ -376,8 +374,7 @@ class JobRunner:
             )
             return
         balance = await self.store.succeed(job)
-        with contextlib.suppress(OSError):
-            path.unlink()
+        await asyncio.to_thread(_remove_quietly, path)
         bound.info("job succeeded", balance=balance, elapsed=round(time.monotonic() - started, 3))
 
     async def _fail(
@@ -394,8 +391,7 @@ class JobRunner:
         level = bound.warning if exc.kind != ErrorKind.INTERNAL else bound.error
         level("job failed and was refunded", error_kind=exc.kind.value, detail=str(exc))
         if job.output_path:
-            with contextlib.suppress(OSError):
-                Path(job.output_path).unlink()
+            await asyncio.to_thread(_remove_quietly, Path(job.output_path))
         try:
             await reply.fail(job, message)
         except Exception:
@@ -406,6 +402,11 @@ class JobRunner:
         if fresh.prediction_id:
             with contextlib.suppress(Exception):
                 await self.provider.cancel(fresh.prediction_id)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -146,7 +146,9 @@ class KontextService:
             active_jobs=await store.active_for_user(user),
         )
 
-    async def grant(self, user: UserRef, amount: int, *, actor: str, note: str | None = None) -> int:
+    async def grant(
+        self, user: UserRef, amount: int, *, actor: str, note: str | None = None
+    ) -> int:
         """Add (or with a negative amount, take away) credits; returns the new balance."""
         if amount == 0:
             raise UserInputError("A grant of 0 credits changes nothing.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import signal
 import sys
@@ -234,8 +233,8 @@ async def test_killed_mid_job_then_restarted_charges_once(
     assert first_out.is_file() and second_out.is_file()
     assert len(fake.creates) == 2  # one per job: the first was polled again, not resubmitted
     assert await balance(tmp_path, fake) == 1200 - 240
-    from bot.config import Settings
     from bot.app import build_core
+    from bot.config import Settings
 
     settings = Settings.model_validate({"storage": {"url": env["KONTEXT_STORAGE__URL"]}})
     core = await build_core(settings, with_runner=False)

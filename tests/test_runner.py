@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +75,8 @@ def edit(
 
 async def finish(core: Core, job_id: str) -> Job:
     assert core.runner is not None
-    return await core.runner.wait_for(job_id, timeout=10)
+    async with asyncio.timeout(10):
+        return await core.runner.wait_for(job_id)
 
 
 async def ledger_kinds(core: Core) -> list[str]:

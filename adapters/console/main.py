@@ -6,6 +6,7 @@ user must change), 2 configuration, 3 provider failure or timeout, 4 internal er
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import mimetypes
 import re
@@ -45,6 +46,19 @@ def console_user() -> UserRef:
     return UserRef(PLATFORM, "local", safe)
 
 
+def describe_image(image: Path) -> AttachmentSource | None:
+    """The input as the console "platform" declares it; None when it is not a file."""
+    if not image.is_file():
+        return None
+    resolved = image.resolve()
+    return AttachmentSource(
+        name=resolved.name,
+        content_type=mimetypes.guess_type(resolved.name)[0],
+        size=resolved.stat().st_size,
+        locator=str(resolved),
+    )
+
+
 def default_out_path(image: Path | None, job_id: str, extension: str) -> Path:
     stem = image.stem if image else "kontext"
     return Path.cwd() / f"{stem}-kontext-{job_id[:8]}.{extension}"
@@ -62,7 +76,8 @@ async def run_console(
     def say(message: str) -> None:
         print(message, file=stderr, flush=True)
 
-    if image is not None and not image.is_file():
+    source = await asyncio.to_thread(describe_image, image) if image is not None else None
+    if image is not None and source is None:
         say(f"error: {image} is not a file")
         return EXIT_USER
     frontend = ConsoleFrontend(stderr)
@@ -89,14 +104,7 @@ async def run_console(
         extension = "jpg" if command.options.output_format == "jpg" else "png"
         out_path = (out or default_out_path(image, request_id, extension)).resolve()
         attachments: tuple[Attachment, ...] = ()
-        if image is not None:
-            resolved = image.resolve()
-            source = AttachmentSource(
-                name=resolved.name,
-                content_type=mimetypes.guess_type(resolved.name)[0],
-                size=resolved.stat().st_size,
-                locator=str(resolved),
-            )
+        if source is not None:
             attachments = (frontend.attachment_for(source),)
         ack = await core.service.submit(
             EditRequest(
@@ -113,7 +121,8 @@ async def run_console(
             f"{ack.job.cost} credits reserved, {ack.balance_after} left"
         )
         assert core.runner is not None
-        job = await core.runner.wait_for(ack.job.id, timeout=settings.jobs.timeout_seconds + 120)
+        async with asyncio.timeout(settings.jobs.timeout_seconds + 120):
+            job = await core.runner.wait_for(ack.job.id)
         balance = await core.store.balance(user)
         cost = core.service.cost_per_image
         say(f"balance: {balance} credits ({balance // cost if cost else 0} images)")
