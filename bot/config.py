@@ -218,13 +218,14 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         loaded: Settings = bound()
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, config_path)) from None
+        source = str(config_path) if toml_path else "environment and defaults"
+        raise ConfigError(describe_validation_error(exc, source)) from None
     return loaded
 
 
-def describe_validation_error(exc: ValidationError, path: Path) -> str:
+def describe_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem, naming the key as the operator writes it and its env twin."""
-    lines = [f"invalid configuration ({path}):"]
+    lines = [f"invalid configuration ({source}):"]
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         key = ".".join(loc) or "(top level)"

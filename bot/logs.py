@@ -97,6 +97,8 @@ def configure_logging(
     root.setLevel(max(numeric_level, logging.INFO))
     # httpx logs every request URL at INFO; keep it for debugging only.
     logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
+    # Alembic announces every plugin and migration step at INFO on each start.
+    logging.getLogger("alembic").setLevel(max(numeric_level, logging.WARNING))
     return scrubber
 
 

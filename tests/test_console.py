@@ -198,17 +198,12 @@ async def test_console_moderation_exits_1_and_refunds(tmp_path: Path, fake: Fake
     assert await balance(tmp_path, fake) == 1200
 
 
-async def test_killed_mid_job_then_restarted_charges_once(
-    tmp_path: Path, fake: FakeCoreToday
-) -> None:
+async def kill_mid_job(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str], out: Path) -> None:
+    """Start an edit the provider never finishes and kill the console hard mid-job."""
     fake.script.outcome = "never"
-    env = environment(tmp_path, fake, KONTEXT_JOBS__LEASE_SECONDS="0.5")
-    first_out = tmp_path / "first.png"
     image = cat_png(tmp_path / "cat.png")
     process = await start(
-        ["console", "--image", str(image), "--out", str(first_out), "make it a watercolor"],
-        env,
-        tmp_path,
+        ["console", "--image", str(image), "--out", str(out), "make it a watercolor"], env, tmp_path
     )
     # A status poll means the prediction id is stored: kill the process hard then.
     async with asyncio.timeout(30):
@@ -218,14 +213,33 @@ async def test_killed_mid_job_then_restarted_charges_once(
     await process.wait()
     assert len(fake.creates) == 1
     assert await balance(tmp_path, fake) == 1080  # reserved, neither charged nor refunded
-
-    # The provider finishes the orphaned prediction; a new console run resumes it.
+    # The provider finishes the orphaned prediction meanwhile.
     for prediction in fake.predictions.values():
         prediction.outcome = "succeeded"
     fake.script.outcome = "succeeded"
+
+
+async def ledger_kinds(env: dict[str, str]) -> list[str]:
+    from bot.app import build_core
+    from bot.config import Settings
+
+    settings = Settings.model_validate({"storage": {"url": env["KONTEXT_STORAGE__URL"]}})
+    core = await build_core(settings, with_runner=False)
+    try:
+        return sorted(e.kind.value for e in await core.service.history(console_user(), 50))
+    finally:
+        await core.close()
+
+
+async def test_killed_mid_job_then_restarted_charges_once(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    env = environment(tmp_path, fake, KONTEXT_JOBS__LEASE_SECONDS="0.5")
+    first_out = tmp_path / "first.png"
+    await kill_mid_job(tmp_path, fake, env, first_out)
     second_out = tmp_path / "second.png"
     result = await run(
-        ["console", "--image", str(image), "--out", str(second_out), "now make it wave"],
+        ["console", "--image", str(tmp_path / "cat.png"), "--out", str(second_out), "now wave"],
         env,
         tmp_path,
     )
@@ -233,13 +247,24 @@ async def test_killed_mid_job_then_restarted_charges_once(
     assert first_out.is_file() and second_out.is_file()
     assert len(fake.creates) == 2  # one per job: the first was polled again, not resubmitted
     assert await balance(tmp_path, fake) == 1200 - 240
-    from bot.app import build_core
-    from bot.config import Settings
+    assert await ledger_kinds(env) == ["charge", "charge", "grant", "reserve", "reserve"]
 
-    settings = Settings.model_validate({"storage": {"url": env["KONTEXT_STORAGE__URL"]}})
-    core = await build_core(settings, with_runner=False)
+
+async def test_run_finishes_orphaned_jobs_and_stops_on_sigterm(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    env = environment(tmp_path, fake, KONTEXT_JOBS__LEASE_SECONDS="0.5")
+    out = tmp_path / "orphan.png"
+    await kill_mid_job(tmp_path, fake, env, out)
+    bot = await start(["run"], env, tmp_path)
     try:
-        kinds = [e.kind.value for e in await core.service.history(console_user(), 50)]
+        async with asyncio.timeout(30):
+            while not out.is_file():
+                await asyncio.sleep(0.02)
     finally:
-        await core.close()
-    assert sorted(kinds) == ["charge", "charge", "grant", "reserve", "reserve"]
+        bot.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(bot.communicate(), timeout=30)
+    assert bot.returncode == 0, err.decode()
+    assert "no platform adapter is enabled" in err.decode()
+    assert len(fake.creates) == 1
+    assert await ledger_kinds(env) == ["charge", "grant", "reserve"]
