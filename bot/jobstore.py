@@ -11,13 +11,14 @@ another (or the same after a restart) takes the job over once the lease expires.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import ledger
 from bot.domain import (
@@ -326,26 +327,11 @@ class JobStore:
     async def succeed(self, job: Job) -> int | None:
         """Mark delivered and settle the charge; returns the balance, or None when the job
         had already reached a terminal state (nothing happens twice)."""
-        now = self.clock()
-        async with self.db.transaction() as conn:
-            moved = await conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id == job.id,
-                    jobs.c.state.not_in([s.value for s in TERMINAL_STATES]),
-                )
-                .values(
-                    state=JobState.SUCCEEDED.value,
-                    finished_at=now,
-                    updated_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
-            if moved.rowcount != 1:
-                return None
+
+        async def charge(conn: AsyncConnection, now: float) -> None:
             await ledger.settle_charge(conn, job.user, job.id, job.cost, now)
-            return await ledger.balance(conn, job.user)
+
+        return await self._finish(job, JobState.SUCCEEDED, charge)
 
     async def fail(
         self,
@@ -356,6 +342,23 @@ class JobStore:
         state: JobState = JobState.FAILED,
     ) -> int | None:
         """Mark failed (or canceled) and refund; None when already terminal."""
+
+        async def refund(conn: AsyncConnection, now: float) -> None:
+            await ledger.refund(conn, job.user, job.id, job.cost, now, reason=error_kind)
+
+        return await self._finish(
+            job, state, refund, error_kind=error_kind, error_message=message[:2000]
+        )
+
+    async def _finish(
+        self,
+        job: Job,
+        state: JobState,
+        settle: Callable[[AsyncConnection, float], Awaitable[None]],
+        **values: Any,
+    ) -> int | None:
+        """Move a job to a terminal state and settle its credits in one transaction; the
+        state guard makes a second attempt (any process, any outcome) a no-op."""
         now = self.clock()
         async with self.db.transaction() as conn:
             moved = await conn.execute(
@@ -366,15 +369,14 @@ class JobStore:
                 )
                 .values(
                     state=state.value,
-                    error_kind=error_kind,
-                    error_message=message[:2000],
                     finished_at=now,
                     updated_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
+                    **values,
                 )
             )
             if moved.rowcount != 1:
                 return None
-            await ledger.refund(conn, job.user, job.id, job.cost, now, reason=error_kind)
+            await settle(conn, now)
             return await ledger.balance(conn, job.user)

@@ -14,6 +14,7 @@ from PIL import Image
 from bot.app import Core, build_core
 from bot.domain import EditOptions, EditRequest, Job, JobState, UserRef
 from bot.errors import UserInputError
+from bot.providers.base import InputImage, ProviderRequest
 from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
@@ -292,6 +293,16 @@ async def test_global_and_per_user_caps(
         await core.close()
 
 
+@pytest.fixture
+async def idle_core(
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+) -> AsyncIterator[Core]:
+    """A core whose runner is not started yet: the test first stages a crash."""
+    core = await build_core(make_settings(tmp_path, fake.base_url), {"slack": frontend})
+    yield core
+    await core.close()
+
+
 async def crashed_job(core: Core, frontend: RecordingFrontend, image: bytes | None) -> Job:
     """A job as a process that died mid-way leaves it: claimed, lease expired."""
     ack = await core.service.submit(edit(frontend, key="crashed", image=image))
@@ -301,70 +312,56 @@ async def crashed_job(core: Core, frontend: RecordingFrontend, image: bytes | No
 
 
 async def test_restart_resumes_a_submitted_job_without_resubmitting(
-    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend, idle_core: Core
 ) -> None:
-    settings = make_settings(tmp_path, fake.base_url)
-    core = await build_core(settings, {"slack": frontend})
-    try:
-        job = await crashed_job(core, frontend, png())
-        # The dead process had submitted the job and stored the prediction id.
-        await core.store.mark_submit_started(job.id)
-        from bot.providers.base import InputImage, ProviderRequest
-
-        assert core.provider is not None
-        status = await core.provider.submit(
-            ProviderRequest(job.prompt, job.options, (InputImage(png(), "image/png", "a.png"),)),
-            idempotency_key=job.id,
-        )
-        await core.store.record_prediction(job.id, status.id)
-        await core.start()
-        done = await finish(core, job.id)
-        assert done.state == JobState.SUCCEEDED
-        assert len(fake.creates) == 1
-        assert len(frontend.delivered) == 1
-        assert await ledger_kinds(core) == ["grant", "reserve", "charge"]
-    finally:
-        await core.close()
+    core = idle_core
+    job = await crashed_job(core, frontend, png())
+    # The dead process had submitted the job and stored the prediction id.
+    await core.store.mark_submit_started(job.id)
+    assert core.provider is not None
+    status = await core.provider.submit(
+        ProviderRequest(job.prompt, job.options, (InputImage(png(), "image/png", "a.png"),)),
+        idempotency_key=job.id,
+    )
+    await core.store.record_prediction(job.id, status.id)
+    await core.start()
+    done = await finish(core, job.id)
+    assert done.state == JobState.SUCCEEDED
+    assert len(fake.creates) == 1
+    assert len(frontend.delivered) == 1
+    assert await ledger_kinds(core) == ["grant", "reserve", "charge"]
 
 
 async def test_restart_refunds_a_job_whose_create_answer_was_lost(
-    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend, idle_core: Core
 ) -> None:
-    settings = make_settings(tmp_path, fake.base_url)
-    core = await build_core(settings, {"slack": frontend})
-    try:
-        job = await crashed_job(core, frontend, png())
-        await core.store.mark_submit_started(job.id)  # then the process died
-        await core.start()
-        done = await finish(core, job.id)
-        assert done.state == JobState.FAILED
-        assert fake.creates == []
-        assert "restarted" in frontend.failures[0][1]
-        assert await ledger_kinds(core) == ["grant", "reserve", "refund"]
-    finally:
-        await core.close()
+    core = idle_core
+    job = await crashed_job(core, frontend, png())
+    await core.store.mark_submit_started(job.id)  # then the process died
+    await core.start()
+    done = await finish(core, job.id)
+    assert done.state == JobState.FAILED
+    assert fake.creates == []
+    assert "restarted" in frontend.failures[0][1]
+    assert await ledger_kinds(core) == ["grant", "reserve", "refund"]
 
 
 async def test_restart_delivers_a_downloaded_result(
-    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend, idle_core: Core
 ) -> None:
-    settings = make_settings(tmp_path, fake.base_url)
-    core = await build_core(settings, {"slack": frontend})
-    try:
-        job = await crashed_job(core, frontend, png())
-        output = tmp_path / "data" / "outputs" / f"{job.id}.png"
-        output.parent.mkdir(parents=True)
-        output.write_bytes(png((20, 10)))
-        meta = {"content_type": "image/png", "width": 20, "height": 10}
-        await core.store.mark_delivering(job.id, str(output), meta)
-        await core.start()
-        done = await finish(core, job.id)
-        assert done.state == JobState.SUCCEEDED
-        assert fake.received == []
-        assert frontend.delivered[0].width == 20
-        assert not output.exists()
-    finally:
-        await core.close()
+    core = idle_core
+    job = await crashed_job(core, frontend, png())
+    output = tmp_path / "data" / "outputs" / f"{job.id}.png"
+    output.parent.mkdir(parents=True)
+    output.write_bytes(png((20, 10)))
+    meta = {"content_type": "image/png", "width": 20, "height": 10}
+    await core.store.mark_delivering(job.id, str(output), meta)
+    await core.start()
+    done = await finish(core, job.id)
+    assert done.state == JobState.SUCCEEDED
+    assert fake.received == []
+    assert frontend.delivered[0].width == 20
+    assert not output.exists()
 
 
 async def test_clean_stop_hands_jobs_back_for_the_next_start(
