@@ -6,16 +6,23 @@ exercises the same object graph an operator runs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+import structlog
 
 from bot.config import Settings
 from bot.domain import Frontend
 from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
+from bot.metrics import Metrics
+from bot.ops import OpsServer
 from bot.providers.base import Provider
 from bot.providers.factory import build_provider, capabilities_for
+from bot.retention import PruneReport, prune
 from bot.runner import JobRunner, RunnerLimits
 from bot.service import KontextService
 from bot.storage import Database, open_database
@@ -34,11 +41,17 @@ def runner_limits(settings: Settings) -> RunnerLimits:
         max_input_bytes=images.max_input_bytes,
         max_input_pixels=images.max_input_pixels,
         max_output_bytes=images.max_output_bytes,
+        keep_images_hours=settings.storage.keep_images_hours,
     )
 
 
 def allowance_policy(settings: Settings) -> AllowancePolicy:
     return AllowancePolicy(amount=settings.credits.allowance, period=settings.credits.period)
+
+
+RETENTION_INTERVAL_SECONDS = 600.0
+
+log = structlog.get_logger("kontext.app")
 
 
 @dataclass
@@ -49,17 +62,61 @@ class Core:
     service: KontextService
     provider: Provider | None
     runner: JobRunner | None
+    metrics: Metrics
+    ops: OpsServer | None = None
+    _retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.runner is not None:
             await self.runner.start()
+            self._retention = asyncio.create_task(self._retention_loop(), name="kontext-prune")
+        if self.ops is not None:
+            await self.ops.start()
+
+    def stop_accepting(self) -> None:
+        self.service.stop_accepting()
+
+    def hurry(self) -> None:
+        """A second stop signal: cut the shutdown grace short (jobs stay resumable)."""
+        if self.runner is not None:
+            self.runner.hurry()
 
     async def close(self, grace: float = 0.0) -> None:
+        self.service.stop_accepting()
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
         if self.runner is not None:
             await self.runner.stop(grace)
+        if self.ops is not None:
+            await self.ops.stop()
         if self.provider is not None:
             await self.provider.aclose()
         await self.db.dispose()
+
+    async def prune(self) -> PruneReport:
+        storage = self.settings.storage
+        return await prune(
+            self.store,
+            storage.data_dir / "outputs",
+            keep_images_hours=storage.keep_images_hours,
+            keep_jobs_days=storage.keep_jobs_days,
+        )
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                report = await self.prune()
+                if report.images_deleted or report.jobs_deleted:
+                    log.info(
+                        "pruned",
+                        images=report.images_deleted,
+                        jobs=report.jobs_deleted,
+                    )
+            except Exception:
+                log.exception("pruning failed; retrying later")
+            await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
 
 async def build_core(
@@ -76,6 +133,7 @@ async def build_core(
         provider = build_provider(settings)  # config errors surface before storage work
     db = await open_database(settings.storage.url)
     store = JobStore(db, allowance_policy(settings), clock)
+    metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
     service = KontextService(
         store,
@@ -83,11 +141,22 @@ async def build_core(
         provider_name=settings.provider.name,
         model=settings.provider.model,
         max_input_bytes=settings.images.max_input_bytes,
+        metrics=metrics,
     )
     runner = None
     if with_runner and provider is not None:
         runner = JobRunner(
-            store, provider, frontends or {}, runner_limits(settings), settings.storage.data_dir
+            store,
+            provider,
+            frontends or {},
+            runner_limits(settings),
+            settings.storage.data_dir,
+            metrics=metrics,
         )
         service.runner = runner
-    return Core(settings, db, store, service, provider, runner)
+    ops = None
+    if with_runner and settings.ops.enabled:
+        ops = OpsServer(settings.ops.host, settings.ops.port, metrics, store)
+        if runner is not None:
+            ops.add_check("runner", runner.ready)
+    return Core(settings, db, store, service, provider, runner, metrics, ops)

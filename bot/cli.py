@@ -138,13 +138,27 @@ async def _run(settings: Settings) -> int:
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second stop signal: stopping now; unfinished jobs resume on next start")
+            core.hurry()
+            return
+        log.info(
+            "stopping: no new requests; running jobs get up to "
+            f"{settings.jobs.shutdown_grace_seconds:.0f} s"
+        )
+        core.stop_accepting()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     await core.start()
     try:
         await stop.wait()
     finally:
         await core.close(grace=settings.jobs.shutdown_grace_seconds)
+    log.info("stopped")
     return 0
 
 

@@ -44,6 +44,8 @@ class _Section(BaseModel):
 class StorageConfig(_Section):
     url: str = "sqlite:///./kontext.db"
     data_dir: Path = Path("./kontext-data")
+    keep_images_hours: float = Field(0.0, ge=0)
+    keep_jobs_days: float = Field(30.0, ge=0)
 
     @field_validator("url")
     @classmethod

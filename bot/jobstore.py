@@ -185,6 +185,13 @@ class JobStore:
         async with self.db.transaction() as conn:
             return await ledger.balance(conn, user)
 
+    async def counts_by_state(self) -> dict[str, int]:
+        async with self.db.transaction() as conn:
+            rows = await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+            counts = {state.value: 0 for state in JobState}
+            counts.update({state: count for state, count in rows})
+        return counts
+
     async def active_for_user(self, user: UserRef) -> int:
         async with self.db.transaction() as conn:
             count = await conn.scalar(

@@ -32,6 +32,7 @@ from bot.errors import (
 )
 from bot.images import inspect_output_image, validate_input_image
 from bot.jobstore import JobStore
+from bot.metrics import Metrics
 from bot.providers.base import (
     InputImage,
     PredictionState,
@@ -53,6 +54,7 @@ class RunnerLimits:
     poll_max: float = 5.0
     delivery_attempts: int = 3
     delivery_backoff: float = 0.5
+    keep_images_hours: float = 0.0
     max_input_bytes: int = 20_000_000
     max_input_pixels: int = 20_000_000
     max_output_bytes: int = 50_000_000
@@ -82,12 +84,16 @@ class JobRunner:
         data_dir: Path,
         *,
         owner: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.provider = provider
         self.frontends = dict(frontends)
         self.limits = limits
         self.output_dir = data_dir / "outputs"
+        # With image retention on, delivered results stay for ``bot.retention`` to prune.
+        self.keep_outputs = limits.keep_images_hours > 0
         self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -95,6 +101,7 @@ class JobRunner:
         self._heartbeat: asyncio.Task[None] | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self._stopping = False
+        self._hurry = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -107,6 +114,14 @@ class JobRunner:
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="kontext-lease")
         log.info("runner started", owner=self.owner, platforms=sorted(self.frontends))
 
+    def hurry(self) -> None:
+        """End the grace period of a ``stop`` now (a second signal)."""
+        self._hurry.set()
+
+    async def ready(self) -> bool:
+        """For ``/readyz``: the dispatcher is alive (it dies only with the process)."""
+        return self._dispatcher is not None and not self._dispatcher.done()
+
     async def stop(self, grace: float = 0.0) -> None:
         """Stop taking jobs, give running ones ``grace`` seconds, then hand the rest back.
 
@@ -115,13 +130,24 @@ class JobRunner:
         """
         self._stopping = True
         self._wake.set()
-        for task in (self._dispatcher,):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
         if self._workers and grace > 0:
-            await asyncio.wait(list(self._workers.values()), timeout=grace)
+            log.info("waiting for running jobs", jobs=len(self._workers), grace=grace)
+            deadline = time.monotonic() + grace
+            hurry = asyncio.create_task(self._hurry.wait())
+            while self._workers and not self._hurry.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    [*self._workers.values(), hurry],
+                    timeout=remaining,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            hurry.cancel()
         for task in list(self._workers.values()):
             task.cancel()
         for task in list(self._workers.values()):
@@ -278,11 +304,20 @@ class JobRunner:
         return tuple(images)
 
     async def _wait_until_done(self, job: Job, status: PredictionStatus) -> PredictionStatus:
+        started = time.monotonic()
+        polls = 0
         delay = self.limits.poll_initial
-        while not status.state.terminal:
-            await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-            delay = min(self.limits.poll_max, delay * 1.5)
-            status = await self.provider.status(status.id)
+        try:
+            while not status.state.terminal:
+                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
+                delay = min(self.limits.poll_max, delay * 1.5)
+                polls += 1
+                status = await self.provider.status(status.id)
+        finally:
+            self.metrics.status_requests.labels(self.provider.name).observe(polls)
+        self.metrics.provider_latency.labels(self.provider.name, self.provider.model).observe(
+            time.monotonic() - started
+        )
         if status.state == PredictionState.SUCCEEDED:
             if not status.output_urls:
                 raise ProviderUnavailable(
@@ -374,7 +409,11 @@ class JobRunner:
             )
             return
         balance = await self.store.succeed(job)
-        await asyncio.to_thread(_remove_quietly, path)
+        if balance is not None:
+            self.metrics.jobs_finished.labels(JobState.SUCCEEDED.value).inc()
+            self.metrics.credits_charged.inc(job.cost)
+        if not self.keep_outputs:
+            await asyncio.to_thread(_remove_quietly, path)
         bound.info("job succeeded", balance=balance, elapsed=round(time.monotonic() - started, 3))
 
     async def _fail(
@@ -388,6 +427,9 @@ class JobRunner:
         balance = await self.store.fail(job, error_kind=exc.kind.value, message=str(exc))
         if balance is None:
             return  # someone else already finished this job
+        self.metrics.jobs_finished.labels(JobState.FAILED.value).inc()
+        self.metrics.credits_refunded.inc(job.cost)
+        self.metrics.errors.labels(exc.kind.value).inc()
         level = bound.warning if exc.kind != ErrorKind.INTERNAL else bound.error
         level("job failed and was refunded", error_kind=exc.kind.value, detail=str(exc))
         if job.output_path:

@@ -13,10 +13,11 @@ from typing import Protocol
 from bot import ledger
 from bot.commands import validate_prompt
 from bot.domain import Acknowledgement, EditRequest, Job, UserRef
-from bot.errors import UserInputError
+from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS
 from bot.jobstore import JobStore, NewJob
 from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
+from bot.metrics import Metrics
 from bot.periods import next_period_start
 from bot.providers.base import ProviderCapabilities
 
@@ -57,8 +58,11 @@ class KontextService:
         provider_name: str,
         model: str,
         max_input_bytes: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
+        self.accepting = True
         self.capabilities = capabilities
         self.provider_name = provider_name
         self.model = model
@@ -69,10 +73,32 @@ class KontextService:
     def cost_per_image(self) -> int:
         return self.capabilities.cost_per_image
 
+    def stop_accepting(self) -> None:
+        """Shutting down: refuse new requests (nothing is reserved for them)."""
+        self.accepting = False
+
     async def submit(self, request: EditRequest) -> Acknowledgement:
         """Validate, reserve and queue; a repeated idempotency key returns the first job."""
+        platform = request.user.platform
+        try:
+            ack = await self._submit(request)
+        except KontextError as exc:
+            refused = (
+                "unavailable" if exc.kind == ErrorKind.PROVIDER_UNAVAILABLE else exc.kind.value
+            )
+            self.metrics.requests.labels(platform, refused).inc()
+            raise
+        self.metrics.requests.labels(platform, "duplicate" if ack.duplicate else "accepted").inc()
+        return ack
+
+    async def _submit(self, request: EditRequest) -> Acknowledgement:
         existing = await self.store.by_idempotency_key(request.idempotency_key)
         if existing is None:
+            if not self.accepting:
+                raise ProviderUnavailable(
+                    "The bot is restarting and not taking new edits. Please try again in a "
+                    "minute; nothing was charged."
+                )
             self._validate(request)
         stored = await self.store.create(
             NewJob(

@@ -1,0 +1,94 @@
+"""The operations endpoint: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+``/healthz`` says only that the process answers (a liveness probe restarts a hung
+process); ``/readyz`` checks what serving needs: the database and each component that
+registered a check (adapters report whether they are connected). A failed readiness
+check names itself in the answer, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from bot.jobstore import JobStore
+from bot.metrics import Metrics
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+CHECK_TIMEOUT_SECONDS = 3.0
+
+log = structlog.get_logger("kontext.ops")
+
+
+class OpsServer:
+    def __init__(self, host: str, port: int, metrics: Metrics, store: JobStore) -> None:
+        self.host = host
+        self.port = port
+        self.metrics = metrics
+        self.store = store
+        self.checks: dict[str, ReadinessCheck] = {"storage": self._storage_ready}
+        self._runner: web.AppRunner | None = None
+
+    def add_check(self, name: str, check: ReadinessCheck) -> None:
+        self.checks[name] = check
+
+    async def start(self) -> int:
+        """Listen and return the bound port (``port = 0`` picks a free one)."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
+        log.info("ops endpoint listening", host=self.host, port=self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _storage_ready(self) -> bool:
+        async with self.store.db.transaction() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        results: dict[str, bool] = {}
+        for name, check in self.checks.items():
+            try:
+                results[name] = bool(await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS))
+            except Exception as exc:  # any failure means "not ready", with the reason logged
+                log.warning("readiness check failed", check=name, error=type(exc).__name__)
+                results[name] = False
+        ready = all(results.values())
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status=200 if ready else 503,
+        )
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        try:
+            counts = await self.store.counts_by_state()
+        except Exception as exc:  # still serve the process's own metrics
+            log.warning("job counts unavailable for metrics", error=type(exc).__name__)
+        else:
+            for state, count in counts.items():
+                self.metrics.jobs.labels(state).set(count)
+            self.metrics.queue_depth.set(counts.get("queued", 0))
+        return web.Response(
+            body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
