@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
 from bot.storage import Database, open_database
+from tests.fakes.coretoday import FakeCoreToday
 
 
 class FakeClock:
@@ -35,6 +36,12 @@ def _reset_logging() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     logging.getLogger().handlers[:] = handlers
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCoreToday]:
+    async with FakeCoreToday() as server:
+        yield server
 
 
 @pytest.fixture

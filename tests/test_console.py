@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +23,6 @@ class Result:
     code: int
     stdout: str
     stderr: str
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeCoreToday]:
-    async with FakeCoreToday() as server:
-        yield server
 
 
 def environment(tmp_path: Path, fake: FakeCoreToday, **extra: str) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -33,12 +33,6 @@ def png(size: tuple[int, int] = (32, 24)) -> bytes:
 def request(with_image: bool = True, **options: object) -> ProviderRequest:
     images = (InputImage(png(), "image/png", "cat.png"),) if with_image else ()
     return ProviderRequest("make it a watercolor", EditOptions(**options), images)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeCoreToday]:
-    async with FakeCoreToday() as server:
-        yield server
 
 
 def provider_for(fake: FakeCoreToday, key: str = DEFAULT_KEY, **kw: object) -> CoreTodayProvider:

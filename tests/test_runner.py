@@ -29,12 +29,6 @@ def png(size: tuple[int, int] = (40, 30)) -> bytes:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeCoreToday]:
-    async with FakeCoreToday() as server:
-        yield server
-
-
-@pytest.fixture
 def frontend() -> RecordingFrontend:
     return RecordingFrontend()
 
