@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "migrate", parents=[config_parent], help="apply database migrations and exit"
     )
+    commands.add_parser(
+        "healthcheck",
+        parents=[config_parent],
+        help="exit 0 when the running bot's ops endpoint answers /healthz (Docker HEALTHCHECK)",
+    )
 
     credits = commands.add_parser("credits", help="read and change balances")
     credit_commands = credits.add_subparsers(dest="credits_command", required=True)
@@ -162,6 +167,27 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
+def _healthcheck(settings: Settings) -> int:
+    import httpx
+
+    ops = settings.ops
+    if not ops.enabled:
+        print("unhealthy: the ops endpoint is disabled (ops.enabled = false)", file=sys.stderr)
+        return 1
+    host = "127.0.0.1" if ops.host in {"0.0.0.0", "::", ""} else ops.host  # noqa: S104
+    url = f"http://{host}:{ops.port}/healthz"
+    try:
+        answer = httpx.get(url, timeout=3.0)
+    except httpx.HTTPError as exc:
+        print(f"unhealthy: {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    if answer.status_code != 200:
+        print(f"unhealthy: {url} answered {answer.status_code}", file=sys.stderr)
+        return 1
+    print("healthy")
+    return 0
+
+
 def _log_level(command: str, settings: Settings) -> str:
     """The console prints its own progress lines; routine log events would bury them."""
     if command == "console" and settings.log.level == "info":
@@ -225,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             _print_config(settings, args.json)
             return 0
+        if args.command == "healthcheck":
+            return _healthcheck(settings)
         if args.command == "migrate":
             from bot.storage.database import migrate
 
