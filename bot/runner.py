@@ -235,6 +235,7 @@ class JobRunner:
                     await self._deliver(job, reply, started, bound)
                     return
                 status = await self._submit_or_resume(job, reply, bound)
+                bound = bound.bind(prediction_id=status.id)
                 job = await self._refresh(job)
                 final = await self._wait_until_done(job, status)
                 output_path, meta = await self._download(job, final)
