@@ -1,0 +1,77 @@
+"""Downloading users' files from Slack with the bot token, safely.
+
+The bot token may only ever be sent to Slack's own file hosts (``slack.file_hosts``):
+the URL is checked before the request, and every redirect is checked again rather than
+followed blindly. Slack answers an HTML login page (status 200) when the token lacks the
+``files:read`` scope; that is turned into a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from bot.errors import ProviderUnavailable, UserInputError
+
+MAX_REDIRECTS = 3
+_MISSING_SCOPE = (
+    "I can't read files in this workspace: the bot's Slack token lacks the files:read "
+    "scope. Ask an admin to add it and reinstall the app."
+)
+
+
+class SlackFileFetcher:
+    def __init__(self, client: httpx.AsyncClient, token: str, file_hosts: Sequence[str]) -> None:
+        self.client = client
+        self._token = token
+        self.file_hosts = {host.lower() for host in file_hosts}
+
+    def allowed(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme in {"https", "http"} and (parts.hostname or "") in self.file_hosts
+
+    async def fetch(self, url: str, max_bytes: int) -> bytes:
+        """The file's bytes, at most ``max_bytes`` (more is refused, not truncated)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.allowed(url):
+                # Never show the URL: it names the workspace's private file.
+                raise UserInputError(
+                    "That file is not hosted by Slack, so I won't download it with the "
+                    "bot's credentials."
+                )
+            headers = {"Authorization": f"Bearer {self._token}"}
+            try:
+                async with self.client.stream("GET", url, headers=headers) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code in (401, 403):
+                        raise UserInputError(_MISSING_SCOPE)
+                    if response.status_code == 404:
+                        raise UserInputError("That file was deleted or I can't see it.")
+                    if response.status_code >= 400:
+                        raise ProviderUnavailable(
+                            "Slack did not hand over the file. Please try again.",
+                            detail=f"file download HTTP {response.status_code}",
+                        )
+                    content_type = response.headers.get("content-type", "")
+                    if content_type.startswith("text/html"):
+                        raise UserInputError(_MISSING_SCOPE)
+                    chunks: list[bytes] = []
+                    total = 0
+                    async for chunk in response.aiter_bytes():
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise UserInputError(
+                                f"The image is larger than {max_bytes / 1e6:.0f} MB."
+                            )
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.HTTPError as exc:
+                raise ProviderUnavailable(
+                    "Slack did not hand over the file. Please try again.",
+                    detail=f"file download {type(exc).__name__}",
+                ) from None
+        raise UserInputError("The file's link redirected too many times.")

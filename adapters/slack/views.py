@@ -1,0 +1,149 @@
+"""The Block Kit of the bot: the edit modal and reading its submission.
+
+A slash command cannot carry a file, so ``/kontext`` opens this modal with a
+``file_input``; the message shortcut opens the same modal without it (the message's
+image is the input). Where to answer travels in ``private_metadata``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot.domain import EditOptions
+
+CALLBACK_ID = "kontext_edit"
+SHORTCUT_CALLBACK_ID = "kontext_edit_message"
+IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
+
+
+def _option(value: str) -> dict[str, Any]:
+    return {"text": {"type": "plain_text", "text": value}, "value": value}
+
+
+def edit_modal(
+    *,
+    metadata: dict[str, Any],
+    prompt: str,
+    options: EditOptions,
+    with_file_input: bool,
+    aspect_ratios: tuple[str, ...],
+) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = []
+    if with_file_input:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": "image",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Image to edit (none: make one)"},
+                "element": {
+                    "type": "file_input",
+                    "action_id": "file",
+                    "filetypes": IMAGE_EXTENSIONS,
+                    "max_files": 1,
+                },
+            }
+        )
+    prompt_element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": "text",
+        "multiline": True,
+        "placeholder": {"type": "plain_text", "text": "make it a watercolor"},
+    }
+    if prompt:
+        prompt_element["initial_value"] = prompt
+    ratio_element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "value",
+        "options": [_option(ratio) for ratio in aspect_ratios],
+    }
+    if options.aspect_ratio:
+        ratio_element["initial_option"] = _option(options.aspect_ratio)
+    seed_element: dict[str, Any] = {
+        "type": "number_input",
+        "action_id": "value",
+        "is_decimal_allowed": False,
+        "min_value": "0",
+        "max_value": "4294967295",
+    }
+    if options.seed is not None:
+        seed_element["initial_value"] = str(options.seed)
+    blocks += [
+        {
+            "type": "input",
+            "block_id": "prompt",
+            "label": {"type": "plain_text", "text": "What should change?"},
+            "element": prompt_element,
+        },
+        {
+            "type": "input",
+            "block_id": "ratio",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Aspect ratio"},
+            "element": ratio_element,
+        },
+        {
+            "type": "input",
+            "block_id": "seed",
+            "optional": True,
+            "label": {"type": "plain_text", "text": "Seed (same seed, same result)"},
+            "element": seed_element,
+        },
+        {
+            "type": "input",
+            "block_id": "format",
+            "label": {"type": "plain_text", "text": "Format"},
+            "element": {
+                "type": "static_select",
+                "action_id": "value",
+                "options": [_option("png"), _option("jpg")],
+                "initial_option": _option(options.output_format),
+            },
+        },
+    ]
+    return {
+        "type": "modal",
+        "callback_id": CALLBACK_ID,
+        "private_metadata": json.dumps(metadata, separators=(",", ":")),
+        "title": {"type": "plain_text", "text": "Edit with Kontext"},
+        "submit": {"type": "plain_text", "text": "Edit"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+@dataclass(frozen=True)
+class Submission:
+    prompt: str
+    aspect_ratio: str | None
+    seed: int | None
+    output_format: str | None
+    file_ids: tuple[str, ...]
+    metadata: dict[str, Any]
+
+
+def read_submission(view: dict[str, Any]) -> Submission:
+    values: dict[str, Any] = view.get("state", {}).get("values", {})
+
+    def value(block: str, action: str) -> dict[str, Any]:
+        found = values.get(block, {}).get(action)
+        return found if isinstance(found, dict) else {}
+
+    selected_ratio = value("ratio", "value").get("selected_option") or {}
+    selected_format = value("format", "value").get("selected_option") or {}
+    seed_text = value("seed", "value").get("value")
+    files = value("image", "file").get("files") or []
+    try:
+        metadata = json.loads(view.get("private_metadata") or "{}")
+    except json.JSONDecodeError:
+        metadata = {}
+    return Submission(
+        prompt=value("prompt", "text").get("value") or "",
+        aspect_ratio=selected_ratio.get("value"),
+        seed=int(seed_text) if seed_text not in (None, "") else None,
+        output_format=selected_format.get("value"),
+        file_ids=tuple(str(f["id"]) for f in files if isinstance(f, dict) and "id" in f),
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )
