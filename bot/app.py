@@ -73,6 +73,11 @@ class Core:
         if self.ops is not None:
             await self.ops.start()
 
+    def register_frontend(self, frontend: Frontend) -> None:
+        """An adapter built after the core (it needs the service) joins the runner."""
+        if self.runner is not None:
+            self.runner.frontends[frontend.platform] = frontend
+
     def stop_accepting(self) -> None:
         self.service.stop_accepting()
 

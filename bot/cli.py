@@ -14,17 +14,25 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import structlog
 
 from bot import __version__
+from bot.app import Core
 from bot.config import Settings, effective_config, load_settings
 from bot.domain import UserRef
 from bot.errors import ConfigError, UserInputError
 from bot.logs import configure_logging
 
 log = structlog.get_logger("kontext.cli")
+
+
+class Adapter(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 EXIT_USAGE = 1
 EXIT_CONFIG = 2
@@ -136,7 +144,8 @@ async def _run(settings: Settings) -> int:
     from bot.app import build_core
 
     core = await build_core(settings, {PLATFORM: ConsoleFrontend()})
-    if not (settings.slack.enabled or settings.discord.enabled):
+    adapters = await _start_adapters(settings, core)
+    if not adapters:
         log.warning(
             "no platform adapter is enabled (slack.enabled, discord.enabled); "
             "the bot only finishes console jobs left unfinished"
@@ -160,11 +169,38 @@ async def _run(settings: Settings) -> int:
         loop.add_signal_handler(signum, on_signal)
     await core.start()
     try:
+        for adapter in adapters:
+            await adapter.start()
         await stop.wait()
     finally:
+        for adapter in adapters:
+            await adapter.stop()
         await core.close(grace=settings.jobs.shutdown_grace_seconds)
     log.info("stopped")
     return 0
+
+
+async def _start_adapters(settings: Settings, core: Core) -> list[Adapter]:
+    """Build the enabled platform adapters and join them to the core."""
+    adapters: list[Adapter] = []
+    if settings.slack.enabled:
+        try:
+            from adapters.slack import SlackAdapter
+        except ImportError as exc:
+            raise ConfigError(
+                f"slack.enabled: the Slack libraries are not installed ({exc.name}); "
+                "install kontext-bot[slack]"
+            ) from None
+        slack = SlackAdapter(settings.slack, core.service)
+        core.register_frontend(slack)
+        if core.ops is not None:
+            core.ops.add_check("slack", slack.ready)
+        adapters.append(slack)
+    if settings.discord.enabled:
+        raise ConfigError(
+            "discord.enabled: the Discord adapter is not available in this version yet"
+        )
+    return adapters
 
 
 def _healthcheck(settings: Settings) -> int:

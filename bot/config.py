@@ -118,7 +118,7 @@ class SlackConfig(_Section):
     api_base_url: str = "https://slack.com/api/"
     file_hosts: list[str] = Field(default_factory=lambda: ["files.slack.com"])
     http_host: str = "0.0.0.0"  # noqa: S104 - HTTP mode must accept Slack's requests
-    http_port: int = Field(3000, ge=1, le=65535)
+    http_port: int = Field(3000, ge=0, le=65535)  # 0: any free port (tests)
 
 
 class DiscordConfig(_Section):
@@ -178,6 +178,25 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _slack_credentials(self) -> Settings:
+        slack = self.slack
+        if not slack.enabled:
+            return self
+        needed = [("bot_token", slack.bot_token)]
+        needed.append(
+            ("app_token", slack.app_token)
+            if slack.mode == "socket"
+            else ("signing_secret", slack.signing_secret)
+        )
+        for key, value in needed:
+            if not value.get_secret_value():
+                raise ValueError(
+                    f"slack.{key} is required when slack.enabled is true in {slack.mode} "
+                    f"mode (give it as KONTEXT_SLACK__{key.upper()})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _jobs_consistent(self) -> Settings:

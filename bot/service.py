@@ -150,6 +150,11 @@ class KontextService:
                     f"{self.max_input_bytes / 1e6:.0f} MB."
                 )
 
+    async def job_for_key(self, idempotency_key: str) -> Job | None:
+        """The job a platform event already created, so an adapter can skip slow work
+        (file look-ups) for a redelivered event."""
+        return await self.store.by_idempotency_key(idempotency_key)
+
     async def job(self, job_id: str) -> Job | None:
         return await self.store.get(job_id)
 

@@ -338,6 +338,8 @@ class SlackAdapter:
         idempotency_key: str,
     ) -> None:
         reply = SlackReply(self.client, target)
+        if await self.service.job_for_key(idempotency_key) is not None:
+            return  # Slack redelivered the event, or sent message and app_mention both
         try:
             attachments = [await self._attachment(file_id) for file_id in file_ids]
             ack = await self.service.submit(

@@ -73,6 +73,7 @@ class FakeSlack:
     threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     fail_methods: dict[str, list[str]] = field(default_factory=dict)  # method -> errors
     rate_limit_methods: dict[str, int] = field(default_factory=dict)  # method -> 429 count
+    files_read_scope: bool = True  # False: file downloads get the HTML login page
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -252,7 +253,7 @@ class FakeSlack:
         key = request.match_info["key"]
         file_id = key.split("-", 1)[-1]
         item = self.files.get(file_id)
-        if auth != f"Bearer {self.token}":
+        if auth != f"Bearer {self.token}" or not self.files_read_scope:
             # What Slack does when the token lacks files:read or is missing.
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         if item is None:

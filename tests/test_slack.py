@@ -1,0 +1,388 @@
+"""The Slack adapter: real slack_bolt and slack_sdk against the fake Slack, in HTTP mode.
+
+The tests play Slack's side: they send signed slash commands, interactivity payloads
+and events to the bot's /slack/events endpoint and read what the bot did through the
+fake Web API (views opened, messages, uploads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from PIL import Image
+
+from adapters.slack import SlackAdapter
+from bot.app import Core, build_core
+from bot.domain import UserRef
+from tests.conftest import make_settings
+from tests.fakes.coretoday import FakeCoreToday
+from tests.fakes.slack import (
+    BOT_TOKEN,
+    BOT_USER_ID,
+    SIGNING_SECRET,
+    TEAM_ID,
+    FakeSlack,
+    sign_request,
+)
+
+USER = "U0ALICE"
+CHANNEL = "C0ART"
+
+
+def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Bot:
+    core: Core
+    adapter: SlackAdapter
+    slack: FakeSlack
+    provider: FakeCoreToday
+    http: httpx.AsyncClient
+
+    async def post(self, body: str, content_type: str, **headers: str) -> httpx.Response:
+        signed = sign_request(body)
+        signed.update(headers)
+        return await self.http.post(
+            "/slack/events", content=body, headers={"Content-Type": content_type, **signed}
+        )
+
+    async def command(self, text: str) -> httpx.Response:
+        body = urlencode(
+            {
+                "token": "legacy",
+                "team_id": TEAM_ID,
+                "channel_id": CHANNEL,
+                "user_id": USER,
+                "command": "/kontext",
+                "text": text,
+                "trigger_id": "trigger-1",
+                "response_url": f"{self.slack.base_url}/response/1",
+            }
+        )
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def interact(self, payload: dict[str, Any]) -> httpx.Response:
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def event(self, event: dict[str, Any], event_id: str, **headers: str) -> httpx.Response:
+        body = json.dumps(
+            {
+                "token": "legacy",
+                "team_id": TEAM_ID,
+                "api_app_id": "A0KONTEXT",
+                "type": "event_callback",
+                "event_id": event_id,
+                "event_time": int(time.time()),
+                "event": event,
+            }
+        )
+        return await self.post(body, "application/json", **headers)
+
+    async def opened_view(self) -> dict[str, Any]:
+        async with asyncio.timeout(10):
+            while not self.slack.calls_to("views.open"):
+                await asyncio.sleep(0.01)
+        view = self.slack.calls_to("views.open")[-1].args["view"]
+        return json.loads(view) if isinstance(view, str) else view
+
+    async def uploaded(self, count: int = 1) -> list[Any]:
+        async with asyncio.timeout(15):
+            while len([u for u in self.slack.uploads.values() if u.channel]) < count:
+                await asyncio.sleep(0.02)
+        return [u for u in self.slack.uploads.values() if u.channel]
+
+    async def ephemerals(self, count: int = 1) -> list[str]:
+        async with asyncio.timeout(15):
+            while len(self.slack.calls_to("chat.postEphemeral")) < count:
+                await asyncio.sleep(0.02)
+        return [c.args["text"] for c in self.slack.calls_to("chat.postEphemeral")]
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
+    async with FakeSlack() as slack:
+        settings = make_settings(
+            tmp_path,
+            fake.base_url,
+            slack={
+                "enabled": True,
+                "mode": "http",
+                "bot_token": BOT_TOKEN,
+                "signing_secret": SIGNING_SECRET,
+                "api_base_url": slack.api_url,
+                "file_hosts": ["127.0.0.1"],
+                "http_host": "127.0.0.1",
+                "http_port": 0,
+            },
+            jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+        )
+        core = await build_core(settings, {})
+        adapter = SlackAdapter(settings.slack, core.service)
+        core.register_frontend(adapter)
+        assert core.runner is not None
+        core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+        await core.start()
+        await adapter.start()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{adapter.port}") as http:
+            yield Bot(core, adapter, slack, fake, http)
+        await adapter.stop()
+        await core.close()
+
+
+def submission(
+    view: dict[str, Any],
+    *,
+    prompt: str,
+    file: dict[str, Any] | None,
+    ratio: str | None = None,
+    view_id: str = "V0SUBMIT",
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "prompt": {"text": {"type": "plain_text_input", "value": prompt}},
+        "ratio": {
+            "value": {
+                "type": "static_select",
+                "selected_option": {"value": ratio} if ratio else None,
+            }
+        },
+        "seed": {"value": {"type": "number_input", "value": None}},
+        "format": {"value": {"type": "static_select", "selected_option": {"value": "png"}}},
+    }
+    if any(block.get("block_id") == "image" for block in view["blocks"]):
+        values["image"] = {"file": {"type": "file_input", "files": [file] if file else []}}
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID},
+        "user": {"id": USER},
+        "view": {
+            "id": view_id,
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {"values": values},
+        },
+    }
+
+
+async def balance(bot: Bot) -> int:
+    return (await bot.core.service.credits(UserRef("slack", TEAM_ID, USER))).balance
+
+
+async def test_slash_command_modal_with_file_posts_result_in_channel(bot: Bot) -> None:
+    answer = await bot.command("make it a watercolor --ar 4:3")
+    assert answer.status_code == 200
+    view = await bot.opened_view()
+    assert view["callback_id"] == "kontext_edit"
+    prompt_block = next(b for b in view["blocks"] if b["block_id"] == "prompt")
+    assert prompt_block["element"]["initial_value"] == "make it a watercolor"
+    ratio_block = next(b for b in view["blocks"] if b["block_id"] == "ratio")
+    assert ratio_block["element"]["initial_option"]["value"] == "4:3"
+    assert json.loads(view["private_metadata"])["channel"] == CHANNEL
+
+    original = png()
+    file = bot.slack.add_file("cat.png", original)
+    done = await bot.interact(
+        submission(view, prompt="make it a watercolor", file=file, ratio="4:3")
+    )
+    assert done.status_code == 200 and done.text == ""
+    (upload,) = await bot.uploaded()
+    assert upload.channel == CHANNEL and upload.thread_ts is None
+    assert "make it a watercolor" in (upload.initial_comment or "")
+    assert Image.open(io.BytesIO(upload.data)).size == (16, 12)
+    (create,) = bot.provider.creates
+    assert create.file_bytes == original
+    assert create.input is not None and create.input["aspect_ratio"] == "4:3"
+    # The file was fetched with the bot token from the allowed host only.
+    assert bot.slack.file_requests == [
+        (f"/files-pri/{TEAM_ID}-{file['id']}/cat.png", f"Bearer {BOT_TOKEN}")
+    ]
+    assert any("Queued (position" in text for text in await bot.ephemerals())
+    assert await balance(bot) == 1080
+    statuses = [c.args["text"] for c in bot.slack.calls_to("chat.update")]
+    assert any("Done" in text for text in statuses)
+
+
+async def test_help_credits_and_bad_options_answer_in_the_ack(bot: Bot) -> None:
+    # A plain-text answer to a slash command is shown to the user alone.
+    help_answer = await bot.command("help")
+    assert "--ar RATIO" in help_answer.text and "120 credits" in help_answer.text
+    credits = await bot.command("credits")
+    assert "1200 credits" in credits.text
+    bad = await bot.command("make it pop --ar 7:3")
+    assert "16:9" in bad.text
+    assert bot.slack.calls_to("views.open") == []
+    assert bot.provider.received == []
+
+
+async def test_invalid_modal_input_keeps_the_modal_open(bot: Bot) -> None:
+    await bot.command("")
+    view = await bot.opened_view()
+    answer = await bot.interact(submission(view, prompt="   ", file=None))
+    assert answer.json()["response_action"] == "errors"
+    assert "Write what to change" in answer.json()["errors"]["prompt"]
+    assert await bot.core.service.history(UserRef("slack", TEAM_ID, USER)) == []
+
+
+def message_event(
+    kind: str,
+    ts: str,
+    text: str,
+    files: list[dict[str, Any]] | None = None,
+    thread_ts: str | None = None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": kind,
+        "channel": CHANNEL,
+        "user": USER,
+        "text": text,
+        "ts": ts,
+        "team": TEAM_ID,
+    }
+    if files is not None:
+        event["files"] = files
+        if kind == "message":
+            event["subtype"] = "file_share"
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+async def test_mention_with_file_is_one_request_and_threads_continue_it(bot: Bot) -> None:
+    file = bot.slack.add_file("portrait.png", png((10, 200, 10)))
+    ts = f"{time.time() - 60:.6f}"
+    text = f"<@{BOT_USER_ID}> make her smile --seed 7"
+    assert (await bot.event(message_event("message", ts, text, [file]), "Ev1")).status_code == 200
+    await bot.event(message_event("app_mention", ts, text, [file]), "Ev2")
+    (first,) = await bot.uploaded()
+    looked_up = len(bot.slack.calls_to("files.info"))
+    # Slack redelivers an event it thinks timed out: recognised before any slow work.
+    retry = await bot.event(
+        message_event("message", ts, text, [file]),
+        "Ev1",
+        **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
+    )
+    assert retry.status_code == 200
+    assert first.thread_ts == ts and first.channel == CHANNEL
+    assert "seed 7" in (first.initial_comment or "")
+    assert len(bot.provider.creates) == 1
+    assert bot.provider.creates[0].input["prompt"] == "make her smile"  # type: ignore[index]
+
+    # "now make her wave" in the thread edits the bot's own latest result.
+    reply = message_event(
+        "message", f"{time.time() + 1:.6f}", f"<@{BOT_USER_ID}> now make her wave", thread_ts=ts
+    )
+    await bot.event(reply, "Ev3")
+    uploads = await bot.uploaded(2)
+    assert uploads[1].thread_ts == ts
+    assert bot.provider.creates[1].file_bytes == first.data
+    # Only the thread edit looked a file up again: the redelivery did no slow work.
+    assert len(bot.slack.calls_to("files.info")) == looked_up + 1
+    assert await balance(bot) == 1200 - 240
+
+
+async def test_message_shortcut_edits_that_messages_image(bot: Bot) -> None:
+    file = bot.slack.add_file("product.png", png((50, 50, 200)))
+    shortcut = {
+        "type": "message_action",
+        "callback_id": "kontext_edit_message",
+        "trigger_id": "t2",
+        "team": {"id": TEAM_ID},
+        "channel": {"id": CHANNEL},
+        "user": {"id": USER},
+        "message": {"ts": "1764000001.000200", "text": "our new mug", "files": [file]},
+    }
+    assert (await bot.interact(shortcut)).status_code == 200
+    view = await bot.opened_view()
+    assert all(block["block_id"] != "image" for block in view["blocks"])
+    await bot.interact(submission(view, prompt="put it on a beach", file=None, view_id="V0SC"))
+    (upload,) = await bot.uploaded()
+    assert upload.thread_ts == "1764000001.000200"
+    assert bot.provider.creates[0].file_bytes == png((50, 50, 200))
+
+
+async def test_shortcut_on_a_message_without_image(bot: Bot) -> None:
+    shortcut = {
+        "type": "message_action",
+        "callback_id": "kontext_edit_message",
+        "trigger_id": "t3",
+        "team": {"id": TEAM_ID},
+        "channel": {"id": CHANNEL},
+        "user": {"id": USER},
+        "message": {"ts": "1764000001.000300", "text": "just words"},
+    }
+    await bot.interact(shortcut)
+    assert "no image" in (await bot.ephemerals())[0]
+    assert bot.slack.calls_to("views.open") == []
+
+
+async def test_missing_files_read_scope_is_explained_and_refunded(bot: Bot) -> None:
+    bot.slack.files_read_scope = False
+    file = bot.slack.add_file("cat.png", png())
+    await bot.event(
+        message_event("message", "1764000002.000100", f"<@{BOT_USER_ID}> blue", [file]), "Ev9"
+    )
+    messages = await bot.ephemerals(2)
+    assert any("files:read" in text and "refunded" in text for text in messages)
+    assert bot.provider.creates == []
+    assert await balance(bot) == 1200
+
+
+async def test_files_outside_the_allowed_hosts_get_no_token(bot: Bot) -> None:
+    bot.adapter.files.file_hosts = {"files.slack.com"}
+    file = bot.slack.add_file("cat.png", png())
+    await bot.event(
+        message_event("message", "1764000003.000100", f"<@{BOT_USER_ID}> blue", [file]), "Ev10"
+    )
+    messages = await bot.ephemerals(2)
+    assert any("not hosted by Slack" in text for text in messages)
+    assert bot.slack.file_requests == []
+    assert await balance(bot) == 1200
+
+
+async def test_requests_with_a_bad_or_stale_signature_are_refused(bot: Bot) -> None:
+    body = urlencode({"team_id": TEAM_ID, "user_id": USER, "command": "/kontext", "text": "help"})
+    forged = sign_request(body, secret="not-the-secret")
+    answer = await bot.http.post(
+        "/slack/events",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **forged},
+    )
+    assert answer.status_code == 401
+    stale = sign_request(body, timestamp=int(time.time()) - 600)
+    answer = await bot.http.post(
+        "/slack/events",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **stale},
+    )
+    assert answer.status_code == 401
+
+
+async def test_rate_limited_slack_calls_are_retried(bot: Bot) -> None:
+    bot.slack.rate_limit_methods["chat.postEphemeral"] = 2
+    await bot.command("")
+    view = await bot.opened_view()
+    await bot.interact(submission(view, prompt="make it blue", file=None, view_id="V0RL"))
+    await bot.uploaded()
+    async with asyncio.timeout(10):
+        while (
+            bot.slack.rate_limit_methods["chat.postEphemeral"] > 0
+            or len(bot.slack.calls_to("chat.postEphemeral")) < 3
+        ):
+            await asyncio.sleep(0.02)
+    # Two answers were 429 with Retry-After; slack_sdk's handler retried the message.
+    assert len(bot.slack.calls_to("chat.postEphemeral")) == 3
