@@ -27,6 +27,7 @@ from bot.domain import UserRef
 from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import (
+    APP_TOKEN,
     BOT_TOKEN,
     BOT_USER_ID,
     SIGNING_SECRET,
@@ -46,52 +47,77 @@ def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64
 
 
 @dataclass
+class Answer:
+    """What Slack got back from the app: an HTTP answer or a Socket Mode ack."""
+
+    text: str
+    body: dict[str, Any] | None
+
+    def json(self) -> dict[str, Any]:
+        assert self.body is not None, self.text
+        return self.body
+
+
+@dataclass
 class Bot:
+    mode: str
     core: Core
     adapter: SlackAdapter
     slack: FakeSlack
     provider: FakeCoreToday
     http: httpx.AsyncClient
 
-    async def post(self, body: str, content_type: str, **headers: str) -> httpx.Response:
+    async def post(self, body: str, content_type: str, **headers: str) -> Answer:
         signed = sign_request(body)
         signed.update(headers)
-        return await self.http.post(
+        response = await self.http.post(
             "/slack/events", content=body, headers={"Content-Type": content_type, **signed}
         )
+        assert response.status_code == 200, response.text
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        return Answer(response.text, response.json() if is_json else None)
 
-    async def command(self, text: str) -> httpx.Response:
-        body = urlencode(
-            {
-                "token": "legacy",
-                "team_id": TEAM_ID,
-                "channel_id": CHANNEL,
-                "user_id": USER,
-                "command": "/kontext",
-                "text": text,
-                "trigger_id": "trigger-1",
-                "response_url": f"{self.slack.base_url}/response/1",
-            }
-        )
-        return await self.post(body, "application/x-www-form-urlencoded")
+    async def deliver(self, kind: str, payload: dict[str, Any], retry: int = 0) -> Answer:
+        acked = await self.slack.send_envelope(kind, payload, retry_attempt=retry)
+        return Answer(str(acked.get("text", "")), acked)
 
-    async def interact(self, payload: dict[str, Any]) -> httpx.Response:
+    async def command(self, text: str) -> Answer:
+        fields = {
+            "token": "legacy",
+            "team_id": TEAM_ID,
+            "channel_id": CHANNEL,
+            "user_id": USER,
+            "command": "/kontext",
+            "text": text,
+            "trigger_id": "trigger-1",
+            "response_url": f"{self.slack.base_url}/response/1",
+        }
+        if self.mode == "socket":
+            return await self.deliver("slash_commands", fields)
+        return await self.post(urlencode(fields), "application/x-www-form-urlencoded")
+
+    async def interact(self, payload: dict[str, Any]) -> Answer:
+        if self.mode == "socket":
+            return await self.deliver("interactive", payload)
         body = urlencode({"payload": json.dumps(payload)})
         return await self.post(body, "application/x-www-form-urlencoded")
 
-    async def event(self, event: dict[str, Any], event_id: str, **headers: str) -> httpx.Response:
-        body = json.dumps(
-            {
-                "token": "legacy",
-                "team_id": TEAM_ID,
-                "api_app_id": "A0KONTEXT",
-                "type": "event_callback",
-                "event_id": event_id,
-                "event_time": int(time.time()),
-                "event": event,
-            }
+    async def event(self, event: dict[str, Any], event_id: str, retry: int = 0) -> Answer:
+        envelope = {
+            "token": "legacy",
+            "team_id": TEAM_ID,
+            "api_app_id": "A0KONTEXT",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        if self.mode == "socket":
+            return await self.deliver("events_api", envelope, retry)
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        return await self.post(
+            json.dumps(envelope), "application/json", **(headers if retry else {})
         )
-        return await self.post(body, "application/json", **headers)
 
     async def opened_view(self) -> dict[str, Any]:
         async with asyncio.timeout(10):
@@ -113,21 +139,27 @@ class Bot:
         return [c.args["text"] for c in self.slack.calls_to("chat.postEphemeral")]
 
 
-@pytest.fixture
-async def bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
+@pytest.fixture(params=["http", "socket"])
+async def bot(
+    request: pytest.FixtureRequest, tmp_path: Path, fake: FakeCoreToday
+) -> AsyncIterator[Bot]:
+    mode = str(request.param)
     async with FakeSlack() as slack:
+        credentials = (
+            {"signing_secret": SIGNING_SECRET, "http_host": "127.0.0.1", "http_port": 0}
+            if mode == "http"
+            else {"app_token": APP_TOKEN}
+        )
         settings = make_settings(
             tmp_path,
             fake.base_url,
             slack={
                 "enabled": True,
-                "mode": "http",
+                "mode": mode,
                 "bot_token": BOT_TOKEN,
-                "signing_secret": SIGNING_SECRET,
                 "api_base_url": slack.api_url,
                 "file_hosts": ["127.0.0.1"],
-                "http_host": "127.0.0.1",
-                "http_port": 0,
+                **credentials,
             },
             jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
         )
@@ -138,8 +170,9 @@ async def bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
         core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
         await core.start()
         await adapter.start()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{adapter.port}") as http:
-            yield Bot(core, adapter, slack, fake, http)
+        assert await adapter.ready()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{adapter.port or 9}") as http:
+            yield Bot(mode, core, adapter, slack, fake, http)
         await adapter.stop()
         await core.close()
 
@@ -185,7 +218,7 @@ async def balance(bot: Bot) -> int:
 
 async def test_slash_command_modal_with_file_posts_result_in_channel(bot: Bot) -> None:
     answer = await bot.command("make it a watercolor --ar 4:3")
-    assert answer.status_code == 200
+    assert answer.text == ""
     view = await bot.opened_view()
     assert view["callback_id"] == "kontext_edit"
     prompt_block = next(b for b in view["blocks"] if b["block_id"] == "prompt")
@@ -199,7 +232,7 @@ async def test_slash_command_modal_with_file_posts_result_in_channel(bot: Bot) -
     done = await bot.interact(
         submission(view, prompt="make it a watercolor", file=file, ratio="4:3")
     )
-    assert done.status_code == 200 and done.text == ""
+    assert done.text == "" and not (done.body or {}).get("response_action")
     (upload,) = await bot.uploaded()
     assert upload.channel == CHANNEL and upload.thread_ts is None
     assert "make it a watercolor" in (upload.initial_comment or "")
@@ -266,17 +299,12 @@ async def test_mention_with_file_is_one_request_and_threads_continue_it(bot: Bot
     file = bot.slack.add_file("portrait.png", png((10, 200, 10)))
     ts = f"{time.time() - 60:.6f}"
     text = f"<@{BOT_USER_ID}> make her smile --seed 7"
-    assert (await bot.event(message_event("message", ts, text, [file]), "Ev1")).status_code == 200
+    await bot.event(message_event("message", ts, text, [file]), "Ev1")
     await bot.event(message_event("app_mention", ts, text, [file]), "Ev2")
     (first,) = await bot.uploaded()
     looked_up = len(bot.slack.calls_to("files.info"))
     # Slack redelivers an event it thinks timed out: recognised before any slow work.
-    retry = await bot.event(
-        message_event("message", ts, text, [file]),
-        "Ev1",
-        **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"},
-    )
-    assert retry.status_code == 200
+    await bot.event(message_event("message", ts, text, [file]), "Ev1", retry=1)
     assert first.thread_ts == ts and first.channel == CHANNEL
     assert "seed 7" in (first.initial_comment or "")
     assert len(bot.provider.creates) == 1
@@ -306,7 +334,7 @@ async def test_message_shortcut_edits_that_messages_image(bot: Bot) -> None:
         "user": {"id": USER},
         "message": {"ts": "1764000001.000200", "text": "our new mug", "files": [file]},
     }
-    assert (await bot.interact(shortcut)).status_code == 200
+    await bot.interact(shortcut)
     view = await bot.opened_view()
     assert all(block["block_id"] != "image" for block in view["blocks"])
     await bot.interact(submission(view, prompt="put it on a beach", file=None, view_id="V0SC"))
@@ -355,6 +383,8 @@ async def test_files_outside_the_allowed_hosts_get_no_token(bot: Bot) -> None:
 
 
 async def test_requests_with_a_bad_or_stale_signature_are_refused(bot: Bot) -> None:
+    if bot.mode == "socket":
+        pytest.skip("request signatures exist only in HTTP mode")
     body = urlencode({"team_id": TEAM_ID, "user_id": USER, "command": "/kontext", "text": "help"})
     forged = sign_request(body, secret="not-the-secret")
     answer = await bot.http.post(
@@ -386,3 +416,41 @@ async def test_rate_limited_slack_calls_are_retried(bot: Bot) -> None:
             await asyncio.sleep(0.02)
     # Two answers were 429 with Retry-After; slack_sdk's handler retried the message.
     assert len(bot.slack.calls_to("chat.postEphemeral")) == 3
+
+
+async def test_quota_refusal_is_ephemeral_and_costs_nothing(bot: Bot) -> None:
+    user = UserRef("slack", TEAM_ID, USER)
+    await bot.core.service.grant(user, -1150, actor="test")  # 50 credits left
+    file = bot.slack.add_file("cat.png", png())
+    await bot.event(
+        message_event("message", f"{time.time():.6f}", f"<@{BOT_USER_ID}> blue", [file]), "EvQ"
+    )
+    (message,) = await bot.ephemerals()
+    assert "You have 50 credits and an image costs 120" in message
+    assert bot.provider.received == []
+    assert await balance(bot) == 50
+
+
+@pytest.mark.parametrize(
+    ("data", "mimetype", "words"),
+    [
+        (b"%PDF-1.7 not an image", "application/pdf", "not an image I can edit"),
+        (png()[:70], "image/png", "could not be read"),
+        (b"GIF89a\x01\x00", "image/gif", "could not be read"),
+    ],
+)
+async def test_non_image_and_corrupt_files_cost_nothing(
+    bot: Bot, data: bytes, mimetype: str, words: str
+) -> None:
+    bot.slack.add_file("upload.bin", data, mimetype)
+    await bot.command("")
+    view = await bot.opened_view()
+    file = bot.slack.file_object(next(iter(bot.slack.files)))
+    await bot.interact(submission(view, prompt="make it blue", file=file, view_id="V0BAD"))
+    messages = await bot.ephemerals()
+    async with asyncio.timeout(10):
+        while not any(words in text for text in messages):
+            await asyncio.sleep(0.02)
+            messages = [c.args["text"] for c in bot.slack.calls_to("chat.postEphemeral")]
+    assert bot.provider.creates == []
+    assert await balance(bot) == 1200

@@ -8,18 +8,21 @@ an app in HTTP mode, so tests can play Slack's side of events and interactivity.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 BOT_TOKEN = "xoxb-1111111111-2222222222-testbottoken"
+APP_TOKEN = "xapp-1-A0KONTEXT-3333333333-testapptoken"
 SIGNING_SECRET = "3c5b0b4f8d2e4a6b9c7d1e2f3a4b5c6d"
 TEAM_ID = "T0TEST"
 BOT_USER_ID = "UBOT0001"
@@ -73,6 +76,10 @@ class FakeSlack:
     threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     fail_methods: dict[str, list[str]] = field(default_factory=dict)  # method -> errors
     rate_limit_methods: dict[str, int] = field(default_factory=dict)  # method -> 429 count
+    app_token: str = APP_TOKEN
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     files_read_scope: bool = True  # False: file downloads get the HTML login page
     base_url: str = ""
     _runner: web.AppRunner | None = None
@@ -114,6 +121,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/files-pri/{key}/{name}", self._private_file)
         app.router.add_post("/response/{id}", self._response_url)
+        app.router.add_get("/link", self._socket_mode)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -123,6 +131,8 @@ class FakeSlack:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for socket in self.sockets:
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -149,7 +159,8 @@ class FakeSlack:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"}
             )
-        if token != self.token:
+        expected = self.app_token if method == "apps.connections.open" else self.token
+        if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if self.fail_methods.get(method):
             return web.json_response({"ok": False, "error": self.fail_methods[method].pop(0)})
@@ -171,6 +182,9 @@ class FakeSlack:
             "user_id": BOT_USER_ID,
             "bot_id": "B0001",
         }
+
+    def api_apps_connections_open(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.base_url.replace("http://", "ws://") + "/link"}
 
     def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         ts = self._next_ts()
@@ -259,6 +273,54 @@ class FakeSlack:
         if item is None:
             return web.Response(status=404, text="not found")
         return web.Response(body=item.data, content_type=item.content_type or item.mimetype)
+
+    # -- Socket Mode ---------------------------------------------------------------------
+
+    async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self.sockets.append(socket)
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "connection_info": {"app_id": "A0KONTEXT"},
+                "debug_info": {"host": "fake", "approximate_connection_time": 18060},
+            }
+        )
+        self.socket_connected.set()
+        async for message in socket:
+            if message.type != WSMsgType.TEXT:
+                continue
+            ack = json.loads(message.data)
+            future = self.acks.get(str(ack.get("envelope_id")))
+            if future is not None and not future.done():
+                future.set_result(ack.get("payload") or {})
+        return socket
+
+    async def send_envelope(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, timeout: float = 5
+    ) -> dict[str, Any]:
+        """Deliver one envelope as Slack does and return the app's ack payload.
+
+        Raises TimeoutError when the app does not acknowledge in time (Slack would
+        retry, and the user would see an error).
+        """
+        await asyncio.wait_for(self.socket_connected.wait(), timeout)
+        envelope_id = str(uuid.uuid4())
+        self.acks[envelope_id] = asyncio.get_running_loop().create_future()
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        if kind == "events_api":
+            envelope.update(
+                retry_attempt=retry_attempt, retry_reason="timeout" if retry_attempt else ""
+            )
+        await self.sockets[-1].send_json(envelope)
+        return await asyncio.wait_for(self.acks[envelope_id], timeout)
 
     async def _response_url(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
