@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -35,6 +37,7 @@ from tests.fakes.slack import (
     FakeSlack,
     sign_request,
 )
+from tests.test_console import environment, run, start
 
 USER = "U0ALICE"
 CHANNEL = "C0ART"
@@ -454,3 +457,65 @@ async def test_non_image_and_corrupt_files_cost_nothing(
             messages = [c.args["text"] for c in bot.slack.calls_to("chat.postEphemeral")]
     assert bot.provider.creates == []
     assert await balance(bot) == 1200
+
+
+async def test_kontext_bot_run_serves_slack_and_stops_cleanly(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with FakeSlack() as slack:
+        env = environment(
+            tmp_path,
+            fake,
+            KONTEXT_SLACK__ENABLED="true",
+            KONTEXT_SLACK__MODE="http",
+            KONTEXT_SLACK__BOT_TOKEN=BOT_TOKEN,
+            KONTEXT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
+            KONTEXT_SLACK__API_BASE_URL=slack.api_url,
+            KONTEXT_SLACK__HTTP_HOST="127.0.0.1",
+            KONTEXT_SLACK__HTTP_PORT=str(port),
+        )
+        process = await start(["run"], env, tmp_path)
+        body = urlencode(
+            {
+                "team_id": TEAM_ID,
+                "user_id": USER,
+                "channel_id": CHANNEL,
+                "command": "/kontext",
+                "text": "help",
+                "trigger_id": "t",
+            }
+        )
+        async with httpx.AsyncClient() as client:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        answer = await client.post(
+                            f"http://127.0.0.1:{port}/slack/events",
+                            content=body,
+                            headers={
+                                "Content-Type": "application/x-www-form-urlencoded",
+                                **sign_request(body),
+                            },
+                        )
+                        break
+                    except httpx.ConnectError:
+                        assert process.returncode is None, "the bot exited"
+                        await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert answer.status_code == 200 and "--ar RATIO" in answer.text
+    assert process.returncode == 0, err.decode()
+    assert "no platform adapter" not in err.decode()
+    assert BOT_TOKEN not in err.decode() and SIGNING_SECRET not in err.decode()
+
+
+async def test_run_refuses_slack_without_its_secret(tmp_path: Path, fake: FakeCoreToday) -> None:
+    env = environment(
+        tmp_path, fake, KONTEXT_SLACK__ENABLED="true", KONTEXT_SLACK__BOT_TOKEN=BOT_TOKEN
+    )
+    result = await run(["run"], env, tmp_path)
+    assert result.code == 2
+    assert "slack.app_token is required" in result.stderr
