@@ -1,0 +1,267 @@
+"""Shared HTTP machinery of the providers: one client, safe retries, error mapping.
+
+Retries follow one rule for every provider: repeat a call only when repeating cannot do
+the work twice. Reads are always safe; a create is repeated only when it certainly did
+not happen (the connection was refused, or the service answered 429/503). A create
+whose answer was lost is reported as failed, so the job is refunded rather than
+possibly run and billed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import stamina
+
+from bot.errors import KontextError, ProviderUnavailable, UserInputError
+from bot.providers.base import ProviderCapabilities
+
+T = TypeVar("T")
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+NO_ANSWER = (
+    "The image service did not answer in time, so the edit was stopped to avoid running "
+    "it twice. Please try again."
+)
+UNAVAILABLE = "The image service is unavailable right now. Please try again in a few minutes."
+
+
+class Retry(Exception):
+    """A failed attempt that may be repeated, after at least ``wait`` seconds."""
+
+    def __init__(self, error: ProviderUnavailable, wait: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.wait = wait
+
+
+_Retry = Retry  # the name the providers used first
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
+
+
+def short_reason(response: httpx.Response) -> str:
+    """The provider's own reason, short and without anything that looks like markup."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, Mapping):
+        for key in ("detail", "error", "message", "title"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return " ".join(value.split())[:200]
+            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+                return " ".join(str(value["message"]).split())[:200]
+            if isinstance(value, list) and value and isinstance(value[0], Mapping):
+                message = value[0].get("msg") or value[0].get("message")
+                if isinstance(message, str):
+                    return " ".join(message.split())[:200]
+    return ""
+
+
+def classify_response(response: httpx.Response) -> KontextError | None:
+    """Map an HTTP answer onto the DESIGN.md error kinds; None for a success."""
+    code = response.status_code
+    if code < 400:
+        return None
+    detail = f"HTTP {code} from {response.request.method} {response.request.url.path}"
+    if code in (401, 403):
+        return ProviderUnavailable(
+            "The image service rejected the bot's API key. An operator needs to fix the "
+            "bot's configuration.",
+            detail=detail,
+        )
+    if code == 402:
+        return ProviderUnavailable(
+            "The bot's image-service account is out of credits. Please tell an operator.",
+            detail=detail,
+        )
+    if code in (400, 422):
+        reason = short_reason(response)
+        suffix = f": {reason}" if reason else "."
+        return UserInputError(f"The image service rejected the request{suffix}", detail=detail)
+    if code == 429:
+        return ProviderUnavailable(
+            "The image service is busy right now. Please try again in a minute.",
+            detail=detail,
+            retryable=True,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    return ProviderUnavailable(
+        UNAVAILABLE,
+        detail=detail,
+        retryable=code >= 500,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+class HttpProvider:
+    """The parts every HTTP provider shares; subclasses give auth and the API's shapes."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        capabilities: ProviderCapabilities,
+        request_timeout: float = 30.0,
+        max_retries: int = 4,
+        client: httpx.AsyncClient | None = None,
+        wait_initial: float = 0.5,
+        wait_cap: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.capabilities = capabilities
+        self.max_retries = max_retries
+        self.wait_initial = wait_initial
+        self.wait_cap = wait_cap
+        self._api_key = api_key
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(request_timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        origin = urlsplit(self.base_url)
+        self._origin = (origin.scheme, origin.netloc)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r})"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def classify(self, response: httpx.Response) -> KontextError | None:
+        return classify_response(response)
+
+    def same_origin(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return (parts.scheme, parts.netloc) == self._origin
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it gives a non-retryable answer or retries run out.
+
+        stamina provides the backoff with jitter; a ``Retry-After`` hint is honoured by
+        waiting at least that long before the next attempt. Exhausted retries surface as
+        the last attempt's ``ProviderUnavailable``.
+        """
+        last: Retry | None = None
+        try:
+            async for retry in stamina.retry_context(
+                on=Retry,
+                attempts=self.max_retries + 1,
+                wait_initial=self.wait_initial,
+                wait_max=self.wait_cap,
+                timeout=None,
+            ):
+                with retry:
+                    if last is not None and last.wait:
+                        await asyncio.sleep(min(last.wait, MAX_RETRY_AFTER_SECONDS))
+                    try:
+                        return await attempt()
+                    except Retry as exc:
+                        last = exc
+                        raise
+        except Retry as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def call(self, method: str, url: str, *, create: bool = False, **kwargs: Any) -> Any:
+        """One JSON API call under the retry rule; ``create`` marks a call that starts
+        paid work at the provider."""
+
+        async def attempt() -> Any:
+            try:
+                response = await self._client.request(method, url, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # The request never left: repeating cannot duplicate anything.
+                raise Retry(
+                    ProviderUnavailable(UNAVAILABLE, detail=type(exc).__name__), None
+                ) from None
+            except httpx.TransportError as exc:
+                lost = ProviderUnavailable(
+                    NO_ANSWER if create else UNAVAILABLE, detail=type(exc).__name__
+                )
+                if create:
+                    raise lost from None
+                raise Retry(lost, None) from None
+            error = self.classify(response)
+            if error is None:
+                try:
+                    return response.json()
+                except ValueError:
+                    raise ProviderUnavailable(
+                        UNAVAILABLE, detail=f"non-JSON answer from {method} {response.url.path}"
+                    ) from None
+            if isinstance(error, ProviderUnavailable) and error.retryable:
+                if not create or response.status_code in (429, 503):
+                    raise Retry(error, error.retry_after)
+                raise ProviderUnavailable(NO_ANSWER, detail=str(error)) from None
+            raise error
+
+        return await self.with_retries(attempt)
+
+    async def fetch_output(self, url: str, *, max_bytes: int) -> bytes:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ProviderUnavailable(UNAVAILABLE, detail="output URL is not http(s)")
+        # The key goes only to the provider's own host, never to a CDN it links to.
+        headers = self.auth_headers if self.same_origin(url) else {}
+
+        async def attempt() -> bytes:
+            try:
+                async with self._client.stream("GET", url, headers=headers) as response:
+                    error = self.classify(response)
+                    if error is not None:
+                        if isinstance(error, ProviderUnavailable) and (
+                            error.retryable or response.status_code == 404
+                        ):
+                            raise Retry(error, error.retry_after)
+                        raise error
+                    chunks: list[bytes] = []
+                    total = 0
+                    async for chunk in response.aiter_bytes():
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise ProviderUnavailable(
+                                "The edited image is too large to post.",
+                                detail=f"output larger than {max_bytes} bytes",
+                            )
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.TransportError as exc:
+                raise Retry(
+                    ProviderUnavailable(UNAVAILABLE, detail=type(exc).__name__), None
+                ) from None
+
+        return await self.with_retries(attempt)
