@@ -5,6 +5,19 @@ from __future__ import annotations
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.providers.base import Provider, ProviderCapabilities
+from bot.providers.http import HttpProvider
+
+CORETODAY_URL = "https://api.core.today"
+DEFAULT_BASE_URLS = {
+    "coretoday": CORETODAY_URL,
+    "bfl": "https://api.bfl.ai",
+    "replicate": "https://api.replicate.com",
+}
+KEY_NAMES = {
+    "coretoday": "core.today API key",
+    "bfl": "BFL API key",
+    "replicate": "Replicate API token",
+}
 
 
 def capabilities_for(settings: Settings) -> ProviderCapabilities:
@@ -14,25 +27,48 @@ def capabilities_for(settings: Settings) -> ProviderCapabilities:
     )
 
 
+def base_url_for(settings: Settings) -> str:
+    """The configured URL, or the chosen provider's own when the operator switched
+    ``provider.name`` but left ``base_url`` at its (core.today) default."""
+    config = settings.provider
+    if config.base_url == CORETODAY_URL and config.name != "coretoday":
+        return DEFAULT_BASE_URLS[config.name]
+    return config.base_url
+
+
 def build_provider(settings: Settings) -> Provider:
     config = settings.provider
-    if config.name == "coretoday":
+    if not config.api_key.get_secret_value():
+        raise ConfigError(
+            f"provider.api_key: not set. Give the {KEY_NAMES[config.name]} in the config "
+            "file or, better, as KONTEXT_PROVIDER__API_KEY"
+        )
+    provider_class = _provider_class(config.name)
+    return provider_class(
+        base_url=base_url_for(settings),
+        api_key=config.api_key.get_secret_value(),
+        model=config.model,
+        capabilities=capabilities_for(settings),
+        request_timeout=config.request_timeout_seconds,
+        max_retries=config.max_retries,
+    )
+
+
+def _provider_class(name: str) -> type[HttpProvider]:
+    if name == "coretoday":
         from bot.providers.coretoday import CoreTodayProvider
 
-        if not config.api_key.get_secret_value():
-            raise ConfigError(
-                "provider.api_key: not set. Give the core.today API key in the config file "
-                "or, better, as KONTEXT_PROVIDER__API_KEY"
-            )
-        return CoreTodayProvider(
-            base_url=config.base_url,
-            api_key=config.api_key.get_secret_value(),
-            model=config.model,
-            capabilities=capabilities_for(settings),
-            request_timeout=config.request_timeout_seconds,
-            max_retries=config.max_retries,
+        return CoreTodayProvider
+    if name == "bfl":
+        from bot.providers.bfl import BflProvider
+
+        return BflProvider
+    try:
+        from bot.providers.replicate import (  # type: ignore[import-not-found,unused-ignore]
+            ReplicateProvider,
         )
-    raise ConfigError(
-        f"provider.name: '{config.name}' is not available in this version of kontext-bot "
-        "yet; use 'coretoday'"
-    )
+    except ImportError:
+        raise ConfigError(
+            "provider.name: 'replicate' is not available in this version yet"
+        ) from None
+    return ReplicateProvider  # type: ignore[no-any-return,unused-ignore]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ import httpx
 import stamina
 
 from bot.errors import KontextError, ProviderUnavailable, UserInputError
-from bot.providers.base import ProviderCapabilities
+from bot.providers.base import PredictionStatus, ProviderCapabilities, ProviderRequest
 
 T = TypeVar("T")
 MAX_RETRY_AFTER_SECONDS = 60.0
@@ -116,7 +117,7 @@ def classify_response(response: httpx.Response) -> KontextError | None:
     )
 
 
-class HttpProvider:
+class HttpProvider(ABC):
     """The parts every HTTP provider shares; subclasses give auth and the API's shapes."""
 
     name = "http"
@@ -163,6 +164,18 @@ class HttpProvider:
     def same_origin(self, url: str) -> bool:
         parts = urlsplit(url)
         return (parts.scheme, parts.netloc) == self._origin
+
+    @abstractmethod
+    async def submit(self, request: ProviderRequest, *, idempotency_key: str) -> PredictionStatus:
+        """Create a prediction (see ``bot.providers.base.Provider``)."""
+
+    @abstractmethod
+    async def status(self, prediction_id: str) -> PredictionStatus:
+        """Read a prediction's state."""
+
+    @abstractmethod
+    async def cancel(self, prediction_id: str) -> None:
+        """Best-effort cancel."""
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -1,0 +1,128 @@
+"""Black Forest Labs' own API: ``POST /v1/flux-kontext-pro`` (or ``-max``), then poll.
+
+The create answer names a ``polling_url`` on a regional host; that exact URL is polled
+(the id alone is not enough once requests are spread over regions), so it is what the
+job stores as its prediction id. The key is only ever sent to the API's own domain.
+Results (``result.sample``) are signed delivery URLs that expire within minutes: the
+runner downloads them at once, without the key.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from bot.errors import ProviderUnavailable
+from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
+from bot.providers.http import UNAVAILABLE, HttpProvider
+
+_STATES = {
+    "pending": PredictionState.PENDING,
+    "queued": PredictionState.PENDING,
+    "processing": PredictionState.RUNNING,
+    "ready": PredictionState.SUCCEEDED,
+    "error": PredictionState.FAILED,
+    "failed": PredictionState.FAILED,
+    "request moderated": PredictionState.MODERATED,
+    "content moderated": PredictionState.MODERATED,
+    "task not found": PredictionState.FAILED,
+}
+
+
+def endpoint_for(model: str) -> str:
+    """``black-forest-labs/flux-kontext-pro`` and ``flux-kontext-pro`` both name the
+    ``/v1/flux-kontext-pro`` endpoint."""
+    return model.rsplit("/", 1)[-1]
+
+
+def bfl_inputs(request: ProviderRequest) -> dict[str, Any]:
+    options = request.options
+    body: dict[str, Any] = {
+        "prompt": request.prompt,
+        "output_format": "jpeg" if options.output_format == "jpg" else "png",
+        "prompt_upsampling": options.upsample,
+        "safety_tolerance": options.safety,
+    }
+    if request.images:
+        body["input_image"] = base64.b64encode(request.images[0].data).decode("ascii")
+    if options.aspect_ratio is not None and options.aspect_ratio != "match_input_image":
+        # BFL matches the input image when no ratio is given.
+        body["aspect_ratio"] = options.aspect_ratio
+    if options.seed is not None:
+        body["seed"] = options.seed
+    return body
+
+
+class BflProvider(HttpProvider):
+    name = "bfl"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"x-key": self._api_key}
+
+    def trusted(self, url: str) -> bool:
+        """The API's own host or a regional sibling (api.us1.bfl.ai beside api.bfl.ai)."""
+        host = urlsplit(url).hostname or ""
+        base = urlsplit(self.base_url).hostname or ""
+        if host == base:
+            return True
+        parent = base.split(".", 1)[1] if base.count(".") >= 2 else base
+        return not parent.replace(".", "").isdigit() and host.endswith("." + parent)
+
+    def same_origin(self, url: str) -> bool:
+        # Delivery URLs live on other hosts of the same domain and must not get the key;
+        # only the API host itself (and regional API hosts) do.
+        host = urlsplit(url).hostname or ""
+        return self.trusted(url) and not host.startswith("delivery")
+
+    async def submit(self, request: ProviderRequest, *, idempotency_key: str) -> PredictionStatus:
+        body = await self.call(
+            "POST",
+            f"{self.base_url}/v1/{endpoint_for(self.model)}",
+            create=True,
+            headers={**self.auth_headers, "accept": "application/json"},
+            json=bfl_inputs(request),
+        )
+        if not isinstance(body, Mapping) or not body.get("id"):
+            raise ProviderUnavailable(UNAVAILABLE, detail="create answer without id")
+        polling_url = body.get("polling_url")
+        if isinstance(polling_url, str) and self.trusted(polling_url):
+            return PredictionStatus(id=polling_url, state=PredictionState.PENDING)
+        return PredictionStatus(id=str(body["id"]), state=PredictionState.PENDING)
+
+    def _polling_url(self, prediction_id: str) -> str:
+        if prediction_id.startswith(("http://", "https://")):
+            if not self.trusted(prediction_id):
+                raise ProviderUnavailable(UNAVAILABLE, detail="untrusted polling URL")
+            return prediction_id
+        return f"{self.base_url}/v1/get_result?{urlencode({'id': prediction_id})}"
+
+    async def status(self, prediction_id: str) -> PredictionStatus:
+        body = await self.call("GET", self._polling_url(prediction_id), headers=self.auth_headers)
+        if not isinstance(body, Mapping):
+            raise ProviderUnavailable(UNAVAILABLE, detail="status answer is not an object")
+        raw = str(body.get("status", "")).strip().lower()
+        state = _STATES.get(raw, PredictionState.RUNNING)
+        result = body.get("result")
+        urls: tuple[str, ...] = ()
+        if isinstance(result, Mapping) and isinstance(result.get("sample"), str):
+            urls = (result["sample"],)
+        error = None
+        if state in (PredictionState.FAILED, PredictionState.MODERATED):
+            details = body.get("details") or body.get("error")
+            error = f"{body.get('status')}: {details}" if details else str(body.get("status"))
+        return PredictionStatus(id=prediction_id, state=state, output_urls=urls, error=error)
+
+    async def cancel(self, prediction_id: str) -> None:
+        """BFL documents no way to cancel a task: it finishes and is simply not used."""
+        return None
+
+    async def credits(self) -> float:
+        """The operator's remaining BFL credits (``GET /v1/credits``)."""
+        body = await self.call("GET", f"{self.base_url}/v1/credits", headers=self.auth_headers)
+        value = body.get("credits") if isinstance(body, Mapping) else None
+        if not isinstance(value, int | float):
+            raise ProviderUnavailable(UNAVAILABLE, detail="credits answer without credits")
+        return float(value)

@@ -1,0 +1,275 @@
+"""One contract, every provider: the same scripted situations against each fake.
+
+Each provider is the real client (real httpx) against its own loopback fake. The fakes
+share one scripting interface (``tests.fakes.coretoday.Script``), so a behaviour the bot
+relies on is proven for every provider by the same test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bot.app import build_core
+from bot.domain import EditOptions, EditRequest, JobState, UserRef
+from bot.errors import KontextError, ProviderUnavailable, UserInputError
+from bot.providers.base import (
+    InputImage,
+    PredictionState,
+    PredictionStatus,
+    ProviderCapabilities,
+    ProviderRequest,
+)
+from bot.providers.bfl import BflProvider
+from bot.providers.coretoday import CoreTodayProvider
+from bot.providers.http import HttpProvider
+from tests.conftest import make_settings
+from tests.fakes import bfl as bfl_fake
+from tests.fakes import coretoday as coretoday_fake
+from tests.recording import RecordingFrontend
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    fake: Callable[[], AbstractAsyncContextManager[Any]]
+    provider: type[HttpProvider]
+    key: str
+    cancels: bool  # whether the API has a cancel call
+
+
+FLAVOURS = [
+    Flavour(
+        "coretoday",
+        coretoday_fake.FakeCoreToday,
+        CoreTodayProvider,
+        coretoday_fake.DEFAULT_KEY,
+        True,
+    ),
+    Flavour("bfl", bfl_fake.FakeBfl, BflProvider, bfl_fake.DEFAULT_KEY, False),
+]
+try:  # the Replicate provider joins the contract once it exists
+    from bot.providers.replicate import ReplicateProvider  # type: ignore[import-not-found,unused-ignore]
+
+    from tests.fakes import replicate as replicate_fake  # type: ignore[attr-defined,unused-ignore]
+
+    FLAVOURS.append(
+        Flavour(
+            "replicate",
+            replicate_fake.FakeReplicate,
+            ReplicateProvider,
+            replicate_fake.DEFAULT_KEY,
+            True,
+        )
+    )
+except ImportError:
+    pass
+
+
+def png(size: tuple[int, int] = (48, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (90, 10, 160)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Harness:
+    flavour: Flavour
+    fake: Any
+
+    def provider(self, **overrides: Any) -> HttpProvider:
+        options: dict[str, Any] = {
+            "base_url": self.fake.base_url,
+            "api_key": self.flavour.key,
+            "model": "black-forest-labs/flux-kontext-pro",
+            "capabilities": ProviderCapabilities(),
+            "request_timeout": 2.0,
+            "max_retries": 3,
+            "wait_initial": 0.01,
+            "wait_cap": 0.05,
+        }
+        options.update(overrides)
+        return self.flavour.provider(**options)
+
+
+@pytest.fixture(params=FLAVOURS, ids=lambda flavour: flavour.name)
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    flavour: Flavour = request.param
+    async with flavour.fake() as fake:
+        yield Harness(flavour, fake)
+
+
+def edit(with_image: bool = True, **options: Any) -> ProviderRequest:
+    images = (InputImage(png(), "image/png", "in.png"),) if with_image else ()
+    return ProviderRequest("make it a watercolor", EditOptions(**options), images)
+
+
+async def until_done(provider: HttpProvider, status: PredictionStatus) -> PredictionStatus:
+    for _ in range(30):
+        if status.state.terminal:
+            return status
+        status = await provider.status(status.id)
+    raise AssertionError("never finished")
+
+
+@pytest.mark.parametrize("with_image", [True, False], ids=["edit", "text-to-image"])
+async def test_success(harness: Harness, with_image: bool) -> None:
+    harness.fake.script.polls_before_done = 2
+    provider = harness.provider()
+    try:
+        status = await until_done(
+            provider, await provider.submit(edit(with_image, seed=3), idempotency_key="job-1")
+        )
+        assert status.state == PredictionState.SUCCEEDED
+        data = await provider.fetch_output(status.output_urls[0], max_bytes=5_000_000)
+    finally:
+        await provider.aclose()
+    assert Image.open(io.BytesIO(data)).format == "PNG"
+    (create,) = harness.fake.creates
+    assert create.input["prompt"] == "make it a watercolor"
+    assert create.input["seed"] == 3
+    assert create.file_bytes == (png() if with_image else None)
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "words"),
+    [
+        (401, ProviderUnavailable, "API key"),
+        (402, ProviderUnavailable, "out of credits"),
+        (422, UserInputError, "rejected the request"),
+    ],
+)
+async def test_refusals_are_not_retried(
+    harness: Harness, code: int, error: type[KontextError], words: str
+) -> None:
+    harness.fake.script.create_failures = [code]
+    provider = harness.provider()
+    with pytest.raises(error) as info:
+        await provider.submit(edit(), idempotency_key="j")
+    await provider.aclose()
+    assert words in info.value.user_message
+    assert harness.flavour.key not in info.value.user_message + str(info.value)
+    assert len(harness.fake.creates) == 1
+
+
+async def test_back_pressure_429_is_retried(harness: Harness) -> None:
+    harness.fake.script.create_failures = [429, 429]
+    provider = harness.provider()
+    await provider.submit(edit(), idempotency_key="j")
+    await provider.aclose()
+    assert len(harness.fake.creates) == 3
+
+
+@pytest.mark.parametrize("setup", [{"create_failures": [500]}, {"drop_create_answer": True}])
+async def test_a_create_that_may_have_happened_is_never_repeated(
+    harness: Harness, setup: dict[str, Any]
+) -> None:
+    for name, value in setup.items():
+        # A copy: the parameter's list is shared by every provider's run of this test.
+        setattr(harness.fake.script, name, copy.deepcopy(value))
+    provider = harness.provider()
+    with pytest.raises(ProviderUnavailable) as info:
+        await provider.submit(edit(), idempotency_key="j")
+    await provider.aclose()
+    assert "avoid running it twice" in info.value.user_message
+    assert len(harness.fake.creates) == 1
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state"),
+    [("failed", PredictionState.FAILED), ("moderated", PredictionState.MODERATED)],
+)
+async def test_failed_and_moderated(harness: Harness, outcome: str, state: PredictionState) -> None:
+    harness.fake.script.outcome = outcome
+    provider = harness.provider()
+    status = await until_done(provider, await provider.submit(edit(), idempotency_key="j"))
+    await provider.aclose()
+    assert status.state == state
+
+
+async def test_status_errors_are_retried(harness: Harness) -> None:
+    provider = harness.provider()
+    status = await provider.submit(edit(), idempotency_key="j")
+    harness.fake.script.status_failures = [500, 429]
+    assert (await until_done(provider, status)).state == PredictionState.SUCCEEDED
+    await provider.aclose()
+
+
+async def test_a_fresh_client_resumes_a_submitted_prediction(harness: Harness) -> None:
+    harness.fake.script.polls_before_done = 1
+    first = harness.provider()
+    status = await first.submit(edit(), idempotency_key="j")
+    await first.aclose()  # the process that submitted is gone
+    second = harness.provider()
+    final = await until_done(second, await second.status(status.id))
+    await second.aclose()
+    assert final.state == PredictionState.SUCCEEDED
+    assert len(harness.fake.creates) == 1
+
+
+# -- the same contract through the whole runner ----------------------------------------
+
+
+async def run_job(tmp_path: Path, harness: Harness, **jobs: Any) -> tuple[Any, RecordingFrontend]:
+    frontend = RecordingFrontend()
+    settings = make_settings(
+        tmp_path,
+        harness.fake.base_url,
+        provider={"name": harness.flavour.name, "api_key": harness.flavour.key, "max_retries": 2},
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05, **jobs},
+    )
+    core = await build_core(settings, {"slack": frontend})
+    assert core.runner is not None and core.provider is not None
+    core.provider.wait_initial = 0.01  # type: ignore[attr-defined]
+    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+    await core.start()
+    try:
+        user = UserRef("slack", "T1", "U1")
+        ack = await core.service.submit(
+            EditRequest(
+                user,
+                "make it a watercolor",
+                EditOptions(),
+                (frontend.attach("in.png", png()),),
+                {"c": 1},
+                "evt-1",
+            )
+        )
+        async with asyncio.timeout(15):
+            job = await core.runner.wait_for(ack.job.id)
+        balance = (await core.service.credits(user)).balance
+    finally:
+        await core.close()
+    return (job, balance), frontend
+
+
+async def test_runner_delivers_and_charges(tmp_path: Path, harness: Harness) -> None:
+    (job, balance), frontend = await run_job(tmp_path, harness)
+    assert job.state == JobState.SUCCEEDED and balance == 1080
+    assert len(frontend.delivered) == 1
+
+
+async def test_runner_timeout_cancels_where_possible_and_refunds(
+    tmp_path: Path, harness: Harness
+) -> None:
+    harness.fake.script.outcome = "never"
+    (job, balance), frontend = await run_job(tmp_path, harness, timeout_seconds=0.4)
+    assert job.state == JobState.FAILED and balance == 1200
+    assert "took longer" in frontend.failures[0][1]
+    assert harness.fake.cancels == (1 if harness.flavour.cancels else 0)
+
+
+async def test_runner_refunds_an_expired_output_url(tmp_path: Path, harness: Harness) -> None:
+    harness.fake.script.output_failures = [404] * 10  # the signed URL has expired
+    (job, balance), frontend = await run_job(tmp_path, harness)
+    assert job.state == JobState.FAILED and balance == 1200
+    assert "refunded" in frontend.failures[0][1]
