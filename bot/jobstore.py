@@ -224,7 +224,10 @@ class JobStore:
         claimable = and_(
             jobs.c.platform.in_(list(platforms)),
             or_(
-                jobs.c.state == JobState.QUEUED.value,
+                and_(
+                    jobs.c.state == JobState.QUEUED.value,
+                    or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+                ),
                 and_(
                     jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
                     ~live_lease,
@@ -314,6 +317,32 @@ class JobStore:
                 )
                 .values(updated_at=now, **values)
             )
+
+    async def requeue(self, job_id: str, delay: float) -> bool:
+        """Put a job whose create the provider refused (429) back in line for later.
+
+        Only a job with no prediction can go back: its create certainly did not happen,
+        so taking it again later cannot run it twice.
+        """
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == JobState.RUNNING.value,
+                    jobs.c.prediction_id.is_(None),
+                )
+                .values(
+                    state=JobState.QUEUED.value,
+                    submit_started_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    not_before=now + delay,
+                    updated_at=now,
+                )
+            )
+        return bool(result.rowcount)
 
     async def mark_submit_started(self, job_id: str) -> None:
         await self._update_active(job_id, submit_started_at=self.clock())

@@ -55,12 +55,18 @@ class RunnerLimits:
     delivery_attempts: int = 3
     delivery_backoff: float = 0.5
     keep_images_hours: float = 0.0
+    # How long a job waits after the provider's 429 when it gives no Retry-After.
+    hold_seconds: float = 5.0
     max_input_bytes: int = 20_000_000
     max_input_pixels: int = 20_000_000
     max_output_bytes: int = 50_000_000
     # How often the dispatcher looks for work it was not woken for (other processes'
     # jobs, expired leases).
     idle_scan_seconds: float = 1.0
+
+
+class _Held(Exception):
+    """The job went back in the queue; this run of it ends without an outcome."""
 
 
 def failure_message(exc: KontextError, job_id: str) -> str:
@@ -242,6 +248,9 @@ class JobRunner:
                 await self.store.mark_delivering(job.id, str(output_path), meta)
             job = await self._refresh(job)
             await self._deliver(job, reply, started, bound)
+        except _Held:
+            bound.info("provider busy; job back in the queue")
+            self._wake.set()
         except TimeoutError:
             await self._cancel_at_provider(job)
             await self._fail(
@@ -280,7 +289,12 @@ class JobRunner:
         images = await self._fetch_inputs(job)
         await self.store.mark_submit_started(job.id)
         request = ProviderRequest(prompt=job.prompt, options=job.options, images=images)
-        status = await self.provider.submit(request, idempotency_key=job.id)
+        try:
+            status = await self.provider.submit(request, idempotency_key=job.id)
+        except ProviderUnavailable as exc:
+            if exc.retryable and await self._hold(job, exc, reply):
+                raise _Held from None
+            raise
         del request, images  # the inputs are not held while the provider works
         await self.store.record_prediction(job.id, status.id)
         bound.info("submitted", prediction_id=status.id, state=status.state.value)
@@ -303,6 +317,20 @@ class JobRunner:
                 )
             )
         return tuple(images)
+
+    async def _hold(self, job: Job, exc: ProviderUnavailable, reply: Reply) -> bool:
+        """Back-pressure (429: too many active tasks) is the provider saying "later", not
+        "no": the job goes back in line instead of failing, as long as it is young
+        enough to finish within the job timeout."""
+        age = self.store.clock() - job.created_at
+        delay = min(max(exc.retry_after or self.limits.hold_seconds, 1.0), 60.0)
+        if age + delay >= self.limits.job_timeout:
+            return False
+        if not await self.store.requeue(job.id, delay):
+            return False
+        self.metrics.errors.labels("held").inc()
+        await reply.progress(job, "waiting for the image service")
+        return True
 
     async def _wait_until_done(self, job: Job, status: PredictionStatus) -> PredictionStatus:
         started = time.monotonic()

@@ -45,7 +45,9 @@ async def start_core(
     core = await build_core(settings, {"slack": frontend})
     core.provider.wait_initial = 0.01  # type: ignore[union-attr]
     assert core.runner is not None
-    core.runner.limits = replace(core.runner.limits, delivery_backoff=0.01, idle_scan_seconds=0.1)
+    core.runner.limits = replace(
+        core.runner.limits, delivery_backoff=0.01, idle_scan_seconds=0.1, hold_seconds=0.05
+    )
     await core.start()
     return core
 
@@ -143,7 +145,6 @@ async def test_duplicate_event_runs_once(
         ({"create_failures": [401]}, "provider_unavailable", "API key"),
         ({"create_failures": [402]}, "provider_unavailable", "out of credits"),
         ({"create_failures": [422]}, "user_input", "rejected the request"),
-        ({"create_failures": [429, 429, 429]}, "provider_unavailable", "busy"),
         ({"drop_create_answer": True}, "provider_unavailable", "avoid running it twice"),
     ],
 )
@@ -376,5 +377,35 @@ async def test_clean_stop_hands_jobs_back_for_the_next_start(
         assert (await finish(core, ack.job.id)).state == JobState.SUCCEEDED
         assert len(fake.creates) == 1
         assert await ledger_kinds(core) == ["grant", "reserve", "charge"]
+    finally:
+        await core.close()
+
+
+async def test_back_pressure_holds_the_job_in_the_queue_until_the_provider_takes_it(
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+) -> None:
+    fake.script.create_failures = [429, 429, 429]  # more than the client's own retries
+    core = await start_core(tmp_path, fake, frontend)
+    try:
+        ack = await core.service.submit(edit(frontend, image=png()))
+        assert (await finish(core, ack.job.id)).state == JobState.SUCCEEDED
+        assert len(fake.creates) == 4
+        assert "waiting for the image service" in [stage for _, stage in frontend.progress]
+        assert await ledger_kinds(core) == ["grant", "reserve", "charge"]
+    finally:
+        await core.close()
+
+
+async def test_back_pressure_that_outlasts_the_job_timeout_fails_and_refunds(
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+) -> None:
+    fake.script.create_failures = [429] * 100
+    core = await start_core(tmp_path, fake, frontend, timeout_seconds=1.0)
+    try:
+        ack = await core.service.submit(edit(frontend, image=png()))
+        job = await finish(core, ack.job.id)
+        assert job.state == JobState.FAILED
+        assert "busy" in frontend.failures[0][1]
+        assert await ledger_kinds(core) == ["grant", "reserve", "refund"]
     finally:
         await core.close()

@@ -84,6 +84,8 @@ jobs = Table(
     Column("error_kind", String(32), nullable=True),
     Column("error_message", Text, nullable=True),
     Column("lease_owner", String(64), nullable=True),
+    # A queued job is not taken before this time (the provider asked us to back off).
+    Column("not_before", Timestamp, nullable=True),
     Column("lease_expires_at", Timestamp, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
