@@ -22,7 +22,7 @@ from bot import __version__
 from bot.app import Core
 from bot.config import Settings, effective_config, load_settings
 from bot.domain import UserRef
-from bot.errors import ConfigError, UserInputError
+from bot.errors import ConfigError, ProviderUnavailable, UserInputError
 from bot.logs import configure_logging
 
 log = structlog.get_logger("kontext.cli")
@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "migrate", parents=[config_parent], help="apply database migrations and exit"
+    )
+    provider = commands.add_parser("provider", help="the image-editing provider")
+    provider_commands = provider.add_subparsers(dest="provider_command", required=True)
+    provider_commands.add_parser(
+        "status", parents=[config_parent], help="which provider, and its remaining budget"
     )
     commands.add_parser(
         "healthcheck",
@@ -203,6 +208,25 @@ async def _start_adapters(settings: Settings, core: Core) -> list[Adapter]:
     return adapters
 
 
+async def _provider_status(settings: Settings) -> int:
+    from bot.providers.factory import base_url_for, build_provider
+
+    provider = build_provider(settings)
+    try:
+        print(f"provider: {provider.name}")
+        print(f"base_url: {base_url_for(settings)}")
+        print(f"model: {provider.model}")
+        print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
+        credits = getattr(provider, "credits", None)
+        if credits is None:
+            print("account credits: this provider has no API to read them")
+        else:
+            print(f"account credits: {await credits()}")
+    finally:
+        await provider.aclose()
+    return 0
+
+
 def _healthcheck(settings: Settings) -> int:
     import httpx
 
@@ -287,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             _print_config(settings, args.json)
             return 0
+        if args.command == "provider":
+            return asyncio.run(_provider_status(settings))
         if args.command == "healthcheck":
             return _healthcheck(settings)
         if args.command == "migrate":
@@ -310,6 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_USAGE
+    except ProviderUnavailable as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -273,3 +273,24 @@ async def test_runner_refunds_an_expired_output_url(tmp_path: Path, harness: Har
     (job, balance), frontend = await run_job(tmp_path, harness)
     assert job.state == JobState.FAILED and balance == 1200
     assert "refunded" in frontend.failures[0][1]
+
+
+async def test_provider_status_shows_the_bfl_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    async with bfl_fake.FakeBfl() as fake:
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[provider]\nname = "bfl"\nbase_url = "{fake.base_url}"\n'
+            f'api_key = "{bfl_fake.DEFAULT_KEY}"\n'
+        )
+        code = await asyncio.to_thread(main, ["provider", "status", "--config", str(config)])
+        assert code == 0
+        out = capsys.readouterr().out
+        assert "provider: bfl" in out and "account credits: 1234.5" in out
+        fake.api_key = "rotated"
+        code = await asyncio.to_thread(main, ["provider", "status", "--config", str(config)])
+        assert code == 3
+        assert "API key" in capsys.readouterr().err
