@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import socket
 import time
 import uuid
@@ -33,6 +32,7 @@ from bot.errors import (
 from bot.images import inspect_output_image, validate_input_image
 from bot.jobstore import JobStore
 from bot.metrics import Metrics
+from bot.polling import PollPlanner
 from bot.providers.base import (
     InputImage,
     PredictionState,
@@ -94,6 +94,11 @@ class JobRunner:
     ) -> None:
         self.store = store
         self.metrics = metrics or Metrics()
+        self.poller = PollPlanner(
+            initial=limits.poll_initial,
+            floor=min(0.25, limits.poll_initial),
+            cap=limits.poll_max,
+        )
         self.provider = provider
         self.frontends = dict(frontends)
         self.limits = limits
@@ -335,18 +340,19 @@ class JobRunner:
     async def _wait_until_done(self, job: Job, status: PredictionStatus) -> PredictionStatus:
         started = time.monotonic()
         polls = 0
-        delay = self.limits.poll_initial
+        model = self.provider.model
         try:
             while not status.state.terminal:
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-                delay = min(self.limits.poll_max, delay * 1.5)
+                elapsed = time.monotonic() - started
+                await asyncio.sleep(self.poller.next_delay(model, elapsed, polls))
                 polls += 1
                 status = await self.provider.status(status.id)
         finally:
             self.metrics.status_requests.labels(self.provider.name).observe(polls)
-        self.metrics.provider_latency.labels(self.provider.name, self.provider.model).observe(
-            time.monotonic() - started
-        )
+        duration = time.monotonic() - started
+        if polls:  # a resumed or at-once answer says nothing about how long jobs take
+            self.poller.record(model, duration)
+        self.metrics.provider_latency.labels(self.provider.name, model).observe(duration)
         if status.state == PredictionState.SUCCEEDED:
             if not status.output_urls:
                 raise ProviderUnavailable(

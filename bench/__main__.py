@@ -1,0 +1,43 @@
+"""Run the benchmarks: ``python -m bench [--quick] [--only NAME]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import polling
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "polling": polling.run,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer jobs: a smoke run")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    for name in args.only or sorted(BENCHMARKS):
+        started = time.perf_counter()
+        figures = BENCHMARKS[name](args.quick)
+        figures["machine"] = {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        }
+        figures["seconds"] = round(time.perf_counter() - started, 2)
+        (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2))
+        print(f"-> bench/results/{name}.json ({figures['seconds']} s)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
