@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -21,7 +21,7 @@ from bot.ledger import AllowancePolicy
 from bot.metrics import Metrics
 from bot.ops import OpsServer
 from bot.providers.base import Provider
-from bot.providers.factory import build_provider, capabilities_for
+from bot.providers.factory import build_fallbacks, build_provider, capabilities_for
 from bot.retention import PruneReport, prune
 from bot.runner import JobRunner, RunnerLimits
 from bot.service import KontextService
@@ -64,6 +64,7 @@ class Core:
     runner: JobRunner | None
     metrics: Metrics
     ops: OpsServer | None = None
+    fallbacks: list[Provider] = field(default_factory=list)
     _retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -96,8 +97,9 @@ class Core:
             await self.runner.stop(grace)
         if self.ops is not None:
             await self.ops.stop()
-        if self.provider is not None:
-            await self.provider.aclose()
+        for provider in [self.provider, *self.fallbacks]:
+            if provider is not None:
+                await provider.aclose()
         await self.db.dispose()
 
     async def prune(self) -> PruneReport:
@@ -134,8 +136,10 @@ async def build_core(
 ) -> Core:
     """Open storage (applying migrations) and, unless ``with_runner`` is False (the
     credits CLI), the provider and the job runner."""
+    fallbacks: list[Provider] = []
     if with_runner and provider is None:
         provider = build_provider(settings)  # config errors surface before storage work
+        fallbacks = build_fallbacks(settings)
     db = await open_database(settings.storage.url)
     store = JobStore(db, allowance_policy(settings), clock)
     metrics = Metrics()
@@ -157,6 +161,7 @@ async def build_core(
             runner_limits(settings),
             settings.storage.data_dir,
             metrics=metrics,
+            fallbacks=fallbacks,
         )
         service.runner = runner
     ops = None
@@ -164,4 +169,4 @@ async def build_core(
         ops = OpsServer(settings.ops.host, settings.ops.port, metrics, store)
         if runner is not None:
             ops.add_check("runner", runner.ready)
-    return Core(settings, db, store, service, provider, runner, metrics, ops)
+    return Core(settings, db, store, service, provider, runner, metrics, ops, fallbacks=fallbacks)

@@ -56,13 +56,40 @@ class StorageConfig(_Section):
         return value
 
 
+ProviderName = Literal["coretoday", "bfl", "replicate"]
+
+
+class FallbackProviderConfig(_Section):
+    """A further provider account to use when the ones before it are unavailable."""
+
+    name: ProviderName
+    base_url: str | None = None  # None: that provider's public API
+    api_key: SecretStr = SecretStr("")
+    model: str = "black-forest-labs/flux-kontext-pro"
+
+
 class ProviderConfig(_Section):
-    name: Literal["coretoday", "bfl", "replicate"] = "coretoday"
+    name: ProviderName = "coretoday"
     base_url: str = "https://api.core.today"
     api_key: SecretStr = SecretStr("")
     model: str = "black-forest-labs/flux-kontext-pro"
     request_timeout_seconds: float = Field(30.0, gt=0)
     max_retries: int = Field(4, ge=0, le=10)
+    # Tried in order when the provider before is unavailable (after its retries) at
+    # submit time; content refusals (moderation) never fail over.
+    fallbacks: list[FallbackProviderConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct_fallbacks(self) -> ProviderConfig:
+        names = [self.name, *(fallback.name for fallback in self.fallbacks)]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "each provider may appear once: the primary and every fallback need different names"
+            )
+        for fallback in self.fallbacks:
+            if not fallback.api_key.get_secret_value():
+                raise ValueError(f"the fallback provider '{fallback.name}' needs an api_key")
+        return self
 
     @field_validator("base_url")
     @classmethod

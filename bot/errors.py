@@ -63,7 +63,8 @@ class ProviderUnavailable(KontextError):
     """The provider could not do the work now (429, 5xx, timeout, network, its own limits).
 
     ``retryable`` tells the retry policy whether the same call may be repeated safely;
-    ``retry_after`` is the provider's own hint in seconds, when it gave one.
+    ``retry_after`` is the provider's own hint in seconds, when it gave one;
+    ``maybe_created`` marks a create whose outcome is unknown.
     """
 
     kind = ErrorKind.PROVIDER_UNAVAILABLE
@@ -75,10 +76,14 @@ class ProviderUnavailable(KontextError):
         detail: str | None = None,
         retryable: bool = False,
         retry_after: float | None = None,
+        maybe_created: bool = False,
     ) -> None:
         super().__init__(user_message, detail=detail)
         self.retryable = retryable
         self.retry_after = retry_after
+        # A create whose answer was lost: the work may exist at the provider, so it must
+        # not be sent anywhere again (no retry, no failover).
+        self.maybe_created = maybe_created
 
 
 class InternalError(KontextError):

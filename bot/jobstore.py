@@ -344,6 +344,14 @@ class JobStore:
             )
         return bool(result.rowcount)
 
+    async def switch_provider(self, job_id: str, provider: str, model: str) -> None:
+        """Failover: the job goes to the next provider (its cost to the user stays)."""
+        await self._update_active(job_id, provider=provider, model=model)
+
+    async def clear_submit_started(self, job_id: str) -> None:
+        """The provider refused the create outright: nothing can exist there."""
+        await self._update_active(job_id, submit_started_at=None)
+
     async def mark_submit_started(self, job_id: str) -> None:
         await self._update_active(job_id, submit_started_at=self.clock())
 

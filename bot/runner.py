@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +91,7 @@ class JobRunner:
         *,
         owner: str | None = None,
         metrics: Metrics | None = None,
+        fallbacks: Sequence[Provider] = (),
     ) -> None:
         self.store = store
         self.metrics = metrics or Metrics()
@@ -100,6 +101,8 @@ class JobRunner:
             cap=limits.poll_max,
         )
         self.provider = provider
+        # The primary first, then the operator's fallbacks, in order.
+        self.providers: list[Provider] = [provider, *fallbacks]
         self.frontends = dict(frontends)
         self.limits = limits
         self.output_dir = data_dir / "outputs"
@@ -245,11 +248,11 @@ class JobRunner:
                 if job.state == JobState.DELIVERING and job.output_path:
                     await self._deliver(job, reply, started, bound)
                     return
-                status = await self._submit_or_resume(job, reply, bound)
+                status, provider = await self._submit_or_resume(job, reply, bound)
                 bound = bound.bind(prediction_id=status.id)
                 job = await self._refresh(job)
-                final = await self._wait_until_done(job, status)
-                output_path, meta = await self._download(job, final)
+                final = await self._wait_until_done(job, status, provider)
+                output_path, meta = await self._download(job, final, provider)
                 await self.store.mark_delivering(job.id, str(output_path), meta)
             job = await self._refresh(job)
             await self._deliver(job, reply, started, bound)
@@ -277,12 +280,20 @@ class JobRunner:
         fresh = await self.store.get(job.id)
         return fresh or job
 
+    def provider_for(self, job: Job) -> Provider:
+        """The provider that has (or will get) this job: the one its record names."""
+        for provider in self.providers:
+            if provider.name == job.provider:
+                return provider
+        return self.provider
+
     async def _submit_or_resume(
         self, job: Job, reply: Reply, bound: structlog.typing.FilteringBoundLogger
-    ) -> PredictionStatus:
+    ) -> tuple[PredictionStatus, Provider]:
+        provider = self.provider_for(job)
         if job.prediction_id:
             bound.info("resuming submitted job", prediction_id=job.prediction_id)
-            return await self.provider.status(job.prediction_id)
+            return await provider.status(job.prediction_id), provider
         if job.submit_started:
             # The create may or may not have reached the provider before the crash;
             # submitting again could run (and bill) it twice.
@@ -291,21 +302,37 @@ class JobRunner:
                 "running it twice. Please try again."
             )
         await reply.progress(job, "editing")
-        images = await self._fetch_inputs(job)
-        await self.store.mark_submit_started(job.id)
+        images = await self._fetch_inputs(job, provider)
         request = ProviderRequest(prompt=job.prompt, options=job.options, images=images)
-        try:
-            status = await self.provider.submit(request, idempotency_key=job.id)
-        except ProviderUnavailable as exc:
-            if exc.retryable and await self._hold(job, exc, reply):
-                raise _Held from None
-            raise
-        del request, images  # the inputs are not held while the provider works
-        await self.store.record_prediction(job.id, status.id)
-        bound.info("submitted", prediction_id=status.id, state=status.state.value)
-        return status
+        candidates = self.providers[self.providers.index(provider) :]
+        for position, candidate in enumerate(candidates):
+            if candidate is not provider:
+                await self.store.switch_provider(job.id, candidate.name, candidate.model)
+                bound.warning("failing over", provider=candidate.name)
+            await self.store.mark_submit_started(job.id)
+            try:
+                status = await candidate.submit(request, idempotency_key=job.id)
+            except ProviderUnavailable as exc:
+                last = position == len(candidates) - 1
+                if exc.maybe_created or last:
+                    if exc.retryable and await self._hold(job, exc, reply):
+                        raise _Held from None
+                    raise
+                # The create certainly did not happen here: the next provider may take it.
+                await self.store.clear_submit_started(job.id)
+                continue
+            del request, images  # the inputs are not held while the provider works
+            await self.store.record_prediction(job.id, status.id)
+            bound.info(
+                "submitted",
+                provider=candidate.name,
+                prediction_id=status.id,
+                state=status.state.value,
+            )
+            return status, candidate
+        raise AssertionError("unreachable: the last candidate raises")  # pragma: no cover
 
-    async def _fetch_inputs(self, job: Job) -> tuple[InputImage, ...]:
+    async def _fetch_inputs(self, job: Job, provider: Provider) -> tuple[InputImage, ...]:
         frontend = self.frontends[job.user.platform]
         images: list[InputImage] = []
         for source in job.attachments:
@@ -318,7 +345,7 @@ class JobRunner:
                     filename=source.name,
                     max_bytes=self.limits.max_input_bytes,
                     max_pixels=self.limits.max_input_pixels,
-                    accepted_formats=self.provider.capabilities.input_formats,
+                    accepted_formats=provider.capabilities.input_formats,
                 )
             )
         return tuple(images)
@@ -337,22 +364,24 @@ class JobRunner:
         await reply.progress(job, "waiting for the image service")
         return True
 
-    async def _wait_until_done(self, job: Job, status: PredictionStatus) -> PredictionStatus:
+    async def _wait_until_done(
+        self, job: Job, status: PredictionStatus, provider: Provider
+    ) -> PredictionStatus:
         started = time.monotonic()
         polls = 0
-        model = self.provider.model
+        model = provider.model
         try:
             while not status.state.terminal:
                 elapsed = time.monotonic() - started
                 await asyncio.sleep(self.poller.next_delay(model, elapsed, polls))
                 polls += 1
-                status = await self.provider.status(status.id)
+                status = await provider.status(status.id)
         finally:
-            self.metrics.status_requests.labels(self.provider.name).observe(polls)
+            self.metrics.status_requests.labels(provider.name).observe(polls)
         duration = time.monotonic() - started
         if polls:  # a resumed or at-once answer says nothing about how long jobs take
             self.poller.record(model, duration)
-        self.metrics.provider_latency.labels(self.provider.name, model).observe(duration)
+        self.metrics.provider_latency.labels(provider.name, model).observe(duration)
         if status.state == PredictionState.SUCCEEDED:
             if not status.output_urls:
                 raise ProviderUnavailable(
@@ -371,8 +400,10 @@ class JobRunner:
             "The image service could not finish this edit.", detail=status.error
         )
 
-    async def _download(self, job: Job, status: PredictionStatus) -> tuple[Path, dict[str, object]]:
-        data = await self.provider.fetch_output(
+    async def _download(
+        self, job: Job, status: PredictionStatus, provider: Provider
+    ) -> tuple[Path, dict[str, object]]:
+        data = await provider.fetch_output(
             status.output_urls[0], max_bytes=self.limits.max_output_bytes
         )
         info = await asyncio.to_thread(
@@ -478,7 +509,7 @@ class JobRunner:
         fresh = await self._refresh(job)
         if fresh.prediction_id:
             with contextlib.suppress(Exception):
-                await self.provider.cancel(fresh.prediction_id)
+                await self.provider_for(fresh).cancel(fresh.prediction_id)
 
 
 def _remove_quietly(path: Path) -> None:

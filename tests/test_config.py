@@ -99,6 +99,12 @@ def test_kontext_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.M
         ('[provider]\napi_kee = "x"\n', "provider.api_kee: unknown key"),
         ('[credits]\nadmins = ["not-a-ref"]\n', "credits.admins"),
         ("[jobs]\npoll_initial_seconds = 9\npoll_max_seconds = 1\n", "poll_max_seconds"),
+        (
+            '[[provider.fallbacks]]\nname = "coretoday"\napi_key = "k"\n',
+            "different names",
+        ),
+        ('[[provider.fallbacks]]\nname = "bfl"\n', "'bfl' needs an api_key"),
+        ('[slack]\nenabled = true\nbot_token = "xoxb-1"\n', "slack.app_token is required"),
     ],
 )
 def test_invalid_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:

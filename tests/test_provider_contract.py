@@ -294,3 +294,123 @@ async def test_provider_status_shows_the_bfl_budget(
         code = await asyncio.to_thread(main, ["provider", "status", "--config", str(config)])
         assert code == 3
         assert "API key" in capsys.readouterr().err
+
+
+# -- failover ----------------------------------------------------------------------------
+
+
+async def failover_core(
+    tmp_path: Path, primary: Any, fallback: Any, frontend: RecordingFrontend
+) -> Any:
+    settings = make_settings(
+        tmp_path,
+        primary.base_url,
+        provider={
+            "name": "coretoday",
+            "api_key": coretoday_fake.DEFAULT_KEY,
+            "max_retries": 1,
+            "fallbacks": [
+                {"name": "bfl", "base_url": fallback.base_url, "api_key": bfl_fake.DEFAULT_KEY}
+            ],
+        },
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+    )
+    core = await build_core(settings, {"slack": frontend})
+    for provider in [core.provider, *core.fallbacks]:
+        provider.wait_initial = 0.01
+    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1, hold_seconds=0.05)
+    await core.start()
+    return core
+
+
+async def submit_and_wait(core: Any, frontend: RecordingFrontend, key: str) -> Any:
+    ack = await core.service.submit(
+        EditRequest(
+            UserRef("slack", "T1", "U1"),
+            "make it a watercolor",
+            EditOptions(),
+            (frontend.attach(f"{key}.png", png()),),
+            {"c": 1},
+            key,
+        )
+    )
+    async with asyncio.timeout(15):
+        return await core.runner.wait_for(ack.job.id)
+
+
+@pytest.mark.parametrize("failure", [[503, 503], [402], [401], [429, 429]])
+async def test_unavailable_primary_fails_over_to_the_next_provider(
+    tmp_path: Path, failure: list[int]
+) -> None:
+    frontend = RecordingFrontend()
+    async with coretoday_fake.FakeCoreToday() as primary, bfl_fake.FakeBfl() as fallback:
+        primary.script.create_failures = list(failure)
+        core = await failover_core(tmp_path, primary, fallback, frontend)
+        try:
+            job = await submit_and_wait(core, frontend, "a")
+            kinds = sorted(
+                e.kind.value for e in await core.service.history(UserRef("slack", "T1", "U1"))
+            )
+        finally:
+            await core.close()
+    assert job.state == JobState.SUCCEEDED
+    assert job.provider == "bfl" and job.prediction_id.endswith("task-0001")
+    assert len(fallback.creates) == 1
+    assert kinds == ["charge", "grant", "reserve"]  # the user's cost did not change
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        {"outcome": "moderated"},
+        {"drop_create_answer": True},
+        {"create_failures": [500]},
+        {"create_failures": [422]},
+    ],
+)
+async def test_no_failover_for_content_refusals_or_creates_that_may_exist(
+    tmp_path: Path, setup: dict[str, Any]
+) -> None:
+    frontend = RecordingFrontend()
+    async with coretoday_fake.FakeCoreToday() as primary, bfl_fake.FakeBfl() as fallback:
+        for name, value in setup.items():
+            setattr(primary.script, name, copy.deepcopy(value))
+        core = await failover_core(tmp_path, primary, fallback, frontend)
+        try:
+            job = await submit_and_wait(core, frontend, "b")
+        finally:
+            await core.close()
+    assert job.state == JobState.FAILED
+    assert fallback.creates == []
+
+
+async def test_a_resumed_job_is_polled_at_the_provider_that_has_it(tmp_path: Path) -> None:
+    frontend = RecordingFrontend()
+    async with coretoday_fake.FakeCoreToday() as primary, bfl_fake.FakeBfl() as fallback:
+        primary.script.create_failures = [402]
+        fallback.script.outcome = "never"
+        core = await failover_core(tmp_path, primary, fallback, frontend)
+        ack = await core.service.submit(
+            EditRequest(
+                UserRef("slack", "T1", "U1"),
+                "x",
+                EditOptions(),
+                (frontend.attach("c.png", png()),),
+                {"c": 1},
+                "c",
+            )
+        )
+        async with asyncio.timeout(10):
+            while fallback.polls == 0:
+                await asyncio.sleep(0.01)
+        await core.close()
+        for prediction in fallback.predictions.values():
+            prediction.outcome = "succeeded"
+        core = await failover_core(tmp_path, primary, fallback, frontend)
+        try:
+            async with asyncio.timeout(10):
+                job = await core.runner.wait_for(ack.job.id)
+        finally:
+            await core.close()
+    assert job.state == JobState.SUCCEEDED and job.provider == "bfl"
+    assert primary.polls == 0 and len(fallback.creates) == 1

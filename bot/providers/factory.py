@@ -36,6 +36,25 @@ def base_url_for(settings: Settings) -> str:
     return config.base_url
 
 
+def build_fallbacks(settings: Settings) -> list[Provider]:
+    """The operator's further providers, in the order they are tried."""
+    config = settings.provider
+    providers: list[Provider] = []
+    for fallback in config.fallbacks:
+        provider_class = _provider_class(fallback.name)
+        providers.append(
+            provider_class(
+                base_url=(fallback.base_url or DEFAULT_BASE_URLS[fallback.name]).rstrip("/"),
+                api_key=fallback.api_key.get_secret_value(),
+                model=fallback.model,
+                capabilities=capabilities_for(settings),
+                request_timeout=config.request_timeout_seconds,
+                max_retries=config.max_retries,
+            )
+        )
+    return providers
+
+
 def build_provider(settings: Settings) -> Provider:
     config = settings.provider
     if not config.api_key.get_secret_value():

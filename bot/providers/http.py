@@ -223,7 +223,9 @@ class HttpProvider(ABC):
                 ) from None
             except httpx.TransportError as exc:
                 lost = ProviderUnavailable(
-                    NO_ANSWER if create else UNAVAILABLE, detail=type(exc).__name__
+                    NO_ANSWER if create else UNAVAILABLE,
+                    detail=type(exc).__name__,
+                    maybe_created=create,
                 )
                 if create:
                     raise lost from None
@@ -239,7 +241,9 @@ class HttpProvider(ABC):
             if isinstance(error, ProviderUnavailable) and error.retryable:
                 if not create or response.status_code in (429, 503):
                     raise Retry(error, error.retry_after)
-                raise ProviderUnavailable(NO_ANSWER, detail=str(error)) from None
+                raise ProviderUnavailable(
+                    NO_ANSWER, detail=str(error), maybe_created=True
+                ) from None
             raise error
 
         return await self.with_retries(attempt)
