@@ -26,6 +26,7 @@ from bot.retention import PruneReport, prune
 from bot.runner import JobRunner, RunnerLimits
 from bot.service import KontextService
 from bot.storage import Database, open_database
+from bot.webhooks import WebhookServer
 
 
 def runner_limits(settings: Settings) -> RunnerLimits:
@@ -65,6 +66,7 @@ class Core:
     metrics: Metrics
     ops: OpsServer | None = None
     fallbacks: list[Provider] = field(default_factory=list)
+    webhooks: WebhookServer | None = None
     _retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -73,6 +75,8 @@ class Core:
             self._retention = asyncio.create_task(self._retention_loop(), name="kontext-prune")
         if self.ops is not None:
             await self.ops.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
 
     def register_frontend(self, frontend: Frontend) -> None:
         """An adapter built after the core (it needs the service) joins the runner."""
@@ -97,6 +101,8 @@ class Core:
             await self.runner.stop(grace)
         if self.ops is not None:
             await self.ops.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         for provider in [self.provider, *self.fallbacks]:
             if provider is not None:
                 await provider.aclose()
@@ -169,4 +175,25 @@ async def build_core(
         ops = OpsServer(settings.ops.host, settings.ops.port, metrics, store)
         if runner is not None:
             ops.add_check("runner", runner.ready)
-    return Core(settings, db, store, service, provider, runner, metrics, ops, fallbacks=fallbacks)
+    webhooks = None
+    if runner is not None and settings.provider.webhook_base_url:
+        config = settings.provider
+        runner.webhook_base_url = config.webhook_base_url
+        webhooks = WebhookServer(
+            config.webhook_host,
+            config.webhook_port,
+            runner.hint,
+            replicate_secret=config.webhook_secret.get_secret_value(),
+        )
+    return Core(
+        settings,
+        db,
+        store,
+        service,
+        provider,
+        runner,
+        metrics,
+        ops,
+        fallbacks=fallbacks,
+        webhooks=webhooks,
+    )

@@ -78,6 +78,12 @@ class ProviderConfig(_Section):
     # Tried in order when the provider before is unavailable (after its retries) at
     # submit time; content refusals (moderation) never fail over.
     fallbacks: list[FallbackProviderConfig] = Field(default_factory=list)
+    # Webhooks (off while empty): the public base URL under which the bot's webhook
+    # listener is reachable; the provider is told .../webhooks/<provider>/<job>.
+    webhook_base_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")  # Replicate's whsec_ signing secret
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - providers must reach it
+    webhook_port: int = Field(8081, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _distinct_fallbacks(self) -> ProviderConfig:

@@ -116,6 +116,8 @@ class JobRunner:
         self._finished: dict[str, asyncio.Event] = {}
         self._stopping = False
         self._hurry = asyncio.Event()
+        self._hints: dict[str, asyncio.Event] = {}
+        self.webhook_base_url = ""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -127,6 +129,12 @@ class JobRunner:
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="kontext-dispatch")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="kontext-lease")
         log.info("runner started", owner=self.owner, platforms=sorted(self.frontends))
+
+    def hint(self, job_id: str) -> None:
+        """A provider's webhook says this job may be done: poll it now."""
+        event = self._hints.get(job_id)
+        if event is not None:
+            event.set()
 
     def hurry(self) -> None:
         """End the grace period of a ``stop`` now (a second signal)."""
@@ -303,13 +311,18 @@ class JobRunner:
             )
         await reply.progress(job, "editing")
         images = await self._fetch_inputs(job, provider)
-        request = ProviderRequest(prompt=job.prompt, options=job.options, images=images)
         candidates = self.providers[self.providers.index(provider) :]
         for position, candidate in enumerate(candidates):
             if candidate is not provider:
                 await self.store.switch_provider(job.id, candidate.name, candidate.model)
                 bound.warning("failing over", provider=candidate.name)
             await self.store.mark_submit_started(job.id)
+            request = ProviderRequest(
+                prompt=job.prompt,
+                options=job.options,
+                images=images,
+                webhook_url=self._webhook_url(candidate, job),
+            )
             try:
                 status = await candidate.submit(request, idempotency_key=job.id)
             except ProviderUnavailable as exc:
@@ -331,6 +344,11 @@ class JobRunner:
             )
             return status, candidate
         raise AssertionError("unreachable: the last candidate raises")  # pragma: no cover
+
+    def _webhook_url(self, provider: Provider, job: Job) -> str | None:
+        if not self.webhook_base_url:
+            return None
+        return f"{self.webhook_base_url.rstrip('/')}/webhooks/{provider.name}/{job.id}"
 
     async def _fetch_inputs(self, job: Job, provider: Provider) -> tuple[InputImage, ...]:
         frontend = self.frontends[job.user.platform]
@@ -370,13 +388,18 @@ class JobRunner:
         started = time.monotonic()
         polls = 0
         model = provider.model
+        hint = self._hints.setdefault(job.id, asyncio.Event())
         try:
             while not status.state.terminal:
                 elapsed = time.monotonic() - started
-                await asyncio.sleep(self.poller.next_delay(model, elapsed, polls))
+                delay = self.poller.next_delay(model, elapsed, polls)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hint.wait(), timeout=delay)
+                hint.clear()
                 polls += 1
                 status = await provider.status(status.id)
         finally:
+            self._hints.pop(job.id, None)
             self.metrics.status_requests.labels(provider.name).observe(polls)
         duration = time.monotonic() - started
         if polls:  # a resumed or at-once answer says nothing about how long jobs take

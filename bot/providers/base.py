@@ -65,6 +65,8 @@ class ProviderRequest:
     prompt: str
     options: EditOptions
     images: tuple[InputImage, ...] = field(default_factory=tuple)
+    # Where the provider may announce the end of the job (a hint to poll; optional).
+    webhook_url: str | None = None
 
 
 class Provider(Protocol):

@@ -52,6 +52,8 @@ def bfl_inputs(request: ProviderRequest) -> dict[str, Any]:
         body["aspect_ratio"] = options.aspect_ratio
     if options.seed is not None:
         body["seed"] = options.seed
+    if request.webhook_url:
+        body["webhook_url"] = request.webhook_url
     return body
 
 

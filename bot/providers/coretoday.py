@@ -118,7 +118,11 @@ class CoreTodayProvider(HttpProvider):
                 f"{self.base_url}/v1/predictions/upload",
                 create=True,
                 headers=headers,
-                data={"model": self.model, "input": json.dumps(inputs)},
+                data={
+                    "model": self.model,
+                    "input": json.dumps(inputs),
+                    **({"webhook": request.webhook_url} if request.webhook_url else {}),
+                },
                 files={"file:input_image": (image.filename, image.data, image.content_type)},
             )
         else:
@@ -127,7 +131,11 @@ class CoreTodayProvider(HttpProvider):
                 f"{self.base_url}/v1/predictions",
                 create=True,
                 headers=headers,
-                json={"model": self.model, "input": inputs},
+                json={
+                    "model": self.model,
+                    "input": inputs,
+                    **({"webhook": request.webhook_url} if request.webhook_url else {}),
+                },
             )
         return parse_prediction(body)
 

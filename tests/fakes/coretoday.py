@@ -55,6 +55,7 @@ class Received:
     file_content_type: str | None = None
     file_field: str | None = None
     file_name: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # other form or body fields
 
 
 @dataclass
@@ -171,6 +172,7 @@ class FakeCoreToday:
             file_content_type=file_type,
             file_field=file_field,
             file_name=file_name,
+            fields={k: v for k, v in fields.items() if k not in ("model", "input")},
         )
         size = (64, 48)
         if file_bytes:
@@ -187,8 +189,16 @@ class FakeCoreToday:
         except json.JSONDecodeError:
             body = {}
         inputs = body.get("input") if isinstance(body, dict) else None
+        extra = (
+            {k: v for k, v in body.items() if k not in ("model", "input")}
+            if isinstance(body, dict)
+            else {}
+        )
         self._record(
-            request, model=body.get("model") if isinstance(body, dict) else None, input=inputs
+            request,
+            model=body.get("model") if isinstance(body, dict) else None,
+            input=inputs,
+            fields=extra,
         )
         ratio = (inputs or {}).get("aspect_ratio", "1:1")
         return await self._create(
