@@ -32,9 +32,11 @@ from bot.providers.base import (
 from bot.providers.bfl import BflProvider
 from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.http import HttpProvider
+from bot.providers.replicate import ReplicateProvider
 from tests.conftest import make_settings
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
+from tests.fakes import replicate as replicate_fake
 from tests.recording import RecordingFrontend
 
 
@@ -57,22 +59,15 @@ FLAVOURS = [
     ),
     Flavour("bfl", bfl_fake.FakeBfl, BflProvider, bfl_fake.DEFAULT_KEY, False),
 ]
-try:  # the Replicate provider joins the contract once it exists
-    from bot.providers.replicate import ReplicateProvider  # type: ignore[import-not-found,unused-ignore]
-
-    from tests.fakes import replicate as replicate_fake  # type: ignore[attr-defined,unused-ignore]
-
-    FLAVOURS.append(
-        Flavour(
-            "replicate",
-            replicate_fake.FakeReplicate,
-            ReplicateProvider,
-            replicate_fake.DEFAULT_KEY,
-            True,
-        )
+FLAVOURS.append(
+    Flavour(
+        "replicate",
+        replicate_fake.FakeReplicate,
+        ReplicateProvider,
+        replicate_fake.DEFAULT_KEY,
+        True,
     )
-except ImportError:
-    pass
+)
 
 
 def png(size: tuple[int, int] = (48, 32)) -> bytes:

@@ -82,12 +82,6 @@ def _provider_class(name: str) -> type[HttpProvider]:
         from bot.providers.bfl import BflProvider
 
         return BflProvider
-    try:
-        from bot.providers.replicate import (  # type: ignore[import-not-found,unused-ignore]
-            ReplicateProvider,
-        )
-    except ImportError:
-        raise ConfigError(
-            "provider.name: 'replicate' is not available in this version yet"
-        ) from None
-    return ReplicateProvider  # type: ignore[no-any-return,unused-ignore]
+    from bot.providers.replicate import ReplicateProvider
+
+    return ReplicateProvider
