@@ -7,32 +7,24 @@ answers ``starting`` and polls move it through ``processing`` to its outcome.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import io
-import itertools
 import json
 from typing import Any
 
 from aiohttp import web
-from PIL import Image
 
-from tests.fakes.coretoday import Prediction, Received, Script
+from tests.fakes.provider import FakeProvider, Prediction, Received, Script
 
 DEFAULT_KEY = "r8_test_token_0123456789abcdefghij"
 
 
-class FakeReplicate:
+class FakeReplicate(FakeProvider):
+    id_prefix = "rp"
+    output_color = (200, 200, 40)
+
     def __init__(self, api_key: str = DEFAULT_KEY, script: Script | None = None) -> None:
-        self.api_key = api_key
-        self.script = script or Script()
-        self.received: list[Received] = []
-        self.predictions: dict[str, Prediction] = {}
-        self.created = asyncio.Event()
-        self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
+        super().__init__(api_key, script)
 
     @property
     def creates(self) -> list[Received]:
@@ -46,23 +38,13 @@ class FakeReplicate:
     def cancels(self) -> int:
         return sum(1 for r in self.received if r.path.endswith("/cancel"))
 
-    async def __aenter__(self) -> FakeReplicate:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/models/{owner}/{name}/predictions", self._create)
         app.router.add_get("/v1/predictions/{id}", self._status)
         app.router.add_post("/v1/predictions/{id}/cancel", self._cancel)
-        app.router.add_get("/files/{id}.png", self._file)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
+        app.router.add_get("/files/{id}.png", self.serve_output)
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def _problem(self, code: int) -> web.Response:
+    def failure(self, code: int) -> web.Response:
         titles = {
             401: "Unauthenticated",
             402: "Insufficient credit",
@@ -90,9 +72,6 @@ class FakeReplicate:
             headers=headers,
             content_type="application/problem+json",
         )
-
-    def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
     def _body(self, prediction: Prediction) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -153,35 +132,11 @@ class FakeReplicate:
                 fields=extra,
             )
         )
-        if not self._authorised(request):
-            return self._problem(401)
+        refusal = await self.refuse_create(request, inputs)
+        if refusal is not None:
+            return refusal
+        prediction = self.new_prediction(request, inputs, file_bytes)
         script = self.script
-        if script.create_delay:
-            await asyncio.sleep(script.create_delay)
-        if script.create_failures:
-            return self._problem(script.create_failures.pop(0))
-        if not inputs.get("prompt"):
-            return self._problem(422)
-        size = (64, 48)
-        if file_bytes:
-            try:
-                with Image.open(io.BytesIO(file_bytes)) as decoded:
-                    size = (max(8, decoded.width // 4), max(8, decoded.height // 4))
-            except OSError:
-                pass
-        prediction = Prediction(
-            id=f"rp{next(self._ids):04d}",
-            input=inputs,
-            outcome=script.outcome,
-            polls_left=script.polls_before_done,
-            size=script.output_size or size,
-        )
-        self.predictions[prediction.id] = prediction
-        self.created.set()
-        if script.drop_create_answer:
-            assert request.transport is not None
-            request.transport.close()
-            raise asyncio.CancelledError
         waited = request.headers.get("Prefer", "").startswith("wait")
         if waited and script.shape == "sync" and prediction.outcome == "succeeded":
             prediction.polls_left = 0
@@ -191,16 +146,13 @@ class FakeReplicate:
         return web.json_response(body, status=201)
 
     async def _status(self, request: web.Request) -> web.Response:
-        self.received.append(Received(request.method, request.path, dict(request.headers)))
-        if not self._authorised(request):
-            return self._problem(401)
-        if self.script.status_failures:
-            return self._problem(self.script.status_failures.pop(0))
-        if self.script.status_html:
-            return web.Response(text="<html>maintenance</html>", content_type="text/html")
+        self.record(request)
+        refusal = self.refuse_status(request)
+        if refusal is not None:
+            return refusal
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
-            return self._problem(404)
+            return self.failure(404)
         if prediction.polls_left > 0 and prediction.outcome != "never":
             prediction.polls_left -= 1
             body = self._body(prediction)
@@ -209,20 +161,9 @@ class FakeReplicate:
         return web.json_response(self._body(prediction))
 
     async def _cancel(self, request: web.Request) -> web.Response:
-        self.received.append(Received(request.method, request.path, dict(request.headers)))
+        self.record(request)
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
-            return self._problem(404)
+            return self.failure(404)
         prediction.canceled = True
         return web.json_response(self._body(prediction))
-
-    async def _file(self, request: web.Request) -> web.Response:
-        self.received.append(Received(request.method, request.path, dict(request.headers)))
-        if self.script.output_failures:
-            return self._problem(self.script.output_failures.pop(0))
-        prediction = self.predictions.get(request.match_info["id"])
-        if prediction is None:
-            return web.Response(status=404)
-        buffer = io.BytesIO()
-        Image.new("RGB", prediction.size, (200, 200, 40)).save(buffer, format="PNG")
-        return web.Response(body=buffer.getvalue(), content_type="image/png")

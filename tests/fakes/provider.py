@@ -1,0 +1,183 @@
+"""What the provider fakes share: the script, the records, the prediction book, files.
+
+Each provider's fake speaks its own API's shapes (paths, auth header, error bodies) on
+top of this; the shared ``Script`` is what lets one contract suite drive them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from aiohttp import web
+from PIL import Image
+
+
+@dataclass
+class Script:
+    """What the fake does; change fields at any time, also while requests run."""
+
+    shape: str = "async"  # "async": pending then poll; "sync": finished in the create answer
+    outcome: str = "succeeded"  # succeeded | failed | moderated | never
+    polls_before_done: int = 1  # status reads answering "processing" before the outcome
+    create_failures: list[int] = field(default_factory=list)  # HTTP codes, one per create
+    status_failures: list[int] = field(default_factory=list)  # HTTP codes, one per poll
+    output_failures: list[int] = field(default_factory=list)  # HTTP codes, one per download
+    drop_create_answer: bool = False  # accept the create, then close without answering
+    create_delay: float = 0.0  # seconds before answering a create
+    status_html: bool = False  # answer polls with a 200 HTML maintenance page
+    retry_after: str = "0"
+    error_body: str = "The input is invalid"
+    output_size: tuple[int, int] | None = None  # default: from aspect ratio / input
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    model: str | None = None
+    input: dict[str, Any] | None = None
+    file_bytes: bytes | None = None
+    file_content_type: str | None = None
+    file_field: str | None = None
+    file_name: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # other form or body fields
+
+
+@dataclass
+class Prediction:
+    id: str
+    input: dict[str, Any]
+    outcome: str
+    polls_left: int
+    size: tuple[int, int]
+    canceled: bool = False
+
+
+class FakeProvider(ABC):
+    id_prefix = "pred_"
+    output_color = (200, 120, 40)
+
+    def __init__(self, api_key: str, script: Script | None = None) -> None:
+        self.api_key = api_key
+        self.script = script or Script()
+        self.received: list[Received] = []
+        self.predictions: dict[str, Prediction] = {}
+        self.created = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+        self.port = 0
+
+    # -- what each API defines -----------------------------------------------------------
+
+    @abstractmethod
+    def add_routes(self, app: web.Application) -> None: ...
+
+    @abstractmethod
+    def failure(self, code: int) -> web.Response:
+        """This API's error answer for an HTTP status code."""
+
+    def authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self, port: int = 0) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        self.add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.port = int(self._runner.addresses[0][1])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- shared steps of the handlers ---------------------------------------------------------
+
+    def record(self, request: web.Request, **extra: Any) -> Received:
+        item = Received(request.method, request.path, dict(request.headers), **extra)
+        self.received.append(item)
+        return item
+
+    async def refuse_create(
+        self, request: web.Request, inputs: dict[str, Any] | None
+    ) -> web.Response | None:
+        """The scripted gate every create passes: auth, delay, failures, a prompt."""
+        if not self.authorised(request):
+            return self.failure(401)
+        if self.script.create_delay:
+            await asyncio.sleep(self.script.create_delay)
+        if self.script.create_failures:
+            return self.failure(self.script.create_failures.pop(0))
+        if not isinstance(inputs, dict) or not inputs.get("prompt"):
+            return self.failure(422)
+        return None
+
+    def new_prediction(
+        self,
+        request: web.Request,
+        inputs: dict[str, Any],
+        file_bytes: bytes | None,
+        default_size: tuple[int, int] = (64, 48),
+    ) -> Prediction:
+        """Book a prediction (a quarter of the input's size), or drop the connection
+        unanswered when scripted to, as a create whose answer was lost."""
+        size = default_size
+        if file_bytes:
+            try:
+                with Image.open(io.BytesIO(file_bytes)) as image:
+                    size = (max(8, image.width // 4), max(8, image.height // 4))
+            except OSError:
+                pass
+        prediction = Prediction(
+            id=f"{self.id_prefix}{next(self._ids):04d}",
+            input=inputs,
+            outcome=self.script.outcome,
+            polls_left=self.script.polls_before_done,
+            size=self.script.output_size or size,
+        )
+        self.predictions[prediction.id] = prediction
+        self.created.set()
+        if self.script.drop_create_answer:
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError  # aiohttp drops the connection unanswered
+        return prediction
+
+    def refuse_status(self, request: web.Request) -> web.Response | None:
+        if not self.authorised(request):
+            return self.failure(401)
+        if self.script.status_failures:
+            return self.failure(self.script.status_failures.pop(0))
+        if self.script.status_html:
+            return web.Response(text="<html>maintenance</html>", content_type="text/html")
+        return None
+
+    async def serve_output(self, request: web.Request) -> web.Response:
+        self.record(request)
+        if self.script.output_failures:
+            return self.failure(self.script.output_failures.pop(0))
+        prediction = self.predictions.get(request.match_info["id"])
+        if prediction is None:
+            return web.Response(status=404)
+        buffer = io.BytesIO()
+        Image.new("RGB", prediction.size, self.output_color).save(buffer, format="PNG")
+        return web.Response(body=buffer.getvalue(), content_type="image/png")
