@@ -15,8 +15,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
 from bot.errors import ProviderUnavailable
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.http import (
@@ -146,10 +144,4 @@ class CoreTodayProvider(HttpProvider):
         return parse_prediction(body)
 
     async def cancel(self, prediction_id: str) -> None:
-        try:
-            response = await self._client.delete(
-                f"{self.base_url}/v1/predictions/{prediction_id}", headers=self.auth_headers
-            )
-            del response
-        except httpx.HTTPError:
-            return
+        await self.best_effort("DELETE", f"{self.base_url}/v1/predictions/{prediction_id}")

@@ -10,6 +10,7 @@ possibly run and billed twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from abc import ABC, abstractmethod
@@ -176,6 +177,11 @@ class HttpProvider(ABC):
     @abstractmethod
     async def cancel(self, prediction_id: str) -> None:
         """Best-effort cancel."""
+
+    async def best_effort(self, method: str, url: str) -> None:
+        """A call whose failure changes nothing for the user (cancelling), never raised."""
+        with contextlib.suppress(httpx.HTTPError):
+            await self._client.request(method, url, headers=self.auth_headers)
 
     async def aclose(self) -> None:
         if self._owns_client:

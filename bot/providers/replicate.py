@@ -89,10 +89,4 @@ class ReplicateProvider(HttpProvider):
         return parse_prediction(answer)
 
     async def cancel(self, prediction_id: str) -> None:
-        try:
-            await self._client.post(
-                f"{self.base_url}/v1/predictions/{prediction_id}/cancel",
-                headers=self.auth_headers,
-            )
-        except Exception:  # best effort: a cancel that fails changes nothing for the user
-            return
+        await self.best_effort("POST", f"{self.base_url}/v1/predictions/{prediction_id}/cancel")
