@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
 from bot.storage import Database, open_database
 from tests.fakes.coretoday import FakeCoreToday
+from tests.pg import Cluster, ClusterUnavailable, start_cluster
 
 
 class FakeClock:
@@ -49,9 +51,39 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'kontext.db'}"
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster | str]:
+    """One throwaway PostgreSQL cluster for the session, or the reason there is none."""
+    try:
+        cluster = start_cluster()
+    except ClusterUnavailable as exc:
+        yield str(exc)
+        return
+    yield cluster
+    cluster.stop()
+
+
+async def _fresh_database(cluster: Cluster) -> str:
+    import asyncpg
+
+    name = f"kontext_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(cluster.url("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return cluster.url(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every storage test runs unchanged against both databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'kontext.db'}"
+    cluster = request.getfixturevalue("pg_cluster")
+    if isinstance(cluster, str):
+        pytest.skip(f"PostgreSQL could not be started: {cluster}")
+    return await _fresh_database(cluster)
 
 
 @pytest.fixture

@@ -409,3 +409,28 @@ async def test_back_pressure_that_outlasts_the_job_timeout_fails_and_refunds(
         assert await ledger_kinds(core) == ["grant", "reserve", "refund"]
     finally:
         await core.close()
+
+
+async def test_the_whole_pipeline_on_each_database(
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend, db_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        fake.base_url,
+        storage={"url": db_url, "data_dir": str(tmp_path / "data")},
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+    )
+    core = await build_core(settings, {"slack": frontend})
+    assert core.runner is not None
+    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+    await core.start()
+    try:
+        acks = [
+            await core.service.submit(edit(frontend, key=f"p{i}", image=png())) for i in range(4)
+        ]
+        for ack in acks:
+            assert (await finish(core, ack.job.id)).state == JobState.SUCCEEDED
+        assert len(fake.creates) == 4
+        assert (await core.service.credits(ALICE)).balance == 1200 - 4 * 120
+    finally:
+        await core.close()
