@@ -157,6 +157,7 @@ async def build_core(
         model=settings.provider.model,
         max_input_bytes=settings.images.max_input_bytes,
         metrics=metrics,
+        admins=settings.credits.admins,
     )
     runner = None
     if with_runner and provider is not None:

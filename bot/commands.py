@@ -60,7 +60,8 @@ Examples:
   /kontext replace the background with a beach at sunset --ar 16:9
   /kontext now make her wave --seed 42
 
-/kontext credits   your balance       /kontext help   this text"""
+/kontext credits   your balance       /kontext help   this text
+Admins: /kontext grant @someone 600"""
 
 _FLAG_NAMES = {
     "ar": "ar",

@@ -6,6 +6,7 @@ right after acknowledging the platform, and the slow work happens in the job run
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -59,8 +60,10 @@ class KontextService:
         model: str,
         max_input_bytes: int,
         metrics: Metrics | None = None,
+        admins: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.admins = frozenset(admins)
         self.metrics = metrics or Metrics()
         self.accepting = True
         self.capabilities = capabilities
@@ -176,6 +179,16 @@ class KontextService:
             allowance=store.policy.amount,
             active_jobs=await store.active_for_user(user),
         )
+
+    def is_admin(self, user: UserRef) -> bool:
+        return str(user) in self.admins
+
+    async def admin_grant(self, admin: UserRef, user: UserRef, amount: int) -> int:
+        """A grant asked for on a platform: only ``credits.admins`` may, and the ledger
+        records who did it."""
+        if not self.is_admin(admin):
+            raise UserInputError("Only the bot's admins (credits.admins) can grant credits.")
+        return await self.grant(user, amount, actor=str(admin), note=f"granted by {admin}")
 
     async def grant(
         self, user: UserRef, amount: int, *, actor: str, note: str | None = None

@@ -40,6 +40,7 @@ from tests.fakes.slack import (
 from tests.test_console import environment, run, start
 
 USER = "U0ALICE"
+ADMIN = "U0ADMIN"
 CHANNEL = "C0ART"
 
 
@@ -84,12 +85,12 @@ class Bot:
         acked = await self.slack.send_envelope(kind, payload, retry_attempt=retry)
         return Answer(str(acked.get("text", "")), acked)
 
-    async def command(self, text: str) -> Answer:
+    async def command(self, text: str, user: str = USER) -> Answer:
         fields = {
             "token": "legacy",
             "team_id": TEAM_ID,
             "channel_id": CHANNEL,
-            "user_id": USER,
+            "user_id": user,
             "command": "/kontext",
             "text": text,
             "trigger_id": "trigger-1",
@@ -165,6 +166,7 @@ async def bot(
                 **credentials,
             },
             jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+            credits={"admins": [f"slack:{TEAM_ID}:{ADMIN}"]},
         )
         core = await build_core(settings, {})
         adapter = SlackAdapter(settings.slack, core.service)
@@ -519,3 +521,12 @@ async def test_run_refuses_slack_without_its_secret(tmp_path: Path, fake: FakeCo
     result = await run(["run"], env, tmp_path)
     assert result.code == 2
     assert "slack.app_token is required" in result.stderr
+
+
+async def test_admins_grant_credits_others_cannot(bot: Bot) -> None:
+    refused = await bot.command(f"grant <@{USER}|alice> 600")
+    assert "Only the bot's admins" in refused.text
+    granted = await bot.command(f"grant <@{USER}|alice> 600", user=ADMIN)
+    assert granted.text == f"<@{USER}> now has 1800 credits."
+    entries = await bot.core.service.history(UserRef("slack", TEAM_ID, USER))
+    assert entries[0].actor == f"slack:{TEAM_ID}:{ADMIN}" and entries[0].amount == 600

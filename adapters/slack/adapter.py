@@ -8,6 +8,7 @@ modal's view id, the message's channel and ts), so a redelivered event, or the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -52,6 +53,9 @@ from bot.errors import KontextError, UserInputError
 from bot.service import CreditStatus, KontextService
 
 log = structlog.get_logger("kontext.slack")
+# "/kontext grant <@U123|name> 600" (Slack escapes mentions in slash commands when the
+# command's "escape" option is on; plain "<@U123>" otherwise).
+GRANT = re.compile(r"^grant\s+<@(?P<user>[A-Z0-9]+)(?:\|[^>]*)?>\s+(?P<amount>-?\d{1,9})$", re.I)
 PLATFORM = "slack"
 _IMAGE_TYPES = ("image/",)
 
@@ -153,6 +157,10 @@ class SlackAdapter:
         user = UserRef(PLATFORM, command["team_id"], command["user_id"])
         text = str(command.get("text") or "")
         caps = self.service.capabilities
+        grant = GRANT.match(text.strip())
+        if grant:
+            await self._grant(ack, user, grant)
+            return
         try:
             parsed = (
                 parse_command(text, has_image=True, capabilities=caps) if text.strip() else None
@@ -175,6 +183,18 @@ class SlackAdapter:
             options=parsed.options if parsed else EditOptions(),
             with_file_input=True,
         )
+
+    async def _grant(
+        self, ack: Callable[..., Awaitable[None]], admin: UserRef, grant: re.Match[str]
+    ) -> None:
+        """``/kontext grant @user 600``: an admin's grant, answered to the admin alone."""
+        target = UserRef(PLATFORM, admin.workspace, grant["user"])
+        try:
+            balance = await self.service.admin_grant(admin, target, int(grant["amount"]))
+        except UserInputError as exc:
+            await ack(text=exc.user_message)
+            return
+        await ack(text=f"<@{target.user}> now has {balance} credits.")
 
     async def _open_modal(
         self,
