@@ -247,7 +247,13 @@ class JobStore:
             running: dict[str, int] = {user: count for user, count in busy}
             candidates = (
                 await conn.execute(
-                    select(jobs).where(claimable).order_by(jobs.c.created_at).limit(limit * 4)
+                    select(jobs)
+                    .where(claimable)
+                    .order_by(jobs.c.created_at)
+                    .limit(limit * 4)
+                    # PostgreSQL: rows another runner is claiming are skipped, not waited
+                    # for (SQLite serialises writers and ignores this).
+                    .with_for_update(skip_locked=True)
                 )
             ).all()
             for row in candidates:

@@ -65,9 +65,9 @@ def cat_png(path: Path) -> Path:
     return path
 
 
-async def balance(tmp_path: Path, fake: FakeCoreToday) -> int:
+async def balance(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str] | None = None) -> int:
     shown = await run(
-        ["credits", "show", str(console_user())], environment(tmp_path, fake), tmp_path
+        ["credits", "show", str(console_user())], env or environment(tmp_path, fake), tmp_path
     )
     assert shown.code == 0, shown.stderr
     first = shown.stdout.splitlines()[0]
@@ -205,7 +205,7 @@ async def kill_mid_job(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str],
     process.send_signal(signal.SIGKILL)
     await process.wait()
     assert len(fake.creates) == 1
-    assert await balance(tmp_path, fake) == 1080  # reserved, neither charged nor refunded
+    assert await balance(tmp_path, fake, env) == 1080  # reserved, neither charged nor refunded
     # The provider finishes the orphaned prediction meanwhile.
     for prediction in fake.predictions.values():
         prediction.outcome = "succeeded"
