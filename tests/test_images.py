@@ -192,7 +192,10 @@ def test_exif_orientation_on_other_formats_gives_png(fmt: str) -> None:
 
 def test_identity_orientation_passes_through() -> None:
     data = encode(solid(), "JPEG", exif=exif_with(1))
-    assert validate(data).data == data
+    result = validate(data).data
+    # Not re-encoded: the same compressed image, only the EXIF block is gone.
+    assert decode(result).tobytes() == decode(data).tobytes()
+    assert len(data) - len(result) > 0 and not decode(result).getexif()
 
 
 def test_cmyk_jpeg_is_converted_to_rgb_jpeg() -> None:
@@ -503,3 +506,54 @@ def test_mutated_images_only_raise_user_errors(
 
 def test_accepted_formats_constant() -> None:
     assert frozenset({"jpeg", "png", "gif", "webp"}) == ACCEPTED_FORMATS
+
+
+# -- metadata that must not travel to the provider ------------------------------------
+
+
+def _photo_with_gps(fmt: str) -> bytes:
+    image = Image.new("RGB", (64, 48), (120, 30, 200))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}  # GPS: latitude
+    buffer = io.BytesIO()
+    options: dict[str, object] = {"exif": exif}
+    if fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Location", "52.52N 13.40E")
+        options["pnginfo"] = text
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_location_metadata_is_stripped_without_reencoding(fmt: str) -> None:
+    original = _photo_with_gps(fmt)
+    with Image.open(io.BytesIO(original)) as before:
+        assert before.getexif()  # the fixture really carries EXIF
+        pixels = before.convert("RGB").tobytes()
+    result = validate_input_image(
+        original, filename="holiday", max_bytes=10_000_000, max_pixels=10_000_000
+    )
+    assert b"PhoneMaker" not in result.data and b"52.52N" not in result.data
+    with Image.open(io.BytesIO(result.data)) as after:
+        assert not after.getexif()
+        assert after.format == fmt
+        assert after.convert("RGB").tobytes() == pixels  # not re-encoded
+
+
+def test_jpeg_colour_profile_survives_stripping() -> None:
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(
+        buffer, format="JPEG", icc_profile=profile, exif=Image.Exif()
+    )
+    result = validate_input_image(
+        buffer.getvalue(), filename="a.jpg", max_bytes=10_000_000, max_pixels=10_000_000
+    )
+    with Image.open(io.BytesIO(result.data)) as after:
+        assert after.info.get("icc_profile") == profile
