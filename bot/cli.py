@@ -36,6 +36,7 @@ class Adapter(Protocol):
 
 EXIT_USAGE = 1
 EXIT_CONFIG = 2
+EXIT_ADAPTER = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -175,7 +176,15 @@ async def _run(settings: Settings) -> int:
     await core.start()
     try:
         for adapter in adapters:
-            await adapter.start()
+            try:
+                await adapter.start()
+            except Exception as exc:  # a wrong token, an unreachable platform
+                log.error(
+                    "an adapter could not start; stopping",
+                    adapter=type(adapter).__name__,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return EXIT_ADAPTER
         await stop.wait()
     finally:
         for adapter in adapters:

@@ -530,3 +530,23 @@ async def test_admins_grant_credits_others_cannot(bot: Bot) -> None:
     assert granted.text == f"<@{USER}> now has 1800 credits."
     entries = await bot.core.service.history(UserRef("slack", TEAM_ID, USER))
     assert entries[0].actor == f"slack:{TEAM_ID}:{ADMIN}" and entries[0].amount == 600
+
+
+async def test_run_says_why_when_slack_refuses_the_token(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async with FakeSlack() as slack:
+        slack.app_token = "xapp-not-this-one"
+        env = environment(
+            tmp_path,
+            fake,
+            KONTEXT_SLACK__ENABLED="true",
+            KONTEXT_SLACK__BOT_TOKEN=BOT_TOKEN,
+            KONTEXT_SLACK__APP_TOKEN=APP_TOKEN,
+            KONTEXT_SLACK__API_BASE_URL=slack.api_url,
+        )
+        result = await run(["run"], env, tmp_path)
+    assert result.code == 3
+    assert "an adapter could not start" in result.stderr and "invalid_auth" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert APP_TOKEN not in result.stderr and BOT_TOKEN not in result.stderr

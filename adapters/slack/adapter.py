@@ -116,6 +116,13 @@ class SlackAdapter:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Fail fast with Slack's own reason (invalid_auth, ...) instead of retrying a
+        # connection that can never work.
+        await self.client.auth_test()
+        if self.config.mode == "socket":
+            await self.client.apps_connections_open(
+                app_token=self.config.app_token.get_secret_value()
+            )
         if self.config.mode == "http":
             self._runner = web.AppRunner(self.app.web_app(path="/slack/events"), access_log=None)
             await self._runner.setup()
