@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import polling
+from bench import pipeline, polling
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "pipeline": pipeline.run,
     "polling": polling.run,
 }
 

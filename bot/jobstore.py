@@ -115,7 +115,7 @@ class JobStore:
             return await self._duplicate(existing)
 
     async def _duplicate(self, job: Job) -> Stored:
-        async with self.db.transaction() as conn:
+        async with self.db.read() as conn:
             return Stored(job, True, await ledger.balance(conn, job.user))
 
     async def _create(self, new: NewJob) -> Stored:
@@ -160,12 +160,12 @@ class JobStore:
     # -- reading ------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
-        async with self.db.transaction() as conn:
+        async with self.db.read() as conn:
             row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
         return row_to_job(row) if row else None
 
     async def by_idempotency_key(self, key: str) -> Job | None:
-        async with self.db.transaction() as conn:
+        async with self.db.read() as conn:
             row = (await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))).first()
         return row_to_job(row) if row else None
 
@@ -173,7 +173,7 @@ class JobStore:
         """1 for the next job to run; 0 when the job is no longer waiting."""
         if job.state != JobState.QUEUED:
             return 0
-        async with self.db.transaction() as conn:
+        async with self.db.read() as conn:
             ahead = await conn.scalar(
                 select(func.count())
                 .select_from(jobs)
@@ -182,18 +182,18 @@ class JobStore:
         return int(ahead or 0)
 
     async def balance(self, user: UserRef) -> int:
-        async with self.db.transaction() as conn:
+        async with self.db.read() as conn:
             return await ledger.balance(conn, user)
 
     async def counts_by_state(self) -> dict[str, int]:
-        async with self.db.transaction() as conn:
+        async with self.db.read() as conn:
             rows = await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
             counts = {state.value: 0 for state in JobState}
             counts.update({state: count for state, count in rows})
         return counts
 
     async def active_for_user(self, user: UserRef) -> int:
-        async with self.db.transaction() as conn:
+        async with self.db.read() as conn:
             count = await conn.scalar(
                 select(func.count())
                 .select_from(jobs)

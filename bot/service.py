@@ -206,7 +206,7 @@ class KontextService:
             return await ledger.balance(conn, user)
 
     async def history(self, user: UserRef, limit: int = 20) -> list[LedgerEntry]:
-        async with self.store.db.transaction() as conn:
+        async with self.store.db.read() as conn:
             return await ledger.recent_entries(conn, user, limit)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+READ_ONLY = "kontext_read_only"
 
 
 def async_url(url: str) -> str:
@@ -56,7 +57,10 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads need no write lock: in WAL mode they see a consistent snapshot while a
+        # writer works, so only read-write transactions queue for the lock.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -75,6 +79,14 @@ class Database:
         """Commit on success, roll back on any exception; every write goes through here."""
         async with self.engine.begin() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that only reads: on SQLite it does not wait for the write lock."""
+        async with self.engine.connect() as conn:
+            reader = await conn.execution_options(**{READ_ONLY: True})
+            async with reader.begin():
+                yield reader
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,0 +1,172 @@
+"""Throughput and memory of the real pipeline (service, store, runner, core.today client)
+against the loopback fake core.today.
+
+- throughput: jobs completed per second with an instant provider (the create answers a
+  finished image), for several worker counts; the reference is the 1-worker figure of
+  the same run. Every job fetches and validates a ~1 MB PNG, which is where the CPU goes.
+- memory: peak RSS while 1,000 jobs wait at the provider, each with a ~1 MB input;
+  the reference is the RSS of the same process before the jobs. Goal: under 200 MB,
+  which holds only if inputs are not kept while jobs wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import resource
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bot.app import Core, build_core
+from bot.config import Settings
+from bot.domain import Attachment, AttachmentSource, EditOptions, EditRequest, UserRef
+from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
+from tests.recording import RecordingFrontend
+
+
+def noisy_png(size: int = 600) -> bytes:
+    """About 1 MB: random pixels do not compress."""
+    rng = random.Random(5)
+    image = Image.frombytes("RGB", (size, size), rng.randbytes(size * size * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+class GeneratingFrontend(RecordingFrontend):
+    """Makes each input when the runner fetches it, so the only copies alive are the
+    ones the bot itself keeps (which is what the memory figure is about)."""
+
+    image: bytes = b""
+
+    def attachment_for(self, source: AttachmentSource) -> Attachment:
+        async def fetch(max_bytes: int) -> bytes:
+            return bytes(self.image)  # a fresh copy, as a download would be
+
+        return Attachment(source=source, fetch=fetch)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def make_core(
+    tmp: Path, fake: FakeCoreToday, frontend: RecordingFrontend, workers: int
+) -> Core:
+    settings = Settings.model_validate(
+        {
+            "storage": {"url": f"sqlite:///{tmp / 'bench.db'}", "data_dir": str(tmp / "data")},
+            "provider": {"base_url": fake.base_url, "api_key": DEFAULT_KEY},
+            "credits": {"allowance": 10_000_000},
+            "jobs": {
+                "max_concurrent": workers,
+                "per_user_concurrent": min(workers, 100),
+                "poll_initial_seconds": 0.5,
+                "poll_max_seconds": 1.0,
+                "timeout_seconds": 3600,
+            },
+        }
+    )
+    core = await build_core(settings, {"slack": frontend})
+    assert core.runner is not None
+    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.05)
+    await core.start()
+    return core
+
+
+def request(frontend: RecordingFrontend, index: int, size: int) -> EditRequest:
+    source = AttachmentSource(f"in{index}.png", "image/png", size, f"in{index}.png")
+    return EditRequest(
+        UserRef("slack", "T1", f"U{index % 50}"),
+        "make it a watercolor",
+        EditOptions(),
+        (frontend.attachment_for(source),),
+        {"c": 1},
+        f"bench-{index}",
+    )
+
+
+async def throughput(jobs: int, workers: int, image: bytes) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with FakeCoreToday() as fake:
+            fake.script.shape = "sync"
+            fake.script.output_size = (64, 64)
+            frontend = GeneratingFrontend()
+            frontend.image = image
+            core = await make_core(Path(tmp), fake, frontend, workers)
+            try:
+                started = time.perf_counter()
+                acks = [
+                    await core.service.submit(request(frontend, i, len(image))) for i in range(jobs)
+                ]
+                async with asyncio.timeout(600):
+                    for ack in acks:
+                        await core.runner.wait_for(ack.job.id)  # type: ignore[union-attr]
+                return jobs / (time.perf_counter() - started)
+            finally:
+                await core.close()
+
+
+async def memory(jobs: int, image: bytes) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with FakeCoreToday() as fake:
+            fake.script.outcome = "never"  # every job waits at the provider
+            frontend = GeneratingFrontend()
+            frontend.image = image
+            core = await make_core(Path(tmp), fake, frontend, jobs)
+            try:
+                before = rss_mb()
+                for i in range(jobs):
+                    await core.service.submit(request(frontend, i, len(image)))
+                peak = before
+                async with asyncio.timeout(600):
+                    while len(fake.creates) < jobs:
+                        peak = max(peak, rss_mb())
+                        await asyncio.sleep(0.05)
+                for _ in range(20):  # waiting state: every job polled at least once more
+                    peak = max(peak, rss_mb())
+                    await asyncio.sleep(0.05)
+                return {
+                    "rss_before_mb": round(before, 1),
+                    "rss_peak_mb": round(peak, 1),
+                    "growth_mb": round(peak - before, 1),
+                }
+            finally:
+                await core.close()
+
+
+def run(quick: bool) -> dict[str, Any]:
+    image = noisy_png(300 if quick else 600)
+    jobs = 40 if quick else 200
+    figures: dict[str, Any] = {"input_bytes": len(image), "throughput_jobs": jobs}
+    rates = {}
+    for workers in (1, 2, 4, 8, 16):
+        rates[workers] = asyncio.run(throughput(jobs, workers, image))
+    base = rates[1]
+    figures["throughput"] = {
+        str(w): {"jobs_per_s": round(r, 2), "vs_1_worker": round(r / base, 2)}
+        for w, r in rates.items()
+    }
+    waiting = 200 if quick else 1000
+    figures["memory"] = {"waiting_jobs": waiting, **asyncio.run(memory(waiting, image))}
+    figures["goals"] = {"waiting_peak_under_200mb": figures["memory"]["rss_peak_mb"] < 200}
+    print(f"pipeline: input {len(image) / 1e6:.2f} MB PNG, {jobs} jobs per throughput run")
+    print(f"  {'workers':>7} {'jobs/s':>8} {'x 1 worker':>10}")
+    for workers, entry in figures["throughput"].items():
+        print(f"  {workers:>7} {entry['jobs_per_s']:>8.2f} {entry['vs_1_worker']:>10.2f}")
+    mem = figures["memory"]
+    print(
+        f"  memory: {waiting} jobs waiting at the provider: RSS {mem['rss_before_mb']} MB -> "
+        f"peak {mem['rss_peak_mb']} MB (+{mem['growth_mb']} MB); goal < 200 MB: "
+        f"{'met' if figures['goals']['waiting_peak_under_200mb'] else 'MISSED'}"
+    )
+    return figures
