@@ -29,6 +29,8 @@ from bot.domain import Attachment, AttachmentSource, EditOptions, EditRequest, U
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 from tests.recording import RecordingFrontend
 
+MEMORY_RUN_SECONDS = 120.0
+
 
 def noisy_png(size: int = 600) -> bytes:
     """About 1 MB: random pixels do not compress."""
@@ -128,10 +130,14 @@ async def memory(jobs: int, image: bytes) -> dict[str, float]:
                 for i in range(jobs):
                     await core.service.submit(request(frontend, i, len(image)))
                 peak = before
-                async with asyncio.timeout(600):
-                    while len(fake.creates) < jobs:
-                        peak = max(peak, rss_mb())
-                        await asyncio.sleep(0.05)
+                started = time.perf_counter()
+                try:
+                    async with asyncio.timeout(MEMORY_RUN_SECONDS):
+                        while len(fake.creates) < jobs:
+                            peak = max(peak, rss_mb())
+                            await asyncio.sleep(0.05)
+                except TimeoutError:
+                    pass  # reported below: not every job reached the provider in time
                 for _ in range(20):  # waiting state: every job polled at least once more
                     peak = max(peak, rss_mb())
                     await asyncio.sleep(0.05)
@@ -139,6 +145,8 @@ async def memory(jobs: int, image: bytes) -> dict[str, float]:
                     "rss_before_mb": round(before, 1),
                     "rss_peak_mb": round(peak, 1),
                     "growth_mb": round(peak - before, 1),
+                    "reached_provider": len(fake.creates),
+                    "seconds_to_reach": round(time.perf_counter() - started, 1),
                 }
             finally:
                 await core.close()
@@ -158,15 +166,20 @@ def run(quick: bool) -> dict[str, Any]:
     }
     waiting = 200 if quick else 1000
     figures["memory"] = {"waiting_jobs": waiting, **asyncio.run(memory(waiting, image))}
-    figures["goals"] = {"waiting_peak_under_200mb": figures["memory"]["rss_peak_mb"] < 200}
+    figures["goals"] = {
+        "waiting_peak_under_200mb": figures["memory"]["rss_peak_mb"] < 200,
+        "all_jobs_reached_the_provider": figures["memory"]["reached_provider"] == waiting,
+    }
     print(f"pipeline: input {len(image) / 1e6:.2f} MB PNG, {jobs} jobs per throughput run")
     print(f"  {'workers':>7} {'jobs/s':>8} {'x 1 worker':>10}")
     for workers, entry in figures["throughput"].items():
         print(f"  {workers:>7} {entry['jobs_per_s']:>8.2f} {entry['vs_1_worker']:>10.2f}")
     mem = figures["memory"]
     print(
-        f"  memory: {waiting} jobs waiting at the provider: RSS {mem['rss_before_mb']} MB -> "
-        f"peak {mem['rss_peak_mb']} MB (+{mem['growth_mb']} MB); goal < 200 MB: "
-        f"{'met' if figures['goals']['waiting_peak_under_200mb'] else 'MISSED'}"
+        f"  memory: {mem['reached_provider']} of {waiting} jobs at the provider after "
+        f"{mem['seconds_to_reach']} s: RSS {mem['rss_before_mb']} MB -> peak "
+        f"{mem['rss_peak_mb']} MB (+{mem['growth_mb']} MB)"
     )
+    for goal, met in figures["goals"].items():
+        print(f"  {goal}: {'met' if met else 'MISSED'}")
     return figures
