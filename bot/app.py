@@ -47,7 +47,14 @@ def runner_limits(settings: Settings) -> RunnerLimits:
 
 
 def allowance_policy(settings: Settings) -> AllowancePolicy:
-    return AllowancePolicy(amount=settings.credits.allowance, period=settings.credits.period)
+    credits = settings.credits
+    return AllowancePolicy(
+        amount=credits.allowance,
+        period=credits.period,
+        max_balance=credits.max_balance,
+        budget=credits.budget,
+        cooldown_seconds=credits.cooldown_seconds,
+    )
 
 
 RETENTION_INTERVAL_SECONDS = 600.0

@@ -110,6 +110,9 @@ class CreditsConfig(_Section):
     allowance: int = Field(1200, ge=0)
     period: Literal["daily", "weekly", "monthly", "never"] = "daily"
     admins: list[str] = Field(default_factory=list)
+    max_balance: int = Field(0, ge=0)
+    budget: int = Field(0, ge=0)
+    cooldown_seconds: float = Field(0.0, ge=0)
 
     @field_validator("admins")
     @classmethod

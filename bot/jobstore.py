@@ -32,11 +32,13 @@ from bot.domain import (
 )
 from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
-from bot.periods import next_period_start
+from bot.periods import next_period_start, period_start
 from bot.storage.database import Database
 from bot.storage.schema import jobs
 
 Clock = Callable[[], float]
+# The row that reservations lock while the operator's shared budget is counted.
+BUDGET_ACCOUNT = UserRef("kontext", "budget", "all")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class JobStore:
         job_id = uuid.uuid4().hex
         async with self.db.transaction() as conn:
             await ledger.lock_account(conn, new.user, now)
+            await self._check_limits(conn, new, now)
             await ledger.ensure_allowance(conn, new.user, self.policy, now)
             available = await ledger.balance(conn, new.user)
             if available < new.cost:
@@ -156,6 +159,37 @@ class JobStore:
             balance_after = available - new.cost
             row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
         return Stored(row_to_job(row), False, balance_after)
+
+    async def _check_limits(self, conn: AsyncConnection, new: NewJob, now: float) -> None:
+        """The operator's limits beyond the balance: cooldown and the shared budget."""
+        policy = self.policy
+        if policy.cooldown_seconds > 0:
+            last = await conn.scalar(
+                select(func.max(jobs.c.created_at)).where(jobs.c.user_ref == str(new.user))
+            )
+            wait = (last or 0.0) + policy.cooldown_seconds - now
+            if last is not None and wait > 0:
+                raise QuotaError(
+                    f"Please wait {wait:.0f} s before your next edit.",
+                    balance=0,
+                    cost=new.cost,
+                    refill_at=None,
+                )
+        if policy.budget > 0:
+            # Serialise every reservation on one row while the budget is counted, so
+            # that processes cannot overspend it together.
+            await ledger.lock_account(conn, BUDGET_ACCOUNT, now)
+            spent = await ledger.spent_since(conn, period_start(policy.period, now))
+            if spent + new.cost > policy.budget:
+                refill = next_period_start(policy.period, now)
+                when = f" It renews {refill:%Y-%m-%d %H:%M} UTC." if refill else ""
+                raise QuotaError(
+                    f"The bot's shared budget for this period is used up.{when} "
+                    "Nothing was charged.",
+                    balance=0,
+                    cost=new.cost,
+                    refill_at=f"{refill:%Y-%m-%d %H:%M} UTC" if refill else None,
+                )
 
     # -- reading ------------------------------------------------------------------
 

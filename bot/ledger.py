@@ -40,6 +40,12 @@ class EntryKind(StrEnum):
 class AllowancePolicy:
     amount: int
     period: Period
+    # Limits the operator sets (0 = none): how far a balance may grow by allowances, the
+    # credits all users together may spend per period, and the pause between one
+    # user's requests.
+    max_balance: int = 0
+    budget: int = 0
+    cooldown_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,13 +86,17 @@ async def ensure_allowance(
     if policy.amount <= 0:
         return False
     key = period_key(policy.period, now)
+    amount = policy.amount
+    if policy.max_balance > 0:
+        # The allowance tops up to the cap at most; a 0 grant still marks the period.
+        amount = max(0, min(amount, policy.max_balance - await balance(conn, user)))
     return await insert_ignoring_conflict(
         conn,
         ledger,
         {
             "user_ref": str(user),
             "kind": EntryKind.GRANT.value,
-            "amount": policy.amount,
+            "amount": amount,
             "job_id": None,
             "dedupe_key": f"allowance:{user}:{policy.period}:{key}",
             "actor": "allowance",
@@ -95,6 +105,17 @@ async def ensure_allowance(
         },
         ["dedupe_key"],
     )
+
+
+async def spent_since(conn: AsyncConnection, since: float) -> int:
+    """Credits all users have spent (reserved and not refunded) since a moment."""
+    total = await conn.scalar(
+        select(func.coalesce(func.sum(ledger.c.amount), 0)).where(
+            ledger.c.kind.in_([EntryKind.RESERVE.value, EntryKind.REFUND.value]),
+            ledger.c.created_at >= since,
+        )
+    )
+    return -int(total or 0)
 
 
 async def balance(conn: AsyncConnection, user: UserRef) -> int:

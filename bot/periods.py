@@ -34,3 +34,16 @@ def next_period_start(period: Period, now: float) -> datetime | None:
             return midnight.replace(year=moment.year + 1, month=1, day=1)
         return midnight.replace(month=moment.month + 1, day=1)
     return None
+
+
+def period_start(period: Period, now: float) -> float:
+    """Epoch seconds at which the period containing ``now`` began (0 for ``never``)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        return midnight.timestamp()
+    if period == "weekly":
+        return (midnight - timedelta(days=moment.weekday())).timestamp()
+    if period == "monthly":
+        return midnight.replace(day=1).timestamp()
+    return 0.0

@@ -11,6 +11,8 @@ from bot import ledger
 from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
 from bot.jobstore import JobStore, NewJob
+from bot.ledger import AllowancePolicy
+from bot.storage import Database
 from bot.storage.schema import ledger as ledger_table
 from tests.conftest import FakeClock
 
@@ -162,3 +164,56 @@ async def test_queue_position_counts_waiting_jobs(store: JobStore, clock: FakeCl
     assert [await store.queue_position(j) for j in jobs] == [1, 2, 3]
     await store.claim("one", ["discord"], 1, 2, 30)
     assert await store.queue_position(jobs[2]) == 2
+
+
+async def test_balance_cap_limits_what_allowances_add(db: Database, clock: FakeClock) -> None:
+    store = JobStore(db, AllowancePolicy(1200, "daily", max_balance=2000), clock)
+    await store.create(new_job(key="a"))  # grant 1200, reserve 120 -> 1080
+    clock.advance(86_400)
+    await store.create(new_job(key="b"))  # the allowance tops up to 2000 at most: +920
+    assert await store.balance(ALICE) == 2000 - 120
+    clock.advance(86_400)
+    await store.create(new_job(key="c"))
+    assert await store.balance(ALICE) == 2000 - 120
+    assert [a for k, a in await entries(store, ALICE) if k == "grant"] == [1200, 920, 120]
+
+
+async def test_shared_budget_refuses_and_renews(db: Database, clock: FakeClock) -> None:
+    store = JobStore(db, AllowancePolicy(1200, "daily", budget=360), clock)
+    await store.create(new_job(user=ALICE, key="a1"))
+    bob_job = (await store.create(new_job(user=BOB, key="b1"))).job
+    await store.create(new_job(user=ALICE, key="a2"))
+    with pytest.raises(QuotaError) as info:
+        await store.create(new_job(user=BOB, key="b2"))
+    assert "shared budget" in info.value.user_message and "renews" in info.value.user_message
+    # A refund gives the budget back; a new day renews it.
+    await store.fail(bob_job, error_kind="provider_unavailable", message="down")
+    await store.create(new_job(user=BOB, key="b3"))
+    clock.advance(86_400)
+    await store.create(new_job(user=BOB, key="b4"))
+
+
+async def test_shared_budget_holds_under_concurrency(db: Database, clock: FakeClock) -> None:
+    store = JobStore(db, AllowancePolicy(1200, "daily", budget=600), clock)
+    users = [UserRef("slack", "T1", f"U{i}") for i in range(8)]
+
+    async def attempt(i: int) -> bool:
+        try:
+            await store.create(new_job(user=users[i % 8], key=f"k{i}"))
+            return True
+        except QuotaError:
+            return False
+
+    assert sum(await asyncio.gather(*(attempt(i) for i in range(24)))) == 5
+
+
+async def test_cooldown_between_requests(db: Database, clock: FakeClock) -> None:
+    store = JobStore(db, AllowancePolicy(1200, "daily", cooldown_seconds=30), clock)
+    await store.create(new_job(key="a"))
+    clock.advance(10)
+    with pytest.raises(QuotaError) as info:
+        await store.create(new_job(key="b"))
+    assert "wait 20 s" in info.value.user_message
+    await store.create(new_job(user=BOB, key="other user"))
+    clock.advance(21)
+    await store.create(new_job(key="c"))
