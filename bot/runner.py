@@ -131,10 +131,11 @@ class JobRunner:
         log.info("runner started", owner=self.owner, platforms=sorted(self.frontends))
 
     def hint(self, job_id: str) -> None:
-        """A provider's webhook says this job may be done: poll it now."""
-        event = self._hints.get(job_id)
-        if event is not None:
-            event.set()
+        """A provider's webhook says this job may be done: poll it now. A hint can beat
+        the job's own first wait (fast providers), so it is kept for a job this runner
+        is running; hints for other jobs are dropped."""
+        if job_id in self._workers:
+            self._hints.setdefault(job_id, asyncio.Event()).set()
 
     def hurry(self) -> None:
         """End the grace period of a ``stop`` now (a second signal)."""
@@ -241,6 +242,7 @@ class JobRunner:
             raise
         finally:
             self._workers.pop(job.id, None)
+            self._hints.pop(job.id, None)
             self._finished.setdefault(job.id, asyncio.Event()).set()
             self._wake.set()
 

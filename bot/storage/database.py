@@ -77,16 +77,33 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """Commit on success, roll back on any exception; every write goes through here."""
-        async with self.engine.begin() as conn:
+        async with self._transaction(read_only=False) as conn:
             yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that only reads: on SQLite it does not wait for the write lock."""
-        async with self.engine.connect() as conn:
-            reader = await conn.execution_options(**{READ_ONLY: True})
-            async with reader.begin():
-                yield reader
+        async with self._transaction(read_only=True) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _transaction(self, *, read_only: bool) -> AsyncIterator[AsyncConnection]:
+        # The end of a transaction is shielded from cancellation: a task cancelled in the
+        # middle (shutdown, a timeout) must still roll back and hand its connection back,
+        # or SQLite's write lock stays taken by a connection nobody will finish.
+        conn = await self.engine.connect()
+        try:
+            if read_only:
+                conn = await conn.execution_options(**{READ_ONLY: True})
+            transaction = await conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                await asyncio.shield(transaction.rollback())
+                raise
+            await asyncio.shield(transaction.commit())
+        finally:
+            await asyncio.shield(conn.close())
 
     async def dispose(self) -> None:
         await self.engine.dispose()
