@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from bot.downloads import read_capped
 from bot.errors import ProviderUnavailable, UserInputError
 
 MAX_REDIRECTS = 3
@@ -59,16 +60,10 @@ class SlackFileFetcher:
                     content_type = response.headers.get("content-type", "")
                     if content_type.startswith("text/html"):
                         raise UserInputError(_MISSING_SCOPE)
-                    chunks: list[bytes] = []
-                    total = 0
-                    async for chunk in response.aiter_bytes():
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise UserInputError(
-                                f"The image is larger than {max_bytes / 1e6:.0f} MB."
-                            )
-                        chunks.append(chunk)
-                    return b"".join(chunks)
+                    data = await read_capped(response, max_bytes)
+                    if data is None:
+                        raise UserInputError(f"The image is larger than {max_bytes / 1e6:.0f} MB.")
+                    return data
             except httpx.HTTPError as exc:
                 raise ProviderUnavailable(
                     "Slack did not hand over the file. Please try again.",

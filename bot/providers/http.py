@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import stamina
 
+from bot.downloads import read_capped
 from bot.errors import KontextError, ProviderUnavailable, UserInputError
 from bot.providers.base import PredictionStatus, ProviderCapabilities, ProviderRequest
 
@@ -271,17 +272,13 @@ class HttpProvider(ABC):
                         ):
                             raise Retry(error, error.retry_after)
                         raise error
-                    chunks: list[bytes] = []
-                    total = 0
-                    async for chunk in response.aiter_bytes():
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise ProviderUnavailable(
-                                "The edited image is too large to post.",
-                                detail=f"output larger than {max_bytes} bytes",
-                            )
-                        chunks.append(chunk)
-                    return b"".join(chunks)
+                    data = await read_capped(response, max_bytes)
+                    if data is None:
+                        raise ProviderUnavailable(
+                            "The edited image is too large to post.",
+                            detail=f"output larger than {max_bytes} bytes",
+                        )
+                    return data
             except httpx.TransportError as exc:
                 raise Retry(
                     ProviderUnavailable(UNAVAILABLE, detail=type(exc).__name__), None
