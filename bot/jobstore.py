@@ -33,7 +33,7 @@ from bot.domain import (
 from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
 from bot.periods import next_period_start, period_start
-from bot.storage.database import Database
+from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.schema import jobs
 
 Clock = Callable[[], float]
@@ -120,6 +120,7 @@ class JobStore:
         async with self.db.read() as conn:
             return Stored(job, True, await ledger.balance(conn, job.user))
 
+    @completes_when_cancelled
     async def _create(self, new: NewJob) -> Stored:
         now = self.clock()
         job_id = uuid.uuid4().hex
@@ -240,6 +241,7 @@ class JobStore:
 
     # -- the runner's side ----------------------------------------------------------
 
+    @completes_when_cancelled
     async def claim(
         self,
         owner: str,
@@ -320,6 +322,7 @@ class JobStore:
                 claimed.append(row_to_job(fresh))
         return claimed
 
+    @completes_when_cancelled
     async def renew_leases(self, owner: str, lease_seconds: float) -> int:
         now = self.clock()
         async with self.db.transaction() as conn:
@@ -333,6 +336,7 @@ class JobStore:
             )
         return int(result.rowcount)
 
+    @completes_when_cancelled
     async def release_leases(self, owner: str) -> None:
         """Hand unfinished jobs back at once on a clean stop, so the next start resumes
         them without waiting for the lease to expire."""
@@ -346,6 +350,7 @@ class JobStore:
                 .values(lease_owner=None, lease_expires_at=None)
             )
 
+    @completes_when_cancelled
     async def _update_active(self, job_id: str, **values: Any) -> None:
         now = self.clock()
         async with self.db.transaction() as conn:
@@ -358,6 +363,7 @@ class JobStore:
                 .values(updated_at=now, **values)
             )
 
+    @completes_when_cancelled
     async def requeue(self, job_id: str, delay: float) -> bool:
         """Put a job whose create the provider refused (429) back in line for later.
 
@@ -434,6 +440,7 @@ class JobStore:
             job, state, refund, error_kind=error_kind, error_message=message[:2000]
         )
 
+    @completes_when_cancelled
     async def _finish(
         self,
         job: Job,

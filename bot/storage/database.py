@@ -9,10 +9,11 @@ same balance. PostgreSQL gets row locks (``FOR UPDATE``) from the same Core quer
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -61,6 +62,24 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # writer works, so only read-write transactions queue for the lock.
         read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def completes_when_cancelled(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Let a write transaction run to its end even if its caller is cancelled (shutdown,
+    a job timeout): the caller still sees the cancellation, but the database never keeps
+    a half-done transaction, or SQLite's write lock, behind it."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.shield(method(*args, **kwargs))
+
+    return wrapper
 
 
 class Database:
