@@ -389,6 +389,7 @@ class JobRunner:
     ) -> PredictionStatus:
         started = time.monotonic()
         polls = 0
+        pending_at = 0.0  # the create's answer saw it running
         model = provider.model
         hint = self._hints.setdefault(job.id, asyncio.Event())
         try:
@@ -399,13 +400,16 @@ class JobRunner:
                     await asyncio.wait_for(hint.wait(), timeout=delay)
                 hint.clear()
                 polls += 1
+                asked_at = time.monotonic() - started
                 status = await provider.status(status.id)
+                if not status.state.terminal:
+                    pending_at = asked_at
         finally:
             self._hints.pop(job.id, None)
             self.metrics.status_requests.labels(provider.name).observe(polls)
         duration = time.monotonic() - started
         if polls:  # a resumed or at-once answer says nothing about how long jobs take
-            self.poller.record(model, duration)
+            self.poller.record(model, duration, pending_at=pending_at)
         self.metrics.provider_latency.labels(provider.name, model).observe(duration)
         if status.state == PredictionState.SUCCEEDED:
             if not status.output_urls:
