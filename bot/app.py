@@ -165,6 +165,7 @@ async def build_core(
         max_input_bytes=settings.images.max_input_bytes,
         metrics=metrics,
         admins=settings.credits.admins,
+        platform_admins=settings.credits.platform_admins,
     )
     runner = None
     if with_runner and provider is not None:

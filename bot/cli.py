@@ -211,9 +211,20 @@ async def _start_adapters(settings: Settings, core: Core) -> list[Adapter]:
             core.ops.add_check("slack", slack.ready)
         adapters.append(slack)
     if settings.discord.enabled:
-        raise ConfigError(
-            "discord.enabled: the Discord adapter is not available in this version yet"
+        try:
+            from adapters.discord import DiscordAdapter
+        except ImportError as exc:
+            raise ConfigError(
+                f"discord.enabled: discord.py is not installed ({exc.name}); "
+                "install kontext-bot[discord]"
+            ) from None
+        discord_adapter = DiscordAdapter(
+            settings.discord, core.service, data_dir=settings.storage.data_dir
         )
+        core.register_frontend(discord_adapter)
+        if core.ops is not None:
+            core.ops.add_check("discord", discord_adapter.ready)
+        adapters.append(discord_adapter)
     return adapters
 
 

@@ -113,6 +113,9 @@ class CreditsConfig(_Section):
     max_balance: int = Field(0, ge=0)
     budget: int = Field(0, ge=0)
     cooldown_seconds: float = Field(0.0, ge=0)
+    # Also treat the platform's own admins as bot admins: Discord members with Manage
+    # Server, Slack workspace admins and owners.
+    platform_admins: bool = False
 
     @field_validator("admins")
     @classmethod
@@ -161,6 +164,19 @@ class DiscordConfig(_Section):
     enabled: bool = False
     token: SecretStr = SecretStr("")
     guild_ids: list[int] = Field(default_factory=list)
+    # REST base (a proxy, or the tests' fake); the gateway comes from GET /gateway/bot.
+    api_base_url: str = "https://discord.com/api/v10"
+    # Art channels: plain messages there that mention the bot or start with !kontext
+    # are requests. Needs the privileged message content intent.
+    channels: list[int] = Field(default_factory=list)
+    progress_interval_seconds: float = Field(1.5, ge=0.0, le=60.0)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://discord.com/api/v10")
+        return value.rstrip("/")
 
 
 class OpsConfig(_Section):

@@ -118,6 +118,23 @@ async def spent_since(conn: AsyncConnection, since: float) -> int:
     return -int(total or 0)
 
 
+async def top_spenders(conn: AsyncConnection, since: float, limit: int) -> list[tuple[str, int]]:
+    """Users by credits spent (reserved and not refunded) since a moment, most first."""
+    spent = (-func.sum(ledger.c.amount)).label("spent")
+    rows = await conn.execute(
+        select(ledger.c.user_ref, spent)
+        .where(
+            ledger.c.kind.in_([EntryKind.RESERVE.value, EntryKind.REFUND.value]),
+            ledger.c.created_at >= since,
+        )
+        .group_by(ledger.c.user_ref)
+        .having(func.sum(ledger.c.amount) < 0)
+        .order_by(spent.desc(), ledger.c.user_ref)
+        .limit(limit)
+    )
+    return [(str(row.user_ref), int(row.spent)) for row in rows]
+
+
 async def balance(conn: AsyncConnection, user: UserRef) -> int:
     total = await conn.scalar(
         select(func.coalesce(func.sum(ledger.c.amount), 0)).where(ledger.c.user_ref == str(user))

@@ -19,7 +19,7 @@ from bot.images import ACCEPTED_FORMATS
 from bot.jobstore import JobStore, NewJob
 from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
 from bot.metrics import Metrics
-from bot.periods import next_period_start
+from bot.periods import next_period_start, period_start
 from bot.providers.base import ProviderCapabilities
 
 _FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
@@ -61,9 +61,11 @@ class KontextService:
         max_input_bytes: int,
         metrics: Metrics | None = None,
         admins: Sequence[str] = (),
+        platform_admins: bool = False,
     ) -> None:
         self.store = store
         self.admins = frozenset(admins)
+        self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
         self.accepting = True
         self.capabilities = capabilities
@@ -127,6 +129,11 @@ class KontextService:
             duplicate=stored.duplicate,
         )
 
+    def check(self, request: EditRequest) -> None:
+        """Refuse bad input before anything is stored, so an adapter can answer a mistake
+        at once (e.g. ephemerally, before deferring) instead of after a round trip."""
+        self._validate(request)
+
     def _validate(self, request: EditRequest) -> None:
         validate_prompt(request.prompt, self.capabilities)
         caps = self.capabilities
@@ -180,15 +187,43 @@ class KontextService:
             active_jobs=await store.active_for_user(user),
         )
 
-    def is_admin(self, user: UserRef) -> bool:
-        return str(user) in self.admins
+    def is_admin(self, user: UserRef, *, platform_admin: bool = False) -> bool:
+        """``platform_admin`` is the adapter's word that the platform itself calls this
+        user an admin (Discord Manage Server, Slack workspace admin); it counts only when
+        the operator set ``credits.platform_admins``."""
+        return str(user) in self.admins or (self.platform_admins and platform_admin)
 
-    async def admin_grant(self, admin: UserRef, user: UserRef, amount: int) -> int:
-        """A grant asked for on a platform: only ``credits.admins`` may, and the ledger
-        records who did it."""
-        if not self.is_admin(admin):
-            raise UserInputError("Only the bot's admins (credits.admins) can grant credits.")
+    def _require_admin(self, admin: UserRef, platform_admin: bool) -> None:
+        if not self.is_admin(admin, platform_admin=platform_admin):
+            raise UserInputError(
+                "Only the bot's admins can do that (credits.admins"
+                + (", or the platform's own admins" if self.platform_admins else "")
+                + ")."
+            )
+
+    async def admin_grant(
+        self, admin: UserRef, user: UserRef, amount: int, *, platform_admin: bool = False
+    ) -> int:
+        """A grant asked for on a platform: only admins may, and the ledger records who
+        did it."""
+        self._require_admin(admin, platform_admin)
         return await self.grant(user, amount, actor=str(admin), note=f"granted by {admin}")
+
+    async def admin_history(
+        self, admin: UserRef, user: UserRef, *, limit: int = 10, platform_admin: bool = False
+    ) -> list[LedgerEntry]:
+        self._require_admin(admin, platform_admin)
+        return await self.history(user, limit)
+
+    async def admin_top_spenders(
+        self, admin: UserRef, *, limit: int = 10, platform_admin: bool = False
+    ) -> list[tuple[str, int]]:
+        """Who spent the most credits this period (charged images; refunds excluded)."""
+        self._require_admin(admin, platform_admin)
+        store = self.store
+        since = period_start(store.policy.period, store.clock())
+        async with store.db.read() as conn:
+            return await ledger.top_spenders(conn, since, limit)
 
     async def grant(
         self, user: UserRef, amount: int, *, actor: str, note: str | None = None

@@ -1,0 +1,406 @@
+"""The Discord adapter: turns interactions and art-channel messages into core requests.
+
+Every interaction is answered within Discord's 3 seconds: mistakes at once and
+ephemerally (nothing is stored or charged), everything else with a deferred "thinking"
+response that then becomes the status message and finally the result. The job's reply
+target keeps the interaction's webhook token, so the result reaches the same message
+after a restart; a job that outlives the 15-minute token is posted in the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import discord
+import structlog
+from discord.ext import commands
+
+from adapters.discord import attachments
+from adapters.discord.commands_sync import sync_if_changed
+from adapters.discord.components import DYNAMIC_ITEMS, PromptModal
+from adapters.discord.reply import TOKEN_LIFETIME_SECONDS, DiscordReply, short
+from bot.commands import (
+    HELP_TEXT,
+    CreditsCommand,
+    HelpCommand,
+    parse_command,
+)
+from bot.config import DiscordConfig
+from bot.domain import (
+    SEED_MAX,
+    Attachment,
+    AttachmentSource,
+    EditOptions,
+    EditRequest,
+    Job,
+    UserRef,
+)
+from bot.errors import ConfigError, KontextError, UserInputError
+from bot.service import CreditStatus, KontextService
+
+log = structlog.get_logger("kontext.discord")
+PLATFORM = "discord"
+TRIGGER = re.compile(r"^\s*[/!]kontext(\s|$)", re.IGNORECASE)
+_START_TIMEOUT = 60.0
+
+
+def credits_text(status: CreditStatus) -> str:
+    refill = (
+        f"<t:{int(status.next_allowance_at.timestamp())}:R>"
+        if status.next_allowance_at
+        else "never (one-time allowance)"
+    )
+    running = f", {status.active_jobs} running" if status.active_jobs else ""
+    return (
+        f"You have **{status.balance} credits**: {status.images_left} images at "
+        f"{status.cost_per_image} each{running}. Next allowance of {status.allowance}: {refill}."
+    )
+
+
+def user_ref(guild_id: int | None, user_id: int) -> UserRef:
+    return UserRef(PLATFORM, str(guild_id) if guild_id else "dm", str(user_id))
+
+
+class KontextBot(commands.AutoShardedBot):
+    """discord.py's bot with the adapter on it (``client.kontext``) for the buttons."""
+
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, help_command=None, **options)
+        self.kontext = adapter
+
+    async def setup_hook(self) -> None:
+        from adapters.discord.cog import KontextCog
+
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        await self.add_cog(KontextCog(self.kontext))
+        await sync_if_changed(self.tree, self.kontext.config.guild_ids, self.kontext.data_dir)
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: art-channel messages are the cog's listener's."""
+
+
+class DiscordAdapter:
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        config: DiscordConfig,
+        service: KontextService,
+        *,
+        data_dir: Path,
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.data_dir = data_dir
+        # discord.py builds every REST URL (webhooks included) from this one class
+        # attribute; the gateway URL then comes from GET /gateway/bot.
+        discord.http.Route.BASE = config.api_base_url
+        intents = discord.Intents.default()
+        # Privileged: only asked for when art channels need to read plain messages.
+        intents.message_content = bool(config.channels)
+        self.bot = KontextBot(
+            self,
+            intents=intents,
+            guild_ready_timeout=guild_ready_timeout,
+            allowed_mentions=discord.AllowedMentions(users=True, roles=False, everyone=False),
+        )
+        self.last_edits: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the Frontend side ----------------------------------------------------------------------
+
+    def reply_for(self, job: Job) -> DiscordReply:
+        return self._reply(job.reply_target)
+
+    def _reply(self, target: dict[str, Any] | Any) -> DiscordReply:
+        if len(self.last_edits) > 10_000:  # a bound, not a cache policy: old entries are stale
+            self.last_edits.clear()
+        return DiscordReply(
+            self.bot,
+            target,
+            interval=self.config.progress_interval_seconds,
+            last_edits=self.last_edits,
+        )
+
+    def attachment_for(self, source: AttachmentSource) -> Attachment:
+        async def fetch(max_bytes: int) -> bytes:
+            return await attachments.fetch(self.bot, source, max_bytes)
+
+        return Attachment(source=source, fetch=fetch)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.config.channels:
+            log.info(
+                "art channels configured: asking Discord for the privileged Message Content "
+                "intent (enable it under Bot > Privileged Gateway Intents)",
+                channels=len(self.config.channels),
+            )
+        await self.bot.login(self.config.token.get_secret_value())
+        self._task = asyncio.create_task(self.bot.connect(reconnect=True))
+        ready = asyncio.create_task(self.bot.wait_until_ready())
+        done, _ = await asyncio.wait(
+            {self._task, ready}, timeout=_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._task in done:
+            ready.cancel()
+            error = self._task.exception()
+            if isinstance(error, discord.PrivilegedIntentsRequired):
+                raise ConfigError(
+                    "discord.channels needs the Message Content intent: enable it in the "
+                    "Discord Developer Portal (Bot > Privileged Gateway Intents), or empty "
+                    "discord.channels"
+                )
+            raise ConfigError(f"discord: the gateway connection ended: {error!r}")
+        if ready not in done:
+            ready.cancel()
+            log.warning("discord gateway not ready yet; going on", timeout=_START_TIMEOUT)
+        log.info("discord adapter connected", user=str(self.bot.user))
+
+    async def stop(self) -> None:
+        await self.bot.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def ready(self) -> bool:
+        return self.bot.is_ready() and not self.bot.is_closed()
+
+    # -- requests from interactions -------------------------------------------------------------
+
+    def user_of(self, interaction: discord.Interaction[Any]) -> UserRef:
+        return user_ref(interaction.guild_id, interaction.user.id)
+
+    def is_platform_admin(self, interaction: discord.Interaction[Any]) -> bool:
+        return bool(interaction.permissions.manage_guild)
+
+    async def edit_from_interaction(
+        self,
+        interaction: discord.Interaction[Any],
+        *,
+        prompt: str,
+        options: EditOptions,
+        sources: Sequence[AttachmentSource],
+    ) -> None:
+        """Check, defer, reserve and queue; the status message then follows the job."""
+        user = self.user_of(interaction)
+        request = EditRequest(
+            user=user,
+            prompt=prompt,
+            options=options,
+            attachments=tuple(self.attachment_for(s) for s in sources),
+            reply_target={},
+            idempotency_key=f"discord:{user.workspace}:interaction:{interaction.id}",
+            display_name=interaction.user.display_name,
+        )
+        try:
+            self.service.check(request)
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        callback = await interaction.response.defer(thinking=True)
+        message_id = callback.message_id if callback is not None else None
+        if message_id is None:
+            message_id = (await interaction.original_response()).id
+        target = {
+            "kind": "interaction",
+            "application": str(interaction.application_id),
+            "token": interaction.token,
+            "expires_at": time.time() + TOKEN_LIFETIME_SECONDS,
+            "message": str(message_id),
+            "channel": str(interaction.channel_id),
+            "user": str(interaction.user.id),
+            "upload_limit": interaction.filesize_limit,
+        }
+        reply = self._reply(target)
+        try:
+            ack = await self.service.submit(replace(request, reply_target=target))
+        except KontextError as exc:
+            await reply.refuse(exc.user_message, prompt=request.prompt)
+            return
+        await reply.status(
+            f"⏳ Queued (position {ack.queue_position}) · {ack.job.cost} credits reserved, "
+            f"{ack.balance_after} left… `{short(prompt, 150)}`"
+        )
+
+    async def edit_from_text(
+        self,
+        interaction: discord.Interaction[Any],
+        text: str,
+        sources: Sequence[AttachmentSource],
+    ) -> None:
+        """A modal's prompt, in the text grammar so that ``--ar 16:9`` works there too."""
+        try:
+            parsed = parse_command(
+                text, has_image=bool(sources), capabilities=self.service.capabilities
+            )
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        if isinstance(parsed, HelpCommand | CreditsCommand):
+            await self.answer_info(interaction, parsed)
+            return
+        await self.edit_from_interaction(
+            interaction, prompt=parsed.prompt, options=parsed.options, sources=sources
+        )
+
+    async def answer_info(
+        self, interaction: discord.Interaction[Any], command: HelpCommand | CreditsCommand
+    ) -> None:
+        if isinstance(command, HelpCommand):
+            await interaction.response.send_message(self.help_text(), ephemeral=True)
+            return
+        status = await self.service.credits(self.user_of(interaction))
+        await interaction.response.send_message(credits_text(status), ephemeral=True)
+
+    def help_text(self) -> str:
+        return (
+            "**/kontext** `prompt` `image` [aspect_ratio] [seed] [format] [upsample]: edit "
+            "the image (or make one from text).\n"
+            "**Edit with Kontext** (right-click a message > Apps): edit that message's image.\n"
+            "Buttons on a result: **Re-roll** (new seed), **Edit again** (keep editing the "
+            "result), **Delete**.\n"
+            f"In art channels, `!kontext <change>` with an image or as a reply to one.\n"
+            f"Each image costs {self.service.cost_per_image} credits; **/kontext-credits** "
+            f"shows yours.\n```\n{HELP_TEXT}\n```"
+        )
+
+    # -- the result's buttons (see components.py) -----------------------------------------------
+
+    async def reroll(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """Same input and prompt, a new seed; the one who clicks pays."""
+        job = await self.service.job(job_id)
+        if job is None:
+            await interaction.response.send_message(
+                "I no longer have that edit's details, so I can't re-roll it.", ephemeral=True
+            )
+            return
+        options = replace(job.options, seed=random.randint(0, SEED_MAX))
+        await self.edit_from_interaction(
+            interaction, prompt=job.prompt, options=options, sources=job.attachments
+        )
+
+    async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """Multi-turn editing: the result becomes the input of the next edit."""
+        source = attachments.first_image(interaction.message) if interaction.message else None
+        if source is None:
+            await interaction.response.send_message(
+                "That result's image is gone, so there is nothing to edit.", ephemeral=True
+            )
+            return
+        await interaction.response.send_modal(self.prompt_modal("Edit again", [source]))
+
+    async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        job = await self.service.job(job_id)
+        clicker = self.user_of(interaction)
+        owner = job is not None and job.user.user == clicker.user
+        admin = self.service.is_admin(clicker, platform_admin=self.is_platform_admin(interaction))
+        if not (owner or admin) or interaction.message is None:
+            await interaction.response.send_message(
+                "Only the person who asked for this image or an admin can delete it.",
+                ephemeral=True,
+            )
+            return
+        await interaction.response.defer()
+        try:
+            await interaction.message.delete()
+        except discord.HTTPException as exc:
+            log.warning("deleting a result failed", job_id=job_id, status=exc.status)
+
+    def prompt_modal(self, title: str, sources: Sequence[AttachmentSource]) -> PromptModal:
+        async def submitted(interaction: discord.Interaction[Any], text: str) -> None:
+            await self.edit_from_text(interaction, text, sources)
+
+        return PromptModal(title, submitted)
+
+    # -- art channels ----------------------------------------------------------------------------
+
+    def addresses_bot(self, message: discord.Message) -> bool:
+        me = self.bot.user
+        if message.author.bot or me is None:
+            return False
+        channel = message.channel
+        channels = set(self.config.channels)
+        if channel.id not in channels and getattr(channel, "parent_id", None) not in channels:
+            return False
+        return me in message.mentions or bool(TRIGGER.match(message.content))
+
+    async def edit_from_message(self, message: discord.Message) -> None:
+        """``!kontext make it blue`` with an image, or in reply to a message with one
+        (the bot's own result included: that is how a chain of edits goes on)."""
+        if not self.addresses_bot(message):
+            return
+        user = user_ref(message.guild.id if message.guild else None, message.author.id)
+        key = f"discord:{user.workspace}:msg:{message.id}"
+        if await self.service.job_for_key(key) is not None:
+            return  # a gateway replay of a message already taken
+        source = attachments.first_image(message) or await self._referenced_image(message)
+        me = self.bot.user
+        mentions = [f"<@{me.id}>", f"<@!{me.id}>"] if me else []
+        try:
+            parsed = parse_command(
+                message.content,
+                has_image=source is not None,
+                capabilities=self.service.capabilities,
+                bot_mentions=mentions,
+            )
+            if isinstance(parsed, HelpCommand):
+                await message.reply(self.help_text(), mention_author=False)
+                return
+            if isinstance(parsed, CreditsCommand):
+                status = await self.service.credits(user)
+                await message.reply(credits_text(status), mention_author=False)
+                return
+            request = EditRequest(
+                user=user,
+                prompt=parsed.prompt,
+                options=parsed.options,
+                attachments=tuple(self.attachment_for(s) for s in [source] if s),
+                reply_target={},
+                idempotency_key=key,
+                display_name=message.author.display_name,
+            )
+            self.service.check(request)
+        except UserInputError as exc:
+            # Not ephemeral (messages cannot be): tidy it away after a minute.
+            await message.reply(exc.user_message, mention_author=False, delete_after=60)
+            return
+        status_message = await message.reply("⏳ Queued…", mention_author=False)
+        target = {
+            "kind": "channel",
+            "channel": str(message.channel.id),
+            "message": str(status_message.id),
+            "user": str(message.author.id),
+            "upload_limit": message.guild.filesize_limit if message.guild else None,
+        }
+        reply = self._reply(target)
+        try:
+            ack = await self.service.submit(replace(request, reply_target=target))
+        except KontextError as exc:
+            await reply.refuse(exc.user_message, prompt=request.prompt)
+            return
+        await reply.status(
+            f"⏳ Queued (position {ack.queue_position}) · {ack.job.cost} credits reserved, "
+            f"{ack.balance_after} left… `{short(parsed.prompt, 150)}`"
+        )
+
+    async def _referenced_image(self, message: discord.Message) -> AttachmentSource | None:
+        reference = message.reference
+        if reference is None or reference.message_id is None:
+            return None
+        resolved = reference.resolved
+        if not isinstance(resolved, discord.Message):
+            try:
+                resolved = await message.channel.fetch_message(reference.message_id)
+            except discord.HTTPException:
+                return None
+        return attachments.first_image(resolved)

@@ -1,0 +1,77 @@
+"""Input images from Discord: what a job stores about one, and how it is read again.
+
+Discord's CDN URLs are signed and expire (about a day), so an attachment that came with
+a message also stores that message's ids: if the URL no longer works (a Re-roll the next
+day), the message is fetched again for a fresh URL.
+"""
+
+from __future__ import annotations
+
+import json
+
+import discord
+
+from bot.domain import AttachmentSource
+from bot.errors import UserInputError
+
+_GONE_MESSAGE = (
+    "That image is no longer available on Discord (the message or file was deleted). "
+    "Post it again to edit it."
+)
+
+
+def is_image(attachment: discord.Attachment) -> bool:
+    return (attachment.content_type or "").startswith("image/")
+
+
+def source_of(
+    attachment: discord.Attachment, *, channel_id: int | None = None, message_id: int | None = None
+) -> AttachmentSource:
+    locator = {"url": attachment.url, "id": str(attachment.id)}
+    if channel_id is not None and message_id is not None:
+        locator |= {"channel": str(channel_id), "message": str(message_id)}
+    return AttachmentSource(
+        name=attachment.filename,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        locator=json.dumps(locator),
+    )
+
+
+def first_image(message: discord.Message) -> AttachmentSource | None:
+    for attachment in message.attachments:
+        if is_image(attachment):
+            return source_of(attachment, channel_id=message.channel.id, message_id=message.id)
+    return None
+
+
+async def fetch(client: discord.Client, source: AttachmentSource, max_bytes: int) -> bytes:
+    """Read through discord.py's own CDN request, after checking the declared size."""
+    if source.size is not None and source.size > max_bytes:
+        raise UserInputError(
+            f"'{source.name}' is {source.size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+        )
+    locator = json.loads(source.locator)
+    try:
+        data = await client.http.get_from_cdn(locator["url"])
+    except (discord.NotFound, discord.Forbidden):
+        if "message" not in locator:
+            raise UserInputError(_GONE_MESSAGE) from None
+        data = await _refetch(client, locator)
+    if len(data) > max_bytes:
+        raise UserInputError(
+            f"'{source.name}' is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+        )
+    return data
+
+
+async def _refetch(client: discord.Client, locator: dict[str, str]) -> bytes:
+    channel = client.get_partial_messageable(int(locator["channel"]))
+    try:
+        message = await channel.fetch_message(int(locator["message"]))
+        for attachment in message.attachments:
+            if str(attachment.id) == locator["id"]:
+                return await client.http.get_from_cdn(attachment.url)
+    except (discord.NotFound, discord.Forbidden):
+        pass
+    raise UserInputError(_GONE_MESSAGE)

@@ -1,0 +1,175 @@
+"""The app commands: ``/kontext``, ``/kontext-credits``, ``/kontext-help``,
+``/kontext-admin ...`` and the "Edit with Kontext" message menu, plus the art-channel
+listener. Discord forbids a command that both runs and has subcommands, so credits,
+help and admin are commands of their own. Each handler maps its options onto the
+adapter, which holds the flow.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from adapters.discord import attachments
+from bot.commands import CreditsCommand, HelpCommand, build_options
+from bot.domain import ASPECT_RATIOS, SEED_MAX
+from bot.errors import UserInputError
+
+if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordAdapter
+
+RATIO_CHOICES = [app_commands.Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS]
+FORMAT_CHOICES = [app_commands.Choice(name=f, value=f) for f in ("png", "jpg")]
+
+
+class KontextCog(commands.Cog):
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        self.adapter = adapter
+        # Context menus cannot be defined in a cog's body; discord.py's documented way is
+        # to build one here and add it to the tree.
+        self.edit_menu = app_commands.ContextMenu(
+            name="Edit with Kontext", callback=self.edit_message_image
+        )
+
+    async def cog_load(self) -> None:
+        self.adapter.bot.tree.add_command(self.edit_menu)
+
+    async def cog_unload(self) -> None:
+        self.adapter.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
+
+    @app_commands.command(name="kontext", description="Edit an image with FLUX.1 Kontext")
+    @app_commands.describe(
+        prompt="What to change, e.g. make it a watercolor",
+        image="The image to edit (leave out to make one from text)",
+        aspect_ratio="Shape of the result (default: like the input)",
+        seed="Same seed + same prompt = same result",
+        format="File format of the result",
+        upsample="Let the model expand your prompt",
+    )
+    @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
+    async def kontext(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: app_commands.Range[str, 1, 2000],
+        image: discord.Attachment | None = None,
+        aspect_ratio: app_commands.Choice[str] | None = None,
+        seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
+        format: app_commands.Choice[str] | None = None,
+        upsample: bool = False,
+    ) -> None:
+        adapter = self.adapter
+        try:
+            options = build_options(
+                has_image=image is not None,
+                capabilities=adapter.service.capabilities,
+                aspect_ratio=aspect_ratio.value if aspect_ratio else None,
+                seed=seed,
+                output_format=format.value if format else None,
+                upsample=upsample,
+            )
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        sources = [attachments.source_of(image)] if image is not None else []
+        await adapter.edit_from_interaction(
+            interaction, prompt=prompt, options=options, sources=sources
+        )
+
+    @app_commands.command(name="kontext-credits", description="Your credit balance")
+    async def credits(self, interaction: discord.Interaction[Any]) -> None:
+        await self.adapter.answer_info(interaction, CreditsCommand())
+
+    @app_commands.command(name="kontext-help", description="How to use the Kontext bot")
+    async def help(self, interaction: discord.Interaction[Any]) -> None:
+        await self.adapter.answer_info(interaction, HelpCommand())
+
+    admin = app_commands.Group(
+        name="kontext-admin",
+        description="Credits administration",
+        default_permissions=discord.Permissions(manage_guild=True),
+        guild_only=True,
+    )
+
+    @admin.command(name="grant", description="Give (or with a negative amount, take) credits")
+    @app_commands.describe(user="Who gets them", amount="Credits; negative to take away")
+    async def grant(
+        self,
+        interaction: discord.Interaction[Any],
+        user: discord.User,
+        amount: app_commands.Range[int, -1_000_000, 1_000_000],
+    ) -> None:
+        adapter = self.adapter
+        target = adapter.user_of(interaction)
+        target = type(target)(target.platform, target.workspace, str(user.id))
+        try:
+            balance = await adapter.service.admin_grant(
+                adapter.user_of(interaction),
+                target,
+                amount,
+                platform_admin=adapter.is_platform_admin(interaction),
+            )
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        await interaction.response.send_message(
+            f"{user.mention} now has {balance} credits.", ephemeral=True
+        )
+
+    @admin.command(name="history", description="A user's recent credit entries")
+    async def history(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
+        adapter = self.adapter
+        me = adapter.user_of(interaction)
+        target = type(me)(me.platform, me.workspace, str(user.id))
+        try:
+            entries = await adapter.service.admin_history(
+                me, target, platform_admin=adapter.is_platform_admin(interaction)
+            )
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        lines = [
+            f"`#{e.id}` {e.kind.value} {e.amount:+d}"
+            + (f" · job `{e.job_id[:8]}`" if e.job_id else "")
+            + (f" · {e.note}" if e.note else "")
+            for e in entries
+        ]
+        body = "\n".join(lines) or "No entries yet."
+        await interaction.response.send_message(
+            f"Recent credits of {user.mention}:\n{body}"[:2000], ephemeral=True
+        )
+
+    @admin.command(name="top", description="Who spent the most credits this period")
+    async def top(self, interaction: discord.Interaction[Any]) -> None:
+        adapter = self.adapter
+        try:
+            rows = await adapter.service.admin_top_spenders(
+                adapter.user_of(interaction),
+                platform_admin=adapter.is_platform_admin(interaction),
+            )
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        lines = [f"{n}. <@{ref.split(':')[-1]}> {spent}" for n, (ref, spent) in enumerate(rows, 1)]
+        await interaction.response.send_message(
+            "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet."), ephemeral=True
+        )
+
+    async def edit_message_image(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        source = attachments.first_image(message)
+        if source is None:
+            await interaction.response.send_message(
+                "That message has no image to edit.", ephemeral=True
+            )
+            return
+        await interaction.response.send_modal(
+            self.adapter.prompt_modal("Edit with Kontext", [source])
+        )
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter.edit_from_message(message)

@@ -1,0 +1,116 @@
+"""The result message's buttons and the prompt modal.
+
+The buttons are discord.py ``DynamicItem``s: the job id lives in the custom id and the
+job itself in storage, so a button works after a restart and after being pressed any
+number of times (the classic "this interaction failed" of image bots whose buttons are
+in-memory views). Their callbacks hand over to the adapter, found on the client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
+
+import discord
+
+JOB_ID = r"(?P<job>[0-9a-f]{32})"
+
+
+class ButtonHandler(Protocol):
+    async def reroll(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
+
+    async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
+
+    async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
+
+
+def _handler(interaction: discord.Interaction[Any]) -> ButtonHandler:
+    return cast(ButtonHandler, interaction.client.kontext)  # set by KontextBot
+
+
+class _JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"^$"):
+    action = ""
+    label = ""
+    emoji = ""
+    style = discord.ButtonStyle.secondary
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=self.label,
+                emoji=self.emoji,
+                style=self.style,
+                custom_id=f"kontext:{self.action}:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> _JobButton:
+        return cls(match["job"])
+
+
+class RerollButton(_JobButton, template=rf"^kontext:reroll:{JOB_ID}$"):
+    action, label, emoji = "reroll", "Re-roll", "🎲"
+    style = discord.ButtonStyle.primary
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handler(interaction).reroll(interaction, self.job_id)
+
+
+class EditAgainButton(_JobButton, template=rf"^kontext:again:{JOB_ID}$"):
+    action, label, emoji = "again", "Edit again", "✏️"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handler(interaction).edit_again(interaction, self.job_id)
+
+
+class DeleteButton(_JobButton, template=rf"^kontext:delete:{JOB_ID}$"):
+    action, label, emoji = "delete", "Delete", "🗑️"
+    style = discord.ButtonStyle.danger
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handler(interaction).delete_result(interaction, self.job_id)
+
+
+DYNAMIC_ITEMS = (RerollButton, EditAgainButton, DeleteButton)
+
+
+def result_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for button in DYNAMIC_ITEMS:
+        view.add_item(button(job_id))
+    return view
+
+
+class PromptModal(discord.ui.Modal):
+    """Asks what to change; the caller decides what the input image is."""
+
+    prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+        label="What should change?",
+        style=discord.TextStyle.paragraph,
+        placeholder="make it a watercolor --ar 16:9",
+        custom_id="prompt",
+        max_length=2000,
+    )
+
+    def __init__(
+        self,
+        title: str,
+        on_submit: Callable[[discord.Interaction[Any], str], Awaitable[None]],
+        *,
+        default: str = "",
+    ) -> None:
+        super().__init__(title=title, timeout=15 * 60)
+        self.prompt.default = default or None
+        self._on_submit = on_submit
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        await self._on_submit(interaction, self.prompt.value)
