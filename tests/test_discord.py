@@ -21,7 +21,7 @@ from PIL import Image
 from adapters.discord import DiscordAdapter
 from bot.app import Core, build_core
 from bot.config import Settings
-from bot.domain import JobState, UserRef
+from bot.domain import UserRef
 from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
@@ -178,3 +178,258 @@ async def test_slash_command_with_image_defers_and_posts_the_result_with_buttons
     assert created.file_bytes is not None, "the attachment went to the provider"
     assert image["id"] in bot.discord.cdn_requests
     assert await bot.balance() == 1080
+
+
+async def test_reroll_and_edit_again_chain_from_the_result_buttons(bot: Bot) -> None:
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+    )
+    (first,) = await bot.results(1)
+
+    # Re-roll: Bob clicks, Bob pays; same prompt and input, a new seed.
+    reroll = await bot.discord.click(first, "Re-roll", user_id=BOB)
+    await bot.results(2)
+    assert [c["type"] for c in reroll.callbacks] == [5]
+    creates = bot.provider.creates
+    assert len(creates) == 2
+    assert creates[1].input is not None and creates[0].input is not None
+    assert creates[1].input["prompt"] == "make it a watercolor"
+    assert creates[1].file_bytes == creates[0].file_bytes, "same input image"
+    assert isinstance(creates[1].input["seed"], int)
+    assert await bot.balance(BOB) == 1080
+    assert await bot.balance(ALICE) == 1080
+
+    # Edit again: a modal asks for the prompt; the result is the next input.
+    again = await bot.discord.click(first, "Edit again", user_id=ALICE)
+    await bot.until(lambda: again.modal)
+    assert again.modal is not None and again.modal["title"] == "Edit again"
+    submitted = await bot.discord.submit_modal(
+        again, {"prompt": "now make her wave --ar 16:9"}, user_id=ALICE
+    )
+    results = await bot.results(3)
+    assert [c["type"] for c in submitted.callbacks] == [5]
+    third = next(m for m in results if m["id"] == submitted.original_id)
+    assert third["embeds"][0]["description"] == "now make her wave"
+    creates = bot.provider.creates
+    assert creates[2].input is not None and creates[2].input["aspect_ratio"] == "16:9"
+    result_bytes = bot.discord.attachment_bytes(first["attachments"][0])
+    assert creates[2].file_bytes is not None
+    assert Image.open(io.BytesIO(creates[2].file_bytes)).size == Image.open(
+        io.BytesIO(result_bytes)
+    ).size, "the first result was the input of the third edit"
+    assert await bot.balance(ALICE) == 960
+
+
+async def test_context_menu_edits_the_image_of_any_message(bot: Bot) -> None:
+    photo = bot.discord.upload(png((10, 200, 10)), "product.png", "image/png")
+    message = await bot.discord.post_message(
+        "our new product", user_id=BOB, channel_id=CHANNEL_ID, attachments=[photo]
+    )
+    menu = await bot.discord.context_menu("Edit with Kontext", message, user_id=ALICE)
+    await bot.until(lambda: menu.modal)
+    submitted = await bot.discord.submit_modal(
+        menu, {"prompt": "replace the background with a beach"}, user_id=ALICE
+    )
+    (result,) = await bot.results(1)
+    assert result["id"] == submitted.original_id
+    assert photo["id"] in bot.discord.cdn_requests
+    (created,) = bot.provider.creates
+    assert created.input is not None
+    assert created.input["prompt"] == "replace the background with a beach"
+
+
+async def test_context_menu_on_a_message_without_image_says_so_privately(bot: Bot) -> None:
+    message = await bot.discord.post_message("just text", user_id=BOB, channel_id=CHANNEL_ID)
+    menu = await bot.discord.context_menu("Edit with Kontext", message, user_id=ALICE)
+    await bot.until(lambda: menu.callbacks)
+    (callback,) = menu.callbacks
+    assert callback["type"] == 4
+    assert callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert "no image" in callback["data"]["content"]
+
+
+async def test_art_channel_reply_chain_of_three_edits(bot: Bot) -> None:
+    photo = bot.discord.upload(png(), "her.png", "image/png")
+    await bot.discord.post_message(
+        "!kontext make it a watercolor --ar 4:3", user_id=ALICE, attachments=[photo]
+    )
+    (first,) = await bot.results(1, ART_CHANNEL_ID)
+    assert first["message_reference"] is not None, "answers as a reply"
+    await bot.discord.post_message(
+        "now make her wave", user_id=ALICE, reply_to=first["id"], mention_bot=True
+    )
+    await bot.results(2, ART_CHANNEL_ID)
+    second = bot.result_messages(ART_CHANNEL_ID)[1]
+    await bot.discord.post_message(
+        "/kontext add a red hat --seed 7", user_id=ALICE, reply_to=second["id"]
+    )
+    await bot.results(3, ART_CHANNEL_ID)
+    creates = bot.provider.creates
+    assert [c.input["prompt"] for c in creates if c.input] == [
+        "make it a watercolor",
+        "now make her wave",
+        "add a red hat",
+    ]
+    assert creates[0].input is not None and creates[0].input["aspect_ratio"] == "4:3"
+    assert creates[2].input is not None and creates[2].input["seed"] == 7
+    # Each later edit took the previous result (what the bot posted) as its input.
+    for earlier, later in ((first, creates[1]), (second, creates[2])):
+        posted = bot.discord.attachment_bytes(earlier["attachments"][0])
+        assert later.file_bytes is not None
+        assert Image.open(io.BytesIO(later.file_bytes)).size == Image.open(
+            io.BytesIO(posted)
+        ).size
+    assert await bot.balance() == 1200 - 3 * 120
+
+
+async def test_art_channel_ignores_chatter_and_other_channels(bot: Bot) -> None:
+    photo = bot.discord.upload(png(), "her.png", "image/png")
+    await bot.discord.post_message("nice picture", user_id=ALICE, attachments=[photo])
+    await bot.discord.post_message(
+        "!kontext make it blue", user_id=ALICE, channel_id=CHANNEL_ID, attachments=[photo]
+    )
+    # A message that is a request, sent last, is answered: the two above were not.
+    await bot.discord.post_message("!kontext make it red", user_id=ALICE, attachments=[photo])
+    await bot.results(1, ART_CHANNEL_ID)
+    assert [c.input["prompt"] for c in bot.provider.creates if c.input] == ["make it red"]
+    assert bot.discord.channel_messages(CHANNEL_ID)[-1]["author"]["id"] == ALICE
+
+
+async def test_art_channel_mistake_is_answered_and_costs_nothing(bot: Bot) -> None:
+    photo = bot.discord.upload(png(), "her.png", "image/png")
+    await bot.discord.post_message(
+        "!kontext make it blue --ar 7:3", user_id=ALICE, attachments=[photo]
+    )
+
+    def answer() -> dict[str, Any] | None:
+        bot_messages = [
+            m for m in bot.discord.channel_messages(ART_CHANNEL_ID) if m["author"]["bot"]
+        ]
+        return bot_messages[0] if bot_messages else None
+
+    message = await bot.until(answer)
+    assert "'7:3' is not an aspect ratio" in message["content"]
+    assert bot.provider.creates == []
+    assert await bot.balance() == 1200
+
+
+async def test_quota_refusal_is_ephemeral_and_nothing_is_submitted(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async with FakeDiscord() as discord:
+        discord.add_user(ALICE, "alice")
+        core, adapter, settings = await start_bot(
+            tmp_path, fake, discord, credits={"allowance": 120}
+        )
+        try:
+            image = discord.upload(png(), "cat.png", "image/png")
+            await discord.slash_command(
+                "kontext", {"prompt": "one"}, user_id=ALICE, attachment=image
+            )
+            bot = Bot(core, adapter, discord, fake, settings)
+            await bot.results(1)
+            refused = await discord.slash_command(
+                "kontext", {"prompt": "two"}, user_id=ALICE, attachment=image
+            )
+
+            def ephemeral() -> list[dict[str, Any]]:
+                return [
+                    m
+                    for m in discord.channel_messages(CHANNEL_ID)
+                    if m["flags"] & MESSAGE_FLAG_EPHEMERAL
+                ]
+
+            (notice,) = await bot.until(ephemeral)
+            assert "credits" in notice["content"].lower()
+            assert refused.original_id not in {m["id"] for m in discord.channel_messages(CHANNEL_ID)}, (
+                "the public 'thinking' message was removed"
+            )
+            assert len(fake.creates) == 1
+            assert await bot.balance() == 0
+        finally:
+            await adapter.stop()
+            await core.close()
+
+
+async def test_bad_attachment_is_refused_at_once_and_privately(bot: Bot) -> None:
+    text_file = bot.discord.upload(b"hello", "notes.txt", "text/plain")
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=text_file
+    )
+    await bot.until(lambda: asked.callbacks)
+    (callback,) = asked.callbacks
+    assert callback["type"] == 4, "answered at once, not deferred"
+    assert callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert "notes.txt" in callback["data"]["content"]
+    assert "not an image" in callback["data"]["content"]
+    assert text_file["id"] not in bot.discord.cdn_requests, "not even downloaded"
+    assert bot.provider.creates == []
+    assert await bot.balance() == 1200
+
+
+async def test_oversized_attachment_is_refused_before_download(bot: Bot) -> None:
+    big = bot.discord.upload(png(), "huge.png", "image/png")
+    big["size"] = 50_000_000  # what Discord declares
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=big
+    )
+    await bot.until(lambda: asked.callbacks)
+    assert asked.callbacks[0]["type"] == 4
+    assert "50.0 MB" in asked.callbacks[0]["data"]["content"]
+    assert big["id"] not in bot.discord.cdn_requests
+
+
+async def test_credits_and_help_commands_answer_privately(bot: Bot) -> None:
+    credits = await bot.discord.slash_command("kontext-credits", user_id=ALICE)
+    helped = await bot.discord.slash_command("kontext-help", user_id=ALICE)
+    await bot.until(lambda: credits.callbacks and helped.callbacks)
+    text = credits.callbacks[0]["data"]["content"]
+    assert "**1200 credits**: 10 images at 120 each" in text
+    assert "<t:" in text, "the next allowance as a Discord timestamp"
+    assert credits.callbacks[0]["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert "Re-roll" in helped.callbacks[0]["data"]["content"]
+
+
+async def test_delete_button_only_for_requester_or_admin(bot: Bot) -> None:
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+    )
+    (result,) = await bot.results(1)
+    refused = await bot.discord.click(result, "Delete", user_id=BOB)
+    await bot.until(lambda: refused.callbacks)
+    assert refused.callbacks[0]["type"] == 4
+    assert "Only the person who asked" in refused.callbacks[0]["data"]["content"]
+    assert result["id"] in {m["id"] for m in bot.discord.channel_messages(CHANNEL_ID)}
+
+    by_mod = await bot.discord.click(result, "Delete", user_id=MOD)  # Manage Server
+    await bot.until(lambda: by_mod.callbacks)
+    assert by_mod.callbacks[0]["type"] == 6
+    await bot.until(
+        lambda: result["id"] not in {m["id"] for m in bot.discord.channel_messages(CHANNEL_ID)}
+    )
+
+
+async def test_admin_commands_grant_history_and_top(bot: Bot) -> None:
+    refused = await bot.discord.subcommand(
+        "kontext-admin", "grant", {"user": BOB, "amount": 600}, user_id=ALICE
+    )
+    granted = await bot.discord.subcommand(
+        "kontext-admin", "grant", {"user": BOB, "amount": 600}, user_id=MOD
+    )
+    await bot.until(lambda: refused.callbacks and granted.callbacks)
+    assert "Only the bot's admins" in refused.callbacks[0]["data"]["content"]
+    assert granted.callbacks[0]["data"]["content"] == f"<@{BOB}> now has 1800 credits."
+    history = await bot.discord.subcommand(
+        "kontext-admin", "history", {"user": BOB}, user_id=MOD
+    )
+    await bot.until(lambda: history.callbacks)
+    text = history.callbacks[0]["data"]["content"]
+    assert f"granted by discord:{GUILD_ID}:{MOD}" in text
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command("kontext", {"prompt": "x y"}, user_id=ALICE, attachment=image)
+    await bot.results(1)
+    top = await bot.discord.subcommand("kontext-admin", "top", {}, user_id=MOD)
+    await bot.until(lambda: top.callbacks)
+    assert f"1. <@{ALICE}> 120" in top.callbacks[0]["data"]["content"]

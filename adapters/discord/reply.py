@@ -155,9 +155,15 @@ class DiscordReply:
     # -- transport -------------------------------------------------------------------------------
 
     def _webhook(self) -> discord.Webhook:
-        return discord.Webhook.partial(
-            int(self.target["application"]), str(self.target["token"]), client=self.client
-        )
+        """The interaction's webhook, built as ``Interaction.followup`` builds it (type 3,
+        an application webhook, which alone may send ephemeral messages), from stored
+        ids instead of a live ``Interaction``."""
+        payload = {
+            "id": self.target["application"],
+            "type": 3,
+            "token": self.target["token"],
+        }
+        return discord.Webhook.from_state(data=payload, state=self.client._connection)  # type: ignore[arg-type]
 
     async def _edit_status(self, *, raise_other: bool = False, **fields: Any) -> bool:
         """Edit the status message; False when it can no longer be edited (token expired,
