@@ -215,9 +215,10 @@ async def test_reroll_and_edit_again_chain_from_the_result_buttons(bot: Bot) -> 
     assert creates[2].input is not None and creates[2].input["aspect_ratio"] == "16:9"
     result_bytes = bot.discord.attachment_bytes(first["attachments"][0])
     assert creates[2].file_bytes is not None
-    assert Image.open(io.BytesIO(creates[2].file_bytes)).size == Image.open(
-        io.BytesIO(result_bytes)
-    ).size, "the first result was the input of the third edit"
+    assert (
+        Image.open(io.BytesIO(creates[2].file_bytes)).size
+        == Image.open(io.BytesIO(result_bytes)).size
+    ), "the first result was the input of the third edit"
     assert await bot.balance(ALICE) == 960
 
 
@@ -277,9 +278,7 @@ async def test_art_channel_reply_chain_of_three_edits(bot: Bot) -> None:
     for earlier, later in ((first, creates[1]), (second, creates[2])):
         posted = bot.discord.attachment_bytes(earlier["attachments"][0])
         assert later.file_bytes is not None
-        assert Image.open(io.BytesIO(later.file_bytes)).size == Image.open(
-            io.BytesIO(posted)
-        ).size
+        assert Image.open(io.BytesIO(later.file_bytes)).size == Image.open(io.BytesIO(posted)).size
     assert await bot.balance() == 1200 - 3 * 120
 
 
@@ -342,9 +341,8 @@ async def test_quota_refusal_is_ephemeral_and_nothing_is_submitted(
 
             (notice,) = await bot.until(ephemeral)
             assert "credits" in notice["content"].lower()
-            assert refused.original_id not in {m["id"] for m in discord.channel_messages(CHANNEL_ID)}, (
-                "the public 'thinking' message was removed"
-            )
+            remaining = {m["id"] for m in discord.channel_messages(CHANNEL_ID)}
+            assert refused.original_id not in remaining, "the public 'thinking' message is gone"
             assert len(fake.creates) == 1
             assert await bot.balance() == 0
         finally:
@@ -421,9 +419,7 @@ async def test_admin_commands_grant_history_and_top(bot: Bot) -> None:
     await bot.until(lambda: refused.callbacks and granted.callbacks)
     assert "Only the bot's admins" in refused.callbacks[0]["data"]["content"]
     assert granted.callbacks[0]["data"]["content"] == f"<@{BOB}> now has 1800 credits."
-    history = await bot.discord.subcommand(
-        "kontext-admin", "history", {"user": BOB}, user_id=MOD
-    )
+    history = await bot.discord.subcommand("kontext-admin", "history", {"user": BOB}, user_id=MOD)
     await bot.until(lambda: history.callbacks)
     text = history.callbacks[0]["data"]["content"]
     assert f"granted by discord:{GUILD_ID}:{MOD}" in text
