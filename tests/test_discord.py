@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from adapters.discord import DiscordAdapter
 from bot.app import Core, build_core
 from bot.config import Settings
 from bot.domain import UserRef
+from bot.errors import ConfigError
 from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
@@ -33,6 +35,7 @@ from tests.fakes.discord import (
     MESSAGE_FLAG_EPHEMERAL,
     FakeDiscord,
 )
+from tests.test_console import environment, run, start
 
 ALICE = "5000000000000000001"
 BOB = "5000000000000000002"
@@ -429,3 +432,138 @@ async def test_admin_commands_grant_history_and_top(bot: Bot) -> None:
     top = await bot.discord.subcommand("kontext-admin", "top", {}, user_id=MOD)
     await bot.until(lambda: top.callbacks)
     assert f"1. <@{ALICE}> 120" in top.callbacks[0]["data"]["content"]
+
+
+async def test_restart_with_a_job_in_flight_then_a_button_clicked_after_it(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async with FakeDiscord() as discord:
+        discord.add_user(ALICE, "alice")
+        discord.add_user(BOB, "bob")
+        fake.script.polls_before_done = 100_000  # still processing when the process stops
+        core, adapter, settings = await start_bot(tmp_path, fake, discord)
+        image = discord.upload(png(), "cat.png", "image/png")
+        asked = await discord.slash_command(
+            "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+        )
+        bot = Bot(core, adapter, discord, fake, settings)
+        await bot.until(lambda: fake.creates)
+        await adapter.stop()
+        await core.close(grace=0)
+        syncs = len(discord.calls_to("PUT", "/applications/"))
+
+        for prediction in fake.predictions.values():
+            prediction.polls_left = 0  # finishes while the bot is down
+        fake.script.polls_before_done = 1
+        core, adapter, settings = await start_bot(tmp_path, fake, discord)
+        bot = Bot(core, adapter, discord, fake, settings)
+        try:
+            (result,) = await bot.results(1)
+            assert result["id"] == asked.original_id, "delivered into the same message"
+            assert len(fake.creates) == 1, "polled after the restart, not submitted again"
+            assert len(discord.calls_to("PUT", "/applications/")) == syncs == 1, (
+                "same commands: not synced again"
+            )
+            reroll = await discord.click(result, "Re-roll", user_id=BOB)
+            await bot.results(2)
+            assert [c["type"] for c in reroll.callbacks] == [5]
+            assert len(fake.creates) == 2
+            assert await bot.balance(ALICE) == 1080
+            assert await bot.balance(BOB) == 1080
+        finally:
+            await adapter.stop()
+            await core.close()
+
+
+async def test_a_job_that_outlives_the_interaction_token_is_posted_in_the_channel(
+    bot: Bot,
+) -> None:
+    bot.provider.script.polls_before_done = 100_000
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+    )
+    await bot.until(lambda: bot.provider.predictions)
+    bot.discord.expire(asked.token)  # 15 minutes later
+    for prediction in bot.provider.predictions.values():
+        prediction.polls_left = 0
+    (result,) = await bot.results(1)
+    assert result["id"] != asked.original_id
+    assert result["content"] == f"<@{ALICE}>"
+    posted = bot.discord.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
+    assert len(posted) == 1 and posted[0].files, "a channel message with the file"
+    assert await bot.balance() == 1080, "delivered, so charged once"
+
+
+async def test_progress_edits_are_throttled_and_rate_limits_are_survived(bot: Bot) -> None:
+    bot.provider.script.polls_before_done = 30
+    bot.discord.rate_limits["PATCH /webhooks/"] = 1  # the first edit meets a 429
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+    )
+    await bot.results(1)
+    edits = bot.discord.calls_to("PATCH", "/webhooks/")
+    assert bot.discord.rate_limits["PATCH /webhooks/"] == 0, "the 429 was met"
+    assert any(c.files for c in edits), "the result arrived despite the 429"
+    status_edits = [c for c in edits if not c.files]
+    # queued + editing within 0.2 s coalesce: at most one status edit per interval.
+    assert 1 <= len(status_edits) <= 3, [c.json for c in status_edits]
+    assert asked.original_id is not None
+
+
+async def test_missing_message_content_intent_stops_start_with_a_clear_message(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async with FakeDiscord(message_content_allowed=False) as discord:
+        with pytest.raises(ConfigError, match="Message Content intent"):
+            await start_bot(tmp_path, fake, discord)
+
+
+async def test_run_serves_discord_and_refuses_a_wrong_token_clearly(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async with FakeDiscord(token="not-the-configured-token") as discord:
+        env = environment(
+            tmp_path,
+            fake,
+            KONTEXT_DISCORD__ENABLED="true",
+            KONTEXT_DISCORD__TOKEN=BOT_TOKEN,
+            KONTEXT_DISCORD__API_BASE_URL=discord.api_url,
+        )
+        result = await run(["run"], env, tmp_path)
+    assert result.code == 3
+    assert "an adapter could not start" in result.stderr
+    assert "LoginFailure" in result.stderr
+    assert BOT_TOKEN not in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_run_as_a_process_serves_discord_and_stops_on_sigterm(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async with FakeDiscord() as discord:
+        discord.add_user(ALICE, "alice")
+        env = environment(
+            tmp_path,
+            fake,
+            KONTEXT_DISCORD__ENABLED="true",
+            KONTEXT_DISCORD__TOKEN=BOT_TOKEN,
+            KONTEXT_DISCORD__API_BASE_URL=discord.api_url,
+        )
+        process = await start(["run"], env, tmp_path)
+        try:
+            async with asyncio.timeout(30):
+                await discord.connected.wait()
+            assert "global" in discord.commands, "no guild_ids: synced globally"
+            image = discord.upload(png(), "cat.png", "image/png")
+            await discord.slash_command(
+                "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+            )
+            async with asyncio.timeout(30):
+                while not any(m["attachments"] for m in discord.channel_messages(CHANNEL_ID)):
+                    await asyncio.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert BOT_TOKEN not in err.decode()
