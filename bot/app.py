@@ -20,6 +20,7 @@ from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
 from bot.metrics import Metrics
 from bot.ops import OpsServer
+from bot.policies import Override, PolicyBook
 from bot.providers.base import Provider
 from bot.providers.factory import build_fallbacks, build_provider, capabilities_for
 from bot.retention import PruneReport, prune
@@ -154,7 +155,12 @@ async def build_core(
         provider = build_provider(settings)  # config errors surface before storage work
         fallbacks = build_fallbacks(settings)
     db = await open_database(settings.storage.url)
-    store = JobStore(db, allowance_policy(settings), clock)
+    base_policy = allowance_policy(settings)
+    configured = [
+        Override(scope=o.scope, allowance=o.allowance, period=o.period, paused=o.paused)
+        for o in settings.credits.overrides
+    ]
+    store = JobStore(db, base_policy, clock, PolicyBook(base_policy, configured))
     metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
     service = KontextService(

@@ -105,6 +105,26 @@ class ProviderConfig(_Section):
         return value.rstrip("/")
 
 
+class OverrideConfig(_Section):
+    """One ``[[credits.overrides]]`` entry: an allowance (and/or a pause) for a scope."""
+
+    scope: str
+    allowance: int | None = Field(None, ge=0)
+    period: Literal["daily", "weekly", "monthly", "never"] | None = None
+    paused: bool = False
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        from bot.errors import UserInputError
+        from bot.policies import parse_scope
+
+        try:
+            return parse_scope(value)
+        except UserInputError as exc:
+            raise ValueError(exc.user_message) from None
+
+
 class CreditsConfig(_Section):
     cost_per_image: int = Field(120, ge=0)
     allowance: int = Field(1200, ge=0)
@@ -116,6 +136,9 @@ class CreditsConfig(_Section):
     # Also treat the platform's own admins as bot admins: Discord members with Manage
     # Server, Slack workspace admins and owners.
     platform_admins: bool = False
+    # Allowances per workspace, channel, role or user; the most generous that applies
+    # wins (a user's own override wins outright). Admins can change them at run time.
+    overrides: list[OverrideConfig] = Field(default_factory=list)
 
     @field_validator("admins")
     @classmethod

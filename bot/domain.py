@@ -149,6 +149,15 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class RequestContext:
+    """Where a request comes from, as far as quotas care: the channel, and the roles the
+    user holds there (Discord). Policies can be set per channel and per role."""
+
+    channel: str | None = None
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EditRequest:
     """One ``/kontext`` request, platform-neutral.
 
@@ -165,6 +174,7 @@ class EditRequest:
     reply_target: Mapping[str, Any]
     idempotency_key: str
     display_name: str | None = None
+    context: RequestContext = field(default_factory=RequestContext)
 
 
 class JobState(StrEnum):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -28,11 +28,13 @@ from bot.domain import (
     EditOptions,
     Job,
     JobState,
+    RequestContext,
     UserRef,
 )
 from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
 from bot.periods import next_period_start, period_start
+from bot.policies import PolicyBook
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.schema import jobs
 
@@ -52,6 +54,7 @@ class NewJob:
     cost: int
     provider: str
     model: str
+    context: RequestContext = field(default_factory=RequestContext)
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,16 @@ def quota_message(balance: int, cost: int, refill: str | None) -> str:
 
 
 class JobStore:
-    def __init__(self, db: Database, policy: AllowancePolicy, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        policy: AllowancePolicy,
+        clock: Clock,
+        policies: PolicyBook | None = None,
+    ) -> None:
         self.db = db
-        self.policy = policy
+        self.policy = policy  # the config's base policy; overrides live in ``policies``
+        self.policies = policies or PolicyBook(policy)
         self.clock = clock
 
     # -- creating -----------------------------------------------------------------
@@ -126,11 +136,19 @@ class JobStore:
         job_id = uuid.uuid4().hex
         async with self.db.transaction() as conn:
             await ledger.lock_account(conn, new.user, now)
-            await self._check_limits(conn, new, now)
-            await ledger.ensure_allowance(conn, new.user, self.policy, now)
+            policy, paused = await self.policies.resolve(conn, new.user, new.context)
+            if paused is not None:
+                raise QuotaError(
+                    "An admin has paused the bot here for now. Nothing was charged.",
+                    balance=0,
+                    cost=new.cost,
+                    refill_at=None,
+                )
+            await self._check_limits(conn, new, policy, now)
+            await ledger.ensure_allowance(conn, new.user, policy, now)
             available = await ledger.balance(conn, new.user)
             if available < new.cost:
-                refill = next_period_start(self.policy.period, now)
+                refill = next_period_start(policy.period, now)
                 refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
                 raise QuotaError(
                     quota_message(available, new.cost, refill_text),
@@ -161,9 +179,10 @@ class JobStore:
             row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
         return Stored(row_to_job(row), False, balance_after)
 
-    async def _check_limits(self, conn: AsyncConnection, new: NewJob, now: float) -> None:
+    async def _check_limits(
+        self, conn: AsyncConnection, new: NewJob, policy: AllowancePolicy, now: float
+    ) -> None:
         """The operator's limits beyond the balance: cooldown and the shared budget."""
-        policy = self.policy
         if policy.cooldown_seconds > 0:
             last = await conn.scalar(
                 select(func.max(jobs.c.created_at)).where(jobs.c.user_ref == str(new.user))

@@ -34,6 +34,7 @@ class EntryKind(StrEnum):
     CHARGE = "charge"
     REFUND = "refund"
     ADJUST = "adjust"
+    ADMIN = "admin"  # 0: an admin changed a policy (allowance, pause); the note says what
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ async def balance(conn: AsyncConnection, user: UserRef) -> int:
 
 async def append(
     conn: AsyncConnection,
-    user: UserRef,
+    user: UserRef | str,
     kind: EntryKind,
     amount: int,
     now: float,
@@ -208,8 +209,10 @@ async def refund(
 
 
 async def recent_entries(
-    conn: AsyncConnection, user: UserRef, limit: int = 20
+    conn: AsyncConnection, user: UserRef | str, limit: int = 20
 ) -> list[LedgerEntry]:
+    """A user's entries, newest first; a scope (``workspace:...``) gives the admin
+    actions on it."""
     rows = await conn.execute(
         select(ledger)
         .where(ledger.c.user_ref == str(user))

@@ -9,17 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot import ledger
 from bot.commands import validate_prompt
-from bot.domain import Acknowledgement, EditRequest, Job, UserRef
+from bot.domain import Acknowledgement, EditRequest, Job, RequestContext, UserRef
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS
 from bot.jobstore import JobStore, NewJob
 from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
 from bot.metrics import Metrics
-from bot.periods import next_period_start, period_start
+from bot.periods import Period, next_period_start, period_start
+from bot.policies import Override, parse_scope, scope_workspace
 from bot.providers.base import ProviderCapabilities
 
 _FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
@@ -116,6 +117,7 @@ class KontextService:
                 cost=self.cost_per_image,
                 provider=self.provider_name,
                 model=self.model,
+                context=request.context,
             )
         )
         # The position at acceptance, before the runner may already have taken the job.
@@ -168,13 +170,14 @@ class KontextService:
     async def job(self, job_id: str) -> Job | None:
         return await self.store.get(job_id)
 
-    async def credits(self, user: UserRef) -> CreditStatus:
+    async def credits(self, user: UserRef, context: RequestContext | None = None) -> CreditStatus:
         """The user's balance after any allowance due, and what it buys."""
         store = self.store
         now = store.clock()
         async with store.db.transaction() as conn:
             await ledger.lock_account(conn, user, now)
-            await ledger.ensure_allowance(conn, user, store.policy, now)
+            policy, _ = await store.policies.resolve(conn, user, context or RequestContext())
+            await ledger.ensure_allowance(conn, user, policy, now)
             balance = await ledger.balance(conn, user)
         cost = self.cost_per_image
         return CreditStatus(
@@ -182,8 +185,8 @@ class KontextService:
             balance=balance,
             cost_per_image=cost,
             images_left=balance // cost if cost else 0,
-            next_allowance_at=next_period_start(store.policy.period, now),
-            allowance=store.policy.amount,
+            next_allowance_at=next_period_start(policy.period, now),
+            allowance=policy.amount,
             active_jobs=await store.active_for_user(user),
         )
 
@@ -193,26 +196,83 @@ class KontextService:
         the operator set ``credits.platform_admins``."""
         return str(user) in self.admins or (self.platform_admins and platform_admin)
 
-    def _require_admin(self, admin: UserRef, platform_admin: bool) -> None:
-        if not self.is_admin(admin, platform_admin=platform_admin):
-            raise UserInputError(
-                "Only the bot's admins can do that (credits.admins"
-                + (", or the platform's own admins" if self.platform_admins else "")
-                + ")."
+    def _require_admin(
+        self, admin: UserRef, platform_admin: bool, scope: str | None = None
+    ) -> None:
+        """``credits.admins`` may act anywhere; a platform's admin only in their own
+        workspace (a Discord server's moderators cannot pause another server)."""
+        if str(admin) in self.admins:
+            return
+        if self.is_admin(admin, platform_admin=platform_admin):
+            if scope is None or scope_workspace(scope) == (admin.platform, admin.workspace):
+                return
+            raise UserInputError("You can only change the bot's settings in your own workspace.")
+        raise UserInputError(
+            "Only the bot's admins can do that (credits.admins"
+            + (", or the platform's own admins" if self.platform_admins else "")
+            + ")."
+        )
+
+    async def admin_set_allowance(
+        self,
+        admin: UserRef,
+        scope: str,
+        amount: int | None,
+        period: Period | None = None,
+        *,
+        platform_admin: bool = False,
+    ) -> Override:
+        """Set (``amount``) or remove (None) a scope's allowance override; stored, so it
+        holds across restarts and for every process."""
+        scope = parse_scope(scope)
+        self._require_admin(admin, platform_admin, scope)
+        if amount is not None and amount < 0:
+            raise UserInputError("An allowance cannot be negative.")
+        what = (
+            f"allowance of {scope} set to {amount}" + (f" {period}" if period else "")
+            if amount is not None
+            else f"allowance override of {scope} removed"
+        )
+        return await self._store_policy(
+            admin, scope, what, allowance=amount, period=period, clear_allowance=amount is None
+        )
+
+    async def admin_pause(
+        self, admin: UserRef, scope: str, paused: bool, *, platform_admin: bool = False
+    ) -> Override:
+        """Pause (or resume) new requests in a scope; jobs already queued finish."""
+        scope = parse_scope(scope)
+        self._require_admin(admin, platform_admin, scope)
+        what = f"{'paused' if paused else 'resumed'} {scope}"
+        return await self._store_policy(admin, scope, what, paused=paused)
+
+    async def _store_policy(self, admin: UserRef, scope: str, what: str, **change: Any) -> Override:
+        store = self.store
+        now = store.clock()
+        async with store.db.transaction() as conn:
+            override = await store.policies.store(conn, scope, actor=str(admin), now=now, **change)
+            # The ledger is the audit trail of every admin action, not only of credits.
+            await ledger.append(
+                conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
             )
+        return override
+
+    async def admin_policy(self, scope: str) -> Override | None:
+        async with self.store.db.read() as conn:
+            return (await self.store.policies.overrides(conn, [parse_scope(scope)])).get(scope)
 
     async def admin_grant(
         self, admin: UserRef, user: UserRef, amount: int, *, platform_admin: bool = False
     ) -> int:
         """A grant asked for on a platform: only admins may, and the ledger records who
         did it."""
-        self._require_admin(admin, platform_admin)
+        self._require_admin(admin, platform_admin, f"user:{user}")
         return await self.grant(user, amount, actor=str(admin), note=f"granted by {admin}")
 
     async def admin_history(
         self, admin: UserRef, user: UserRef, *, limit: int = 10, platform_admin: bool = False
     ) -> list[LedgerEntry]:
-        self._require_admin(admin, platform_admin)
+        self._require_admin(admin, platform_admin, f"user:{user}")
         return await self.history(user, limit)
 
     async def admin_top_spenders(
@@ -236,7 +296,8 @@ class KontextService:
         kind = EntryKind.GRANT if amount > 0 else EntryKind.ADJUST
         async with store.db.transaction() as conn:
             await ledger.lock_account(conn, user, now)
-            await ledger.ensure_allowance(conn, user, store.policy, now)
+            policy, _ = await store.policies.resolve(conn, user, RequestContext())
+            await ledger.ensure_allowance(conn, user, policy, now)
             await ledger.append(conn, user, kind, amount, now, actor=actor, note=note)
             return await ledger.balance(conn, user)
 

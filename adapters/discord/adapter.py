@@ -40,6 +40,7 @@ from bot.domain import (
     EditOptions,
     EditRequest,
     Job,
+    RequestContext,
     UserRef,
 )
 from bot.errors import ConfigError, KontextError, UserInputError
@@ -61,6 +62,15 @@ def credits_text(status: CreditStatus) -> str:
     return (
         f"You have **{status.balance} credits**: {status.images_left} images at "
         f"{status.cost_per_image} each{running}. Next allowance of {status.allowance}: {refill}."
+    )
+
+
+def _context(channel_id: int | None, author: discord.User | discord.Member) -> RequestContext:
+    """The channel and the member's roles: quotas can be set per channel and per role."""
+    roles = getattr(author, "roles", None) or []
+    return RequestContext(
+        channel=str(channel_id) if channel_id else None,
+        roles=tuple(str(role.id) for role in roles if not role.is_default()),
     )
 
 
@@ -180,6 +190,9 @@ class DiscordAdapter:
     def user_of(self, interaction: discord.Interaction[Any]) -> UserRef:
         return user_ref(interaction.guild_id, interaction.user.id)
 
+    def context_of(self, interaction: discord.Interaction[Any]) -> RequestContext:
+        return _context(interaction.channel_id, interaction.user)
+
     def is_platform_admin(self, interaction: discord.Interaction[Any]) -> bool:
         return bool(interaction.permissions.manage_guild)
 
@@ -201,6 +214,7 @@ class DiscordAdapter:
             reply_target={},
             idempotency_key=f"discord:{user.workspace}:interaction:{interaction.id}",
             display_name=interaction.user.display_name,
+            context=self.context_of(interaction),
         )
         try:
             self.service.check(request)
@@ -259,7 +273,7 @@ class DiscordAdapter:
         if isinstance(command, HelpCommand):
             await interaction.response.send_message(self.help_text(), ephemeral=True)
             return
-        status = await self.service.credits(self.user_of(interaction))
+        status = await self.service.credits(self.user_of(interaction), self.context_of(interaction))
         await interaction.response.send_message(credits_text(status), ephemeral=True)
 
     def help_text(self) -> str:
@@ -357,7 +371,9 @@ class DiscordAdapter:
                 await message.reply(self.help_text(), mention_author=False)
                 return
             if isinstance(parsed, CreditsCommand):
-                status = await self.service.credits(user)
+                status = await self.service.credits(
+                    user, _context(message.channel.id, message.author)
+                )
                 await message.reply(credits_text(status), mention_author=False)
                 return
             request = EditRequest(
@@ -368,6 +384,7 @@ class DiscordAdapter:
                 reply_target={},
                 idempotency_key=key,
                 display_name=message.author.display_name,
+                context=_context(message.channel.id, message.author),
             )
             self.service.check(request)
         except UserInputError as exc:

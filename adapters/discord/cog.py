@@ -17,12 +17,16 @@ from adapters.discord import attachments
 from bot.commands import CreditsCommand, HelpCommand, build_options
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
+from bot.policies import parse_period
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
 
 RATIO_CHOICES = [app_commands.Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS]
 FORMAT_CHOICES = [app_commands.Choice(name=f, value=f) for f in ("png", "jpg")]
+PERIOD_CHOICES = [
+    app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")
+]
 
 
 class KontextCog(commands.Cog):
@@ -156,6 +160,111 @@ class KontextCog(commands.Cog):
         await interaction.response.send_message(
             "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet."), ephemeral=True
         )
+
+    @admin.command(
+        name="allowance", description="Set the allowance of the server, a role, a channel or a user"
+    )
+    @app_commands.describe(
+        amount="Credits per period",
+        period="How often it is granted (default: the bot's period)",
+        role="Only members with this role (the most generous allowance applies)",
+        channel="Only requests in this channel",
+        user="Only this user (overrides everything else for them)",
+        remove="Remove the override instead of setting it",
+    )
+    @app_commands.choices(period=PERIOD_CHOICES)
+    async def allowance(
+        self,
+        interaction: discord.Interaction[Any],
+        amount: app_commands.Range[int, 0, 100_000_000] = 0,
+        period: app_commands.Choice[str] | None = None,
+        role: discord.Role | None = None,
+        channel: discord.TextChannel | None = None,
+        user: discord.User | None = None,
+        remove: bool = False,
+    ) -> None:
+        adapter = self.adapter
+        scope = self._scope(interaction, role=role, channel=channel, user=user)
+        try:
+            override = await adapter.service.admin_set_allowance(
+                adapter.user_of(interaction),
+                scope,
+                None if remove else amount,
+                parse_period(period.value) if period else None,
+                platform_admin=adapter.is_platform_admin(interaction),
+            )
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        text = (
+            f"Allowance for {self._describe(scope)}: {override.allowance} credits "
+            f"{override.period or adapter.service.store.policy.period}."
+            if override.allowance is not None
+            else f"{self._describe(scope)} has no allowance override now."
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @admin.command(name="pause", description="Stop taking new edits in the server or a channel")
+    async def pause(
+        self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
+    ) -> None:
+        await self._pause(interaction, channel, paused=True)
+
+    @admin.command(name="resume", description="Take new edits again")
+    async def resume(
+        self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
+    ) -> None:
+        await self._pause(interaction, channel, paused=False)
+
+    async def _pause(
+        self,
+        interaction: discord.Interaction[Any],
+        channel: discord.TextChannel | None,
+        *,
+        paused: bool,
+    ) -> None:
+        adapter = self.adapter
+        scope = self._scope(interaction, channel=channel)
+        try:
+            await adapter.service.admin_pause(
+                adapter.user_of(interaction),
+                scope,
+                paused,
+                platform_admin=adapter.is_platform_admin(interaction),
+            )
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        state = "paused: new edits are refused" if paused else "taking edits again"
+        await interaction.response.send_message(
+            f"The bot is {state} in {self._describe(scope)}.", ephemeral=True
+        )
+
+    def _scope(
+        self,
+        interaction: discord.Interaction[Any],
+        *,
+        role: discord.Role | None = None,
+        channel: discord.TextChannel | None = None,
+        user: discord.User | None = None,
+    ) -> str:
+        space = f"discord:{interaction.guild_id}"
+        if user is not None:
+            return f"user:{space}:{user.id}"
+        if role is not None:
+            return f"role:{space}:{role.id}"
+        if channel is not None:
+            return f"channel:{space}:{channel.id}"
+        return f"workspace:{space}"
+
+    @staticmethod
+    def _describe(scope: str) -> str:
+        kind, _, _, ident = [*scope.split(":"), ""][:4]
+        return {
+            "user": f"<@{ident}>",
+            "role": f"<@&{ident}>",
+            "channel": f"<#{ident}>",
+        }.get(kind, "this server")
 
     async def edit_message_image(
         self, interaction: discord.Interaction[Any], message: discord.Message

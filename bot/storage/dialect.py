@@ -33,3 +33,26 @@ async def insert_ignoring_conflict(
     else:  # pragma: no cover - only the two supported databases are configured
         raise RuntimeError(f"unsupported database dialect {dialect}")
     return bool(result.rowcount)
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    values: dict[str, Any],
+    conflict_columns: list[str],
+    update: dict[str, Any],
+) -> None:
+    """Insert a row, or update ``update``'s columns of the row with the same key."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        pg_stmt = postgresql.insert(table).values(**values)
+        await conn.execute(
+            pg_stmt.on_conflict_do_update(index_elements=conflict_columns, set_=update)
+        )
+    elif dialect == "sqlite":
+        lite_stmt = sqlite.insert(table).values(**values)
+        await conn.execute(
+            lite_stmt.on_conflict_do_update(index_elements=conflict_columns, set_=update)
+        )
+    else:  # pragma: no cover - only the two supported databases are configured
+        raise RuntimeError(f"unsupported database dialect {dialect}")

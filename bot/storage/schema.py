@@ -60,6 +60,20 @@ ledger = Table(
     Index(None, "job_id"),
 )
 
+policies = Table(
+    "policies",
+    metadata,
+    # What admins set at run time, per scope ("workspace:slack:T0123",
+    # "channel:discord:9876:555", "role:discord:9876:777", "user:discord:9876:1234"):
+    # an allowance override and/or a pause. Rows outlive restarts; config only seeds.
+    Column("scope", String(300), primary_key=True),
+    Column("allowance", Integer, nullable=True),
+    Column("period", String(16), nullable=True),
+    Column("paused", Integer, nullable=False, server_default="0"),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,

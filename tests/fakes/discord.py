@@ -100,6 +100,8 @@ class FakeDiscord:
     rate_limits: dict[str, int] = field(default_factory=dict)  # "METHOD path-prefix" -> count
     # Members' permissions by user id (the interaction's ``member.permissions``).
     permissions: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)  # role id -> name
+    member_roles: dict[str, list[str]] = field(default_factory=dict)  # user id -> role ids
     heartbeat_interval_ms: int = 41_250
 
     def __post_init__(self) -> None:
@@ -167,6 +169,13 @@ class FakeDiscord:
         self.users[user_id] = _user(user_id, name)
         return self.users[user_id]
 
+    async def add_role(self, role_id: str, name: str) -> None:
+        """A role created in the server, announced to the bot as Discord does."""
+        self.roles[role_id] = name
+        await self.dispatch(
+            "GUILD_ROLE_CREATE", {"guild_id": GUILD_ID, "role": self._role(role_id, name)}
+        )
+
     def upload(self, data: bytes, filename: str, content_type: str | None) -> dict[str, Any]:
         """An attachment as Discord describes it, served by the fake CDN."""
         attachment_id = self.next_id()
@@ -186,7 +195,7 @@ class FakeDiscord:
         permissions = self.permissions.get(user_id, DEFAULT_PERMISSIONS)
         return {
             "user": self.users[user_id],
-            "roles": [],
+            "roles": list(self.member_roles.get(user_id, [])),
             "joined_at": _now(),
             "deaf": False,
             "mute": False,
@@ -236,6 +245,19 @@ class FakeDiscord:
         self.messages.setdefault(channel_id, {})[message["id"]] = message
         return message
 
+    def _role(self, role_id: str, name: str) -> dict[str, Any]:
+        return {
+            "id": role_id,
+            "name": name,
+            "permissions": str(DEFAULT_PERMISSIONS),
+            "position": 0 if role_id == GUILD_ID else 1,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+
     def _channel(self, channel_id: str) -> dict[str, Any]:
         return {
             "id": channel_id,
@@ -263,19 +285,8 @@ class FakeDiscord:
             "premium_tier": 0,
             "preferred_locale": "en-US",
             "nsfw_level": 0,
-            "roles": [
-                {
-                    "id": GUILD_ID,
-                    "name": "@everyone",
-                    "permissions": str(DEFAULT_PERMISSIONS),
-                    "position": 0,
-                    "color": 0,
-                    "hoist": False,
-                    "managed": False,
-                    "mentionable": False,
-                    "flags": 0,
-                }
-            ],
+            "roles": [self._role(GUILD_ID, "@everyone")]
+            + [self._role(role_id, name) for role_id, name in self.roles.items()],
             "emojis": [],
             "stickers": [],
             "channels": [self._channel(CHANNEL_ID), self._channel(ART_CHANNEL_ID)],
@@ -363,14 +374,21 @@ class FakeDiscord:
             "type": 1,
             "options": [{"name": sub, "type": 1, "options": opts}],
         }
-        resolved_users = {str(v): self.users[str(v)] for k, v in options.items() if types[k] == 6}
-        if resolved_users:
-            data["resolved"] = {
-                "users": resolved_users,
-                "members": {uid: {**self._member(uid), "user": None} for uid in resolved_users},
-            }
-            for member in data["resolved"]["members"].values():
+        resolved: dict[str, dict[str, Any]] = {}
+        for key, value in options.items():
+            ident = str(value)
+            if types[key] == 6:  # user: the user and their member object without "user"
+                resolved.setdefault("users", {})[ident] = self.users[ident]
+                member = self._member(ident)
                 del member["user"]
+                resolved.setdefault("members", {})[ident] = member
+            elif types[key] == 7:  # channel
+                channel = {**self._channel(ident), "permissions": str(DEFAULT_PERMISSIONS)}
+                resolved.setdefault("channels", {})[ident] = channel
+            elif types[key] == 8:  # role
+                resolved.setdefault("roles", {})[ident] = self._role(ident, self.roles[ident])
+        if resolved:
+            data["resolved"] = resolved
         payload = self._interaction(2, user_id, CHANNEL_ID, data)
         await self.dispatch("INTERACTION_CREATE", payload)
         return self.interactions[payload["token"]]

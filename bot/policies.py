@@ -1,0 +1,169 @@
+"""Who gets which allowance, and where the bot is paused.
+
+A request comes from a user in a workspace, maybe in a channel, maybe holding roles
+(Discord). Each of those is a *scope* that can carry an allowance override or a pause:
+
+    workspace:<platform>:<workspace>            workspace:discord:9876
+    channel:<platform>:<workspace>:<channel>    channel:slack:T0123:C0456
+    role:<platform>:<workspace>:<role>          role:discord:9876:777
+    user:<platform>:<workspace>:<user>          user:discord:9876:1234
+
+Overrides come from ``credits.overrides`` in the config and from admins at run time
+(stored in the ``policies`` table; a stored row wins over the config for its scope).
+Among the workspace, channel and role overrides that apply, the most generous wins,
+compared as credits per 30 days (1200 daily is 36,000; 6000 weekly is 25,714; 50,000
+monthly beats both); an override on the user themself is an admin's explicit choice
+and wins outright, more or less generous. A pause on any scope that applies refuses
+new requests there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.domain import RequestContext, UserRef
+from bot.errors import UserInputError
+from bot.ledger import AllowancePolicy
+from bot.periods import Period
+from bot.storage.dialect import upsert
+from bot.storage.schema import policies
+
+SCOPE_KINDS = ("workspace", "channel", "role", "user")
+_PART = r"[A-Za-z0-9_.@-]{1,64}"
+_SCOPE = re.compile(
+    rf"^(?:workspace:{_PART}:{_PART}|(?:channel|role|user):{_PART}:{_PART}:{_PART})$"
+)
+_PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly", "never")
+_DAYS = {"daily": 1.0, "weekly": 7.0, "monthly": 30.0}
+
+
+def parse_scope(text: str) -> str:
+    scope = text.strip()
+    if not _SCOPE.match(scope):
+        raise UserInputError(
+            f"'{text}' is not a scope: write workspace:PLATFORM:WORKSPACE, "
+            "channel:PLATFORM:WORKSPACE:CHANNEL, role:PLATFORM:WORKSPACE:ROLE or "
+            "user:PLATFORM:WORKSPACE:USER"
+        )
+    return scope
+
+
+def scope_workspace(scope: str) -> tuple[str, str]:
+    """The (platform, workspace) a scope belongs to: whose admins may change it."""
+    parts = scope.split(":")
+    return parts[1], parts[2]
+
+
+def parse_period(text: str) -> Period:
+    for period in _PERIODS:
+        if text.strip().lower() == period:
+            return period
+    raise UserInputError(f"'{text}' is not a period: use {', '.join(_PERIODS)}.")
+
+
+@dataclass(frozen=True)
+class Override:
+    scope: str
+    allowance: int | None = None
+    period: Period | None = None
+    paused: bool = False
+
+
+def scopes_for(user: UserRef, context: RequestContext) -> list[str]:
+    space = f"{user.platform}:{user.workspace}"
+    scopes = [f"user:{user}", f"workspace:{space}"]
+    if context.channel:
+        scopes.append(f"channel:{space}:{context.channel}")
+    scopes.extend(f"role:{space}:{role}" for role in context.roles)
+    return scopes
+
+
+def _per_30_days(amount: int, period: Period) -> float:
+    """What an allowance is worth over a month, to compare allowances of different
+    periods; a one-time allowance counts once."""
+    return amount * 30.0 / _DAYS[period] if period in _DAYS else float(amount)
+
+
+def effective_policy(
+    base: AllowancePolicy, user: UserRef, overrides: Mapping[str, Override]
+) -> AllowancePolicy:
+    own = overrides.get(f"user:{user}")
+    if own is not None and own.allowance is not None:
+        return replace(base, amount=own.allowance, period=own.period or base.period)
+    best = base
+    for scope, override in overrides.items():
+        if scope.startswith("user:") or override.allowance is None:
+            continue
+        candidate = replace(base, amount=override.allowance, period=override.period or base.period)
+        if _per_30_days(candidate.amount, candidate.period) > _per_30_days(
+            best.amount, best.period
+        ):
+            best = candidate
+    return best
+
+
+class PolicyBook:
+    """The overrides from config plus what admins stored; read inside the caller's
+    transaction so a reservation sees one consistent state."""
+
+    def __init__(self, base: AllowancePolicy, configured: Iterable[Override] = ()) -> None:
+        self.base = base
+        self.configured = {o.scope: o for o in configured}
+
+    async def overrides(self, conn: AsyncConnection, scopes: list[str]) -> dict[str, Override]:
+        found = {s: self.configured[s] for s in scopes if s in self.configured}
+        rows = await conn.execute(select(policies).where(policies.c.scope.in_(scopes)))
+        for row in rows:
+            found[row.scope] = Override(
+                scope=row.scope,
+                allowance=row.allowance,
+                period=parse_period(row.period) if row.period else None,
+                paused=bool(row.paused),
+            )
+        return found
+
+    async def resolve(
+        self, conn: AsyncConnection, user: UserRef, context: RequestContext
+    ) -> tuple[AllowancePolicy, str | None]:
+        """The user's allowance policy here, and the scope that pauses the bot (if any)."""
+        found = await self.overrides(conn, scopes_for(user, context))
+        paused = next((scope for scope, o in found.items() if o.paused), None)
+        return effective_policy(self.base, user, found), paused
+
+    async def store(
+        self,
+        conn: AsyncConnection,
+        scope: str,
+        *,
+        actor: str,
+        now: float,
+        allowance: int | None = None,
+        period: Period | None = None,
+        paused: bool | None = None,
+        clear_allowance: bool = False,
+    ) -> Override:
+        """Change a scope's stored policy; unnamed fields keep their value (from the
+        stored row, else the config)."""
+        current = (await self.overrides(conn, [scope])).get(scope, Override(scope))
+        new = Override(
+            scope=scope,
+            allowance=None
+            if clear_allowance
+            else (allowance if allowance is not None else current.allowance),
+            period=None if clear_allowance else (period or current.period),
+            paused=current.paused if paused is None else paused,
+        )
+        values = {
+            "allowance": new.allowance,
+            "period": new.period,
+            "paused": int(new.paused),
+            "updated_by": actor,
+            "updated_at": now,
+        }
+        await upsert(conn, policies, {"scope": scope, **values}, ["scope"], values)
+        return new

@@ -1,0 +1,196 @@
+"""Quota policies: overrides per workspace, channel, role and user, pauses, the admin API
+and its audit trail; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import ledger
+from bot.domain import EditOptions, EditRequest, RequestContext, UserRef
+from bot.errors import QuotaError, UserInputError
+from bot.jobstore import JobStore
+from bot.ledger import AllowancePolicy, EntryKind
+from bot.policies import Override, PolicyBook, effective_policy
+from bot.providers.base import ProviderCapabilities
+from bot.service import KontextService
+from bot.storage import Database
+from tests.conftest import FakeClock
+
+GUILD = "9876"
+ALICE = UserRef("discord", GUILD, "1001")
+BOB = UserRef("discord", GUILD, "1002")
+OWNER = UserRef("discord", GUILD, "1")
+OTHER_GUILD_MOD = UserRef("discord", "5555", "7")
+SUPPORTERS = "777"
+ART = "555"
+BASE = AllowancePolicy(amount=1200, period="daily")
+
+
+def service(
+    db: Database, clock: FakeClock, configured: list[Override] | None = None
+) -> KontextService:
+    store = JobStore(db, BASE, clock, PolicyBook(BASE, configured or []))
+    return KontextService(
+        store,
+        ProviderCapabilities(cost_per_image=120),
+        provider_name="coretoday",
+        model="m",
+        max_input_bytes=20_000_000,
+        admins=[str(OWNER)],
+        platform_admins=True,
+    )
+
+
+def request(user: UserRef, key: str, context: RequestContext | None = None) -> EditRequest:
+    return EditRequest(
+        user=user,
+        prompt="make it a watercolor",
+        options=EditOptions(),
+        attachments=(),
+        reply_target={},
+        idempotency_key=key,
+        context=context or RequestContext(),
+    )
+
+
+def test_most_generous_applicable_override_wins_and_a_users_own_wins_outright() -> None:
+    overrides = {
+        f"workspace:discord:{GUILD}": Override("w", allowance=600, period="daily"),
+        f"role:discord:{GUILD}:{SUPPORTERS}": Override("r", allowance=6000, period="weekly"),
+        f"channel:discord:{GUILD}:{ART}": Override("c", allowance=50_000, period="monthly"),
+    }
+    # 1200 daily (36,000 a month) beats 6000 weekly (25,714) and 600 daily.
+    no_channel = {k: v for k, v in overrides.items() if "channel" not in k}
+    assert effective_policy(BASE, ALICE, no_channel) == BASE
+    best = effective_policy(BASE, ALICE, overrides)
+    assert (best.amount, best.period) == (50_000, "monthly")
+    own = {**overrides, f"user:{ALICE}": Override("u", allowance=100, period=None)}
+    mine = effective_policy(BASE, ALICE, own)
+    assert (mine.amount, mine.period) == (100, "daily"), "an admin's choice for this user"
+    assert best.max_balance == BASE.max_balance and best.budget == BASE.budget
+
+
+async def test_role_override_from_config_applies_to_members_with_the_role(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(
+        db,
+        clock,
+        [Override(f"role:discord:{GUILD}:{SUPPORTERS}", allowance=60_000, period="monthly")],
+    )
+    supporter = RequestContext(channel="1", roles=(SUPPORTERS,))
+    ack = await svc.submit(request(ALICE, "a", supporter))
+    assert ack.balance_after == 60_000 - 120
+    ack = await svc.submit(request(BOB, "b", RequestContext(channel="1")))
+    assert ack.balance_after == 1200 - 120
+    status = await svc.credits(ALICE, supporter)
+    assert (status.allowance, status.next_allowance_at is not None) == (60_000, True)
+
+
+async def test_admin_sets_a_channel_allowance_at_run_time_and_it_is_stored(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    scope = f"channel:discord:{GUILD}:{ART}"
+    await svc.admin_set_allowance(OWNER, scope, 5000, "daily")
+    in_art = RequestContext(channel=ART)
+    assert (await svc.submit(request(ALICE, "a", in_art))).balance_after == 4880
+    # A second process (or a restart) reads the same stored policy.
+    again = service(db, clock)
+    assert (await again.credits(BOB, in_art)).allowance == 5000
+    assert (await again.credits(BOB, RequestContext(channel="other"))).allowance == 1200
+    await again.admin_set_allowance(OWNER, scope, None)
+    assert (await svc.credits(UserRef("discord", GUILD, "1003"), in_art)).allowance == 1200
+
+
+async def test_stored_policy_wins_over_the_config_for_its_scope(
+    db: Database, clock: FakeClock
+) -> None:
+    scope = f"workspace:discord:{GUILD}"
+    svc = service(db, clock, [Override(scope, allowance=3000, period="daily")])
+    assert (await svc.credits(ALICE)).allowance == 3000
+    await svc.admin_set_allowance(OWNER, scope, 2400)
+    assert (await svc.credits(BOB)).allowance == 2400
+
+
+async def test_pause_refuses_new_requests_without_charging_and_resume_reopens(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    await svc.admin_pause(OWNER, f"workspace:discord:{GUILD}", True)
+    with pytest.raises(QuotaError, match="paused"):
+        await svc.submit(request(ALICE, "a"))
+    assert (await svc.credits(ALICE)).balance == 1200, "nothing reserved"
+    other = UserRef("discord", "5555", "1")
+    assert (await svc.submit(request(other, "b"))).balance_after == 1080, "other servers go on"
+    await svc.admin_pause(OWNER, f"workspace:discord:{GUILD}", False)
+    assert (await svc.submit(request(ALICE, "c"))).balance_after == 1080
+
+
+async def test_channel_pause_only_stops_that_channel(db: Database, clock: FakeClock) -> None:
+    svc = service(db, clock)
+    await svc.admin_pause(OWNER, f"channel:discord:{GUILD}:{ART}", True)
+    with pytest.raises(QuotaError, match="paused"):
+        await svc.submit(request(ALICE, "a", RequestContext(channel=ART)))
+    assert (await svc.submit(request(ALICE, "b", RequestContext(channel="2")))).duplicate is False
+
+
+async def test_admin_actions_are_in_the_ledger_with_who_did_them(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    mod = UserRef("discord", GUILD, "42")
+    await svc.admin_pause(mod, f"workspace:discord:{GUILD}", True, platform_admin=True)
+    await svc.admin_set_allowance(OWNER, f"user:{ALICE}", 50, "weekly")
+    await svc.admin_grant(OWNER, BOB, 600)
+    async with db.read() as conn:
+        pauses = await ledger.recent_entries(conn, f"workspace:discord:{GUILD}")
+        allowances = await ledger.recent_entries(conn, f"user:{ALICE}")
+        grants = await ledger.recent_entries(conn, BOB)
+    assert [(e.kind, e.amount, e.actor) for e in pauses] == [(EntryKind.ADMIN, 0, str(mod))]
+    assert pauses[0].note == f"paused workspace:discord:{GUILD}"
+    assert allowances[0].note == f"allowance of user:{ALICE} set to 50 weekly"
+    assert grants[0].actor == str(OWNER) and grants[0].amount == 600
+    assert (await svc.credits(ALICE)).allowance == 50
+
+
+async def test_platform_admins_act_only_in_their_own_workspace(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    with pytest.raises(UserInputError, match="own workspace"):
+        await svc.admin_pause(
+            OTHER_GUILD_MOD, f"workspace:discord:{GUILD}", True, platform_admin=True
+        )
+    with pytest.raises(UserInputError, match="Only the bot's admins"):
+        await svc.admin_pause(ALICE, f"workspace:discord:{GUILD}", True)
+    with pytest.raises(UserInputError, match="own workspace"):
+        await svc.admin_grant(OTHER_GUILD_MOD, ALICE, 100, platform_admin=True)
+    # credits.admins act anywhere.
+    await svc.admin_pause(OWNER, "workspace:discord:5555", True)
+
+
+async def test_platform_admin_flag_counts_only_when_the_operator_enables_it(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    svc.platform_admins = False
+    with pytest.raises(UserInputError, match="Only the bot's admins"):
+        await svc.admin_grant(UserRef("discord", GUILD, "42"), ALICE, 100, platform_admin=True)
+
+
+async def test_bad_scopes_and_amounts_get_clear_messages(db: Database, clock: FakeClock) -> None:
+    svc = service(db, clock)
+    with pytest.raises(UserInputError, match="is not a scope"):
+        await svc.admin_pause(OWNER, "guild:9876", True)
+    with pytest.raises(UserInputError, match="cannot be negative"):
+        await svc.admin_set_allowance(OWNER, f"workspace:discord:{GUILD}", -5)
+
+
+async def test_top_spenders_of_the_period(db: Database, clock: FakeClock) -> None:
+    svc = service(db, clock)
+    for n in range(3):
+        await svc.submit(request(ALICE, f"a{n}"))
+    await svc.submit(request(BOB, "b0"))
+    top = await svc.admin_top_spenders(OWNER)
+    assert top == [(str(ALICE), 360), (str(BOB), 120)]
