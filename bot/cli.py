@@ -96,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("user", help="platform:workspace:user")
     grant.add_argument("amount", type=int, help="credits to add (negative to take away)")
     grant.add_argument("--note", help="why, kept in the ledger")
+
+    policy = commands.add_parser(
+        "policy", help="allowance overrides and pauses per scope (see docs/quotas.md)"
+    )
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    allowance = policy_commands.add_parser(
+        "allowance", parents=[config_parent], help="set or remove a scope's allowance"
+    )
+    allowance.add_argument("scope", help="e.g. role:discord:9876:777 or workspace:slack:T0123")
+    allowance.add_argument("amount", help="credits per period, or 'off' to remove the override")
+    allowance.add_argument("--period", choices=["daily", "weekly", "monthly", "never"])
+    for action in ("pause", "resume", "show"):
+        sub = policy_commands.add_parser(action, parents=[config_parent], help=f"{action} a scope")
+        sub.add_argument("scope", help="e.g. workspace:discord:9876 or channel:slack:T0123:C045")
     return parser
 
 
@@ -109,6 +123,43 @@ def _print_config(settings: Settings, as_json: bool) -> None:
         for key, value in values.items():
             print(f"{key} = {json.dumps(value)}")
         print()
+
+
+async def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    """The operator's side of the admin API: acts as ``cli:local:<os user>``, recorded
+    in the ledger like an admin on a platform."""
+    from adapters.console.main import console_user
+    from bot.app import build_core
+
+    operator = UserRef("cli", "local", console_user().user)
+    core = await build_core(settings, with_runner=False)
+    service = core.service
+    service.admins = service.admins | {str(operator)}
+    try:
+        if args.policy_command == "allowance":
+            off = args.amount.lower() == "off"
+            if not off and not args.amount.isdigit():
+                raise UserInputError(f"'{args.amount}' is not a number of credits or 'off'")
+            await service.admin_set_allowance(
+                operator, args.scope, None if off else int(args.amount), args.period
+            )
+        elif args.policy_command in ("pause", "resume"):
+            await service.admin_pause(operator, args.scope, args.policy_command == "pause")
+        override = await service.admin_policy(args.scope)
+        if override is None or (override.allowance is None and not override.paused):
+            print(f"{args.scope}: no override (the config's allowance applies)")
+        else:
+            allowance = (
+                f"{override.allowance} {override.period or settings.credits.period}"
+                if override.allowance is not None
+                else "the config's"
+            )
+            print(
+                f"{args.scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}"
+            )
+        return 0
+    finally:
+        await core.close()
 
 
 async def _credits(settings: Settings, args: argparse.Namespace) -> int:
@@ -343,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "credits":
             return asyncio.run(_credits(settings, args))
+        if args.command == "policy":
+            return asyncio.run(_policy(settings, args))
         if args.command == "console":
             from adapters.console import run_console
 

@@ -61,7 +61,8 @@ Examples:
   /kontext now make her wave --seed 42
 
 /kontext credits   your balance       /kontext help   this text
-Admins: /kontext grant @someone 600"""
+Admins: /kontext grant @someone 600, allowance [@someone] N [period], pause, resume,
+        history @someone, top"""
 
 _FLAG_NAMES = {
     "ar": "ar",

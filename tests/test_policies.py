@@ -3,6 +3,8 @@ and its audit trail; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot import ledger
@@ -15,6 +17,8 @@ from bot.providers.base import ProviderCapabilities
 from bot.service import KontextService
 from bot.storage import Database
 from tests.conftest import FakeClock
+from tests.fakes.coretoday import FakeCoreToday
+from tests.test_console import environment, run
 
 GUILD = "9876"
 ALICE = UserRef("discord", GUILD, "1001")
@@ -194,3 +198,19 @@ async def test_top_spenders_of_the_period(db: Database, clock: FakeClock) -> Non
     await svc.submit(request(BOB, "b0"))
     top = await svc.admin_top_spenders(OWNER)
     assert top == [(str(ALICE), 360), (str(BOB), 120)]
+
+
+async def test_cli_policy_commands(tmp_path: Path, fake: FakeCoreToday) -> None:
+    env = environment(tmp_path, fake)
+    scope = f"role:discord:{GUILD}:{SUPPORTERS}"
+    set_ = await run(["policy", "allowance", scope, "6000", "--period", "weekly"], env, tmp_path)
+    assert set_.code == 0, set_.stderr
+    assert set_.stdout.strip() == f"{scope}: allowance 6000 weekly; active"
+    paused = await run(["policy", "pause", f"workspace:discord:{GUILD}"], env, tmp_path)
+    assert paused.stdout.strip() == f"workspace:discord:{GUILD}: allowance the config's; PAUSED"
+    off = await run(["policy", "allowance", scope, "off"], env, tmp_path)
+    assert off.stdout.strip() == f"{scope}: no override (the config's allowance applies)"
+    bad = await run(["policy", "pause", "guild:1"], env, tmp_path)
+    assert bad.code == 1 and "is not a scope" in bad.stderr
+    wrong = await run(["policy", "allowance", scope, "lots"], env, tmp_path)
+    assert wrong.code == 1 and "'lots' is not a number" in wrong.stderr

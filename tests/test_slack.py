@@ -550,3 +550,31 @@ async def test_run_says_why_when_slack_refuses_the_token(
     assert "an adapter could not start" in result.stderr and "invalid_auth" in result.stderr
     assert "Traceback" not in result.stderr
     assert APP_TOKEN not in result.stderr and BOT_TOKEN not in result.stderr
+
+
+async def test_admin_commands_pause_allowance_and_workspace_admins(bot: Bot) -> None:
+    refused = await bot.command("pause", user=USER)
+    assert "Only the bot's admins" in refused.text
+    bot.core.service.platform_admins = True
+    bot.slack.workspace_admins.add("U0WSADMIN")
+    paused = await bot.command("pause", user="U0WSADMIN")  # a Slack workspace admin
+    assert paused.text.startswith("Paused")
+    assert bot.slack.calls_to("users.info")[-1].args["user"] == "U0WSADMIN"
+    blocked = await bot.command("make it blue")
+    view = await bot.opened_view()
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(submission(view, prompt="make it blue", file=file, view_id="V0PAUSED"))
+    (notice,) = await bot.ephemerals(1)
+    assert "paused" in notice
+    assert blocked.text == ""
+    assert bot.provider.creates == []
+
+    resumed = await bot.command("resume", user=ADMIN)
+    assert resumed.text.startswith("Resumed")
+    allowance = await bot.command(f"allowance <@{USER}|alice> 5000 weekly", user=ADMIN)
+    assert allowance.text == f"Allowance for <@{USER}>: 5000 credits weekly."
+    assert "*5000 credits*" in (await bot.command("credits")).text
+    top = await bot.command("top", user=ADMIN)
+    assert top.text.startswith("Top spenders this period")
+    history = await bot.command(f"history <@{USER}>", user=ADMIN)
+    assert "grant +5000" in history.text

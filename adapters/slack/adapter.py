@@ -8,7 +8,6 @@ modal's view id, the message's channel and ts), so a redelivered event, or the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.admin import SlackAdmin
 from adapters.slack.files import SlackFileFetcher
 from adapters.slack.reply import SlackReply
 from adapters.slack.views import (
@@ -47,15 +47,13 @@ from bot.domain import (
     EditOptions,
     EditRequest,
     Job,
+    RequestContext,
     UserRef,
 )
 from bot.errors import KontextError, UserInputError
 from bot.service import CreditStatus, KontextService
 
 log = structlog.get_logger("kontext.slack")
-# "/kontext grant <@U123|name> 600" (Slack escapes mentions in slash commands when the
-# command's "escape" option is on; plain "<@U123>" otherwise).
-GRANT = re.compile(r"^grant\s+<@(?P<user>[A-Z0-9]+)(?:\|[^>]*)?>\s+(?P<amount>-?\d{1,9})$", re.I)
 PLATFORM = "slack"
 _IMAGE_TYPES = ("image/",)
 
@@ -97,6 +95,7 @@ class SlackAdapter:
         )
         self.http = httpx.AsyncClient(timeout=30.0, follow_redirects=False)
         self.files = SlackFileFetcher(self.http, token, config.file_hosts)
+        self.admin = SlackAdmin(service, self.client)
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -164,9 +163,9 @@ class SlackAdapter:
         user = UserRef(PLATFORM, command["team_id"], command["user_id"])
         text = str(command.get("text") or "")
         caps = self.service.capabilities
-        grant = GRANT.match(text.strip())
-        if grant:
-            await self._grant(ack, user, grant)
+        answer = await self.admin.answer(text, user)
+        if answer is not None:
+            await ack(text=answer)
             return
         try:
             parsed = (
@@ -176,7 +175,8 @@ class SlackAdapter:
                 await ack(text=f"{HELP_TEXT}\n\nEach image costs {caps.cost_per_image} credits.")
                 return
             if isinstance(parsed, CreditsCommand):
-                await ack(text=credits_text(await self.service.credits(user)))
+                here = RequestContext(channel=command["channel_id"])
+                await ack(text=credits_text(await self.service.credits(user, here)))
                 return
         except UserInputError as exc:
             await ack(text=exc.user_message)
@@ -190,18 +190,6 @@ class SlackAdapter:
             options=parsed.options if parsed else EditOptions(),
             with_file_input=True,
         )
-
-    async def _grant(
-        self, ack: Callable[..., Awaitable[None]], admin: UserRef, grant: re.Match[str]
-    ) -> None:
-        """``/kontext grant @user 600``: an admin's grant, answered to the admin alone."""
-        target = UserRef(PLATFORM, admin.workspace, grant["user"])
-        try:
-            balance = await self.service.admin_grant(admin, target, int(grant["amount"]))
-        except UserInputError as exc:
-            await ack(text=exc.user_message)
-            return
-        await ack(text=f"<@{target.user}> now has {balance} credits.")
 
     async def _open_modal(
         self,
@@ -331,7 +319,8 @@ class SlackAdapter:
             await reply.ephemeral(HELP_TEXT)
             return
         if isinstance(parsed, CreditsCommand):
-            await reply.ephemeral(credits_text(await self.service.credits(user)))
+            status = await self.service.credits(user, RequestContext(channel=channel))
+            await reply.ephemeral(credits_text(status))
             return
         await self._submit(
             user,
@@ -377,6 +366,7 @@ class SlackAdapter:
                     attachments=tuple(attachments),
                     reply_target=target,
                     idempotency_key=idempotency_key,
+                    context=RequestContext(channel=str(target["channel"])),
                 )
             )
         except KontextError as exc:

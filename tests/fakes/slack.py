@@ -78,6 +78,7 @@ class FakeSlack:
     rate_limit_methods: dict[str, int] = field(default_factory=dict)  # method -> 429 count
     app_token: str = APP_TOKEN
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    workspace_admins: set[str] = field(default_factory=set)  # users.info says is_admin
     socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
     acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     files_read_scope: bool = True  # False: file downloads get the HTML login page
@@ -181,6 +182,18 @@ class FakeSlack:
             "team_id": TEAM_ID,
             "user_id": BOT_USER_ID,
             "bot_id": "B0001",
+        }
+
+    def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = str(args.get("user"))
+        return {
+            "ok": True,
+            "user": {
+                "id": user,
+                "team_id": TEAM_ID,
+                "is_admin": user in self.workspace_admins,
+                "is_owner": False,
+            },
         }
 
     def api_apps_connections_open(self, _args: dict[str, Any]) -> dict[str, Any]:
