@@ -163,6 +163,9 @@ class JobsConfig(_Section):
     poll_max_seconds: float = Field(5.0, gt=0)
     delivery_attempts: int = Field(3, ge=1, le=10)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    # Jobs downloading, validating and uploading their input at once: bounds memory in
+    # a burst (each holds its image, up to images.max_input_bytes, a few times over).
+    max_preparing: int = Field(8, ge=1, le=1000)
 
 
 class ImagesConfig(_Section):

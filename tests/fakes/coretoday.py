@@ -90,7 +90,9 @@ class FakeCoreToday(FakeProvider):
             file_name=file_name,
             fields={k: v for k, v in fields.items() if k not in ("model", "input")},
         )
-        return await self._create(request, inputs, file_bytes, (64, 48))
+        return await self._create(
+            request, inputs, file_bytes, (64, 48), webhook=fields.get("webhook")
+        )
 
     async def _create_json(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -110,7 +112,10 @@ class FakeCoreToday(FakeProvider):
             fields=extra,
         )
         ratio = (inputs or {}).get("aspect_ratio", "1:1") if isinstance(inputs, dict) else "1:1"
-        return await self._create(request, inputs, None, _RATIO_SIZES.get(ratio, (64, 64)))
+        webhook = extra.get("webhook")
+        return await self._create(
+            request, inputs, None, _RATIO_SIZES.get(ratio, (64, 64)), webhook=webhook
+        )
 
     async def _create(
         self,
@@ -118,12 +123,13 @@ class FakeCoreToday(FakeProvider):
         inputs: dict[str, Any] | None,
         file_bytes: bytes | None,
         size: tuple[int, int],
+        webhook: str | None = None,
     ) -> web.StreamResponse:
         refusal = await self.refuse_create(request, inputs)
         if refusal is not None:
             return refusal
         assert isinstance(inputs, dict)
-        prediction = self.new_prediction(request, inputs, file_bytes, size)
+        prediction = self.new_prediction(request, inputs, file_bytes, size, webhook=webhook)
         if self.script.shape == "sync" and prediction.outcome == "succeeded":
             return web.json_response(
                 {"job_id": prediction.id, "status": "completed", "result": self._url(prediction)}
@@ -156,8 +162,7 @@ class FakeCoreToday(FakeProvider):
         body: dict[str, Any] = {"id": prediction.id, "input": prediction.input}
         if prediction.canceled:
             body["status"] = "canceled"
-        elif prediction.outcome == "never" or prediction.polls_left > 0:
-            prediction.polls_left -= 1
+        elif prediction.outcome == "never" or prediction.still_running():
             body["status"] = "processing"
         elif prediction.outcome == "succeeded":
             body.update(status="succeeded", output=[self._url(prediction)])

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+import aiohttp
 from aiohttp import web
 from PIL import Image
 
@@ -33,6 +36,12 @@ class Script:
     retry_after: str = "0"
     error_body: str = "The input is invalid"
     output_size: tuple[int, int] | None = None  # default: from aspect ratio / input
+    # Working time per prediction in seconds (e.g. a log-normal sampler), instead of
+    # polls_before_done; a webhook URL in the create is called when it is over.
+    duration: Callable[[], float] | None = None
+    # Keep each create's input bytes in ``received`` (tests compare them); benchmarks
+    # turn it off so the fake's records do not count as the bot's memory.
+    keep_inputs: bool = True
 
 
 @dataclass
@@ -57,6 +66,18 @@ class Prediction:
     polls_left: int
     size: tuple[int, int]
     canceled: bool = False
+    created_at: float = field(default_factory=time.monotonic)
+    duration: float | None = None  # seconds of provider work, when scripted by time
+    webhook: str | None = None
+
+    def still_running(self) -> bool:
+        """Pending by time when a duration is scripted, else for ``polls_left`` reads."""
+        if self.duration is not None:
+            return time.monotonic() < self.created_at + self.duration
+        if self.polls_left > 0:
+            self.polls_left -= 1
+            return True
+        return False
 
 
 class FakeProvider(ABC):
@@ -71,6 +92,7 @@ class FakeProvider(ABC):
         self.created = asyncio.Event()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
         self.base_url = ""
         self.port = 0
 
@@ -105,7 +127,23 @@ class FakeProvider(ABC):
         self.base_url = f"http://127.0.0.1:{self.port}"
         return self.base_url
 
+    async def _call_webhook(self, prediction: Prediction) -> None:
+        """Tell the bot the prediction is done, as the provider's callback does."""
+        assert prediction.duration is not None and prediction.webhook
+        await asyncio.sleep(prediction.duration)
+        body = {"id": prediction.id, "status": "succeeded"}
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(prediction.webhook, json=body) as answer,
+            ):
+                await answer.read()
+        except aiohttp.ClientError:
+            pass  # a lost webhook: the bot finds out by polling
+
     async def stop(self) -> None:
+        for task in list(self._webhook_tasks):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -113,6 +151,8 @@ class FakeProvider(ABC):
     # -- shared steps of the handlers ---------------------------------------------------------
 
     def record(self, request: web.Request, **extra: Any) -> Received:
+        if not self.script.keep_inputs:
+            extra.pop("file_bytes", None)
         item = Received(request.method, request.path, dict(request.headers), **extra)
         self.received.append(item)
         return item
@@ -137,6 +177,7 @@ class FakeProvider(ABC):
         inputs: dict[str, Any],
         file_bytes: bytes | None,
         default_size: tuple[int, int] = (64, 48),
+        webhook: str | None = None,
     ) -> Prediction:
         """Book a prediction (a quarter of the input's size), or drop the connection
         unanswered when scripted to, as a create whose answer was lost."""
@@ -153,8 +194,14 @@ class FakeProvider(ABC):
             outcome=self.script.outcome,
             polls_left=self.script.polls_before_done,
             size=self.script.output_size or size,
+            duration=self.script.duration() if self.script.duration else None,
+            webhook=webhook,
         )
         self.predictions[prediction.id] = prediction
+        if prediction.duration is not None and webhook:
+            task = asyncio.get_running_loop().create_task(self._call_webhook(prediction))
+            self._webhook_tasks.add(task)
+            task.add_done_callback(self._webhook_tasks.discard)
         self.created.set()
         if self.script.drop_create_answer:
             assert request.transport is not None

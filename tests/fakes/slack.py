@@ -62,6 +62,7 @@ class Upload:
     channel: str | None = None
     thread_ts: str | None = None
     initial_comment: str | None = None
+    completed_at: float | None = None  # time.monotonic() of completeUploadExternal
 
 
 @dataclass
@@ -251,6 +252,7 @@ class FakeSlack:
             upload.channel = args.get("channel_id")
             upload.thread_ts = args.get("thread_ts")
             upload.initial_comment = args.get("initial_comment")
+            upload.completed_at = time.monotonic()
             done.append({"id": upload.file_id, "title": item.get("title"), "name": upload.filename})
             self.files[upload.file_id] = SlackFile(
                 upload.file_id, upload.filename, "image/png", upload.data
