@@ -331,7 +331,7 @@ def run(quick: bool) -> dict[str, Any]:
     )
     print(
         f"  {'path':<8}{'concurrent':>9}{'done':>7}{'ratio p50':>11}{'ratio p99':>11}"
-        f"{'overhead p50':>14}{'overhead p99':>14}"
+        f"{'overhead p50':>14}{'overhead p99':>14}{'@6s p50':>10}{'@6s p99':>10}"
     )
     results: dict[str, Any] = {"provider_median_seconds": MEDIAN_SECONDS * factor, "runs": []}
     cluster, pg_url = _postgres()
@@ -348,6 +348,9 @@ def run(quick: bool) -> dict[str, Any]:
             samples = asyncio.run(measure(concurrent, image, factor, wait_seconds))
             ratios = [s.ratio for s in samples]
             overheads = [s.overhead_ms for s in samples]
+            # The overhead does not shrink with the time factor: the same overhead on the
+            # unscaled provider time is what a user with a 6 s median job sees.
+            real = [1 + (s.end_to_end - s.provider) / (s.provider / factor) for s in samples]
             row: dict[str, Any] = {
                 "path": path,
                 "concurrent": concurrent,
@@ -356,6 +359,8 @@ def run(quick: bool) -> dict[str, Any]:
                 "ratio_p99": round(_quantile(ratios, 0.99), 4) if ratios else None,
                 "overhead_ms_p50": round(statistics.median(overheads), 1) if ratios else None,
                 "overhead_ms_p99": round(_quantile(overheads, 0.99), 1) if ratios else None,
+                "ratio_p50_at_6s": round(statistics.median(real), 4) if real else None,
+                "ratio_p99_at_6s": round(_quantile(real, 0.99), 4) if real else None,
             }
             results["runs"].append(row)
             nan = float("nan")
@@ -364,6 +369,7 @@ def run(quick: bool) -> dict[str, Any]:
                 f"{row['ratio_p50'] or nan:>11.3f}{row['ratio_p99'] or nan:>11.3f}"
                 f"{row['overhead_ms_p50'] or nan:>12.0f}ms"
                 f"{row['overhead_ms_p99'] or nan:>12.0f}ms"
+                f"{row['ratio_p50_at_6s'] or nan:>10.3f}{row['ratio_p99_at_6s'] or nan:>10.3f}"
             )
     if cluster is not None:
         cluster.stop()
@@ -372,12 +378,13 @@ def run(quick: bool) -> dict[str, Any]:
         row = next(
             r for r in results["runs"] if r["path"] == path and r["concurrent"] == goal_level
         )
-        met50 = row["ratio_p50"] is not None and row["ratio_p50"] <= GOAL_P50
-        met99 = row["ratio_p99"] is not None and row["ratio_p99"] <= GOAL_P99
+        p50, p99 = row["ratio_p50_at_6s"], row["ratio_p99_at_6s"]
+        met50 = p50 is not None and p50 <= GOAL_P50
+        met99 = p99 is not None and p99 <= GOAL_P99
         print(
-            f"  {path} at {goal_level} concurrent: p50 {row['ratio_p50']} (goal <= {GOAL_P50}) "
-            f"{'met' if met50 else 'MISSED'}; p99 {row['ratio_p99']} (goal <= {GOAL_P99}) "
-            f"{'met' if met99 else 'MISSED'}"
+            f"  {path} at {goal_level} concurrent, on 6 s provider times: p50 {p50} "
+            f"(goal <= {GOAL_P50}) {'met' if met50 else 'MISSED'}; p99 {p99} "
+            f"(goal <= {GOAL_P99}) {'met' if met99 else 'MISSED'}"
         )
         results[f"goal_{path}"] = {"at": goal_level, "p50_met": met50, "p99_met": met99}
     return results

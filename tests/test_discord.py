@@ -616,3 +616,25 @@ async def test_admin_role_allowance_and_pause_from_discord(bot: Bot) -> None:
 
     entries = await bot.core.service.history(UserRef("discord", GUILD_ID, BOB))
     assert await bot.balance(BOB) == 1080, [(e.kind.value, e.amount, e.job_id) for e in entries]
+
+
+async def test_a_result_larger_than_the_upload_limit_is_reencoded_to_fit(bot: Bot) -> None:
+    bot.provider.script.output_size = (1200, 900)
+    bot.provider.script.noisy_output = True  # about 3 MB as PNG
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    original = bot.discord._interaction  # the limit comes with each interaction
+
+    def small_limit(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        payload = original(*args, **kwargs)
+        payload["attachment_size_limit"] = 80 * 1024
+        return payload
+
+    bot.discord._interaction = small_limit  # type: ignore[method-assign]
+    await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+    )
+    (result,) = await bot.results(1)
+    posted = bot.discord.attachment_bytes(result["attachments"][0])
+    assert len(posted) <= 80 * 1024
+    assert Image.open(io.BytesIO(posted)).format == "JPEG"
+    assert result["attachments"][0]["filename"].endswith(".jpg")

@@ -105,8 +105,9 @@ class DiscordReply:
         job = result.job
         limit = int(self.target.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
         # Leave room for the multipart envelope and the embed.
+        room = max(limit - 64 * 1024, limit // 2)
         data, content_type = await asyncio.to_thread(
-            fit_to_byte_limit, result.image, max_bytes=limit - 64 * 1024
+            fit_to_byte_limit, result.image, max_bytes=room
         )
         filename = result.filename
         if content_type == "image/jpeg" and not filename.lower().endswith((".jpg", ".jpeg")):

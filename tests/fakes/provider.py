@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class Script:
     # Keep each create's input bytes in ``received`` (tests compare them); benchmarks
     # turn it off so the fake's records do not count as the bot's memory.
     keep_inputs: bool = True
+    noisy_output: bool = False  # random pixels: an output that does not compress
 
 
 @dataclass
@@ -226,5 +228,10 @@ class FakeProvider(ABC):
         if prediction is None:
             return web.Response(status=404)
         buffer = io.BytesIO()
-        Image.new("RGB", prediction.size, self.output_color).save(buffer, format="PNG")
+        if self.script.noisy_output:
+            width, height = prediction.size
+            noise = random.Random(prediction.id).randbytes(width * height * 3)
+            Image.frombytes("RGB", prediction.size, noise).save(buffer, format="PNG")
+        else:
+            Image.new("RGB", prediction.size, self.output_color).save(buffer, format="PNG")
         return web.Response(body=buffer.getvalue(), content_type="image/png")
