@@ -191,8 +191,15 @@ async def _drive_slack(
             )
             headers = {"Content-Type": "application/json", **sign_request(body)}
             started[ts] = time.monotonic()
-            answer = await http.post("/slack/events", content=body, headers=headers)
-            answer.raise_for_status()
+            for attempt in range(3):  # as Slack retries an event it could not deliver
+                try:
+                    answer = await http.post("/slack/events", content=body, headers=headers)
+                    answer.raise_for_status()
+                    return
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+                    headers["X-Slack-Retry-Num"] = str(attempt + 1)
 
         await asyncio.gather(*(send(i) for i in range(concurrent)))
         deadline = time.monotonic() + wait_seconds

@@ -125,7 +125,11 @@ class SlackAdapter:
         if self.config.mode == "http":
             self._runner = web.AppRunner(self.app.web_app(path="/slack/events"), access_log=None)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
+            # Slack delivers bursts (a channel's worth of mentions at once); the default
+            # listen backlog of 128 resets connections beyond it.
+            site = web.TCPSite(
+                self._runner, self.config.http_host, self.config.http_port, backlog=1024
+            )
             await site.start()
             self.port = int(self._runner.addresses[0][1])
             log.info("slack adapter listening", mode="http", port=self.port)
