@@ -638,3 +638,14 @@ async def test_a_result_larger_than_the_upload_limit_is_reencoded_to_fit(bot: Bo
     assert len(posted) <= 80 * 1024
     assert Image.open(io.BytesIO(posted)).format == "JPEG"
     assert result["attachments"][0]["filename"].endswith(".jpg")
+
+
+async def test_bad_option_combination_is_answered_privately(bot: Bot) -> None:
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "a cat", "aspect_ratio": "match_input_image"}, user_id=ALICE
+    )
+    await bot.until(lambda: asked.callbacks)
+    (callback,) = asked.callbacks
+    assert callback["type"] == 4 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert "needs an input image" in callback["data"]["content"]
+    assert bot.provider.creates == []

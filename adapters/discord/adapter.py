@@ -235,6 +235,10 @@ class DiscordAdapter:
             "user": str(interaction.user.id),
             "upload_limit": interaction.filesize_limit,
         }
+        await self._submit(request, target)
+
+    async def _submit(self, request: EditRequest, target: dict[str, Any]) -> None:
+        """Reserve and queue; the status message (already there) says how it went."""
         reply = self._reply(target)
         try:
             ack = await self.service.submit(replace(request, reply_target=target))
@@ -243,7 +247,7 @@ class DiscordAdapter:
             return
         await reply.status(
             f"⏳ Queued (position {ack.queue_position}) · {ack.job.cost} credits reserved, "
-            f"{ack.balance_after} left… `{short(prompt, 150)}`"
+            f"{ack.balance_after} left… `{short(request.prompt, 150)}`"
         )
 
     async def edit_from_text(
@@ -399,16 +403,7 @@ class DiscordAdapter:
             "user": str(message.author.id),
             "upload_limit": message.guild.filesize_limit if message.guild else None,
         }
-        reply = self._reply(target)
-        try:
-            ack = await self.service.submit(replace(request, reply_target=target))
-        except KontextError as exc:
-            await reply.refuse(exc.user_message, prompt=request.prompt)
-            return
-        await reply.status(
-            f"⏳ Queued (position {ack.queue_position}) · {ack.job.cost} credits reserved, "
-            f"{ack.balance_after} left… `{short(parsed.prompt, 150)}`"
-        )
+        await self._submit(request, target)
 
     async def _referenced_image(self, message: discord.Message) -> AttachmentSource | None:
         reference = message.reference

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import discord
+import structlog
 from discord import app_commands
 from discord.ext import commands
 
@@ -22,6 +23,7 @@ from bot.policies import parse_period
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
 
+log = structlog.get_logger("kontext.discord")
 RATIO_CHOICES = [app_commands.Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS]
 FORMAT_CHOICES = [app_commands.Choice(name=f, value=f) for f in ("png", "jpg")]
 PERIOD_CHOICES = [
@@ -37,6 +39,24 @@ class KontextCog(commands.Cog):
         self.edit_menu = app_commands.ContextMenu(
             name="Edit with Kontext", callback=self.edit_message_image
         )
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
+        """A refusal from the core (not an admin, a bad scope) is the user's answer,
+        privately; anything else is a bug: logged, and the user told it was ours."""
+        original = getattr(error, "original", error)
+        if isinstance(original, UserInputError):
+            text = original.user_message
+        else:
+            log.error(
+                "discord command failed",
+                command=interaction.command.qualified_name if interaction.command else None,
+                error=repr(original),
+            )
+            text = "Something went wrong on my side; nothing was charged. Please try again."
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
 
     async def cog_load(self) -> None:
         self.adapter.bot.tree.add_command(self.edit_menu)
@@ -65,18 +85,16 @@ class KontextCog(commands.Cog):
         upsample: bool = False,
     ) -> None:
         adapter = self.adapter
-        try:
-            options = build_options(
-                has_image=image is not None,
-                capabilities=adapter.service.capabilities,
-                aspect_ratio=aspect_ratio.value if aspect_ratio else None,
-                seed=seed,
-                output_format=format.value if format else None,
-                upsample=upsample,
-            )
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
+        # A bad combination (match_input_image without an image) raises UserInputError,
+        # answered privately by cog_app_command_error.
+        options = build_options(
+            has_image=image is not None,
+            capabilities=adapter.service.capabilities,
+            aspect_ratio=aspect_ratio.value if aspect_ratio else None,
+            seed=seed,
+            output_format=format.value if format else None,
+            upsample=upsample,
+        )
         sources = [attachments.source_of(image)] if image is not None else []
         await adapter.edit_from_interaction(
             interaction, prompt=prompt, options=options, sources=sources
@@ -108,16 +126,12 @@ class KontextCog(commands.Cog):
         adapter = self.adapter
         target = adapter.user_of(interaction)
         target = type(target)(target.platform, target.workspace, str(user.id))
-        try:
-            balance = await adapter.service.admin_grant(
-                adapter.user_of(interaction),
-                target,
-                amount,
-                platform_admin=adapter.is_platform_admin(interaction),
-            )
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
+        balance = await adapter.service.admin_grant(
+            adapter.user_of(interaction),
+            target,
+            amount,
+            platform_admin=adapter.is_platform_admin(interaction),
+        )
         await interaction.response.send_message(
             f"{user.mention} now has {balance} credits.", ephemeral=True
         )
@@ -127,13 +141,9 @@ class KontextCog(commands.Cog):
         adapter = self.adapter
         me = adapter.user_of(interaction)
         target = type(me)(me.platform, me.workspace, str(user.id))
-        try:
-            entries = await adapter.service.admin_history(
-                me, target, platform_admin=adapter.is_platform_admin(interaction)
-            )
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
+        entries = await adapter.service.admin_history(
+            me, target, platform_admin=adapter.is_platform_admin(interaction)
+        )
         lines = [
             f"`#{e.id}` {e.kind.value} {e.amount:+d}"
             + (f" · job `{e.job_id[:8]}`" if e.job_id else "")
@@ -148,14 +158,10 @@ class KontextCog(commands.Cog):
     @admin.command(name="top", description="Who spent the most credits this period")
     async def top(self, interaction: discord.Interaction[Any]) -> None:
         adapter = self.adapter
-        try:
-            rows = await adapter.service.admin_top_spenders(
-                adapter.user_of(interaction),
-                platform_admin=adapter.is_platform_admin(interaction),
-            )
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
+        rows = await adapter.service.admin_top_spenders(
+            adapter.user_of(interaction),
+            platform_admin=adapter.is_platform_admin(interaction),
+        )
         lines = [f"{n}. <@{ref.split(':')[-1]}> {spent}" for n, (ref, spent) in enumerate(rows, 1)]
         await interaction.response.send_message(
             "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet."), ephemeral=True
@@ -185,17 +191,13 @@ class KontextCog(commands.Cog):
     ) -> None:
         adapter = self.adapter
         scope = self._scope(interaction, role=role, channel=channel, user=user)
-        try:
-            override = await adapter.service.admin_set_allowance(
-                adapter.user_of(interaction),
-                scope,
-                None if remove else amount,
-                parse_period(period.value) if period else None,
-                platform_admin=adapter.is_platform_admin(interaction),
-            )
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
+        override = await adapter.service.admin_set_allowance(
+            adapter.user_of(interaction),
+            scope,
+            None if remove else amount,
+            parse_period(period.value) if period else None,
+            platform_admin=adapter.is_platform_admin(interaction),
+        )
         text = (
             f"Allowance for {self._describe(scope)}: {override.allowance} credits "
             f"{override.period or adapter.service.store.policy.period}."
@@ -225,16 +227,12 @@ class KontextCog(commands.Cog):
     ) -> None:
         adapter = self.adapter
         scope = self._scope(interaction, channel=channel)
-        try:
-            await adapter.service.admin_pause(
-                adapter.user_of(interaction),
-                scope,
-                paused,
-                platform_admin=adapter.is_platform_admin(interaction),
-            )
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
+        await adapter.service.admin_pause(
+            adapter.user_of(interaction),
+            scope,
+            paused,
+            platform_admin=adapter.is_platform_admin(interaction),
+        )
         state = "paused: new edits are refused" if paused else "taking edits again"
         await interaction.response.send_message(
             f"The bot is {state} in {self._describe(scope)}.", ephemeral=True
