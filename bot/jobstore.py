@@ -423,15 +423,24 @@ class JobStore:
     async def record_prediction(self, job_id: str, prediction_id: str) -> None:
         await self._update_active(job_id, prediction_id=prediction_id)
 
+    @completes_when_cancelled
     async def mark_delivering(
-        self, job_id: str, output_path: str, result: Mapping[str, Any]
-    ) -> None:
-        await self._update_active(
-            job_id,
-            state=JobState.DELIVERING.value,
-            output_path=output_path,
-            result=dict(result),
-        )
+        self, job_id: str, output_path: str, result: Mapping[str, Any], *, user: UserRef
+    ) -> int:
+        """Record the downloaded result; returns the user's balance, read in the same
+        transaction (the credits left to show with the image)."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+                .values(
+                    updated_at=self.clock(),
+                    state=JobState.DELIVERING.value,
+                    output_path=output_path,
+                    result=dict(result),
+                )
+            )
+            return await ledger.balance(conn, user)
 
     async def succeed(self, job: Job) -> int | None:
         """Mark delivered and settle the charge; returns the balance, or None when the job

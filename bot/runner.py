@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
@@ -263,12 +263,21 @@ class JobRunner:
                     return
                 status, provider = await self._submit_or_resume(job, reply, bound)
                 bound = bound.bind(prediction_id=status.id)
-                job = await self._refresh(job)
+                # What the store now says of the job, without reading it back.
+                job = replace(
+                    job,
+                    prediction_id=status.id,
+                    provider=provider.name,
+                    model=provider.model,
+                    submit_started=True,
+                )
                 final = await self._wait_until_done(job, status, provider)
                 output_path, meta = await self._download(job, final, provider)
-                await self.store.mark_delivering(job.id, str(output_path), meta)
+                balance = await self.store.mark_delivering(
+                    job.id, str(output_path), meta, user=job.user
+                )
             job = await self._refresh(job)
-            await self._deliver(job, reply, started, bound)
+            await self._deliver(job, reply, started, bound, balance)
         except _Held:
             bound.info("provider busy; job back in the queue")
             self._wake.set()
@@ -473,6 +482,7 @@ class JobRunner:
         reply: Reply,
         started: float,
         bound: structlog.typing.FilteringBoundLogger,
+        balance: int | None = None,
     ) -> None:
         assert job.output_path is not None
         path = Path(job.output_path)
@@ -489,7 +499,7 @@ class JobRunner:
         meta = job.extra
         # The balance the user will have once this job is charged; the charge itself
         # adds nothing (the credits left at reservation).
-        status_balance = await self.store.balance(job.user)
+        status_balance = balance if balance is not None else await self.store.balance(job.user)
         result = EditResult(
             job=job,
             image=data,

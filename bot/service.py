@@ -98,13 +98,15 @@ class KontextService:
         return ack
 
     async def _submit(self, request: EditRequest) -> Acknowledgement:
-        existing = await self.store.by_idempotency_key(request.idempotency_key)
-        if existing is None:
-            if not self.accepting:
+        # The store finds a repeated idempotency key itself; only a shutdown needs to know
+        # beforehand (a redelivered event still gets its job, a new one is refused).
+        if not self.accepting:
+            if await self.store.by_idempotency_key(request.idempotency_key) is None:
                 raise ProviderUnavailable(
                     "The bot is restarting and not taking new edits. Please try again in a "
                     "minute; nothing was charged."
                 )
+        else:
             self._validate(request)
         stored = await self.store.create(
             NewJob(

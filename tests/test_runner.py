@@ -350,7 +350,7 @@ async def test_restart_delivers_a_downloaded_result(
     output.parent.mkdir(parents=True)
     output.write_bytes(png((20, 10)))
     meta = {"content_type": "image/png", "width": 20, "height": 10}
-    await core.store.mark_delivering(job.id, str(output), meta)
+    await core.store.mark_delivering(job.id, str(output), meta, user=job.user)
     await core.start()
     done = await finish(core, job.id)
     assert done.state == JobState.SUCCEEDED
