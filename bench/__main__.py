@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import pipeline, polling
+from bench import ledger, overhead, pipeline, polling
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "ledger": ledger.run,
+    "overhead": overhead.run,
     "pipeline": pipeline.run,
     "polling": polling.run,
 }
