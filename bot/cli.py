@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     allowance.add_argument("scope", help="e.g. role:discord:9876:777 or workspace:slack:T0123")
     allowance.add_argument("amount", help="credits per period, or 'off' to remove the override")
     allowance.add_argument("--period", choices=["daily", "weekly", "monthly", "never"])
+    limits = policy_commands.add_parser(
+        "limits",
+        parents=[config_parent],
+        help="show or change the limits for everyone (over the config, at run time)",
+    )
+    limits.add_argument("--allowance", type=int, help="credits per period per user")
+    limits.add_argument("--period", choices=["daily", "weekly", "monthly", "never"])
+    limits.add_argument("--max-balance", type=int, help="cap on what allowances add up to")
+    limits.add_argument("--budget", type=int, help="credits everyone may spend per period")
+    limits.add_argument("--cooldown", type=float, help="seconds between a user's requests")
     for action in ("pause", "resume", "show"):
         sub = policy_commands.add_parser(action, parents=[config_parent], help=f"{action} a scope")
         sub.add_argument("scope", help="e.g. workspace:discord:9876 or channel:slack:T0123:C045")
@@ -136,6 +146,24 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
     service = core.service
     service.admins = service.admins | {str(operator)}
     try:
+        if args.policy_command == "limits":
+            changes = {
+                "allowance": args.allowance,
+                "period": args.period,
+                "max_balance": args.max_balance,
+                "budget": args.budget,
+                "cooldown_seconds": args.cooldown,
+            }
+            if any(v is not None for v in changes.values()):
+                now = await service.admin_set_limits(operator, **changes)
+            else:
+                now = await service.limits()
+            print(
+                f"allowance {now.amount} {now.period}; max_balance {now.max_balance}; "
+                f"budget {now.budget} per {now.period}; cooldown {now.cooldown_seconds:g} s "
+                "(0: none)"
+            )
+            return 0
         if args.policy_command == "allowance":
             off = args.amount.lower() == "off"
             if not off and not args.amount.isdigit():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,21 +43,25 @@ _PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly", "never")
 _DAYS = {"daily": 1.0, "weekly": 7.0, "monthly": 30.0}
 
 
+GLOBAL = "global"
+
+
 def parse_scope(text: str) -> str:
     scope = text.strip()
-    if not _SCOPE.match(scope):
+    if scope != GLOBAL and not _SCOPE.match(scope):
         raise UserInputError(
-            f"'{text}' is not a scope: write workspace:PLATFORM:WORKSPACE, "
+            f"'{text}' is not a scope: write global, workspace:PLATFORM:WORKSPACE, "
             "channel:PLATFORM:WORKSPACE:CHANNEL, role:PLATFORM:WORKSPACE:ROLE or "
             "user:PLATFORM:WORKSPACE:USER"
         )
     return scope
 
 
-def scope_workspace(scope: str) -> tuple[str, str]:
-    """The (platform, workspace) a scope belongs to: whose admins may change it."""
+def scope_workspace(scope: str) -> tuple[str, str] | None:
+    """The (platform, workspace) a scope belongs to: whose admins may change it (None for
+    ``global``, which only the bot's own admins may)."""
     parts = scope.split(":")
-    return parts[1], parts[2]
+    return (parts[1], parts[2]) if len(parts) >= 3 else None
 
 
 def parse_period(text: str) -> Period:
@@ -72,6 +77,25 @@ class Override:
     allowance: int | None = None
     period: Period | None = None
     paused: bool = False
+    # The operator's limits; only the ``global`` scope carries them.
+    max_balance: int | None = None
+    budget: int | None = None
+    cooldown_seconds: float | None = None
+
+
+def with_global(base: AllowancePolicy, stored: Override | None) -> AllowancePolicy:
+    """The config's policy with what admins changed for everyone at run time."""
+    if stored is None:
+        return base
+    return AllowancePolicy(
+        amount=base.amount if stored.allowance is None else stored.allowance,
+        period=stored.period or base.period,
+        max_balance=base.max_balance if stored.max_balance is None else stored.max_balance,
+        budget=base.budget if stored.budget is None else stored.budget,
+        cooldown_seconds=(
+            base.cooldown_seconds if stored.cooldown_seconds is None else stored.cooldown_seconds
+        ),
+    )
 
 
 def scopes_for(user: UserRef, context: RequestContext) -> list[str]:
@@ -124,16 +148,21 @@ class PolicyBook:
                 allowance=row.allowance,
                 period=parse_period(row.period) if row.period else None,
                 paused=bool(row.paused),
+                max_balance=row.max_balance,
+                budget=row.budget,
+                cooldown_seconds=row.cooldown_seconds,
             )
         return found
 
     async def resolve(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext
     ) -> tuple[AllowancePolicy, str | None]:
-        """The user's allowance policy here, and the scope that pauses the bot (if any)."""
-        found = await self.overrides(conn, scopes_for(user, context))
+        """The user's allowance policy here, and the scope that pauses the bot (if any).
+        One query: the scopes that apply and the ``global`` row together."""
+        found = await self.overrides(conn, [GLOBAL, *scopes_for(user, context)])
         paused = next((scope for scope, o in found.items() if o.paused), None)
-        return effective_policy(self.base, user, found), paused
+        base = with_global(self.base, found.pop(GLOBAL, None))
+        return effective_policy(base, user, found), paused
 
     async def store(
         self,
@@ -146,22 +175,33 @@ class PolicyBook:
         period: Period | None = None,
         paused: bool | None = None,
         clear_allowance: bool = False,
+        max_balance: int | None = None,
+        budget: int | None = None,
+        cooldown_seconds: float | None = None,
     ) -> Override:
         """Change a scope's stored policy; unnamed fields keep their value (from the
         stored row, else the config)."""
         current = (await self.overrides(conn, [scope])).get(scope, Override(scope))
+
+        def keep(new_value: Any, old_value: Any) -> Any:
+            return old_value if new_value is None else new_value
+
         new = Override(
             scope=scope,
-            allowance=None
-            if clear_allowance
-            else (allowance if allowance is not None else current.allowance),
-            period=None if clear_allowance else (period or current.period),
-            paused=current.paused if paused is None else paused,
+            allowance=None if clear_allowance else keep(allowance, current.allowance),
+            period=None if clear_allowance else keep(period, current.period),
+            paused=keep(paused, current.paused),
+            max_balance=keep(max_balance, current.max_balance),
+            budget=keep(budget, current.budget),
+            cooldown_seconds=keep(cooldown_seconds, current.cooldown_seconds),
         )
         values = {
             "allowance": new.allowance,
             "period": new.period,
             "paused": int(new.paused),
+            "max_balance": new.max_balance,
+            "budget": new.budget,
+            "cooldown_seconds": new.cooldown_seconds,
             "updated_by": actor,
             "updated_at": now,
         }

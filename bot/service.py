@@ -20,7 +20,7 @@ from bot.jobstore import JobStore, NewJob
 from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
 from bot.metrics import Metrics
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import Override, parse_scope, scope_workspace
+from bot.policies import GLOBAL, Override, parse_scope, scope_workspace, with_global
 from bot.providers.base import ProviderCapabilities
 
 _FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
@@ -247,6 +247,41 @@ class KontextService:
         self._require_admin(admin, platform_admin, scope)
         what = f"{'paused' if paused else 'resumed'} {scope}"
         return await self._store_policy(admin, scope, what, paused=paused)
+
+    async def admin_set_limits(
+        self,
+        admin: UserRef,
+        *,
+        max_balance: int | None = None,
+        budget: int | None = None,
+        cooldown_seconds: float | None = None,
+        allowance: int | None = None,
+        period: Period | None = None,
+    ) -> AllowancePolicy:
+        """Change the operator's limits for everyone at run time (stored, over the
+        config); only ``credits.admins`` may. Returns the limits now in force."""
+        self._require_admin(admin, False, GLOBAL)
+        changes = {
+            "max_balance": max_balance,
+            "budget": budget,
+            "cooldown_seconds": cooldown_seconds,
+            "allowance": allowance,
+        }
+        if any(v is not None and v < 0 for v in changes.values()):
+            raise UserInputError("Limits cannot be negative (0 means no limit).")
+        said = ", ".join(
+            f"{k} {v}" for k, v in {**changes, "period": period}.items() if v is not None
+        )
+        if not said:
+            raise UserInputError("Name at least one limit to change.")
+        await self._store_policy(admin, GLOBAL, f"limits set: {said}", period=period, **changes)
+        return await self.limits()
+
+    async def limits(self) -> AllowancePolicy:
+        """The base policy in force: the config with the stored global changes."""
+        async with self.store.db.read() as conn:
+            found = await self.store.policies.overrides(conn, [GLOBAL])
+        return with_global(self.store.policy, found.get(GLOBAL))
 
     async def _store_policy(self, admin: UserRef, scope: str, what: str, **change: Any) -> Override:
         store = self.store

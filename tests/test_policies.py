@@ -214,3 +214,47 @@ async def test_cli_policy_commands(tmp_path: Path, fake: FakeCoreToday) -> None:
     assert bad.code == 1 and "is not a scope" in bad.stderr
     wrong = await run(["policy", "allowance", scope, "lots"], env, tmp_path)
     assert wrong.code == 1 and "'lots' is not a number" in wrong.stderr
+    limits = await run(["policy", "limits", "--budget", "50000", "--cooldown", "10"], env, tmp_path)
+    assert limits.stdout.strip() == (
+        "allowance 1200 daily; max_balance 0; budget 50000 per daily; cooldown 10 s (0: none)"
+    )
+    shown = await run(["policy", "limits"], env, tmp_path)
+    assert shown.stdout == limits.stdout, "stored: a new process sees the same limits"
+
+
+async def test_operator_limits_change_at_run_time_for_everyone(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    now = await svc.admin_set_limits(OWNER, budget=240, cooldown_seconds=30)
+    assert (now.budget, now.cooldown_seconds, now.amount) == (240, 30, 1200)
+    await svc.submit(request(ALICE, "a"))
+    with pytest.raises(QuotaError, match="wait 30 s"):
+        await svc.submit(request(ALICE, "b"))
+    clock.advance(31)
+    await svc.submit(request(ALICE, "c"))
+    with pytest.raises(QuotaError, match="shared budget"):
+        await svc.submit(request(BOB, "d"))
+    # Another process on the same database sees the same limits.
+    assert (await service(db, clock).limits()).budget == 240
+    await svc.admin_set_limits(OWNER, budget=0, max_balance=600)
+    assert (await svc.submit(request(BOB, "e"))).balance_after == 600 - 120, "capped"
+
+
+async def test_global_pause_and_who_may_change_limits(db: Database, clock: FakeClock) -> None:
+    svc = service(db, clock)
+    mod = UserRef("discord", GUILD, "42")
+    with pytest.raises(UserInputError, match="Only the bot's admins"):
+        await svc.admin_set_limits(mod, budget=1)
+    with pytest.raises(UserInputError, match="own workspace"):
+        await svc.admin_pause(mod, "global", True, platform_admin=True)
+    with pytest.raises(UserInputError, match="cannot be negative"):
+        await svc.admin_set_limits(OWNER, cooldown_seconds=-1)
+    with pytest.raises(UserInputError, match="at least one"):
+        await svc.admin_set_limits(OWNER)
+    await svc.admin_pause(OWNER, "global", True)
+    with pytest.raises(QuotaError, match="paused"):
+        await svc.submit(request(UserRef("slack", "T1", "U1"), "x"))
+    async with db.read() as conn:
+        (entry,) = await ledger.recent_entries(conn, "global")
+    assert entry.actor == str(OWNER) and entry.note == "paused global"

@@ -70,6 +70,10 @@ policies = Table(
     Column("allowance", Integer, nullable=True),
     Column("period", String(16), nullable=True),
     Column("paused", Integer, nullable=False, server_default="0"),
+    # Only on the "global" row: the operator's limits, changed at run time.
+    Column("max_balance", Integer, nullable=True),
+    Column("budget", Integer, nullable=True),
+    Column("cooldown_seconds", Timestamp, nullable=True),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )
