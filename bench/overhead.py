@@ -24,9 +24,12 @@ import contextlib
 import functools
 import json
 import math
+import os
 import random
+import signal
 import socket
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -43,9 +46,17 @@ from bot.config import Settings
 from bot.domain import Attachment, AttachmentSource, EditOptions, EditRequest, UserRef
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 from tests.fakes.provider import Script
-from tests.fakes.slack import BOT_TOKEN, BOT_USER_ID, SIGNING_SECRET, TEAM_ID, FakeSlack
+from tests.fakes.slack import (
+    BOT_TOKEN,
+    BOT_USER_ID,
+    SIGNING_SECRET,
+    TEAM_ID,
+    FakeSlack,
+    sign_request,
+)
 from tests.recording import RecordingFrontend
 
+ROOT = str(Path(__file__).resolve().parent.parent)
 MEDIAN_SECONDS = 6.0
 SIGMA = 0.5
 GOAL_P50 = 1.02
@@ -160,12 +171,24 @@ async def _drive_slack(
     image: bytes,
     wait_seconds: float,
 ) -> list[Sample]:
-    from tests.fakes.slack import sign_request
+    assert adapter.port is not None
+    return await _send_events(adapter.port, slack, fake, concurrent, image, wait_seconds)
 
+
+async def _send_events(
+    port: int,
+    slack: FakeSlack,
+    fake: FakeCoreToday,
+    concurrent: int,
+    image: bytes,
+    wait_seconds: float,
+) -> list[Sample]:
+    """Post one signed app_mention with an image per request, all at once, and time each
+    to the fake Slack's completed upload of its result."""
     started: dict[str, float] = {}
     files = [slack.add_file(f"in{i}.png", image)["id"] for i in range(concurrent)]
     limits = httpx.Limits(max_connections=concurrent + 10)
-    base = f"http://127.0.0.1:{adapter.port}"
+    base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
 
         async def send(i: int) -> None:
@@ -218,6 +241,73 @@ async def _drive_slack(
             Sample(upload.completed_at - started[str(upload.thread_ts)], provider[f"edit {i}"])
         )
     return samples
+
+
+async def slack_process_path(
+    concurrent: int, image: bytes, factor: float, wait_seconds: float
+) -> list[Sample]:
+    """The same Slack flow with the bot as its own ``kontext-bot run`` process, as it is
+    deployed: the fakes' CPU (parsing every upload, serving files) is then not the bot's."""
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        script = Script(duration=_sampler(factor, seed=20_000 + concurrent), keep_inputs=False)
+        async with FakeCoreToday(script=script) as fake, FakeSlack() as slack:
+            http_port, webhook_port = _free_port(), _free_port()
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")},
+                "KONTEXT_STORAGE__URL": f"sqlite:///{tmp / 'bench.db'}",
+                "KONTEXT_STORAGE__DATA_DIR": str(tmp / "data"),
+                "KONTEXT_PROVIDER__BASE_URL": fake.base_url,
+                "KONTEXT_PROVIDER__API_KEY": DEFAULT_KEY,
+                "KONTEXT_PROVIDER__WEBHOOK_BASE_URL": f"http://127.0.0.1:{webhook_port}",
+                "KONTEXT_PROVIDER__WEBHOOK_HOST": "127.0.0.1",
+                "KONTEXT_PROVIDER__WEBHOOK_PORT": str(webhook_port),
+                "KONTEXT_CREDITS__ALLOWANCE": "10000000",
+                "KONTEXT_JOBS__MAX_CONCURRENT": str(max(1, min(concurrent, 1000))),
+                "KONTEXT_JOBS__PER_USER_CONCURRENT": "100",
+                "KONTEXT_JOBS__TIMEOUT_SECONDS": "3600",
+                "KONTEXT_SLACK__ENABLED": "true",
+                "KONTEXT_SLACK__MODE": "http",
+                "KONTEXT_SLACK__BOT_TOKEN": BOT_TOKEN,
+                "KONTEXT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
+                "KONTEXT_SLACK__API_BASE_URL": slack.api_url,
+                "KONTEXT_SLACK__FILE_HOSTS": '["127.0.0.1"]',
+                "KONTEXT_SLACK__HTTP_HOST": "127.0.0.1",
+                "KONTEXT_SLACK__HTTP_PORT": str(http_port),
+                "KONTEXT_LOG__LEVEL": "warning",
+                "PYTHONPATH": ROOT,
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot.cli",
+                "run",
+                env=env,
+                cwd=tmp,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            try:
+                await _wait_for_port(http_port, 60)
+                return await _send_events(http_port, slack, fake, concurrent, image, wait_seconds)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), 60)
+                if process.returncode is None:
+                    process.kill()
+
+
+async def _wait_for_port(port: int, seconds: float) -> None:
+    async with asyncio.timeout(seconds):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
 
 
 class _TimedFrontend(RecordingFrontend):
@@ -344,6 +434,7 @@ def run(quick: bool) -> dict[str, Any]:
     cluster, pg_url = _postgres()
     paths: list[tuple[str, Any]] = [
         ("slack", slack_path),
+        ("slack-proc", slack_process_path),
         ("core", core_path),
         ("core-pg", functools.partial(core_path, db_url=pg_url)),
     ]
@@ -381,7 +472,7 @@ def run(quick: bool) -> dict[str, Any]:
     if cluster is not None:
         cluster.stop()
     goal_level = GOAL_AT if GOAL_AT in levels else max(levels)
-    for path in ("slack", "core"):
+    for path in ("slack", "slack-proc", "core"):
         row = next(
             r for r in results["runs"] if r["path"] == path and r["concurrent"] == goal_level
         )

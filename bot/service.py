@@ -318,7 +318,7 @@ class KontextService:
         """Who spent the most credits this period (charged images; refunds excluded)."""
         self._require_admin(admin, platform_admin)
         store = self.store
-        since = period_start(store.policy.period, store.clock())
+        since = period_start((await self.limits()).period, store.clock())
         async with store.db.read() as conn:
             return await ledger.top_spenders(conn, since, limit)
 
