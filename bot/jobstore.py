@@ -176,8 +176,22 @@ class JobStore:
             )
             await ledger.reserve(conn, new.user, job_id, new.cost, now)
             balance_after = available - new.cost
-            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
-        return Stored(row_to_job(row), False, balance_after)
+        # What was just inserted, without reading it back.
+        job = Job(
+            id=job_id,
+            idempotency_key=new.idempotency_key,
+            user=new.user,
+            state=JobState.QUEUED,
+            prompt=new.prompt,
+            options=new.options,
+            attachments=tuple(new.attachments),
+            reply_target=dict(new.reply_target),
+            cost=new.cost,
+            provider=new.provider,
+            model=new.model,
+            created_at=now,
+        )
+        return Stored(job, False, balance_after)
 
     async def _check_limits(
         self, conn: AsyncConnection, new: NewJob, policy: AllowancePolicy, now: float

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import UserRef
 from bot.periods import Period, period_key
-from bot.storage.dialect import insert_ignoring_conflict
+from bot.storage.dialect import insert_ignoring_conflict, lock_rows
 from bot.storage.schema import accounts, ledger
 
 
@@ -65,16 +65,14 @@ async def lock_account(conn: AsyncConnection, user: UserRef, now: float) -> None
     """Create the user's account row if needed and lock it for this transaction.
 
     The lock serialises every balance change of one user across tasks and processes
-    (PostgreSQL row lock; on SQLite the whole database is already locked by
-    ``BEGIN IMMEDIATE`` and ``FOR UPDATE`` is simply not rendered).
+    (a PostgreSQL row lock; on SQLite ``BEGIN IMMEDIATE`` already holds the whole
+    database, see ``dialect.lock_rows``).
     """
     ref = str(user)
     await insert_ignoring_conflict(
         conn, accounts, {"user_ref": ref, "created_at": now}, ["user_ref"]
     )
-    await conn.execute(
-        select(accounts.c.user_ref).where(accounts.c.user_ref == ref).with_for_update()
-    )
+    await lock_rows(conn, select(accounts.c.user_ref).where(accounts.c.user_ref == ref))
 
 
 async def ensure_allowance(

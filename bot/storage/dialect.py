@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Select, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -56,3 +56,15 @@ async def upsert(
         )
     else:  # pragma: no cover - only the two supported databases are configured
         raise RuntimeError(f"unsupported database dialect {dialect}")
+
+
+async def lock_rows(conn: AsyncConnection, rows: Select[Any]) -> None:
+    """Lock the selected rows until the transaction ends.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks, and needs none: the
+    bot's write transactions start with ``BEGIN IMMEDIATE``, which already holds the
+    database's one write lock, so the statement (a plain SELECT there) is skipped.
+    """
+    if conn.dialect.name == "sqlite":
+        return
+    await conn.execute(rows.with_for_update())
