@@ -41,7 +41,7 @@ import httpx
 
 from adapters.slack import SlackAdapter
 from bench.pipeline import noisy_png
-from bot.app import Core, build_core
+from bot.app import build_core
 from bot.config import Settings
 from bot.domain import Attachment, AttachmentSource, EditOptions, EditRequest, UserRef
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
@@ -154,25 +154,13 @@ async def slack_path(
             await core.start()
             await adapter.start()
             try:
-                return await _drive_slack(
-                    core, adapter, slack, fake, concurrent, image, wait_seconds
+                assert adapter.port is not None
+                return await _send_events(
+                    adapter.port, slack, fake, concurrent, image, wait_seconds
                 )
             finally:
                 await adapter.stop()
                 await core.close(grace=0)
-
-
-async def _drive_slack(
-    core: Core,
-    adapter: SlackAdapter,
-    slack: FakeSlack,
-    fake: FakeCoreToday,
-    concurrent: int,
-    image: bytes,
-    wait_seconds: float,
-) -> list[Sample]:
-    assert adapter.port is not None
-    return await _send_events(adapter.port, slack, fake, concurrent, image, wait_seconds)
 
 
 async def _send_events(

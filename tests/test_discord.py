@@ -73,6 +73,15 @@ class Bot:
         await self.until(lambda: len(self.result_messages(channel)) >= count)
         return self.result_messages(channel)
 
+    async def edited(self, prompt: str = "make it a watercolor") -> dict[str, Any]:
+        """Alice's /kontext with an image, to its posted result."""
+        image = self.discord.upload(png(), "cat.png", "image/png")
+        await self.discord.slash_command(
+            "kontext", {"prompt": prompt}, user_id=ALICE, attachment=image
+        )
+        (result,) = await self.results(1)
+        return result
+
     async def balance(self, user: str = ALICE) -> int:
         return (await self.core.service.credits(UserRef("discord", GUILD_ID, user))).balance
 
@@ -184,11 +193,7 @@ async def test_slash_command_with_image_defers_and_posts_the_result_with_buttons
 
 
 async def test_reroll_and_edit_again_chain_from_the_result_buttons(bot: Bot) -> None:
-    image = bot.discord.upload(png(), "cat.png", "image/png")
-    await bot.discord.slash_command(
-        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
-    )
-    (first,) = await bot.results(1)
+    first = await bot.edited()
 
     # Re-roll: Bob clicks, Bob pays; same prompt and input, a new seed.
     reroll = await bot.discord.click(first, "Re-roll", user_id=BOB)
@@ -393,11 +398,7 @@ async def test_credits_and_help_commands_answer_privately(bot: Bot) -> None:
 
 
 async def test_delete_button_only_for_requester_or_admin(bot: Bot) -> None:
-    image = bot.discord.upload(png(), "cat.png", "image/png")
-    await bot.discord.slash_command(
-        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
-    )
-    (result,) = await bot.results(1)
+    result = await bot.edited()
     refused = await bot.discord.click(result, "Delete", user_id=BOB)
     await bot.until(lambda: refused.callbacks)
     assert refused.callbacks[0]["type"] == 4
