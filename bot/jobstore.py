@@ -10,7 +10,6 @@ another (or the same after a restart) takes the job over once the lease expires.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +32,9 @@ from bot.domain import (
 )
 from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
-from bot.periods import next_period_start, period_start
+from bot.periods import Period, next_period_start, period_start
 from bot.policies import PolicyBook
+from bot.reservations import GroupCommit, NotBatchable, Reserved, new_job_id, reserve_batch
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.schema import jobs
 
@@ -88,6 +88,17 @@ def row_to_job(row: Row[Any]) -> Job:
     )
 
 
+def _refusal(available: int, cost: int, now: float, period: Period) -> QuotaError:
+    refill = next_period_start(period, now)
+    refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
+    return QuotaError(
+        quota_message(available, cost, refill_text),
+        balance=available,
+        cost=cost,
+        refill_at=refill_text,
+    )
+
+
 def quota_message(balance: int, cost: int, refill: str | None) -> str:
     when = f" Your allowance refills {refill}." if refill else ""
     return (
@@ -108,23 +119,80 @@ class JobStore:
         self.policy = policy  # the config's base policy; overrides live in ``policies``
         self.policies = policies or PolicyBook(policy)
         self.clock = clock
+        self._group = GroupCommit[NewJob, Stored](self._create_many)
 
     # -- creating -----------------------------------------------------------------
 
     async def create(self, new: NewJob) -> Stored:
         """Store the job and reserve its cost in one transaction, or return the job that
         already has this idempotency key (a redelivered event creates nothing)."""
-        existing = await self.by_idempotency_key(new.idempotency_key)
-        if existing is not None:
-            return await self._duplicate(existing)
         try:
-            return await self._create(new)
+            return await self._group.submit(new)
         except IntegrityError:
             # Another task stored the same key between our look-up and insert.
             existing = await self.by_idempotency_key(new.idempotency_key)
             if existing is None:
                 raise
             return await self._duplicate(existing)
+
+    async def _create_many(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+        """One transaction for everything that arrived together (bot/reservations.py),
+        or one at a time where that path does not apply."""
+        if len(batch) > 1:
+            try:
+                return await self._create_batch(batch)
+            except (NotBatchable, IntegrityError):
+                pass
+        outcomes: list[Stored | BaseException] = []
+        for new in batch:
+            try:
+                outcomes.append(await self._create(new))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    @completes_when_cancelled
+    async def _create_batch(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+        now = self.clock()
+        keys = [new.idempotency_key for new in batch]
+        async with self.db.transaction() as conn:
+            # Redelivered events: answered with the job they already made.
+            rows = await conn.execute(select(jobs).where(jobs.c.idempotency_key.in_(keys)))
+            existing = {row.idempotency_key: row_to_job(row) for row in rows}
+            fresh = [new for new in batch if new.idempotency_key not in existing]
+            items = [(self._new_job(new, new_job_id(), now), new.context) for new in fresh]
+            reserved = iter(await reserve_batch(conn, items, self.policies, now, _refusal))
+            outcomes: list[Stored | BaseException] = []
+            for new in batch:
+                old = existing.get(new.idempotency_key)
+                if old is not None:
+                    outcomes.append(Stored(old, True, await ledger.balance(conn, old.user)))
+                    continue
+                outcome = next(reserved)
+                outcomes.append(
+                    Stored(outcome.job, False, outcome.balance_after)
+                    if isinstance(outcome, Reserved)
+                    else outcome
+                )
+        return outcomes
+
+    @staticmethod
+    def _new_job(new: NewJob, job_id: str, now: float) -> Job:
+        """The job as it is stored, without reading it back."""
+        return Job(
+            id=job_id,
+            idempotency_key=new.idempotency_key,
+            user=new.user,
+            state=JobState.QUEUED,
+            prompt=new.prompt,
+            options=new.options,
+            attachments=tuple(new.attachments),
+            reply_target=dict(new.reply_target),
+            cost=new.cost,
+            provider=new.provider,
+            model=new.model,
+            created_at=now,
+        )
 
     async def _duplicate(self, job: Job) -> Stored:
         async with self.db.read() as conn:
@@ -133,7 +201,7 @@ class JobStore:
     @completes_when_cancelled
     async def _create(self, new: NewJob) -> Stored:
         now = self.clock()
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         async with self.db.transaction() as conn:
             await ledger.lock_account(conn, new.user, now)
             policy, paused = await self.policies.resolve(conn, new.user, new.context)
@@ -148,14 +216,7 @@ class JobStore:
             await ledger.ensure_allowance(conn, new.user, policy, now)
             available = await ledger.balance(conn, new.user)
             if available < new.cost:
-                refill = next_period_start(policy.period, now)
-                refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
-                raise QuotaError(
-                    quota_message(available, new.cost, refill_text),
-                    balance=available,
-                    cost=new.cost,
-                    refill_at=refill_text,
-                )
+                raise _refusal(available, new.cost, now, policy.period)
             await conn.execute(
                 jobs.insert().values(
                     id=job_id,
@@ -176,21 +237,7 @@ class JobStore:
             )
             await ledger.reserve(conn, new.user, job_id, new.cost, now)
             balance_after = available - new.cost
-        # What was just inserted, without reading it back.
-        job = Job(
-            id=job_id,
-            idempotency_key=new.idempotency_key,
-            user=new.user,
-            state=JobState.QUEUED,
-            prompt=new.prompt,
-            options=new.options,
-            attachments=tuple(new.attachments),
-            reply_target=dict(new.reply_target),
-            cost=new.cost,
-            provider=new.provider,
-            model=new.model,
-            created_at=now,
-        )
+        job = self._new_job(new, job_id, now)
         return Stored(job, False, balance_after)
 
     async def _check_limits(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -75,6 +76,33 @@ async def lock_account(conn: AsyncConnection, user: UserRef, now: float) -> None
     await lock_rows(conn, select(accounts.c.user_ref).where(accounts.c.user_ref == ref))
 
 
+def allowance_grant(
+    user: UserRef, policy: AllowancePolicy, now: float, current_balance: int
+) -> dict[str, Any] | None:
+    """The ledger row of the current period's allowance (None when there is none).
+
+    Its dedupe key names the user, period and period key, so inserting it twice is a
+    no-op. With a cap the allowance tops up to the cap at most; a 0 grant still marks
+    the period as granted.
+    """
+    if policy.amount <= 0:
+        return None
+    key = period_key(policy.period, now)
+    amount = policy.amount
+    if policy.max_balance > 0:
+        amount = max(0, min(amount, policy.max_balance - current_balance))
+    return {
+        "user_ref": str(user),
+        "kind": EntryKind.GRANT.value,
+        "amount": amount,
+        "job_id": None,
+        "dedupe_key": f"allowance:{user}:{policy.period}:{key}",
+        "actor": "allowance",
+        "note": f"{policy.period} allowance {key}",
+        "created_at": now,
+    }
+
+
 async def ensure_allowance(
     conn: AsyncConnection, user: UserRef, policy: AllowancePolicy, now: float
 ) -> bool:
@@ -84,26 +112,11 @@ async def ensure_allowance(
     """
     if policy.amount <= 0:
         return False
-    key = period_key(policy.period, now)
-    amount = policy.amount
-    if policy.max_balance > 0:
-        # The allowance tops up to the cap at most; a 0 grant still marks the period.
-        amount = max(0, min(amount, policy.max_balance - await balance(conn, user)))
-    return await insert_ignoring_conflict(
-        conn,
-        ledger,
-        {
-            "user_ref": str(user),
-            "kind": EntryKind.GRANT.value,
-            "amount": amount,
-            "job_id": None,
-            "dedupe_key": f"allowance:{user}:{policy.period}:{key}",
-            "actor": "allowance",
-            "note": f"{policy.period} allowance {key}",
-            "created_at": now,
-        },
-        ["dedupe_key"],
-    )
+    current = await balance(conn, user) if policy.max_balance > 0 else 0
+    grant = allowance_grant(user, policy, now, current)
+    if grant is None:
+        return False
+    return await insert_ignoring_conflict(conn, ledger, grant, ["dedupe_key"])
 
 
 async def spent_since(conn: AsyncConnection, since: float) -> int:

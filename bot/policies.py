@@ -160,9 +160,17 @@ class PolicyBook:
         """The user's allowance policy here, and the scope that pauses the bot (if any).
         One query: the scopes that apply and the ``global`` row together."""
         found = await self.overrides(conn, [GLOBAL, *scopes_for(user, context)])
-        paused = next((scope for scope, o in found.items() if o.paused), None)
-        base = with_global(self.base, found.pop(GLOBAL, None))
-        return effective_policy(base, user, found), paused
+        return self.decide(found, user, context)
+
+    def decide(
+        self, found: Mapping[str, Override], user: UserRef, context: RequestContext
+    ) -> tuple[AllowancePolicy, str | None]:
+        """``resolve`` over overrides already read (a batch reads all of its users' at
+        once); ``found`` may hold other users' scopes too."""
+        mine = {s: found[s] for s in [GLOBAL, *scopes_for(user, context)] if s in found}
+        paused = next((scope for scope, o in mine.items() if o.paused), None)
+        base = with_global(self.base, mine.pop(GLOBAL, None))
+        return effective_policy(base, user, mine), paused
 
     async def store(
         self,

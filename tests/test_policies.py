@@ -3,7 +3,9 @@ and its audit trail; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,3 +260,48 @@ async def test_global_pause_and_who_may_change_limits(db: Database, clock: FakeC
     async with db.read() as conn:
         (entry,) = await ledger.recent_entries(conn, "global")
     assert entry.actor == str(OWNER) and entry.note == "paused global"
+
+
+async def test_requests_arriving_together_are_reserved_in_one_batch(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: same outcomes as one at a time, in fewer transactions."""
+    import bot.jobstore
+
+    sizes: list[int] = []
+    real = bot.jobstore.reserve_batch
+
+    async def counting(conn: Any, items: Any, *args: Any) -> Any:
+        sizes.append(len(items))
+        return await real(conn, items, *args)
+
+    monkeypatch.setattr(bot.jobstore, "reserve_batch", counting)
+    svc = service(db, clock, [Override("workspace:discord:5555", paused=True)])
+    await svc.admin_set_allowance(OWNER, f"user:{BOB}", 120)  # one image for Bob
+    first = await svc.submit(request(ALICE, "alice-0"))
+    users = [UserRef("discord", GUILD, f"u{n}") for n in range(30)]
+    outcomes = await asyncio.gather(
+        *(svc.submit(request(u, f"k-{u.user}")) for u in users),
+        svc.submit(request(BOB, "bob-1")),
+        svc.submit(request(UserRef("discord", "5555", "p"), "paused")),
+        svc.submit(request(ALICE, "alice-0")),  # a redelivered event
+        return_exceptions=True,
+    )
+    assert max(sizes) > 1, "at least one batch held several requests"
+    accepted = [o for o in outcomes[:30] if not isinstance(o, BaseException)]
+    assert all(o.balance_after == 1080 and not o.duplicate for o in accepted)
+    assert len(accepted) == 30
+    bob = outcomes[30]
+    assert not isinstance(bob, BaseException) and bob.balance_after == 0
+    assert isinstance(outcomes[31], QuotaError) and "paused" in str(outcomes[31].user_message)
+    again = outcomes[32]
+    assert not isinstance(again, BaseException)
+    assert again.duplicate and again.job.id == first.job.id
+    with pytest.raises(QuotaError, match="You have 0 credits"):
+        await svc.submit(request(BOB, "bob-2"))
+    async with db.read() as conn:
+        for user in [*users, BOB, ALICE]:
+            entries = await ledger.recent_entries(conn, user, 100)
+            assert sum(e.amount for e in entries) == await ledger.balance(conn, user) >= 0
+            assert len([e for e in entries if e.kind == EntryKind.GRANT]) == 1
+            assert len([e for e in entries if e.kind == EntryKind.RESERVE]) == 1

@@ -14,19 +14,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def insert_ignoring_conflict(
-    conn: AsyncConnection, table: Table, values: dict[str, Any], conflict_columns: list[str]
+    conn: AsyncConnection,
+    table: Table,
+    values: dict[str, Any] | list[dict[str, Any]],
+    conflict_columns: list[str],
 ) -> bool:
-    """Insert a row unless one with the same key exists; True when a row was inserted.
+    """Insert a row (or several) unless one with the same key exists; True when a row
+    was inserted.
 
     Both dialects spell this ``ON CONFLICT DO NOTHING``; a savepoint-and-catch would
     also work but costs a round trip and aborts PostgreSQL transactions on error.
     """
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        pg_stmt = postgresql.insert(table).values(**values)
+        pg_stmt = postgresql.insert(table).values(values)
         result = await conn.execute(pg_stmt.on_conflict_do_nothing(index_elements=conflict_columns))
     elif dialect == "sqlite":
-        lite_stmt = sqlite.insert(table).values(**values)
+        lite_stmt = sqlite.insert(table).values(values)
         result = await conn.execute(
             lite_stmt.on_conflict_do_nothing(index_elements=conflict_columns)
         )
