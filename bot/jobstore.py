@@ -34,8 +34,9 @@ from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import PolicyBook
-from bot.reservations import GroupCommit, NotBatchable, Reserved, new_job_id, reserve_batch
+from bot.reservations import NotBatchable, Reserved, new_job_id, reserve_batch
 from bot.storage.database import Database, completes_when_cancelled
+from bot.storage.group_commit import GroupCommit
 from bot.storage.schema import jobs
 
 Clock = Callable[[], float]

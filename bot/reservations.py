@@ -18,11 +18,9 @@ idempotency key): those requests are then reserved one at a time.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,10 +32,6 @@ from bot.periods import Period
 from bot.policies import GLOBAL, PolicyBook, scopes_for
 from bot.storage.dialect import insert_ignoring_conflict, lock_rows
 from bot.storage.schema import accounts, jobs, ledger
-
-MAX_BATCH = 256
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class NotBatchable(Exception):
@@ -167,44 +161,3 @@ def _job_row(job: Job, now: float) -> dict[str, object]:
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
-
-
-class GroupCommit(Generic[T, R]):
-    """Queues calls while a batch runs and hands the next batch everything waiting.
-
-    ``run`` gets the items of one batch and returns one outcome per item (a result or
-    an exception to raise to that caller). The batch runs in its own task: a caller
-    that is cancelled stops waiting, but the batch (a write transaction) completes.
-    """
-
-    def __init__(self, run: Callable[[list[T]], Awaitable[list[R | BaseException]]]) -> None:
-        self._run = run
-        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
-        self._worker: asyncio.Task[None] | None = None
-
-    async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain(), name="kontext-group-commit")
-        return await future
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            try:
-                outcomes = await self._run([item for item, _ in batch])
-            except BaseException as exc:
-                outcomes = [exc] * len(batch)
-                if isinstance(exc, asyncio.CancelledError):
-                    for _, future in batch:
-                        if not future.done():
-                            future.cancel()
-                    raise
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
