@@ -30,7 +30,7 @@ from bot.errors import QuotaError
 from bot.ledger import EntryKind, allowance_grant
 from bot.periods import Period
 from bot.policies import GLOBAL, PolicyBook, scopes_for
-from bot.storage.dialect import insert_ignoring_conflict, lock_rows
+from bot.storage.dialect import insert_many_ignoring_conflict, lock_rows
 from bot.storage.schema import accounts, jobs, ledger
 
 
@@ -62,7 +62,7 @@ async def reserve_batch(
     users = [str(job.user) for job, _ in items]
     if len(set(users)) != len(users):
         raise NotBatchable("a user twice in one batch")
-    await insert_ignoring_conflict(
+    await insert_many_ignoring_conflict(
         conn, accounts, [{"user_ref": u, "created_at": now} for u in users], ["user_ref"]
     )
     await lock_rows(
@@ -97,7 +97,7 @@ async def reserve_batch(
         already = {str(k) for (k,) in taken}
         due = [g for g in wanted if g["dedupe_key"] not in already]
         if due:
-            await insert_ignoring_conflict(conn, ledger, due, ["dedupe_key"])
+            await insert_many_ignoring_conflict(conn, ledger, due, ["dedupe_key"])
             for grant in due:
                 ref = str(grant["user_ref"])
                 balances[ref] = balances.get(ref, 0) + int(grant["amount"])
