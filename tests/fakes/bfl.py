@@ -109,8 +109,7 @@ class FakeBfl(FakeProvider):
         if prediction is None:
             return web.json_response({"id": request.query.get("id"), "status": "Task not found"})
         body: dict[str, Any] = {"id": prediction.id, "result": None, "progress": None}
-        if prediction.outcome == "never" or prediction.polls_left > 0:
-            prediction.polls_left -= 1
+        if prediction.outcome == "never" or prediction.still_running():
             body["status"] = "Pending"
         elif prediction.outcome == "succeeded":
             # Delivery comes from another host name, as BFL's delivery hosts do.

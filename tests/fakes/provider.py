@@ -75,7 +75,10 @@ class Prediction:
     def still_running(self) -> bool:
         """Pending by time when a duration is scripted, else for ``polls_left`` reads."""
         if self.duration is not None:
-            return time.monotonic() < self.created_at + self.duration
+            if time.monotonic() < self.created_at + self.duration:
+                return True
+            self.polls_left = 0  # so that answers built from polls_left agree
+            return False
         if self.polls_left > 0:
             self.polls_left -= 1
             return True

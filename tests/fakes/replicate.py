@@ -153,8 +153,7 @@ class FakeReplicate(FakeProvider):
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
             return self.failure(404)
-        if prediction.polls_left > 0 and prediction.outcome != "never":
-            prediction.polls_left -= 1
+        if prediction.outcome != "never" and prediction.still_running():
             body = self._body(prediction)
             body.update(status="processing", output=None, error=None)
             return web.json_response(body)
