@@ -521,17 +521,24 @@ async def test_missing_message_content_intent_stops_start_with_a_clear_message(
             await start_bot(tmp_path, fake, discord)
 
 
+def discord_environment(
+    tmp_path: Path, fake: FakeCoreToday, discord: FakeDiscord
+) -> dict[str, str]:
+    """``kontext-bot run`` as a process, with Discord pointed at the fake."""
+    return environment(
+        tmp_path,
+        fake,
+        KONTEXT_DISCORD__ENABLED="true",
+        KONTEXT_DISCORD__TOKEN=BOT_TOKEN,
+        KONTEXT_DISCORD__API_BASE_URL=discord.api_url,
+    )
+
+
 async def test_run_serves_discord_and_refuses_a_wrong_token_clearly(
     tmp_path: Path, fake: FakeCoreToday
 ) -> None:
     async with FakeDiscord(token="not-the-configured-token") as discord:
-        env = environment(
-            tmp_path,
-            fake,
-            KONTEXT_DISCORD__ENABLED="true",
-            KONTEXT_DISCORD__TOKEN=BOT_TOKEN,
-            KONTEXT_DISCORD__API_BASE_URL=discord.api_url,
-        )
+        env = discord_environment(tmp_path, fake, discord)
         result = await run(["run"], env, tmp_path)
     assert result.code == 3
     assert "an adapter could not start" in result.stderr
@@ -544,13 +551,7 @@ async def test_run_as_a_process_serves_discord_and_stops_on_sigterm(
 ) -> None:
     async with FakeDiscord() as discord:
         discord.add_user(ALICE, "alice")
-        env = environment(
-            tmp_path,
-            fake,
-            KONTEXT_DISCORD__ENABLED="true",
-            KONTEXT_DISCORD__TOKEN=BOT_TOKEN,
-            KONTEXT_DISCORD__API_BASE_URL=discord.api_url,
-        )
+        env = discord_environment(tmp_path, fake, discord)
         process = await start(["run"], env, tmp_path)
         try:
             async with asyncio.timeout(30):

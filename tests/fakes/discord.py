@@ -685,15 +685,8 @@ class FakeDiscord:
             "response_message_ephemeral": bool(data.get("flags", 0) & MESSAGE_FLAG_EPHEMERAL),
         }
         if kind in (4, 5):
-            message = self._store_message(
-                interaction.channel_id,
-                author=self.users[BOT_USER_ID],
-                content=data.get("content") or "",
-                embeds=data.get("embeds"),
-                components=data.get("components"),
-                attachments=self._attachments(data, files),
-                flags=data.get("flags", 0) | (1 << 7 if kind == 5 else 0),
-            )
+            thinking = 1 << 7 if kind == 5 else 0
+            message = self._bot_message(interaction.channel_id, data, files, extra_flags=thinking)
             message["interaction_metadata"] = {
                 "id": interaction.id,
                 "type": interaction.type,
@@ -711,19 +704,25 @@ class FakeDiscord:
             return _expired()
         if not interaction.callbacks:
             return _error(404, 10015, "Unknown Webhook")
-        message = self._store_message(
-            interaction.channel_id,
-            author=self.users[BOT_USER_ID],
-            content=body.get("content") or "",
-            embeds=body.get("embeds"),
-            components=body.get("components"),
-            attachments=self._attachments(body, files),
-            flags=body.get("flags", 0),
-        )
+        message = self._bot_message(interaction.channel_id, body, files)
         return _json(message)
 
     def _create(self, channel: str, body: Any, files: dict[str, bytes]) -> dict[str, Any]:
         reference = (body.get("message_reference") or {}).get("message_id")
+        return self._bot_message(
+            channel, body, files, reference=str(reference) if reference else None
+        )
+
+    def _bot_message(
+        self,
+        channel: str,
+        body: dict[str, Any],
+        files: dict[str, bytes],
+        *,
+        extra_flags: int = 0,
+        reference: str | None = None,
+    ) -> dict[str, Any]:
+        """A message the bot posts (interaction response, follow-up, channel message)."""
         return self._store_message(
             channel,
             author=self.users[BOT_USER_ID],
@@ -731,7 +730,8 @@ class FakeDiscord:
             embeds=body.get("embeds"),
             components=body.get("components"),
             attachments=self._attachments(body, files),
-            reference=str(reference) if reference else None,
+            flags=body.get("flags", 0) | extra_flags,
+            reference=reference,
         )
 
     def _edit(
