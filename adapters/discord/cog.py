@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from adapters.discord import attachments
+from adapters.discord.adapter import user_ref
 from bot.commands import CreditsCommand, HelpCommand, build_options
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
@@ -124,11 +125,9 @@ class KontextCog(commands.Cog):
         amount: app_commands.Range[int, -1_000_000, 1_000_000],
     ) -> None:
         adapter = self.adapter
-        target = adapter.user_of(interaction)
-        target = type(target)(target.platform, target.workspace, str(user.id))
         balance = await adapter.service.admin_grant(
             adapter.user_of(interaction),
-            target,
+            user_ref(interaction.guild_id, user.id),
             amount,
             platform_admin=adapter.is_platform_admin(interaction),
         )
@@ -139,10 +138,10 @@ class KontextCog(commands.Cog):
     @admin.command(name="history", description="A user's recent credit entries")
     async def history(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
         adapter = self.adapter
-        me = adapter.user_of(interaction)
-        target = type(me)(me.platform, me.workspace, str(user.id))
         entries = await adapter.service.admin_history(
-            me, target, platform_admin=adapter.is_platform_admin(interaction)
+            adapter.user_of(interaction),
+            user_ref(interaction.guild_id, user.id),
+            platform_admin=adapter.is_platform_admin(interaction),
         )
         lines = [
             f"`#{e.id}` {e.kind.value} {e.amount:+d}"
