@@ -195,6 +195,16 @@ class JobStore:
             created_at=now,
         )
 
+    async def open_account(
+        self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
+    ) -> AllowancePolicy:
+        """Lock the user's account and grant the period's allowance under the policy in
+        force here (returned): what every balance change or balance shown starts with."""
+        await ledger.lock_account(conn, user, now)
+        policy, _ = await self.policies.resolve(conn, user, context)
+        await ledger.ensure_allowance(conn, user, policy, now)
+        return policy
+
     async def _duplicate(self, job: Job) -> Stored:
         async with self.db.read() as conn:
             return Stored(job, True, await ledger.balance(conn, job.user))

@@ -177,9 +177,7 @@ class KontextService:
         store = self.store
         now = store.clock()
         async with store.db.transaction() as conn:
-            await ledger.lock_account(conn, user, now)
-            policy, _ = await store.policies.resolve(conn, user, context or RequestContext())
-            await ledger.ensure_allowance(conn, user, policy, now)
+            policy = await store.open_account(conn, user, context or RequestContext(), now)
             balance = await ledger.balance(conn, user)
         cost = self.cost_per_image
         return CreditStatus(
@@ -332,9 +330,7 @@ class KontextService:
         now = store.clock()
         kind = EntryKind.GRANT if amount > 0 else EntryKind.ADJUST
         async with store.db.transaction() as conn:
-            await ledger.lock_account(conn, user, now)
-            policy, _ = await store.policies.resolve(conn, user, RequestContext())
-            await ledger.ensure_allowance(conn, user, policy, now)
+            await store.open_account(conn, user, RequestContext(), now)
             await ledger.append(conn, user, kind, amount, now, actor=actor, note=note)
             return await ledger.balance(conn, user)
 
