@@ -89,6 +89,16 @@ def row_to_job(row: Row[Any]) -> Job:
     )
 
 
+async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> None:
+    """Change a job that has not finished; a terminal job (another process finished or
+    canceled it) is left as it is."""
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        .values(**values)
+    )
+
+
 def _refusal(available: int, cost: int, now: float, period: Period) -> QuotaError:
     refill = next_period_start(period, now)
     refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
@@ -443,16 +453,8 @@ class JobStore:
 
     @completes_when_cancelled
     async def _update_active(self, job_id: str, **values: Any) -> None:
-        now = self.clock()
         async with self.db.transaction() as conn:
-            await conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
-                )
-                .values(updated_at=now, **values)
-            )
+            await _set_if_active(conn, job_id, updated_at=self.clock(), **values)
 
     @completes_when_cancelled
     async def requeue(self, job_id: str, delay: float) -> bool:
@@ -502,15 +504,13 @@ class JobStore:
         """Record the downloaded result; returns the user's balance, read in the same
         transaction (the credits left to show with the image)."""
         async with self.db.transaction() as conn:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
-                .values(
-                    updated_at=self.clock(),
-                    state=JobState.DELIVERING.value,
-                    output_path=output_path,
-                    result=dict(result),
-                )
+            await _set_if_active(
+                conn,
+                job_id,
+                updated_at=self.clock(),
+                state=JobState.DELIVERING.value,
+                output_path=output_path,
+                result=dict(result),
             )
             return await ledger.balance(conn, user)
 
