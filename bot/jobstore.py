@@ -36,6 +36,7 @@ from bot.periods import Period, next_period_start, period_start
 from bot.policies import PolicyBook
 from bot.reservations import NotBatchable, Reserved, new_job_id, reserve_batch
 from bot.storage.database import Database, completes_when_cancelled
+from bot.storage.dialect import one_of
 from bot.storage.group_commit import GroupCommit
 from bot.storage.schema import jobs
 
@@ -168,7 +169,9 @@ class JobStore:
         keys = [new.idempotency_key for new in batch]
         async with self.db.transaction() as conn:
             # Redelivered events: answered with the job they already made.
-            rows = await conn.execute(select(jobs).where(jobs.c.idempotency_key.in_(keys)))
+            rows = await conn.execute(
+                select(jobs).where(one_of(conn, jobs.c.idempotency_key, keys))
+            )
             existing = {row.idempotency_key: row_to_job(row) for row in rows}
             fresh = [new for new in batch if new.idempotency_key not in existing]
             items = [(self._new_job(new, new_job_id(), now), new.context) for new in fresh]

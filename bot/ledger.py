@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import UserRef
 from bot.periods import Period, period_key
-from bot.storage.dialect import insert_ignoring_conflict, lock_rows
+from bot.storage.dialect import create_and_lock, insert_ignoring_conflict
 from bot.storage.schema import accounts, ledger
 
 
@@ -67,13 +67,9 @@ async def lock_account(conn: AsyncConnection, user: UserRef, now: float) -> None
 
     The lock serialises every balance change of one user across tasks and processes
     (a PostgreSQL row lock; on SQLite ``BEGIN IMMEDIATE`` already holds the whole
-    database, see ``dialect.lock_rows``).
+    database, see ``dialect.create_and_lock``).
     """
-    ref = str(user)
-    await insert_ignoring_conflict(
-        conn, accounts, {"user_ref": ref, "created_at": now}, ["user_ref"]
-    )
-    await lock_rows(conn, select(accounts.c.user_ref).where(accounts.c.user_ref == ref))
+    await create_and_lock(conn, accounts, [{"user_ref": str(user), "created_at": now}], "user_ref")
 
 
 def allowance_grant(
@@ -85,9 +81,9 @@ def allowance_grant(
     no-op. With a cap the allowance tops up to the cap at most; a 0 grant still marks
     the period as granted.
     """
-    if policy.amount <= 0:
+    dedupe_key = allowance_key(user, policy, now)
+    if dedupe_key is None:
         return None
-    key = period_key(policy.period, now)
     amount = policy.amount
     if policy.max_balance > 0:
         amount = max(0, min(amount, policy.max_balance - current_balance))
@@ -96,11 +92,19 @@ def allowance_grant(
         "kind": EntryKind.GRANT.value,
         "amount": amount,
         "job_id": None,
-        "dedupe_key": f"allowance:{user}:{policy.period}:{key}",
+        "dedupe_key": dedupe_key,
         "actor": "allowance",
-        "note": f"{policy.period} allowance {key}",
+        "note": f"{policy.period} allowance {period_key(policy.period, now)}",
         "created_at": now,
     }
+
+
+def allowance_key(user: UserRef, policy: AllowancePolicy, now: float) -> str | None:
+    """The dedupe key of the current period's allowance (None when there is none): its
+    presence in the ledger says the period was granted, whatever the amount was."""
+    if policy.amount <= 0:
+        return None
+    return f"allowance:{user}:{policy.period}:{period_key(policy.period, now)}"
 
 
 async def ensure_allowance(

@@ -31,7 +31,7 @@ from bot.domain import RequestContext, UserRef
 from bot.errors import UserInputError
 from bot.ledger import AllowancePolicy
 from bot.periods import Period
-from bot.storage.dialect import upsert
+from bot.storage.dialect import one_of, upsert
 from bot.storage.schema import policies
 
 SCOPE_KINDS = ("workspace", "channel", "role", "user")
@@ -141,7 +141,7 @@ class PolicyBook:
 
     async def overrides(self, conn: AsyncConnection, scopes: list[str]) -> dict[str, Override]:
         found = {s: self.configured[s] for s in scopes if s in self.configured}
-        rows = await conn.execute(select(policies).where(policies.c.scope.in_(scopes)))
+        rows = await conn.execute(select(policies).where(one_of(conn, policies.c.scope, scopes)))
         for row in rows:
             found[row.scope] = Override(
                 scope=row.scope,

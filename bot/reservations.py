@@ -3,10 +3,10 @@
 One reservation alone is ~7 statements, and on this stack each statement's round trip
 costs far more CPU than the database's work (see docs/benchmarks.md, ledger). So while
 one transaction runs, the requests that arrive queue up, and the next transaction
-takes them all with set-based statements: one insert of accounts, one lock of their
-rows, one read of the policies that apply, one of the balances, one of the allowances
-already granted, one insert of the grants due, one of the jobs and one of the ledger
-entries, whatever the number of requests.
+takes them all with set-based statements: one that creates and locks the accounts, one
+read of the policies that apply, one of the balances together with the allowances
+already granted, one insert of the jobs and one of the ledger entries (allowances due
+and reservations), whatever the number of requests.
 
 The decisions are the single path's (``JobStore._create``), made in Python over what
 was read: paused scopes and short balances are refused one by one without touching the
@@ -22,15 +22,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import Job, JobState, RequestContext
 from bot.errors import QuotaError
-from bot.ledger import EntryKind, allowance_grant
+from bot.ledger import EntryKind, allowance_grant, allowance_key
 from bot.periods import Period
 from bot.policies import GLOBAL, PolicyBook, scopes_for
-from bot.storage.dialect import insert_many_ignoring_conflict, lock_rows
+from bot.storage.dialect import create_and_lock, insert_many_ignoring_conflict, one_of
 from bot.storage.schema import accounts, jobs, ledger
 
 
@@ -62,14 +62,8 @@ async def reserve_batch(
     users = [str(job.user) for job, _ in items]
     if len(set(users)) != len(users):
         raise NotBatchable("a user twice in one batch")
-    await insert_many_ignoring_conflict(
-        conn, accounts, [{"user_ref": u, "created_at": now} for u in users], ["user_ref"]
-    )
-    await lock_rows(
-        conn,
-        select(accounts.c.user_ref)
-        .where(accounts.c.user_ref.in_(users))
-        .order_by(accounts.c.user_ref),  # one order everywhere: no deadlocks
+    await create_and_lock(
+        conn, accounts, [{"user_ref": u, "created_at": now} for u in users], "user_ref"
     )
     scopes = {GLOBAL}
     for job, context in items:
@@ -79,32 +73,40 @@ async def reserve_batch(
     if any(p.cooldown_seconds > 0 or p.budget > 0 for p, _ in decided):
         raise NotBatchable("cooldown or budget")
 
+    # Balances and whether this period's allowance was granted, in one read.
+    keys = [
+        key
+        for (job, _), (policy, paused) in zip(items, decided, strict=True)
+        if paused is None and (key := allowance_key(job.user, policy, now)) is not None
+    ]
     rows = await conn.execute(
-        select(ledger.c.user_ref, func.sum(ledger.c.amount))
-        .where(ledger.c.user_ref.in_(users))
+        select(
+            ledger.c.user_ref,
+            func.sum(ledger.c.amount),
+            func.max(case((one_of(conn, ledger.c.dedupe_key, keys), 1), else_=0)),
+        )
+        .where(one_of(conn, ledger.c.user_ref, users))
         .group_by(ledger.c.user_ref)
     )
-    balances = {str(ref): int(total or 0) for ref, total in rows}
-    grants = {
-        str(job.user): allowance_grant(job.user, policy, now, balances.get(str(job.user), 0))
-        for (job, _), (policy, paused) in zip(items, decided, strict=True)
-        if paused is None
-    }
-    wanted = [g for g in grants.values() if g is not None]
-    if wanted:
-        keys = [g["dedupe_key"] for g in wanted]
-        taken = await conn.execute(select(ledger.c.dedupe_key).where(ledger.c.dedupe_key.in_(keys)))
-        already = {str(k) for (k,) in taken}
-        due = [g for g in wanted if g["dedupe_key"] not in already]
-        if due:
-            await insert_many_ignoring_conflict(conn, ledger, due, ["dedupe_key"])
-            for grant in due:
-                ref = str(grant["user_ref"])
-                balances[ref] = balances.get(ref, 0) + int(grant["amount"])
+    balances: dict[str, int] = {}
+    granted: set[str] = set()
+    for ref, total, has_grant in rows:
+        balances[str(ref)] = int(total or 0)
+        if has_grant:
+            granted.add(str(ref))
+    # Entries go in as one statement: the allowances due, then the reservations.
+    entries: list[dict[str, object]] = []
+    for (job, _), (policy, paused) in zip(items, decided, strict=True):
+        ref = str(job.user)
+        if paused is not None or ref in granted:
+            continue
+        grant = allowance_grant(job.user, policy, now, balances.get(ref, 0))
+        if grant is not None:
+            entries.append(grant)
+            balances[ref] = balances.get(ref, 0) + int(grant["amount"])
 
     outcomes: list[Outcome] = []
     job_rows: list[dict[str, object]] = []
-    entries: list[dict[str, object]] = []
     for (job, _), (policy, paused) in zip(items, decided, strict=True):
         available = balances.get(str(job.user), 0)
         if paused is not None:
@@ -136,7 +138,7 @@ async def reserve_batch(
         outcomes.append(Reserved(job, available - job.cost))
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)
-        await conn.execute(ledger.insert(), entries)
+    await insert_many_ignoring_conflict(conn, ledger, entries, ["dedupe_key"])
     return outcomes
 
 

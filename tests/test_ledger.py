@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot import ledger
 from bot.domain import EditOptions, JobState, UserRef
@@ -217,3 +217,52 @@ async def test_cooldown_between_requests(db: Database, clock: FakeClock) -> None
     await store.create(new_job(user=BOB, key="other user"))
     clock.advance(21)
     await store.create(new_job(key="c"))
+
+
+async def test_locked_account_holds_off_a_second_transaction(db: Database) -> None:
+    """``lock_account`` (one INSERT ... ON CONFLICT on PostgreSQL) must block another
+    transaction on the same account until the first ends, for new and existing rows."""
+    assert await _second_lock_waits(db) == ["first commits", "second locked"]  # new row
+    assert await _second_lock_waits(db) == ["first commits", "second locked"]  # existing
+
+
+async def _second_lock_waits(db: Database) -> list[str]:
+    first_locked = asyncio.Event()
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def first() -> None:
+        async with db.transaction() as conn:
+            await ledger.lock_account(conn, ALICE, 1.0)
+            first_locked.set()
+            await release.wait()
+            order.append("first commits")
+
+    async def second() -> None:
+        await first_locked.wait()
+        async with db.transaction() as conn:
+            await ledger.lock_account(conn, ALICE, 2.0)
+            order.append("second locked")
+
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    await first_locked.wait()
+    await asyncio.sleep(0.3)  # time for the second to reach the lock, if it could
+    assert order == []
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    return order
+
+
+async def test_locking_an_existing_account_leaves_its_row_as_it_was(db: Database) -> None:
+    """On PostgreSQL not even a new row version (xmin): the lock writes nothing."""
+    async with db.transaction() as conn:
+        await ledger.lock_account(conn, ALICE, 1.0)
+    version = "xmin::text" if db.dialect == "postgresql" else "'no versions'"
+    query = text(f"SELECT {version}, created_at FROM accounts WHERE user_ref = :ref")
+    async with db.read() as conn:
+        before = (await conn.execute(query, {"ref": str(ALICE)})).one()
+    async with db.transaction() as conn:
+        await ledger.lock_account(conn, ALICE, 5.0)
+    async with db.read() as conn:
+        after = (await conn.execute(query, {"ref": str(ALICE)})).one()
+    assert after == before  # same version, and created_at kept from the first lock

@@ -6,9 +6,10 @@ database (or a fix to one) touches one file.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, Table
+from sqlalchemy import Column, ColumnElement, Table, any_, bindparam, false
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,18 +59,6 @@ async def upsert(
         raise RuntimeError(f"unsupported database dialect {dialect}")
 
 
-async def lock_rows(conn: AsyncConnection, rows: Select[Any]) -> None:
-    """Lock the selected rows until the transaction ends.
-
-    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks, and needs none: the
-    bot's write transactions start with ``BEGIN IMMEDIATE``, which already holds the
-    database's one write lock, so the statement (a plain SELECT there) is skipped.
-    """
-    if conn.dialect.name == "sqlite":
-        return
-    await conn.execute(rows.with_for_update())
-
-
 async def insert_many_ignoring_conflict(
     conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], conflict_columns: list[str]
 ) -> None:
@@ -87,3 +76,50 @@ async def insert_many_ignoring_conflict(
         await conn.execute(lite_stmt, rows)
     else:  # pragma: no cover - only the two supported databases are configured
         raise RuntimeError(f"unsupported database dialect {dialect}")
+
+
+async def create_and_lock(
+    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], key_column: str
+) -> None:
+    """Create the rows that do not exist and lock all of them until the transaction ends,
+    in one round trip, in the order of their keys (one order everywhere: no deadlocks).
+
+    PostgreSQL: ``INSERT ... ON CONFLICT DO UPDATE ... WHERE false`` locks every
+    conflicting row without writing a new version of it (the documentation: "all rows
+    will be locked when the ON CONFLICT DO UPDATE action is taken"), and a row it
+    inserts is its own until commit. This replaced an insert plus ``SELECT ... FOR
+    UPDATE``: one round trip fewer for every reservation. SQLite: the transaction holds
+    the database's write lock already (``BEGIN IMMEDIATE``), so inserting is enough.
+    """
+    if not rows:
+        return
+    ordered = sorted(rows, key=lambda row: str(row[key_column]))
+    if conn.dialect.name != "postgresql":
+        await insert_many_ignoring_conflict(conn, table, ordered, [key_column])
+        return
+    stmt = postgresql.insert(table)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[key_column],
+            set_={key_column: stmt.excluded[key_column]},
+            where=false(),
+        ),
+        ordered,
+    )
+
+
+def one_of(
+    conn: AsyncConnection, column: Column[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """``column IN (values)`` whose SQL text does not depend on how many values there are.
+
+    PostgreSQL: ``column = ANY($1)`` with one array parameter. asyncpg prepares each
+    distinct statement text (a round trip) and SQLAlchemy keeps 100 of them per
+    connection, so an ``IN`` list of 1..256 keys made a new statement for nearly every
+    batch of reservations. SQLite prepares in-process, so ``IN`` stays.
+    """
+    listed = list(values)
+    if conn.dialect.name == "postgresql":
+        array = bindparam(None, listed, type_=postgresql.ARRAY(column.type), unique=True)
+        return column == any_(array)
+    return column.in_(listed)
