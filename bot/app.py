@@ -34,7 +34,6 @@ def runner_limits(settings: Settings) -> RunnerLimits:
     jobs, images = settings.jobs, settings.images
     return RunnerLimits(
         max_concurrent=jobs.max_concurrent,
-        per_user_concurrent=jobs.per_user_concurrent,
         job_timeout=jobs.timeout_seconds,
         lease_seconds=jobs.lease_seconds,
         poll_initial=jobs.poll_initial_seconds,
@@ -56,6 +55,7 @@ def allowance_policy(settings: Settings) -> AllowancePolicy:
         max_balance=credits.max_balance,
         budget=credits.budget,
         cooldown_seconds=credits.cooldown_seconds,
+        per_user_concurrent=settings.jobs.per_user_concurrent,
     )
 
 

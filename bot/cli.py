@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-balance", type=int, help="cap on what allowances add up to")
     limits.add_argument("--budget", type=int, help="credits everyone may spend per period")
     limits.add_argument("--cooldown", type=float, help="seconds between a user's requests")
+    limits.add_argument("--concurrent", type=int, help="one user's jobs running at once")
     for action in ("pause", "resume", "show"):
         sub = policy_commands.add_parser(action, parents=[config_parent], help=f"{action} a scope")
         sub.add_argument("scope", help="e.g. workspace:discord:9876 or channel:slack:T0123:C045")
@@ -153,6 +154,7 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
                 "max_balance": args.max_balance,
                 "budget": args.budget,
                 "cooldown_seconds": args.cooldown,
+                "per_user_concurrent": args.concurrent,
             }
             if any(v is not None for v in changes.values()):
                 now = await service.admin_set_limits(operator, **changes)
@@ -161,7 +163,7 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"allowance {now.amount} {now.period}; max_balance {now.max_balance}; "
                 f"budget {now.budget} per {now.period}; cooldown {now.cooldown_seconds:g} s "
-                "(0: none)"
+                f"(0: none); jobs per user at once {now.per_user_concurrent}"
             )
             return 0
         if args.policy_command == "allowance":

@@ -154,9 +154,13 @@ class CreditsConfig(_Section):
         return value
 
 
+# The most jobs of one user that may run at once, in config and at run time.
+PER_USER_CONCURRENT_MAX = 100
+
+
 class JobsConfig(_Section):
     max_concurrent: int = Field(8, ge=1, le=1000)
-    per_user_concurrent: int = Field(2, ge=1, le=100)
+    per_user_concurrent: int = Field(2, ge=1, le=PER_USER_CONCURRENT_MAX)
     timeout_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(60.0, gt=0)
     poll_initial_seconds: float = Field(2.0, gt=0)

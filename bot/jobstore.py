@@ -33,7 +33,7 @@ from bot.domain import (
 from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import PolicyBook
+from bot.policies import GLOBAL, PolicyBook, with_global
 from bot.reservations import NotBatchable, Reserved, new_job_id, reserve_batch
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.dialect import one_of
@@ -351,12 +351,12 @@ class JobStore:
         owner: str,
         platforms: Collection[str],
         limit: int,
-        per_user: int,
         lease_seconds: float,
     ) -> list[Job]:
         """Take up to ``limit`` runnable jobs: queued ones, and active ones whose lease
         expired (their runner died). Each is taken with a compare-and-set on its state
-        and lease, so two runners never take the same job."""
+        and lease, so two runners never take the same job. A user's jobs beyond the
+        per-user cap in force (config, or what an admin stored) wait in the queue."""
         if limit <= 0 or not platforms:
             return []
         now = self.clock()
@@ -376,6 +376,8 @@ class JobStore:
         )
         claimed: list[Job] = []
         async with self.db.transaction() as conn:
+            stored = (await self.policies.overrides(conn, [GLOBAL])).get(GLOBAL)
+            per_user = with_global(self.policy, stored).per_user_concurrent
             busy = await conn.execute(
                 select(jobs.c.user_ref, func.count())
                 .where(

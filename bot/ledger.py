@@ -48,6 +48,8 @@ class AllowancePolicy:
     max_balance: int = 0
     budget: int = 0
     cooldown_seconds: float = 0.0
+    # One user's jobs running at once; the queue keeps the rest (jobs.per_user_concurrent).
+    per_user_concurrent: int = 2
 
 
 @dataclass(frozen=True)

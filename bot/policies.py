@@ -81,6 +81,7 @@ class Override:
     max_balance: int | None = None
     budget: int | None = None
     cooldown_seconds: float | None = None
+    per_user_concurrent: int | None = None
 
 
 def with_global(base: AllowancePolicy, stored: Override | None) -> AllowancePolicy:
@@ -94,6 +95,11 @@ def with_global(base: AllowancePolicy, stored: Override | None) -> AllowancePoli
         budget=base.budget if stored.budget is None else stored.budget,
         cooldown_seconds=(
             base.cooldown_seconds if stored.cooldown_seconds is None else stored.cooldown_seconds
+        ),
+        per_user_concurrent=(
+            base.per_user_concurrent
+            if stored.per_user_concurrent is None
+            else stored.per_user_concurrent
         ),
     )
 
@@ -151,6 +157,7 @@ class PolicyBook:
                 max_balance=row.max_balance,
                 budget=row.budget,
                 cooldown_seconds=row.cooldown_seconds,
+                per_user_concurrent=row.per_user_concurrent,
             )
         return found
 
@@ -186,6 +193,7 @@ class PolicyBook:
         max_balance: int | None = None,
         budget: int | None = None,
         cooldown_seconds: float | None = None,
+        per_user_concurrent: int | None = None,
     ) -> Override:
         """Change a scope's stored policy; unnamed fields keep their value (from the
         stored row, else the config)."""
@@ -202,6 +210,7 @@ class PolicyBook:
             max_balance=keep(max_balance, current.max_balance),
             budget=keep(budget, current.budget),
             cooldown_seconds=keep(cooldown_seconds, current.cooldown_seconds),
+            per_user_concurrent=keep(per_user_concurrent, current.per_user_concurrent),
         )
         values = {
             "allowance": new.allowance,
@@ -210,6 +219,7 @@ class PolicyBook:
             "max_balance": new.max_balance,
             "budget": new.budget,
             "cooldown_seconds": new.cooldown_seconds,
+            "per_user_concurrent": new.per_user_concurrent,
             "updated_by": actor,
             "updated_at": now,
         }

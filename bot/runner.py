@@ -47,7 +47,6 @@ log = structlog.get_logger("kontext.runner")
 @dataclass(frozen=True)
 class RunnerLimits:
     max_concurrent: int = 8
-    per_user_concurrent: int = 2
     job_timeout: float = 300.0
     lease_seconds: float = 60.0
     poll_initial: float = 2.0
@@ -215,7 +214,6 @@ class JobRunner:
                     self.owner,
                     self.frontends.keys(),
                     free,
-                    self.limits.per_user_concurrent,
                     self.limits.lease_seconds,
                 )
             except Exception:

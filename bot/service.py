@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from bot import ledger
 from bot.commands import validate_prompt
+from bot.config import PER_USER_CONCURRENT_MAX
 from bot.domain import Acknowledgement, EditRequest, Job, RequestContext, UserRef
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS
@@ -255,6 +256,7 @@ class KontextService:
         cooldown_seconds: float | None = None,
         allowance: int | None = None,
         period: Period | None = None,
+        per_user_concurrent: int | None = None,
     ) -> AllowancePolicy:
         """Change the operator's limits for everyone at run time (stored, over the
         config); only ``credits.admins`` may. Returns the limits now in force."""
@@ -264,9 +266,18 @@ class KontextService:
             "budget": budget,
             "cooldown_seconds": cooldown_seconds,
             "allowance": allowance,
+            "per_user_concurrent": per_user_concurrent,
         }
         if any(v is not None and v < 0 for v in changes.values()):
             raise UserInputError("Limits cannot be negative (0 means no limit).")
+        if (
+            per_user_concurrent is not None
+            and not 1 <= per_user_concurrent <= PER_USER_CONCURRENT_MAX
+        ):
+            # 0 would hold every job in the queue forever, so it does not mean "none" here.
+            raise UserInputError(
+                f"Jobs per user at once must be between 1 and {PER_USER_CONCURRENT_MAX}."
+            )
         said = ", ".join(
             f"{k} {v}" for k, v in {**changes, "period": period}.items() if v is not None
         )

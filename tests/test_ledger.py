@@ -131,29 +131,50 @@ async def test_claim_respects_caps_and_leases(store: JobStore, clock: FakeClock)
         await store.create(new_job(key=f"a{i}"))
         clock.advance(1)
     await store.create(new_job(user=BOB, key="b0"))
-    claimed = await store.claim("one", ["slack", "discord"], limit=10, per_user=2, lease_seconds=30)
+    claimed = await store.claim("one", ["slack", "discord"], limit=10, lease_seconds=30)
     assert sorted(j.idempotency_key for j in claimed) == ["a0", "a1", "b0"]
     assert all(j.state == JobState.RUNNING for j in claimed)
     # A second runner finds nothing while the leases are live ...
-    assert await store.claim("two", ["slack", "discord"], 10, 2, 30) == []
+    assert await store.claim("two", ["slack", "discord"], 10, 30) == []
     # ... and takes the jobs over once they expire (the first runner died).
     clock.advance(31)
-    taken = await store.claim("two", ["slack", "discord"], 10, 2, 30)
+    taken = await store.claim("two", ["slack", "discord"], 10, 30)
     assert sorted(j.idempotency_key for j in taken) == ["a0", "a1", "b0"]
     # Only platforms the runner serves are claimed.
     clock.advance(31)
-    assert [j.idempotency_key for j in await store.claim("three", ["discord"], 10, 2, 30)] == ["b0"]
+    assert [j.idempotency_key for j in await store.claim("three", ["discord"], 10, 30)] == ["b0"]
+
+
+async def test_claim_follows_the_per_user_cap_an_admin_stored(
+    store: JobStore, clock: FakeClock
+) -> None:
+    for i in range(3):
+        await store.create(new_job(key=f"a{i}"))
+        clock.advance(1)
+    async with store.db.transaction() as conn:
+        await store.policies.store(
+            conn, "global", actor="cli:local:op", now=clock(), per_user_concurrent=1
+        )
+    assert [j.idempotency_key for j in await store.claim("one", ["slack"], 10, 30)] == ["a0"]
+    async with store.db.transaction() as conn:
+        await store.policies.store(
+            conn, "global", actor="cli:local:op", now=clock(), per_user_concurrent=3
+        )
+    assert sorted(j.idempotency_key for j in await store.claim("one", ["slack"], 10, 30)) == [
+        "a1",
+        "a2",
+    ]
 
 
 async def test_renewed_leases_keep_jobs(store: JobStore, clock: FakeClock) -> None:
     await store.create(new_job())
-    assert len(await store.claim("one", ["slack"], 1, 2, 30)) == 1
+    assert len(await store.claim("one", ["slack"], 1, 30)) == 1
     clock.advance(20)
     assert await store.renew_leases("one", 30) == 1
     clock.advance(20)
-    assert await store.claim("two", ["slack"], 1, 2, 30) == []
+    assert await store.claim("two", ["slack"], 1, 30) == []
     await store.release_leases("one")
-    assert len(await store.claim("two", ["slack"], 1, 2, 30)) == 1
+    assert len(await store.claim("two", ["slack"], 1, 30)) == 1
 
 
 async def test_queue_position_counts_waiting_jobs(store: JobStore, clock: FakeClock) -> None:
@@ -162,7 +183,7 @@ async def test_queue_position_counts_waiting_jobs(store: JobStore, clock: FakeCl
         jobs.append((await store.create(new_job(user=BOB, key=f"q{i}"))).job)
         clock.advance(1)
     assert [await store.queue_position(j) for j in jobs] == [1, 2, 3]
-    await store.claim("one", ["discord"], 1, 2, 30)
+    await store.claim("one", ["discord"], 1, 30)
     assert await store.queue_position(jobs[2]) == 2
 
 

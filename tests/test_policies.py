@@ -216,9 +216,14 @@ async def test_cli_policy_commands(tmp_path: Path, fake: FakeCoreToday) -> None:
     assert bad.code == 1 and "is not a scope" in bad.stderr
     wrong = await run(["policy", "allowance", scope, "lots"], env, tmp_path)
     assert wrong.code == 1 and "'lots' is not a number" in wrong.stderr
-    limits = await run(["policy", "limits", "--budget", "50000", "--cooldown", "10"], env, tmp_path)
+    limits = await run(
+        ["policy", "limits", "--budget", "50000", "--cooldown", "10", "--concurrent", "1"],
+        env,
+        tmp_path,
+    )
     assert limits.stdout.strip() == (
-        "allowance 1200 daily; max_balance 0; budget 50000 per daily; cooldown 10 s (0: none)"
+        "allowance 1200 daily; max_balance 0; budget 50000 per daily; cooldown 10 s (0: none);"
+        " jobs per user at once 1"
     )
     shown = await run(["policy", "limits"], env, tmp_path)
     assert shown.stdout == limits.stdout, "stored: a new process sees the same limits"
@@ -254,6 +259,10 @@ async def test_global_pause_and_who_may_change_limits(db: Database, clock: FakeC
         await svc.admin_set_limits(OWNER, cooldown_seconds=-1)
     with pytest.raises(UserInputError, match="at least one"):
         await svc.admin_set_limits(OWNER)
+    for held_forever_or_too_many in (0, 101):
+        with pytest.raises(UserInputError, match="between 1 and 100"):
+            await svc.admin_set_limits(OWNER, per_user_concurrent=held_forever_or_too_many)
+    assert (await svc.limits()).per_user_concurrent == 2, "refused changes stored nothing"
     await svc.admin_pause(OWNER, "global", True)
     with pytest.raises(QuotaError, match="paused"):
         await svc.submit(request(UserRef("slack", "T1", "U1"), "x"))

@@ -301,7 +301,7 @@ async def idle_core(
 async def crashed_job(core: Core, frontend: RecordingFrontend, image: bytes | None) -> Job:
     """A job as a process that died mid-way leaves it: claimed, lease expired."""
     ack = await core.service.submit(edit(frontend, key="crashed", image=image))
-    (job,) = await core.store.claim("dead-process", ["slack"], 1, 2, lease_seconds=0.0)
+    (job,) = await core.store.claim("dead-process", ["slack"], 1, lease_seconds=0.0)
     assert job.id == ack.job.id
     return job
 

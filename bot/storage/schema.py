@@ -74,6 +74,7 @@ policies = Table(
     Column("max_balance", Integer, nullable=True),
     Column("budget", Integer, nullable=True),
     Column("cooldown_seconds", Timestamp, nullable=True),
+    Column("per_user_concurrent", Integer, nullable=True),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )
