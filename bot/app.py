@@ -155,7 +155,7 @@ async def build_core(
     if with_runner and provider is None:
         provider = build_provider(settings)  # config errors surface before storage work
         fallbacks = build_fallbacks(settings)
-    db = await open_database(settings.storage.url)
+    db = await open_database(settings.storage.url, pool_size=settings.storage.pool_size)
     base_policy = allowance_policy(settings)
     configured = [
         Override(scope=o.scope, allowance=o.allowance, period=o.period, paused=o.paused)

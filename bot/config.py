@@ -46,6 +46,7 @@ class StorageConfig(_Section):
     data_dir: Path = Path("./kontext-data")
     keep_images_hours: float = Field(0.0, ge=0)
     keep_jobs_days: float = Field(30.0, ge=0)
+    pool_size: int = Field(10, ge=1, le=200)
 
     @field_validator("url")
     @classmethod

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import build_core
 from bot.cli import main
 from bot.config import Settings, effective_config, load_settings, mask_url_password
 from bot.errors import ConfigError
+from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,6 +97,7 @@ def test_kontext_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.M
         ('[provider]\nname = "openai"\n', "provider.name"),
         ('[provider]\nbase_url = "ftp://x"\n', "provider.base_url"),
         ('[storage]\nurl = "mysql://x"\n', "storage.url"),
+        ("[storage]\npool_size = 0\n", "storage.pool_size"),
         ("[slack]\nhttp_port = 70000\n", "slack.http_port"),
         ('[provider]\napi_kee = "x"\n', "provider.api_kee: unknown key"),
         ('[credits]\nadmins = ["not-a-ref"]\n', "credits.admins"),
@@ -164,3 +167,12 @@ def test_check_config_cli_exits_2_without_traceback(
     err = capsys.readouterr().err
     assert "credits.cost_per_image" in err
     assert "Traceback" not in err
+
+
+async def test_pool_size_reaches_the_engine(tmp_path: Path) -> None:
+    core = await build_core(make_settings(tmp_path, storage={"pool_size": 3}), with_runner=False)
+    try:
+        pool = core.db.engine.pool
+        assert (pool.size(), pool._max_overflow) == (3, 3)  # type: ignore[attr-defined]
+    finally:
+        await core.close()

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 READ_ONLY = "kontext_read_only"
+DEFAULT_POOL_SIZE = 10
 
 
 def async_url(url: str) -> str:
@@ -143,16 +144,22 @@ class Database:
         await self.engine.dispose()
 
 
-def create_engine_for(url: str) -> AsyncEngine:
+def create_engine_for(url: str, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncEngine:
+    """The engine with the bot's settings. ``pool_size`` connections stay open and as many
+    again may open under a burst: an overflow connection is closed when it is handed
+    back to a full pool, and on PostgreSQL each new one costs a server process and an
+    empty prepared-statement cache (docs/benchmarks.md, ledger), so the size should
+    cover the transactions a process runs at once (its job workers and requests)."""
     driver_url = async_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": pool_size}
     if make_url(driver_url).get_backend_name() == "sqlite":
         _prepare_sqlite_file(driver_url)
         engine = create_async_engine(
-            driver_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+            driver_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pool
         )
         _tune_sqlite(engine)
         return engine
-    return create_async_engine(driver_url, pool_pre_ping=True)
+    return create_async_engine(driver_url, pool_pre_ping=True, **pool)
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -171,7 +178,9 @@ async def migrate(url: str) -> None:
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
 
 
-async def open_database(url: str, *, run_migrations: bool = True) -> Database:
+async def open_database(
+    url: str, *, run_migrations: bool = True, pool_size: int = DEFAULT_POOL_SIZE
+) -> Database:
     if run_migrations:
         await migrate(url)
-    return Database(url, create_engine_for(url))
+    return Database(url, create_engine_for(url, pool_size))
