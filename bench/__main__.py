@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ledger, overhead, pipeline, polling
+from bot.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
+    # The bot in these processes logs as it would in production (info, per job), which is
+    # part of what is measured, but into a file: the console is for the figures.
+    log_file = (RESULTS / "bench.log").open("w", encoding="utf-8")
+    configure_logging(level="info", stream=log_file)
+    print(f"bot logs: {RESULTS / 'bench.log'}")
     for name in args.only or sorted(BENCHMARKS):
         started = time.perf_counter()
         figures = BENCHMARKS[name](args.quick)
