@@ -1,6 +1,6 @@
 """Group commit for reservations: requests that arrive together are reserved together.
 
-One reservation alone is ~7 statements, and on this stack each statement's round trip
+One reservation alone is ~6 statements, and on this stack each statement's round trip
 costs far more CPU than the database's work (see docs/benchmarks.md, ledger). So while
 one transaction runs, the requests that arrive queue up, and the next transaction
 takes them all with set-based statements: one that creates and locks the accounts, one
