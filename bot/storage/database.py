@@ -3,7 +3,7 @@
 SQLite is the embedded default: one file, WAL so readers never block the writer, and
 ``BEGIN IMMEDIATE`` so that a transaction that will write takes the write lock at its
 start; without it two read-then-write transactions (a reservation) can both read the
-same balance. PostgreSQL gets row locks (``FOR UPDATE``) from the same Core queries.
+same balance. PostgreSQL gets row locks instead (``dialect.create_and_lock``).
 """
 
 from __future__ import annotations
