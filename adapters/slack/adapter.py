@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import httpx
 import structlog
 from aiohttp import web
@@ -115,6 +116,12 @@ class SlackAdapter:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # One aiohttp session for every Web API call (bolt's per-request clients share
+        # it too): without one, slack_sdk opens and closes a session, so a TCP and TLS
+        # connection, for each call, and a job makes about eight calls.
+        self.client.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.client.timeout)
+        )
         # Fail fast with Slack's own reason (invalid_auth, ...) instead of retrying a
         # connection that can never work.
         await self.client.auth_test()
@@ -146,6 +153,8 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
         await self.http.aclose()
+        if self.client.session is not None:
+            await self.client.session.close()
 
     async def ready(self) -> bool:
         if self._socket is not None:

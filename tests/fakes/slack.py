@@ -83,6 +83,8 @@ class FakeSlack:
     socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
     acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     files_read_scope: bool = True  # False: file downloads get the HTML login page
+    # The client address of every Web API call and upload: one per TCP connection.
+    api_peers: list[Any] = field(default_factory=list)
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -156,6 +158,7 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.get("token")
         self.calls.append(Call(method, args, token))
+        self.api_peers.append(request.transport and request.transport.get_extra_info("peername"))
         if self.rate_limit_methods.get(method, 0) > 0:
             self.rate_limit_methods[method] -= 1
             return web.json_response(
@@ -274,6 +277,7 @@ class FakeSlack:
         if upload is None:
             return web.Response(status=404, text="unknown upload")
         upload.data = await request.read()
+        self.api_peers.append(request.transport and request.transport.get_extra_info("peername"))
         return web.Response(text=f"OK - {len(upload.data)}")
 
     async def _private_file(self, request: web.Request) -> web.Response:
