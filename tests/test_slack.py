@@ -326,9 +326,10 @@ async def test_mention_with_file_is_one_request_and_threads_continue_it(bot: Bot
     # Only the thread edit looked a file up again: the redelivery did no slow work.
     assert len(bot.slack.calls_to("files.info")) == looked_up + 1
     assert await balance(bot) == 1200 - 240
-    # The Web API calls (status, uploads, look-ups) share kept-alive connections.
+    # The Web API calls (status, uploads, look-ups) share kept-alive connections: a few
+    # when calls overlap, not one per call (18 calls, 18 connections without a session).
     peers = bot.slack.api_peers
-    assert len(peers) >= 10 and len(set(peers)) <= 3, (len(peers), len(set(peers)))
+    assert len(peers) >= 12 and len(set(peers)) <= len(peers) // 3, (len(peers), len(set(peers)))
 
 
 async def test_message_shortcut_edits_that_messages_image(bot: Bot) -> None:
