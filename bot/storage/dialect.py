@@ -14,6 +14,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
+def _insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's own INSERT, the one that can say ``ON CONFLICT``."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database dialect {dialect}")  # pragma: no cover
+
+
 async def insert_ignoring_conflict(
     conn: AsyncConnection, table: Table, values: dict[str, Any], conflict_columns: list[str]
 ) -> bool:
@@ -22,17 +32,8 @@ async def insert_ignoring_conflict(
     Both dialects spell this ``ON CONFLICT DO NOTHING``; a savepoint-and-catch would
     also work but costs a round trip and aborts PostgreSQL transactions on error.
     """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        pg_stmt = postgresql.insert(table).values(values)
-        result = await conn.execute(pg_stmt.on_conflict_do_nothing(index_elements=conflict_columns))
-    elif dialect == "sqlite":
-        lite_stmt = sqlite.insert(table).values(values)
-        result = await conn.execute(
-            lite_stmt.on_conflict_do_nothing(index_elements=conflict_columns)
-        )
-    else:  # pragma: no cover - only the two supported databases are configured
-        raise RuntimeError(f"unsupported database dialect {dialect}")
+    stmt = _insert(conn, table).values(values)
+    result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=conflict_columns))
     return bool(result.rowcount)
 
 
@@ -44,19 +45,8 @@ async def upsert(
     update: dict[str, Any],
 ) -> None:
     """Insert a row, or update ``update``'s columns of the row with the same key."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        pg_stmt = postgresql.insert(table).values(**values)
-        await conn.execute(
-            pg_stmt.on_conflict_do_update(index_elements=conflict_columns, set_=update)
-        )
-    elif dialect == "sqlite":
-        lite_stmt = sqlite.insert(table).values(**values)
-        await conn.execute(
-            lite_stmt.on_conflict_do_update(index_elements=conflict_columns, set_=update)
-        )
-    else:  # pragma: no cover - only the two supported databases are configured
-        raise RuntimeError(f"unsupported database dialect {dialect}")
+    stmt = _insert(conn, table).values(**values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=conflict_columns, set_=update))
 
 
 async def insert_many_ignoring_conflict(
@@ -67,15 +57,8 @@ async def insert_many_ignoring_conflict(
     for every row count (measured: +15-20% reservations/s in bench/ledger.py)."""
     if not rows:
         return
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        pg_stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
-        await conn.execute(pg_stmt, rows)
-    elif dialect == "sqlite":
-        lite_stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
-        await conn.execute(lite_stmt, rows)
-    else:  # pragma: no cover - only the two supported databases are configured
-        raise RuntimeError(f"unsupported database dialect {dialect}")
+    stmt = _insert(conn, table).on_conflict_do_nothing(index_elements=conflict_columns)
+    await conn.execute(stmt, rows)
 
 
 async def create_and_lock(
