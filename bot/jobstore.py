@@ -33,7 +33,7 @@ from bot.domain import (
 from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import GLOBAL, PolicyBook, with_global
+from bot.policies import PolicyBook
 from bot.reservations import NotBatchable, Reserved, new_job_id, reserve_batch
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.dialect import one_of
@@ -376,8 +376,7 @@ class JobStore:
         )
         claimed: list[Job] = []
         async with self.db.transaction() as conn:
-            stored = (await self.policies.overrides(conn, [GLOBAL])).get(GLOBAL)
-            per_user = with_global(self.policy, stored).per_user_concurrent
+            per_user = (await self.policies.for_everyone(conn)).per_user_concurrent
             busy = await conn.execute(
                 select(jobs.c.user_ref, func.count())
                 .where(

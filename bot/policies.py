@@ -161,6 +161,11 @@ class PolicyBook:
             )
         return found
 
+    async def for_everyone(self, conn: AsyncConnection) -> AllowancePolicy:
+        """The operator's limits in force: the config with what admins stored on the
+        ``global`` scope."""
+        return with_global(self.base, (await self.overrides(conn, [GLOBAL])).get(GLOBAL))
+
     async def resolve(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext
     ) -> tuple[AllowancePolicy, str | None]:

@@ -21,7 +21,7 @@ from bot.jobstore import JobStore, NewJob
 from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
 from bot.metrics import Metrics
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import GLOBAL, Override, parse_scope, scope_workspace, with_global
+from bot.policies import GLOBAL, Override, parse_scope, scope_workspace
 from bot.providers.base import ProviderCapabilities
 
 _FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
@@ -289,8 +289,7 @@ class KontextService:
     async def limits(self) -> AllowancePolicy:
         """The base policy in force: the config with the stored global changes."""
         async with self.store.db.read() as conn:
-            found = await self.store.policies.overrides(conn, [GLOBAL])
-        return with_global(self.store.policy, found.get(GLOBAL))
+            return await self.store.policies.for_everyone(conn)
 
     async def _store_policy(self, admin: UserRef, scope: str, what: str, **change: Any) -> Override:
         store = self.store
