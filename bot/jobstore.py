@@ -34,7 +34,13 @@ from bot.errors import QuotaError
 from bot.ledger import AllowancePolicy
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import PolicyBook
-from bot.reservations import NotBatchable, Reserved, new_job_id, reserve_batch
+from bot.reservations import (
+    NotBatchable,
+    Reserved,
+    new_job_id,
+    paused_refusal,
+    reserve_batch,
+)
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.dialect import one_of
 from bot.storage.group_commit import GroupCommit
@@ -230,12 +236,7 @@ class JobStore:
             await ledger.lock_account(conn, new.user, now)
             policy, paused = await self.policies.resolve(conn, new.user, new.context)
             if paused is not None:
-                raise QuotaError(
-                    "An admin has paused the bot here for now. Nothing was charged.",
-                    balance=0,
-                    cost=new.cost,
-                    refill_at=None,
-                )
+                raise paused_refusal(new.cost)
             await self._check_limits(conn, new, policy, now)
             await ledger.ensure_allowance(conn, new.user, policy, now)
             available = await ledger.balance(conn, new.user)

@@ -110,14 +110,7 @@ async def reserve_batch(
     for (job, _), (policy, paused) in zip(items, decided, strict=True):
         available = balances.get(str(job.user), 0)
         if paused is not None:
-            outcomes.append(
-                QuotaError(
-                    "An admin has paused the bot here for now. Nothing was charged.",
-                    balance=0,
-                    cost=job.cost,
-                    refill_at=None,
-                )
-            )
+            outcomes.append(paused_refusal(job.cost))
             continue
         if available < job.cost:
             outcomes.append(refused(available, job.cost, now, policy.period))
@@ -140,6 +133,16 @@ async def reserve_batch(
         await conn.execute(jobs.insert(), job_rows)
     await insert_many_ignoring_conflict(conn, ledger, entries, ["dedupe_key"])
     return outcomes
+
+
+def paused_refusal(cost: int) -> QuotaError:
+    """The answer to a request in a paused scope, on the batch path and the single one."""
+    return QuotaError(
+        "An admin has paused the bot here for now. Nothing was charged.",
+        balance=0,
+        cost=cost,
+        refill_at=None,
+    )
 
 
 def _job_row(job: Job, now: float) -> dict[str, object]:
