@@ -96,14 +96,15 @@ def row_to_job(row: Row[Any]) -> Job:
     )
 
 
-async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> None:
+async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> bool:
     """Change a job that has not finished; a terminal job (another process finished or
-    canceled it) is left as it is."""
-    await conn.execute(
+    canceled it) is left as it is. True when the job was changed."""
+    result = await conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
         .values(**values)
     )
+    return bool(result.rowcount)
 
 
 def _refusal(available: int, cost: int, now: float, period: Period) -> QuotaError:
@@ -505,11 +506,12 @@ class JobStore:
     @completes_when_cancelled
     async def mark_delivering(
         self, job_id: str, output_path: str, result: Mapping[str, Any], *, user: UserRef
-    ) -> int:
+    ) -> int | None:
         """Record the downloaded result; returns the user's balance, read in the same
-        transaction (the credits left to show with the image)."""
+        transaction (the credits left to show with the image), or None when the job had
+        already finished elsewhere and was left as it was."""
         async with self.db.transaction() as conn:
-            await _set_if_active(
+            changed = await _set_if_active(
                 conn,
                 job_id,
                 updated_at=self.clock(),
@@ -517,7 +519,7 @@ class JobStore:
                 output_path=output_path,
                 result=dict(result),
             )
-            return await ledger.balance(conn, user)
+            return await ledger.balance(conn, user) if changed else None
 
     async def succeed(self, job: Job) -> int | None:
         """Mark delivered and settle the charge; returns the balance, or None when the job

@@ -274,7 +274,15 @@ class JobRunner:
                 balance = await self.store.mark_delivering(
                     job.id, str(output_path), meta, user=job.user
                 )
-            job = await self._refresh(job)
+            if balance is None:  # finished elsewhere meanwhile: go by what is stored
+                job = await self._refresh(job)
+            else:  # what was just written, without reading it back
+                job = replace(
+                    job,
+                    state=JobState.DELIVERING,
+                    output_path=str(output_path),
+                    extra=dict(meta),
+                )
             await self._deliver(job, reply, started, bound, balance)
         except _Held:
             bound.info("provider busy; job back in the queue")

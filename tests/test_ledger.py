@@ -287,3 +287,16 @@ async def test_locking_an_existing_account_leaves_its_row_as_it_was(db: Database
     async with db.read() as conn:
         after = (await conn.execute(query, {"ref": str(ALICE)})).one()
     assert after == before  # same version, and created_at kept from the first lock
+
+
+async def test_mark_delivering_leaves_a_finished_job_alone(store: JobStore) -> None:
+    stored = await store.create(new_job())
+    balance = await store.mark_delivering(stored.job.id, "/out/a.png", {}, user=ALICE)
+    assert balance == 1200 - 120
+    other = (await store.create(new_job(key="k2"))).job
+    assert await store.fail(other, error_kind="provider_unavailable", message="gone") is not None
+    # Another process finished it meanwhile: nothing changes and the runner is told so.
+    assert await store.mark_delivering(other.id, "/out/b.png", {}, user=ALICE) is None
+    finished = await store.get(other.id)
+    assert finished is not None
+    assert (finished.state, finished.output_path) == (JobState.FAILED, None)
