@@ -100,6 +100,17 @@ def _looks_like_flag(token: str) -> bool:
     return flag is not None and bool(re.match(r"^[a-z][a-z_-]*$", flag[0]))
 
 
+def starts_with_trigger(text: str) -> bool:
+    """``/kontext ...`` or ``!kontext ...`` typed as a plain message."""
+    return bool(_TRIGGER.match(text))
+
+
+def top_spenders_text(rows: Iterable[tuple[str, int]]) -> str:
+    """The admins' ``top`` answer; ``<@id>`` mentions a user on Slack and Discord alike."""
+    lines = [f"{n}. <@{ref.split(':')[-1]}> {spent}" for n, (ref, spent) in enumerate(rows, 1)]
+    return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
+
+
 def strip_addressing(text: str, bot_mentions: Iterable[str] = ()) -> str:
     """Remove how people address the bot: leading mentions, ``/kontext``, literal names."""
     for literal in bot_mentions:

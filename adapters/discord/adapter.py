@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,6 +30,7 @@ from bot.commands import (
     CreditsCommand,
     HelpCommand,
     parse_command,
+    starts_with_trigger,
 )
 from bot.config import DiscordConfig
 from bot.domain import (
@@ -48,7 +48,6 @@ from bot.service import CreditStatus, KontextService
 
 log = structlog.get_logger("kontext.discord")
 PLATFORM = "discord"
-TRIGGER = re.compile(r"^\s*[/!]kontext(\s|$)", re.IGNORECASE)
 _START_TIMEOUT = 60.0
 
 
@@ -350,7 +349,7 @@ class DiscordAdapter:
         channels = set(self.config.channels)
         if channel.id not in channels and getattr(channel, "parent_id", None) not in channels:
             return False
-        return me in message.mentions or bool(TRIGGER.match(message.content))
+        return me in message.mentions or starts_with_trigger(message.content)
 
     async def edit_from_message(self, message: discord.Message) -> None:
         """``!kontext make it blue`` with an image, or in reply to a message with one

@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from adapters.discord import attachments
 from adapters.discord.adapter import user_ref
-from bot.commands import CreditsCommand, HelpCommand, build_options
+from bot.commands import CreditsCommand, HelpCommand, build_options, top_spenders_text
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
 from bot.policies import parse_period
@@ -161,10 +161,7 @@ class KontextCog(commands.Cog):
             adapter.user_of(interaction),
             platform_admin=adapter.is_platform_admin(interaction),
         )
-        lines = [f"{n}. <@{ref.split(':')[-1]}> {spent}" for n, (ref, spent) in enumerate(rows, 1)]
-        await interaction.response.send_message(
-            "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet."), ephemeral=True
-        )
+        await interaction.response.send_message(top_spenders_text(rows), ephemeral=True)
 
     @admin.command(
         name="allowance", description="Set the allowance of the server, a role, a channel or a user"

@@ -12,6 +12,7 @@ import re
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.commands import top_spenders_text
 from bot.domain import UserRef
 from bot.errors import UserInputError
 from bot.policies import parse_period
@@ -122,5 +123,4 @@ class SlackAdmin:
         rows = await self.service.admin_top_spenders(
             admin, platform_admin=await self._is_workspace_admin(admin)
         )
-        lines = [f"{n}. <@{ref.split(':')[-1]}> {spent}" for n, (ref, spent) in enumerate(rows, 1)]
-        return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
+        return top_spenders_text(rows)
