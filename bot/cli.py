@@ -18,7 +18,7 @@ from typing import NoReturn, Protocol
 
 import structlog
 
-from bot import __version__
+from bot import __version__, texts
 from bot.app import Core
 from bot.config import Settings, effective_config, load_settings
 from bot.domain import UserRef
@@ -160,11 +160,7 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
                 now = await service.admin_set_limits(operator, **changes)
             else:
                 now = await service.limits()
-            print(
-                f"allowance {now.amount} {now.period}; max_balance {now.max_balance}; "
-                f"budget {now.budget} per {now.period}; cooldown {now.cooldown_seconds:g} s "
-                f"(0: none); jobs per user at once {now.per_user_concurrent}"
-            )
+            print(texts.limits_text(now))
             return 0
         if args.policy_command == "allowance":
             off = args.amount.lower() == "off"
@@ -176,17 +172,7 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
         elif args.policy_command in ("pause", "resume"):
             await service.admin_pause(operator, args.scope, args.policy_command == "pause")
         override = await service.admin_policy(args.scope)
-        if override is None or (override.allowance is None and not override.paused):
-            print(f"{args.scope}: no override (the config's allowance applies)")
-        else:
-            allowance = (
-                f"{override.allowance} {override.period or settings.credits.period}"
-                if override.allowance is not None
-                else "the config's"
-            )
-            print(
-                f"{args.scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}"
-            )
+        print(texts.policy_text(args.scope, override, await service.limits()))
         return 0
     finally:
         await core.close()

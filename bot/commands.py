@@ -44,26 +44,6 @@ class CreditsCommand:
 
 ParsedCommand = EditCommand | HelpCommand | CreditsCommand
 
-HELP_TEXT = """\
-/kontext <what to change> [options]   edit the attached image (or make one from text)
-
-Options:
-  --ar RATIO       aspect ratio: match_input_image (default with an image), 1:1, 16:9,
-                   9:16, 4:3, 3:4, 3:2, 2:3, 4:5, 5:4, 21:9, 9:21, 2:1, 1:2
-  --seed N         repeatable results (0-4294967295)
-  --format png|jpg output format (default png)
-  --upsample       let the model expand a short prompt
-  --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)
-
-Examples:
-  /kontext make it a watercolor
-  /kontext replace the background with a beach at sunset --ar 16:9
-  /kontext now make her wave --seed 42
-
-/kontext credits   your balance       /kontext help   this text
-Admins: /kontext grant @someone 600, allowance [@someone] N [period], pause, resume,
-        history @someone, top"""
-
 _FLAG_NAMES = {
     "ar": "ar",
     "aspect-ratio": "ar",
@@ -103,12 +83,6 @@ def _looks_like_flag(token: str) -> bool:
 def starts_with_trigger(text: str) -> bool:
     """``/kontext ...`` or ``!kontext ...`` typed as a plain message."""
     return bool(_TRIGGER.match(text))
-
-
-def top_spenders_text(rows: Iterable[tuple[str, int]]) -> str:
-    """The admins' ``top`` answer; ``<@id>`` mentions a user on Slack and Discord alike."""
-    lines = [f"{n}. <@{ref.split(':')[-1]}> {spent}" for n, (ref, spent) in enumerate(rows, 1)]
-    return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
 
 
 def strip_addressing(text: str, bot_mentions: Iterable[str] = ()) -> str:

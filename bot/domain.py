@@ -173,7 +173,6 @@ class EditRequest:
     attachments: tuple[Attachment, ...]
     reply_target: Mapping[str, Any]
     idempotency_key: str
-    display_name: str | None = None
     context: RequestContext = field(default_factory=RequestContext)
 
 
@@ -219,6 +218,12 @@ class Job:
     seed_used: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def seed(self) -> int | None:
+        """The seed that made (or will make) the image: the provider's word if it gave
+        one, else the one the bot chose and sent."""
+        return self.seed_used if self.seed_used is not None else self.options.seed
+
 
 @dataclass(frozen=True)
 class Acknowledgement:
@@ -251,14 +256,18 @@ class Reply(Protocol):
     ``reply_target``) and should not raise for a lost conversation: log and return.
     """
 
-    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
-        """A status change worth showing (queued n, editing, downloading)."""
+    async def progress(self, job: Job, stage: str) -> None:
+        """A status change worth showing (queued, editing)."""
 
     async def deliver(self, result: EditResult) -> None:
         """Post the finished image; raising means "not delivered" and is retried."""
 
     async def fail(self, job: Job, message: str) -> None:
         """Tell the user the job failed and why, in plain words."""
+
+    async def tell(self, text: str) -> None:
+        """A word for the requester alone (ephemeral where the platform has it): the
+        answer to their request, a refusal, a notice about a stored job."""
 
 
 class Frontend(Protocol):

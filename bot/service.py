@@ -6,15 +6,25 @@ right after acknowledging the platform, and the slow work happens in the job run
 
 from __future__ import annotations
 
+import mimetypes
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from bot import ledger
 from bot.commands import validate_prompt
 from bot.config import PER_USER_CONCURRENT_MAX
-from bot.domain import Acknowledgement, EditRequest, Job, RequestContext, UserRef
+from bot.domain import (
+    SEED_MAX,
+    Acknowledgement,
+    AttachmentSource,
+    EditRequest,
+    Job,
+    RequestContext,
+    UserRef,
+)
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS
 from bot.jobstore import JobStore, NewJob
@@ -26,6 +36,21 @@ from bot.providers.base import ProviderCapabilities
 
 _FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
 _CONTENT_TYPES = {f"image/{name}" for name in ACCEPTED_FORMATS} | {"image/jpg"}
+
+
+def _declared_type(source: AttachmentSource) -> str | None:
+    """The content type the platform declared, else one guessed from the file name."""
+    declared = (source.content_type or "").split(";")[0].strip().lower()
+    return declared or mimetypes.guess_type(source.name)[0]
+
+
+def _declared_format(source: AttachmentSource) -> str:
+    """``image`` for a type we read, ``other`` for one we don't, ``unknown`` when
+    nothing was declared: that one is let through for the runner to decode."""
+    declared = _declared_type(source)
+    if declared is None:
+        return "unknown"
+    return "image" if declared in _CONTENT_TYPES else "other"
 
 
 @dataclass(frozen=True)
@@ -109,12 +134,17 @@ class KontextService:
                 )
         else:
             self._validate(request)
+        options = request.options
+        if options.seed is None:
+            # Chosen here, stored with the job and shown with the result, so a good edit
+            # can be reproduced and a re-roll differs from something known.
+            options = replace(options, seed=secrets.randbelow(SEED_MAX + 1))
         stored = await self.store.create(
             NewJob(
                 idempotency_key=request.idempotency_key,
                 user=request.user,
                 prompt=request.prompt,
-                options=request.options,
+                options=options,
                 attachments=tuple(a.source for a in request.attachments),
                 reply_target=request.reply_target,
                 cost=self.cost_per_image,
@@ -139,6 +169,30 @@ class KontextService:
         at once (e.g. ephemerally, before deferring) instead of after a round trip."""
         self._validate(request)
 
+    def check_prompt(self, prompt: str) -> None:
+        validate_prompt(prompt, self.capabilities)
+
+    def pick_inputs(self, files: Sequence[AttachmentSource]) -> tuple[AttachmentSource, ...]:
+        """The input images among the files a person attached: the first ones of a type
+        the provider reads. Files that are all something else (a PDF, notes.txt, an
+        HEIC) are refused by name: quietly dropping them would turn the request into a
+        paid text-to-image job nobody asked for."""
+        if not files:
+            return ()
+        images = [f for f in files if _declared_format(f) != "other"]
+        if not images:
+            named = ", ".join(f"'{f.name}'" for f in files[:3])
+            kind = _declared_type(files[0]) or "an unknown type"
+            raise UserInputError(
+                f"{named} {'is' if len(files) == 1 else 'are'} not an image I can edit "
+                f"({kind}). Attach one of: {self.accepted_formats()}; nothing was charged."
+            )
+        return tuple(images[: self.capabilities.max_input_images])
+
+    def accepted_formats(self) -> str:
+        names = [_FORMAT_NAMES[f] for f in _FORMAT_NAMES if f in self.capabilities.input_formats]
+        return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
     def _validate(self, request: EditRequest) -> None:
         validate_prompt(request.prompt, self.capabilities)
         caps = self.capabilities
@@ -150,14 +204,12 @@ class KontextService:
             )
         if not request.attachments and not caps.supports_text_to_image:
             raise UserInputError("Attach an image to edit: this model only edits images.")
-        accepted = ", ".join(_FORMAT_NAMES[f] for f in sorted(caps.input_formats))
         for attachment in request.attachments:
             source = attachment.source
-            declared = (source.content_type or "").split(";")[0].strip().lower()
-            if declared and declared not in _CONTENT_TYPES:
+            if _declared_format(source) == "other":
                 raise UserInputError(
-                    f"'{source.name}' is not an image I can edit ({declared}). "
-                    f"Send one of: {accepted}."
+                    f"'{source.name}' is not an image I can edit ({_declared_type(source)}). "
+                    f"Send one of: {self.accepted_formats()}."
                 )
             if source.size is not None and source.size > self.max_input_bytes:
                 raise UserInputError(

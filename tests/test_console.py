@@ -101,7 +101,7 @@ async def test_console_edits_an_image_and_charges_120(tmp_path: Path, fake: Fake
     assert create.input["prompt"] == "make it a watercolor"
     assert create.input["aspect_ratio"] == "4:3"
     assert create.file_bytes == image.read_bytes()
-    assert "queued (position 1)" in result.stderr
+    assert "Queued (position 1)" in result.stderr
     assert "balance: 1080 credits (9 images)" in result.stderr
     assert DEFAULT_KEY not in result.stderr + result.stdout
     assert await balance(tmp_path, fake) == 1200 - 120

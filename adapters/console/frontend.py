@@ -14,6 +14,7 @@ from typing import TextIO
 
 from bot.domain import Attachment, AttachmentSource, EditResult, Job
 from bot.errors import UserInputError
+from bot.texts import result_details
 
 PLATFORM = "console"
 
@@ -36,20 +37,24 @@ class ConsoleReply:
     def _say(self, job: Job, text: str) -> None:
         print(f"[{job.id[:8]}] {text}", file=self.stream, flush=True)
 
-    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
-        where = f" (position {queue_position})" if queue_position else ""
-        self._say(job, f"{stage}{where}")
+    async def progress(self, job: Job, stage: str) -> None:
+        self._say(job, stage)
 
     async def deliver(self, result: EditResult) -> None:
         await asyncio.to_thread(_write_file, self.out_path, result.image)
+        job = result.job
+        details = ", ".join(result_details(job.seed, job.cost, result.balance_after))
         self._say(
-            result.job,
+            job,
             f"done in {result.elapsed_seconds:.1f} s: {result.width}x{result.height} "
-            f"written to {self.out_path}",
+            f"({details}) written to {self.out_path}",
         )
 
     async def fail(self, job: Job, message: str) -> None:
         self._say(job, f"failed: {message}")
+
+    async def tell(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TextIO
 
 from adapters.console.frontend import PLATFORM, ConsoleFrontend
+from bot import texts
 from bot.app import build_core
-from bot.commands import HELP_TEXT, CreditsCommand, EditCommand, HelpCommand, parse_command
 from bot.config import Settings
-from bot.domain import Attachment, AttachmentSource, EditRequest, JobState, UserRef
+from bot.conversation import Conversation, Said
+from bot.domain import AttachmentSource, EditRequest, JobState, UserRef
 from bot.errors import ConfigError, ErrorKind, KontextError
+from bot.texts import Style
 
 EXIT_OK = 0
 EXIT_USER = 1
@@ -87,25 +89,20 @@ async def run_console(
         say(f"configuration error: {exc}")
         return EXIT_CONFIG
     user = console_user()
+    conversation = Conversation(core.service, Style())
     try:
-        command = parse_command(
-            text, has_image=image is not None, capabilities=core.service.capabilities
-        )
-        if isinstance(command, HelpCommand):
-            print(HELP_TEXT, file=stdout)
+        command = await conversation.read(user, text, files=[source] if source else [])
+        if isinstance(command, Said):
+            if command.mistake:
+                say(f"error: {command.text}")
+                return EXIT_USER
+            print(command.text, file=stdout)
             return EXIT_OK
-        if isinstance(command, CreditsCommand):
-            status = await core.service.credits(user)
-            print(f"{status.balance} credits ({status.images_left} images)", file=stdout)
-            return EXIT_OK
-        assert isinstance(command, EditCommand)
         await core.start()
         request_id = uuid.uuid4().hex
         extension = "jpg" if command.options.output_format == "jpg" else "png"
         out_path = (out or default_out_path(image, request_id, extension)).resolve()
-        attachments: tuple[Attachment, ...] = ()
-        if source is not None:
-            attachments = (frontend.attachment_for(source),)
+        attachments = tuple(frontend.attachment_for(s) for s in command.inputs)
         ack = await core.service.submit(
             EditRequest(
                 user=user,
@@ -116,10 +113,7 @@ async def run_console(
                 idempotency_key=f"console:{request_id}",
             )
         )
-        say(
-            f"[{ack.job.id[:8]}] queued (position {ack.queue_position}); "
-            f"{ack.job.cost} credits reserved, {ack.balance_after} left"
-        )
+        say(f"[{ack.job.id[:8]}] {texts.queued_text(conversation.style, ack)}")
         assert core.runner is not None
         async with asyncio.timeout(settings.jobs.timeout_seconds + 120):
             job = await core.runner.wait_for(ack.job.id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,10 @@ from adapters.discord import attachments
 from adapters.discord.commands_sync import sync_if_changed
 from adapters.discord.components import DYNAMIC_ITEMS, PromptModal
 from adapters.discord.reply import TOKEN_LIFETIME_SECONDS, DiscordReply, short
-from bot.commands import (
-    HELP_TEXT,
-    CreditsCommand,
-    HelpCommand,
-    parse_command,
-    starts_with_trigger,
-)
+from adapters.discord.style import DiscordStyle
+from bot.commands import starts_with_trigger
 from bot.config import DiscordConfig
+from bot.conversation import Conversation, Edit, Said
 from bot.domain import (
     SEED_MAX,
     Attachment,
@@ -43,25 +39,12 @@ from bot.domain import (
     RequestContext,
     UserRef,
 )
-from bot.errors import ConfigError, KontextError, UserInputError
-from bot.service import CreditStatus, KontextService
+from bot.errors import ConfigError
+from bot.service import KontextService
 
 log = structlog.get_logger("kontext.discord")
 PLATFORM = "discord"
 _START_TIMEOUT = 60.0
-
-
-def credits_text(status: CreditStatus) -> str:
-    refill = (
-        f"<t:{int(status.next_allowance_at.timestamp())}:R>"
-        if status.next_allowance_at
-        else "never (one-time allowance)"
-    )
-    running = f", {status.active_jobs} running" if status.active_jobs else ""
-    return (
-        f"You have **{status.balance} credits**: {status.images_left} images at "
-        f"{status.cost_per_image} each{running}. Next allowance of {status.allowance}: {refill}."
-    )
 
 
 def _context(channel_id: int | None, author: discord.User | discord.Member) -> RequestContext:
@@ -108,6 +91,7 @@ class DiscordAdapter:
     ) -> None:
         self.config = config
         self.service = service
+        self.conversation = Conversation(service, DiscordStyle())
         self.data_dir = data_dir
         # discord.py builds every REST URL (webhooks included) from this one class
         # attribute; the gateway URL then comes from GET /gateway/bot.
@@ -212,13 +196,11 @@ class DiscordAdapter:
             attachments=tuple(self.attachment_for(s) for s in sources),
             reply_target={},
             idempotency_key=f"discord:{user.workspace}:interaction:{interaction.id}",
-            display_name=interaction.user.display_name,
             context=self.context_of(interaction),
         )
-        try:
-            self.service.check(request)
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
+        refused = self.conversation.check(request)
+        if refused is not None:
+            await interaction.response.send_message(refused.text, ephemeral=True)
             return
         callback = await interaction.response.defer(thinking=True)
         message_id = callback.message_id if callback is not None else None
@@ -239,15 +221,11 @@ class DiscordAdapter:
     async def _submit(self, request: EditRequest, target: dict[str, Any]) -> None:
         """Reserve and queue; the status message (already there) says how it went."""
         reply = self._reply(target)
-        try:
-            ack = await self.service.submit(replace(request, reply_target=target))
-        except KontextError as exc:
-            await reply.refuse(exc.user_message, prompt=request.prompt)
+        submitted = await self.conversation.submit(replace(request, reply_target=target))
+        if not submitted.accepted:
+            await reply.refuse(submitted.text, prompt=request.prompt)
             return
-        await reply.status(
-            f"⏳ Queued (position {ack.queue_position}) · {ack.job.cost} credits reserved, "
-            f"{ack.balance_after} left… `{short(request.prompt, 150)}`"
-        )
+        await reply.status(f"⏳ {submitted.text} `{short(request.prompt, 150)}`")
 
     async def edit_from_text(
         self,
@@ -256,40 +234,34 @@ class DiscordAdapter:
         sources: Sequence[AttachmentSource],
     ) -> None:
         """A modal's prompt, in the text grammar so that ``--ar 16:9`` works there too."""
-        try:
-            parsed = parse_command(
-                text, has_image=bool(sources), capabilities=self.service.capabilities
-            )
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
-        if isinstance(parsed, HelpCommand | CreditsCommand):
-            await self.answer_info(interaction, parsed)
+        outcome = await self.conversation.read(
+            self.user_of(interaction),
+            text,
+            files=sources,
+            context=self.context_of(interaction),
+            platform_admin=self.platform_admin(interaction),
+        )
+        await self.answer_or_edit(interaction, outcome)
+
+    async def answer_or_edit(
+        self, interaction: discord.Interaction[Any], outcome: Said | Edit
+    ) -> None:
+        """What the conversation layer made of an interaction: an answer, privately, or
+        an edit to check, reserve and queue."""
+        if isinstance(outcome, Said):
+            await interaction.response.send_message(outcome.text, ephemeral=True)
             return
         await self.edit_from_interaction(
-            interaction, prompt=parsed.prompt, options=parsed.options, sources=sources
+            interaction, prompt=outcome.prompt, options=outcome.options, sources=outcome.inputs
         )
 
-    async def answer_info(
-        self, interaction: discord.Interaction[Any], command: HelpCommand | CreditsCommand
-    ) -> None:
-        if isinstance(command, HelpCommand):
-            await interaction.response.send_message(self.help_text(), ephemeral=True)
-            return
-        status = await self.service.credits(self.user_of(interaction), self.context_of(interaction))
-        await interaction.response.send_message(credits_text(status), ephemeral=True)
+    def platform_admin(
+        self, interaction: discord.Interaction[Any]
+    ) -> Callable[[], Awaitable[bool]]:
+        async def ask() -> bool:
+            return self.is_platform_admin(interaction)
 
-    def help_text(self) -> str:
-        return (
-            "**/kontext** `prompt` `image` [aspect_ratio] [seed] [format] [upsample]: edit "
-            "the image (or make one from text).\n"
-            "**Edit with Kontext** (right-click a message > Apps): edit that message's image.\n"
-            "Buttons on a result: **Re-roll** (new seed), **Edit again** (keep editing the "
-            "result), **Delete**.\n"
-            f"In art channels, `!kontext <change>` with an image or as a reply to one.\n"
-            f"Each image costs {self.service.cost_per_image} credits; **/kontext-credits** "
-            f"shows yours.\n```\n{HELP_TEXT}\n```"
-        )
+        return ask
 
     # -- the result's buttons (see components.py) -----------------------------------------------
 
@@ -360,39 +332,38 @@ class DiscordAdapter:
         key = f"discord:{user.workspace}:msg:{message.id}"
         if await self.service.job_for_key(key) is not None:
             return  # a gateway replay of a message already taken
-        source = attachments.first_image(message) or await self._referenced_image(message)
+        files = attachments.sources_of(message)
+        if not files:
+            referenced = await self._referenced_image(message)
+            files = [referenced] if referenced else []
         me = self.bot.user
-        mentions = [f"<@{me.id}>", f"<@!{me.id}>"] if me else []
-        try:
-            parsed = parse_command(
-                message.content,
-                has_image=source is not None,
-                capabilities=self.service.capabilities,
-                bot_mentions=mentions,
-            )
-            if isinstance(parsed, HelpCommand):
-                await message.reply(self.help_text(), mention_author=False)
-                return
-            if isinstance(parsed, CreditsCommand):
-                status = await self.service.credits(
-                    user, _context(message.channel.id, message.author)
-                )
-                await message.reply(credits_text(status), mention_author=False)
-                return
-            request = EditRequest(
-                user=user,
-                prompt=parsed.prompt,
-                options=parsed.options,
-                attachments=tuple(self.attachment_for(s) for s in [source] if s),
-                reply_target={},
-                idempotency_key=key,
-                display_name=message.author.display_name,
-                context=_context(message.channel.id, message.author),
-            )
-            self.service.check(request)
-        except UserInputError as exc:
-            # Not ephemeral (messages cannot be): tidy it away after a minute.
-            await message.reply(exc.user_message, mention_author=False, delete_after=60)
+        context = _context(message.channel.id, message.author)
+        outcome = await self.conversation.read(
+            user,
+            message.content,
+            files=files,
+            context=context,
+            bot_mentions=[f"<@{me.id}>", f"<@!{me.id}>"] if me else [],
+        )
+        if isinstance(outcome, Said):
+            # Not ephemeral (messages cannot be): a mistake is tidied away after a minute.
+            if outcome.mistake:
+                await message.reply(outcome.text, mention_author=False, delete_after=60)
+            else:
+                await message.reply(outcome.text, mention_author=False)
+            return
+        request = EditRequest(
+            user=user,
+            prompt=outcome.prompt,
+            options=outcome.options,
+            attachments=tuple(self.attachment_for(s) for s in outcome.inputs),
+            reply_target={},
+            idempotency_key=key,
+            context=context,
+        )
+        refused = self.conversation.check(request)
+        if refused is not None:
+            await message.reply(refused.text, mention_author=False, delete_after=60)
             return
         status_message = await message.reply("⏳ Queued…", mention_author=False)
         target = {

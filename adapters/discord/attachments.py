@@ -38,6 +38,15 @@ def source_of(
     )
 
 
+def sources_of(message: discord.Message) -> list[AttachmentSource]:
+    """Every file of a message, images or not: the conversation layer picks the input
+    and names a file it cannot edit instead of quietly ignoring it."""
+    return [
+        source_of(attachment, channel_id=message.channel.id, message_id=message.id)
+        for attachment in message.attachments
+    ]
+
+
 def first_image(message: discord.Message) -> AttachmentSource | None:
     for attachment in message.attachments:
         if is_image(attachment):

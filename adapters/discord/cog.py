@@ -16,10 +16,8 @@ from discord.ext import commands
 
 from adapters.discord import attachments
 from adapters.discord.adapter import user_ref
-from bot.commands import CreditsCommand, HelpCommand, build_options, top_spenders_text
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
-from bot.policies import parse_period
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -86,28 +84,29 @@ class KontextCog(commands.Cog):
         upsample: bool = False,
     ) -> None:
         adapter = self.adapter
-        # A bad combination (match_input_image without an image) raises UserInputError,
-        # answered privately by cog_app_command_error.
-        options = build_options(
-            has_image=image is not None,
-            capabilities=adapter.service.capabilities,
+        outcome = await adapter.conversation.read_options(
+            adapter.user_of(interaction),
+            prompt,
+            files=[attachments.source_of(image)] if image is not None else [],
+            context=adapter.context_of(interaction),
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
             seed=seed,
             output_format=format.value if format else None,
             upsample=upsample,
         )
-        sources = [attachments.source_of(image)] if image is not None else []
-        await adapter.edit_from_interaction(
-            interaction, prompt=prompt, options=options, sources=sources
-        )
+        await adapter.answer_or_edit(interaction, outcome)
 
     @app_commands.command(name="kontext-credits", description="Your credit balance")
     async def credits(self, interaction: discord.Interaction[Any]) -> None:
-        await self.adapter.answer_info(interaction, CreditsCommand())
+        adapter = self.adapter
+        text = await adapter.conversation.credits(
+            adapter.user_of(interaction), adapter.context_of(interaction)
+        )
+        await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(name="kontext-help", description="How to use the Kontext bot")
     async def help(self, interaction: discord.Interaction[Any]) -> None:
-        await self.adapter.answer_info(interaction, HelpCommand())
+        await interaction.response.send_message(self.adapter.conversation.help(), ephemeral=True)
 
     admin = app_commands.Group(
         name="kontext-admin",
@@ -125,43 +124,31 @@ class KontextCog(commands.Cog):
         amount: app_commands.Range[int, -1_000_000, 1_000_000],
     ) -> None:
         adapter = self.adapter
-        balance = await adapter.service.admin_grant(
+        text = await adapter.conversation.grant(
             adapter.user_of(interaction),
             user_ref(interaction.guild_id, user.id),
             amount,
-            platform_admin=adapter.is_platform_admin(interaction),
+            adapter.platform_admin(interaction),
         )
-        await interaction.response.send_message(
-            f"{user.mention} now has {balance} credits.", ephemeral=True
-        )
+        await interaction.response.send_message(text, ephemeral=True)
 
     @admin.command(name="history", description="A user's recent credit entries")
     async def history(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
         adapter = self.adapter
-        entries = await adapter.service.admin_history(
+        text = await adapter.conversation.ledger(
             adapter.user_of(interaction),
             user_ref(interaction.guild_id, user.id),
-            platform_admin=adapter.is_platform_admin(interaction),
+            adapter.platform_admin(interaction),
         )
-        lines = [
-            f"`#{e.id}` {e.kind.value} {e.amount:+d}"
-            + (f" · job `{e.job_id[:8]}`" if e.job_id else "")
-            + (f" · {e.note}" if e.note else "")
-            for e in entries
-        ]
-        body = "\n".join(lines) or "No entries yet."
-        await interaction.response.send_message(
-            f"Recent credits of {user.mention}:\n{body}"[:2000], ephemeral=True
-        )
+        await interaction.response.send_message(text[:2000], ephemeral=True)
 
     @admin.command(name="top", description="Who spent the most credits this period")
     async def top(self, interaction: discord.Interaction[Any]) -> None:
         adapter = self.adapter
-        rows = await adapter.service.admin_top_spenders(
-            adapter.user_of(interaction),
-            platform_admin=adapter.is_platform_admin(interaction),
+        text = await adapter.conversation.top(
+            adapter.user_of(interaction), adapter.platform_admin(interaction)
         )
-        await interaction.response.send_message(top_spenders_text(rows), ephemeral=True)
+        await interaction.response.send_message(text, ephemeral=True)
 
     @admin.command(
         name="allowance", description="Set the allowance of the server, a role, a channel or a user"
@@ -186,19 +173,12 @@ class KontextCog(commands.Cog):
         remove: bool = False,
     ) -> None:
         adapter = self.adapter
-        scope = self._scope(interaction, role=role, channel=channel, user=user)
-        override = await adapter.service.admin_set_allowance(
+        text = await adapter.conversation.allowance(
             adapter.user_of(interaction),
-            scope,
+            self._scope(interaction, role=role, channel=channel, user=user),
             None if remove else amount,
-            parse_period(period.value) if period else None,
-            platform_admin=adapter.is_platform_admin(interaction),
-        )
-        text = (
-            f"Allowance for {self._describe(scope)}: {override.allowance} credits "
-            f"{override.period or adapter.service.store.policy.period}."
-            if override.allowance is not None
-            else f"{self._describe(scope)} has no allowance override now."
+            period.value if period else None,
+            adapter.platform_admin(interaction),
         )
         await interaction.response.send_message(text, ephemeral=True)
 
@@ -222,17 +202,13 @@ class KontextCog(commands.Cog):
         paused: bool,
     ) -> None:
         adapter = self.adapter
-        scope = self._scope(interaction, channel=channel)
-        await adapter.service.admin_pause(
+        text = await adapter.conversation.pause(
             adapter.user_of(interaction),
-            scope,
+            self._scope(interaction, channel=channel),
             paused,
-            platform_admin=adapter.is_platform_admin(interaction),
+            adapter.platform_admin(interaction),
         )
-        state = "paused: new edits are refused" if paused else "taking edits again"
-        await interaction.response.send_message(
-            f"The bot is {state} in {self._describe(scope)}.", ephemeral=True
-        )
+        await interaction.response.send_message(text, ephemeral=True)
 
     def _scope(
         self,
@@ -251,26 +227,19 @@ class KontextCog(commands.Cog):
             return f"channel:{space}:{channel.id}"
         return f"workspace:{space}"
 
-    @staticmethod
-    def _describe(scope: str) -> str:
-        kind, _, _, ident = [*scope.split(":"), ""][:4]
-        return {
-            "user": f"<@{ident}>",
-            "role": f"<@&{ident}>",
-            "channel": f"<#{ident}>",
-        }.get(kind, "this server")
-
     async def edit_message_image(
         self, interaction: discord.Interaction[Any], message: discord.Message
     ) -> None:
-        source = attachments.first_image(message)
-        if source is None:
-            await interaction.response.send_message(
-                "That message has no image to edit.", ephemeral=True
-            )
+        files = attachments.sources_of(message)
+        try:
+            if not files:
+                raise UserInputError("That message has no image to edit.")
+            inputs = self.adapter.service.pick_inputs(files)
+        except UserInputError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
             return
         await interaction.response.send_modal(
-            self.adapter.prompt_modal("Edit with Kontext", [source])
+            self.adapter.prompt_modal("Edit with Kontext", inputs)
         )
 
     @commands.Cog.listener()

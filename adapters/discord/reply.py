@@ -72,10 +72,8 @@ class DiscordReply:
 
     # -- the Reply protocol ---------------------------------------------------------------------
 
-    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
+    async def progress(self, job: Job, stage: str) -> None:
         text = _STAGES.get(stage, stage.capitalize())
-        if queue_position:
-            text += f" (position {queue_position})"
         await self.status(f"{text}… `{short(job.prompt, 150)}`")
 
     async def status(self, text: str) -> None:
@@ -146,6 +144,16 @@ class DiscordReply:
             return
         await self._channel_message(f"<@{self.target['user']}> {text}")
 
+    async def tell(self, text: str) -> None:
+        """Privately while the interaction lasts, else a mention in the channel."""
+        if self._token_alive():
+            try:
+                await self._webhook().send(text, ephemeral=True)
+                return
+            except discord.HTTPException as exc:
+                log.warning("ephemeral notice failed", status=exc.status)
+        await self._channel_message(f"<@{self.target['user']}> {text}")
+
     async def _channel_message(self, text: str) -> None:
         try:
             channel = self.client.get_partial_messageable(int(self.target["channel"]))
@@ -195,8 +203,7 @@ class DiscordReply:
 def result_embed(result: EditResult, filename: str) -> discord.Embed:
     job = result.job
     embed = discord.Embed(description=short(job.prompt, 4000), colour=discord.Colour.blurple())
-    seed = job.seed_used if job.seed_used is not None else job.options.seed
-    embed.add_field(name="Seed", value=str(seed) if seed is not None else "random")
+    embed.add_field(name="Seed", value=str(job.seed) if job.seed is not None else "unknown")
     embed.add_field(name="Aspect ratio", value=job.options.aspect_ratio or "as input")
     embed.add_field(name="Credits", value=f"{job.cost} used · {result.balance_after} left")
     embed.add_field(name="Time", value=f"{result.elapsed_seconds:.1f} s")

@@ -10,7 +10,9 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.style import escape
 from bot.domain import EditResult, Job
+from bot.texts import result_details, short
 
 log = structlog.get_logger("kontext.slack")
 
@@ -18,10 +20,6 @@ _STAGES = {
     "queued": ":hourglass_flowing_sand: Queued",
     "editing": ":art: Editing",
 }
-
-
-def _short(prompt: str, limit: int = 120) -> str:
-    return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
 
 
 class SlackReply:
@@ -35,7 +33,7 @@ class SlackReply:
         self.status_ts: str | None = None
 
     async def _status(self, job: Job, text: str) -> None:
-        line = f"<@{self.user}>: _{_short(job.prompt)}_ — {text}"
+        line = f"<@{self.user}>: _{escape(short(job.prompt, 120))}_ — {text}"
         try:
             if self.status_ts is None:
                 answer = await self.client.chat_postMessage(
@@ -48,25 +46,19 @@ class SlackReply:
             # Progress is a courtesy: a missing channel permission must not fail the job.
             log.warning("status message failed", job_id=job.id, error=exc.response.get("error"))
 
-    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
-        text = _STAGES.get(stage, stage)
-        if queue_position:
-            text += f" (position {queue_position})"
-        await self._status(job, text + "…")
+    async def progress(self, job: Job, stage: str) -> None:
+        await self._status(job, _STAGES.get(stage, stage) + "…")
 
     async def deliver(self, result: EditResult) -> None:
         job = result.job
-        seed = job.options.seed
-        details = [f"{job.cost} credits", f"{result.balance_after} left"]
-        if seed is not None:
-            details.insert(0, f"seed {seed}")
-        comment = f"<@{self.user}>: _{_short(job.prompt)}_ ({', '.join(details)})"
+        details = result_details(job.seed, job.cost, result.balance_after)
+        comment = f"<@{self.user}>: _{escape(short(job.prompt, 120))}_ ({', '.join(details)})"
         await self.client.files_upload_v2(
             channel=self.channel,
             thread_ts=self.thread_ts,
             file=result.image,
             filename=result.filename,
-            title=_short(job.prompt, 250),
+            title=short(job.prompt, 250),
             initial_comment=comment,
         )
         if self.status_ts is not None:
@@ -75,9 +67,9 @@ class SlackReply:
     async def fail(self, job: Job, message: str) -> None:
         if self.status_ts is not None:
             await self._status(job, ":x: Failed")
-        await self.ephemeral(message)
+        await self.tell(message)
 
-    async def ephemeral(self, text: str) -> None:
+    async def tell(self, text: str) -> None:
         try:
             await self.client.chat_postEphemeral(
                 channel=self.channel, user=self.user, thread_ts=self.thread_ts, text=text

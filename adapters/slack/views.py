@@ -120,7 +120,7 @@ class Submission:
     aspect_ratio: str | None
     seed: int | None
     output_format: str | None
-    file_ids: tuple[str, ...]
+    files: tuple[dict[str, Any], ...]
     metadata: dict[str, Any]
 
 
@@ -144,6 +144,6 @@ def read_submission(view: dict[str, Any]) -> Submission:
         aspect_ratio=selected_ratio.get("value"),
         seed=int(seed_text) if seed_text not in (None, "") else None,
         output_format=selected_format.get("value"),
-        file_ids=tuple(str(f["id"]) for f in files if isinstance(f, dict) and "id" in f),
+        files=tuple(f for f in files if isinstance(f, dict) and "id" in f),
         metadata=metadata if isinstance(metadata, dict) else {},
     )

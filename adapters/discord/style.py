@@ -1,0 +1,46 @@
+"""How the bot's answers look in Discord: markdown, ``<@id>`` mentions, ``<t:…>`` times.
+
+Discord renders mentions in user-provided text, but every message the bot sends names
+exactly who may be pinged (``allowed_mentions``: the requester at most), so a prompt
+containing ``@everyone`` or a role mention is shown, never delivered as a ping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.texts import CommandNames, Style
+
+
+class DiscordStyle(Style):
+    workspace_word = "server"
+    commands = CommandNames(
+        usage="/kontext prompt:<what to change> [image] [aspect_ratio] [seed] [format] [upsample]",
+        examples=(
+            "/kontext prompt:make it a watercolor image:<your photo>",
+            "Edit with Kontext (right-click a message > Apps): edit that message's image",
+            "Buttons on a result: Re-roll (new seed), Edit again (keep editing the result), Delete",
+            "In art channels: !kontext <change> [--ar RATIO] [--seed N] with an image, or as a "
+            "reply to one",
+        ),
+        info=("/kontext-credits   your balance", "/kontext-help   this text"),
+        admin=("/kontext-admin grant | history | top | allowance | pause | resume",),
+    )
+
+    def bold(self, text: str) -> str:
+        return f"**{text}**"
+
+    def code(self, text: str) -> str:
+        return f"`{text}`"
+
+    def user(self, user_id: str) -> str:
+        return f"<@{user_id}>"
+
+    def role(self, role_id: str) -> str:
+        return f"<@&{role_id}>"
+
+    def channel(self, channel_id: str) -> str:
+        return f"<#{channel_id}>"
+
+    def when(self, moment: datetime) -> str:
+        return f"<t:{int(moment.timestamp())}:R>"

@@ -1,0 +1,266 @@
+"""Slack events in, the conversation layer's answers out.
+
+The app runs with ``process_before_response``: Slack gets its 200 only after the
+listener has stored and reserved the job, so an acknowledged request is durable (a
+process killed before that point is retried by Slack, which resends events it got no
+200 for). Everything a listener does before that is quick: what the event itself
+carries (file ids, names, declared types and sizes), a thread look-up for multi-turn
+edits, one transaction. Downloading, and looking up a file Slack did not describe,
+happen in the runner.
+
+Each request's idempotency key comes from Slack's own ids (the modal's view id, the
+message's channel and ts), so a redelivered event, or the ``message`` and
+``app_mention`` events Slack sends for one message, make one job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack.reply import SlackReply
+from adapters.slack.views import edit_modal, read_submission
+from bot.conversation import Conversation, Edit, Said
+from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
+from bot.errors import UserInputError
+
+if TYPE_CHECKING:
+    from adapters.slack.adapter import SlackAdapter
+
+log = structlog.get_logger("kontext.slack")
+PLATFORM = "slack"
+Ack = Callable[..., Awaitable[None]]
+# Slack caps private_metadata at 3,000 characters; a file's description fits many times.
+_METADATA_FILES = 1
+
+
+def source_of(file: dict[str, Any]) -> AttachmentSource:
+    """A file as the event describes it. Without a download URL (Slack sends bare
+    ``{"id": ..., "file_access": "check_file_info"}`` for some shares) the locator is
+    the file id, looked up with files.info by the runner."""
+    url = file.get("url_private_download") or file.get("url_private")
+    return AttachmentSource(
+        name=str(file.get("name") or file.get("title") or file["id"]),
+        content_type=file.get("mimetype"),
+        size=file.get("size"),
+        locator=str(url) if url else f"file:{file['id']}",
+    )
+
+
+def _is_image(file: dict[str, Any]) -> bool:
+    return str(file.get("mimetype") or "").startswith("image/")
+
+
+class SlackListeners:
+    def __init__(self, adapter: SlackAdapter, conversation: Conversation) -> None:
+        self.adapter = adapter
+        self.client = adapter.client
+        self.conversation = conversation
+
+    def register(self) -> None:
+        from adapters.slack.views import CALLBACK_ID, SHORTCUT_CALLBACK_ID
+
+        app = self.adapter.app
+        app.command("/kontext")(self.on_command)
+        app.view(CALLBACK_ID)(self.on_view_submission)
+        app.shortcut(SHORTCUT_CALLBACK_ID)(self.on_message_shortcut)
+        app.event("app_mention")(self.on_mention)
+        app.event("message")(self.on_message)
+
+    # -- slash command and modal -----------------------------------------------------------
+
+    async def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
+        user = UserRef(PLATFORM, command["team_id"], command["user_id"])
+        text = str(command.get("text") or "")
+        metadata = {"channel": command["channel_id"], "user": user.user, "team": user.workspace}
+        if not text.strip():
+            await ack()
+            await self._open_modal(command["trigger_id"], metadata, with_file_input=True)
+            return
+        outcome = await self.conversation.read(
+            user,
+            text,
+            context=RequestContext(channel=command["channel_id"]),
+            platform_admin=self.adapter.platform_admin(user),
+            image_follows=True,
+        )
+        if isinstance(outcome, Said):
+            await ack(text=outcome.text)
+            return
+        await ack()
+        await self._open_modal(
+            command["trigger_id"],
+            metadata,
+            prompt=outcome.prompt,
+            options=outcome.options,
+            with_file_input=True,
+        )
+
+    async def _open_modal(
+        self,
+        trigger_id: str,
+        metadata: dict[str, Any],
+        *,
+        prompt: str = "",
+        options: EditOptions | None = None,
+        with_file_input: bool,
+    ) -> None:
+        view = edit_modal(
+            metadata=metadata,
+            prompt=prompt,
+            options=options or EditOptions(),
+            with_file_input=with_file_input,
+            aspect_ratios=self.conversation.service.capabilities.aspect_ratios,
+        )
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            log.warning("views.open failed", error=exc.response.get("error"))
+
+    async def on_view_submission(
+        self, ack: Ack, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        submission = read_submission(view)
+        metadata = submission.metadata
+        files = [source_of(f) for f in submission.files] or [
+            AttachmentSource.from_json(f) for f in metadata.get("files") or []
+        ]
+        team = str(metadata.get("team") or body["team"]["id"])
+        user = UserRef(PLATFORM, team, body["user"]["id"])
+        channel = str(metadata.get("channel"))
+        context = RequestContext(channel=channel)
+        outcome = await self.conversation.read_options(
+            user,
+            submission.prompt,
+            files=files,
+            context=context,
+            aspect_ratio=submission.aspect_ratio,
+            seed=submission.seed,
+            output_format=submission.output_format,
+        )
+        if isinstance(outcome, Said):
+            # Shown under the prompt field: the modal stays open to be corrected.
+            await ack(response_action="errors", errors={"prompt": outcome.text})
+            return
+        target = {"channel": channel, "user": user.user, "thread_ts": metadata.get("thread_ts")}
+        submitted = await self.conversation.submit(
+            self._request(user, outcome, target, f"slack:{team}:view:{view['id']}", context)
+        )
+        await ack()
+        if not submitted.duplicate:
+            await SlackReply(self.client, target).tell(submitted.text)
+
+    async def on_message_shortcut(self, ack: Ack, shortcut: dict[str, Any]) -> None:
+        await ack()
+        message = shortcut.get("message") or {}
+        channel = shortcut["channel"]["id"]
+        user = UserRef(PLATFORM, shortcut["team"]["id"], shortcut["user"]["id"])
+        files = [source_of(f) for f in message.get("files") or []]
+        reply = SlackReply(self.client, {"channel": channel, "user": user.user})
+        if not files:
+            await reply.tell("That message has no image to edit.")
+            return
+        try:
+            inputs = self.conversation.service.pick_inputs(files)
+        except UserInputError as exc:
+            await reply.tell(exc.user_message)
+            return
+        metadata = {
+            "channel": channel,
+            "user": user.user,
+            "team": user.workspace,
+            "thread_ts": message.get("thread_ts") or message.get("ts"),
+            "files": [s.to_json() for s in inputs[:_METADATA_FILES]],
+        }
+        if len(json.dumps(metadata)) > 3000:
+            await reply.tell("That image's details are too long for Slack's form; attach it anew.")
+            return
+        await self._open_modal(shortcut["trigger_id"], metadata, with_file_input=False)
+
+    # -- messages that address the bot ---------------------------------------------------------
+
+    async def on_mention(self, event: dict[str, Any], context: dict[str, Any]) -> None:
+        await self.from_message(event, context)
+
+    async def on_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
+        bot_user = context.get("bot_user_id")
+        if event.get("subtype") not in (None, "file_share", "thread_broadcast"):
+            return
+        if bot_user and f"<@{bot_user}>" in str(event.get("text") or ""):
+            await self.from_message(event, context)
+
+    async def from_message(self, event: dict[str, Any], context: dict[str, Any]) -> None:
+        """A message addressed to the bot: its files, or the latest image of its thread."""
+        if event.get("bot_id"):
+            return
+        team = str(context.get("team_id") or event.get("team") or "")
+        channel = str(event["channel"])
+        ts = str(event["ts"])
+        thread_ts = event.get("thread_ts")
+        user = UserRef(PLATFORM, team, str(event["user"]))
+        key = f"slack:{team}:msg:{channel}:{ts}"
+        if await self.conversation.service.job_for_key(key) is not None:
+            return  # Slack redelivered the event, or sent message and app_mention both
+        target = {"channel": channel, "user": user.user, "thread_ts": thread_ts or ts}
+        reply = SlackReply(self.client, target)
+        files = [source_of(f) for f in event.get("files") or []]
+        if not files and thread_ts:
+            files = await self._latest_thread_image(channel, str(thread_ts), ts)
+        bot_user = context.get("bot_user_id")
+        here = RequestContext(channel=channel)
+        outcome = await self.conversation.read(
+            user,
+            str(event.get("text") or ""),
+            files=files,
+            context=here,
+            bot_mentions=[f"<@{bot_user}>"] if bot_user else [],
+            platform_admin=self.adapter.platform_admin(user),
+        )
+        if isinstance(outcome, Said):
+            await reply.tell(outcome.text)
+            return
+        submitted = await self.conversation.submit(self._request(user, outcome, target, key, here))
+        if not submitted.duplicate:
+            await reply.tell(submitted.text)
+
+    async def _latest_thread_image(
+        self, channel: str, thread_ts: str, before: str
+    ) -> list[AttachmentSource]:
+        """Multi-turn editing: "now make her wave" in a thread edits its latest image."""
+        try:
+            answer = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=200
+            )
+        except SlackApiError as exc:
+            self.adapter.api_error("conversations.replies", exc)
+            return []
+        messages: Sequence[dict[str, Any]] = answer.get("messages") or []
+        for message in reversed(messages):
+            if float(message.get("ts", 0)) > float(before):
+                continue
+            images = [f for f in message.get("files") or [] if _is_image(f)]
+            if images:
+                return [source_of(images[-1])]
+        return []
+
+    def _request(
+        self,
+        user: UserRef,
+        edit: Edit,
+        target: dict[str, Any],
+        key: str,
+        context: RequestContext,
+    ) -> EditRequest:
+        return EditRequest(
+            user=user,
+            prompt=edit.prompt,
+            options=edit.options,
+            attachments=tuple(self.adapter.attachment_for(s) for s in edit.inputs),
+            reply_target=target,
+            idempotency_key=key,
+            context=context,
+        )

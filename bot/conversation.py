@@ -1,0 +1,290 @@
+"""What a message to the bot means and what the bot answers, for every platform at once.
+
+A front end translates its platform's event into a call here (who, what text or which
+options, which files, where) and renders what comes back (private or public, through
+its ``Style``). Every decision a person can notice is made in this one place: help or
+credits or an admin command or an edit; which attached file is the input and the
+refusal when none can be; the texts of every answer. The service behind it keeps the
+rules about money and jobs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from bot import texts
+from bot.commands import CreditsCommand, HelpCommand, build_options, parse_command
+from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
+from bot.errors import KontextError, UserInputError
+from bot.policies import parse_period
+from bot.service import KontextService
+from bot.texts import Style
+
+# Asks the platform, only when it matters, whether it calls this user an admin.
+PlatformAdmin = Callable[[], Awaitable[bool]]
+
+
+async def _not_platform_admin() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Said:
+    """An answer for the person who asked, shown to them alone where the platform can.
+    ``mistake``: the request could not be taken as written (the text says why)."""
+
+    text: str
+    mistake: bool = False
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Go ahead: an edit to submit with these inputs (already chosen and checked)."""
+
+    prompt: str
+    options: EditOptions
+    inputs: tuple[AttachmentSource, ...]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """How a submission went: ``accepted`` with the queued text, or refused with why."""
+
+    accepted: bool
+    text: str
+    job_id: str | None = None
+    duplicate: bool = False
+
+
+# "<@U123|name>" (Slack escapes mentions in commands), "<@U123>", "<@!123>" (Discord).
+_MENTION = r"<@!?(?P<user>[A-Za-z0-9]+)(?:\|[^>]*)?>"
+_ADMIN = {
+    "grant": re.compile(rf"^grant\s+{_MENTION}\s+(?P<amount>-?\d{{1,9}})$", re.I),
+    "allowance": re.compile(
+        rf"^allowance(?:\s+{_MENTION})?\s+(?P<amount>\d{{1,9}}|off)(?:\s+(?P<period>\w+))?$",
+        re.I,
+    ),
+    "pause": re.compile(r"^(?P<action>pause|resume)$", re.I),
+    "history": re.compile(rf"^history\s+{_MENTION}$", re.I),
+    "top": re.compile(r"^top$", re.I),
+}
+
+
+class Conversation:
+    def __init__(self, service: KontextService, style: Style) -> None:
+        self.service = service
+        self.style = style
+
+    # -- information, free ---------------------------------------------------------------------
+
+    def help(self) -> str:
+        return texts.help_text(self.style, self.service.cost_per_image)
+
+    async def credits(self, user: UserRef, context: RequestContext | None = None) -> str:
+        return texts.credits_text(self.style, await self.service.credits(user, context))
+
+    # -- reading a request ---------------------------------------------------------------------
+
+    async def read(
+        self,
+        user: UserRef,
+        text: str,
+        *,
+        files: Sequence[AttachmentSource] = (),
+        context: RequestContext | None = None,
+        bot_mentions: Sequence[str] = (),
+        platform_admin: PlatformAdmin = _not_platform_admin,
+        image_follows: bool = False,
+    ) -> Said | Edit:
+        """A typed request in the text grammar: help, credits, an admin command, or an
+        edit of the first acceptable image among ``files``. Mistakes come back as
+        ``Said`` with what to write instead; nothing is stored or charged for them.
+        ``image_follows``: the image comes later (Slack's slash command opens a form
+        to attach it), so options that need one are allowed."""
+        try:
+            admin = await self._admin_command(user, text.strip(), platform_admin)
+            if admin is not None:
+                return Said(admin)
+            inputs = self.service.pick_inputs(files)
+            parsed = parse_command(
+                text,
+                has_image=bool(inputs) or image_follows,
+                capabilities=self.service.capabilities,
+                bot_mentions=bot_mentions,
+            )
+            if isinstance(parsed, HelpCommand):
+                return Said(self.help())
+            if isinstance(parsed, CreditsCommand):
+                return Said(await self.credits(user, context))
+            return Edit(parsed.prompt, parsed.options, inputs)
+        except UserInputError as exc:
+            return Said(exc.user_message, mistake=True)
+
+    async def read_options(
+        self,
+        user: UserRef,
+        prompt: str,
+        *,
+        files: Sequence[AttachmentSource] = (),
+        context: RequestContext | None = None,
+        aspect_ratio: str | None = None,
+        seed: int | None = None,
+        output_format: str | None = None,
+        upsample: bool = False,
+    ) -> Said | Edit:
+        """A request whose options came as the platform's own fields (a slash command's
+        options, a modal): a prompt of just ``help`` or ``credits`` answers as those
+        commands do, free, instead of becoming a paid edit of that word."""
+        word = prompt.strip().lower()
+        if word == "help":
+            return Said(self.help())
+        if word in ("credits", "balance"):
+            return Said(await self.credits(user, context))
+        try:
+            inputs = self.service.pick_inputs(files)
+            options = build_options(
+                has_image=bool(inputs),
+                capabilities=self.service.capabilities,
+                aspect_ratio=aspect_ratio,
+                seed=seed,
+                output_format=output_format,
+                upsample=upsample,
+            )
+            self.service.check_prompt(prompt)
+        except UserInputError as exc:
+            return Said(exc.user_message, mistake=True)
+        return Edit(" ".join(prompt.split()), options, inputs)
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def check(self, request: EditRequest) -> Said | None:
+        """The checks that need no database (prompt, declared type and size), so a front
+        end can refuse at once, before it answers the platform at all."""
+        try:
+            self.service.check(request)
+        except UserInputError as exc:
+            return Said(exc.user_message, mistake=True)
+        return None
+
+    async def submit(self, request: EditRequest) -> Submitted:
+        """Reserve and queue. A refusal (quota, pause, bad input, shutting down) costs
+        nothing and says why; an accepted request says its place and its seed."""
+        try:
+            ack = await self.service.submit(request)
+        except KontextError as exc:
+            return Submitted(accepted=False, text=exc.user_message)
+        return Submitted(
+            accepted=True,
+            text=texts.queued_text(self.style, ack),
+            job_id=ack.job.id,
+            duplicate=ack.duplicate,
+        )
+
+    # -- admin commands (the core decides who may, and records who did) ------------------------
+
+    async def _admin_command(
+        self, admin: UserRef, text: str, platform_admin: PlatformAdmin
+    ) -> str | None:
+        for name, pattern in _ADMIN.items():
+            match = pattern.match(text)
+            if match is None:
+                continue
+            space = f"{admin.platform}:{admin.workspace}"
+            target = match.groupdict().get("user")
+            if name == "grant":
+                return await self.grant(
+                    admin, _same_space(admin, target), int(match["amount"]), platform_admin
+                )
+            if name == "allowance":
+                scope = f"user:{space}:{target}" if target else f"workspace:{space}"
+                amount = match["amount"].lower()
+                period = match["period"]
+                return await self.allowance(
+                    admin,
+                    scope,
+                    None if amount == "off" else int(amount),
+                    period,
+                    platform_admin,
+                )
+            if name == "pause":
+                paused = match["action"].lower() == "pause"
+                return await self.pause(admin, f"workspace:{space}", paused, platform_admin)
+            if name == "history":
+                return await self.ledger(admin, _same_space(admin, target), platform_admin)
+            return await self.top(admin, platform_admin)
+        return None
+
+    async def grant(
+        self, admin: UserRef, user: UserRef, amount: int, platform_admin: PlatformAdmin
+    ) -> str:
+        try:
+            balance = await self.service.admin_grant(
+                admin, user, amount, platform_admin=await self._asks(admin, platform_admin)
+            )
+        except UserInputError as exc:
+            return exc.user_message
+        return texts.grant_text(self.style, user.user, balance)
+
+    async def allowance(
+        self,
+        admin: UserRef,
+        scope: str,
+        amount: int | None,
+        period: str | None,
+        platform_admin: PlatformAdmin,
+    ) -> str:
+        try:
+            override = await self.service.admin_set_allowance(
+                admin,
+                scope,
+                amount,
+                parse_period(period) if period else None,
+                platform_admin=await self._asks(admin, platform_admin),
+            )
+            limits = await self.service.limits()
+        except UserInputError as exc:
+            return exc.user_message
+        return texts.allowance_text(self.style, override.scope, override, limits)
+
+    async def pause(
+        self, admin: UserRef, scope: str, paused: bool, platform_admin: PlatformAdmin
+    ) -> str:
+        try:
+            override = await self.service.admin_pause(
+                admin, scope, paused, platform_admin=await self._asks(admin, platform_admin)
+            )
+        except UserInputError as exc:
+            return exc.user_message
+        return texts.pause_text(self.style, override.scope, paused)
+
+    async def ledger(self, admin: UserRef, user: UserRef, platform_admin: PlatformAdmin) -> str:
+        try:
+            entries = await self.service.admin_history(
+                admin, user, platform_admin=await self._asks(admin, platform_admin)
+            )
+        except UserInputError as exc:
+            return exc.user_message
+        return texts.ledger_text(self.style, user.user, entries)
+
+    async def top(self, admin: UserRef, platform_admin: PlatformAdmin) -> str:
+        try:
+            rows = await self.service.admin_top_spenders(
+                admin, platform_admin=await self._asks(admin, platform_admin)
+            )
+        except UserInputError as exc:
+            return exc.user_message
+        return texts.top_spenders_text(self.style, rows)
+
+    async def _asks(self, admin: UserRef, platform_admin: PlatformAdmin) -> bool:
+        """Ask the platform only when the operator lets platform admins act and the
+        user is not already a bot admin (Slack's answer costs a users.info call)."""
+        if not self.service.platform_admins or self.service.is_admin(admin):
+            return False
+        return await platform_admin()
+
+
+def _same_space(admin: UserRef, user_id: str | None) -> UserRef:
+    """A user named in an admin command belongs to the admin's own workspace."""
+    return UserRef(admin.platform, admin.workspace, str(user_id))

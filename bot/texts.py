@@ -1,0 +1,198 @@
+"""Every answer the bot gives a person, written once for every platform.
+
+The words are decided here; how they look is the platform's business, so each text is
+built through a ``Style`` (bold, mentions, timestamps, code, and how user-provided text
+is made safe to echo). Front ends used to write these texts out themselves, and the
+copies drifted (Discord's help advertised Slack's syntax; allowance answers named the
+config's period instead of the one in force).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from bot.domain import Acknowledgement
+from bot.ledger import AllowancePolicy, LedgerEntry
+from bot.policies import Override
+
+if TYPE_CHECKING:
+    from bot.service import CreditStatus
+
+OPTIONS_HELP = """\
+Options:
+  --ar RATIO       aspect ratio: match_input_image (default with an image), 1:1, 16:9,
+                   9:16, 4:3, 3:4, 3:2, 2:3, 4:5, 5:4, 21:9, 9:21, 2:1, 1:2
+  --seed N         repeatable results (0-4294967295; the bot picks one if you don't)
+  --format png|jpg output format (default png)
+  --upsample       let the model expand a short prompt
+  --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)"""
+
+
+@dataclass(frozen=True)
+class CommandNames:
+    """How a platform's users ask for each thing: its help names only these."""
+
+    usage: str
+    examples: Sequence[str]
+    info: Sequence[str]
+    admin: Sequence[str] = ()
+    text_options: bool = True
+
+
+class Style:
+    """Plain text (the terminal, the CLI); platforms override what they render
+    differently. Methods, not data, so a platform can escape or look things up."""
+
+    workspace_word = "workspace"
+    commands = CommandNames(
+        usage='kontext-bot console [--image PATH] "<what to change>" [options]',
+        examples=(
+            'kontext-bot console --image cat.png "make it a watercolor"',
+            'kontext-bot console --image cat.png "now make her wave" --seed 42',
+        ),
+        info=('kontext-bot console "credits"   your balance',),
+    )
+
+    def bold(self, text: str) -> str:
+        return text
+
+    def code(self, text: str) -> str:
+        return text
+
+    def user(self, user_id: str) -> str:
+        return user_id
+
+    def role(self, role_id: str) -> str:
+        return f"role {role_id}"
+
+    def channel(self, channel_id: str) -> str:
+        return f"channel {channel_id}"
+
+    def when(self, moment: datetime) -> str:
+        return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+    def echo(self, text: str) -> str:
+        """User-provided text as it may be shown back (platforms escape mentions)."""
+        return text
+
+
+def short(text: str, limit: int = 150) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def help_text(style: Style, cost_per_image: int) -> str:
+    names = style.commands
+    lines = [f"{names.usage}   edit the attached image (or make one from text)", ""]
+    if names.text_options:
+        lines += [OPTIONS_HELP, ""]
+    lines += ["Examples:", *(f"  {example}" for example in names.examples), ""]
+    lines += list(names.info)
+    if names.admin:
+        lines += ["Admins: " + ", ".join(names.admin)]
+    lines += ["", f"Each image costs {cost_per_image} credits."]
+    return "\n".join(lines)
+
+
+def credits_text(style: Style, status: CreditStatus) -> str:
+    refill = (
+        style.when(status.next_allowance_at)
+        if status.next_allowance_at
+        else "never (one-time allowance)"
+    )
+    running = f", {status.active_jobs} running" if status.active_jobs else ""
+    return (
+        f"You have {style.bold(f'{status.balance} credits')}: {status.images_left} images at "
+        f"{status.cost_per_image} each{running}. Next allowance of {status.allowance}: {refill}."
+    )
+
+
+def queued_text(style: Style, ack: Acknowledgement) -> str:
+    return (
+        f"Queued (position {ack.queue_position}): {ack.job.cost} credits reserved, "
+        f"{ack.balance_after} left. Seed {ack.job.options.seed}."
+    )
+
+
+def describe_scope(style: Style, scope: str) -> str:
+    kind, _, _, ident = [*scope.split(":"), "", "", ""][:4]
+    if kind == "user":
+        return style.user(scope.split(":")[-1])
+    if kind == "role":
+        return style.role(ident)
+    if kind == "channel":
+        return style.channel(ident)
+    if kind == "global":
+        return "everyone"
+    return f"this {style.workspace_word}"
+
+
+def allowance_text(style: Style, scope: str, override: Override, limits: AllowancePolicy) -> str:
+    """The period shown is the override's own, else the one in force for everyone (the
+    config as changed at run time), never the config file's."""
+    who = describe_scope(style, scope)
+    if override.allowance is None:
+        return f"{who[:1].upper()}{who[1:]} has no allowance override now."
+    return f"Allowance for {who}: {override.allowance} credits {override.period or limits.period}."
+
+
+def pause_text(style: Style, scope: str, paused: bool) -> str:
+    where = describe_scope(style, scope)
+    if paused:
+        return (
+            f"Paused: the bot is paused in {where}; new edits are refused until an admin resumes."
+        )
+    return f"Resumed: taking edits again in {where}."
+
+
+def grant_text(style: Style, user_id: str, balance: int) -> str:
+    return f"{style.user(user_id)} now has {balance} credits."
+
+
+def ledger_text(style: Style, user_id: str, entries: Iterable[LedgerEntry]) -> str:
+    lines = [
+        f"{style.code(f'#{e.id}')} {e.kind.value} {e.amount:+d}"
+        + (f" · job {style.code(e.job_id[:8])}" if e.job_id else "")
+        + (f" · {style.echo(e.note)}" if e.note else "")
+        for e in entries
+    ]
+    return f"Recent credits of {style.user(user_id)}:\n" + ("\n".join(lines) or "No entries yet.")
+
+
+def top_spenders_text(style: Style, rows: Iterable[tuple[str, int]]) -> str:
+    lines = [
+        f"{n}. {style.user(ref.split(':')[-1])} {spent}" for n, (ref, spent) in enumerate(rows, 1)
+    ]
+    return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
+
+
+def limits_text(limits: AllowancePolicy) -> str:
+    return (
+        f"allowance {limits.amount} {limits.period}; max_balance {limits.max_balance}; "
+        f"budget {limits.budget} per {limits.period}; cooldown {limits.cooldown_seconds:g} s "
+        f"(0: none); jobs per user at once {limits.per_user_concurrent}"
+    )
+
+
+def policy_text(scope: str, override: Override | None, limits: AllowancePolicy) -> str:
+    """The CLI's one-line answer about a scope."""
+    if override is None or (override.allowance is None and not override.paused):
+        return f"{scope}: no override (the config's allowance applies)"
+    allowance = (
+        f"{override.allowance} {override.period or limits.period}"
+        if override.allowance is not None
+        else "the config's"
+    )
+    return f"{scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}"
+
+
+def result_details(seed: int | None, cost: int, balance_after: int) -> list[str]:
+    """What every posted result says besides the image: the seed to reproduce it, and
+    what it cost."""
+    return [
+        f"seed {seed if seed is not None else 'unknown'}",
+        f"{cost} credits",
+        f"{balance_after} left",
+    ]
