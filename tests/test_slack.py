@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 import socket
 import time
@@ -590,3 +591,34 @@ async def test_admin_commands_pause_allowance_and_workspace_admins(bot: Bot) -> 
     assert top.text.startswith("Top spenders this period")
     history = await bot.command(f"history <@{USER}>", user=ADMIN)
     assert "grant +5000" in history.text
+
+
+async def test_a_mention_with_only_a_text_file_is_refused_by_name_and_costs_nothing(
+    bot: Bot,
+) -> None:
+    notes = bot.slack.add_file("notes.txt", b"just words", "text/plain")
+    ts = f"{time.time():.6f}"
+    event = message_event("app_mention", ts, f"<@{BOT_USER_ID}> make it blue", [notes])
+    await bot.event(event, "EvTxt")
+    (notice,) = await bot.ephemerals(1)
+    assert "'notes.txt'" in notice and "not an image I can edit" in notice
+    assert "JPEG, PNG, GIF or WebP" in notice
+    assert bot.provider.received == [] and bot.provider.creates == []
+    assert await balance(bot) == 1200
+
+
+async def test_a_prompt_cannot_make_the_bots_public_posts_ping_anyone(bot: Bot) -> None:
+    file = bot.slack.add_file("cat.png", png())
+    ts = f"{time.time():.6f}"
+    text = f"<@{BOT_USER_ID}> paint <!channel> and <!subteam^S0123> & <@U0BOB> blue"
+    await bot.event(message_event("app_mention", ts, text, [file]), "EvPing")
+    (upload,) = await bot.uploaded()
+    posted = [c.args["text"] for c in bot.slack.calls_to("chat.postMessage")]
+    posted += [c.args["text"] for c in bot.slack.calls_to("chat.update")]
+    posted.append(upload.initial_comment or "")
+    for text_posted in posted:
+        assert "<!channel>" not in text_posted and "<!subteam" not in text_posted
+        assert "<@U0BOB>" not in text_posted
+    assert "&lt;!channel&gt;" in (upload.initial_comment or "")
+    # The seed the bot chose is on the result, so the edit can be reproduced.
+    assert re.search(r"seed \d+", upload.initial_comment or "")

@@ -1,0 +1,157 @@
+"""The conversation layer: what a message means and what the bot answers, the same on
+every platform (issue 14 items 2, 3, 4, 10 and 11 are decided here once)."""
+
+from __future__ import annotations
+
+from adapters.discord.style import DiscordStyle
+from adapters.slack.style import SlackStyle
+from bot import ledger
+from bot.conversation import Conversation, Edit, Said
+from bot.domain import SEED_MAX, AttachmentSource, EditOptions, EditRequest, UserRef
+from bot.jobstore import JobStore
+from bot.ledger import AllowancePolicy
+from bot.policies import PolicyBook
+from bot.providers.base import ProviderCapabilities
+from bot.service import KontextService
+from bot.storage import Database
+from bot.texts import Style
+from tests.conftest import FakeClock
+
+ALICE = UserRef("slack", "T1", "U1")
+OWNER = UserRef("slack", "T1", "U0")
+BASE = AllowancePolicy(amount=1200, period="daily")
+
+
+def service(db: Database, clock: FakeClock) -> KontextService:
+    return KontextService(
+        JobStore(db, BASE, clock, PolicyBook(BASE, [])),
+        ProviderCapabilities(cost_per_image=120),
+        provider_name="coretoday",
+        model="m",
+        max_input_bytes=20_000_000,
+        admins=[str(OWNER)],
+    )
+
+
+def file(name: str, content_type: str | None) -> AttachmentSource:
+    return AttachmentSource(name=name, content_type=content_type, size=10, locator=name)
+
+
+async def jobs_and_entries(db: Database) -> tuple[int, int]:
+    async with db.read() as conn:
+        entries = await ledger.recent_entries(conn, ALICE, 50)
+    return len([e for e in entries if e.job_id]), len(entries)
+
+
+async def test_files_that_are_no_image_are_refused_by_name_and_cost_nothing(
+    db: Database, clock: FakeClock
+) -> None:
+    talk = Conversation(service(db, clock), SlackStyle())
+    for files in (
+        [file("notes.txt", "text/plain")],
+        [file("report.pdf", "application/pdf")],
+        [file("IMG_0001.HEIC", "image/heic")],
+        [file("notes.txt", None)],  # no declared type: the name says text
+    ):
+        said = await talk.read(ALICE, "make it blue", files=files)
+        assert isinstance(said, Said) and said.mistake, files
+        assert f"'{files[0].name}'" in said.text
+        assert "JPEG, PNG, GIF or WebP" in said.text and "nothing was charged" in said.text
+    assert await jobs_and_entries(db) == (0, 0), "nothing stored, nothing reserved"
+
+
+async def test_the_image_among_other_files_is_the_input_and_no_file_is_text_to_image(
+    db: Database, clock: FakeClock
+) -> None:
+    talk = Conversation(service(db, clock), SlackStyle())
+    picture = file("cat.png", "image/png")
+    edit = await talk.read(ALICE, "make it blue", files=[file("notes.txt", "text/plain"), picture])
+    assert isinstance(edit, Edit) and edit.inputs == (picture,)
+    undeclared = file("F0123", None)  # Slack sometimes describes a share by its id only
+    edit = await talk.read(ALICE, "make it blue", files=[undeclared])
+    assert isinstance(edit, Edit) and edit.inputs == (undeclared,)
+    text_to_image = await talk.read(ALICE, "a cat in space")
+    assert isinstance(text_to_image, Edit) and text_to_image.inputs == ()
+
+
+async def test_each_platforms_help_names_only_its_own_commands(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    discord_help = Conversation(svc, DiscordStyle()).help()
+    slack_help = Conversation(svc, SlackStyle()).help()
+    assert "/kontext-credits" in discord_help and "/kontext-admin" in discord_help
+    for slack_only in ("/kontext credits", "/kontext help", "/kontext grant"):
+        assert slack_only not in discord_help
+        assert slack_only in slack_help
+    assert "/kontext-" not in slack_help
+    assert "120 credits" in discord_help and "120 credits" in slack_help
+
+
+async def test_a_slash_prompt_of_help_or_credits_answers_free(
+    db: Database, clock: FakeClock
+) -> None:
+    talk = Conversation(service(db, clock), DiscordStyle())
+    credits = await talk.read_options(ALICE, " Credits ")
+    assert isinstance(credits, Said) and "**1200 credits**" in credits.text
+    helped = await talk.read_options(ALICE, "help")
+    assert isinstance(helped, Said) and "/kontext-credits" in helped.text
+    edit = await talk.read_options(ALICE, "credits card on a table")
+    assert isinstance(edit, Edit) and edit.prompt == "credits card on a table"
+    async with db.read() as conn:
+        assert [e.kind.value for e in await ledger.recent_entries(conn, ALICE, 5)] == ["grant"]
+
+
+async def test_allowance_answers_name_the_period_in_force(db: Database, clock: FakeClock) -> None:
+    svc = service(db, clock)
+    await svc.admin_set_limits(OWNER, period="weekly")
+    for style, expected in ((SlackStyle(), "<@U1>"), (DiscordStyle(), "<@U1>"), (Style(), "U1")):
+        talk = Conversation(svc, style)
+        said = await talk.read(OWNER, "allowance <@U1|alice> 600")
+        assert isinstance(said, Said)
+        assert said.text == f"Allowance for {expected}: 600 credits weekly.", said.text
+
+
+async def test_the_bot_picks_a_seed_when_none_is_given_and_keeps_a_given_one(
+    db: Database, clock: FakeClock
+) -> None:
+    svc = service(db, clock)
+    talk = Conversation(svc, SlackStyle())
+
+    def request(key: str, seed: int | None) -> EditRequest:
+        return EditRequest(
+            user=ALICE,
+            prompt="make it blue",
+            options=EditOptions(seed=seed),
+            attachments=(),
+            reply_target={},
+            idempotency_key=key,
+        )
+
+    chosen = await talk.submit(request("k1", None))
+    assert chosen.accepted and chosen.job_id
+    job = await svc.job(chosen.job_id)
+    assert job is not None and job.options.seed is not None and 0 <= job.options.seed <= SEED_MAX
+    assert f"Seed {job.options.seed}." in chosen.text
+    given = await talk.submit(request("k2", 42))
+    kept = await svc.job(str(given.job_id))
+    assert kept is not None and kept.options.seed == 42 and kept.seed == 42
+
+
+async def test_admin_text_commands_are_refused_to_others_and_recorded_for_admins(
+    db: Database, clock: FakeClock
+) -> None:
+    talk = Conversation(service(db, clock), SlackStyle())
+    refused = await talk.read(ALICE, "grant <@U1> 600")
+    assert isinstance(refused, Said) and "Only the bot's admins" in refused.text
+    granted = await talk.read(OWNER, "grant <@U1|alice> 600")
+    assert isinstance(granted, Said) and granted.text == "<@U1> now has 1800 credits."
+    paused = await talk.read(OWNER, "pause")
+    assert isinstance(paused, Said) and "this workspace" in paused.text
+
+
+def test_slack_escapes_control_characters_in_echoed_text() -> None:
+    prompt = "make it <!channel> & <@U999> <!subteam^S1> > blue"
+    echoed = SlackStyle().echo(prompt)
+    assert "<" not in echoed and ">" not in echoed.replace("&gt;", "")
+    assert echoed == ("make it &lt;!channel&gt; &amp; &lt;@U999&gt; &lt;!subteam^S1&gt; &gt; blue")
