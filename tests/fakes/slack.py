@@ -4,6 +4,14 @@ The bot's ``AsyncWebClient`` gets ``base_url = fake.api_url``; private file URLs
 at the same server and, like Slack's, answer an HTML login page to a request without
 the bot token. ``sign_request`` builds the headers Slack puts on the requests it sends to
 an app in HTTP mode, so tests can play Slack's side of events and interactivity.
+
+The fake enforces the rules Slack documents, each cited beside its code: a method needs
+its scope (``missing_scope``, with ``needed`` and ``provided``), a bot posts only where it
+is a member (``not_in_channel``), ``file_input`` files reach the app only in a
+``view_submission``, and message ``metadata`` is kept and shown to
+``include_all_metadata``. By default the token has exactly the scopes of
+docs/slack-manifest.yml and the bot is a member of every channel a test uses, so the
+manifest is what the tests run with.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import yaml
 from aiohttp import WSMsgType, web
 
 BOT_TOKEN = "xoxb-1111111111-2222222222-testbottoken"
@@ -28,6 +38,51 @@ TEAM_ID = "T0TEST"
 BOT_USER_ID = "UBOT0001"
 LOGIN_PAGE = "<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
 
+MANIFEST = Path(__file__).resolve().parents[2] / "docs" / "slack-manifest.yml"
+DOCS = "https://docs.slack.dev/reference/methods/"
+
+# The bot-token scopes each Web API method needs, from the "Scopes" facts of the
+# method's reference page (DOCS + method name, e.g.
+# https://docs.slack.dev/reference/methods/chat.postMessage). A tuple lists
+# alternatives: any one of them will do unless the method depends on the channel's type
+# (CHANNEL_TYPE_SCOPES). An empty tuple: the page says "no scope required".
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "auth.test": (),  # DOCS auth.test: no scope required
+    "views.open": (),  # DOCS views.open: no scope required
+    "chat.postMessage": ("chat:write",),  # DOCS chat.postMessage
+    "chat.update": ("chat:write",),  # DOCS chat.update
+    "chat.postEphemeral": ("chat:write",),  # DOCS chat.postEphemeral
+    "files.info": ("files:read",),  # DOCS files.info
+    "files.getUploadURLExternal": ("files:write",),  # DOCS files.getUploadURLExternal
+    "files.completeUploadExternal": ("files:write",),  # DOCS files.completeUploadExternal
+    "users.info": ("users:read",),  # DOCS users.info
+    # DOCS conversations.replies / conversations.history: one *:history per channel type
+    "conversations.replies": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    "conversations.history": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    # DOCS conversations.info: one *:read per channel type
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "reactions.add": ("reactions:write",),  # DOCS reactions.add
+    "reactions.remove": ("reactions:write",),  # DOCS reactions.remove
+}
+# Methods called with the app-level token (xapp-), whose scope is set on the app, not
+# the bot: DOCS apps.connections.open needs connections:write.
+APP_TOKEN_SCOPES: dict[str, tuple[str, ...]] = {"apps.connections.open": ("connections:write",)}
+# "The types of channels you interface with in the Conversations API are governed by
+# corresponding permission scopes" (https://docs.slack.dev/apis/web-api/using-the-conversations-api):
+# public channels need channels:*, private ones groups:*, DMs im:*, group DMs mpim:*.
+_PREFIX = {"public": "channels", "private": "groups", "im": "im", "mpim": "mpim"}
+CHANNEL_TYPE_SCOPES: dict[str, str] = {
+    "conversations.replies": "history",
+    "conversations.history": "history",
+    "conversations.info": "read",
+}
+
+
+def manifest_scopes(path: Path = MANIFEST) -> set[str]:
+    """The bot scopes docs/slack-manifest.yml asks for: what an installed app is granted."""
+    manifest = yaml.safe_load(path.read_text())
+    return set(manifest["oauth_config"]["scopes"]["bot"])
+
 
 def sign_request(
     body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None
@@ -36,6 +91,15 @@ def sign_request(
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+class SlackRefusal(Exception):
+    """A Web API answer ``{"ok": false, "error": ..., **extra}`` (HTTP 200, as Slack's)."""
+
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
 
 
 @dataclass
@@ -52,6 +116,7 @@ class SlackFile:
     mimetype: str
     data: bytes
     content_type: str | None = None  # what the file host answers with; default mimetype
+    title: str | None = None
 
 
 @dataclass
@@ -66,15 +131,68 @@ class Upload:
 
 
 @dataclass
+class Channel:
+    """A conversation: ``kind`` is public | private | im | mpim."""
+
+    id: str
+    kind: str = "public"
+    bot_member: bool = True
+    members: set[str] | None = None  # None: every user is a member
+
+    def info(self) -> dict[str, Any]:
+        # Fields of the conversation object: https://docs.slack.dev/reference/objects/conversation-object
+        return {
+            "id": self.id,
+            "name": self.id.lower(),
+            "is_channel": self.kind in ("public", "private"),
+            "is_group": self.kind == "private",
+            "is_im": self.kind == "im",
+            "is_mpim": self.kind == "mpim",
+            "is_private": self.kind != "public",
+            "is_archived": False,
+            "is_member": self.bot_member,
+        }
+
+
+def _kind_from_id(channel_id: str) -> str:
+    # IDs begin with C (public, or shared private), G (older private) or D (DM):
+    # https://docs.slack.dev/apis/web-api/using-the-conversations-api#shared-channels
+    return {"G": "private", "D": "im"}.get(channel_id[:1], "public")
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _json_arg(value: Any) -> Any:
+    """slack_sdk sends nested arguments as JSON strings in form bodies, objects in JSON."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _has_file_input(blocks: Any) -> bool:
+    return "file_input" in json.dumps(blocks or [])
+
+
+@dataclass
 class FakeSlack:
     token: str = BOT_TOKEN
+    # The bot token's scopes; None: exactly docs/slack-manifest.yml's (read at start).
+    scopes: set[str] | None = None
+    app_token_scopes: set[str] = field(default_factory=lambda: {"connections:write"})
     calls: list[Call] = field(default_factory=list)
     files: dict[str, SlackFile] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)  # posts to response_url
     file_requests: list[tuple[str, str | None]] = field(default_factory=list)
-    # (channel, thread_ts) -> messages in the thread, oldest first; uploads land here too
+    # (channel, thread_ts) -> messages in the thread, oldest first, the parent (when the
+    # fake knows it) included; the bot's posts and uploads land here too.
     threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # channel -> its top-level messages, oldest first (conversations.history).
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    # A channel not in ``channels`` is created on first use (public unless its id says
+    # otherwise, the bot a member) so tests need not declare them; False: channel_not_found.
+    auto_channels: bool = True
     fail_methods: dict[str, list[str]] = field(default_factory=dict)  # method -> errors
     rate_limit_methods: dict[str, int] = field(default_factory=dict)  # method -> 429 count
     app_token: str = APP_TOKEN
@@ -83,11 +201,17 @@ class FakeSlack:
     socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
     acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     files_read_scope: bool = True  # False: file downloads get the HTML login page
+    # Views opened with views.open, by the id the fake gave them.
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The client address of every Web API call and upload: one per TCP connection.
     api_peers: list[Any] = field(default_factory=list)
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        if self.scopes is None:
+            self.scopes = manifest_scopes()
 
     @property
     def api_url(self) -> str:
@@ -95,6 +219,26 @@ class FakeSlack:
 
     def calls_to(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
+
+    def add_channel(
+        self,
+        channel_id: str,
+        kind: str | None = None,
+        *,
+        bot_member: bool = True,
+        members: set[str] | None = None,
+    ) -> Channel:
+        channel = Channel(channel_id, kind or _kind_from_id(channel_id), bot_member, members)
+        self.channels[channel_id] = channel
+        return channel
+
+    def channel(self, channel_id: Any) -> Channel:
+        channel = self.channels.get(str(channel_id))
+        if channel is None:
+            if not self.auto_channels or not channel_id:
+                raise SlackRefusal("channel_not_found")
+            channel = self.add_channel(str(channel_id))
+        return channel
 
     def add_file(
         self, name: str, data: bytes, mimetype: str = "image/png", **kw: Any
@@ -110,11 +254,107 @@ class FakeSlack:
         return {
             "id": file_id,
             "name": item.name,
+            "title": item.title or item.name,
             "mimetype": item.mimetype,
             "filetype": item.mimetype.split("/")[-1],
             "size": len(item.data),
             "url_private": private,
             "url_private_download": f"{private}?download=1",
+        }
+
+    def post_user_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str,
+        files: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        ts: str | None = None,
+    ) -> dict[str, Any]:
+        """A message a person wrote, as conversations.history/replies will show it."""
+        message: dict[str, Any] = {"type": "message", "user": user, "text": text}
+        message["ts"] = ts or self._next_ts()
+        if files:
+            message["files"] = files
+        self._store(str(channel), message, thread_ts)
+        return message
+
+    def messages_in(self, channel: str) -> list[dict[str, Any]]:
+        """Every message of a channel the fake holds, top level and replies."""
+        seen: dict[str, dict[str, Any]] = {m["ts"]: m for m in self.history.get(channel, [])}
+        for (where, _), replies in self.threads.items():
+            if where == channel:
+                seen.update({m["ts"]: m for m in replies})
+        return sorted(seen.values(), key=lambda m: float(m["ts"]))
+
+    def _store(self, channel: str, message: dict[str, Any], thread_ts: str | None) -> None:
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+            thread = self.threads.setdefault((channel, thread_ts), [])
+            parent = next((m for m in self.history.get(channel, []) if m["ts"] == thread_ts), None)
+            if parent is not None and not thread:
+                parent["thread_ts"] = thread_ts
+                thread.append(parent)
+            thread.append(message)
+        else:
+            self.history.setdefault(channel, []).append(message)
+            existing = self.threads.get((channel, message["ts"]))
+            if existing is not None:  # replies stored before their parent was known
+                existing.insert(0, message)
+
+    def view_submission(
+        self,
+        view_id: str,
+        *,
+        user: str,
+        values: dict[str, dict[str, dict[str, Any]]],
+        team: str = TEAM_ID,
+    ) -> dict[str, Any]:
+        """The ``view_submission`` payload Slack sends when a person submits a modal the
+        app opened (https://docs.slack.dev/reference/interaction-payloads/view-interactions-payload).
+
+        ``values`` maps block_id -> action_id -> the element's state, e.g.
+        ``{"prompt": {"text": {"value": "blue"}}, "image": {"file": {"files": [file]}}}``;
+        each must name an input element of the opened view, and gets that element's
+        ``type``. File objects of a ``file_input`` are only ever carried here: "You can use
+        this when you receive a view_submission payload to identify the value of the input
+        element" (https://docs.slack.dev/reference/block-kit/block-elements/file-input-element);
+        at most ``max_files`` of them (default 10).
+        """
+        view = self.views.get(view_id)
+        if view is None:
+            raise ValueError(f"no view {view_id} was opened")
+        elements = {
+            (block.get("block_id"), block["element"].get("action_id")): block["element"]
+            for block in view.get("blocks", [])
+            if block.get("type") == "input" and "element" in block
+        }
+        state: dict[str, dict[str, Any]] = {}
+        for block_id, actions in values.items():
+            for action_id, value in actions.items():
+                element = elements.get((block_id, action_id))
+                if element is None:
+                    raise ValueError(f"the view has no input {block_id}/{action_id}")
+                entry = {"type": element["type"], **value}
+                if element["type"] == "file_input":
+                    files = list(value.get("files") or [])
+                    if len(files) > int(element.get("max_files", 10)):
+                        raise ValueError("more files than the file_input's max_files")
+                    entry["files"] = files
+                elif "files" in value:
+                    raise ValueError(f"{element['type']} carries no files, only file_input")
+                state.setdefault(str(block_id), {})[str(action_id)] = entry
+        return {
+            "type": "view_submission",
+            "team": {"id": team, "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+            "api_app_id": "A0KONTEXT",
+            "token": "legacy",
+            "trigger_id": f"trigger-{uuid.uuid4().hex[:8]}",
+            "view": {**view, "state": {"values": state}},
+            "response_urls": [],
+            "is_enterprise_install": False,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -164,16 +404,83 @@ class FakeSlack:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"}
             )
-        expected = self.app_token if method == "apps.connections.open" else self.token
+        app_method = method in APP_TOKEN_SCOPES
+        expected = self.app_token if app_method else self.token
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        if self.fail_methods.get(method):
-            return web.json_response({"ok": False, "error": self.fail_methods[method].pop(0)})
+        granted = self.app_token_scopes if app_method else (self.scopes or set())
+        # Slack names the token's scopes and the method's in every answer's headers:
+        # https://docs.slack.dev/authentication/tokens#scopes ("X-OAuth-Scopes").
+        headers = {"X-OAuth-Scopes": ",".join(sorted(granted))}
         handler = getattr(self, "api_" + method.replace(".", "_"), None)
         if handler is None:
-            return web.json_response({"ok": False, "error": "unknown_method"})
-        result: dict[str, Any] = handler(args)
-        return web.json_response({"ok": True, **result})
+            return web.json_response({"ok": False, "error": "unknown_method"}, headers=headers)
+        try:
+            self._check_scope(method, args, granted)
+            if self.fail_methods.get(method):
+                raise SlackRefusal(self.fail_methods[method].pop(0))
+            result: dict[str, Any] = handler(args)
+        except SlackRefusal as refusal:
+            body = {"ok": False, "error": refusal.error, **refusal.extra}
+            return web.json_response(body, headers=headers)
+        return web.json_response({"ok": True, **result}, headers=headers)
+
+    def _check_scope(self, method: str, args: dict[str, Any], granted: set[str]) -> None:
+        """``missing_scope`` as every method's reference page lists it: "The token used is
+        not granted the specific scope permissions required to complete this request",
+        answered with ``needed`` and ``provided`` (the token's scopes, comma-separated)."""
+        table = APP_TOKEN_SCOPES if method in APP_TOKEN_SCOPES else METHOD_SCOPES
+        if method not in table:
+            raise AssertionError(f"the fake has no documented scope for {method}: add it")
+        needed: tuple[str, ...] = table[method]
+        if method in CHANNEL_TYPE_SCOPES and args.get("channel"):
+            kind = self.channel(args["channel"]).kind
+            needed = (f"{_PREFIX[kind]}:{CHANNEL_TYPE_SCOPES[method]}",)
+        if needed and not granted.intersection(needed):
+            raise SlackRefusal(
+                "missing_scope", needed=",".join(needed), provided=",".join(sorted(granted))
+            )
+
+    def _require_member(self, channel_id: Any, *, public_ok: bool = False) -> Channel:
+        """``not_in_channel``: chat.postMessage "Cannot post user messages to a channel they
+        are not in" (DOCS chat.postMessage#errors), the same for chat.postEphemeral (DOCS
+        chat.postEphemeral#errors), and files.completeUploadExternal "User/bot membership
+        is required for the specified channel" (DOCS files.completeUploadExternal#errors).
+        ``chat:write.public`` lets chat.postMessage post in public channels the bot is not
+        in (https://docs.slack.dev/reference/scopes/chat.write.public)."""
+        channel = self.channel(channel_id)
+        if channel.bot_member:
+            return channel
+        if public_ok and channel.kind == "public" and "chat:write.public" in (self.scopes or ()):
+            return channel
+        raise SlackRefusal("not_in_channel")
+
+    def _metadata(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Message metadata: "JSON object with event_type and event_payload fields"
+        (DOCS chat.postMessage, argument ``metadata``; https://docs.slack.dev/messaging/message-metadata);
+        otherwise ``invalid_metadata_format`` / ``invalid_metadata_schema``."""
+        if "metadata" not in args or args["metadata"] in (None, ""):
+            return None
+        try:
+            metadata = _json_arg(args["metadata"])
+        except json.JSONDecodeError:
+            raise SlackRefusal("invalid_metadata_format") from None
+        if not isinstance(metadata, dict):
+            raise SlackRefusal("invalid_metadata_format")
+        if not isinstance(metadata.get("event_type"), str) or not isinstance(
+            metadata.get("event_payload"), dict
+        ):
+            raise SlackRefusal("invalid_metadata_schema")
+        return {"event_type": metadata["event_type"], "event_payload": metadata["event_payload"]}
+
+    @staticmethod
+    def _refuse_file_input_in_message(args: dict[str, Any]) -> None:
+        # "The file input element must be used inside the input block", and input blocks
+        # belong to modals and Home tabs, not messages
+        # (https://docs.slack.dev/reference/block-kit/block-elements/file-input-element,
+        # https://docs.slack.dev/reference/block-kit/blocks/input-block).
+        if _has_file_input(_json_arg(args.get("blocks") or "[]")):
+            raise SlackRefusal("invalid_blocks")
 
     def _next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
@@ -191,7 +498,6 @@ class FakeSlack:
     def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = str(args.get("user"))
         return {
-            "ok": True,
             "user": {
                 "id": user,
                 "team_id": TEAM_ID,
@@ -203,18 +509,56 @@ class FakeSlack:
     def api_apps_connections_open(self, _args: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.base_url.replace("http://", "ws://") + "/link"}
 
-    def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
-        ts = self._next_ts()
-        return {
-            "channel": args.get("channel"),
+    def api_conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"channel": self.channel(args.get("channel")).info()}
+
+    def _bot_message(self, args: dict[str, Any], ts: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": "B0001",
+            "text": args.get("text") or "",
             "ts": ts,
-            "message": {"text": args.get("text"), "ts": ts},
         }
+        metadata = self._metadata(args)
+        if metadata is not None:
+            message["metadata"] = metadata
+        return message
+
+    def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_member(args.get("channel"), public_ok=True)
+        self._refuse_file_input_in_message(args)
+        ts = self._next_ts()
+        message = self._bot_message(args, ts)
+        self._store(channel.id, message, args.get("thread_ts") or None)
+        return {"channel": channel.id, "ts": ts, "message": dict(message)}
 
     def api_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text")}
+        # chat.update documents no not_in_channel; it refuses a ts it does not know
+        # ("message_not_found: No message exists with the requested timestamp") and
+        # another's message ("cant_update_message: Authenticated user does not have
+        # permission to update this message"): DOCS chat.update#errors.
+        channel = self.channel(args.get("channel"))
+        self._refuse_file_input_in_message(args)
+        ts = str(args.get("ts"))
+        message = next((m for m in self.messages_in(channel.id) if m["ts"] == ts), None)
+        if message is None:
+            raise SlackRefusal("message_not_found")
+        if message.get("user") != BOT_USER_ID:
+            raise SlackRefusal("cant_update_message")
+        metadata = self._metadata(args)
+        message["text"] = args.get("text") or ""
+        if metadata is not None:
+            message["metadata"] = metadata
+        return {"channel": channel.id, "ts": ts, "text": message["text"]}
 
-    def api_chat_postEphemeral(self, _args: dict[str, Any]) -> dict[str, Any]:
+    def api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._require_member(args.get("channel"))
+        self._refuse_file_input_in_message(args)
+        # "user_not_in_channel: Intended recipient is not in the specified channel."
+        # (DOCS chat.postEphemeral#errors)
+        if channel.members is not None and str(args.get("user")) not in channel.members:
+            raise SlackRefusal("user_not_in_channel")
         return {"message_ts": self._next_ts()}
 
     def api_reactions_add(self, _args: dict[str, Any]) -> dict[str, Any]:
@@ -224,23 +568,58 @@ class FakeSlack:
         return {}
 
     def api_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
-        view = args.get("view")
-        if isinstance(view, str):
-            view = json.loads(view)
-        return {"view": {"id": f"V{len(self.calls):06d}", **(view or {})}}
+        view = _json_arg(args.get("view")) or {}
+        blocks = view.get("blocks", [])
+        for block in blocks:
+            element = block.get("element") or {}
+            if element.get("type") == "file_input":
+                # "In order to use the file_input element within your app, your app must
+                # have the files:read scope" (the file input element's page, cited above).
+                if "files:read" not in (self.scopes or ()):
+                    raise SlackRefusal(
+                        "missing_scope",
+                        needed="files:read",
+                        provided=",".join(sorted(self.scopes or ())),
+                    )
+                if not 1 <= int(element.get("max_files", 10)) <= 10:
+                    raise SlackRefusal("invalid_arguments")
+        if any(
+            _has_file_input(b.get("elements")) or _has_file_input(b.get("accessory"))
+            for b in blocks
+            if b.get("type") != "input"
+        ):
+            raise SlackRefusal("invalid_arguments")  # file_input only in an input block
+        view_id = f"V{len(self.views) + 1:06d}"
+        opened = {"id": view_id, "team_id": TEAM_ID, "app_id": "A0KONTEXT", **view}
+        self.views[view_id] = opened
+        return {"view": opened}
 
     def api_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
         file_id = str(args.get("file"))
         if file_id not in self.files:
-            raise web.HTTPOk(
-                text=json.dumps({"ok": False, "error": "file_not_found"}),
-                content_type="application/json",
-            )
+            raise SlackRefusal("file_not_found")
         return {"file": self.file_object(file_id)}
 
+    def _with_metadata(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> list[Any]:
+        # "include_all_metadata: Return all metadata associated with this message"
+        # (DOCS conversations.replies, DOCS conversations.history): without it, none.
+        keep = _truthy(args.get("include_all_metadata"))
+        return [{k: v for k, v in m.items() if keep or k != "metadata"} for m in messages]
+
     def api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        key = (str(args.get("channel")), str(args.get("ts")))
-        return {"messages": self.threads.get(key, []), "has_more": False}
+        channel = self.channel(args.get("channel"))
+        thread = self.threads.get((channel.id, str(args.get("ts"))), [])
+        return {"messages": self._with_metadata(thread, args), "has_more": False}
+
+    def api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self.channel(args.get("channel"))
+        # "not_in_channel: The token used does not have access to the proper channel.
+        # Only user tokens can access public channels they are not in."
+        # (DOCS conversations.history#errors)
+        if not channel.bot_member:
+            raise SlackRefusal("not_in_channel")
+        newest_first = list(reversed(self.history.get(channel.id, [])))
+        return {"messages": self._with_metadata(newest_first, args), "has_more": False}
 
     def api_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
         file_id = f"FUP{len(self.uploads) + 1:05d}"
@@ -248,26 +627,40 @@ class FakeSlack:
         return {"upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
 
     def api_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
-        files = json.loads(args.get("files", "[]"))
+        files = _json_arg(args.get("files", "[]"))
+        channel_id = args.get("channel_id") or (str(args.get("channels") or "").split(",")[0])
+        if channel_id:
+            self._require_member(channel_id)
+        for item in files:
+            if item.get("id") not in self.uploads:
+                raise SlackRefusal("file_not_found")
         done = []
+        shared = []
         for item in files:
             upload = self.uploads[item["id"]]
-            upload.channel = args.get("channel_id")
-            upload.thread_ts = args.get("thread_ts")
+            upload.channel = channel_id or None
+            upload.thread_ts = args.get("thread_ts") or None
             upload.initial_comment = args.get("initial_comment")
             upload.completed_at = time.monotonic()
             done.append({"id": upload.file_id, "title": item.get("title"), "name": upload.filename})
             self.files[upload.file_id] = SlackFile(
-                upload.file_id, upload.filename, "image/png", upload.data
+                upload.file_id, upload.filename, "image/png", upload.data, title=item.get("title")
             )
-            if upload.channel and upload.thread_ts:
-                self.threads.setdefault((upload.channel, upload.thread_ts), []).append(
-                    {
-                        "ts": self._next_ts(),
-                        "bot_id": "B0001",
-                        "files": [self.file_object(upload.file_id)],
-                    }
-                )
+            shared.append(self.file_object(upload.file_id))
+        if channel_id and shared:
+            # A shared upload is a message in the channel (in the thread when thread_ts is
+            # given) carrying its files and the initial comment, as conversations.replies
+            # shows it (https://docs.slack.dev/messaging/working-with-files).
+            message = {
+                "type": "message",
+                "subtype": "file_share",
+                "user": BOT_USER_ID,
+                "bot_id": "B0001",
+                "text": args.get("initial_comment") or "",
+                "ts": self._next_ts(),
+                "files": shared,
+            }
+            self._store(str(channel_id), message, args.get("thread_ts") or None)
         return {"files": done}
 
     # -- files -----------------------------------------------------------------------------
@@ -286,7 +679,8 @@ class FakeSlack:
         key = request.match_info["key"]
         file_id = key.split("-", 1)[-1]
         item = self.files.get(file_id)
-        if auth != f"Bearer {self.token}" or not self.files_read_scope:
+        readable = self.files_read_scope and "files:read" in (self.scopes or ())
+        if auth != f"Bearer {self.token}" or not readable:
             # What Slack does when the token lacks files:read or is missing.
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         if item is None:
