@@ -67,7 +67,7 @@ def _registered_provider(name: str) -> str:
     return name
 
 
-# One of the registered providers: coretoday | bfl | replicate (see docs/providers.md).
+# The name of a registered provider (bot.providers.registry, docs/providers.md).
 ProviderName = Annotated[str, AfterValidator(_registered_provider)]
 
 
