@@ -199,7 +199,7 @@ async def build_core(
             config.webhook_host,
             config.webhook_port,
             runner.hint,
-            replicate_secret=config.webhook_secret.get_secret_value(),
+            secret=config.webhook_secret.get_secret_value(),
         )
     return Core(
         settings,

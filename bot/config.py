@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -57,7 +58,17 @@ class StorageConfig(_Section):
         return value
 
 
-ProviderName = Literal["coretoday", "bfl", "replicate"]
+def _registered_provider(name: str) -> str:
+    """A provider name must be in the provider registry (bot.providers.registry)."""
+    from bot.providers.registry import SPECS, unknown_provider
+
+    if name not in SPECS:
+        raise ValueError(unknown_provider(name))
+    return name
+
+
+# The name of a registered provider (bot.providers.registry, docs/providers.md).
+ProviderName = Annotated[str, AfterValidator(_registered_provider)]
 
 
 class FallbackProviderConfig(_Section):
@@ -93,8 +104,10 @@ class ProviderConfig(_Section):
             raise ValueError(
                 "each provider may appear once: the primary and every fallback need different names"
             )
+        from bot.providers.registry import SPECS
+
         for fallback in self.fallbacks:
-            if not fallback.api_key.get_secret_value():
+            if SPECS[fallback.name].key_required and not fallback.api_key.get_secret_value():
                 raise ValueError(f"the fallback provider '{fallback.name}' needs an api_key")
         return self
 

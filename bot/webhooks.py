@@ -5,38 +5,34 @@ provider's authenticated API, and nothing in its body is trusted. So a forged we
 can at most cause one extra status request, and a lost one costs only the time until
 the next scheduled poll: polling stays the fallback and no job depends on a webhook.
 
-Where a provider signs its webhooks the signature is still checked, so that strangers
-cannot make the bot poll at will: Replicate signs ``id.timestamp.body`` with
-HMAC-SHA256 under the ``whsec_`` secret (``webhook-id``, ``webhook-timestamp``,
-``webhook-signature`` headers); stale timestamps and replayed ids are refused.
+Which providers may call is the provider registry (``bot.providers.registry``): an
+unregistered name in the path is a 404. Where a provider signs its webhooks (its spec
+has ``verify_webhook``) and ``provider.webhook_secret`` is set, the signature is checked
+so that strangers cannot make the bot poll at will; a stale or forged one is a 401.
+
+A redelivery of a notice already taken (same delivery id, e.g. Replicate's
+``webhook-id``) is answered 2xx and does nothing more: a provider retries any non-2xx
+answer (Replicate: "If we can't make the request at all, or if we get a 4xx or 5xx
+response, we'll retry the webhook", https://replicate.com/docs/topics/webhooks/receive-webhook),
+so refusing it would only bring it back again; the first delivery already gave the hint.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 from aiohttp import web
 
+from bot.providers.base import WebhookRefused
+from bot.providers.registry import SPECS, ProviderSpec
+
 log = structlog.get_logger("kontext.webhooks")
 
-TOLERANCE_SECONDS = 300
 REMEMBERED_IDS = 10_000
 Hint = Callable[[str], None]
-
-
-def replicate_signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    """The ``v1,<base64>`` signature Replicate sends for this delivery."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 class WebhookServer:
@@ -46,15 +42,17 @@ class WebhookServer:
         port: int,
         on_hint: Hint,
         *,
-        replicate_secret: str = "",
+        secret: str = "",
+        specs: Mapping[str, ProviderSpec] = SPECS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
         self.port = port
         self.on_hint = on_hint
-        self.replicate_secret = replicate_secret
+        self.secret = secret  # provider.webhook_secret, for the providers that sign
+        self.specs = specs
         self.clock = clock
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -75,37 +73,28 @@ class WebhookServer:
     async def _receive(self, request: web.Request) -> web.Response:
         provider = request.match_info["provider"]
         job_id = request.match_info["job_id"]
-        body = await request.read()
-        if provider == "replicate" and self.replicate_secret:
-            refusal = self._check_replicate(request, body)
-            if refusal is not None:
-                log.warning("webhook refused", provider=provider, reason=refusal.text)
-                return refusal
-        elif provider not in {"coretoday", "bfl", "replicate"}:
+        spec = self.specs.get(provider)
+        if spec is None:
             return web.Response(status=404, text="unknown provider")
+        body = await request.read()
+        if spec.verify_webhook is not None and self.secret:
+            try:
+                delivery_id = spec.verify_webhook(self.secret, request.headers, body, self.clock())
+            except WebhookRefused as exc:
+                log.warning("webhook refused", provider=provider, reason=str(exc))
+                return web.Response(status=401, text=str(exc))
+            if delivery_id and not self._first_delivery(provider, delivery_id):
+                log.info("webhook redelivered; already taken", provider=provider, job=job_id)
+                return web.Response(status=200, text="already received")
         self.on_hint(job_id)
         return web.Response(status=204)
 
-    def _check_replicate(self, request: web.Request, body: bytes) -> web.Response | None:
-        webhook_id = request.headers.get("webhook-id", "")
-        timestamp = request.headers.get("webhook-timestamp", "")
-        signatures = request.headers.get("webhook-signature", "").split()
-        try:
-            sent_at = int(timestamp)
-        except ValueError:
-            return web.Response(status=401, text="missing or bad timestamp")
-        if abs(self.clock() - sent_at) > TOLERANCE_SECONDS:
-            return web.Response(status=401, text="stale timestamp")
-        try:
-            expected = replicate_signature(self.replicate_secret, webhook_id, timestamp, body)
-        except (binascii.Error, ValueError):
-            log.error("provider.webhook_secret is not a valid whsec_ secret")
-            return web.Response(status=401, text="cannot verify")
-        if not any(hmac.compare_digest(expected, given) for given in signatures):
-            return web.Response(status=401, text="bad signature")
-        if webhook_id in self._seen:
-            return web.Response(status=409, text="replayed")
-        self._seen[webhook_id] = None
+    def _first_delivery(self, provider: str, delivery_id: str) -> bool:
+        """Remember a verified delivery; False when it was seen before."""
+        key = (provider, delivery_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
         while len(self._seen) > REMEMBERED_IDS:
             self._seen.popitem(last=False)
-        return None
+        return True

@@ -95,6 +95,14 @@ def test_kontext_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.M
         ('[credits]\nperiod = "hourly"\n', "credits.period"),
         ("[credits]\nallowance = -5\n", "credits.allowance"),
         ('[provider]\nname = "openai"\n', "provider.name"),
+        (
+            '[provider]\nname = "openai"\n',
+            "unknown provider 'openai'; choose one of: bfl, coretoday, replicate",
+        ),
+        (
+            '[[provider.fallbacks]]\nname = "replicat"\napi_key = "k"\n',
+            "provider.fallbacks.0.name: Value error, unknown provider 'replicat'; choose one of",
+        ),
         ('[provider]\nbase_url = "ftp://x"\n', "provider.base_url"),
         ('[storage]\nurl = "mysql://x"\n', "storage.url"),
         ("[storage]\npool_size = 0\n", "storage.pool_size"),
@@ -114,6 +122,19 @@ def test_invalid_values_name_the_key(tmp_path: Path, text: str, expected: str) -
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, text))
     assert expected in str(info.value)
+
+
+def test_an_unknown_provider_from_the_environment_is_refused_naming_the_choices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.providers.registry import SPECS
+
+    monkeypatch.setenv("KONTEXT_PROVIDER__NAME", "comfyui")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""))
+    message = str(info.value)
+    assert "provider.name" in message and "KONTEXT_PROVIDER__NAME" in message
+    assert all(name in message for name in SPECS)
 
 
 def test_invalid_env_value_names_the_env_variable(

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
@@ -31,12 +32,13 @@ from bot.providers.base import (
 )
 from bot.providers.bfl import BflProvider
 from bot.providers.coretoday import CoreTodayProvider
-from bot.providers.http import HttpProvider
+from bot.providers.http import BAD_OUTPUT_LINK, MAX_REDIRECTS, HttpProvider
 from bot.providers.replicate import ReplicateProvider
 from tests.conftest import make_settings
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
 from tests.fakes import replicate as replicate_fake
+from tests.fakes.provider import FileHost, Received
 from tests.recording import RecordingFrontend
 
 
@@ -209,6 +211,118 @@ async def test_a_fresh_client_resumes_a_submitted_prediction(harness: Harness) -
     await second.aclose()
     assert final.state == PredictionState.SUCCEEDED
     assert len(harness.fake.creates) == 1
+
+
+# -- result URLs that redirect ------------------------------------------------------------
+
+KEY_HEADERS = ("authorization", "x-key", "api-key", "x-api-key")
+
+
+def carried_a_key(received: list[Received], key: str) -> list[str]:
+    """Every request (path) that carried the key, or any auth header, anywhere in it."""
+    return [
+        r.path
+        for r in received
+        if any(key in value for value in r.headers.values())
+        or any(name.lower() in KEY_HEADERS for name in r.headers)
+    ]
+
+
+async def finished_output(provider: HttpProvider) -> tuple[str, str]:
+    """A finished prediction's result URL, and its path (with query) at the fake."""
+    status = await until_done(provider, await provider.submit(edit(), idempotency_key="j"))
+    url = status.output_urls[0]
+    parts = urlsplit(url)
+    return url, parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def test_a_redirected_result_is_followed_and_the_key_stays_home(harness: Harness) -> None:
+    provider = harness.provider()
+    try:
+        async with FileHost() as other:
+            url, path = await finished_output(provider)
+            # A same-host hop (relative Location), then another host, then a hop there.
+            harness.fake.redirects[path] = (301, f"{urlsplit(path).path}?hop=1")
+            harness.fake.redirects[f"{urlsplit(path).path}?hop=1"] = (
+                307,
+                f"{other.base_url}/cdn",
+            )
+            other.redirects["/cdn"] = (302, "/files/result.png")
+            data = await provider.fetch_output(url, max_bytes=5_000_000)
+    finally:
+        await provider.aclose()
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG" and image.size == (20, 10)  # the other host's file
+    assert [r.path for r in other.received] == ["/cdn", "/files/result.png"]
+    assert carried_a_key(other.received, harness.flavour.key) == []
+
+
+async def test_the_runner_delivers_a_redirected_result(tmp_path: Path, harness: Harness) -> None:
+    async with FileHost() as other:
+        harness.fake.script.output_location = f"{other.base_url}/files/{{id}}.png"
+        (job, balance), frontend = await run_job(tmp_path, harness)
+    assert job.state == JobState.SUCCEEDED and balance == 1080
+    assert len(frontend.delivered) == 1
+    assert len(other.received) == 1
+    assert carried_a_key(other.received, harness.flavour.key) == []
+
+
+@pytest.mark.parametrize("hops", [MAX_REDIRECTS, MAX_REDIRECTS + 1])
+async def test_redirects_are_followed_a_few_hops_at_most(harness: Harness, hops: int) -> None:
+    provider = harness.provider()
+    try:
+        async with FileHost() as other:
+            url, path = await finished_output(provider)
+            harness.fake.redirects[path] = (302, f"{other.base_url}/r1")
+            for n in range(1, hops - 1):
+                other.redirects[f"/r{n}"] = (302, f"/r{n + 1}")
+            other.redirects[f"/r{hops - 1}"] = (302, "/files/result.png")
+            if hops <= MAX_REDIRECTS:
+                data = await provider.fetch_output(url, max_bytes=5_000_000)
+                assert Image.open(io.BytesIO(data)).size == (20, 10)
+            else:
+                with pytest.raises(ProviderUnavailable) as info:
+                    await provider.fetch_output(url, max_bytes=5_000_000)
+                assert info.value.user_message == BAD_OUTPUT_LINK
+                assert f"more than {MAX_REDIRECTS}" in str(info.value)
+                assert "/files/result.png" not in [r.path for r in other.received]
+    finally:
+        await provider.aclose()
+    assert carried_a_key(other.received, harness.flavour.key) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ((302, "{path}"), f"more than {MAX_REDIRECTS} times"),  # a loop
+        ((302, "ftp://127.0.0.1/result.png"), "not http(s): ftp"),
+        ((302, "file:///etc/passwd"), "not http(s): file"),
+        ((302, None), "HTTP 302 without Location"),
+        ((300, None), "HTTP 300 without Location"),
+    ],
+    ids=["loop", "ftp", "file", "302-without-location", "300-without-location"],
+)
+async def test_a_broken_redirect_is_a_clear_provider_error(
+    harness: Harness, answer: tuple[int, str | None], words: str
+) -> None:
+    provider = harness.provider()
+    try:
+        url, path = await finished_output(provider)
+        status, location = answer
+        harness.fake.redirects[path] = (
+            status,
+            location.format(path=path) if location is not None else None,
+        )
+        with pytest.raises(ProviderUnavailable) as info:
+            await provider.fetch_output(url, max_bytes=5_000_000)
+    finally:
+        await provider.aclose()
+    assert info.value.user_message == BAD_OUTPUT_LINK
+    assert words in str(info.value)
+    assert not info.value.retryable
+    downloads = [r for r in harness.fake.received if r.path == urlsplit(path).path]
+    # Not retried: one request per hop of one attempt (a loop is cut after the limit).
+    assert len(downloads) == (MAX_REDIRECTS + 1 if words.startswith("more") else 1)
 
 
 # -- the same contract through the whole runner ----------------------------------------

@@ -1,4 +1,4 @@
-"""Webhooks: signed ones accepted, bad/stale/replayed refused, and only ever a hint."""
+"""Webhooks: signed ones accepted, bad/stale refused, redeliveries taken once, only a hint."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import base64
 import io
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +16,11 @@ from PIL import Image
 
 from bot.app import build_core
 from bot.domain import EditOptions, EditRequest, JobState, UserRef
-from bot.webhooks import WebhookServer, replicate_signature
+from bot.providers.base import WebhookRefused
+from bot.providers.coretoday import CoreTodayProvider
+from bot.providers.registry import ProviderSpec
+from bot.providers.replicate import replicate_signature
+from bot.webhooks import WebhookServer
 from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
@@ -27,7 +31,7 @@ SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[WebhookServer, list[str]]]:
     hints: list[str] = []
-    webhooks = WebhookServer("127.0.0.1", 0, hints.append, replicate_secret=SECRET)
+    webhooks = WebhookServer("127.0.0.1", 0, hints.append, secret=SECRET)
     await webhooks.start()
     yield webhooks, hints
     await webhooks.stop()
@@ -60,8 +64,56 @@ async def test_valid_signature_is_accepted_once(server: tuple[WebhookServer, lis
     headers = signed(body)
     assert await post(webhooks, "/webhooks/replicate/job1", body, headers) == 204
     assert hints == ["job1"]
-    assert await post(webhooks, "/webhooks/replicate/job1", body, headers) == 409  # replay
+    # Replicate's redelivery of the same webhook-id: 2xx (so it stops retrying), no hint.
+    assert await post(webhooks, "/webhooks/replicate/job1", body, headers) == 200
+    resent = signed(body)  # a retry is signed afresh, with the same webhook-id
+    assert await post(webhooks, "/webhooks/replicate/job1", body, resent) == 200
     assert hints == ["job1"]
+    other = signed(body, webhook_id="msg_2")  # another delivery is another hint
+    assert await post(webhooks, "/webhooks/replicate/job1", body, other) == 204
+    assert hints == ["job1", "job1"]
+
+
+async def test_a_forged_redelivery_is_still_refused(
+    server: tuple[WebhookServer, list[str]],
+) -> None:
+    """A known webhook-id does not excuse a bad signature: verification comes first."""
+    webhooks, hints = server
+    body = b'{"id": "p1", "status": "succeeded"}'
+    assert await post(webhooks, "/webhooks/replicate/job1", body, signed(body)) == 204
+    forged = {**signed(body), "webhook-signature": "v1,bm90LWl0"}
+    assert await post(webhooks, "/webhooks/replicate/job1", body, forged) == 401
+    assert hints == ["job1"]
+
+
+def acme_verifier(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> str:
+    """A made-up provider's check: the secret in a header, the delivery id in another."""
+    if headers.get("x-acme-secret") != secret:
+        raise WebhookRefused("bad secret")
+    return headers.get("x-acme-delivery", "")
+
+
+async def test_a_registered_spec_drives_webhook_verification() -> None:
+    acme = ProviderSpec(
+        "acme", CoreTodayProvider, "https://api.acme.test", "Acme key", verify_webhook=acme_verifier
+    )
+    plain = ProviderSpec("plain", CoreTodayProvider, "https://api.plain.test", "Plain key")
+    hints: list[str] = []
+    webhooks = WebhookServer(
+        "127.0.0.1", 0, hints.append, secret="s3cret", specs={"acme": acme, "plain": plain}
+    )
+    await webhooks.start()
+    try:
+        good = {"x-acme-secret": "s3cret", "x-acme-delivery": "d1"}
+        assert await post(webhooks, "/webhooks/acme/j1", b"{}", {}) == 401
+        assert await post(webhooks, "/webhooks/acme/j1", b"{}", good) == 204
+        assert await post(webhooks, "/webhooks/acme/j1", b"{}", good) == 200  # redelivered
+        assert await post(webhooks, "/webhooks/plain/j2", b"{}", {}) == 204  # no check
+        # Only the registry given decides: replicate is not in this one.
+        assert await post(webhooks, "/webhooks/replicate/j3", b"{}", signed(b"{}")) == 404
+    finally:
+        await webhooks.stop()
+    assert hints == ["j1", "j2"]
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ job runner decides about refunds and retries from the error kind alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -90,3 +91,14 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release the shared HTTP client."""
+
+
+class WebhookRefused(Exception):
+    """A webhook that fails its provider's verification; ``str`` is the short reason
+    answered with the 401 (never anything secret)."""
+
+
+# A provider's webhook check: (secret, headers, body, now) -> the delivery's id, by which a
+# redelivery of the same notice is recognised ("" when the provider gives none); raises
+# ``WebhookRefused`` for a delivery that is not authentic or not fresh.
+WebhookVerifier = Callable[[str, Mapping[str, str], bytes, float], str]

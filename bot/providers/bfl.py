@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from bot.errors import ProviderUnavailable
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
@@ -29,6 +29,13 @@ _STATES = {
     "content moderated": PredictionState.MODERATED,
     "task not found": PredictionState.FAILED,
 }
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is not a number
+        return None
 
 
 def endpoint_for(model: str) -> str:
@@ -65,9 +72,14 @@ class BflProvider(HttpProvider):
         return {"x-key": self._api_key}
 
     def trusted(self, url: str) -> bool:
-        """The API's own host or a regional sibling (api.us1.bfl.ai beside api.bfl.ai)."""
-        host = urlsplit(url).hostname or ""
-        base = urlsplit(self.base_url).hostname or ""
+        """The API's own host or a regional sibling (api.us1.bfl.ai beside api.bfl.ai),
+        with the API's own scheme and port: a plain-http or other-port URL on the same
+        name is another service as far as the key is concerned."""
+        parts, base_parts = urlsplit(url), urlsplit(self.base_url)
+        if parts.scheme != base_parts.scheme or _port(parts) != _port(base_parts):
+            return False
+        host = parts.hostname or ""
+        base = base_parts.hostname or ""
         if host == base:
             return True
         parent = base.split(".", 1)[1] if base.count(".") >= 2 else base

@@ -33,6 +33,9 @@ NO_ANSWER = (
     "it twice. Please try again."
 )
 UNAVAILABLE = "The image service is unavailable right now. Please try again in a few minutes."
+BAD_OUTPUT_LINK = "The image service's link to the result could not be followed."
+# Result downloads follow at most this many redirects (a CDN, a signed storage URL).
+MAX_REDIRECTS = 5
 
 
 class Retry(Exception):
@@ -256,32 +259,73 @@ class HttpProvider(ABC):
         return await self.with_retries(attempt)
 
     async def fetch_output(self, url: str, *, max_bytes: int) -> bytes:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise ProviderUnavailable(UNAVAILABLE, detail="output URL is not http(s)")
-        # The key goes only to the provider's own host, never to a CDN it links to.
-        headers = self.auth_headers if self.same_origin(url) else {}
+        """Download a result, following at most ``MAX_REDIRECTS`` redirects by hand.
+
+        Result URLs may redirect (a CDN, a signed storage URL). httpx's own redirect
+        handling is off for the shared client because it would strip ``Authorization``
+        on a cross-origin hop but keep other key headers (BFL's ``x-key``); here each hop
+        is judged on its own by ``same_origin``, so the key reaches no host it was not
+        meant for, on any hop. Only http(s) is followed.
+        """
 
         async def attempt() -> bytes:
-            try:
-                async with self._client.stream("GET", url, headers=headers) as response:
-                    error = self.classify(response)
-                    if error is not None:
-                        if isinstance(error, ProviderUnavailable) and (
-                            error.retryable or response.status_code == 404
-                        ):
-                            raise Retry(error, error.retry_after)
-                        raise error
-                    data = await read_capped(response, max_bytes)
-                    if data is None:
-                        raise ProviderUnavailable(
-                            "The edited image is too large to post.",
-                            detail=f"output larger than {max_bytes} bytes",
-                        )
-                    return data
-            except httpx.TransportError as exc:
-                raise Retry(
-                    ProviderUnavailable(UNAVAILABLE, detail=type(exc).__name__), None
-                ) from None
+            target = url
+            for _hop in range(MAX_REDIRECTS + 1):
+                if urlsplit(target).scheme not in ("http", "https"):
+                    raise ProviderUnavailable(
+                        BAD_OUTPUT_LINK, detail=f"output URL is not http(s): {_scheme(target)}"
+                    )
+                # The key goes only to the provider's own host, never to a CDN it links to.
+                headers = self.auth_headers if self.same_origin(target) else {}
+                try:
+                    async with self._client.stream("GET", target, headers=headers) as response:
+                        if 300 <= response.status_code < 400:
+                            target = _redirect_target(response)
+                            continue
+                        return await self._read_output(response, max_bytes)
+                except httpx.TransportError as exc:
+                    raise Retry(
+                        ProviderUnavailable(UNAVAILABLE, detail=type(exc).__name__), None
+                    ) from None
+            raise ProviderUnavailable(
+                BAD_OUTPUT_LINK, detail=f"output URL redirected more than {MAX_REDIRECTS} times"
+            )
 
         return await self.with_retries(attempt)
+
+    async def _read_output(self, response: httpx.Response, max_bytes: int) -> bytes:
+        error = self.classify(response)
+        if error is not None:
+            if isinstance(error, ProviderUnavailable) and (
+                error.retryable or response.status_code == 404
+            ):
+                raise Retry(error, error.retry_after)
+            raise error
+        data = await read_capped(response, max_bytes)
+        if data is None:
+            raise ProviderUnavailable(
+                "The edited image is too large to post.",
+                detail=f"output larger than {max_bytes} bytes",
+            )
+        return data
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme or "(none)"
+
+
+def _redirect_target(response: httpx.Response) -> str:
+    """Where a 3xx answer points, resolved against the URL that gave it; a 3xx that
+    points nowhere (no ``Location``, or 300/304) is a broken answer, not an image."""
+    location = response.headers.get("location", "").strip()
+    if not location:
+        raise ProviderUnavailable(
+            BAD_OUTPUT_LINK,
+            detail=f"HTTP {response.status_code} without Location from the output host",
+        )
+    try:
+        return str(response.url.join(location))
+    except httpx.InvalidURL:
+        raise ProviderUnavailable(
+            BAD_OUTPUT_LINK, detail="output redirect to an invalid URL"
+        ) from None

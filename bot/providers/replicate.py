@@ -4,19 +4,39 @@ With ``Prefer: wait=N`` Replicate may hold the create for up to N seconds and an
 finished prediction at once, saving every poll for a fast job; otherwise it answers
 ``starting`` and the job is polled. Errors are problem+json (``detail`` carries the
 reason). Output URLs are deleted after an hour; the runner downloads at once.
+
+Webhooks are signed (https://replicate.com/docs/topics/webhooks/verify-webhook):
+HMAC-SHA256 over ``webhook-id.webhook-timestamp.body`` under the base64 key after the
+``whsec_`` prefix, sent as space-separated ``v1,<base64>`` signatures.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
+
 from bot.errors import ProviderUnavailable
-from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
+from bot.providers.base import (
+    PredictionState,
+    PredictionStatus,
+    ProviderRequest,
+    WebhookRefused,
+)
 from bot.providers.http import UNAVAILABLE, HttpProvider
 
+log = structlog.get_logger("kontext.providers.replicate")
+
 PREFER_WAIT_SECONDS = 5
+# How far a webhook's timestamp may be from our clock: Replicate sends the timestamp
+# "to mitigate replay attacks" (verify-webhook docs); its retries end about a minute
+# after the prediction, well inside this window.
+WEBHOOK_TOLERANCE_SECONDS = 300
 _STATES = {
     "starting": PredictionState.PENDING,
     "processing": PredictionState.RUNNING,
@@ -90,3 +110,40 @@ class ReplicateProvider(HttpProvider):
 
     async def cancel(self, prediction_id: str) -> None:
         await self.best_effort("POST", f"{self.base_url}/v1/predictions/{prediction_id}/cancel")
+
+
+def replicate_signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
+    """The ``v1,<base64>`` signature Replicate sends for this delivery."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_replicate_webhook(
+    secret: str, headers: Mapping[str, str], body: bytes, now: float
+) -> str:
+    """Check a delivery's signature and freshness; its ``webhook-id`` names it.
+
+    Replicate retries a final webhook that got a 4xx or 5xx answer or none ("Retries" in
+    https://replicate.com/docs/topics/webhooks/receive-webhook), and ``webhook-id`` "will
+    be the same when a webhook is being resent (e.g. retried)" (verify-webhook docs); the
+    endpoint uses the id to answer such a redelivery 2xx without acting twice.
+    """
+    webhook_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    signatures = headers.get("webhook-signature", "").split()
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise WebhookRefused("missing or bad timestamp") from None
+    if abs(now - sent_at) > WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookRefused("stale timestamp")
+    try:
+        expected = replicate_signature(secret, webhook_id, timestamp, body)
+    except (binascii.Error, ValueError):
+        log.error("provider.webhook_secret is not a valid whsec_ secret")
+        raise WebhookRefused("cannot verify") from None
+    if not any(hmac.compare_digest(expected, given) for given in signatures):
+        raise WebhookRefused("bad signature")
+    return webhook_id

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from PIL import Image
 
 
@@ -44,6 +45,9 @@ class Script:
     # turn it off so the fake's records do not count as the bot's memory.
     keep_inputs: bool = True
     noisy_output: bool = False  # random pixels: an output that does not compress
+    # Where a result download is sent instead of the image: ``302 Location:`` this URL
+    # with ``{id}`` filled in (e.g. a ``FileHost`` on another port). None: the image.
+    output_location: str | None = None
 
 
 @dataclass
@@ -85,6 +89,71 @@ class Prediction:
         return False
 
 
+Redirect = tuple[int, str | None]  # (status, Location or None for a 3xx without one)
+
+
+def redirect_table(
+    redirects: dict[str, Redirect], record: Callable[[web.Request], object]
+) -> Middleware:
+    """A middleware that answers any path (with its query) listed in ``redirects`` with
+    that redirect before routing, recording the request: how the tests build same-host
+    hops, cross-host hops, loops and long chains on any fake."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        answer = redirects.get(request.path_qs)
+        if answer is None:
+            return await handler(request)
+        record(request)
+        status, location = answer
+        headers = {"Location": location} if location is not None else {}
+        return web.Response(status=status, headers=headers)
+
+    return middleware
+
+
+def png_bytes(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class FileHost:
+    """Another host (127.0.0.1 on its own port) that result URLs redirect to, as a CDN or
+    signed storage: it serves a PNG at ``/files/{name}``, follows its own ``redirects``
+    table, and records every request with its headers, so a test can show that no
+    provider key ever reached it."""
+
+    color = (10, 160, 90)
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.redirects: dict[str, Redirect] = {}
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    def _record(self, request: web.Request) -> None:
+        self.received.append(Received(request.method, request.path_qs, dict(request.headers)))
+
+    async def _file(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return web.Response(body=png_bytes((20, 10), self.color), content_type="image/png")
+
+    async def __aenter__(self) -> Self:
+        app = web.Application(middlewares=[redirect_table(self.redirects, self._record)])
+        app.router.add_get("/files/{name}", self._file)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.base_url = f"http://127.0.0.1:{int(self._runner.addresses[0][1])}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
 class FakeProvider(ABC):
     id_prefix = "pred_"
     output_color = (200, 120, 40)
@@ -98,6 +167,8 @@ class FakeProvider(ABC):
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._webhook_tasks: set[asyncio.Task[None]] = set()
+        # Paths (with query) answered with a redirect instead of their route.
+        self.redirects: dict[str, Redirect] = {}
         self.base_url = ""
         self.port = 0
 
@@ -123,7 +194,10 @@ class FakeProvider(ABC):
         await self.stop()
 
     async def start(self, port: int = 0) -> str:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(
+            client_max_size=64 * 1024 * 1024,
+            middlewares=[redirect_table(self.redirects, self.record)],
+        )
         self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -230,11 +304,14 @@ class FakeProvider(ABC):
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
             return web.Response(status=404)
-        buffer = io.BytesIO()
+        if self.script.output_location is not None:
+            location = self.script.output_location.format(id=prediction.id)
+            return web.Response(status=302, headers={"Location": location})
         if self.script.noisy_output:
+            buffer = io.BytesIO()
             width, height = prediction.size
             noise = random.Random(prediction.id).randbytes(width * height * 3)
             Image.frombytes("RGB", prediction.size, noise).save(buffer, format="PNG")
-        else:
-            Image.new("RGB", prediction.size, self.output_color).save(buffer, format="PNG")
-        return web.Response(body=buffer.getvalue(), content_type="image/png")
+            return web.Response(body=buffer.getvalue(), content_type="image/png")
+        body = png_bytes(prediction.size, self.output_color)
+        return web.Response(body=body, content_type="image/png")
