@@ -14,24 +14,19 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 import structlog
 
 from bot import __version__, texts
-from bot.app import Core
-from bot.config import Settings, effective_config, load_settings
+from bot import platforms as platforms_registry
+from bot.config import Settings, effective_config, load_settings, secret_values
 from bot.domain import UserRef
 from bot.errors import ConfigError, ProviderUnavailable, UserInputError
 from bot.logs import configure_logging
+from bot.platforms import Platform
 
 log = structlog.get_logger("kontext.cli")
-
-
-class Adapter(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 EXIT_USAGE = 1
@@ -139,10 +134,9 @@ def _print_config(settings: Settings, as_json: bool) -> None:
 async def _policy(settings: Settings, args: argparse.Namespace) -> int:
     """The operator's side of the admin API: acts as ``cli:local:<os user>``, recorded
     in the ledger like an admin on a platform."""
-    from adapters.console.main import console_user
     from bot.app import build_core
 
-    operator = UserRef("cli", "local", console_user().user)
+    operator = UserRef.local("cli")
     core = await build_core(settings, with_runner=False)
     service = core.service
     service.admins = service.admins | {str(operator)}
@@ -213,12 +207,19 @@ async def _credits(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings) -> int:
-    from adapters.console.frontend import PLATFORM, ConsoleFrontend
     from bot.app import build_core
 
-    core = await build_core(settings, {PLATFORM: ConsoleFrontend()})
-    adapters = await _start_adapters(settings, core)
-    if not adapters:
+    core = await build_core(settings)
+    platforms = [
+        platforms_registry.build(spec, settings, core.service)
+        for spec in platforms_registry.registered().values()
+        if spec.enabled(settings)
+    ]
+    for platform in platforms:
+        core.register_frontend(platform)
+        if core.ops is not None and platform.platform != "console":
+            core.ops.add_check(platform.platform, platform.ready)
+    if [p for p in platforms if p.platform != "console"] == []:
         log.warning(
             "no platform adapter is enabled (slack.enabled, discord.enabled); "
             "the bot only finishes console jobs left unfinished"
@@ -241,58 +242,26 @@ async def _run(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     await core.start()
+    started: list[Platform] = []
     try:
-        for adapter in adapters:
+        for platform in platforms:
             try:
-                await adapter.start()
+                await platform.start()
             except Exception as exc:  # a wrong token, an unreachable platform
                 log.error(
                     "an adapter could not start; stopping",
-                    adapter=type(adapter).__name__,
+                    adapter=type(platform).__name__,
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 return EXIT_ADAPTER
+            started.append(platform)
         await stop.wait()
     finally:
-        for adapter in adapters:
-            await adapter.stop()
+        for platform in platforms:
+            await platform.stop()
         await core.close(grace=settings.jobs.shutdown_grace_seconds)
     log.info("stopped")
     return 0
-
-
-async def _start_adapters(settings: Settings, core: Core) -> list[Adapter]:
-    """Build the enabled platform adapters and join them to the core."""
-    adapters: list[Adapter] = []
-    if settings.slack.enabled:
-        try:
-            from adapters.slack import SlackAdapter
-        except ImportError as exc:
-            raise ConfigError(
-                f"slack.enabled: the Slack libraries are not installed ({exc.name}); "
-                "install kontext-bot[slack]"
-            ) from None
-        slack = SlackAdapter(settings.slack, core.service)
-        core.register_frontend(slack)
-        if core.ops is not None:
-            core.ops.add_check("slack", slack.ready)
-        adapters.append(slack)
-    if settings.discord.enabled:
-        try:
-            from adapters.discord import DiscordAdapter
-        except ImportError as exc:
-            raise ConfigError(
-                f"discord.enabled: discord.py is not installed ({exc.name}); "
-                "install kontext-bot[discord]"
-            ) from None
-        discord_adapter = DiscordAdapter(
-            settings.discord, core.service, data_dir=settings.storage.data_dir
-        )
-        core.register_frontend(discord_adapter)
-        if core.ops is not None:
-            core.ops.add_check("discord", discord_adapter.ready)
-        adapters.append(discord_adapter)
-    return adapters
 
 
 async def _provider_status(settings: Settings) -> int:
@@ -384,15 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    secrets = [
-        settings.provider.api_key.get_secret_value(),
-        settings.slack.bot_token.get_secret_value(),
-        settings.slack.app_token.get_secret_value(),
-        settings.slack.signing_secret.get_secret_value(),
-        settings.discord.token.get_secret_value(),
-    ]
     configure_logging(
-        fmt=settings.log.format, level=_log_level(args.command, settings), secrets=secrets
+        fmt=settings.log.format,
+        level=_log_level(args.command, settings),
+        secrets=secret_values(settings),
     )
     try:
         if args.command == "check-config":
@@ -413,10 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "policy":
             return asyncio.run(_policy(settings, args))
         if args.command == "console":
-            from adapters.console import run_console
-
+            run_one = platforms_registry.registered()["console"].run_one
+            assert run_one is not None
             text = " ".join([*args.prompt, *prompt_tokens])
-            return asyncio.run(run_console(settings, image=args.image, out=args.out, text=text))
+            return asyncio.run(run_one(settings, args.image, args.out, text))
         if args.command == "run":
             return asyncio.run(_run(settings))
     except ConfigError as exc:

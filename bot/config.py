@@ -378,3 +378,24 @@ def effective_config(settings: Settings) -> dict[str, Any]:
                 data[section_name][key] = "***" if value.get_secret_value() else ""
     data["storage"]["url"] = mask_url_password(settings.storage.url)
     return data
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret set anywhere in the config (fallback providers' keys included), for
+    the log redactor: found by type, so a new secret key is redacted without a list to
+    keep in step."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            if value.get_secret_value():
+                found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(settings)
+    return found

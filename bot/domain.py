@@ -7,6 +7,7 @@ here so it can be stored and handed back to the adapter that knows how to use it
 
 from __future__ import annotations
 
+import getpass
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,16 @@ class UserRef:
             if not _REF_PART.match(part):
                 raise UserInputError(f"'{part}' is not a valid {label} id in '{text}'")
         return cls(platform, workspace, user)
+
+    @classmethod
+    def local(cls, platform: str) -> UserRef:
+        """The person at this terminal (``console:local:<os user>``, and the operator of
+        the CLI as ``cli:local:<os user>``)."""
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "user"
+        return cls(platform, "local", re.sub(r"[^A-Za-z0-9_.@-]", "_", name)[:64] or "user")
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.workspace}:{self.user}"

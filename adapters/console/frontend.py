@@ -70,6 +70,15 @@ class ConsoleFrontend:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
 
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def ready(self) -> bool:
+        return True
+
     def reply_for(self, job: Job) -> ConsoleReply:
         return ConsoleReply(Path(str(job.reply_target["out"])), self.stream)
 

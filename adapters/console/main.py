@@ -7,9 +7,7 @@ user must change), 2 configuration, 3 provider failure or timeout, 4 internal er
 from __future__ import annotations
 
 import asyncio
-import getpass
 import mimetypes
-import re
 import sys
 import uuid
 from pathlib import Path
@@ -40,12 +38,7 @@ _EXIT_BY_KIND = {
 
 
 def console_user() -> UserRef:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "user"
-    safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", name)[:64] or "user"
-    return UserRef(PLATFORM, "local", safe)
+    return UserRef.local(PLATFORM)
 
 
 def describe_image(image: Path) -> AttachmentSource | None:
