@@ -62,8 +62,9 @@ from sqlalchemy import case, event, func, select, text
 from bot import ledger
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
-from bot.jobstore import JobStore, NewJob
+from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
+from bot.reservations import NewJob
 from bot.storage import Database, open_database
 from bot.storage.schema import jobs
 from bot.storage.schema import ledger as ledger_table
