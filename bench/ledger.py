@@ -7,7 +7,7 @@ Two units of work, each reservation with its own job id:
   allowance, read the balance, store the job and append the ``reserve`` entry, in one
   write transaction. Whatever the store does to get there is measured; concurrent creates
   are group-committed (``bot/reservations.py``), one alone takes the single path
-  (``JobStore._create``). This is the bot's reservation; the goals apply to it.
+  (``Reservations._create``). This is the bot's reservation; the goals apply to it.
 - "ledger": the single path's ledger sequence alone, one transaction per reservation,
   with the ledger's functions in the store's order (``lock_account``,
   ``ensure_allowance``, ``balance``, ``reserve``): what one reservation costs when it
@@ -62,8 +62,9 @@ from sqlalchemy import case, event, func, select, text
 from bot import ledger
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
-from bot.jobstore import JobStore, NewJob
+from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
+from bot.reservations import NewJob
 from bot.storage import Database, open_database
 from bot.storage.schema import jobs
 from bot.storage.schema import ledger as ledger_table
@@ -143,7 +144,7 @@ def create_unit(db: Database) -> Reserve:
 
 
 def ledger_unit(db: Database) -> Reserve:
-    """The single path's ledger sequence (``JobStore._create``), one transaction each."""
+    """The single path's ledger sequence (``Reservations._create``), one transaction each."""
     policy = bot_policy()
 
     async def reserve(user: UserRef) -> int:

@@ -20,14 +20,15 @@ from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
 from bot.metrics import Metrics
 from bot.ops import OpsServer
+from bot.pipeline import RunnerLimits
 from bot.policies import Override, PolicyBook
 from bot.providers.base import Provider
 from bot.providers.factory import build_fallbacks, build_provider, capabilities_for
 from bot.retention import PruneReport, prune
-from bot.runner import JobRunner, RunnerLimits
 from bot.service import KontextService
 from bot.storage import Database, open_database
 from bot.webhooks import WebhookServer
+from bot.worker import Worker
 
 
 def runner_limits(settings: Settings) -> RunnerLimits:
@@ -71,7 +72,7 @@ class Core:
     store: JobStore
     service: KontextService
     provider: Provider | None
-    runner: JobRunner | None
+    runner: Worker | None
     metrics: Metrics
     ops: OpsServer | None = None
     fallbacks: list[Provider] = field(default_factory=list)
@@ -176,7 +177,7 @@ async def build_core(
     )
     runner = None
     if with_runner and provider is not None:
-        runner = JobRunner(
+        runner = Worker(
             store,
             provider,
             frontends or {},

@@ -1,50 +1,283 @@
-"""Group commit for reservations: requests that arrive together are reserved together.
+"""Creating a job and reserving its credits, and every refusal a user can get for it.
 
-One reservation alone is ~6 statements, and on this stack each statement's round trip
-costs far more CPU than the database's work (see docs/benchmarks.md, ledger). So while
-one transaction runs, the requests that arrive queue up, and the next transaction
-takes them all with set-based statements: one that creates and locks the accounts, one
-read of the policies that apply, one of the balances together with the allowances
-already granted, one insert of the jobs and one of the ledger entries (allowances due
-and reservations), whatever the number of requests.
+A job exists only with its cost reserved: the row and the ledger's reserve entry go in
+one transaction, after the user's account is locked, the policy in force resolved, the
+period's allowance granted and the operator's limits checked. A redelivered event (same
+idempotency key) creates nothing and is answered with the job it already made.
 
-The decisions are the single path's (``JobStore._create``), made in Python over what
-was read: paused scopes and short balances are refused one by one without touching the
-others. What this path does not handle (the operator's cooldown or shared budget,
-which need per-request reads under a lock, and a user twice in one batch) it leaves to
-the single path, as it does any batch that fails (another process inserting the same
-idempotency key): those requests are then reserved one at a time.
+Group commit: one reservation alone is ~6 statements, and on this stack each
+statement's round trip costs far more CPU than the database's work (see
+docs/benchmarks.md, ledger). So while one transaction runs, the requests that arrive
+queue up, and the next transaction takes them all with set-based statements
+(``reserve_batch``): one that creates and locks the accounts, one read of the policies
+that apply, one of the balances together with the allowances already granted, one
+insert of the jobs and one of the ledger entries, whatever the number of requests. Its
+decisions are the single path's (``Reservations._create``), made in Python over what was
+read, with the same refusal builders. What the batch does not handle (the operator's
+cooldown or shared budget, which need per-request reads under a lock, and a user twice
+in one batch) it leaves to the single path, as it does any batch that fails (another
+process inserting the same idempotency key).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.domain import Job, JobState, RequestContext
+from bot import ledger
+from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
-from bot.ledger import EntryKind, allowance_grant, allowance_key
-from bot.periods import Period
+from bot.jobqueue import JobQueue, row_to_job
+from bot.ledger import AllowancePolicy, EntryKind, allowance_grant, allowance_key
+from bot.periods import Period, next_period_start, period_start
 from bot.policies import GLOBAL, PolicyBook, scopes_for
+from bot.storage.database import completes_when_cancelled
 from bot.storage.dialect import create_and_lock, insert_many_ignoring_conflict, one_of
-from bot.storage.schema import accounts, jobs, ledger
+from bot.storage.group_commit import GroupCommit
+from bot.storage.schema import accounts, jobs
+from bot.storage.schema import ledger as ledger_table
+
+# The row that reservations lock while the operator's shared budget is counted.
+BUDGET_ACCOUNT = UserRef("kontext", "budget", "all")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    idempotency_key: str
+    user: UserRef
+    prompt: str
+    options: EditOptions
+    attachments: tuple[AttachmentSource, ...]
+    reply_target: Mapping[str, Any]
+    cost: int
+    provider: str
+    model: str
+    context: RequestContext = field(default_factory=RequestContext)
+
+
+@dataclass(frozen=True)
+class Stored:
+    job: Job
+    duplicate: bool
+    balance_after: int
 
 
 class NotBatchable(Exception):
     """This batch needs the one-at-a-time path."""
 
 
-@dataclass(frozen=True)
-class Reserved:
-    job: Job
-    balance_after: int
+# -- refusals -----------------------------------------------------------------------
 
 
-Outcome = Reserved | QuotaError
+def quota_message(balance: int, cost: int, refill: str | None) -> str:
+    when = f" Your allowance refills {refill}." if refill else ""
+    return (
+        f"You have {balance} credits and an image costs {cost}.{when}"
+        " Ask an admin for a grant if you need more now."
+    )
+
+
+def balance_refusal(available: int, cost: int, now: float, period: Period) -> QuotaError:
+    """Too few credits for this image, with when the allowance refills."""
+    refill = next_period_start(period, now)
+    refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
+    return QuotaError(
+        quota_message(available, cost, refill_text),
+        balance=available,
+        cost=cost,
+        refill_at=refill_text,
+    )
+
+
+def paused_refusal(cost: int) -> QuotaError:
+    """The answer to a request in a paused scope."""
+    return QuotaError(
+        "An admin has paused the bot here for now. Nothing was charged.",
+        balance=0,
+        cost=cost,
+        refill_at=None,
+    )
+
+
+def cooldown_refusal(wait: float, cost: int) -> QuotaError:
+    return QuotaError(
+        f"Please wait {wait:.0f} s before your next edit.", balance=0, cost=cost, refill_at=None
+    )
+
+
+def budget_refusal(cost: int, now: float, period: Period) -> QuotaError:
+    refill = next_period_start(period, now)
+    when = f" It renews {refill:%Y-%m-%d %H:%M} UTC." if refill else ""
+    return QuotaError(
+        f"The bot's shared budget for this period is used up.{when} Nothing was charged.",
+        balance=0,
+        cost=cost,
+        refill_at=f"{refill:%Y-%m-%d %H:%M} UTC" if refill else None,
+    )
+
+
+# -- rows -----------------------------------------------------------------------------
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def queued_job(new: NewJob, job_id: str, now: float) -> Job:
+    """The job as it is stored, without reading it back."""
+    return Job(
+        id=job_id,
+        idempotency_key=new.idempotency_key,
+        user=new.user,
+        state=JobState.QUEUED,
+        prompt=new.prompt,
+        options=new.options,
+        attachments=tuple(new.attachments),
+        reply_target=dict(new.reply_target),
+        cost=new.cost,
+        provider=new.provider,
+        model=new.model,
+        created_at=now,
+    )
+
+
+def job_row(job: Job, now: float) -> dict[str, object]:
+    """The ``jobs`` row of a job being created (both paths insert this)."""
+    return {
+        "id": job.id,
+        "idempotency_key": job.idempotency_key,
+        "user_ref": str(job.user),
+        "platform": job.user.platform,
+        "state": JobState.QUEUED.value,
+        "prompt": job.prompt,
+        "options": job.options.to_json(),
+        "attachments": [a.to_json() for a in job.attachments],
+        "reply_target": dict(job.reply_target),
+        "cost": job.cost,
+        "provider": job.provider,
+        "model": job.model,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+# -- creating -------------------------------------------------------------------------
+
+
+class Reservations:
+    """Adds jobs to ``queue`` (its database, clock and policies) with their credits
+    reserved."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+        self._group = GroupCommit[NewJob, Stored](self._create_many)
+
+    @property
+    def policies(self) -> PolicyBook:
+        return self.queue.policies
+
+    async def create(self, new: NewJob) -> Stored:
+        """Store the job and reserve its cost in one transaction, or return the job that
+        already has this idempotency key (a redelivered event creates nothing)."""
+        try:
+            return await self._group.submit(new)
+        except IntegrityError:
+            # Another task stored the same key between our look-up and insert.
+            existing = await self.queue.by_idempotency_key(new.idempotency_key)
+            if existing is None:
+                raise
+            return Stored(existing, True, await self.queue.balance(existing.user))
+
+    async def open_account(
+        self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
+    ) -> AllowancePolicy:
+        """Lock the user's account and grant the period's allowance under the policy in
+        force here (returned): what every balance change or balance shown starts with."""
+        await ledger.lock_account(conn, user, now)
+        policy, _ = await self.policies.resolve(conn, user, context)
+        await ledger.ensure_allowance(conn, user, policy, now)
+        return policy
+
+    async def _create_many(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+        """One transaction for everything that arrived together, or one at a time where
+        that path does not apply."""
+        if len(batch) > 1:
+            try:
+                return await self._create_batch(batch)
+            except (NotBatchable, IntegrityError):
+                pass
+        outcomes: list[Stored | BaseException] = []
+        for new in batch:
+            try:
+                outcomes.append(await self._create(new))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    @completes_when_cancelled
+    async def _create_batch(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+        now = self.queue.clock()
+        keys = [new.idempotency_key for new in batch]
+        async with self.queue.db.transaction() as conn:
+            # Redelivered events: answered with the job they already made.
+            rows = await conn.execute(
+                select(jobs).where(one_of(conn, jobs.c.idempotency_key, keys))
+            )
+            existing = {row.idempotency_key: row_to_job(row) for row in rows}
+            fresh = [new for new in batch if new.idempotency_key not in existing]
+            items = [(queued_job(new, new_job_id(), now), new.context) for new in fresh]
+            reserved = iter(await reserve_batch(conn, items, self.policies, now))
+            outcomes: list[Stored | BaseException] = []
+            for new in batch:
+                old = existing.get(new.idempotency_key)
+                if old is not None:
+                    outcomes.append(Stored(old, True, await ledger.balance(conn, old.user)))
+                else:
+                    outcomes.append(next(reserved))
+        return outcomes
+
+    @completes_when_cancelled
+    async def _create(self, new: NewJob) -> Stored:
+        now = self.queue.clock()
+        job = queued_job(new, new_job_id(), now)
+        async with self.queue.db.transaction() as conn:
+            await ledger.lock_account(conn, new.user, now)
+            policy, paused = await self.policies.resolve(conn, new.user, new.context)
+            if paused is not None:
+                raise paused_refusal(new.cost)
+            await self._check_limits(conn, new, policy, now)
+            await ledger.ensure_allowance(conn, new.user, policy, now)
+            available = await ledger.balance(conn, new.user)
+            if available < new.cost:
+                raise balance_refusal(available, new.cost, now, policy.period)
+            await conn.execute(jobs.insert().values(**job_row(job, now)))
+            await ledger.reserve(conn, new.user, job.id, new.cost, now)
+        return Stored(job, False, available - new.cost)
+
+    async def _check_limits(
+        self, conn: AsyncConnection, new: NewJob, policy: AllowancePolicy, now: float
+    ) -> None:
+        """The operator's limits beyond the balance: cooldown and the shared budget."""
+        if policy.cooldown_seconds > 0:
+            last = await conn.scalar(
+                select(func.max(jobs.c.created_at)).where(jobs.c.user_ref == str(new.user))
+            )
+            wait = (last or 0.0) + policy.cooldown_seconds - now
+            if last is not None and wait > 0:
+                raise cooldown_refusal(wait, new.cost)
+        if policy.budget > 0:
+            # Serialise every reservation on one row while the budget is counted, so
+            # that processes cannot overspend it together.
+            await ledger.lock_account(conn, BUDGET_ACCOUNT, now)
+            spent = await ledger.spent_since(conn, period_start(policy.period, now))
+            if spent + new.cost > policy.budget:
+                raise budget_refusal(new.cost, now, policy.period)
 
 
 async def reserve_batch(
@@ -52,11 +285,9 @@ async def reserve_batch(
     items: Sequence[tuple[Job, RequestContext]],
     policies: PolicyBook,
     now: float,
-    refused: Callable[[int, int, float, Period], QuotaError],
-) -> list[Outcome]:
+) -> list[Stored | QuotaError]:
     """Reserve every item's job in the caller's transaction; items are jobs not yet
-    stored (ids assigned), each with a distinct user. ``refused(balance, cost, now,
-    period)`` builds the single path's quota error."""
+    stored (ids assigned), each with a distinct user."""
     if not items:
         return []
     users = [str(job.user) for job, _ in items]
@@ -81,12 +312,12 @@ async def reserve_batch(
     ]
     rows = await conn.execute(
         select(
-            ledger.c.user_ref,
-            func.sum(ledger.c.amount),
-            func.max(case((one_of(conn, ledger.c.dedupe_key, keys), 1), else_=0)),
+            ledger_table.c.user_ref,
+            func.sum(ledger_table.c.amount),
+            func.max(case((one_of(conn, ledger_table.c.dedupe_key, keys), 1), else_=0)),
         )
-        .where(one_of(conn, ledger.c.user_ref, users))
-        .group_by(ledger.c.user_ref)
+        .where(one_of(conn, ledger_table.c.user_ref, users))
+        .group_by(ledger_table.c.user_ref)
     )
     balances: dict[str, int] = {}
     granted: set[str] = set()
@@ -105,7 +336,7 @@ async def reserve_batch(
             entries.append(grant)
             balances[ref] = balances.get(ref, 0) + int(grant["amount"])
 
-    outcomes: list[Outcome] = []
+    outcomes: list[Stored | QuotaError] = []
     job_rows: list[dict[str, object]] = []
     for (job, _), (policy, paused) in zip(items, decided, strict=True):
         available = balances.get(str(job.user), 0)
@@ -113,9 +344,9 @@ async def reserve_batch(
             outcomes.append(paused_refusal(job.cost))
             continue
         if available < job.cost:
-            outcomes.append(refused(available, job.cost, now, policy.period))
+            outcomes.append(balance_refusal(available, job.cost, now, policy.period))
             continue
-        job_rows.append(_job_row(job, now))
+        job_rows.append(job_row(job, now))
         entries.append(
             {
                 "user_ref": str(job.user),
@@ -128,41 +359,8 @@ async def reserve_batch(
                 "created_at": now,
             }
         )
-        outcomes.append(Reserved(job, available - job.cost))
+        outcomes.append(Stored(job, False, available - job.cost))
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)
-    await insert_many_ignoring_conflict(conn, ledger, entries, ["dedupe_key"])
+    await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])
     return outcomes
-
-
-def paused_refusal(cost: int) -> QuotaError:
-    """The answer to a request in a paused scope, on the batch path and the single one."""
-    return QuotaError(
-        "An admin has paused the bot here for now. Nothing was charged.",
-        balance=0,
-        cost=cost,
-        refill_at=None,
-    )
-
-
-def _job_row(job: Job, now: float) -> dict[str, object]:
-    return {
-        "id": job.id,
-        "idempotency_key": job.idempotency_key,
-        "user_ref": str(job.user),
-        "platform": job.user.platform,
-        "state": JobState.QUEUED.value,
-        "prompt": job.prompt,
-        "options": job.options.to_json(),
-        "attachments": [a.to_json() for a in job.attachments],
-        "reply_target": dict(job.reply_target),
-        "cost": job.cost,
-        "provider": job.provider,
-        "model": job.model,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex

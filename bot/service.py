@@ -27,12 +27,13 @@ from bot.domain import (
 )
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS
-from bot.jobstore import JobStore, NewJob
+from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
 from bot.metrics import Metrics
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import GLOBAL, Override, parse_scope, scope_workspace
 from bot.providers.base import ProviderCapabilities
+from bot.reservations import NewJob
 
 _FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
 _CONTENT_TYPES = {f"image/{name}" for name in ACCEPTED_FORMATS} | {"image/jpg"}

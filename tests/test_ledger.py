@@ -10,8 +10,9 @@ from sqlalchemy import func, select, text
 from bot import ledger
 from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
-from bot.jobstore import JobStore, NewJob
+from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
+from bot.reservations import NewJob
 from bot.storage import Database
 from bot.storage.schema import ledger as ledger_table
 from tests.conftest import FakeClock

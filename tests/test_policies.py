@@ -275,16 +275,16 @@ async def test_requests_arriving_together_are_reserved_in_one_batch(
     db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Group commit: same outcomes as one at a time, in fewer transactions."""
-    import bot.jobstore
+    import bot.reservations
 
     sizes: list[int] = []
-    real = bot.jobstore.reserve_batch
+    real = bot.reservations.reserve_batch
 
     async def counting(conn: Any, items: Any, *args: Any) -> Any:
         sizes.append(len(items))
         return await real(conn, items, *args)
 
-    monkeypatch.setattr(bot.jobstore, "reserve_batch", counting)
+    monkeypatch.setattr(bot.reservations, "reserve_batch", counting)
     svc = service(db, clock, [Override("workspace:discord:5555", paused=True)])
     await svc.admin_set_allowance(OWNER, f"user:{BOB}", 120)  # one image for Bob
     first = await svc.submit(request(ALICE, "alice-0"))

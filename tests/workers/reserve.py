@@ -11,8 +11,9 @@ import time
 
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
-from bot.jobstore import JobStore, NewJob
+from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
+from bot.reservations import NewJob
 from bot.storage import open_database
 
 

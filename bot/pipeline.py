@@ -1,10 +1,13 @@
-"""The job runner: a bounded pool of workers that turns queued jobs into delivered images.
+"""One job's way from the queue to the user: prepare input, submit, wait, fetch, deliver.
 
-Jobs come from storage, not from memory, so the same code path serves a fresh job, a
-job another process queued and a job a crash left behind. Each step that matters after
-a crash is recorded before it is taken (``submit_started_at`` before the create call,
-the prediction id right after it, the output file before delivery), which is what lets
-a restart resume a job without submitting it twice.
+``bot.worker`` decides when a job runs; this module is what running it means. Each step
+that matters after a crash is recorded before it is taken (``submit_started_at`` before
+the create call, the prediction id right after it, the output file before delivery),
+which is what lets a restart resume a job without submitting it twice: a job claimed
+in ``delivering`` with its file is only delivered, one with a prediction id is only
+waited for. Every way a job can end settles its credits: charged once delivered,
+refunded (and the user told why) on any failure, or held back in the queue when the
+provider asks for time (``bot.failover.hold_delay``).
 """
 
 from __future__ import annotations
@@ -12,36 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
-import uuid
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
 from bot.domain import EditResult, Frontend, Job, JobState, Reply
-from bot.errors import (
-    ErrorKind,
-    InternalError,
-    KontextError,
-    ModerationError,
-    ProviderUnavailable,
-)
+from bot.errors import ErrorKind, InternalError, KontextError, ModerationError, ProviderUnavailable
+from bot.failover import Failover, hold_delay
 from bot.images import inspect_output_image, validate_input_image
-from bot.jobstore import JobStore
+from bot.jobqueue import JobQueue
 from bot.metrics import Metrics
 from bot.polling import PollPlanner
-from bot.providers.base import (
-    InputImage,
-    PredictionState,
-    PredictionStatus,
-    Provider,
-    ProviderRequest,
-)
+from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 
-log = structlog.get_logger("kontext.runner")
+Log = structlog.typing.FilteringBoundLogger
 
 
 @dataclass(frozen=True)
@@ -81,175 +70,45 @@ def failure_message(exc: KontextError, job_id: str) -> str:
     return f"{exc.user_message} {refunded}"
 
 
-class JobRunner:
+class JobPipeline:
     def __init__(
         self,
-        store: JobStore,
-        provider: Provider,
-        frontends: Mapping[str, Frontend],
+        queue: JobQueue,
+        failover: Failover,
+        frontends: dict[str, Frontend],
         limits: RunnerLimits,
-        data_dir: Path,
-        *,
-        owner: str | None = None,
-        metrics: Metrics | None = None,
-        fallbacks: Sequence[Provider] = (),
+        output_dir: Path,
+        metrics: Metrics,
     ) -> None:
-        self.store = store
-        self.metrics = metrics or Metrics()
+        self.queue = queue
+        self.failover = failover
+        self.frontends = frontends  # shared with the worker; adapters join later
+        self.limits = limits
+        self.output_dir = output_dir
+        self.metrics = metrics
         self.poller = PollPlanner(
             initial=limits.poll_initial,
             floor=min(0.25, limits.poll_initial),
             cap=limits.poll_max,
         )
-        self.provider = provider
-        # The primary first, then the operator's fallbacks, in order.
-        self.providers: list[Provider] = [provider, *fallbacks]
-        self.frontends = dict(frontends)
-        self.limits = limits
-        self.output_dir = data_dir / "outputs"
         # With image retention on, delivered results stay for ``bot.retention`` to prune.
         self.keep_outputs = limits.keep_images_hours > 0
-        self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._wake = asyncio.Event()
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._finished: dict[str, asyncio.Event] = {}
-        self._stopping = False
-        self._hurry = asyncio.Event()
+        self.webhook_base_url = ""
         self._hints: dict[str, asyncio.Event] = {}
         self._preparing = asyncio.Semaphore(limits.max_preparing)
-        self.webhook_base_url = ""
-
-    # -- lifecycle ------------------------------------------------------------------
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="kontext-dispatch")
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="kontext-lease")
-        log.info("runner started", owner=self.owner, platforms=sorted(self.frontends))
 
     def hint(self, job_id: str) -> None:
-        """A provider's webhook says this job may be done: poll it now. A hint can beat
-        the job's own first wait (fast providers), so it is kept for a job this runner
-        is running; hints for other jobs are dropped."""
-        if job_id in self._workers:
-            self._hints.setdefault(job_id, asyncio.Event()).set()
+        """Poll this job now (a webhook said it may be done); kept until the wait."""
+        self._hints.setdefault(job_id, asyncio.Event()).set()
 
-    def hurry(self) -> None:
-        """End the grace period of a ``stop`` now (a second signal)."""
-        self._hurry.set()
-
-    async def ready(self) -> bool:
-        """For ``/readyz``: the dispatcher is alive (it dies only with the process)."""
-        return self._dispatcher is not None and not self._dispatcher.done()
-
-    async def stop(self, grace: float = 0.0) -> None:
-        """Stop taking jobs, give running ones ``grace`` seconds, then hand the rest back.
-
-        Jobs cut off here keep their recorded progress; releasing their leases lets the
-        next start resume them at once.
-        """
-        self._stopping = True
-        self._wake.set()
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-        if self._workers and grace > 0:
-            log.info("waiting for running jobs", jobs=len(self._workers), grace=grace)
-            deadline = time.monotonic() + grace
-            hurry = asyncio.create_task(self._hurry.wait())
-            while self._workers and not self._hurry.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                await asyncio.wait(
-                    [*self._workers.values(), hurry],
-                    timeout=remaining,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            hurry.cancel()
-        for task in list(self._workers.values()):
-            task.cancel()
-        for task in list(self._workers.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-        await self.store.release_leases(self.owner)
-        log.info("runner stopped", owner=self.owner)
-
-    @property
-    def active_jobs(self) -> int:
-        return len(self._workers)
-
-    async def wait_for(self, job_id: str) -> Job:
-        """Wait until the job is terminal (the console front end and tests; callers bound
-        the wait with ``asyncio.timeout``). Storage is re-read at least every second
-        because another process may be the one finishing the job."""
-        while True:
-            job = await self.store.get(job_id)
-            if job is None:
-                raise KeyError(job_id)
-            if job.state.terminal:
-                return job
-            event = self._finished.setdefault(job_id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=1.0)
-
-    # -- dispatch -------------------------------------------------------------------
-
-    async def _dispatch_loop(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            free = self.limits.max_concurrent - len(self._workers)
-            try:
-                claimed = await self.store.claim(
-                    self.owner,
-                    self.frontends.keys(),
-                    free,
-                    self.limits.lease_seconds,
-                )
-            except Exception:
-                log.exception("claiming jobs failed; retrying")
-                claimed = []
-            for job in claimed:
-                task = asyncio.create_task(self._run(job), name=f"kontext-job-{job.id}")
-                self._workers[job.id] = task
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.limits.idle_scan_seconds)
-
-    async def _heartbeat_loop(self) -> None:
-        interval = self.limits.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.store.renew_leases(self.owner, self.limits.lease_seconds)
-            except Exception:
-                log.exception("renewing job leases failed")
-
-    async def _run(self, job: Job) -> None:
-        bound = log.bind(job_id=job.id, user=str(job.user), platform=job.user.platform)
+    async def run(self, job: Job, bound: Log) -> None:
+        """Take the job as far as it goes: delivered, failed, or held in the queue."""
         try:
             await self._execute(job, bound)
-        except asyncio.CancelledError:
-            bound.info("job interrupted; it resumes on the next start")
-            raise
         finally:
-            self._workers.pop(job.id, None)
             self._hints.pop(job.id, None)
-            self._finished.setdefault(job.id, asyncio.Event()).set()
-            self._wake.set()
 
-    # -- one job --------------------------------------------------------------------
-
-    async def _execute(self, job: Job, bound: structlog.typing.FilteringBoundLogger) -> None:
+    async def _execute(self, job: Job, bound: Log) -> None:
         reply = self.frontends[job.user.platform].reply_for(job)
         started = time.monotonic()
         try:
@@ -271,7 +130,7 @@ class JobRunner:
                 )
                 final = await self._wait_until_done(job, status, provider)
                 output_path, meta = await self._download(job, final, provider)
-                balance = await self.store.mark_delivering(
+                balance = await self.queue.mark_delivering(
                     job.id, str(output_path), meta, user=job.user
                 )
             if balance is None:  # finished elsewhere meanwhile: go by what is stored
@@ -286,7 +145,6 @@ class JobRunner:
             await self._deliver(job, reply, started, bound, balance)
         except _Held:
             bound.info("provider busy; job back in the queue")
-            self._wake.set()
         except TimeoutError:
             await self._cancel_at_provider(job)
             await self._fail(
@@ -305,20 +163,15 @@ class JobRunner:
             await self._fail(job, reply, InternalError("internal error", detail=repr(exc)), bound)
 
     async def _refresh(self, job: Job) -> Job:
-        fresh = await self.store.get(job.id)
+        fresh = await self.queue.get(job.id)
         return fresh or job
 
-    def provider_for(self, job: Job) -> Provider:
-        """The provider that has (or will get) this job: the one its record names."""
-        for provider in self.providers:
-            if provider.name == job.provider:
-                return provider
-        return self.provider
+    # -- prepare and submit ---------------------------------------------------------
 
     async def _submit_or_resume(
-        self, job: Job, reply: Reply, bound: structlog.typing.FilteringBoundLogger
+        self, job: Job, reply: Reply, bound: Log
     ) -> tuple[PredictionStatus, Provider]:
-        provider = self.provider_for(job)
+        provider = self.failover.provider_for(job)
         if job.prediction_id:
             bound.info("resuming submitted job", prediction_id=job.prediction_id)
             return await provider.status(job.prediction_id), provider
@@ -335,49 +188,14 @@ class JobRunner:
         # images at once (1,000 jobs x 1 MB peaked over 1 GB before this bound).
         async with self._preparing:
             images = await self._fetch_inputs(job, provider)
-            return await self._create(job, images, provider, reply, bound)
-
-    async def _create(
-        self,
-        job: Job,
-        images: tuple[InputImage, ...],
-        provider: Provider,
-        reply: Reply,
-        bound: structlog.typing.FilteringBoundLogger,
-    ) -> tuple[PredictionStatus, Provider]:
-        candidates = self.providers[self.providers.index(provider) :]
-        for position, candidate in enumerate(candidates):
-            if candidate is not provider:
-                await self.store.switch_provider(job.id, candidate.name, candidate.model)
-                bound.warning("failing over", provider=candidate.name)
-            await self.store.mark_submit_started(job.id)
-            request = ProviderRequest(
-                prompt=job.prompt,
-                options=job.options,
-                images=images,
-                webhook_url=self._webhook_url(candidate, job),
-            )
             try:
-                status = await candidate.submit(request, idempotency_key=job.id)
+                return await self.failover.submit(
+                    job, images, lambda p: self._webhook_url(p, job), bound
+                )
             except ProviderUnavailable as exc:
-                last = position == len(candidates) - 1
-                if exc.maybe_created or last:
-                    if exc.retryable and await self._hold(job, exc, reply):
-                        raise _Held from None
-                    raise
-                # The create certainly did not happen here: the next provider may take it.
-                await self.store.clear_submit_started(job.id)
-                continue
-            del request, images  # the inputs are not held while the provider works
-            await self.store.record_prediction(job.id, status.id)
-            bound.info(
-                "submitted",
-                provider=candidate.name,
-                prediction_id=status.id,
-                state=status.state.value,
-            )
-            return status, candidate
-        raise AssertionError("unreachable: the last candidate raises")  # pragma: no cover
+                if await self._hold(job, exc, reply):
+                    raise _Held from None
+                raise
 
     def _webhook_url(self, provider: Provider, job: Job) -> str | None:
         if not self.webhook_base_url:
@@ -403,18 +221,20 @@ class JobRunner:
         return tuple(images)
 
     async def _hold(self, job: Job, exc: ProviderUnavailable, reply: Reply) -> bool:
-        """Back-pressure (429: too many active tasks) is the provider saying "later", not
-        "no": the job goes back in line instead of failing, as long as it is young
-        enough to finish within the job timeout."""
-        age = self.store.clock() - job.created_at
-        delay = min(max(exc.retry_after or self.limits.hold_seconds, 1.0), 60.0)
-        if age + delay >= self.limits.job_timeout:
-            return False
-        if not await self.store.requeue(job.id, delay):
+        """Put the job back in line when ``hold_delay`` says so; False: fail it."""
+        delay = hold_delay(
+            exc,
+            age=self.queue.clock() - job.created_at,
+            hold_seconds=self.limits.hold_seconds,
+            job_timeout=self.limits.job_timeout,
+        )
+        if delay is None or not await self.queue.requeue(job.id, delay):
             return False
         self.metrics.errors.labels("held").inc()
         await reply.progress(job, "waiting for the image service")
         return True
+
+    # -- wait and fetch -------------------------------------------------------------
 
     async def _wait_until_done(
         self, job: Job, status: PredictionStatus, provider: Provider
@@ -482,30 +302,23 @@ class JobRunner:
             "seed": job.options.seed,
         }
 
+    # -- deliver, or fail -----------------------------------------------------------
+
     async def _deliver(
-        self,
-        job: Job,
-        reply: Reply,
-        started: float,
-        bound: structlog.typing.FilteringBoundLogger,
-        balance: int | None = None,
+        self, job: Job, reply: Reply, started: float, bound: Log, balance: int | None = None
     ) -> None:
         assert job.output_path is not None
         path = Path(job.output_path)
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            await self._fail(
-                job,
-                reply,
-                InternalError("output missing", detail=f"{path} is gone"),
-                bound,
-            )
+            missing = InternalError("output missing", detail=f"{path} is gone")
+            await self._fail(job, reply, missing, bound)
             return
         meta = job.extra
         # The balance the user will have once this job is charged; the charge itself
         # adds nothing (the credits left at reservation).
-        status_balance = balance if balance is not None else await self.store.balance(job.user)
+        status_balance = balance if balance is not None else await self.queue.balance(job.user)
         result = EditResult(
             job=job,
             image=data,
@@ -514,7 +327,7 @@ class JobRunner:
             width=int(meta.get("width", 0)),
             height=int(meta.get("height", 0)),
             balance_after=status_balance,
-            elapsed_seconds=max(0.0, self.store.clock() - job.created_at),
+            elapsed_seconds=max(0.0, self.queue.clock() - job.created_at),
         )
         last_error: Exception | None = None
         for attempt in range(self.limits.delivery_attempts):
@@ -527,16 +340,12 @@ class JobRunner:
                 if attempt + 1 < self.limits.delivery_attempts:
                     await asyncio.sleep(min(2**attempt, 20) * self.limits.delivery_backoff)
         else:
-            await self._fail(
-                job,
-                reply,
-                ProviderUnavailable(
-                    "The edited image could not be posted here.", detail=repr(last_error)
-                ),
-                bound,
+            unposted = ProviderUnavailable(
+                "The edited image could not be posted here.", detail=repr(last_error)
             )
+            await self._fail(job, reply, unposted, bound)
             return
-        balance = await self.store.succeed(job)
+        balance = await self.queue.succeed(job)
         if balance is not None:
             self.metrics.jobs_finished.labels(JobState.SUCCEEDED.value).inc()
             self.metrics.credits_charged.inc(job.cost)
@@ -544,15 +353,9 @@ class JobRunner:
             await asyncio.to_thread(_remove_quietly, path)
         bound.info("job succeeded", balance=balance, elapsed=round(time.monotonic() - started, 3))
 
-    async def _fail(
-        self,
-        job: Job,
-        reply: Reply,
-        exc: KontextError,
-        bound: structlog.typing.FilteringBoundLogger,
-    ) -> None:
+    async def _fail(self, job: Job, reply: Reply, exc: KontextError, bound: Log) -> None:
         message = failure_message(exc, job.id)
-        balance = await self.store.fail(job, error_kind=exc.kind.value, message=str(exc))
+        balance = await self.queue.fail(job, error_kind=exc.kind.value, message=str(exc))
         if balance is None:
             return  # someone else already finished this job
         self.metrics.jobs_finished.labels(JobState.FAILED.value).inc()
@@ -571,7 +374,7 @@ class JobRunner:
         fresh = await self._refresh(job)
         if fresh.prediction_id:
             with contextlib.suppress(Exception):
-                await self.provider_for(fresh).cancel(fresh.prediction_id)
+                await self.failover.provider_for(fresh).cancel(fresh.prediction_id)
 
 
 def _remove_quietly(path: Path) -> None:
@@ -583,6 +386,3 @@ def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_suffix(path.suffix + ".part")
     temporary.write_bytes(data)
     os.replace(temporary, path)
-
-
-__all__ = ["JobRunner", "RunnerLimits", "failure_message"]

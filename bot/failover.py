@@ -1,0 +1,105 @@
+"""Which provider a job goes to, and what happens when the provider says "not now".
+
+``Failover`` holds the operator's providers in order (the primary, then the fallbacks)
+and sends one job's create down that list: a provider that certainly did not create the
+work (it refused outright) hands the job to the next one; a create whose outcome is
+unknown (``maybe_created``) never goes anywhere else, since it could run, and be
+billed, twice. Every step is recorded in the queue before or right after it is taken
+(the provider the job switched to, ``submit_started_at``, the prediction id), which is
+what lets a restart resume the job with the provider that has it.
+
+``hold_delay`` is the one retry decision for a create that no provider took: provider
+back-pressure (429, "too many active tasks") is the provider saying "later", not "no",
+so a job young enough to finish within its timeout is held in the queue and retried
+after the delay; anything else fails (and is refunded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from bot.domain import Job
+from bot.errors import ProviderUnavailable
+from bot.jobqueue import JobQueue
+from bot.providers.base import InputImage, PredictionStatus, Provider, ProviderRequest
+
+# The longest a held job waits, whatever the provider's Retry-After says.
+MAX_HOLD_SECONDS = 60.0
+
+
+class Failover:
+    def __init__(self, queue: JobQueue, primary: Provider, fallbacks: Sequence[Provider]) -> None:
+        self.queue = queue
+        self.primary = primary
+        # The primary first, then the operator's fallbacks, in order.
+        self.providers: list[Provider] = [primary, *fallbacks]
+
+    def provider_for(self, job: Job) -> Provider:
+        """The provider that has (or will get) this job: the one its record names."""
+        for provider in self.providers:
+            if provider.name == job.provider:
+                return provider
+        return self.primary
+
+    def candidates(self, job: Job) -> list[Provider]:
+        """The providers to try for this job's create, in order: from the one its record
+        names (a job resumed after a failover stays with the later provider) onward."""
+        providers = self.providers
+        return providers[providers.index(self.provider_for(job)) :]
+
+    async def submit(
+        self,
+        job: Job,
+        images: tuple[InputImage, ...],
+        webhook_url: Callable[[Provider], str | None],
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> tuple[PredictionStatus, Provider]:
+        """Create the job's prediction with the first provider that takes it, and record
+        which one did. Raises the last provider's ``ProviderUnavailable`` when none did,
+        or the first one whose create may have happened."""
+        candidates = self.candidates(job)
+        for position, candidate in enumerate(candidates):
+            if position > 0:
+                await self.queue.switch_provider(job.id, candidate.name, candidate.model)
+                log.warning("failing over", provider=candidate.name)
+            await self.queue.mark_submit_started(job.id)
+            request = ProviderRequest(
+                prompt=job.prompt,
+                options=job.options,
+                images=images,
+                webhook_url=webhook_url(candidate),
+            )
+            try:
+                status = await candidate.submit(request, idempotency_key=job.id)
+            except ProviderUnavailable as exc:
+                if exc.maybe_created or position == len(candidates) - 1:
+                    raise
+                # The create certainly did not happen here: the next provider may take it.
+                await self.queue.clear_submit_started(job.id)
+                continue
+            del request, images  # the inputs are not held while the provider works
+            await self.queue.record_prediction(job.id, status.id)
+            log.info(
+                "submitted",
+                provider=candidate.name,
+                prediction_id=status.id,
+                state=status.state.value,
+            )
+            return status, candidate
+        raise AssertionError("unreachable: the last candidate raises")  # pragma: no cover
+
+
+def hold_delay(
+    exc: ProviderUnavailable, *, age: float, hold_seconds: float, job_timeout: float
+) -> float | None:
+    """Hold the job and retry its create after the returned delay (seconds), or None:
+    fail it and refund. ``age`` is how long ago the job was created; ``hold_seconds``
+    the wait when the provider gave no Retry-After."""
+    if not exc.retryable:
+        return None
+    delay = min(max(exc.retry_after or hold_seconds, 1.0), MAX_HOLD_SECONDS)
+    if age + delay >= job_timeout:
+        return None
+    return delay

@@ -1,0 +1,361 @@
+"""The job queue: reading jobs, claiming them under leases, and the state transitions.
+
+Jobs are rows, so a fresh job, one another process queued and one a crash left behind
+all go through the same claim. Leases make a job belong to one runner at a time; a
+runner that dies stops renewing and another (or the same after a restart) takes the job
+over once the lease expires.
+
+The transitions that move money (succeed+charge, fail+refund) happen in one transaction
+with the state change, guarded by the state they expect, so a repeated or concurrent
+transition is a no-op rather than a second charge or refund. Creating a job (and
+reserving its credits) is ``bot.reservations``' concern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot import ledger
+from bot.domain import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    AttachmentSource,
+    EditOptions,
+    Job,
+    JobState,
+    UserRef,
+)
+from bot.policies import PolicyBook
+from bot.storage.database import Database, completes_when_cancelled
+from bot.storage.schema import jobs
+
+Clock = Callable[[], float]
+
+
+def row_to_job(row: Row[Any]) -> Job:
+    return Job(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        user=UserRef.parse(row.user_ref),
+        state=JobState(row.state),
+        prompt=row.prompt,
+        options=EditOptions.from_json(row.options),
+        attachments=tuple(AttachmentSource.from_json(a) for a in row.attachments),
+        reply_target=row.reply_target,
+        cost=row.cost,
+        provider=row.provider,
+        model=row.model,
+        prediction_id=row.prediction_id,
+        submit_started=row.submit_started_at is not None,
+        output_path=row.output_path,
+        error_kind=row.error_kind,
+        error_message=row.error_message,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        extra=row.result or {},
+    )
+
+
+async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> bool:
+    """Change a job that has not finished; a terminal job (another process finished or
+    canceled it) is left as it is. True when the job was changed."""
+    result = await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+class JobQueue:
+    def __init__(self, db: Database, clock: Clock, policies: PolicyBook) -> None:
+        self.db = db
+        self.clock = clock
+        # The claim reads the per-user concurrency cap in force from here.
+        self.policies = policies
+
+    # -- reading ------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        return row_to_job(row) if row else None
+
+    async def by_idempotency_key(self, key: str) -> Job | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))).first()
+        return row_to_job(row) if row else None
+
+    async def queue_position(self, job: Job) -> int:
+        """1 for the next job to run; 0 when the job is no longer waiting."""
+        if job.state != JobState.QUEUED:
+            return 0
+        async with self.db.read() as conn:
+            ahead = await conn.scalar(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= job.created_at)
+            )
+        return int(ahead or 0)
+
+    async def balance(self, user: UserRef) -> int:
+        async with self.db.read() as conn:
+            return await ledger.balance(conn, user)
+
+    async def counts_by_state(self) -> dict[str, int]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+            counts = {state.value: 0 for state in JobState}
+            counts.update({state: count for state, count in rows})
+        return counts
+
+    async def active_for_user(self, user: UserRef) -> int:
+        async with self.db.read() as conn:
+            count = await conn.scalar(
+                select(func.count())
+                .select_from(jobs)
+                .where(
+                    jobs.c.user_ref == str(user),
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+            )
+        return int(count or 0)
+
+    # -- the runner's side ----------------------------------------------------------
+
+    @completes_when_cancelled
+    async def claim(
+        self,
+        owner: str,
+        platforms: Collection[str],
+        limit: int,
+        lease_seconds: float,
+    ) -> list[Job]:
+        """Take up to ``limit`` runnable jobs: queued ones, and active ones whose lease
+        expired (their runner died). Each is taken with a compare-and-set on its state
+        and lease, so two runners never take the same job. A user's jobs beyond the
+        per-user cap in force (config, or what an admin stored) wait in the queue."""
+        if limit <= 0 or not platforms:
+            return []
+        now = self.clock()
+        live_lease = and_(jobs.c.lease_owner.is_not(None), jobs.c.lease_expires_at >= now)
+        claimable = and_(
+            jobs.c.platform.in_(list(platforms)),
+            or_(
+                and_(
+                    jobs.c.state == JobState.QUEUED.value,
+                    or_(jobs.c.not_before.is_(None), jobs.c.not_before <= now),
+                ),
+                and_(
+                    jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
+                    ~live_lease,
+                ),
+            ),
+        )
+        claimed: list[Job] = []
+        async with self.db.transaction() as conn:
+            per_user = (await self.policies.for_everyone(conn)).per_user_concurrent
+            busy = await conn.execute(
+                select(jobs.c.user_ref, func.count())
+                .where(
+                    jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
+                    live_lease,
+                )
+                .group_by(jobs.c.user_ref)
+            )
+            running: dict[str, int] = {user: count for user, count in busy}
+            candidates = (
+                await conn.execute(
+                    select(jobs)
+                    .where(claimable)
+                    .order_by(jobs.c.created_at)
+                    .limit(limit * 4)
+                    # PostgreSQL: rows another runner is claiming are skipped, not waited
+                    # for (SQLite serialises writers and ignores this).
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in candidates:
+                if len(claimed) >= limit:
+                    break
+                if running.get(row.user_ref, 0) >= per_user:
+                    continue
+                new_state = (
+                    JobState.RUNNING.value if row.state == JobState.QUEUED.value else row.state
+                )
+                result = await conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == row.id,
+                        jobs.c.state == row.state,
+                        or_(jobs.c.lease_owner.is_(None), jobs.c.lease_expires_at < now),
+                    )
+                    .values(
+                        state=new_state,
+                        lease_owner=owner,
+                        lease_expires_at=now + lease_seconds,
+                        started_at=func.coalesce(jobs.c.started_at, now),
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount != 1:
+                    continue
+                running[row.user_ref] = running.get(row.user_ref, 0) + 1
+                fresh = (await conn.execute(select(jobs).where(jobs.c.id == row.id))).one()
+                claimed.append(row_to_job(fresh))
+        return claimed
+
+    @completes_when_cancelled
+    async def renew_leases(self, owner: str, lease_seconds: float) -> int:
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.lease_owner == owner,
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+                .values(lease_expires_at=now + lease_seconds)
+            )
+        return int(result.rowcount)
+
+    @completes_when_cancelled
+    async def release_leases(self, owner: str) -> None:
+        """Hand unfinished jobs back at once on a clean stop, so the next start resumes
+        them without waiting for the lease to expire."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.lease_owner == owner,
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    @completes_when_cancelled
+    async def _update_active(self, job_id: str, **values: Any) -> None:
+        async with self.db.transaction() as conn:
+            await _set_if_active(conn, job_id, updated_at=self.clock(), **values)
+
+    @completes_when_cancelled
+    async def requeue(self, job_id: str, delay: float) -> bool:
+        """Put a job whose create the provider refused (429) back in line for later.
+
+        Only a job with no prediction can go back: its create certainly did not happen,
+        so taking it again later cannot run it twice.
+        """
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == JobState.RUNNING.value,
+                    jobs.c.prediction_id.is_(None),
+                )
+                .values(
+                    state=JobState.QUEUED.value,
+                    submit_started_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    not_before=now + delay,
+                    updated_at=now,
+                )
+            )
+        return bool(result.rowcount)
+
+    async def switch_provider(self, job_id: str, provider: str, model: str) -> None:
+        """Failover: the job goes to the next provider (its cost to the user stays)."""
+        await self._update_active(job_id, provider=provider, model=model)
+
+    async def clear_submit_started(self, job_id: str) -> None:
+        """The provider refused the create outright: nothing can exist there."""
+        await self._update_active(job_id, submit_started_at=None)
+
+    async def mark_submit_started(self, job_id: str) -> None:
+        await self._update_active(job_id, submit_started_at=self.clock())
+
+    async def record_prediction(self, job_id: str, prediction_id: str) -> None:
+        await self._update_active(job_id, prediction_id=prediction_id)
+
+    @completes_when_cancelled
+    async def mark_delivering(
+        self, job_id: str, output_path: str, result: Mapping[str, Any], *, user: UserRef
+    ) -> int | None:
+        """Record the downloaded result; returns the user's balance, read in the same
+        transaction (the credits left to show with the image), or None when the job had
+        already finished elsewhere and was left as it was."""
+        async with self.db.transaction() as conn:
+            changed = await _set_if_active(
+                conn,
+                job_id,
+                updated_at=self.clock(),
+                state=JobState.DELIVERING.value,
+                output_path=output_path,
+                result=dict(result),
+            )
+            return await ledger.balance(conn, user) if changed else None
+
+    async def succeed(self, job: Job) -> int | None:
+        """Mark delivered and settle the charge; returns the balance, or None when the job
+        had already reached a terminal state (nothing happens twice)."""
+
+        async def charge(conn: AsyncConnection, now: float) -> None:
+            await ledger.settle_charge(conn, job.user, job.id, job.cost, now)
+
+        return await self._finish(job, JobState.SUCCEEDED, charge)
+
+    async def fail(
+        self,
+        job: Job,
+        *,
+        error_kind: str,
+        message: str,
+        state: JobState = JobState.FAILED,
+    ) -> int | None:
+        """Mark failed (or canceled) and refund; None when already terminal."""
+
+        async def refund(conn: AsyncConnection, now: float) -> None:
+            await ledger.refund(conn, job.user, job.id, job.cost, now, reason=error_kind)
+
+        return await self._finish(
+            job, state, refund, error_kind=error_kind, error_message=message[:2000]
+        )
+
+    @completes_when_cancelled
+    async def _finish(
+        self,
+        job: Job,
+        state: JobState,
+        settle: Callable[[AsyncConnection, float], Awaitable[None]],
+        **values: Any,
+    ) -> int | None:
+        """Move a job to a terminal state and settle its credits in one transaction; the
+        state guard makes a second attempt (any process, any outcome) a no-op."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            moved = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job.id,
+                    jobs.c.state.not_in([s.value for s in TERMINAL_STATES]),
+                )
+                .values(
+                    state=state.value,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    **values,
+                )
+            )
+            if moved.rowcount != 1:
+                return None
+            await settle(conn, now)
+            return await ledger.balance(conn, job.user)

@@ -1,0 +1,209 @@
+"""The worker: a bounded pool that takes jobs from the queue and runs their pipeline.
+
+Jobs come from storage, not from memory, so the same loop serves a fresh job, a job
+another process queued and a job a crash left behind: the dispatcher claims what it
+has room for (woken when a job is queued, and every ``idle_scan_seconds`` for other
+processes' jobs and expired leases), a heartbeat renews the leases of the jobs it runs,
+and a stop hands unfinished jobs back. What running one job means is
+``bot.pipeline``'s; this module only decides when, how many, and for how long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import structlog
+
+from bot.domain import Frontend, Job
+from bot.failover import Failover
+from bot.jobqueue import JobQueue
+from bot.metrics import Metrics
+from bot.pipeline import JobPipeline, RunnerLimits
+from bot.providers.base import Provider
+
+log = structlog.get_logger("kontext.runner")
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        provider: Provider,
+        frontends: Mapping[str, Frontend],
+        limits: RunnerLimits,
+        data_dir: Path,
+        *,
+        owner: str | None = None,
+        metrics: Metrics | None = None,
+        fallbacks: Sequence[Provider] = (),
+    ) -> None:
+        self.queue = queue
+        self.metrics = metrics or Metrics()
+        # One dict, shared with the pipeline: an adapter built later joins both.
+        self.frontends = dict(frontends)
+        self.pipeline = JobPipeline(
+            queue,
+            Failover(queue, provider, fallbacks),
+            self.frontends,
+            limits,
+            data_dir / "outputs",
+            self.metrics,
+        )
+        self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._finished: dict[str, asyncio.Event] = {}
+        self._stopping = False
+        self._hurry = asyncio.Event()
+
+    @property
+    def limits(self) -> RunnerLimits:
+        return self.pipeline.limits
+
+    @limits.setter
+    def limits(self, limits: RunnerLimits) -> None:
+        self.pipeline.limits = limits
+
+    @property
+    def webhook_base_url(self) -> str:
+        """Where providers' webhooks reach this process ("" for none: polling only)."""
+        return self.pipeline.webhook_base_url
+
+    @webhook_base_url.setter
+    def webhook_base_url(self, url: str) -> None:
+        self.pipeline.webhook_base_url = url
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self.pipeline.output_dir.mkdir(parents=True, exist_ok=True)
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="kontext-dispatch")
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="kontext-lease")
+        log.info("runner started", owner=self.owner, platforms=sorted(self.frontends))
+
+    def hint(self, job_id: str) -> None:
+        """A provider's webhook says this job may be done: poll it now. A hint can beat
+        the job's own first wait (fast providers), so it is kept for a job this runner
+        is running; hints for other jobs are dropped."""
+        if job_id in self._workers:
+            self.pipeline.hint(job_id)
+
+    def hurry(self) -> None:
+        """End the grace period of a ``stop`` now (a second signal)."""
+        self._hurry.set()
+
+    async def ready(self) -> bool:
+        """For ``/readyz``: the dispatcher is alive (it dies only with the process)."""
+        return self._dispatcher is not None and not self._dispatcher.done()
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop taking jobs, give running ones ``grace`` seconds, then hand the rest back.
+
+        Jobs cut off here keep their recorded progress; releasing their leases lets the
+        next start resume them at once.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        if self._workers and grace > 0:
+            log.info("waiting for running jobs", jobs=len(self._workers), grace=grace)
+            deadline = time.monotonic() + grace
+            hurry = asyncio.create_task(self._hurry.wait())
+            while self._workers and not self._hurry.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    [*self._workers.values(), hurry],
+                    timeout=remaining,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            hurry.cancel()
+        for task in list(self._workers.values()):
+            task.cancel()
+        for task in list(self._workers.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self.queue.release_leases(self.owner)
+        log.info("runner stopped", owner=self.owner)
+
+    @property
+    def active_jobs(self) -> int:
+        return len(self._workers)
+
+    async def wait_for(self, job_id: str) -> Job:
+        """Wait until the job is terminal (the console front end and tests; callers bound
+        the wait with ``asyncio.timeout``). Storage is re-read at least every second
+        because another process may be the one finishing the job."""
+        while True:
+            job = await self.queue.get(job_id)
+            if job is None:
+                raise KeyError(job_id)
+            if job.state.terminal:
+                return job
+            event = self._finished.setdefault(job_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=1.0)
+
+    # -- dispatch -------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.limits.max_concurrent - len(self._workers)
+            try:
+                claimed = await self.queue.claim(
+                    self.owner,
+                    self.frontends.keys(),
+                    free,
+                    self.limits.lease_seconds,
+                )
+            except Exception:
+                log.exception("claiming jobs failed; retrying")
+                claimed = []
+            for job in claimed:
+                task = asyncio.create_task(self._run(job), name=f"kontext-job-{job.id}")
+                self._workers[job.id] = task
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.limits.idle_scan_seconds)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.limits.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.queue.renew_leases(self.owner, self.limits.lease_seconds)
+            except Exception:
+                log.exception("renewing job leases failed")
+
+    async def _run(self, job: Job) -> None:
+        bound = log.bind(job_id=job.id, user=str(job.user), platform=job.user.platform)
+        try:
+            await self.pipeline.run(job, bound)
+        except asyncio.CancelledError:
+            bound.info("job interrupted; it resumes on the next start")
+            raise
+        finally:
+            self._workers.pop(job.id, None)
+            self._finished.setdefault(job.id, asyncio.Event()).set()
+            # Room for another job (or a held one to come back): look at once.
+            self._wake.set()
