@@ -10,21 +10,58 @@ message).
 
 Tests play the users: ``slash_command``, ``context_menu``, ``click`` and ``submit_modal``
 send INTERACTION_CREATE events built like Discord's, and ``post_message`` sends
-MESSAGE_CREATE. Every REST call is recorded (``calls``), messages the bot creates or
-edits are kept per channel with their files, and interaction tokens can be expired to
-play the 15-minute limit. Payload shapes follow discord.py 2.7's http.py, gateway.py,
+MESSAGE_CREATE. Payload shapes follow discord.py 2.7's http.py, gateway.py,
 interactions.py and webhook/async_.py.
+
+Discord's documented rules, enforced (each cited where it lives in the code):
+
+- one initial response per interaction (a second: 400, code 40060), sent within
+  ``INITIAL_RESPONSE_SECONDS`` (3 s) of the interaction, else 404 code 10062 and the token
+  is invalidated;
+- a follow-up sent directly after a type 5 deferral edits the loading message and keeps
+  the deferral's ephemeral state (the follow-up's ephemeral flag is ignored);
+- interaction tokens live ``TOKEN_LIFETIME_SECONDS`` (15 minutes): afterwards every
+  webhook call answers 401 code 50027;
+- a webhook token edits, reads or deletes only its interaction's messages;
+- ephemeral messages do not exist for the channel-messages API (404 code 10008), a bot
+  edits only its own messages and deletes others' only with Manage Messages;
+- channels in ``hidden_channels`` are invisible to the bot (VIEW_CHANNEL denied):
+  every ``/channels/{id}/messages...`` call answers 403 code 50001, while interactions
+  there keep working.
+
+Time is read from ``clock`` (default ``time.monotonic``); give it a ``FakeClock`` and
+``advance`` it to cross the 3-second or 15-minute limits without sleeping.
+``expire(token)`` still ends one token at once.
+
+What tests inspect:
+
+- ``calls`` (every REST call, with the ``status`` and error ``code`` the fake answered)
+  and ``calls_to``; ``refusals(code)`` lists the calls refused with that error code;
+- ``messages`` / ``channel_messages`` / ``message``: the current state of every message
+  per channel (deleted ones are gone), ephemeral ones included with flag 64;
+- ``message_log``: every create, edit and delete as a ``MessageEvent`` holding a
+  snapshot of the message as it was then, so "was it ever shown publicly?" can be asked;
+- ``visible(channel, viewer=None)``: the messages in the channel as ``viewer`` sees them
+  now (public ones, plus the ephemeral ones addressed to ``viewer``);
+  ``public_messages(channel)`` and ``ephemeral_messages(channel, user)`` split them;
+- ``ever_public(channel)``: every public version (create or edit) of every message
+  that was ever in the channel, including versions later edited or deleted;
+- ``is_ephemeral(message)`` and ``recipient(message)`` (the user an interaction's
+  message was for).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import json
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import WSMsgType, web
 
@@ -34,11 +71,22 @@ BOT_USER_ID = "1098765432109876540"
 GUILD_ID = "2000000000000000001"
 CHANNEL_ID = "3000000000000000001"
 ART_CHANNEL_ID = "3000000000000000002"
+PRIVATE_CHANNEL_ID = "3000000000000000003"  # in the guild; hide it with hidden_channels
 MESSAGE_CONTENT_INTENT = 1 << 15
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
+MESSAGE_FLAG_LOADING = 1 << 7
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
-DEFAULT_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 15)  # view, send, attach files
+VIEW_CHANNEL = 1 << 10
+MANAGE_MESSAGES = 1 << 13
+DEFAULT_PERMISSIONS = VIEW_CHANNEL | (1 << 11) | (1 << 15)  # view, send, attach files
+
+# https://discord.com/developers/docs/interactions/receiving-and-responding
+# #interaction-callback: "Interaction tokens are valid for 15 minutes [...] but you must
+# send an initial response within 3 seconds of receiving the event. If the 3 second
+# deadline is exceeded, the token will be invalidated."
+INITIAL_RESPONSE_SECONDS = 3.0
+TOKEN_LIFETIME_SECONDS = 15 * 60.0
 
 
 @dataclass
@@ -48,6 +96,22 @@ class Call:
     json: Any
     files: dict[str, bytes]
     query: dict[str, str]
+    status: int = 0  # what the fake answered
+    code: int | None = None  # Discord's JSON error code, when it refused
+
+
+@dataclass
+class MessageEvent:
+    """One change to a message, with a snapshot of the message as it was after it (for a
+    delete: as it was when deleted)."""
+
+    kind: Literal["create", "edit", "delete"]
+    channel_id: str
+    message: dict[str, Any]
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.message.get("flags", 0) & MESSAGE_FLAG_EPHEMERAL)
 
 
 @dataclass
@@ -62,6 +126,10 @@ class Interaction:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     original_id: str | None = None
     expired: bool = False
+    component_message_id: str | None = None  # a component's message (type 3 only)
+    sent_at: float | None = None  # fake.clock() when the event went out
+    loading: bool = False  # a type 5 loading message nothing has edited yet
+    message_ids: set[str] = field(default_factory=set)  # what its token may touch
 
     @property
     def modal(self) -> dict[str, Any] | None:
@@ -103,6 +171,12 @@ class FakeDiscord:
     roles: dict[str, str] = field(default_factory=dict)  # role id -> name
     member_roles: dict[str, list[str]] = field(default_factory=dict)  # user id -> role ids
     heartbeat_interval_ms: int = 41_250
+    # Seconds, for the 3-second and 15-minute limits; a test injects a FakeClock.
+    clock: Callable[[], float] = time.monotonic
+    # Channels the bot cannot see (VIEW_CHANNEL denied): interactions work there, the
+    # bot token's channel-messages calls answer 403 Missing Access.
+    hidden_channels: set[str] = field(default_factory=set)
+    message_log: list[MessageEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(4_000_000_000_000_000_000)
@@ -157,8 +231,55 @@ class FakeDiscord:
         return self.files[str(attachment["id"])][0]
 
     def expire(self, token: str) -> None:
-        """Play the 15-minute limit: the interaction's token stops working."""
+        """Play the 15-minute limit at once: the interaction's token stops working."""
         self.interactions[token].expired = True
+
+    def refusals(self, code: int) -> list[Call]:
+        """The calls the fake refused with Discord's JSON error ``code``."""
+        return [c for c in self.calls if c.code == code]
+
+    @staticmethod
+    def is_ephemeral(message: dict[str, Any]) -> bool:
+        return bool(message.get("flags", 0) & MESSAGE_FLAG_EPHEMERAL)
+
+    @staticmethod
+    def recipient(message: dict[str, Any]) -> str | None:
+        """The user an interaction's message answers (who sees it when ephemeral)."""
+        metadata = message.get("interaction_metadata") or {}
+        user = metadata.get("user") or {}
+        return str(user["id"]) if "id" in user else None
+
+    def visible(self, channel_id: str, viewer: str | None = None) -> list[dict[str, Any]]:
+        """The channel as ``viewer`` sees it now: public messages and the ephemeral ones
+        addressed to ``viewer`` (none when ``viewer`` is None: what everyone sees)."""
+        return [
+            m
+            for m in self.channel_messages(channel_id)
+            if not self.is_ephemeral(m) or (viewer is not None and self.recipient(m) == viewer)
+        ]
+
+    def public_messages(self, channel_id: str) -> list[dict[str, Any]]:
+        """What everyone in the channel sees now."""
+        return self.visible(channel_id)
+
+    def ephemeral_messages(
+        self, channel_id: str, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Ephemeral messages in the channel now (only those for ``user_id`` if given)."""
+        return [
+            m
+            for m in self.channel_messages(channel_id)
+            if self.is_ephemeral(m) and (user_id is None or self.recipient(m) == user_id)
+        ]
+
+    def ever_public(self, channel_id: str) -> list[dict[str, Any]]:
+        """Every public version of every message of the channel, in order, including
+        versions later edited away or deleted: what someone may have seen."""
+        return [
+            e.message
+            for e in self.message_log
+            if e.channel_id == channel_id and e.kind != "delete" and not e.ephemeral
+        ]
 
     # -- building Discord objects -------------------------------------------------------------
 
@@ -243,7 +364,11 @@ class FakeDiscord:
             }
             message["referenced_message"] = self.messages.get(channel_id, {}).get(reference)
         self.messages.setdefault(channel_id, {})[message["id"]] = message
+        self._log("create", channel_id, message)
         return message
+
+    def _log(self, kind: Literal["create", "edit", "delete"], channel: str, message: Any) -> None:
+        self.message_log.append(MessageEvent(kind, channel, copy.deepcopy(message)))
 
     def _role(self, role_id: str, name: str) -> dict[str, Any]:
         return {
@@ -259,13 +384,21 @@ class FakeDiscord:
         }
 
     def _channel(self, channel_id: str) -> dict[str, Any]:
+        names = {CHANNEL_ID: "general", ART_CHANNEL_ID: "art"}
+        overwrites: list[dict[str, Any]] = []
+        if channel_id in self.hidden_channels:
+            # How a server hides a channel from a member: an overwrite denying VIEW_CHANNEL
+            # (https://discord.com/developers/docs/topics/permissions#permission-overwrites).
+            overwrites.append(
+                {"id": BOT_USER_ID, "type": 1, "allow": "0", "deny": str(VIEW_CHANNEL)}
+            )
         return {
             "id": channel_id,
             "type": 0,
             "guild_id": GUILD_ID,
-            "name": "art" if channel_id == ART_CHANNEL_ID else "general",
+            "name": names.get(channel_id, "private"),
             "position": 0,
-            "permission_overwrites": [],
+            "permission_overwrites": overwrites,
             "nsfw": False,
             "parent_id": None,
         }
@@ -289,7 +422,12 @@ class FakeDiscord:
             + [self._role(role_id, name) for role_id, name in self.roles.items()],
             "emojis": [],
             "stickers": [],
-            "channels": [self._channel(CHANNEL_ID), self._channel(ART_CHANNEL_ID)],
+            "channels": [
+                self._channel(channel)
+                for channel in dict.fromkeys(
+                    [CHANNEL_ID, ART_CHANNEL_ID, PRIVATE_CHANNEL_ID, *sorted(self.hidden_channels)]
+                )
+            ],
             "threads": [],
             "members": [self._member(BOT_USER_ID)],
             "member_count": 2,
@@ -310,6 +448,9 @@ class FakeDiscord:
         interaction_id = self.next_id()
         token = f"itoken-{interaction_id}"
         self.interactions[token] = Interaction(interaction_id, token, kind, user_id, channel_id)
+        # The bot's permissions in the channel: nothing where it cannot view the channel
+        # (https://discord.com/developers/docs/topics/permissions#permission-overwrites).
+        app_permissions = 0 if channel_id in self.hidden_channels else DEFAULT_PERMISSIONS
         payload = {
             "id": interaction_id,
             "application_id": APPLICATION_ID,
@@ -321,7 +462,7 @@ class FakeDiscord:
             "member": self._member(user_id),
             "token": token,
             "version": 1,
-            "app_permissions": str(DEFAULT_PERMISSIONS),
+            "app_permissions": str(app_permissions),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
@@ -357,7 +498,7 @@ class FakeDiscord:
         if data["guild_id"] is None:
             del data["guild_id"]
         payload = self._interaction(2, user_id, channel_id, data)
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await self._send_interaction(payload)
         return self.interactions[payload["token"]]
 
     async def subcommand(
@@ -390,7 +531,7 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         payload = self._interaction(2, user_id, CHANNEL_ID, data)
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await self._send_interaction(payload)
         return self.interactions[payload["token"]]
 
     async def context_menu(
@@ -405,7 +546,7 @@ class FakeDiscord:
             "resolved": {"messages": {message["id"]: message}},
         }
         payload = self._interaction(2, user_id, message["channel_id"], data)
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await self._send_interaction(payload)
         return self.interactions[payload["token"]]
 
     async def click(self, message: dict[str, Any], label: str, *, user_id: str) -> Interaction:
@@ -418,7 +559,8 @@ class FakeDiscord:
         )
         data = {"custom_id": button["custom_id"], "component_type": 2}
         payload = self._interaction(3, user_id, message["channel_id"], data, message=message)
-        await self.dispatch("INTERACTION_CREATE", payload)
+        self.interactions[payload["token"]].component_message_id = str(message["id"])
+        await self._send_interaction(payload)
         return self.interactions[payload["token"]]
 
     async def submit_modal(
@@ -442,7 +584,7 @@ class FakeDiscord:
                         components.append({"type": 1, "components": [submitted]})
         data = {"custom_id": modal["custom_id"], "components": components}
         payload = self._interaction(5, user_id, opened_by.channel_id, data)
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await self._send_interaction(payload)
         return self.interactions[payload["token"]]
 
     async def post_message(
@@ -481,6 +623,12 @@ class FakeDiscord:
 
     # -- gateway -------------------------------------------------------------------------------
 
+    async def _send_interaction(self, payload: dict[str, Any]) -> None:
+        """INTERACTION_CREATE; the 3-second and 15-minute clocks start when it goes out."""
+        await asyncio.wait_for(self.connected.wait(), 10)
+        self.interactions[payload["token"]].sent_at = self.clock()
+        await self.dispatch("INTERACTION_CREATE", payload)
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         await asyncio.wait_for(self.connected.wait(), 10)
         for sock in list(self._sockets):
@@ -515,7 +663,19 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["path"]
         body, files = await self._body(request)
-        self.calls.append(Call(request.method, path, body, files, dict(request.query)))
+        call = Call(request.method, path, body, files, dict(request.query))
+        self.calls.append(call)
+        response = await self._answer(request, path, body, files)
+        call.status = response.status
+        if response.status >= 400 and isinstance(response, web.Response):
+            raw = response.body
+            if isinstance(raw, bytes) and raw:
+                call.code = json.loads(raw).get("code")
+        return response
+
+    async def _answer(
+        self, request: web.Request, path: str, body: Any, files: dict[str, bytes]
+    ) -> web.StreamResponse:
         for key, count in list(self.rate_limits.items()):
             method, prefix = key.split(" ", 1)
             if count > 0 and method == request.method and path.startswith(prefix):
@@ -594,36 +754,20 @@ class FakeDiscord:
                 return self._callback(token, body, files)
             case "POST", ["webhooks", _, token]:
                 return self._followup(token, body, files)
-            case "PATCH", ["webhooks", _, token, "messages", message]:
-                interaction = self._live(token)
-                if interaction is None:
-                    return _expired()
-                message_id = interaction.original_id if message == "@original" else message
-                if message_id is None:
-                    return _error(404, 10008, "Unknown Message")
-                return _json(self._edit(interaction.channel_id, message_id, body, files))
-            case "GET", ["webhooks", _, token, "messages", message]:
-                interaction = self._live(token)
-                if interaction is None:
-                    return _expired()
-                message_id = interaction.original_id if message == "@original" else message
-                return _json(self.message(interaction.channel_id, str(message_id)))
-            case "DELETE", ["webhooks", _, token, "messages", message]:
-                interaction = self._live(token)
-                if interaction is None:
-                    return _expired()
-                message_id = interaction.original_id if message == "@original" else message
-                del self.messages[interaction.channel_id][str(message_id)]
-                return web.Response(status=204)
+            case (("GET" | "PATCH" | "DELETE"), ["webhooks", _, token, "messages", message]):
+                return self._webhook_message(method, token, message, body, files)
+            case _, ["channels", channel, "messages", *_] if channel in self.hidden_channels:
+                # The bot token cannot reach a channel the bot cannot view: JSON error
+                # 50001 "Missing access" (https://discord.com/developers/docs/topics/
+                # opcodes-and-status-codes#json-json-error-codes); VIEW_CHANNEL is what
+                # "Get Channel Messages"/"Create Message" need (https://discord.com/
+                # developers/docs/resources/message#create-message). Interactions there
+                # still work: they are webhooks, not the bot's channel access.
+                return _error(403, 50001, "Missing Access")
             case "POST", ["channels", channel, "messages"]:
                 return _json(self._create(channel, body, files))
-            case "GET", ["channels", channel, "messages", message]:
-                return _json(self.message(channel, message))
-            case "PATCH", ["channels", channel, "messages", message]:
-                return _json(self._edit(channel, message, body, files))
-            case "DELETE", ["channels", channel, "messages", message]:
-                del self.messages[channel][message]
-                return web.Response(status=204)
+            case (("GET" | "PATCH" | "DELETE"), ["channels", channel, "messages", message]):
+                return self._channel_message(method, channel, message, body, files)
         return _error(404, 0, "404: Not Found")
 
     def _application(self) -> dict[str, Any]:
@@ -662,21 +806,63 @@ class FakeDiscord:
         self.commands[scope] = synced
         return synced
 
-    def _live(self, token: str) -> Interaction | None:
+    def _past_initial_deadline(self, interaction: Interaction) -> bool:
+        """No initial response within 3 s (receiving-and-responding#interaction-callback:
+        "you must send an initial response within 3 seconds of receiving the event")."""
+        if interaction.sent_at is None:
+            return False
+        return self.clock() - interaction.sent_at > INITIAL_RESPONSE_SECONDS
+
+    def _token_expired(self, interaction: Interaction) -> bool:
+        """Older than 15 minutes (receiving-and-responding#followup-messages: "Interaction
+        tokens are valid for 15 minutes"), or ended by ``expire``."""
+        if interaction.expired:
+            return True
+        if interaction.sent_at is None:
+            return False
+        return self.clock() - interaction.sent_at >= TOKEN_LIFETIME_SECONDS
+
+    def _webhook_interaction(self, token: str) -> Interaction | web.Response:
+        """The interaction behind a webhook call's token, or Discord's refusal."""
         interaction = self.interactions.get(token)
-        if interaction is None or interaction.expired:
-            return None
+        # An expired or invalidated token is JSON error 50027 "Invalid Webhook Token"
+        # (https://discord.com/developers/docs/topics/opcodes-and-status-codes
+        # #json-json-error-codes), answered with 401.
+        if interaction is None or self._token_expired(interaction):
+            return _expired()
+        if not interaction.callbacks:
+            # "If the 3 second deadline is exceeded, the token will be invalidated"
+            # (receiving-and-responding#interaction-callback).
+            if self._past_initial_deadline(interaction):
+                return _expired()
+            # Before the initial response there is no webhook to speak through yet.
+            return _error(404, 10015, "Unknown Webhook")
         return interaction
 
     def _callback(self, token: str, body: Any, files: dict[str, bytes]) -> web.Response:
-        interaction = self._live(token)
+        """Create Interaction Response
+        (https://discord.com/developers/docs/interactions/receiving-and-responding
+        #create-interaction-response)."""
+        interaction = self.interactions.get(token)
         if interaction is None:
             return _error(404, 10062, "Unknown interaction")
         if interaction.callbacks:
+            # One initial response per interaction: JSON error 40060 "Interaction has
+            # already been acknowledged" (opcodes-and-status-codes#json-json-error-codes;
+            # receiving-and-responding#responding-to-an-interaction).
             return _error(400, 40060, "Interaction has already been acknowledged.")
-        interaction.callbacks.append(body)
+        if self._token_expired(interaction) or self._past_initial_deadline(interaction):
+            # Too late: "you must send an initial response within 3 seconds of receiving
+            # the event. If the 3 second deadline is exceeded, the token will be
+            # invalidated" (receiving-and-responding#interaction-callback); Discord then
+            # answers 404 with JSON error 10062 "Unknown interaction".
+            return _error(404, 10062, "Unknown interaction")
         kind = body["type"]
         data = body.get("data") or {}
+        refusal = self._invalid_callback(interaction, kind, data)
+        if refusal is not None:
+            return refusal
+        interaction.callbacks.append(body)
         resource: dict[str, Any] = {"type": kind}
         answer: dict[str, Any] = {
             "id": interaction.id,
@@ -685,27 +871,140 @@ class FakeDiscord:
             "response_message_ephemeral": bool(data.get("flags", 0) & MESSAGE_FLAG_EPHEMERAL),
         }
         if kind in (4, 5):
-            thinking = 1 << 7 if kind == 5 else 0
-            message = self._bot_message(interaction.channel_id, data, files, extra_flags=thinking)
-            message["interaction_metadata"] = {
-                "id": interaction.id,
-                "type": interaction.type,
-                "user": self.users[interaction.user_id],
-                "authorizing_integration_owners": {"0": GUILD_ID},
-            }
+            loading = MESSAGE_FLAG_LOADING if kind == 5 else 0
+            message = self._bot_message(
+                interaction.channel_id, data, files, extra_flags=loading, interaction=interaction
+            )
             interaction.original_id = message["id"]
+            interaction.message_ids.add(message["id"])
+            interaction.loading = kind == 5
             answer["response_message_id"] = message["id"]
-            resource["message"] = message
+            # "message: Only present if type is either CHANNEL_MESSAGE_WITH_SOURCE or
+            # UPDATE_MESSAGE" (receiving-and-responding#interaction-callback-interaction-
+            # callback-resource-object); the deferral's id is in response_message_id.
+            if kind == 4:
+                resource["message"] = message
+        elif kind in (6, 7) and interaction.component_message_id is not None:
+            # For components the original response is the message the component is on:
+            # 6 "edit the original message later", 7 "edit the message the component was
+            # attached to" (receiving-and-responding#interaction-response-object-
+            # interaction-callback-type).
+            message_id = interaction.component_message_id
+            interaction.original_id = message_id
+            interaction.message_ids.add(message_id)
+            if kind == 7:
+                message = self._edit(interaction.channel_id, message_id, data, files)
+                answer["response_message_id"] = message_id
+                resource["message"] = message
         return _json({"interaction": answer, "resource": resource})
 
+    def _invalid_callback(
+        self, interaction: Interaction, kind: int, data: dict[str, Any]
+    ) -> web.Response | None:
+        """Callback types the interaction cannot take, per the callback type table
+        (receiving-and-responding#interaction-response-object-interaction-callback-type):
+        6 and 7 "Only valid for component-based interactions", 9 "Not available for
+        MODAL_SUBMIT and PING interactions"; and a deferral's "only valid message flag
+        you may use is EPHEMERAL" (#interaction-response-object-messages)."""
+        if kind in (6, 7) and interaction.type not in (3, 5):
+            return _error(400, 50035, "Invalid Form Body: callback type 6/7 needs a component")
+        if kind == 9 and interaction.type in (1, 5):
+            return _error(400, 50035, "Invalid Form Body: a modal cannot answer a modal")
+        if kind == 5 and data.get("flags", 0) & ~MESSAGE_FLAG_EPHEMERAL:
+            return _error(400, 50035, "Invalid Form Body: a deferral takes EPHEMERAL only")
+        return None
+
     def _followup(self, token: str, body: Any, files: dict[str, bytes]) -> web.Response:
-        interaction = self._live(token)
-        if interaction is None:
-            return _expired()
-        if not interaction.callbacks:
-            return _error(404, 10015, "Unknown Webhook")
-        message = self._bot_message(interaction.channel_id, body, files)
+        """Create Followup Message
+        (https://discord.com/developers/docs/interactions/receiving-and-responding
+        #create-followup-message)."""
+        got = self._webhook_interaction(token)
+        if isinstance(got, web.Response):
+            return got
+        interaction = got
+        channel = interaction.channel_id
+        original = interaction.original_id
+        if (
+            interaction.loading
+            and original is not None
+            and original in self.messages.get(channel, {})
+        ):
+            # "When using this endpoint directly after responding to an interaction with
+            # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, this endpoint will function as Edit
+            # Original Interaction Response [...] no new message will be created, and the
+            # loading message will be edited instead. The ephemeral flag will be ignored,
+            # and the value you provided in the initial defer response will be preserved"
+            # (receiving-and-responding#create-followup-message). _edit never changes
+            # the message's ephemeral flag.
+            interaction.loading = False
+            return _json(self._edit(channel, original, body, files))
+        message = self._bot_message(channel, body, files, interaction=interaction)
+        interaction.message_ids.add(message["id"])
         return _json(message)
+
+    def _webhook_message(
+        self, method: str, token: str, message: str, body: Any, files: dict[str, bytes]
+    ) -> web.StreamResponse:
+        """Get/Edit/Delete Original Interaction Response and Followup Message
+        (receiving-and-responding#edit-original-interaction-response and the sections
+        after it): a token reaches only the messages of its own interaction."""
+        got = self._webhook_interaction(token)
+        if isinstance(got, web.Response):
+            return got
+        interaction = got
+        channel = interaction.channel_id
+        message_id = interaction.original_id if message == "@original" else message
+        if (
+            message_id is None
+            or message_id not in interaction.message_ids
+            or message_id not in self.messages.get(channel, {})
+        ):
+            return _error(404, 10008, "Unknown Message")
+        if message_id == interaction.original_id and method != "GET":
+            # An edit or a delete ends the loading state: a later follow-up is a new
+            # message (deleting a deferral then following up works since
+            # https://github.com/discord/discord-api-docs/issues/2739 was fixed).
+            interaction.loading = False
+        if method == "GET":
+            return _json(self.message(channel, message_id))
+        if method == "PATCH":
+            return _json(self._edit(channel, message_id, body, files))
+        self._delete(channel, message_id)
+        return web.Response(status=204)
+
+    def _channel_message(
+        self, method: str, channel: str, message_id: str, body: Any, files: dict[str, bytes]
+    ) -> web.StreamResponse:
+        """Get/Edit/Delete Message with the bot token
+        (https://discord.com/developers/docs/resources/message#get-channel-message)."""
+        message = self.messages.get(channel, {}).get(message_id)
+        if message is None or self.is_ephemeral(message):
+            # An ephemeral message "is only visible to the user who invoked the
+            # Interaction" (resources/message#message-object-message-flags): it does not
+            # exist for the channel-messages API, which answers 10008 "Unknown message"
+            # (as JDA's maintainers observed, discord-jda/JDA#1790); only the
+            # interaction's webhook reaches it.
+            return _error(404, 10008, "Unknown Message")
+        if method == "GET":
+            return _json(message)
+        own = str(message["author"]["id"]) == BOT_USER_ID
+        if method == "PATCH":
+            if not own:
+                # resources/message#edit-message: "Only messages authored by the current
+                # user can be edited" ... JSON error 50005.
+                return _error(403, 50005, "Cannot edit a message authored by another user")
+            return _json(self._edit(channel, message_id, body, files))
+        if not own and not DEFAULT_PERMISSIONS & MANAGE_MESSAGES:
+            # resources/message#delete-message: "If operating on a guild channel and trying
+            # to delete a message that was not sent by the current user, this endpoint
+            # requires the MANAGE_MESSAGES permission"; JSON error 50013.
+            return _error(403, 50013, "Missing Permissions")
+        self._delete(channel, message_id)
+        return web.Response(status=204)
+
+    def _delete(self, channel: str, message_id: str) -> None:
+        message = self.messages[channel].pop(message_id)
+        self._log("delete", channel, message)
 
     def _create(self, channel: str, body: Any, files: dict[str, bytes]) -> dict[str, Any]:
         reference = (body.get("message_reference") or {}).get("message_id")
@@ -721,9 +1020,13 @@ class FakeDiscord:
         *,
         extra_flags: int = 0,
         reference: str | None = None,
+        interaction: Interaction | None = None,
     ) -> dict[str, Any]:
-        """A message the bot posts (interaction response, follow-up, channel message)."""
-        return self._store_message(
+        """A message the bot posts (interaction response, follow-up, channel message).
+
+        An interaction's messages carry ``interaction_metadata`` (who it answers: the one
+        user who sees it when it is ephemeral); ``_log`` records the finished message."""
+        message = self._store_message(
             channel,
             author=self.users[BOT_USER_ID],
             content=body.get("content") or "",
@@ -733,6 +1036,15 @@ class FakeDiscord:
             flags=body.get("flags", 0) | extra_flags,
             reference=reference,
         )
+        if interaction is not None:
+            message["interaction_metadata"] = {
+                "id": interaction.id,
+                "type": interaction.type,
+                "user": self.users[interaction.user_id],
+                "authorizing_integration_owners": {"0": GUILD_ID},
+            }
+            self.message_log[-1].message = copy.deepcopy(message)
+        return message
 
     def _edit(
         self, channel: str, message_id: str, body: Any, files: dict[str, bytes]
@@ -745,8 +1057,9 @@ class FakeDiscord:
                 )
         if "attachments" in body:
             message["attachments"] = self._attachments(body, files, keep=message["attachments"])
-        message["flags"] = message.get("flags", 0) & ~(1 << 7)  # no longer "thinking"
+        message["flags"] = message.get("flags", 0) & ~MESSAGE_FLAG_LOADING  # done "thinking"
         message["edited_timestamp"] = _now()
+        self._log("edit", channel, message)
         return message
 
     def _attachments(

@@ -1,0 +1,425 @@
+"""The fake Discord refuses what Discord documents as refused.
+
+Each test plays a bot by hand with plain HTTP (httpx) against the fake's REST API, after
+a minimal gateway session (IDENTIFY over aiohttp's websocket) so that interactions can be
+sent; one test drives the real discord.py. Time is a ``FakeClock`` given to the fake, so
+the 3-second and 15-minute limits are crossed without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord as discord_py
+import httpx
+import pytest
+
+from tests.conftest import FakeClock
+from tests.fakes.discord import (
+    APPLICATION_ID,
+    BOT_TOKEN,
+    BOT_USER_ID,
+    CHANNEL_ID,
+    GUILD_ID,
+    INITIAL_RESPONSE_SECONDS,
+    MESSAGE_FLAG_EPHEMERAL,
+    PRIVATE_CHANNEL_ID,
+    TOKEN_LIFETIME_SECONDS,
+    VIEW_CHANNEL,
+    FakeDiscord,
+    Interaction,
+)
+
+ALICE = "5000000000000000001"
+BOB = "5000000000000000002"
+BOT = {"Authorization": f"Bot {BOT_TOKEN}"}
+COMMANDS = [
+    {
+        "name": "kontext",
+        "type": 1,
+        "description": "edit",
+        "options": [{"name": "prompt", "type": 3, "description": "what to change"}],
+    }
+]
+
+
+async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+    async for _ in ws:
+        pass
+
+
+@pytest.fixture
+async def discord(clock: FakeClock) -> AsyncIterator[FakeDiscord]:
+    """A fake Discord on the test's clock, with a bot session on its gateway."""
+    async with FakeDiscord(clock=clock) as server:
+        server.add_user(ALICE, "alice")
+        server.add_user(BOB, "bob")
+        url = f"ws://127.0.0.1:{server.port}/gateway"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            hello = await ws.receive_json()
+            assert hello["op"] == 10
+            identify = {"token": BOT_TOKEN, "intents": 0, "properties": {}}
+            await ws.send_json({"op": 2, "d": identify})
+            await asyncio.wait_for(server.connected.wait(), 10)
+            reader = asyncio.create_task(_drain(ws))
+            try:
+                yield server
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+
+@pytest.fixture
+async def http(discord: FakeDiscord) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=discord.api_url) as client:
+        synced = await client.put(
+            f"/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands",
+            json=COMMANDS,
+            headers=BOT,
+        )
+        assert synced.status_code == 200
+        yield client
+
+
+async def kontext(discord: FakeDiscord, channel: str = CHANNEL_ID) -> Interaction:
+    return await discord.slash_command(
+        "kontext", {"prompt": "make it blue"}, user_id=ALICE, channel_id=channel
+    )
+
+
+async def respond(
+    http: httpx.AsyncClient, it: Interaction, kind: int, data: dict[str, Any] | None = None
+) -> httpx.Response:
+    body: dict[str, Any] = {"type": kind}
+    if data is not None:
+        body["data"] = data
+    return await http.post(
+        f"/interactions/{it.id}/{it.token}/callback", params={"with_response": "1"}, json=body
+    )
+
+
+async def followup(
+    http: httpx.AsyncClient, it: Interaction, content: str, *, ephemeral: bool = False
+) -> httpx.Response:
+    body: dict[str, Any] = {"content": content}
+    if ephemeral:
+        body["flags"] = MESSAGE_FLAG_EPHEMERAL
+    return await http.post(
+        f"/webhooks/{APPLICATION_ID}/{it.token}", params={"wait": "true"}, json=body
+    )
+
+
+def refused(response: httpx.Response, status: int, code: int) -> bool:
+    return response.status_code == status and response.json()["code"] == code
+
+
+# -- one initial response, within 3 seconds ------------------------------------------------
+
+
+async def test_a_second_initial_response_is_refused(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    it = await kontext(discord)
+    assert (await respond(http, it, 5)).status_code == 200
+    again = await respond(http, it, 4, {"content": "no", "flags": MESSAGE_FLAG_EPHEMERAL})
+    assert refused(again, 400, 40060)
+    assert [c["type"] for c in it.callbacks] == [5]
+    assert len(discord.channel_messages(CHANNEL_ID)) == 1, "only the loading message"
+    assert [c.code for c in discord.refusals(40060)] == [40060]
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "accepted"),
+    [(INITIAL_RESPONSE_SECONDS - 0.1, True), (INITIAL_RESPONSE_SECONDS + 0.1, False)],
+)
+async def test_the_initial_response_must_come_within_3_seconds(
+    discord: FakeDiscord,
+    http: httpx.AsyncClient,
+    clock: FakeClock,
+    elapsed: float,
+    accepted: bool,
+) -> None:
+    it = await kontext(discord)
+    clock.advance(elapsed)
+    answer = await respond(http, it, 5)
+    if accepted:
+        assert answer.status_code == 200
+        return
+    assert refused(answer, 404, 10062)
+    assert discord.channel_messages(CHANNEL_ID) == []
+    # "If the 3 second deadline is exceeded, the token will be invalidated."
+    assert refused(await followup(http, it, "late"), 401, 50027)
+
+
+async def test_a_webhook_before_any_initial_response_is_unknown(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    it = await kontext(discord)
+    assert refused(await followup(http, it, "too early"), 404, 10015)
+    original = await http.patch(
+        f"/webhooks/{APPLICATION_ID}/{it.token}/messages/@original", json={"content": "x"}
+    )
+    assert refused(original, 404, 10015)
+
+
+# -- a follow-up right after a deferral edits the loading message --------------------------
+
+
+async def test_followup_after_a_public_deferral_edits_it_and_ignores_the_ephemeral_flag(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    it = await kontext(discord)
+    assert (await respond(http, it, 5)).status_code == 200
+    sent = await followup(http, it, "You have 0 credits", ephemeral=True)
+    assert sent.status_code == 200
+    assert sent.json()["id"] == it.original_id, "no new message: the loading one, edited"
+    assert not sent.json()["flags"] & MESSAGE_FLAG_EPHEMERAL
+    (message,) = discord.channel_messages(CHANNEL_ID)
+    assert message["content"] == "You have 0 credits"
+    assert discord.public_messages(CHANNEL_ID) == [message], "everyone sees the refusal"
+    assert discord.ephemeral_messages(CHANNEL_ID, ALICE) == []
+
+    # Deleting it leaves nothing, for anyone: the requester never saw it privately.
+    deleted = await http.delete(f"/webhooks/{APPLICATION_ID}/{it.token}/messages/@original")
+    assert deleted.status_code == 204
+    assert discord.visible(CHANNEL_ID, ALICE) == []
+    assert "You have 0 credits" in [m["content"] for m in discord.ever_public(CHANNEL_ID)]
+
+
+async def test_followup_after_an_ephemeral_deferral_stays_ephemeral(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    it = await kontext(discord)
+    assert (await respond(http, it, 5, {"flags": MESSAGE_FLAG_EPHEMERAL})).status_code == 200
+    sent = await followup(http, it, "You have 0 credits")  # no ephemeral flag asked
+    assert sent.json()["id"] == it.original_id
+    assert sent.json()["flags"] & MESSAGE_FLAG_EPHEMERAL, "the deferral's state is kept"
+    assert discord.public_messages(CHANNEL_ID) == []
+    assert discord.ever_public(CHANNEL_ID) == []
+    (private,) = discord.ephemeral_messages(CHANNEL_ID, ALICE)
+    assert private["content"] == "You have 0 credits"
+    assert discord.visible(CHANNEL_ID, BOB) == [], "only Alice sees it"
+
+
+async def test_only_the_first_followup_after_the_deferral_edits_it(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    it = await kontext(discord)
+    await respond(http, it, 5)
+    first = await followup(http, it, "result")
+    second = await followup(http, it, "just for you", ephemeral=True)
+    assert first.json()["id"] == it.original_id
+    assert second.json()["id"] != it.original_id, "the loading state is over: a new message"
+    assert second.json()["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert [m["content"] for m in discord.public_messages(CHANNEL_ID)] == ["result"]
+    assert [m["content"] for m in discord.ephemeral_messages(CHANNEL_ID, ALICE)] == ["just for you"]
+
+
+@pytest.mark.parametrize("end_loading", ["edit", "delete"])
+async def test_after_the_loading_message_is_edited_or_deleted_a_followup_is_new(
+    discord: FakeDiscord, http: httpx.AsyncClient, end_loading: str
+) -> None:
+    it = await kontext(discord)
+    await respond(http, it, 5)
+    original = f"/webhooks/{APPLICATION_ID}/{it.token}/messages/@original"
+    if end_loading == "edit":
+        assert (await http.patch(original, json={"content": "queued"})).status_code == 200
+    else:
+        assert (await http.delete(original)).status_code == 204
+    sent = await followup(http, it, "refused", ephemeral=True)
+    assert sent.status_code == 200
+    assert sent.json()["id"] != it.original_id
+    (private,) = discord.ephemeral_messages(CHANNEL_ID, ALICE)
+    assert private["content"] == "refused"
+    assert "refused" not in [m["content"] for m in discord.ever_public(CHANNEL_ID)]
+
+
+# -- 15-minute tokens --------------------------------------------------------------------------
+
+
+async def test_interaction_tokens_expire_after_15_minutes(
+    discord: FakeDiscord, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    it = await kontext(discord)
+    await respond(http, it, 5)
+    original = f"/webhooks/{APPLICATION_ID}/{it.token}/messages/@original"
+    clock.advance(TOKEN_LIFETIME_SECONDS - 1)
+    assert (await http.patch(original, json={"content": "still here"})).status_code == 200
+    clock.advance(1)
+    assert refused(await http.patch(original, json={"content": "late"}), 401, 50027)
+    assert refused(await http.get(original), 401, 50027)
+    assert refused(await http.delete(original), 401, 50027)
+    assert refused(await followup(http, it, "late"), 401, 50027)
+    (message,) = discord.channel_messages(CHANNEL_ID)
+    assert message["content"] == "still here"
+
+
+async def test_expire_ends_a_token_at_once(discord: FakeDiscord, http: httpx.AsyncClient) -> None:
+    it = await kontext(discord)
+    await respond(http, it, 5)
+    discord.expire(it.token)
+    assert refused(await followup(http, it, "late"), 401, 50027)
+
+
+async def test_the_default_clock_is_real_monotonic_time() -> None:
+    import time
+
+    assert FakeDiscord().clock is time.monotonic
+
+
+# -- a webhook token reaches only its own interaction's messages ------------------------------
+
+
+async def test_a_token_cannot_touch_another_interactions_message(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    first = await kontext(discord)
+    await respond(http, first, 4, {"content": "first"})
+    second = await kontext(discord)
+    await respond(http, second, 4, {"content": "second"})
+    other = f"/webhooks/{APPLICATION_ID}/{second.token}/messages/{first.original_id}"
+    assert refused(await http.patch(other, json={"content": "hijacked"}), 404, 10008)
+    assert refused(await http.delete(other), 404, 10008)
+    assert [m["content"] for m in discord.public_messages(CHANNEL_ID)] == ["first", "second"]
+
+
+# -- the channel-messages API and the bot token -----------------------------------------------
+
+
+async def test_an_ephemeral_message_is_unknown_to_the_channel_api(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    it = await kontext(discord)
+    await respond(http, it, 4, {"content": "secret", "flags": MESSAGE_FLAG_EPHEMERAL})
+    path = f"/channels/{CHANNEL_ID}/messages/{it.original_id}"
+    assert refused(await http.get(path, headers=BOT), 404, 10008)
+    assert refused(await http.patch(path, json={"content": "x"}, headers=BOT), 404, 10008)
+    assert refused(await http.delete(path, headers=BOT), 404, 10008)
+    # Through the interaction's webhook it can be edited and deleted.
+    original = f"/webhooks/{APPLICATION_ID}/{it.token}/messages/@original"
+    assert (await http.patch(original, json={"content": "edited"})).status_code == 200
+    (private,) = discord.ephemeral_messages(CHANNEL_ID, ALICE)
+    assert private["content"] == "edited"
+    assert (await http.delete(original)).status_code == 204
+    assert discord.ephemeral_messages(CHANNEL_ID) == []
+
+
+async def test_the_bot_edits_only_its_own_messages_and_deletes_others_only_with_permission(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    message = await discord.post_message("hello", user_id=ALICE, channel_id=CHANNEL_ID)
+    path = f"/channels/{CHANNEL_ID}/messages/{message['id']}"
+    assert refused(await http.patch(path, json={"content": "x"}, headers=BOT), 403, 50005)
+    assert refused(await http.delete(path, headers=BOT), 403, 50013)
+    own = await http.post(f"/channels/{CHANNEL_ID}/messages", json={"content": "hi"}, headers=BOT)
+    own_path = f"/channels/{CHANNEL_ID}/messages/{own.json()['id']}"
+    assert (await http.patch(own_path, json={"content": "edited"}, headers=BOT)).status_code == 200
+    assert (await http.delete(own_path, headers=BOT)).status_code == 204
+
+
+async def test_a_hidden_channel_refuses_the_bot_token_but_interactions_work(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    discord.hidden_channels.add(PRIVATE_CHANNEL_ID)
+    (channel,) = [c for c in discord.guild_payload()["channels"] if c["id"] == PRIVATE_CHANNEL_ID]
+    (overwrite,) = channel["permission_overwrites"]
+    assert overwrite["id"] == BOT_USER_ID and int(overwrite["deny"]) & VIEW_CHANNEL
+
+    it = await kontext(discord, PRIVATE_CHANNEL_ID)
+    answered = await respond(http, it, 4, {"content": "result", "components": []})
+    assert answered.status_code == 200, "interactions work in a channel the bot cannot see"
+    assert (await followup(http, it, "more")).status_code == 200
+    messages = f"/channels/{PRIVATE_CHANNEL_ID}/messages"
+    one = f"{messages}/{it.original_id}"
+    assert refused(await http.post(messages, json={"content": "x"}, headers=BOT), 403, 50001)
+    assert refused(await http.get(one, headers=BOT), 403, 50001)
+    assert refused(await http.patch(one, json={"content": "x"}, headers=BOT), 403, 50001)
+    assert refused(await http.delete(one, headers=BOT), 403, 50001)
+    assert len(discord.refusals(50001)) == 4
+    assert [m["content"] for m in discord.public_messages(PRIVATE_CHANNEL_ID)] == ["result", "more"]
+    # The same calls in a channel the bot sees are accepted.
+    seen = await http.post(f"/channels/{CHANNEL_ID}/messages", json={"content": "x"}, headers=BOT)
+    assert seen.status_code == 200
+
+
+async def test_a_button_click_can_delete_its_message_through_the_interaction(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    """A deferred update (type 6) makes the clicked message the interaction's original
+    response, so ``DELETE .../messages/@original`` removes it even where the bot token
+    cannot (issue 14, defect 7)."""
+    discord.hidden_channels.add(PRIVATE_CHANNEL_ID)
+    button = {"type": 2, "style": 4, "label": "Delete", "custom_id": "delete:1"}
+    it = await kontext(discord, PRIVATE_CHANNEL_ID)
+    await respond(
+        http, it, 4, {"content": "result", "components": [{"type": 1, "components": [button]}]}
+    )
+    (result,) = discord.channel_messages(PRIVATE_CHANNEL_ID)
+    click = await discord.click(result, "Delete", user_id=ALICE)
+    bot_token = await http.delete(
+        f"/channels/{PRIVATE_CHANNEL_ID}/messages/{result['id']}", headers=BOT
+    )
+    assert refused(bot_token, 403, 50001)
+    assert (await respond(http, click, 6)).status_code == 200
+    deleted = await http.delete(f"/webhooks/{APPLICATION_ID}/{click.token}/messages/@original")
+    assert deleted.status_code == 204
+    assert discord.channel_messages(PRIVATE_CHANNEL_ID) == []
+
+
+# -- callback types the interaction cannot take ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [(6, None), (7, {"content": "x"}), (5, {"flags": 1 << 2})],  # 1 << 2: SUPPRESS_EMBEDS
+)
+async def test_callback_types_the_interaction_cannot_take_are_refused(
+    discord: FakeDiscord, http: httpx.AsyncClient, kind: int, data: dict[str, Any] | None
+) -> None:
+    it = await kontext(discord)
+    assert refused(await respond(http, it, kind, data), 400, 50035)
+    assert it.callbacks == [], "a refused callback does not acknowledge"
+    assert (await respond(http, it, 5)).status_code == 200
+
+
+# -- the real discord.py meets the same rule ---------------------------------------------------
+
+
+async def test_discord_py_followup_after_a_public_defer_is_public(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    """``defer(thinking=True)`` then ``followup.send(ephemeral=True)``, as discord.py
+    builds them: the follow-up comes back as the loading message, public."""
+    sent: asyncio.Future[discord_py.WebhookMessage] = asyncio.get_running_loop().create_future()
+    # Sharded, as the adapter's bot: it takes the gateway URL from GET /gateway/bot.
+    client = discord_py.AutoShardedClient(intents=discord_py.Intents.none())
+
+    @client.event
+    async def on_interaction(interaction: discord_py.Interaction[Any]) -> None:
+        try:
+            await interaction.response.defer(thinking=True)
+            message = await interaction.followup.send("refused", ephemeral=True, wait=True)
+            sent.set_result(message)
+        except Exception as exc:  # handed to the test
+            sent.set_exception(exc)
+
+    base = discord_py.http.Route.BASE
+    discord_py.http.Route.BASE = discord.api_url
+    runner = asyncio.create_task(client.start(BOT_TOKEN))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 15)
+        it = await kontext(discord)
+        message = await asyncio.wait_for(sent, 15)
+        assert str(message.id) == it.original_id
+        assert not message.flags.ephemeral
+        assert [c["type"] for c in it.callbacks] == [5]
+        assert [m["content"] for m in discord.public_messages(CHANNEL_ID)] == ["refused"]
+    finally:
+        await client.close()
+        await asyncio.wait_for(runner, 15)
+        discord_py.http.Route.BASE = base
