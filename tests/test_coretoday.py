@@ -14,6 +14,7 @@ from bot.errors import KontextError, ProviderUnavailable, UserInputError
 from bot.providers.base import InputImage, PredictionState, ProviderCapabilities, ProviderRequest
 from bot.providers.coretoday import CoreTodayProvider, parse_prediction, parse_retry_after
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
+from tests.support import png
 
 
 @contextmanager
@@ -22,12 +23,6 @@ def raises_saying(error_type: type[KontextError], words: str) -> Iterator[None]:
     with pytest.raises(error_type) as info:
         yield
     assert words in info.value.user_message, info.value.user_message
-
-
-def png(size: tuple[int, int] = (32, 24)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (10, 200, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def request(with_image: bool = True, **options: object) -> ProviderRequest:
