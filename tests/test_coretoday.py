@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import pytest
 from PIL import Image
@@ -13,8 +14,8 @@ from bot.domain import EditOptions
 from bot.errors import KontextError, ProviderUnavailable, UserInputError
 from bot.providers.base import InputImage, PredictionState, ProviderCapabilities, ProviderRequest
 from bot.providers.coretoday import CoreTodayProvider, parse_prediction, parse_retry_after
+from tests import support
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
-from tests.support import png
 
 
 @contextmanager
@@ -23,6 +24,10 @@ def raises_saying(error_type: type[KontextError], words: str) -> Iterator[None]:
     with pytest.raises(error_type) as info:
         yield
     assert words in info.value.user_message, info.value.user_message
+
+
+# Small enough that the fake's output (a quarter of the input, at least 8×8) is 8×8.
+png = partial(support.png, size=(32, 24))
 
 
 def request(with_image: bool = True, **options: object) -> ProviderRequest:
