@@ -11,7 +11,7 @@ from bot.app import build_core
 from bot.cli import main
 from bot.config import Settings, effective_config, load_settings, mask_url_password
 from bot.errors import ConfigError
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

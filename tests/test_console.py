@@ -3,75 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from adapters.console.main import console_user
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def environment(tmp_path: Path, fake: FakeCoreToday, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
-    env.update(
-        KONTEXT_PROVIDER__BASE_URL=fake.base_url,
-        KONTEXT_PROVIDER__API_KEY=DEFAULT_KEY,
-        KONTEXT_STORAGE__URL=f"sqlite:///{tmp_path / 'kontext.db'}",
-        KONTEXT_STORAGE__DATA_DIR=str(tmp_path / "data"),
-        KONTEXT_JOBS__POLL_INITIAL_SECONDS="0.05",
-        KONTEXT_JOBS__POLL_MAX_SECONDS="0.1",
-        PYTHONPATH=str(ROOT),
-    )
-    env.update(extra)
-    return env
-
-
-async def start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def run(args: list[str], env: dict[str, str], cwd: Path) -> Result:
-    process = await start(args, env, cwd)
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return Result(process.returncode, out.decode(), err.decode())
-
-
-def cat_png(path: Path) -> Path:
-    Image.new("RGB", (96, 64), (180, 90, 30)).save(path, format="PNG")
-    return path
-
-
-async def balance(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str] | None = None) -> int:
-    shown = await run(
-        ["credits", "show", str(console_user())], env or environment(tmp_path, fake), tmp_path
-    )
-    assert shown.code == 0, shown.stderr
-    first = shown.stdout.splitlines()[0]
-    return int(first.split(": ")[1].split()[0])
+from tests.support import balance, cat_png, environment, kill_mid_job, ledger_kinds, run, start
 
 
 async def test_console_edits_an_image_and_charges_120(tmp_path: Path, fake: FakeCoreToday) -> None:
@@ -189,39 +128,6 @@ async def test_console_moderation_exits_1_and_refunds(tmp_path: Path, fake: Fake
     assert result.code == 1
     assert "safety filter" in result.stderr
     assert await balance(tmp_path, fake) == 1200
-
-
-async def kill_mid_job(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str], out: Path) -> None:
-    """Start an edit the provider never finishes and kill the console hard mid-job."""
-    fake.script.outcome = "never"
-    image = cat_png(tmp_path / "cat.png")
-    process = await start(
-        ["console", "--image", str(image), "--out", str(out), "make it a watercolor"], env, tmp_path
-    )
-    # A status poll means the prediction id is stored: kill the process hard then.
-    async with asyncio.timeout(30):
-        while fake.polls == 0:
-            await asyncio.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    await process.wait()
-    assert len(fake.creates) == 1
-    assert await balance(tmp_path, fake, env) == 1080  # reserved, neither charged nor refunded
-    # The provider finishes the orphaned prediction meanwhile.
-    for prediction in fake.predictions.values():
-        prediction.outcome = "succeeded"
-    fake.script.outcome = "succeeded"
-
-
-async def ledger_kinds(env: dict[str, str]) -> list[str]:
-    from bot.app import build_core
-    from bot.config import Settings
-
-    settings = Settings.model_validate({"storage": {"url": env["KONTEXT_STORAGE__URL"]}})
-    core = await build_core(settings, with_runner=False)
-    try:
-        return sorted(e.kind.value for e in await core.service.history(console_user(), 50))
-    finally:
-        await core.close()
 
 
 async def test_killed_mid_job_then_restarted_charges_once(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import pytest
 from PIL import Image
@@ -13,6 +14,7 @@ from bot.domain import EditOptions
 from bot.errors import KontextError, ProviderUnavailable, UserInputError
 from bot.providers.base import InputImage, PredictionState, ProviderCapabilities, ProviderRequest
 from bot.providers.coretoday import CoreTodayProvider, parse_prediction, parse_retry_after
+from tests import support
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 
 
@@ -24,10 +26,8 @@ def raises_saying(error_type: type[KontextError], words: str) -> Iterator[None]:
     assert words in info.value.user_message, info.value.user_message
 
 
-def png(size: tuple[int, int] = (32, 24)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (10, 200, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
+# Small enough that the fake's output (a quarter of the input, at least 8×8) is 8×8.
+png = partial(support.png, size=(32, 24))
 
 
 def request(with_image: bool = True, **options: object) -> ProviderRequest:

@@ -18,7 +18,7 @@ import yaml
 from bot.app import build_core
 from bot.cli import build_parser, main
 from bot.config import load_settings
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

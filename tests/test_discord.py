@@ -24,7 +24,6 @@ from bot.app import Core, build_core
 from bot.config import Settings
 from bot.domain import UserRef
 from bot.errors import ConfigError
-from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
     ART_CHANNEL_ID,
@@ -35,17 +34,11 @@ from tests.fakes.discord import (
     MESSAGE_FLAG_EPHEMERAL,
     FakeDiscord,
 )
-from tests.test_console import environment, run, start
+from tests.support import environment, make_settings, png, run, start
 
 ALICE = "5000000000000000001"
 BOB = "5000000000000000002"
 MOD = "5000000000000000003"
-
-
-def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass

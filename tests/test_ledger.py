@@ -15,7 +15,7 @@ from bot.ledger import AllowancePolicy
 from bot.reservations import NewJob
 from bot.storage import Database
 from bot.storage.schema import ledger as ledger_table
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 ALICE = UserRef("slack", "T1", "UALICE")
 BOB = UserRef("discord", "42", "1001")

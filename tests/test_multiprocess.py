@@ -20,10 +20,9 @@ from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
 from bot.storage import open_database
 from bot.storage.schema import ledger
-from tests.conftest import _fresh_database
 from tests.fakes.coretoday import FakeCoreToday
 from tests.pg import Cluster
-from tests.test_console import balance, environment, kill_mid_job, ledger_kinds, start
+from tests.support import balance, environment, fresh_database, kill_mid_job, ledger_kinds, start
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = ["slack:T1:U1", "slack:T1:U2", "discord:9:3"]
@@ -34,7 +33,7 @@ PROCESSES, TASKS = 4, 64
 async def pg_url(pg_cluster: Cluster | str) -> str:
     if isinstance(pg_cluster, str):
         pytest.skip(f"PostgreSQL could not be started: {pg_cluster}")
-    url = await _fresh_database(pg_cluster)
+    url = await fresh_database(pg_cluster)
     database = await open_database(url)  # migrate once, before the processes start
     await database.dispose()
     return url

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import Core, build_core
 from bot.domain import EditOptions, EditRequest, JobState, UserRef
 from bot.errors import ProviderUnavailable
-from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
+from tests.support import make_settings, png
 
 ALICE = UserRef("slack", "T1", "UALICE")
-
-
-def png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 30), (1, 2, 3)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def request(frontend: RecordingFrontend, key: str) -> EditRequest:

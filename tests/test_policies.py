@@ -18,9 +18,8 @@ from bot.policies import Override, PolicyBook, effective_policy
 from bot.providers.base import ProviderCapabilities
 from bot.service import KontextService
 from bot.storage import Database
-from tests.conftest import FakeClock
 from tests.fakes.coretoday import FakeCoreToday
-from tests.test_console import environment, run
+from tests.support import FakeClock, environment, run
 
 GUILD = "9876"
 ALICE = UserRef("discord", GUILD, "1001")

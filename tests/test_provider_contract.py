@@ -34,12 +34,12 @@ from bot.providers.bfl import BflProvider
 from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.http import BAD_OUTPUT_LINK, MAX_REDIRECTS, HttpProvider
 from bot.providers.replicate import ReplicateProvider
-from tests.conftest import make_settings
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
 from tests.fakes import replicate as replicate_fake
 from tests.fakes.provider import FileHost, Received
 from tests.recording import RecordingFrontend
+from tests.support import make_settings, png
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,6 @@ FLAVOURS.append(
         True,
     )
 )
-
-
-def png(size: tuple[int, int] = (48, 32)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (90, 10, 160)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass

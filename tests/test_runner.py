@@ -15,17 +15,11 @@ from bot.app import Core, build_core
 from bot.domain import EditOptions, EditRequest, Job, JobState, UserRef
 from bot.errors import UserInputError
 from bot.providers.base import InputImage, ProviderRequest
-from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
+from tests.support import make_settings, png
 
 ALICE = UserRef("slack", "T1", "UALICE")
-
-
-def png(size: tuple[int, int] = (40, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (1, 2, 3)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -348,7 +342,7 @@ async def test_restart_delivers_a_downloaded_result(
     job = await crashed_job(core, frontend, png())
     output = tmp_path / "data" / "outputs" / f"{job.id}.png"
     output.parent.mkdir(parents=True)
-    output.write_bytes(png((20, 10)))
+    output.write_bytes(png(size=(20, 10)))
     meta = {"content_type": "image/png", "width": 20, "height": 10}
     await core.store.mark_delivering(job.id, str(output), meta, user=job.user)
     await core.start()

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 from tests.fakes.coretoday import FakeCoreToday
-from tests.test_console import (
+from tests.support import (
     balance,
     cat_png,
     environment,

@@ -27,7 +27,6 @@ from PIL import Image
 from adapters.slack import SlackAdapter
 from bot.app import Core, build_core
 from bot.domain import UserRef
-from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import (
     APP_TOKEN,
@@ -38,17 +37,11 @@ from tests.fakes.slack import (
     FakeSlack,
     sign_request,
 )
-from tests.test_console import environment, run, start
+from tests.support import environment, make_settings, png, run, start
 
 USER = "U0ALICE"
 ADMIN = "U0ADMIN"
 CHANNEL = "C0ART"
-
-
-def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass

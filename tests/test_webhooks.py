@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 from bot.app import build_core
 from bot.domain import EditOptions, EditRequest, JobState, UserRef
@@ -21,9 +19,9 @@ from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.registry import ProviderSpec
 from bot.providers.replicate import replicate_signature
 from bot.webhooks import WebhookServer
-from tests.conftest import make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
+from tests.support import make_settings, png
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -148,12 +146,6 @@ async def test_unsigned_providers_give_a_hint_only(server: tuple[WebhookServer, 
     assert await post(webhooks, "/webhooks/bfl/job3", b"not even json", {}) == 204
     assert await post(webhooks, "/webhooks/evil/job4", b"{}", {}) == 404
     assert hints == ["job2", "job3"]
-
-
-def png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), (9, 9, 9)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 async def run_with_webhooks(

@@ -1,0 +1,150 @@
+"""Admitting an attachment: a user's bytes become an ``InputImage`` or a ``UserInputError``.
+
+Inputs come from strangers on chat platforms: a file's name and declared type say nothing
+about its bytes. Every input is decoded by ``codec`` before anything else sees it, and
+every rejection is phrased so the person can act on it (no credits are reserved yet).
+Images are re-encoded only when the provider would otherwise see something other than
+what the user sees (EXIF rotation, animation, GIF palettes, CMYK); otherwise only their
+metadata is dropped (``metadata``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.errors import ProviderUnavailable, UserInputError
+from bot.images.codec import (
+    PASS_THROUGH,
+    Decoded,
+    Rejected,
+    encode,
+    normalise_format,
+    open_and_load,
+)
+from bot.images.metadata import without_metadata
+from bot.images.outputs import fit_to_byte_limit
+from bot.providers.base import InputImage
+
+ACCEPTED_FORMATS: frozenset[str] = frozenset({"jpeg", "png", "gif", "webp"})
+
+_FORMAT_LABELS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
+_LABEL_ORDER = ("jpeg", "png", "gif", "webp")
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("MB", 1_000_000), ("KB", 1_000)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def _human_megapixels(pixels: int) -> str:
+    return f"{pixels / 1_000_000:.1f}"
+
+
+def _formats_phrase(accepted: frozenset[str]) -> str:
+    ordered = [f for f in _LABEL_ORDER if f in accepted]
+    ordered += sorted(accepted - set(_LABEL_ORDER))
+    labels = [_FORMAT_LABELS.get(f, f.upper()) for f in ordered]
+    if len(labels) <= 1:
+        return "".join(labels)
+    return ", ".join(labels[:-1]) + " or " + labels[-1]
+
+
+def _user_message(rejected: Rejected, accepted: frozenset[str]) -> str:
+    wanted = f"Please send a {_formats_phrase(accepted)} image."
+    if rejected.reason == "format":
+        return f"The attachment is a {rejected.format_name} image, which is not supported. {wanted}"
+    if rejected.reason == "pixels":
+        limit = _human_megapixels(rejected.limit or 0).removesuffix(".0")
+        if rejected.pixels is None:
+            return f"The image has too many pixels; the limit is {limit} megapixels."
+        size = f" ({rejected.size[0]}×{rejected.size[1]})" if rejected.size else ""
+        return (
+            f"The image is {_human_megapixels(rejected.pixels)} megapixels{size}; "
+            f"the limit is {limit} megapixels."
+        )
+    return (
+        "The attachment could not be read as an image "
+        f"(it may be damaged or not an image). {wanted}"
+    )
+
+
+def _safe_filename(original: str, extension: str) -> str:
+    # Only the stem survives: the name reaches provider uploads and logs, and must not
+    # carry directories, control characters or a lying extension.
+    name = original.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, _ = name.rpartition(".")
+    if not dot or not stem:
+        stem = name
+    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._")[:100]
+    return f"{stem or 'image'}.{extension}"
+
+
+def validate_input_image(
+    data: bytes,
+    *,
+    filename: str,
+    max_bytes: int,
+    max_pixels: int,
+    accepted_formats: frozenset[str] = ACCEPTED_FORMATS,
+) -> InputImage:
+    """Admit an attachment only after Pillow has decoded every pixel of what we send.
+
+    Raises ``UserInputError`` (and nothing else) for any bytes that are not an
+    acceptable image, so the job fails before a credit is reserved.
+    ``max_pixels`` is further capped by Pillow's ``Image.MAX_IMAGE_PIXELS``.
+    """
+    accepted = frozenset(normalise_format(f) for f in accepted_formats)
+    if len(data) > max_bytes:
+        raise UserInputError(
+            f"The image is {_human_bytes(len(data))}; the limit is {_human_bytes(max_bytes)}."
+        )
+    try:
+        decoded = open_and_load(data, max_pixels=max_pixels, accepted=accepted)
+        reencode_as = _reencode_target(decoded)
+        if reencode_as is None:
+            content_type, extension = PASS_THROUGH[decoded.format]
+            clean = without_metadata(data, decoded.format)
+            return InputImage(clean, content_type, _safe_filename(filename, extension))
+        out = encode(decoded.image, reencode_as)
+    except Rejected as rejected:
+        raise UserInputError(
+            _user_message(rejected, accepted), detail=f"input image rejected: {rejected.reason}"
+        ) from rejected
+    except Exception as exc:
+        # Encoding a successfully decoded image should not fail; if an exotic mode
+        # still does, the user can fix it by converting the file.
+        raise UserInputError(
+            _user_message(Rejected("unreadable"), accepted),
+            detail=f"re-encoding the input failed: {exc!r}",
+        ) from exc
+    content_type = "image/jpeg" if reencode_as == "jpeg" else "image/png"
+    if len(out) > max_bytes:
+        # A lossless PNG of a photo can be several times its source; fit rather than
+        # reject an image the user sent within the limit.
+        try:
+            out, content_type = fit_to_byte_limit(out, max_bytes=max_bytes)
+        except (ValueError, ProviderUnavailable) as exc:
+            raise UserInputError(
+                f"The image is too large once converted; the limit is {_human_bytes(max_bytes)}.",
+                detail=f"fitting the re-encoded input failed: {exc!r}",
+            ) from exc
+    extension = "jpg" if content_type == "image/jpeg" else "png"
+    return InputImage(out, content_type, _safe_filename(filename, extension))
+
+
+def _reencode_target(decoded: Decoded) -> str | None:
+    """The format to re-encode to, or None when the original bytes may go out as-is."""
+    if decoded.animated or decoded.format not in PASS_THROUGH:
+        # First frame only; GIF palettes and exotic formats become PNG, which every
+        # provider reads losslessly.
+        return "png"
+    needs_reencode = (
+        decoded.orientation_applied
+        or decoded.exif_unreadable
+        or (decoded.format == "jpeg" and decoded.image.mode not in ("RGB", "L"))
+    )
+    if not needs_reencode:
+        return None
+    return "jpeg" if decoded.format == "jpeg" else "png"

@@ -1,0 +1,177 @@
+"""Helpers more than one test module needs, in one place.
+
+Test modules import helpers from here, never from each other, so that moving or deleting a
+test never breaks another one, and so each helper is written once. Fixtures stay in
+conftest.py; what a single module needs stays in that module. bench/ does not import this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from adapters.console.main import console_user
+from bot.config import Settings
+from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
+
+if TYPE_CHECKING:
+    from tests.pg import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# Images
+
+
+def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small solid-colour PNG: a valid upload that costs nothing to make."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def cat_png(path: Path) -> Path:
+    """Write a PNG to ``path`` for the CLI's ``--image``."""
+    path.write_bytes(png((180, 90, 30), (96, 64)))
+    return path
+
+
+# Settings, clock, database
+
+
+class FakeClock:
+    """Wall time the tests move by hand (allowance periods, lease expiry)."""
+
+    def __init__(self, start: float = 1_764_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_settings(
+    tmp_path: Path, base_url: str = "http://127.0.0.1:9", **sections: dict
+) -> Settings:  # type: ignore[type-arg]
+    """Settings for a test: its own database and data dir, the fake provider's URL."""
+    data: dict[str, dict[str, object]] = {
+        "storage": {
+            "url": f"sqlite:///{tmp_path / 'kontext.db'}",
+            "data_dir": str(tmp_path / "data"),
+        },
+        "provider": {"base_url": base_url, "api_key": "cdt_test_key_0123456789abcdef"},
+        "jobs": {"poll_initial_seconds": 0.05, "poll_max_seconds": 0.2, "timeout_seconds": 20},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return Settings.model_validate(data)
+
+
+async def fresh_database(cluster: Cluster) -> str:
+    """A new, empty PostgreSQL database in the session's cluster; its URL."""
+    import asyncpg
+
+    name = f"kontext_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(cluster.url("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return cluster.url(name)
+
+
+# The CLI as a subprocess
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def environment(tmp_path: Path, fake: FakeCoreToday, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
+    env.update(
+        KONTEXT_PROVIDER__BASE_URL=fake.base_url,
+        KONTEXT_PROVIDER__API_KEY=DEFAULT_KEY,
+        KONTEXT_STORAGE__URL=f"sqlite:///{tmp_path / 'kontext.db'}",
+        KONTEXT_STORAGE__DATA_DIR=str(tmp_path / "data"),
+        KONTEXT_JOBS__POLL_INITIAL_SECONDS="0.05",
+        KONTEXT_JOBS__POLL_MAX_SECONDS="0.1",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+async def start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run(args: list[str], env: dict[str, str], cwd: Path) -> Result:
+    process = await start(args, env, cwd)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+async def balance(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str] | None = None) -> int:
+    shown = await run(
+        ["credits", "show", str(console_user())], env or environment(tmp_path, fake), tmp_path
+    )
+    assert shown.code == 0, shown.stderr
+    first = shown.stdout.splitlines()[0]
+    return int(first.split(": ")[1].split()[0])
+
+
+async def kill_mid_job(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str], out: Path) -> None:
+    """Start an edit the provider never finishes and kill the console hard mid-job."""
+    fake.script.outcome = "never"
+    image = cat_png(tmp_path / "cat.png")
+    process = await start(
+        ["console", "--image", str(image), "--out", str(out), "make it a watercolor"], env, tmp_path
+    )
+    # A status poll means the prediction id is stored: kill the process hard then.
+    async with asyncio.timeout(30):
+        while fake.polls == 0:
+            await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+    assert len(fake.creates) == 1
+    assert await balance(tmp_path, fake, env) == 1080  # reserved, neither charged nor refunded
+    # The provider finishes the orphaned prediction meanwhile.
+    for prediction in fake.predictions.values():
+        prediction.outcome = "succeeded"
+    fake.script.outcome = "succeeded"
+
+
+async def ledger_kinds(env: dict[str, str]) -> list[str]:
+    from bot.app import build_core
+
+    settings = Settings.model_validate({"storage": {"url": env["KONTEXT_STORAGE__URL"]}})
+    core = await build_core(settings, with_runner=False)
+    try:
+        return sorted(e.kind.value for e in await core.service.history(console_user(), 50))
+    finally:
+        await core.close()
