@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from bot.config import Settings
-from bot.domain import Frontend
 from bot.jobstore import JobStore
 from bot.ledger import AllowancePolicy
 from bot.metrics import Metrics
 from bot.ops import OpsServer
 from bot.pipeline import RunnerLimits
+from bot.platforms import Platform
 from bot.policies import Override, PolicyBook
 from bot.providers.base import Provider
 from bot.providers.factory import build_fallbacks, build_provider, capabilities_for
@@ -88,7 +88,7 @@ class Core:
         if self.webhooks is not None:
             await self.webhooks.start()
 
-    def register_frontend(self, frontend: Frontend) -> None:
+    def register_frontend(self, frontend: Platform) -> None:
         """An adapter built after the core (it needs the service) joins the runner."""
         if self.runner is not None:
             self.runner.frontends[frontend.platform] = frontend
@@ -144,7 +144,7 @@ class Core:
 
 async def build_core(
     settings: Settings,
-    frontends: Mapping[str, Frontend] | None = None,
+    frontends: Mapping[str, Platform] | None = None,
     *,
     clock: Callable[[], float] = time.time,
     with_runner: bool = True,

@@ -279,15 +279,3 @@ class Reply(Protocol):
     async def tell(self, text: str) -> None:
         """A word for the requester alone (ephemeral where the platform has it): the
         answer to their request, a refusal, a notice about a stored job."""
-
-
-class Frontend(Protocol):
-    """What an adapter gives the core so it can finish that platform's jobs."""
-
-    platform: str
-
-    def reply_for(self, job: Job) -> Reply:
-        """A ``Reply`` for a stored job (also after a restart)."""
-
-    def attachment_for(self, source: AttachmentSource) -> Attachment:
-        """Rebuild a fetchable attachment from its stored source."""

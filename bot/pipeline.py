@@ -21,12 +21,13 @@ from pathlib import Path
 
 import structlog
 
-from bot.domain import EditResult, Frontend, Job, JobState, Reply
+from bot.domain import EditResult, Job, JobState, Reply
 from bot.errors import ErrorKind, InternalError, KontextError, ModerationError, ProviderUnavailable
 from bot.failover import Failover, hold_delay
 from bot.images import inspect_output_image, validate_input_image
 from bot.jobqueue import JobQueue
 from bot.metrics import Metrics
+from bot.platforms import Platform
 from bot.polling import PollPlanner
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 
@@ -75,7 +76,7 @@ class JobPipeline:
         self,
         queue: JobQueue,
         failover: Failover,
-        frontends: dict[str, Frontend],
+        frontends: dict[str, Platform],
         limits: RunnerLimits,
         output_dir: Path,
         metrics: Metrics,

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import structlog
 
-from bot.domain import Frontend, Job
+from bot.domain import Job
 from bot.failover import Failover
 from bot.jobqueue import JobQueue
 from bot.metrics import Metrics
 from bot.pipeline import JobPipeline, RunnerLimits
+from bot.platforms import Platform
 from bot.providers.base import Provider
 
 log = structlog.get_logger("kontext.runner")
@@ -36,7 +37,7 @@ class Worker:
         self,
         queue: JobQueue,
         provider: Provider,
-        frontends: Mapping[str, Frontend],
+        frontends: Mapping[str, Platform],
         limits: RunnerLimits,
         data_dir: Path,
         *,

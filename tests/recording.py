@@ -1,4 +1,4 @@
-"""A Frontend that records what the core tells the user, for runner and service tests."""
+"""A Platform that records what the core tells the user, for runner and service tests."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bot.errors import UserInputError
 class RecordingReply:
     frontend: RecordingFrontend
 
-    async def progress(self, job: Job, stage: str, queue_position: int | None = None) -> None:
+    async def progress(self, job: Job, stage: str) -> None:
         self.frontend.progress.append((job.id, stage))
 
     async def deliver(self, result: EditResult) -> None:
@@ -27,6 +27,9 @@ class RecordingReply:
         self.frontend.failures.append((job.id, message))
         self.frontend.done.set()
 
+    async def tell(self, text: str) -> None:
+        self.frontend.told.append(text)
+
 
 @dataclass
 class RecordingFrontend:
@@ -35,8 +38,18 @@ class RecordingFrontend:
     progress: list[tuple[str, str]] = field(default_factory=list)
     delivered: list[EditResult] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    told: list[str] = field(default_factory=list)
     deliver_failures: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def ready(self) -> bool:
+        return True
 
     def reply_for(self, job: Job) -> RecordingReply:
         return RecordingReply(self)

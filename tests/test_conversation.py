@@ -15,7 +15,7 @@ from bot.providers.base import ProviderCapabilities
 from bot.service import KontextService
 from bot.storage import Database
 from bot.texts import Style
-from tests.conftest import FakeClock
+from tests.support import FakeClock
 
 ALICE = UserRef("slack", "T1", "U1")
 OWNER = UserRef("slack", "T1", "U0")

@@ -18,7 +18,6 @@ import discord as discord_py
 import httpx
 import pytest
 
-from tests.conftest import FakeClock
 from tests.fakes.discord import (
     APPLICATION_ID,
     BOT_TOKEN,
@@ -33,6 +32,7 @@ from tests.fakes.discord import (
     FakeDiscord,
     Interaction,
 )
+from tests.support import FakeClock
 
 ALICE = "5000000000000000001"
 BOB = "5000000000000000002"

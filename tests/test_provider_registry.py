@@ -9,7 +9,7 @@ import pytest
 from bot.errors import ConfigError
 from bot.providers.factory import base_url_for, build_fallbacks, build_provider
 from bot.providers.registry import SPECS, ProviderSpec, spec_for
-from tests.conftest import make_settings
+from tests.support import make_settings
 
 DEFAULT_BASE_URL = "https://api.core.today"  # provider.base_url's default in the config
 
