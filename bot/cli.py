@@ -129,6 +129,10 @@ def _print_config(settings: Settings, as_json: bool) -> None:
         for key, value in values.items():
             print(f"{key} = {json.dumps(value)}")
         print()
+    specs = platforms_registry.registered().values()
+    on = [spec.name for spec in specs if spec.enabled(settings)]
+    off = [spec.name for spec in specs if not spec.enabled(settings)]
+    print(f"# platforms this config runs: {', '.join(on)}; not enabled: {', '.join(off) or '-'}")
 
 
 async def _policy(settings: Settings, args: argparse.Namespace) -> int:

@@ -197,3 +197,28 @@ async def test_pool_size_reaches_the_engine(tmp_path: Path) -> None:
         assert (pool.size(), pool._max_overflow) == (3, 3)  # type: ignore[attr-defined]
     finally:
         await core.close()
+
+
+def test_check_config_names_the_platforms_from_the_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[discord]\nenabled = true\ntoken = "x"\n')
+    assert main(["check-config", "--config", str(path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == "# platforms this config runs: console, discord; not enabled: slack"
+
+
+def test_every_secret_in_the_config_is_redacted_by_type() -> None:
+    from bot.config import Settings, secret_values
+
+    settings = Settings.model_validate(
+        {
+            "provider": {
+                "api_key": "main-key",
+                "fallbacks": [{"name": "bfl", "api_key": "fallback-key"}],
+            },
+            "slack": {"bot_token": "xoxb-1", "signing_secret": "sig"},
+            "discord": {"token": "dtok"},
+        }
+    )
+    assert set(secret_values(settings)) >= {"main-key", "fallback-key", "xoxb-1", "sig", "dtok"}
