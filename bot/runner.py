@@ -23,6 +23,7 @@ import structlog
 
 from bot.domain import EditResult, Frontend, Job, JobState, Reply
 from bot.errors import (
+    DeliveryImpossible,
     ErrorKind,
     InternalError,
     KontextError,
@@ -521,6 +522,9 @@ class JobRunner:
             try:
                 await reply.deliver(result)
                 break
+            except DeliveryImpossible as exc:  # final: no retry, refunded
+                await self._fail(job, reply, exc, bound)
+                return
             except Exception as exc:
                 last_error = exc
                 bound.warning("delivery failed", attempt=attempt + 1, error=repr(exc))
