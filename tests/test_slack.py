@@ -719,3 +719,33 @@ async def test_the_bot_removed_before_delivery_tells_privately_and_refunds(bot: 
     assert len(bot.provider.creates) == 1
     # Final at the first refusal: not retried as if Slack had been unavailable.
     assert len(bot.slack.calls_to("files.completeUploadExternal")) == 1
+
+
+def direct_messages(bot: Bot) -> list[str]:
+    return [
+        c.args["text"] for c in bot.slack.calls_to("chat.postMessage") if c.args["channel"] == USER
+    ]
+
+
+async def test_a_mention_whose_channel_drops_the_bot_is_told_by_dm(bot: Bot) -> None:
+    # A mention has no response_url: the notice comes as a DM from the bot, which needs
+    # no channel membership.
+    bot.provider.script.outcome = "never"
+    file = bot.slack.add_file("cat.png", png())
+    event = message_event("app_mention", f"{time.time():.6f}", f"<@{BOT_USER_ID}> blue", [file])
+    await bot.event(event, "EvGone")
+    async with asyncio.timeout(15):
+        while not bot.provider.creates:
+            await asyncio.sleep(0.02)
+    bot.slack.channel(CHANNEL).bot_member = False
+    for prediction in bot.provider.predictions.values():
+        prediction.outcome = "succeeded"
+    async with asyncio.timeout(15):
+        while not (dms := direct_messages(bot)):
+            await asyncio.sleep(0.02)
+    (dm,) = dms
+    assert "could not be delivered" in dm and "refunded" in dm
+    async with asyncio.timeout(15):
+        while await balance(bot) != 1200:
+            await asyncio.sleep(0.02)
+    assert bot.slack.responses == []
