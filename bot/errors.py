@@ -86,6 +86,15 @@ class ProviderUnavailable(KontextError):
         self.maybe_created = maybe_created
 
 
+class DeliveryImpossible(KontextError):
+    """The result can never be posted where it was asked for (the bot was removed from
+    the channel, the channel was archived or deleted): retrying cannot help, so the job
+    fails at once, is refunded, and the user is told privately. Its kind is the one the
+    runner gives any delivery that failed: not the user's fault, refunded."""
+
+    kind = ErrorKind.PROVIDER_UNAVAILABLE
+
+
 class InternalError(KontextError):
     """A fault of the bot itself: logged with the job id, the user sees only that id."""
 

@@ -22,7 +22,14 @@ from pathlib import Path
 import structlog
 
 from bot.domain import EditResult, Job, JobState, Reply
-from bot.errors import ErrorKind, InternalError, KontextError, ModerationError, ProviderUnavailable
+from bot.errors import (
+    DeliveryImpossible,
+    ErrorKind,
+    InternalError,
+    KontextError,
+    ModerationError,
+    ProviderUnavailable,
+)
 from bot.failover import Failover, hold_delay
 from bot.images import inspect_output_image, validate_input_image
 from bot.jobqueue import JobQueue
@@ -335,6 +342,9 @@ class JobPipeline:
             try:
                 await reply.deliver(result)
                 break
+            except DeliveryImpossible as exc:  # final: no retry, refunded
+                await self._fail(job, reply, exc, bound)
+                return
             except Exception as exc:
                 last_error = exc
                 bound.warning("delivery failed", attempt=attempt + 1, error=repr(exc))

@@ -37,7 +37,7 @@ from tests.fakes.slack import (
     FakeSlack,
     sign_request,
 )
-from tests.support import environment, make_settings, png, run, start
+from tests.support import FakeClock, environment, make_settings, png, run, start
 
 USER = "U0ALICE"
 ADMIN = "U0ADMIN"
@@ -79,11 +79,11 @@ class Bot:
         acked = await self.slack.send_envelope(kind, payload, retry_attempt=retry)
         return Answer(str(acked.get("text", "")), acked)
 
-    async def command(self, text: str, user: str = USER) -> Answer:
+    async def command(self, text: str, user: str = USER, channel: str = CHANNEL) -> Answer:
         fields = {
             "token": "legacy",
             "team_id": TEAM_ID,
-            "channel_id": CHANNEL,
+            "channel_id": channel,
             "user_id": user,
             "command": "/kontext",
             "text": text,
@@ -121,8 +121,7 @@ class Bot:
         async with asyncio.timeout(10):
             while not self.slack.calls_to("views.open"):
                 await asyncio.sleep(0.01)
-        view = self.slack.calls_to("views.open")[-1].args["view"]
-        return json.loads(view) if isinstance(view, str) else view
+        return list(self.slack.views.values())[-1]  # as the fake opened it, with its id
 
     async def uploaded(self, count: int = 1) -> list[Any]:
         async with asyncio.timeout(15):
@@ -177,38 +176,23 @@ async def bot(
 
 
 def submission(
+    bot: Bot,
     view: dict[str, Any],
     *,
     prompt: str,
     file: dict[str, Any] | None,
     ratio: str | None = None,
-    view_id: str = "V0SUBMIT",
 ) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "prompt": {"text": {"type": "plain_text_input", "value": prompt}},
-        "ratio": {
-            "value": {
-                "type": "static_select",
-                "selected_option": {"value": ratio} if ratio else None,
-            }
-        },
-        "seed": {"value": {"type": "number_input", "value": None}},
-        "format": {"value": {"type": "static_select", "selected_option": {"value": "png"}}},
+    """The view_submission Slack sends for ``view`` (one the bot opened), filled in."""
+    values: dict[str, dict[str, dict[str, Any]]] = {
+        "prompt": {"text": {"value": prompt}},
+        "ratio": {"value": {"selected_option": {"value": ratio} if ratio else None}},
+        "seed": {"value": {"value": None}},
+        "format": {"value": {"selected_option": {"value": "png"}}},
     }
     if any(block.get("block_id") == "image" for block in view["blocks"]):
-        values["image"] = {"file": {"type": "file_input", "files": [file] if file else []}}
-    return {
-        "type": "view_submission",
-        "team": {"id": TEAM_ID},
-        "user": {"id": USER},
-        "view": {
-            "id": view_id,
-            "type": "modal",
-            "callback_id": view["callback_id"],
-            "private_metadata": view["private_metadata"],
-            "state": {"values": values},
-        },
-    }
+        values["image"] = {"file": {"files": [file] if file else []}}
+    return bot.slack.view_submission(view["id"], user=USER, values=values)
 
 
 async def balance(bot: Bot) -> int:
@@ -229,7 +213,7 @@ async def test_slash_command_modal_with_file_posts_result_in_channel(bot: Bot) -
     original = png()
     file = bot.slack.add_file("cat.png", original)
     done = await bot.interact(
-        submission(view, prompt="make it a watercolor", file=file, ratio="4:3")
+        submission(bot, view, prompt="make it a watercolor", file=file, ratio="4:3")
     )
     assert done.text == "" and not (done.body or {}).get("response_action")
     (upload,) = await bot.uploaded()
@@ -264,7 +248,7 @@ async def test_help_credits_and_bad_options_answer_in_the_ack(bot: Bot) -> None:
 async def test_invalid_modal_input_keeps_the_modal_open(bot: Bot) -> None:
     await bot.command("")
     view = await bot.opened_view()
-    answer = await bot.interact(submission(view, prompt="   ", file=None))
+    answer = await bot.interact(submission(bot, view, prompt="   ", file=None))
     assert answer.json()["response_action"] == "errors"
     assert "Write what to change" in answer.json()["errors"]["prompt"]
     assert await bot.core.service.history(UserRef("slack", TEAM_ID, USER)) == []
@@ -342,7 +326,7 @@ async def test_message_shortcut_edits_that_messages_image(bot: Bot) -> None:
     await bot.interact(shortcut)
     view = await bot.opened_view()
     assert all(block["block_id"] != "image" for block in view["blocks"])
-    await bot.interact(submission(view, prompt="put it on a beach", file=None, view_id="V0SC"))
+    await bot.interact(submission(bot, view, prompt="put it on a beach", file=None))
     (upload,) = await bot.uploaded()
     assert upload.thread_ts == "1764000001.000200"
     assert bot.provider.creates[0].file_bytes == png((50, 50, 200))
@@ -411,7 +395,7 @@ async def test_rate_limited_slack_calls_are_retried(bot: Bot) -> None:
     bot.slack.rate_limit_methods["chat.postEphemeral"] = 2
     await bot.command("")
     view = await bot.opened_view()
-    await bot.interact(submission(view, prompt="make it blue", file=None, view_id="V0RL"))
+    await bot.interact(submission(bot, view, prompt="make it blue", file=None))
     await bot.uploaded()
     async with asyncio.timeout(10):
         while (
@@ -451,7 +435,7 @@ async def test_non_image_and_corrupt_files_cost_nothing(
     await bot.command("")
     view = await bot.opened_view()
     file = bot.slack.file_object(next(iter(bot.slack.files)))
-    answer = await bot.interact(submission(view, prompt="make it blue", file=file, view_id="V0BAD"))
+    answer = await bot.interact(submission(bot, view, prompt="make it blue", file=file))
     errors = (answer.body or {}).get("errors")
     if errors:
         # A file the event already declares as no image is refused in the form itself,
@@ -569,7 +553,7 @@ async def test_admin_commands_pause_allowance_and_workspace_admins(bot: Bot) -> 
     blocked = await bot.command("make it blue")
     view = await bot.opened_view()
     file = bot.slack.add_file("cat.png", png())
-    await bot.interact(submission(view, prompt="make it blue", file=file, view_id="V0PAUSED"))
+    await bot.interact(submission(bot, view, prompt="make it blue", file=file))
     (notice,) = await bot.ephemerals(1)
     assert "paused" in notice
     assert blocked.text == ""
@@ -615,3 +599,146 @@ async def test_a_prompt_cannot_make_the_bots_public_posts_ping_anyone(bot: Bot) 
     assert "&lt;!channel&gt;" in (upload.initial_comment or "")
     # The seed the bot chose is on the result, so the edit can be reproduced.
     assert re.search(r"seed \d+", upload.initial_comment or "")
+
+
+# -- a channel the bot is not in (issue 14, defect 6) -----------------------------------
+
+
+def shortcut_in(bot: Bot, channel: str, files: list[dict[str, Any]], ts: str) -> dict[str, Any]:
+    """The message_action payload of the "Edit with Kontext" shortcut; Slack sends it
+    from any channel the user can see, with a response_url for answers."""
+    return {
+        "type": "message_action",
+        "callback_id": "kontext_edit_message",
+        "trigger_id": f"t-{ts}",
+        "team": {"id": TEAM_ID},
+        "channel": {"id": channel},
+        "user": {"id": USER},
+        "message": {"ts": ts, "text": "look", "files": files},
+        "response_url": f"{bot.slack.base_url}/response/{ts}",
+    }
+
+
+async def responses(bot: Bot, count: int = 1) -> list[dict[str, Any]]:
+    async with asyncio.timeout(15):
+        while len(bot.slack.responses) < count:
+            await asyncio.sleep(0.02)
+    return bot.slack.responses
+
+
+async def test_requests_in_a_channel_without_the_bot_say_how_to_invite_it(bot: Bot) -> None:
+    clock = FakeClock()
+    bot.adapter.membership.clock = clock
+    outside = bot.slack.add_channel("C0OUTSIDE")
+    # The modal was opened while the bot was there; it was removed before the submit,
+    # longer ago than the membership answer is kept.
+    await bot.command("", channel=outside.id)
+    view = await bot.opened_view()
+    outside.bot_member = False
+    clock.advance(61)
+    file = bot.slack.add_file("cat.png", png())
+    answer = await bot.interact(submission(bot, view, prompt="make it blue", file=file))
+    assert answer.json()["response_action"] == "errors"  # the modal stays open
+    assert "/invite @kontext" in answer.json()["errors"]["prompt"]
+    assert "Nothing was charged" in answer.json()["errors"]["prompt"]
+
+    # The slash command, with a prompt or without, answers in its ack: no modal.
+    opened = len(bot.slack.views)
+    for text in ("make it blue", ""):
+        refused = await bot.command(text, channel=outside.id)
+        assert "/invite @kontext" in refused.text
+    assert len(bot.slack.views) == opened
+    # Free commands still work there.
+    assert "1200 credits" in (await bot.command("credits", channel=outside.id)).text
+
+    # The message shortcut: privately through its response_url, no modal.
+    photo = bot.slack.add_file("photo.png", png())
+    await bot.interact(shortcut_in(bot, outside.id, [photo], "1764000009.000100"))
+    (response,) = await responses(bot)
+    assert response["response_type"] == "ephemeral" and "/invite @kontext" in response["text"]
+    assert len(bot.slack.views) == opened
+
+    assert bot.provider.received == []
+    entries = await bot.core.service.history(UserRef("slack", TEAM_ID, USER))
+    assert [e.kind.value for e in entries] == ["grant"]  # the allowance; nothing reserved
+    assert await balance(bot) == 1200
+    # Nothing was tried in the channel the bot cannot post in.
+    assert not bot.slack.calls_to("chat.postEphemeral")
+    assert not bot.slack.calls_to("chat.postMessage")
+
+
+async def test_a_burst_in_one_channel_asks_slack_once(bot: Bot) -> None:
+    clock = FakeClock()
+    bot.adapter.membership.clock = clock
+    answers = await asyncio.gather(bot.command("make it blue"), bot.command("make it red"))
+    assert [a.text for a in answers] == ["", ""]
+    await bot.command("make it green")
+    assert len(bot.slack.calls_to("conversations.info")) == 1
+    assert len(bot.slack.calls_to("views.open")) == 3
+    clock.advance(61)  # the answer is kept for a minute
+    await bot.command("make it gold")
+    assert len(bot.slack.calls_to("conversations.info")) == 2
+
+
+async def test_without_the_read_scope_requests_go_through(bot: Bot) -> None:
+    assert bot.slack.scopes is not None
+    bot.slack.scopes.discard("channels:read")
+    await bot.command("make it blue")
+    await bot.command("make it red")
+    assert len(bot.slack.calls_to("views.open")) == 2  # the user is not blocked
+    assert bot.adapter._scopes_reported == {"channels:read"}
+
+
+async def test_the_bot_removed_before_delivery_tells_privately_and_refunds(bot: Bot) -> None:
+    bot.provider.script.outcome = "never"  # the provider works until the test says
+    await bot.command("")
+    view = await bot.opened_view()
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(submission(bot, view, prompt="make it blue", file=file))
+    async with asyncio.timeout(15):
+        while not bot.provider.creates:
+            await asyncio.sleep(0.02)
+    bot.slack.channel(CHANNEL).bot_member = False  # someone removed the bot meanwhile
+    for prediction in bot.provider.predictions.values():
+        prediction.outcome = "succeeded"
+
+    (notice,) = await responses(bot)  # through the slash command's response_url
+    assert notice["response_type"] == "ephemeral"
+    assert "could not be delivered" in notice["text"] and "/invite @kontext" in notice["text"]
+    assert "refunded" in notice["text"]
+    async with asyncio.timeout(15):
+        while await balance(bot) != 1200:
+            await asyncio.sleep(0.02)
+    assert len(bot.provider.creates) == 1
+    # Final at the first refusal: not retried as if Slack had been unavailable.
+    assert len(bot.slack.calls_to("files.completeUploadExternal")) == 1
+
+
+def direct_messages(bot: Bot) -> list[str]:
+    return [
+        c.args["text"] for c in bot.slack.calls_to("chat.postMessage") if c.args["channel"] == USER
+    ]
+
+
+async def test_a_mention_whose_channel_drops_the_bot_is_told_by_dm(bot: Bot) -> None:
+    # A mention has no response_url: the notice comes as a DM from the bot, which needs
+    # no channel membership.
+    bot.provider.script.outcome = "never"
+    file = bot.slack.add_file("cat.png", png())
+    event = message_event("app_mention", f"{time.time():.6f}", f"<@{BOT_USER_ID}> blue", [file])
+    await bot.event(event, "EvGone")
+    async with asyncio.timeout(15):
+        while not bot.provider.creates:
+            await asyncio.sleep(0.02)
+    bot.slack.channel(CHANNEL).bot_member = False
+    for prediction in bot.provider.predictions.values():
+        prediction.outcome = "succeeded"
+    async with asyncio.timeout(15):
+        while not (dms := direct_messages(bot)):
+            await asyncio.sleep(0.02)
+    (dm,) = dms
+    assert "could not be delivered" in dm and "refunded" in dm
+    async with asyncio.timeout(15):
+        while await balance(bot) != 1200:
+            await asyncio.sleep(0.02)
+    assert bot.slack.responses == []

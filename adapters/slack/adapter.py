@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFileFetcher
 from adapters.slack.listeners import PLATFORM, SlackListeners
+from adapters.slack.membership import Membership
 from adapters.slack.reply import SlackReply
 from adapters.slack.style import SlackStyle
 from bot.config import SlackConfig
@@ -62,12 +63,20 @@ class SlackAdapter:
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._scopes_reported: set[str] = set()
+        # The bot user's name, for "/invite @kontext" answers; auth.test tells it at start.
+        self.bot_name = "kontext"
+        self.membership = Membership(self.client, self.api_error)
         SlackListeners(self, Conversation(service, SlackStyle())).register()
 
-    # -- the Frontend side (the core finishing jobs) -------------------------------------
+    # -- the Platform side (the core finishing jobs) -------------------------------------
 
     def reply_for(self, job: Job) -> SlackReply:
-        return SlackReply(self.client, job.reply_target)
+        return SlackReply(
+            self.client,
+            job.reply_target,
+            bot_name=self.bot_name,
+            on_unreachable=self.membership.forget,
+        )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:
         async def fetch(max_bytes: int) -> bytes:
@@ -139,7 +148,8 @@ class SlackAdapter:
         )
         # Fail fast with Slack's own reason (invalid_auth, ...) instead of retrying a
         # connection that can never work.
-        await self.client.auth_test()
+        identity = await self.client.auth_test()
+        self.bot_name = str(identity.get("user") or self.bot_name)
         if self.config.mode == "socket":
             await self.client.apps_connections_open(
                 app_token=self.config.app_token.get_secret_value()

@@ -8,6 +8,13 @@ carries (file ids, names, declared types and sizes), a thread look-up for multi-
 edits, one transaction. Downloading, and looking up a file Slack did not describe,
 happen in the runner.
 
+A slash command or a message shortcut also works in a channel the bot is not in, where
+it could not post the result: before anything is reserved the listener asks whether the
+bot is a member (``membership.py``) and, if not, tells the requester privately how to
+invite it; nothing is charged. The slash command's or shortcut's ``response_url``
+travels with the request (modal metadata, then the job's reply target), so a bot
+removed before delivery can still tell the requester privately (``reply.py``).
+
 Each request's idempotency key comes from Slack's own ids (the modal's view id, the
 message's channel and ts), so a redelivered event, or the ``message`` and
 ``app_mention`` events Slack sends for one message, make one job.
@@ -55,6 +62,14 @@ def _is_image(file: dict[str, Any]) -> bool:
     return str(file.get("mimetype") or "").startswith("image/")
 
 
+def not_in_channel(bot_name: str) -> str:
+    """Slack's own wording (its /invite command), so it lives here, not in bot/texts."""
+    return (
+        "I'm not in this channel, so I couldn't post the result here. Add me with "
+        f"`/invite @{bot_name}` and try again. Nothing was charged."
+    )
+
+
 class SlackListeners:
     def __init__(self, adapter: SlackAdapter, conversation: Conversation) -> None:
         self.adapter = adapter
@@ -76,8 +91,17 @@ class SlackListeners:
     async def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
         user = UserRef(PLATFORM, command["team_id"], command["user_id"])
         text = str(command.get("text") or "")
-        metadata = {"channel": command["channel_id"], "user": user.user, "team": user.workspace}
+        channel = str(command["channel_id"])
+        metadata = {
+            "channel": channel,
+            "user": user.user,
+            "team": user.workspace,
+            "response_url": command.get("response_url"),
+        }
         if not text.strip():
+            if not await self._bot_is_in(channel):
+                await ack(text=self._invite())
+                return
             await ack()
             await self._open_modal(command["trigger_id"], metadata, with_file_input=True)
             return
@@ -90,6 +114,9 @@ class SlackListeners:
         )
         if isinstance(outcome, Said):
             await ack(text=outcome.text)
+            return
+        if not await self._bot_is_in(channel):
+            await ack(text=self._invite())
             return
         await ack()
         await self._open_modal(
@@ -146,13 +173,22 @@ class SlackListeners:
             # Shown under the prompt field: the modal stays open to be corrected.
             await ack(response_action="errors", errors={"prompt": outcome.text})
             return
-        target = {"channel": channel, "user": user.user, "thread_ts": metadata.get("thread_ts")}
+        if not await self._bot_is_in(channel):
+            # The modal stays open: the user can invite the bot and submit again.
+            await ack(response_action="errors", errors={"prompt": self._invite()})
+            return
+        target = {
+            "channel": channel,
+            "user": user.user,
+            "thread_ts": metadata.get("thread_ts"),
+            "response_url": metadata.get("response_url"),
+        }
         submitted = await self.conversation.submit(
             self._request(user, outcome, target, f"slack:{team}:view:{view['id']}", context)
         )
         await ack()
         if not submitted.duplicate:
-            await SlackReply(self.client, target).tell(submitted.text)
+            await self._reply(target).tell(submitted.text)
 
     async def on_message_shortcut(self, ack: Ack, shortcut: dict[str, Any]) -> None:
         await ack()
@@ -160,7 +196,8 @@ class SlackListeners:
         channel = shortcut["channel"]["id"]
         user = UserRef(PLATFORM, shortcut["team"]["id"], shortcut["user"]["id"])
         files = [source_of(f) for f in message.get("files") or []]
-        reply = SlackReply(self.client, {"channel": channel, "user": user.user})
+        response_url = shortcut.get("response_url")
+        reply = self._reply({"channel": channel, "user": user.user, "response_url": response_url})
         if not files:
             await reply.tell("That message has no image to edit.")
             return
@@ -169,10 +206,16 @@ class SlackListeners:
         except UserInputError as exc:
             await reply.tell(exc.user_message)
             return
+        if not await self._bot_is_in(channel):
+            # A shortcut's ack carries no message; its response_url answers "only visible
+            # to you" right where the user acted, like the slash command's ack text.
+            await reply.respond(self._invite())
+            return
         metadata = {
             "channel": channel,
             "user": user.user,
             "team": user.workspace,
+            "response_url": response_url,
             "thread_ts": message.get("thread_ts") or message.get("ts"),
             "files": [s.to_json() for s in inputs[:_METADATA_FILES]],
         }
@@ -206,7 +249,7 @@ class SlackListeners:
         if await self.conversation.service.job_for_key(key) is not None:
             return  # Slack redelivered the event, or sent message and app_mention both
         target = {"channel": channel, "user": user.user, "thread_ts": thread_ts or ts}
-        reply = SlackReply(self.client, target)
+        reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
         if not files and thread_ts:
             files = await self._latest_thread_image(channel, str(thread_ts), ts)
@@ -226,6 +269,15 @@ class SlackListeners:
         submitted = await self.conversation.submit(self._request(user, outcome, target, key, here))
         if not submitted.duplicate:
             await reply.tell(submitted.text)
+
+    async def _bot_is_in(self, channel: str) -> bool:
+        return await self.adapter.membership.is_member(channel)
+
+    def _invite(self) -> str:
+        return not_in_channel(self.adapter.bot_name)
+
+    def _reply(self, target: dict[str, Any]) -> SlackReply:
+        return SlackReply(self.client, target, bot_name=self.adapter.bot_name)
 
     async def _latest_thread_image(
         self, channel: str, thread_ts: str, before: str
