@@ -33,6 +33,7 @@ from tests.fakes.discord import (
     MANAGE_GUILD,
     MESSAGE_FLAG_EPHEMERAL,
     FakeDiscord,
+    Interaction,
 )
 from tests.support import environment, make_settings, png, run, start
 
@@ -77,6 +78,18 @@ class Bot:
 
     async def balance(self, user: str = ALICE) -> int:
         return (await self.core.service.credits(UserRef("discord", GUILD_ID, user))).balance
+
+
+def assert_refused_privately(discord: FakeDiscord, asked: Interaction, words: str) -> None:
+    """The refusal was the interaction's one initial response, ephemeral, and nothing
+    of this interaction was ever public (not even briefly, not even edited away)."""
+    (callback,) = asked.callbacks
+    assert callback["type"] == 4, "answered with the refusal, not a deferral"
+    assert callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert words in callback["data"]["content"]
+    public = [m for m in discord.ever_public(asked.channel_id) if m["id"] == asked.original_id]
+    assert public == [], public
+    assert asked.original_id in {m["id"] for m in discord.ephemeral_messages(asked.channel_id)}
 
 
 async def start_bot(
@@ -333,17 +346,8 @@ async def test_quota_refusal_is_ephemeral_and_nothing_is_submitted(
                 "kontext", {"prompt": "two"}, user_id=ALICE, attachment=image
             )
 
-            def ephemeral() -> list[dict[str, Any]]:
-                return [
-                    m
-                    for m in discord.channel_messages(CHANNEL_ID)
-                    if m["flags"] & MESSAGE_FLAG_EPHEMERAL
-                ]
-
-            (notice,) = await bot.until(ephemeral)
-            assert "credits" in notice["content"].lower()
-            remaining = {m["id"] for m in discord.channel_messages(CHANNEL_ID)}
-            assert refused.original_id not in remaining, "the public 'thinking' message is gone"
+            await bot.until(lambda: refused.callbacks)
+            assert_refused_privately(discord, refused, "credits")
             assert len(fake.creates) == 1
             assert await bot.balance() == 0
         finally:
@@ -592,15 +596,8 @@ async def test_admin_role_allowance_and_pause_from_discord(bot: Bot) -> None:
         "kontext", {"prompt": "make it blue"}, user_id=BOB, attachment=image
     )
 
-    def notices() -> list[dict[str, Any]]:
-        return [
-            m
-            for m in bot.discord.channel_messages(CHANNEL_ID)
-            if m["flags"] & MESSAGE_FLAG_EPHEMERAL and "An admin has paused" in m["content"]
-        ]
-
-    await bot.until(notices)
-    assert refused.original_id not in {m["id"] for m in bot.discord.channel_messages(CHANNEL_ID)}
+    await bot.until(lambda: refused.callbacks)
+    assert_refused_privately(bot.discord, refused, "An admin has paused")
     assert bot.provider.creates == []
     resumed = await bot.discord.subcommand("kontext-admin", "resume", {}, user_id=MOD)
     await bot.until(lambda: resumed.callbacks)
