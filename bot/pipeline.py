@@ -335,6 +335,11 @@ class JobPipeline:
             try:
                 await reply.deliver(result)
                 break
+            except KontextError as exc:
+                # The platform says the result can never be posted (e.g. a channel the bot
+                # cannot see): retrying cannot help; refund and tell now.
+                await self._fail(job, reply, exc, bound)
+                return
             except Exception as exc:
                 last_error = exc
                 bound.warning("delivery failed", attempt=attempt + 1, error=repr(exc))

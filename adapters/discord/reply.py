@@ -327,8 +327,8 @@ class DiscordReply:
             log.warning("channel message failed", status=exc.status)
             return
         try:
-            user = await self.client.fetch_user(int(self._user))
-            await user.send(f"{text}\n{note}", allowed_mentions=NO_PINGS)
+            direct = await self.client.create_dm(discord.Object(id=int(self._user)))
+            await direct.send(f"{text}\n{note}", allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.warning("direct message failed", status=exc.status, code=exc.code)
 
