@@ -23,7 +23,6 @@ import structlog
 
 from bot.domain import EditResult, Job, JobState, Reply
 from bot.errors import (
-    DeliveryImpossible,
     ErrorKind,
     InternalError,
     KontextError,
@@ -342,7 +341,9 @@ class JobPipeline:
             try:
                 await reply.deliver(result)
                 break
-            except DeliveryImpossible as exc:  # final: no retry, refunded
+            except KontextError as exc:
+                # The platform says the result can never be posted (e.g. a channel the bot
+                # cannot see): retrying cannot help; refund and tell now.
                 await self._fail(job, reply, exc, bound)
                 return
             except Exception as exc:

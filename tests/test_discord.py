@@ -32,7 +32,9 @@ from tests.fakes.discord import (
     GUILD_ID,
     MANAGE_GUILD,
     MESSAGE_FLAG_EPHEMERAL,
+    PRIVATE_CHANNEL_ID,
     FakeDiscord,
+    Interaction,
 )
 from tests.support import environment, make_settings, png, run, start
 
@@ -77,6 +79,23 @@ class Bot:
 
     async def balance(self, user: str = ALICE) -> int:
         return (await self.core.service.credits(UserRef("discord", GUILD_ID, user))).balance
+
+
+def assert_refused_privately(discord: FakeDiscord, asked: Interaction, words: str) -> None:
+    """The refusal was the interaction's one initial response, ephemeral, and nothing
+    of this interaction was ever public (not even briefly, not even edited away)."""
+    (callback,) = asked.callbacks
+    assert callback["type"] == 4, "answered with the refusal, not a deferral"
+    assert callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert words in callback["data"]["content"]
+    public = [m for m in discord.ever_public(asked.channel_id) if m["id"] == asked.original_id]
+    assert public == [], public
+    assert asked.original_id in {m["id"] for m in discord.ephemeral_messages(asked.channel_id)}
+
+
+def _field(message: dict[str, Any], name: str) -> str:
+    (embed,) = message["embeds"]
+    return str(next(f["value"] for f in embed["fields"] if f["name"] == name))
 
 
 async def start_bot(
@@ -198,6 +217,12 @@ async def test_reroll_and_edit_again_chain_from_the_result_buttons(bot: Bot) -> 
     assert creates[1].input["prompt"] == "make it a watercolor"
     assert creates[1].file_bytes == creates[0].file_bytes, "same input image"
     assert isinstance(creates[1].input["seed"], int)
+    # The bot picked the first seed (none was given) and shows both: a re-roll differs.
+    second = next(m for m in bot.result_messages() if m["id"] != first["id"])
+    seeds = [_field(m, "Seed") for m in (first, second)]
+    assert all(seed.isdigit() for seed in seeds), seeds
+    assert seeds[0] != seeds[1]
+    assert [int(seed) for seed in seeds] == [c.input["seed"] for c in creates]
 
     assert await bot.balance(ALICE) == 1080
 
@@ -333,17 +358,8 @@ async def test_quota_refusal_is_ephemeral_and_nothing_is_submitted(
                 "kontext", {"prompt": "two"}, user_id=ALICE, attachment=image
             )
 
-            def ephemeral() -> list[dict[str, Any]]:
-                return [
-                    m
-                    for m in discord.channel_messages(CHANNEL_ID)
-                    if m["flags"] & MESSAGE_FLAG_EPHEMERAL
-                ]
-
-            (notice,) = await bot.until(ephemeral)
-            assert "credits" in notice["content"].lower()
-            remaining = {m["id"] for m in discord.channel_messages(CHANNEL_ID)}
-            assert refused.original_id not in remaining, "the public 'thinking' message is gone"
+            await bot.until(lambda: refused.callbacks)
+            assert_refused_privately(discord, refused, "credits")
             assert len(fake.creates) == 1
             assert await bot.balance() == 0
         finally:
@@ -592,15 +608,8 @@ async def test_admin_role_allowance_and_pause_from_discord(bot: Bot) -> None:
         "kontext", {"prompt": "make it blue"}, user_id=BOB, attachment=image
     )
 
-    def notices() -> list[dict[str, Any]]:
-        return [
-            m
-            for m in bot.discord.channel_messages(CHANNEL_ID)
-            if m["flags"] & MESSAGE_FLAG_EPHEMERAL and "An admin has paused" in m["content"]
-        ]
-
-    await bot.until(notices)
-    assert refused.original_id not in {m["id"] for m in bot.discord.channel_messages(CHANNEL_ID)}
+    await bot.until(lambda: refused.callbacks)
+    assert_refused_privately(bot.discord, refused, "An admin has paused")
     assert bot.provider.creates == []
     resumed = await bot.discord.subcommand("kontext-admin", "resume", {}, user_id=MOD)
     await bot.until(lambda: resumed.callbacks)
@@ -644,3 +653,209 @@ async def test_bad_option_combination_is_answered_privately(bot: Bot) -> None:
     assert callback["type"] == 4 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
     assert "needs an input image" in callback["data"]["content"]
     assert bot.provider.creates == []
+
+
+class Gate:
+    """Holds every reservation until ``open``: the slow path, deterministically."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.opened = asyncio.Event()
+        self.waiting = asyncio.Event()
+        service = bot.core.service
+        submit = service.submit
+
+        async def gated(request: Any) -> Any:
+            self.waiting.set()
+            await self.opened.wait()
+            return await submit(request)
+
+        service.submit = gated  # type: ignore[method-assign]
+        bot.adapter.reservation_budget = 0.0
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+async def test_slow_reservation_defers_privately_then_refuses_privately(bot: Bot) -> None:
+    paused = await bot.discord.subcommand("kontext-admin", "pause", {}, user_id=MOD)
+    await bot.until(lambda: paused.callbacks)
+    gate = Gate(bot)
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it blue"}, user_id=ALICE, attachment=image
+    )
+    await bot.until(lambda: asked.callbacks)
+    (callback,) = asked.callbacks
+    assert callback["type"] == 5 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    gate.open()
+
+    def refusal() -> dict[str, Any] | None:
+        mine = bot.discord.ephemeral_messages(CHANNEL_ID, ALICE)
+        return next((m for m in mine if "An admin has paused" in m["content"]), None)
+
+    notice = await bot.until(refusal)
+    assert notice["id"] == asked.original_id, "the private loading message became the refusal"
+    assert [m for m in bot.discord.ever_public(CHANNEL_ID) if m["author"]["bot"]] == []
+    assert bot.provider.creates == []
+    assert await bot.balance() == 1200
+
+
+async def test_slow_reservation_queues_privately_and_posts_the_result_publicly(bot: Bot) -> None:
+    gate = Gate(bot)
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it blue"}, user_id=ALICE, attachment=image
+    )
+    await bot.until(lambda: asked.callbacks)
+    assert asked.callbacks[0]["type"] == 5
+    assert asked.callbacks[0]["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    gate.open()
+    (result,) = await bot.results(1)
+    assert result["id"] != asked.original_id, "a new public follow-up, not the private status"
+    assert not bot.discord.is_ephemeral(result)
+    assert result["content"] == f"<@{ALICE}>"
+    queued = [
+        e.message
+        for e in bot.discord.message_log
+        if e.message["id"] == asked.original_id and "Queued" in e.message["content"]
+    ]
+    assert queued and all(bot.discord.is_ephemeral(m) for m in queued), "queued, privately"
+    public_bot = [m for m in bot.discord.ever_public(CHANNEL_ID) if m["author"]["bot"]]
+    assert {m["id"] for m in public_bot} == {result["id"]}, "only the result was ever public"
+    assert await bot.balance() == 1080
+
+
+async def test_delete_works_in_a_channel_the_bot_cannot_see(bot: Bot) -> None:
+    bot.discord.hidden_channels.add(PRIVATE_CHANNEL_ID)
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command(
+        "kontext",
+        {"prompt": "make it blue"},
+        user_id=ALICE,
+        attachment=image,
+        channel_id=PRIVATE_CHANNEL_ID,
+    )
+    (result,) = await bot.results(1, PRIVATE_CHANNEL_ID)
+    deleted = await bot.discord.click(result, "Delete", user_id=ALICE)
+    await bot.until(
+        lambda: (
+            result["id"] not in {m["id"] for m in bot.discord.channel_messages(PRIVATE_CHANNEL_ID)}
+        )
+    )
+    assert [c["type"] for c in deleted.callbacks] == [6], "a deferred update, then @original"
+    assert bot.discord.refusals(50001) == [], "nothing went through the bot token"
+
+
+async def test_a_late_result_in_a_hidden_channel_is_refunded_and_told_by_dm(bot: Bot) -> None:
+    bot.discord.hidden_channels.add(PRIVATE_CHANNEL_ID)
+    bot.provider.script.polls_before_done = 100_000
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext",
+        {"prompt": "make it blue"},
+        user_id=ALICE,
+        attachment=image,
+        channel_id=PRIVATE_CHANNEL_ID,
+    )
+    await bot.until(lambda: bot.provider.predictions)
+    bot.discord.expire(asked.token)  # 15 minutes later
+    for prediction in bot.provider.predictions.values():
+        prediction.polls_left = 0
+
+    def dm() -> list[dict[str, Any]]:
+        channel = bot.discord.dm_channels.get(ALICE)
+        return bot.discord.channel_messages(channel) if channel else []
+
+    (notice,) = await bot.until(dm)
+    assert "can't post" in notice["content"] and "refunded" in notice["content"]
+    assert await bot.balance() == 1200, "refunded"
+    posts = bot.discord.calls_to("POST", f"/channels/{PRIVATE_CHANNEL_ID}/messages")
+    assert len(posts) == 2, "one delivery and one notice: a 403 is not retried"
+
+
+async def test_prompt_credits_answers_privately_and_charges_nothing(bot: Bot) -> None:
+    asked = await bot.discord.slash_command("kontext", {"prompt": "credits"}, user_id=ALICE)
+    await bot.until(lambda: asked.callbacks)
+    (callback,) = asked.callbacks
+    assert callback["type"] == 4 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert "**1200 credits**" in callback["data"]["content"]
+    assert bot.provider.creates == []
+    assert await bot.balance() == 1200
+
+
+async def test_help_names_only_discord_commands(bot: Bot) -> None:
+    helped = await bot.discord.slash_command("kontext-help", user_id=ALICE)
+    await bot.until(lambda: helped.callbacks)
+    text = helped.callbacks[0]["data"]["content"]
+    assert "/kontext-credits" in text and "/kontext-admin" in text
+    for slack_syntax in ("/kontext credits", "/kontext help", "/kontext grant", "--model"):
+        assert slack_syntax not in text
+
+
+async def test_art_channel_message_with_only_a_text_file_is_refused(bot: Bot) -> None:
+    notes = bot.discord.upload(b"hello", "notes.txt", "text/plain")
+    await bot.discord.post_message("!kontext make it blue", user_id=ALICE, attachments=[notes])
+
+    def answer() -> dict[str, Any] | None:
+        mine = [m for m in bot.discord.channel_messages(ART_CHANNEL_ID) if m["author"]["bot"]]
+        return mine[0] if mine else None
+
+    message = await bot.until(answer)
+    assert "notes.txt" in message["content"] and "not an image" in message["content"]
+    assert "Queued" not in "".join(m["content"] for m in bot.discord.ever_public(ART_CHANNEL_ID))
+    assert notes["id"] not in bot.discord.cdn_requests
+    assert bot.provider.creates == []
+    assert await bot.balance() == 1200
+
+
+async def test_art_channel_quota_refusal_leaves_no_queued_message(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async with FakeDiscord() as discord:
+        discord.add_user(ALICE, "alice")
+        core, adapter, settings = await start_bot(tmp_path, fake, discord, credits={"allowance": 0})
+        try:
+            photo = discord.upload(png(), "her.png", "image/png")
+            await discord.post_message("!kontext make it blue", user_id=ALICE, attachments=[photo])
+            bot = Bot(core, adapter, discord, fake, settings)
+            (refusal,) = await bot.until(
+                lambda: [m for m in discord.channel_messages(ART_CHANNEL_ID) if m["author"]["bot"]]
+            )
+            assert "credits" in refusal["content"].lower()
+            assert all("Queued" not in m["content"] for m in discord.ever_public(ART_CHANNEL_ID))
+            assert fake.creates == []
+        finally:
+            await adapter.stop()
+            await core.close()
+
+
+async def test_context_menu_on_a_message_with_only_a_pdf_names_it(bot: Bot) -> None:
+    pdf = bot.discord.upload(b"%PDF-1.4", "brief.pdf", "application/pdf")
+    message = await bot.discord.post_message(
+        "the brief", user_id=BOB, channel_id=CHANNEL_ID, attachments=[pdf]
+    )
+    menu = await bot.discord.context_menu("Edit with Kontext", message, user_id=ALICE)
+    await bot.until(lambda: menu.callbacks)
+    (callback,) = menu.callbacks
+    assert callback["type"] == 4 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    assert "brief.pdf" in callback["data"]["content"]
+    assert bot.provider.creates == []
+
+
+async def test_no_message_of_the_bot_pings_anyone_but_the_requester(bot: Bot) -> None:
+    role = "6000000000000000009"
+    await bot.discord.add_role(role, "Everyone-ish")
+    prompt = f"make @everyone and <@{BOB}> and <@&{role}> wear hats"
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command("kontext", {"prompt": prompt}, user_id=ALICE, attachment=image)
+    await bot.results(1)
+    photo = bot.discord.upload(png(), "her.png", "image/png")
+    await bot.discord.post_message(f"!kontext {prompt}", user_id=ALICE, attachments=[photo])
+    await bot.results(1, ART_CHANNEL_ID)
+    events = bot.discord.bot_events()
+    assert any(prompt in e.message["content"] for e in events), "the prompt was echoed"
+    for event in events:
+        assert bot.discord.pingable(event) <= {f"user:{ALICE}"}, (
+            event.message["content"],
+            event.allowed_mentions,
+        )

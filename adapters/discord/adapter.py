@@ -1,18 +1,18 @@
 """The Discord adapter: turns interactions and art-channel messages into core requests.
 
-Every interaction is answered within Discord's 3 seconds: mistakes at once and
-ephemerally (nothing is stored or charged), everything else with a deferred "thinking"
-response that then becomes the status message and finally the result. The job's reply
-target keeps the interaction's webhook token, so the result reaches the same message
-after a restart; a job that outlives the 15-minute token is posted in the channel.
+Every interaction is answered within Discord's 3 seconds: mistakes and refusals
+ephemerally as the first response (nothing is stored or charged), an accepted edit with
+a deferred "thinking" response that then becomes the status message and finally the
+result (respond.py explains the order). The job's reply target keeps the interaction's
+webhook token, so the result reaches the same message after a restart; a job that
+outlives the 15-minute token is posted in the channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,12 @@ import structlog
 from discord.ext import commands
 
 from adapters.discord import attachments
+from adapters.discord.cog import KontextCog
 from adapters.discord.commands_sync import sync_if_changed
 from adapters.discord.components import DYNAMIC_ITEMS, PromptModal
-from adapters.discord.reply import TOKEN_LIFETIME_SECONDS, DiscordReply, short
+from adapters.discord.people import PLATFORM, request_context, user_ref
+from adapters.discord.reply import NO_PINGS, DiscordReply
+from adapters.discord.respond import Acks, answer_interaction, answer_message
 from adapters.discord.style import DiscordStyle
 from bot.commands import starts_with_trigger
 from bot.config import DiscordConfig
@@ -43,21 +46,7 @@ from bot.errors import ConfigError
 from bot.service import KontextService
 
 log = structlog.get_logger("kontext.discord")
-PLATFORM = "discord"
 _START_TIMEOUT = 60.0
-
-
-def _context(channel_id: int | None, author: discord.User | discord.Member) -> RequestContext:
-    """The channel and the member's roles: quotas can be set per channel and per role."""
-    roles = getattr(author, "roles", None) or []
-    return RequestContext(
-        channel=str(channel_id) if channel_id else None,
-        roles=tuple(str(role.id) for role in roles if not role.is_default()),
-    )
-
-
-def user_ref(guild_id: int | None, user_id: int) -> UserRef:
-    return UserRef(PLATFORM, str(guild_id) if guild_id else "dm", str(user_id))
 
 
 class KontextBot(commands.AutoShardedBot):
@@ -68,8 +57,6 @@ class KontextBot(commands.AutoShardedBot):
         self.kontext = adapter
 
     async def setup_hook(self) -> None:
-        from adapters.discord.cog import KontextCog
-
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.add_cog(KontextCog(self.kontext))
         await sync_if_changed(self.tree, self.kontext.config.guild_ids, self.kontext.data_dir)
@@ -88,6 +75,7 @@ class DiscordAdapter:
         *,
         data_dir: Path,
         guild_ready_timeout: float = 2.0,
+        reservation_budget: float = 2.0,
     ) -> None:
         self.config = config
         self.service = service
@@ -103,17 +91,25 @@ class DiscordAdapter:
             self,
             intents=intents,
             guild_ready_timeout=guild_ready_timeout,
-            allowed_mentions=discord.AllowedMentions(users=True, roles=False, everyone=False),
+            # Nobody is pinged unless a message names whom it may ping (the requester):
+            # a prompt echoed back with @everyone or <@someone> stays text.
+            allowed_mentions=discord.AllowedMentions.none(),
         )
         self.last_edits: dict[str, float] = {}
+        self.acks = Acks()
+        # How long the reservation may take before the interaction is deferred
+        # (privately) to keep Discord's 3 seconds; tests shorten it.
+        self.reservation_budget = reservation_budget
         self._task: asyncio.Task[None] | None = None
 
     # -- the Frontend side ----------------------------------------------------------------------
 
     def reply_for(self, job: Job) -> DiscordReply:
-        return self._reply(job.reply_target)
+        return self._reply(job.reply_target, ack=self.acks.get(job.idempotency_key))
 
-    def _reply(self, target: dict[str, Any] | Any) -> DiscordReply:
+    def _reply(
+        self, target: Mapping[str, Any], ack: asyncio.Future[dict[str, Any]] | None = None
+    ) -> DiscordReply:
         if len(self.last_edits) > 10_000:  # a bound, not a cache policy: old entries are stale
             self.last_edits.clear()
         return DiscordReply(
@@ -121,6 +117,7 @@ class DiscordAdapter:
             target,
             interval=self.config.progress_interval_seconds,
             last_edits=self.last_edits,
+            ack=ack,
         )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:
@@ -174,7 +171,7 @@ class DiscordAdapter:
         return user_ref(interaction.guild_id, interaction.user.id)
 
     def context_of(self, interaction: discord.Interaction[Any]) -> RequestContext:
-        return _context(interaction.channel_id, interaction.user)
+        return request_context(interaction.channel_id, interaction.user)
 
     def is_platform_admin(self, interaction: discord.Interaction[Any]) -> bool:
         return bool(interaction.permissions.manage_guild)
@@ -187,7 +184,9 @@ class DiscordAdapter:
         options: EditOptions,
         sources: Sequence[AttachmentSource],
     ) -> None:
-        """Check, defer, reserve and queue; the status message then follows the job."""
+        """Check, reserve, then answer: a refusal privately as the first response, an
+        accepted edit with a public deferral that becomes its status message (see
+        respond.py for why in this order)."""
         user = self.user_of(interaction)
         request = EditRequest(
             user=user,
@@ -202,30 +201,14 @@ class DiscordAdapter:
         if refused is not None:
             await interaction.response.send_message(refused.text, ephemeral=True)
             return
-        callback = await interaction.response.defer(thinking=True)
-        message_id = callback.message_id if callback is not None else None
-        if message_id is None:
-            message_id = (await interaction.original_response()).id
-        target = {
-            "kind": "interaction",
-            "application": str(interaction.application_id),
-            "token": interaction.token,
-            "expires_at": time.time() + TOKEN_LIFETIME_SECONDS,
-            "message": str(message_id),
-            "channel": str(interaction.channel_id),
-            "user": str(interaction.user.id),
-            "upload_limit": interaction.filesize_limit,
-        }
-        await self._submit(request, target)
-
-    async def _submit(self, request: EditRequest, target: dict[str, Any]) -> None:
-        """Reserve and queue; the status message (already there) says how it went."""
-        reply = self._reply(target)
-        submitted = await self.conversation.submit(replace(request, reply_target=target))
-        if not submitted.accepted:
-            await reply.refuse(submitted.text, prompt=request.prompt)
-            return
-        await reply.status(f"⏳ {submitted.text} `{short(request.prompt, 150)}`")
+        await answer_interaction(
+            interaction,
+            request,
+            conversation=self.conversation,
+            acks=self.acks,
+            reply=self._reply,
+            budget=self.reservation_budget,
+        )
 
     async def edit_from_text(
         self,
@@ -289,6 +272,9 @@ class DiscordAdapter:
         await interaction.response.send_modal(self.prompt_modal("Edit again", [source]))
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """Through the button's own interaction (a deferred update, then DELETE
+        ``@original``, which for a component is the message it is on): that works in
+        channels the bot cannot see, where the bot token's delete answers 403."""
         job = await self.service.job(job_id)
         clicker = self.user_of(interaction)
         owner = job is not None and job.user.user == clicker.user
@@ -301,9 +287,15 @@ class DiscordAdapter:
             return
         await interaction.response.defer()
         try:
-            await interaction.message.delete()
+            await interaction.delete_original_response()
+        except discord.NotFound:
+            pass  # already gone
         except discord.HTTPException as exc:
             log.warning("deleting a result failed", job_id=job_id, status=exc.status)
+            why = "I don't have access here" if exc.status == 403 else f"error {exc.status}"
+            await interaction.followup.send(
+                f"I couldn't delete that image ({why}).", ephemeral=True, allowed_mentions=NO_PINGS
+            )
 
     def prompt_modal(self, title: str, sources: Sequence[AttachmentSource]) -> PromptModal:
         async def submitted(interaction: discord.Interaction[Any], text: str) -> None:
@@ -334,10 +326,10 @@ class DiscordAdapter:
             return  # a gateway replay of a message already taken
         files = attachments.sources_of(message)
         if not files:
-            referenced = await self._referenced_image(message)
+            referenced = await attachments.referenced_image(message)
             files = [referenced] if referenced else []
         me = self.bot.user
-        context = _context(message.channel.id, message.author)
+        context = request_context(message.channel.id, message.author)
         outcome = await self.conversation.read(
             user,
             message.content,
@@ -365,24 +357,13 @@ class DiscordAdapter:
         if refused is not None:
             await message.reply(refused.text, mention_author=False, delete_after=60)
             return
-        status_message = await message.reply("⏳ Queued…", mention_author=False)
         target = {
             "kind": "channel",
             "channel": str(message.channel.id),
-            "message": str(status_message.id),
+            "reply_to": str(message.id),
             "user": str(message.author.id),
             "upload_limit": message.guild.filesize_limit if message.guild else None,
         }
-        await self._submit(request, target)
-
-    async def _referenced_image(self, message: discord.Message) -> AttachmentSource | None:
-        reference = message.reference
-        if reference is None or reference.message_id is None:
-            return None
-        resolved = reference.resolved
-        if not isinstance(resolved, discord.Message):
-            try:
-                resolved = await message.channel.fetch_message(reference.message_id)
-            except discord.HTTPException:
-                return None
-        return attachments.first_image(resolved)
+        await answer_message(
+            message, request, target, conversation=self.conversation, acks=self.acks
+        )

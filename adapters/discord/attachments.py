@@ -54,6 +54,20 @@ def first_image(message: discord.Message) -> AttachmentSource | None:
     return None
 
 
+async def referenced_image(message: discord.Message) -> AttachmentSource | None:
+    """The image of the message this one replies to (how a chain of edits goes on)."""
+    reference = message.reference
+    if reference is None or reference.message_id is None:
+        return None
+    resolved = reference.resolved
+    if not isinstance(resolved, discord.Message):
+        try:
+            resolved = await message.channel.fetch_message(reference.message_id)
+        except discord.HTTPException:
+            return None
+    return first_image(resolved)
+
+
 async def fetch(client: discord.Client, source: AttachmentSource, max_bytes: int) -> bytes:
     """Read through discord.py's own CDN request, after checking the declared size."""
     if source.size is not None and source.size > max_bytes:

@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from adapters.discord import attachments
-from adapters.discord.adapter import user_ref
+from adapters.discord.people import user_ref
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
 

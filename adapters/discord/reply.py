@@ -1,11 +1,19 @@
 """Talking back in Discord: one status message edited in place (queued, editing, the
 result), throttled so that progress never provokes a rate limit.
 
-The status message is either an interaction's response (edited through the interaction
-webhook, whose token lasts 15 minutes) or a reply the bot posted in an art channel.
-Everything needed is in the job's stored reply target, so a job finished after a
-restart is answered in the same place; one that outlives its interaction token is
-posted as a plain channel message instead.
+The status message is an interaction's original response, addressed as ``@original``
+through the interaction's webhook (Discord's documented route
+``/webhooks/{application}/{token}/messages/@original``), or a reply the bot posted in an
+art channel. Both are known to the job's stored target before the message exists (the
+adapter reserves first and answers Discord afterwards), so a job finished after a
+restart is answered in the same place. While the adapter has not answered yet, the
+reply waits for it (``ack``): what the answer became is merged into the target
+(``status``: "public", "ephemeral" or "lost"; an art channel's status ``message``).
+
+An ephemeral status message stays the requester's: the result is then posted as a new
+public follow-up. A job that outlives the 15-minute token is posted with the bot token
+in the channel; where the bot cannot see the channel (403), the requester is told by
+direct message and the delivery ends as a refunded failure instead of being retried.
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ import asyncio
 import io
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 import discord
 import structlog
 
 from adapters.discord.components import result_view
 from bot.domain import EditResult, Job
+from bot.errors import DeliveryImpossible
 from bot.images import fit_to_byte_limit
 
 log = structlog.get_logger("kontext.discord")
@@ -28,19 +37,36 @@ log = structlog.get_logger("kontext.discord")
 # Discord says 15 minutes; keep a margin for the request in flight.
 TOKEN_LIFETIME_SECONDS = 14 * 60
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+ORIGINAL = "@original"
+NO_PINGS = discord.AllowedMentions.none()
 _STAGES = {"queued": "⏳ Queued", "editing": "🎨 Editing"}
-# Statuses that mean "the webhook is gone" (expired token, deleted message).
-_GONE = (401, 403, 404)
+# Statuses that mean "the webhook or message is gone" (expired token, deleted message).
+_GONE = (401, 404)
+_ACK_WAIT_SECONDS = 30.0  # a guard only: the adapter answers within Discord's 3 s
 
 
 def short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def pings(user_id: str | int) -> discord.AllowedMentions:
+    """The one person a message may ping: the requester (never @everyone, roles, or a
+    user named in a prompt)."""
+    return discord.AllowedMentions(
+        everyone=False, roles=False, users=[discord.Object(id=int(user_id))], replied_user=True
+    )
+
+
+class ChannelUnreachable(DeliveryImpossible):
+    """Discord's case of ``DeliveryImpossible``: the bot cannot see the channel and the
+    interaction token is gone."""
+
+
 class DiscordReply:
     """``target`` keys: ``kind`` ("interaction" or "channel"), ``channel``, ``user``,
-    ``message`` (the status message id), and for interactions ``application``,
-    ``token``, ``expires_at`` (epoch seconds); ``upload_limit`` in bytes."""
+    ``message`` (``@original``, a status message id, or absent), ``reply_to`` (an art
+    channel's request message), for interactions ``application``, ``token``,
+    ``expires_at`` (epoch seconds); ``upload_limit`` in bytes."""
 
     def __init__(
         self,
@@ -49,56 +75,55 @@ class DiscordReply:
         *,
         interval: float,
         last_edits: MutableMapping[str, float],
+        ack: asyncio.Future[dict[str, Any]] | None = None,
     ) -> None:
         self.client = client
-        self.target = target
+        self.target = dict(target)
         self.interval = interval
         # Shared by every reply of the adapter: the time of each status message's last
         # edit, so that the adapter's "queued" and the runner's "editing" are throttled
         # together.
         self._last_edits = last_edits
+        self._ack = ack
         self._pending: str | None = None
         self._flush: asyncio.Task[None] | None = None
 
     @property
     def _message_key(self) -> str:
-        return f"{self.target.get('channel')}:{self.target.get('message')}"
+        return (
+            f"{self.target.get('token') or self.target.get('channel')}:{self.target.get('message')}"
+        )
+
+    @property
+    def _user(self) -> str:
+        return str(self.target["user"])
 
     def _token_alive(self) -> bool:
         return (
             self.target.get("kind") == "interaction"
+            and self.target.get("status") != "lost"
             and float(self.target.get("expires_at", 0)) > time.time()
         )
+
+    async def _ready(self) -> None:
+        """Wait until the adapter has answered Discord (the status message exists)."""
+        if self._ack is None:
+            return
+        ack, self._ack = self._ack, None
+        try:
+            self.target.update(await asyncio.wait_for(asyncio.shield(ack), _ACK_WAIT_SECONDS))
+        except TimeoutError:
+            log.warning("the interaction was not answered in time; using the channel")
+            self.target["status"] = "lost"
 
     # -- the Reply protocol ---------------------------------------------------------------------
 
     async def progress(self, job: Job, stage: str) -> None:
         text = _STAGES.get(stage, stage.capitalize())
-        await self.status(f"{text}… `{short(job.prompt, 150)}`")
-
-    async def status(self, text: str) -> None:
-        """Edit the status message, at most once per ``interval``; a newer text replaces
-        one still waiting for its turn."""
-        wait = self._last_edits.get(self._message_key, 0.0) + self.interval - time.monotonic()
-        if wait <= 0:
-            await self._edit_status(content=text)
-            return
-        self._pending = text
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._flush_later(wait))
-
-    async def _flush_later(self, wait: float) -> None:
-        await asyncio.sleep(wait)
-        text, self._pending = self._pending, None
-        if text is not None:
-            await self._edit_status(content=text)
-
-    def _cancel_pending(self) -> None:
-        self._pending = None
-        if self._flush is not None and not self._flush.done():
-            self._flush.cancel()
+        await self._status(f"{text}… `{short(job.prompt, 150)}`")
 
     async def deliver(self, result: EditResult) -> None:
+        await self._ready()
         self._cancel_pending()
         job = result.job
         limit = int(self.target.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
@@ -110,73 +135,127 @@ class DiscordReply:
         filename = result.filename
         if content_type == "image/jpeg" and not filename.lower().endswith((".jpg", ".jpeg")):
             filename = filename.rsplit(".", 1)[0] + ".jpg"
-        embed = result_embed(result, filename)
-        view = result_view(job.id)
-        mention = f"<@{self.target['user']}>"
-        file = discord.File(io.BytesIO(data), filename=filename)
-        if await self._edit_status(
-            content=mention, embed=embed, attachments=[file], view=view, raise_other=True
-        ):
+        post: dict[str, Any] = {
+            "content": f"<@{self._user}>",
+            "embed": result_embed(result, filename),
+            "view": result_view(job.id),
+            "allowed_mentions": pings(self._user),
+        }
+
+        def file() -> discord.File:
+            return discord.File(io.BytesIO(data), filename=filename)
+
+        if self._token_alive() and await self._status_is_private():
+            # The status message is the requester's alone: the result is public, so it
+            # is a new follow-up, and the private status is tidied away.
+            await self._interaction().followup.send(**post, file=file(), wait=True)
+            await self._quietly(self._interaction().delete_original_response())
+            return
+        if await self._edit_status(attachments=[file()], raise_other=True, **post):
             return
         # The token expired or the status message is gone: a new message, same channel.
-        channel = self.client.get_partial_messageable(int(self.target["channel"]))
-        file = discord.File(io.BytesIO(data), filename=filename)
-        await channel.send(content=mention, embed=embed, file=file, view=view)
+        await self._post_in_channel(file=file(), **post)
 
     async def fail(self, job: Job, message: str) -> None:
-        await self.refuse(message, prompt=job.prompt)
-
-    async def refuse(self, message: str, *, prompt: str) -> None:
-        """A failed job, or a request the core refused before storing anything."""
+        await self._ready()
         self._cancel_pending()
-        text = f"❌ {message}"
+        text = f"❌ {message}\n`{short(job.prompt, 150)}`"
         if self._token_alive():
-            # Errors are the requester's business: swap the public "thinking" message
-            # for an ephemeral one.
-            webhook = self._webhook()
+            interaction = self._interaction()
             try:
-                await webhook.send(f"{text}\n`{short(prompt, 150)}`", ephemeral=True)
-                await webhook.delete_message(int(self.target["message"]))
+                if await self._status_is_private():
+                    await interaction.edit_original_response(
+                        content=text, embed=None, view=None, allowed_mentions=NO_PINGS
+                    )
+                    return
+                # Errors are the requester's business: the public status message goes,
+                # and the reason follows privately (after the delete, so the follow-up
+                # cannot become an edit of a still-loading public message).
+                await self._delete_status(interaction)
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
                 return
             except discord.HTTPException as exc:
-                log.warning("ephemeral failure notice failed", status=exc.status)
-        if await self._edit_status(content=f"<@{self.target['user']}> {text}"):
-            return
-        await self._channel_message(f"<@{self.target['user']}> {text}")
+                log.warning("private failure notice failed", status=exc.status)
+        await self._tell_outside(text)
 
     async def tell(self, text: str) -> None:
-        """Privately while the interaction lasts, else a mention in the channel."""
+        """Privately while the interaction lasts, else a mention in the channel, else a
+        direct message."""
+        await self._ready()
         if self._token_alive():
             try:
-                await self._webhook().send(text, ephemeral=True)
+                await self._interaction().followup.send(
+                    text, ephemeral=True, allowed_mentions=NO_PINGS
+                )
                 return
             except discord.HTTPException as exc:
                 log.warning("ephemeral notice failed", status=exc.status)
-        await self._channel_message(f"<@{self.target['user']}> {text}")
+        await self._tell_outside(text)
 
-    async def _channel_message(self, text: str) -> None:
-        try:
-            channel = self.client.get_partial_messageable(int(self.target["channel"]))
-            await channel.send(text)
-        except discord.HTTPException as exc:
-            log.warning("channel message failed", status=exc.status)
+    # -- the status message (also the adapter's, for its "queued") -------------------------------
+
+    async def _status(self, text: str) -> None:
+        """Edit the status message, at most once per ``interval``; a newer text replaces
+        one still waiting for its turn."""
+        await self._ready()
+        wait = self._last_edits.get(self._message_key, 0.0) + self.interval - time.monotonic()
+        if wait <= 0:
+            await self._edit_status(content=text, allowed_mentions=NO_PINGS)
+            return
+        self._pending = text
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_later(wait))
+
+    async def _flush_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        text, self._pending = self._pending, None
+        if text is not None:
+            await self._edit_status(content=text, allowed_mentions=NO_PINGS)
+
+    def _cancel_pending(self) -> None:
+        self._pending = None
+        if self._flush is not None and not self._flush.done():
+            self._flush.cancel()
 
     # -- transport -------------------------------------------------------------------------------
 
-    def _webhook(self) -> discord.Webhook:
-        """The interaction's webhook, built as ``Interaction.followup`` builds it (type 3,
-        an application webhook, which alone may send ephemeral messages), from stored
-        ids instead of a live ``Interaction``."""
+    def _interaction(self) -> discord.Interaction[Any]:
+        """The interaction rebuilt from the stored ids, for its public methods
+        (``edit_original_response``, ``delete_original_response``, ``followup``):
+        those need only the application id and the token."""
         payload = {
-            "id": self.target["application"],
-            "type": 3,
+            "id": self.target.get("interaction", "0"),
+            "type": 2,
             "token": self.target["token"],
+            "version": 1,
+            "application_id": self.target["application"],
+            "attachment_size_limit": int(self.target.get("upload_limit") or DEFAULT_UPLOAD_LIMIT),
         }
-        return discord.Webhook.from_state(data=payload, state=self.client._connection)  # type: ignore[arg-type]
+        state = self.client._connection
+        return discord.Interaction(data=cast(Any, payload), state=state)
+
+    async def _status_is_private(self) -> bool:
+        """Whether the interaction's status message is ephemeral. Known from the adapter;
+        after a restart, read from the message itself (an edit answers with its flags)."""
+        status = str(self.target.get("status"))
+        if status in ("public", "ephemeral"):
+            return status == "ephemeral"
+        if self.target.get("message") != ORIGINAL:
+            return False  # stored by an older version: always a public status message
+        try:
+            message = await self._interaction().edit_original_response(
+                content="📤 Posting…", allowed_mentions=NO_PINGS
+            )
+        except discord.HTTPException:
+            return False
+        private = bool(message.flags.ephemeral)
+        self.target["status"] = "ephemeral" if private else "public"
+        return private
 
     async def _edit_status(self, *, raise_other: bool = False, **fields: Any) -> bool:
         """Edit the status message; False when it can no longer be edited (token expired,
-        message deleted). Other failures are logged, or raised with ``raise_other``."""
+        message deleted, channel hidden). Other failures are logged, or raised with
+        ``raise_other``."""
         message = self.target.get("message")
         if message is None:
             return False
@@ -184,12 +263,16 @@ class DiscordReply:
             if self.target.get("kind") == "interaction":
                 if not self._token_alive():
                     return False
-                await self._webhook().edit_message(int(message), **fields)
+                interaction = self._interaction()
+                if message == ORIGINAL:
+                    await interaction.edit_original_response(**fields)
+                else:
+                    await interaction.followup.edit_message(int(message), **fields)
             else:
                 channel = self.client.get_partial_messageable(int(self.target["channel"]))
                 await channel.get_partial_message(int(message)).edit(**fields)
         except discord.HTTPException as exc:
-            if exc.status in _GONE:
+            if exc.status in (*_GONE, 403):
                 return False
             if raise_other:
                 raise
@@ -198,6 +281,63 @@ class DiscordReply:
         finally:
             self._last_edits[self._message_key] = time.monotonic()
         return True
+
+    async def _delete_status(self, interaction: discord.Interaction[Any]) -> None:
+        message = self.target.get("message")
+        try:
+            if message == ORIGINAL:
+                await interaction.delete_original_response()
+            elif message is not None:
+                await interaction.followup.delete_message(int(message))
+        except discord.NotFound:
+            pass
+
+    async def _post_in_channel(self, **fields: Any) -> None:
+        """A new message with the bot token, as a reply to the art-channel request when
+        there is one; a channel the bot cannot see ends the delivery for good."""
+        channel = self.client.get_partial_messageable(int(self.target["channel"]))
+        reply_to = self.target.get("reply_to")
+        if reply_to is not None:
+            fields["reference"] = discord.MessageReference(
+                message_id=int(reply_to),
+                channel_id=int(self.target["channel"]),
+                fail_if_not_exists=False,
+            )
+        try:
+            await channel.send(**fields)
+        except discord.Forbidden as exc:
+            raise ChannelUnreachable(
+                f"I can't post in <#{self.target['channel']}>: I don't have access to that "
+                "channel (an admin can give me View Channel, Send Messages and Attach Files "
+                "there).",
+                detail=f"discord {exc.status} {exc.code}",
+            ) from exc
+
+    async def _tell_outside(self, text: str) -> None:
+        """Without the interaction: a mention in the channel; where the bot cannot post
+        there, a direct message (the only private way left)."""
+        try:
+            await self._post_in_channel(
+                content=f"<@{self._user}> {text}", allowed_mentions=pings(self._user)
+            )
+            return
+        except ChannelUnreachable:
+            note = f"(About your request in <#{self.target['channel']}>, where I can't post.)"
+        except discord.HTTPException as exc:
+            log.warning("channel message failed", status=exc.status)
+            return
+        try:
+            direct = await self.client.create_dm(discord.Object(id=int(self._user)))
+            await direct.send(f"{text}\n{note}", allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("direct message failed", status=exc.status, code=exc.code)
+
+    @staticmethod
+    async def _quietly(call: Any) -> None:
+        try:
+            await call
+        except discord.HTTPException as exc:
+            log.info("tidying the private status failed", status=exc.status)
 
 
 def result_embed(result: EditResult, filename: str) -> discord.Embed:

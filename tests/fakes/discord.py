@@ -56,6 +56,7 @@ import asyncio
 import copy
 import itertools
 import json
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -108,6 +109,8 @@ class MessageEvent:
     kind: Literal["create", "edit", "delete"]
     channel_id: str
     message: dict[str, Any]
+    # What the bot sent as ``allowed_mentions`` with this create or edit (None: absent).
+    allowed_mentions: dict[str, Any] | None = None
 
     @property
     def ephemeral(self) -> bool:
@@ -177,6 +180,7 @@ class FakeDiscord:
     # bot token's channel-messages calls answer 403 Missing Access.
     hidden_channels: set[str] = field(default_factory=set)
     message_log: list[MessageEvent] = field(default_factory=list)
+    dm_channels: dict[str, str] = field(default_factory=dict)  # user id -> DM channel id
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(4_000_000_000_000_000_000)
@@ -270,6 +274,46 @@ class FakeDiscord:
             m
             for m in self.channel_messages(channel_id)
             if self.is_ephemeral(m) and (user_id is None or self.recipient(m) == user_id)
+        ]
+
+    def pingable(self, event: MessageEvent) -> set[str]:
+        """Whom this version of a message could ping ("everyone", "user:<id>",
+        "role:<id>"), by Discord's rules for ``allowed_mentions``
+        (https://discord.com/developers/docs/resources/message#allowed-mentions-object):
+        without it every mention in the content pings and a reply pings the replied-to
+        author; with it only the ``parse`` kinds and the listed ids, and the replied-to
+        author only with ``replied_user``."""
+        content = event.message.get("content") or ""
+        users = set(re.findall(r"<@!?(\d+)>", content))
+        roles = set(re.findall(r"<@&(\d+)>", content))
+        everyone = "@everyone" in content or "@here" in content
+        reference = (event.message.get("message_reference") or {}).get("message_id")
+        replied = (self.messages.get(event.channel_id, {}).get(str(reference)) or {}).get(
+            "author", {}
+        )
+        allowed = event.allowed_mentions
+        if allowed is None:
+            found = {f"user:{u}" for u in users} | {f"role:{r}" for r in roles}
+            if replied:
+                found.add(f"user:{replied['id']}")
+            return found | ({"everyone"} if everyone else set())
+        parse = set(allowed.get("parse") or [])
+        listed_users = {str(u) for u in allowed.get("users") or []}
+        listed_roles = {str(r) for r in allowed.get("roles") or []}
+        found = {f"user:{u}" for u in users if "users" in parse or u in listed_users}
+        found |= {f"role:{r}" for r in roles if "roles" in parse or r in listed_roles}
+        if everyone and "everyone" in parse:
+            found.add("everyone")
+        if replied and allowed.get("replied_user"):
+            found.add(f"user:{replied['id']}")
+        return found
+
+    def bot_events(self) -> list[MessageEvent]:
+        """Every create and edit of a message the bot authored."""
+        return [
+            e
+            for e in self.message_log
+            if e.kind != "delete" and str(e.message["author"]["id"]) == BOT_USER_ID
         ]
 
     def ever_public(self, channel_id: str) -> list[dict[str, Any]]:
@@ -750,6 +794,8 @@ class FakeDiscord:
                 return _json(self.commands.get("global", []))
             case "GET", ["applications", _, "guilds", guild, "commands"]:
                 return _json(self.commands.get(guild, []))
+            case "POST", ["users", "@me", "channels"]:
+                return _json(self._dm_channel(str(body["recipient_id"])))
             case "POST", ["interactions", _, token, "callback"]:
                 return self._callback(token, body, files)
             case "POST", ["webhooks", _, token]:
@@ -769,6 +815,18 @@ class FakeDiscord:
             case (("GET" | "PATCH" | "DELETE"), ["channels", channel, "messages", message]):
                 return self._channel_message(method, channel, message, body, files)
         return _error(404, 0, "404: Not Found")
+
+    def _dm_channel(self, user_id: str) -> dict[str, Any]:
+        """Create DM (https://discord.com/developers/docs/resources/user#create-dm): the
+        bot's direct-message channel with a user; its messages are in ``messages`` under
+        ``dm_channels[user_id]``."""
+        channel_id = self.dm_channels.setdefault(user_id, self.next_id())
+        return {
+            "id": channel_id,
+            "type": 1,
+            "last_message_id": None,
+            "recipients": [self.users[user_id]],
+        }
 
     def _application(self) -> dict[str, Any]:
         flags = (1 << 19) if self.message_content_allowed else 0  # GATEWAY_MESSAGE_CONTENT
@@ -1036,6 +1094,7 @@ class FakeDiscord:
             flags=body.get("flags", 0) | extra_flags,
             reference=reference,
         )
+        self.message_log[-1].allowed_mentions = body.get("allowed_mentions")
         if interaction is not None:
             message["interaction_metadata"] = {
                 "id": interaction.id,
@@ -1060,6 +1119,7 @@ class FakeDiscord:
         message["flags"] = message.get("flags", 0) & ~MESSAGE_FLAG_LOADING  # done "thinking"
         message["edited_timestamp"] = _now()
         self._log("edit", channel, message)
+        self.message_log[-1].allowed_mentions = body.get("allowed_mentions")
         return message
 
     def _attachments(
