@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import RequestContext, UserRef
 from bot.jobqueue import Clock, JobQueue
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.policies import PolicyBook
 from bot.reservations import NewJob, Reservations, Stored
 from bot.storage.database import Database
@@ -23,7 +23,7 @@ class JobStore(JobQueue):
     def __init__(
         self,
         db: Database,
-        policy: AllowancePolicy,
+        policy: Limits,
         clock: Clock,
         policies: PolicyBook | None = None,
     ) -> None:
@@ -37,6 +37,6 @@ class JobStore(JobQueue):
 
     async def open_account(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
-    ) -> AllowancePolicy:
+    ) -> Limits:
         """See ``Reservations.open_account``."""
         return await self.reservations.open_account(conn, user, context, now)

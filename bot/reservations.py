@@ -1,7 +1,7 @@
 """Creating a job and reserving its credits, and every refusal a user can get for it.
 
 A job exists only with its cost reserved: the row and the ledger's reserve entry go in
-one transaction, after the user's account is locked, the policy in force resolved, the
+one transaction, after the user's account is locked, the limits in force resolved, the
 period's allowance granted and the operator's limits checked. A redelivered event (same
 idempotency key) creates nothing and is answered with the job it already made.
 
@@ -34,7 +34,8 @@ from bot import ledger
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
 from bot.jobqueue import JobQueue, row_to_job
-from bot.ledger import AllowancePolicy, EntryKind, allowance_grant, allowance_key
+from bot.ledger import EntryKind, allowance_grant, allowance_key
+from bot.limits import Limits
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import GLOBAL, PolicyBook, scopes_for
 from bot.storage.database import completes_when_cancelled
@@ -196,13 +197,13 @@ class Reservations:
 
     async def open_account(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
-    ) -> AllowancePolicy:
-        """Lock the user's account and grant the period's allowance under the policy in
+    ) -> Limits:
+        """Lock the user's account and grant the period's allowance under the limits in
         force here (returned): what every balance change or balance shown starts with."""
         await ledger.lock_account(conn, user, now)
-        policy, _ = await self.policies.resolve(conn, user, context)
-        await ledger.ensure_allowance(conn, user, policy, now)
-        return policy
+        limits, _ = await self.policies.resolve(conn, user, context)
+        await ledger.ensure_allowance(conn, user, limits, now)
+        return limits
 
     async def _create_many(self, batch: list[NewJob]) -> list[Stored | BaseException]:
         """One transaction for everything that arrived together, or one at a time where
@@ -248,36 +249,36 @@ class Reservations:
         job = queued_job(new, new_job_id(), now)
         async with self.queue.db.transaction() as conn:
             await ledger.lock_account(conn, new.user, now)
-            policy, paused = await self.policies.resolve(conn, new.user, new.context)
+            limits, paused = await self.policies.resolve(conn, new.user, new.context)
             if paused is not None:
                 raise paused_refusal(new.cost)
-            await self._check_limits(conn, new, policy, now)
-            await ledger.ensure_allowance(conn, new.user, policy, now)
+            await self._check_limits(conn, new, limits, now)
+            await ledger.ensure_allowance(conn, new.user, limits, now)
             available = await ledger.balance(conn, new.user)
             if available < new.cost:
-                raise balance_refusal(available, new.cost, now, policy.period)
+                raise balance_refusal(available, new.cost, now, limits.period)
             await conn.execute(jobs.insert().values(**job_row(job, now)))
             await ledger.reserve(conn, new.user, job.id, new.cost, now)
         return Stored(job, False, available - new.cost)
 
     async def _check_limits(
-        self, conn: AsyncConnection, new: NewJob, policy: AllowancePolicy, now: float
+        self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float
     ) -> None:
         """The operator's limits beyond the balance: cooldown and the shared budget."""
-        if policy.cooldown_seconds > 0:
+        if limits.cooldown_seconds > 0:
             last = await conn.scalar(
                 select(func.max(jobs.c.created_at)).where(jobs.c.user_ref == str(new.user))
             )
-            wait = (last or 0.0) + policy.cooldown_seconds - now
+            wait = (last or 0.0) + limits.cooldown_seconds - now
             if last is not None and wait > 0:
                 raise cooldown_refusal(wait, new.cost)
-        if policy.budget > 0:
+        if limits.budget > 0:
             # Serialise every reservation on one row while the budget is counted, so
             # that processes cannot overspend it together.
             await ledger.lock_account(conn, BUDGET_ACCOUNT, now)
-            spent = await ledger.spent_since(conn, period_start(policy.period, now))
-            if spent + new.cost > policy.budget:
-                raise budget_refusal(new.cost, now, policy.period)
+            spent = await ledger.spent_since(conn, period_start(limits.period, now))
+            if spent + new.cost > limits.budget:
+                raise budget_refusal(new.cost, now, limits.period)
 
 
 async def reserve_batch(
@@ -307,8 +308,8 @@ async def reserve_batch(
     # Balances and whether this period's allowance was granted, in one read.
     keys = [
         key
-        for (job, _), (policy, paused) in zip(items, decided, strict=True)
-        if paused is None and (key := allowance_key(job.user, policy, now)) is not None
+        for (job, _), (limits, paused) in zip(items, decided, strict=True)
+        if paused is None and (key := allowance_key(job.user, limits, now)) is not None
     ]
     rows = await conn.execute(
         select(
@@ -327,24 +328,24 @@ async def reserve_batch(
             granted.add(str(ref))
     # Entries go in as one statement: the allowances due, then the reservations.
     entries: list[dict[str, object]] = []
-    for (job, _), (policy, paused) in zip(items, decided, strict=True):
+    for (job, _), (limits, paused) in zip(items, decided, strict=True):
         ref = str(job.user)
         if paused is not None or ref in granted:
             continue
-        grant = allowance_grant(job.user, policy, now, balances.get(ref, 0))
+        grant = allowance_grant(job.user, limits, now, balances.get(ref, 0))
         if grant is not None:
             entries.append(grant)
             balances[ref] = balances.get(ref, 0) + int(grant["amount"])
 
     outcomes: list[Stored | QuotaError] = []
     job_rows: list[dict[str, object]] = []
-    for (job, _), (policy, paused) in zip(items, decided, strict=True):
+    for (job, _), (limits, paused) in zip(items, decided, strict=True):
         available = balances.get(str(job.user), 0)
         if paused is not None:
             outcomes.append(paused_refusal(job.cost))
             continue
         if available < job.cost:
-            outcomes.append(balance_refusal(available, job.cost, now, policy.period))
+            outcomes.append(balance_refusal(available, job.cost, now, limits.period))
             continue
         job_rows.append(job_row(job, now))
         entries.append(
