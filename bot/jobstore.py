@@ -15,7 +15,7 @@ from bot.domain import RequestContext, UserRef
 from bot.jobqueue import Clock, JobQueue
 from bot.limits import Limits
 from bot.policies import PolicyBook
-from bot.reservations import NewJob, Reservations, Stored
+from bot.reservations import NewJob, Reservations, Reserved
 from bot.storage.database import Database
 
 
@@ -23,15 +23,17 @@ class JobStore(JobQueue):
     def __init__(
         self,
         db: Database,
-        policy: Limits,
+        base_limits: Limits,
         clock: Clock,
-        policies: PolicyBook | None = None,
+        policy_book: PolicyBook | None = None,
     ) -> None:
-        super().__init__(db, clock, policies or PolicyBook(policy))
-        self.policy = policy  # the config's base policy; overrides live in ``policies``
+        super().__init__(db, clock, policy_book or PolicyBook(base_limits))
+        # The config's limits; what admins changed, and the overrides per scope, are
+        # in ``policy_book``.
+        self.base_limits = base_limits
         self.reservations = Reservations(self)
 
-    async def create(self, new: NewJob) -> Stored:
+    async def create(self, new: NewJob) -> Reserved:
         """See ``Reservations.create``."""
         return await self.reservations.create(new)
 

@@ -63,7 +63,10 @@ class NewJob:
 
 
 @dataclass(frozen=True)
-class Stored:
+class Reserved:
+    """A job stored with its cost reserved, or the one a redelivered event already made
+    (``duplicate``), and the user's balance after the reservation."""
+
     job: Job
     duplicate: bool
     balance_after: int
@@ -172,18 +175,18 @@ def job_row(job: Job, now: float) -> dict[str, object]:
 
 
 class Reservations:
-    """Adds jobs to ``queue`` (its database, clock and policies) with their credits
+    """Adds jobs to ``queue`` (its database, clock and policy book) with their credits
     reserved."""
 
     def __init__(self, queue: JobQueue) -> None:
         self.queue = queue
-        self._group = GroupCommit[NewJob, Stored](self._create_many)
+        self._group = GroupCommit[NewJob, Reserved](self._create_many)
 
     @property
-    def policies(self) -> PolicyBook:
-        return self.queue.policies
+    def policy_book(self) -> PolicyBook:
+        return self.queue.policy_book
 
-    async def create(self, new: NewJob) -> Stored:
+    async def create(self, new: NewJob) -> Reserved:
         """Store the job and reserve its cost in one transaction, or return the job that
         already has this idempotency key (a redelivered event creates nothing)."""
         try:
@@ -193,7 +196,7 @@ class Reservations:
             existing = await self.queue.by_idempotency_key(new.idempotency_key)
             if existing is None:
                 raise
-            return Stored(existing, True, await self.queue.balance(existing.user))
+            return Reserved(existing, True, await self.queue.balance(existing.user))
 
     async def open_account(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
@@ -201,11 +204,11 @@ class Reservations:
         """Lock the user's account and grant the period's allowance under the limits in
         force here (returned): what every balance change or balance shown starts with."""
         await ledger.lock_account(conn, user, now)
-        limits, _ = await self.policies.resolve(conn, user, context)
+        limits, _ = await self.policy_book.resolve(conn, user, context)
         await ledger.ensure_allowance(conn, user, limits, now)
         return limits
 
-    async def _create_many(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+    async def _create_many(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
         """One transaction for everything that arrived together, or one at a time where
         that path does not apply."""
         if len(batch) > 1:
@@ -213,7 +216,7 @@ class Reservations:
                 return await self._create_batch(batch)
             except (NotBatchable, IntegrityError):
                 pass
-        outcomes: list[Stored | BaseException] = []
+        outcomes: list[Reserved | BaseException] = []
         for new in batch:
             try:
                 outcomes.append(await self._create(new))
@@ -222,7 +225,7 @@ class Reservations:
         return outcomes
 
     @completes_when_cancelled
-    async def _create_batch(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+    async def _create_batch(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
         now = self.queue.clock()
         keys = [new.idempotency_key for new in batch]
         async with self.queue.db.transaction() as conn:
@@ -233,23 +236,23 @@ class Reservations:
             existing = {row.idempotency_key: row_to_job(row) for row in rows}
             fresh = [new for new in batch if new.idempotency_key not in existing]
             items = [(queued_job(new, new_job_id(), now), new.context) for new in fresh]
-            reserved = iter(await reserve_batch(conn, items, self.policies, now))
-            outcomes: list[Stored | BaseException] = []
+            reserved = iter(await reserve_batch(conn, items, self.policy_book, now))
+            outcomes: list[Reserved | BaseException] = []
             for new in batch:
                 old = existing.get(new.idempotency_key)
                 if old is not None:
-                    outcomes.append(Stored(old, True, await ledger.balance(conn, old.user)))
+                    outcomes.append(Reserved(old, True, await ledger.balance(conn, old.user)))
                 else:
                     outcomes.append(next(reserved))
         return outcomes
 
     @completes_when_cancelled
-    async def _create(self, new: NewJob) -> Stored:
+    async def _create(self, new: NewJob) -> Reserved:
         now = self.queue.clock()
         job = queued_job(new, new_job_id(), now)
         async with self.queue.db.transaction() as conn:
             await ledger.lock_account(conn, new.user, now)
-            limits, paused = await self.policies.resolve(conn, new.user, new.context)
+            limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
             if paused is not None:
                 raise paused_refusal(new.cost)
             await self._check_limits(conn, new, limits, now)
@@ -259,7 +262,7 @@ class Reservations:
                 raise balance_refusal(available, new.cost, now, limits.period)
             await conn.execute(jobs.insert().values(**job_row(job, now)))
             await ledger.reserve(conn, new.user, job.id, new.cost, now)
-        return Stored(job, False, available - new.cost)
+        return Reserved(job, False, available - new.cost)
 
     async def _check_limits(
         self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float
@@ -284,9 +287,9 @@ class Reservations:
 async def reserve_batch(
     conn: AsyncConnection,
     items: Sequence[tuple[Job, RequestContext]],
-    policies: PolicyBook,
+    policy_book: PolicyBook,
     now: float,
-) -> list[Stored | QuotaError]:
+) -> list[Reserved | QuotaError]:
     """Reserve every item's job in the caller's transaction; items are jobs not yet
     stored (ids assigned), each with a distinct user."""
     if not items:
@@ -300,8 +303,8 @@ async def reserve_batch(
     scopes = {GLOBAL}
     for job, context in items:
         scopes.update(scopes_for(job.user, context))
-    found = await policies.overrides(conn, sorted(scopes))
-    decided = [policies.decide(found, job.user, context) for job, context in items]
+    found = await policy_book.overrides(conn, sorted(scopes))
+    decided = [policy_book.decide(found, job.user, context) for job, context in items]
     if any(p.cooldown_seconds > 0 or p.budget > 0 for p, _ in decided):
         raise NotBatchable("cooldown or budget")
 
@@ -337,7 +340,7 @@ async def reserve_batch(
             entries.append(grant)
             balances[ref] = balances.get(ref, 0) + int(grant["amount"])
 
-    outcomes: list[Stored | QuotaError] = []
+    outcomes: list[Reserved | QuotaError] = []
     job_rows: list[dict[str, object]] = []
     for (job, _), (limits, paused) in zip(items, decided, strict=True):
         available = balances.get(str(job.user), 0)
@@ -360,7 +363,7 @@ async def reserve_batch(
                 "created_at": now,
             }
         )
-        outcomes.append(Stored(job, False, available - job.cost))
+        outcomes.append(Reserved(job, False, available - job.cost))
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)
     await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])

@@ -316,13 +316,15 @@ class KontextService:
     async def limits(self) -> Limits:
         """The limits in force for everyone: the config with the stored global changes."""
         async with self.store.db.read() as conn:
-            return await self.store.policies.for_everyone(conn)
+            return await self.store.policy_book.for_everyone(conn)
 
     async def _store_policy(self, admin: UserRef, scope: str, what: str, **change: Any) -> Override:
         store = self.store
         now = store.clock()
         async with store.db.transaction() as conn:
-            override = await store.policies.store(conn, scope, actor=str(admin), now=now, **change)
+            override = await store.policy_book.store(
+                conn, scope, actor=str(admin), now=now, **change
+            )
             # The ledger is the audit trail of every admin action, not only of credits.
             await ledger.append(
                 conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
@@ -331,7 +333,7 @@ class KontextService:
 
     async def admin_policy(self, scope: str) -> Override | None:
         async with self.store.db.read() as conn:
-            return (await self.store.policies.overrides(conn, [parse_scope(scope)])).get(scope)
+            return (await self.store.policy_book.overrides(conn, [parse_scope(scope)])).get(scope)
 
     async def admin_grant(
         self, admin: UserRef, user: UserRef, amount: int, *, platform_admin: bool = False

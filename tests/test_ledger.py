@@ -153,12 +153,12 @@ async def test_claim_follows_the_per_user_cap_an_admin_stored(
         await store.create(new_job(key=f"a{i}"))
         clock.advance(1)
     async with store.db.transaction() as conn:
-        await store.policies.store(
+        await store.policy_book.store(
             conn, "global", actor="cli:local:op", now=clock(), per_user_concurrent=1
         )
     assert [j.idempotency_key for j in await store.claim("one", ["slack"], 10, 30)] == ["a0"]
     async with store.db.transaction() as conn:
-        await store.policies.store(
+        await store.policy_book.store(
             conn, "global", actor="cli:local:op", now=clock(), per_user_concurrent=3
         )
     assert sorted(j.idempotency_key for j in await store.claim("one", ["slack"], 10, 30)) == [
