@@ -157,13 +157,13 @@ def _checked(name: str, limit: Field[Any], value: Any) -> Any:
             raise UserInputError(f"'{value}' is not a {name}: use {', '.join(bounds.choices)}.")
         return value
     default: Any = limit.default
-    kind: type[Any] = type(default)  # int or float: a number is checked as one
+    kind: type[Any] = type(default)  # int or float (which takes an int too)
     if isinstance(value, bool) or not isinstance(value, int | kind):
-        raise UserInputError(f"{name} must be a number.")
+        raise UserInputError(f"{name} must be {'a whole number' if kind is int else 'a number'}.")
     if value < 0:
         raise UserInputError(NEGATIVE)
     if (bounds.minimum is not None and value < bounds.minimum) or (
         bounds.maximum is not None and value > bounds.maximum
     ):
         raise UserInputError(bounds.out_of_range)
-    return kind(value)
+    return value

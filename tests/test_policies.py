@@ -341,5 +341,5 @@ def test_each_limit_is_named_once_in_the_schema() -> None:
         validate_changes({"speed": 1})
     with pytest.raises(UserInputError, match="'hourly' is not a period"):
         validate_changes({"period": "hourly"})
-    with pytest.raises(UserInputError, match="must be a number"):
+    with pytest.raises(UserInputError, match="must be a whole number"):
         validate_changes({"budget": "10"})
