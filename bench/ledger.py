@@ -63,7 +63,7 @@ from bot import ledger
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.reservations import NewJob
 from bot.storage import Database, open_database
 from bot.storage.schema import jobs
@@ -109,8 +109,8 @@ class Overspend(AssertionError):
 Reserve = Callable[[UserRef], Awaitable[int]]
 
 
-def bot_policy() -> AllowancePolicy:
-    return AllowancePolicy(amount=ALLOWANCE, period="daily")
+def bot_policy() -> Limits:
+    return Limits(allowance=ALLOWANCE, period="daily")
 
 
 def new_job(user: UserRef, key: str) -> NewJob:

@@ -16,7 +16,7 @@ import structlog
 
 from bot.config import Settings
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.metrics import Metrics
 from bot.ops import OpsServer
 from bot.pipeline import RunnerLimits
@@ -45,18 +45,6 @@ def runner_limits(settings: Settings) -> RunnerLimits:
         max_input_pixels=images.max_input_pixels,
         max_output_bytes=images.max_output_bytes,
         keep_images_hours=settings.storage.keep_images_hours,
-    )
-
-
-def allowance_policy(settings: Settings) -> AllowancePolicy:
-    credits = settings.credits
-    return AllowancePolicy(
-        amount=credits.allowance,
-        period=credits.period,
-        max_balance=credits.max_balance,
-        budget=credits.budget,
-        cooldown_seconds=credits.cooldown_seconds,
-        per_user_concurrent=settings.jobs.per_user_concurrent,
     )
 
 
@@ -157,12 +145,12 @@ async def build_core(
         provider = build_provider(settings)  # config errors surface before storage work
         fallbacks = build_fallbacks(settings)
     db = await open_database(settings.storage.url, pool_size=settings.storage.pool_size)
-    base_policy = allowance_policy(settings)
+    base_limits = Limits.from_settings(settings)
     configured = [
         Override(scope=o.scope, allowance=o.allowance, period=o.period, paused=o.paused)
         for o in settings.credits.overrides
     ]
-    store = JobStore(db, base_policy, clock, PolicyBook(base_policy, configured))
+    store = JobStore(db, base_limits, clock, PolicyBook(base_limits, configured))
     metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
     service = KontextService(

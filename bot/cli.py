@@ -23,7 +23,10 @@ from bot import platforms as platforms_registry
 from bot.config import Settings, effective_config, load_settings, secret_values
 from bot.domain import UserRef
 from bot.errors import ConfigError, ProviderUnavailable, UserInputError
+from bot.limits import LIMITS
+from bot.limits import add_options as add_limit_options
 from bot.logs import configure_logging
+from bot.periods import PERIODS
 from bot.platforms import Platform
 
 log = structlog.get_logger("kontext.cli")
@@ -101,18 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     allowance.add_argument("scope", help="e.g. role:discord:9876:777 or workspace:slack:T0123")
     allowance.add_argument("amount", help="credits per period, or 'off' to remove the override")
-    allowance.add_argument("--period", choices=["daily", "weekly", "monthly", "never"])
+    allowance.add_argument("--period", choices=PERIODS)
     limits = policy_commands.add_parser(
         "limits",
         parents=[config_parent],
         help="show or change the limits for everyone (over the config, at run time)",
     )
-    limits.add_argument("--allowance", type=int, help="credits per period per user")
-    limits.add_argument("--period", choices=["daily", "weekly", "monthly", "never"])
-    limits.add_argument("--max-balance", type=int, help="cap on what allowances add up to")
-    limits.add_argument("--budget", type=int, help="credits everyone may spend per period")
-    limits.add_argument("--cooldown", type=float, help="seconds between a user's requests")
-    limits.add_argument("--concurrent", type=int, help="one user's jobs running at once")
+    add_limit_options(limits)
     for action in ("pause", "resume", "show"):
         sub = policy_commands.add_parser(action, parents=[config_parent], help=f"{action} a scope")
         sub.add_argument("scope", help="e.g. workspace:discord:9876 or channel:slack:T0123:C045")
@@ -146,14 +144,7 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
     service.admins = service.admins | {str(operator)}
     try:
         if args.policy_command == "limits":
-            changes = {
-                "allowance": args.allowance,
-                "period": args.period,
-                "max_balance": args.max_balance,
-                "budget": args.budget,
-                "cooldown_seconds": args.cooldown,
-                "per_user_concurrent": args.concurrent,
-            }
+            changes = {name: getattr(args, name) for name in LIMITS}
             if any(v is not None for v in changes.values()):
                 now = await service.admin_set_limits(operator, **changes)
             else:

@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from bot.errors import ConfigError
+from bot.limits import config_field
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 CONFIG_PATH_ENV = "KONTEXT_CONFIG"
@@ -141,12 +142,13 @@ class OverrideConfig(_Section):
 
 class CreditsConfig(_Section):
     cost_per_image: int = Field(120, ge=0)
-    allowance: int = Field(1200, ge=0)
-    period: Literal["daily", "weekly", "monthly", "never"] = "daily"
+    # The operator's limits (bot.limits: defaults and bounds there).
+    allowance: int = config_field("allowance")
+    period: Literal["daily", "weekly", "monthly", "never"] = config_field("period")
     admins: list[str] = Field(default_factory=list)
-    max_balance: int = Field(0, ge=0)
-    budget: int = Field(0, ge=0)
-    cooldown_seconds: float = Field(0.0, ge=0)
+    max_balance: int = config_field("max_balance")
+    budget: int = config_field("budget")
+    cooldown_seconds: float = config_field("cooldown_seconds")
     # Also treat the platform's own admins as bot admins: Discord members with Manage
     # Server, Slack workspace admins and owners.
     platform_admins: bool = False
@@ -168,13 +170,9 @@ class CreditsConfig(_Section):
         return value
 
 
-# The most jobs of one user that may run at once, in config and at run time.
-PER_USER_CONCURRENT_MAX = 100
-
-
 class JobsConfig(_Section):
     max_concurrent: int = Field(8, ge=1, le=1000)
-    per_user_concurrent: int = Field(2, ge=1, le=PER_USER_CONCURRENT_MAX)
+    per_user_concurrent: int = config_field("per_user_concurrent")  # a limit (bot.limits)
     timeout_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(60.0, gt=0)
     poll_initial_seconds: float = Field(2.0, gt=0)

@@ -227,7 +227,9 @@ class Job:
     created_at: float = 0.0
     finished_at: float | None = None
     seed_used: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # What the output looked like when downloaded (content type, width, height); the
+    # ``jobs.result`` column (bot/storage/schema.py).
+    output_meta: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def seed(self) -> int | None:

@@ -57,7 +57,7 @@ def row_to_job(row: Row[Any]) -> Job:
         error_message=row.error_message,
         created_at=row.created_at,
         finished_at=row.finished_at,
-        extra=row.result or {},
+        output_meta=row.result or {},
     )
 
 
@@ -73,11 +73,11 @@ async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> b
 
 
 class JobQueue:
-    def __init__(self, db: Database, clock: Clock, policies: PolicyBook) -> None:
+    def __init__(self, db: Database, clock: Clock, policy_book: PolicyBook) -> None:
         self.db = db
         self.clock = clock
         # The claim reads the per-user concurrency cap in force from here.
-        self.policies = policies
+        self.policy_book = policy_book
 
     # -- reading ------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ class JobQueue:
         )
         claimed: list[Job] = []
         async with self.db.transaction() as conn:
-            per_user = (await self.policies.for_everyone(conn)).per_user_concurrent
+            per_user = (await self.policy_book.for_everyone(conn)).per_user_concurrent
             busy = await conn.execute(
                 select(jobs.c.user_ref, func.count())
                 .where(
@@ -286,11 +286,11 @@ class JobQueue:
 
     @completes_when_cancelled
     async def mark_delivering(
-        self, job_id: str, output_path: str, result: Mapping[str, Any], *, user: UserRef
+        self, job_id: str, output_path: str, output_meta: Mapping[str, Any], *, user: UserRef
     ) -> int | None:
-        """Record the downloaded result; returns the user's balance, read in the same
-        transaction (the credits left to show with the image), or None when the job had
-        already finished elsewhere and was left as it was."""
+        """Record the downloaded output and its metadata; returns the user's balance,
+        read in the same transaction (the credits left to show with the image), or None
+        when the job had already finished elsewhere and was left as it was."""
         async with self.db.transaction() as conn:
             changed = await _set_if_active(
                 conn,
@@ -298,7 +298,7 @@ class JobQueue:
                 updated_at=self.clock(),
                 state=JobState.DELIVERING.value,
                 output_path=output_path,
-                result=dict(result),
+                result=dict(output_meta),  # the column of Job.output_meta
             )
             return await ledger.balance(conn, user) if changed else None
 

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import RequestContext, UserRef
 from bot.jobqueue import Clock, JobQueue
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.policies import PolicyBook
-from bot.reservations import NewJob, Reservations, Stored
+from bot.reservations import NewJob, Reservations, Reserved
 from bot.storage.database import Database
 
 
@@ -23,20 +23,22 @@ class JobStore(JobQueue):
     def __init__(
         self,
         db: Database,
-        policy: AllowancePolicy,
+        base_limits: Limits,
         clock: Clock,
-        policies: PolicyBook | None = None,
+        policy_book: PolicyBook | None = None,
     ) -> None:
-        super().__init__(db, clock, policies or PolicyBook(policy))
-        self.policy = policy  # the config's base policy; overrides live in ``policies``
+        super().__init__(db, clock, policy_book or PolicyBook(base_limits))
+        # The config's limits; what admins changed, and the overrides per scope, are
+        # in ``policy_book``.
+        self.base_limits = base_limits
         self.reservations = Reservations(self)
 
-    async def create(self, new: NewJob) -> Stored:
+    async def create(self, new: NewJob) -> Reserved:
         """See ``Reservations.create``."""
         return await self.reservations.create(new)
 
     async def open_account(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
-    ) -> AllowancePolicy:
+    ) -> Limits:
         """See ``Reservations.open_account``."""
         return await self.reservations.open_account(conn, user, context, now)

@@ -24,7 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import UserRef
-from bot.periods import Period, period_key
+from bot.limits import Limits
+from bot.periods import period_key
 from bot.storage.dialect import create_and_lock, insert_ignoring_conflict
 from bot.storage.schema import accounts, ledger
 
@@ -36,20 +37,6 @@ class EntryKind(StrEnum):
     REFUND = "refund"
     ADJUST = "adjust"
     ADMIN = "admin"  # 0: an admin changed a policy (allowance, pause); the note says what
-
-
-@dataclass(frozen=True)
-class AllowancePolicy:
-    amount: int
-    period: Period
-    # Limits the operator sets (0 = none): how far a balance may grow by allowances, the
-    # credits all users together may spend per period, and the pause between one
-    # user's requests.
-    max_balance: int = 0
-    budget: int = 0
-    cooldown_seconds: float = 0.0
-    # One user's jobs running at once; the queue keeps the rest (jobs.per_user_concurrent).
-    per_user_concurrent: int = 2
 
 
 @dataclass(frozen=True)
@@ -75,7 +62,7 @@ async def lock_account(conn: AsyncConnection, user: UserRef, now: float) -> None
 
 
 def allowance_grant(
-    user: UserRef, policy: AllowancePolicy, now: float, current_balance: int
+    user: UserRef, limits: Limits, now: float, current_balance: int
 ) -> dict[str, Any] | None:
     """The ledger row of the current period's allowance (None when there is none).
 
@@ -83,12 +70,12 @@ def allowance_grant(
     no-op. With a cap the allowance tops up to the cap at most; a 0 grant still marks
     the period as granted.
     """
-    dedupe_key = allowance_key(user, policy, now)
+    dedupe_key = allowance_key(user, limits, now)
     if dedupe_key is None:
         return None
-    amount = policy.amount
-    if policy.max_balance > 0:
-        amount = max(0, min(amount, policy.max_balance - current_balance))
+    amount = limits.allowance
+    if limits.max_balance > 0:
+        amount = max(0, min(amount, limits.max_balance - current_balance))
     return {
         "user_ref": str(user),
         "kind": EntryKind.GRANT.value,
@@ -96,30 +83,30 @@ def allowance_grant(
         "job_id": None,
         "dedupe_key": dedupe_key,
         "actor": "allowance",
-        "note": f"{policy.period} allowance {period_key(policy.period, now)}",
+        "note": f"{limits.period} allowance {period_key(limits.period, now)}",
         "created_at": now,
     }
 
 
-def allowance_key(user: UserRef, policy: AllowancePolicy, now: float) -> str | None:
+def allowance_key(user: UserRef, limits: Limits, now: float) -> str | None:
     """The dedupe key of the current period's allowance (None when there is none): its
     presence in the ledger says the period was granted, whatever the amount was."""
-    if policy.amount <= 0:
+    if limits.allowance <= 0:
         return None
-    return f"allowance:{user}:{policy.period}:{period_key(policy.period, now)}"
+    return f"allowance:{user}:{limits.period}:{period_key(limits.period, now)}"
 
 
 async def ensure_allowance(
-    conn: AsyncConnection, user: UserRef, policy: AllowancePolicy, now: float
+    conn: AsyncConnection, user: UserRef, limits: Limits, now: float
 ) -> bool:
     """Grant the current period's allowance unless already granted; True if granted now.
 
     Lazy: a user who is away for a month is not credited thirty times on return.
     """
-    if policy.amount <= 0:
+    if limits.allowance <= 0:
         return False
-    current = await balance(conn, user) if policy.max_balance > 0 else 0
-    grant = allowance_grant(user, policy, now, current)
+    current = await balance(conn, user) if limits.max_balance > 0 else 0
+    grant = allowance_grant(user, limits, now, current)
     if grant is None:
         return False
     return await insert_ignoring_conflict(conn, ledger, grant, ["dedupe_key"])

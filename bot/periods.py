@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 Period = Literal["daily", "weekly", "monthly", "never"]
+PERIODS: tuple[Period, ...] = get_args(Period)
 
 
 def period_key(period: Period, now: float) -> str:

@@ -147,7 +147,7 @@ class JobPipeline:
                     job,
                     state=JobState.DELIVERING,
                     output_path=str(output_path),
-                    extra=dict(meta),
+                    output_meta=dict(meta),
                 )
             await self._deliver(job, reply, started, bound, balance)
         except _Held:
@@ -322,7 +322,7 @@ class JobPipeline:
             missing = InternalError("output missing", detail=f"{path} is gone")
             await self._fail(job, reply, missing, bound)
             return
-        meta = job.extra
+        meta = job.output_meta
         # The balance the user will have once this job is charged; the charge itself
         # adds nothing (the credits left at reservation).
         status_balance = balance if balance is not None else await self.queue.balance(job.user)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import RequestContext, UserRef
 from bot.errors import UserInputError
-from bot.ledger import AllowancePolicy
-from bot.periods import Period
+from bot.limits import LIMITS, Limits
+from bot.periods import PERIODS, Period
 from bot.storage.dialect import one_of, upsert
 from bot.storage.schema import policies
 
@@ -39,7 +39,6 @@ _PART = r"[A-Za-z0-9_.@-]{1,64}"
 _SCOPE = re.compile(
     rf"^(?:workspace:{_PART}:{_PART}|(?:channel|role|user):{_PART}:{_PART}:{_PART})$"
 )
-_PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly", "never")
 _DAYS = {"daily": 1.0, "weekly": 7.0, "monthly": 30.0}
 
 
@@ -65,43 +64,43 @@ def scope_workspace(scope: str) -> tuple[str, str] | None:
 
 
 def parse_period(text: str) -> Period:
-    for period in _PERIODS:
+    for period in PERIODS:
         if text.strip().lower() == period:
             return period
-    raise UserInputError(f"'{text}' is not a period: use {', '.join(_PERIODS)}.")
+    raise UserInputError(f"'{text}' is not a period: use {', '.join(PERIODS)}.")
 
 
 @dataclass(frozen=True)
 class Override:
+    """What one scope changes: its allowance (and period) or a pause. The ``global``
+    scope also carries the operator's other limits as admins changed them."""
+
     scope: str
     allowance: int | None = None
     period: Period | None = None
     paused: bool = False
-    # The operator's limits; only the ``global`` scope carries them.
-    max_balance: int | None = None
-    budget: int | None = None
-    cooldown_seconds: float | None = None
-    per_user_concurrent: int | None = None
+    # The other limits changed at run time, by their ``Limits`` names (only the
+    # ``global`` scope carries them); a limit not here keeps the config's value.
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+    def changes(self) -> dict[str, Any]:
+        """Every limit this scope sets, by its ``Limits`` name (None: not set)."""
+        return {**self.limits, "allowance": self.allowance, "period": self.period}
+
+    @classmethod
+    def setting(cls, scope: str, changes: Mapping[str, Any], *, paused: bool = False) -> Override:
+        """The override of ``scope`` that sets ``changes`` (limits by name; None: not set)."""
+        rest = {
+            name: value
+            for name, value in changes.items()
+            if value is not None and name not in ("allowance", "period")
+        }
+        return cls(scope, changes.get("allowance"), changes.get("period"), paused, rest)
 
 
-def with_global(base: AllowancePolicy, stored: Override | None) -> AllowancePolicy:
-    """The config's policy with what admins changed for everyone at run time."""
-    if stored is None:
-        return base
-    return AllowancePolicy(
-        amount=base.amount if stored.allowance is None else stored.allowance,
-        period=stored.period or base.period,
-        max_balance=base.max_balance if stored.max_balance is None else stored.max_balance,
-        budget=base.budget if stored.budget is None else stored.budget,
-        cooldown_seconds=(
-            base.cooldown_seconds if stored.cooldown_seconds is None else stored.cooldown_seconds
-        ),
-        per_user_concurrent=(
-            base.per_user_concurrent
-            if stored.per_user_concurrent is None
-            else stored.per_user_concurrent
-        ),
-    )
+def with_global(base: Limits, stored: Override | None) -> Limits:
+    """The config's limits with what admins changed for everyone at run time."""
+    return base if stored is None else base.merged(stored.changes())
 
 
 def scopes_for(user: UserRef, context: RequestContext) -> list[str]:
@@ -119,19 +118,20 @@ def _per_30_days(amount: int, period: Period) -> float:
     return amount * 30.0 / _DAYS[period] if period in _DAYS else float(amount)
 
 
-def effective_policy(
-    base: AllowancePolicy, user: UserRef, overrides: Mapping[str, Override]
-) -> AllowancePolicy:
+def effective_policy(base: Limits, user: UserRef, overrides: Mapping[str, Override]) -> Limits:
+    """The limits for one user: ``base`` with the allowance of the scopes that apply."""
     own = overrides.get(f"user:{user}")
     if own is not None and own.allowance is not None:
-        return replace(base, amount=own.allowance, period=own.period or base.period)
+        return replace(base, allowance=own.allowance, period=own.period or base.period)
     best = base
     for scope, override in overrides.items():
         if scope.startswith("user:") or override.allowance is None:
             continue
-        candidate = replace(base, amount=override.allowance, period=override.period or base.period)
-        if _per_30_days(candidate.amount, candidate.period) > _per_30_days(
-            best.amount, best.period
+        candidate = replace(
+            base, allowance=override.allowance, period=override.period or base.period
+        )
+        if _per_30_days(candidate.allowance, candidate.period) > _per_30_days(
+            best.allowance, best.period
         ):
             best = candidate
     return best
@@ -141,34 +141,27 @@ class PolicyBook:
     """The overrides from config plus what admins stored; read inside the caller's
     transaction so a reservation sees one consistent state."""
 
-    def __init__(self, base: AllowancePolicy, configured: Iterable[Override] = ()) -> None:
-        self.base = base
+    def __init__(self, base_limits: Limits, configured: Iterable[Override] = ()) -> None:
+        self.base_limits = base_limits  # the config's; the ``global`` row's changes go over
         self.configured = {o.scope: o for o in configured}
 
     async def overrides(self, conn: AsyncConnection, scopes: list[str]) -> dict[str, Override]:
         found = {s: self.configured[s] for s in scopes if s in self.configured}
         rows = await conn.execute(select(policies).where(one_of(conn, policies.c.scope, scopes)))
         for row in rows:
-            found[row.scope] = Override(
-                scope=row.scope,
-                allowance=row.allowance,
-                period=parse_period(row.period) if row.period else None,
-                paused=bool(row.paused),
-                max_balance=row.max_balance,
-                budget=row.budget,
-                cooldown_seconds=row.cooldown_seconds,
-                per_user_concurrent=row.per_user_concurrent,
-            )
+            # Each limit's column is named as the limit (bot.limits).
+            stored = {name: row._mapping[name] for name in LIMITS}
+            found[row.scope] = Override.setting(row.scope, stored, paused=bool(row.paused))
         return found
 
-    async def for_everyone(self, conn: AsyncConnection) -> AllowancePolicy:
+    async def for_everyone(self, conn: AsyncConnection) -> Limits:
         """The operator's limits in force: the config with what admins stored on the
         ``global`` scope."""
-        return with_global(self.base, (await self.overrides(conn, [GLOBAL])).get(GLOBAL))
+        return with_global(self.base_limits, (await self.overrides(conn, [GLOBAL])).get(GLOBAL))
 
     async def resolve(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext
-    ) -> tuple[AllowancePolicy, str | None]:
+    ) -> tuple[Limits, str | None]:
         """The user's allowance policy here, and the scope that pauses the bot (if any).
         One query: the scopes that apply and the ``global`` row together."""
         found = await self.overrides(conn, [GLOBAL, *scopes_for(user, context)])
@@ -176,12 +169,12 @@ class PolicyBook:
 
     def decide(
         self, found: Mapping[str, Override], user: UserRef, context: RequestContext
-    ) -> tuple[AllowancePolicy, str | None]:
+    ) -> tuple[Limits, str | None]:
         """``resolve`` over overrides already read (a batch reads all of its users' at
         once); ``found`` may hold other users' scopes too."""
         mine = {s: found[s] for s in [GLOBAL, *scopes_for(user, context)] if s in found}
         paused = next((scope for scope, o in mine.items() if o.paused), None)
-        base = with_global(self.base, mine.pop(GLOBAL, None))
+        base = with_global(self.base_limits, mine.pop(GLOBAL, None))
         return effective_policy(base, user, mine), paused
 
     async def store(
@@ -191,40 +184,25 @@ class PolicyBook:
         *,
         actor: str,
         now: float,
-        allowance: int | None = None,
-        period: Period | None = None,
         paused: bool | None = None,
         clear_allowance: bool = False,
-        max_balance: int | None = None,
-        budget: int | None = None,
-        cooldown_seconds: float | None = None,
-        per_user_concurrent: int | None = None,
+        **changes: Any,
     ) -> Override:
-        """Change a scope's stored policy; unnamed fields keep their value (from the
-        stored row, else the config)."""
+        """Change a scope's stored policy: ``changes`` are limits by their ``Limits``
+        names (the caller has validated them, ``bot.limits.validate_changes``); unnamed
+        or None ones keep their value (from the stored row, else the config)."""
+        unknown = sorted(set(changes) - set(LIMITS))
+        if unknown:
+            raise TypeError(f"not limits: {', '.join(unknown)}")
         current = (await self.overrides(conn, [scope])).get(scope, Override(scope))
-
-        def keep(new_value: Any, old_value: Any) -> Any:
-            return old_value if new_value is None else new_value
-
-        new = Override(
-            scope=scope,
-            allowance=None if clear_allowance else keep(allowance, current.allowance),
-            period=None if clear_allowance else keep(period, current.period),
-            paused=keep(paused, current.paused),
-            max_balance=keep(max_balance, current.max_balance),
-            budget=keep(budget, current.budget),
-            cooldown_seconds=keep(cooldown_seconds, current.cooldown_seconds),
-            per_user_concurrent=keep(per_user_concurrent, current.per_user_concurrent),
-        )
+        kept = {**current.changes(), **{n: v for n, v in changes.items() if v is not None}}
+        if clear_allowance:
+            kept.update(allowance=None, period=None)
+        new = Override.setting(scope, kept, paused=current.paused if paused is None else paused)
+        sets = new.changes()
         values = {
-            "allowance": new.allowance,
-            "period": new.period,
+            **{name: sets.get(name) for name in LIMITS},
             "paused": int(new.paused),
-            "max_balance": new.max_balance,
-            "budget": new.budget,
-            "cooldown_seconds": new.cooldown_seconds,
-            "per_user_concurrent": new.per_user_concurrent,
             "updated_by": actor,
             "updated_at": now,
         }

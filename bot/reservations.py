@@ -1,7 +1,7 @@
 """Creating a job and reserving its credits, and every refusal a user can get for it.
 
 A job exists only with its cost reserved: the row and the ledger's reserve entry go in
-one transaction, after the user's account is locked, the policy in force resolved, the
+one transaction, after the user's account is locked, the limits in force resolved, the
 period's allowance granted and the operator's limits checked. A redelivered event (same
 idempotency key) creates nothing and is answered with the job it already made.
 
@@ -34,7 +34,8 @@ from bot import ledger
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
 from bot.jobqueue import JobQueue, row_to_job
-from bot.ledger import AllowancePolicy, EntryKind, allowance_grant, allowance_key
+from bot.ledger import EntryKind, allowance_grant, allowance_key
+from bot.limits import Limits
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import GLOBAL, PolicyBook, scopes_for
 from bot.storage.database import completes_when_cancelled
@@ -62,7 +63,10 @@ class NewJob:
 
 
 @dataclass(frozen=True)
-class Stored:
+class Reserved:
+    """A job stored with its cost reserved, or the one a redelivered event already made
+    (``duplicate``), and the user's balance after the reservation."""
+
     job: Job
     duplicate: bool
     balance_after: int
@@ -171,18 +175,18 @@ def job_row(job: Job, now: float) -> dict[str, object]:
 
 
 class Reservations:
-    """Adds jobs to ``queue`` (its database, clock and policies) with their credits
+    """Adds jobs to ``queue`` (its database, clock and policy book) with their credits
     reserved."""
 
     def __init__(self, queue: JobQueue) -> None:
         self.queue = queue
-        self._group = GroupCommit[NewJob, Stored](self._create_many)
+        self._group = GroupCommit[NewJob, Reserved](self._create_many)
 
     @property
-    def policies(self) -> PolicyBook:
-        return self.queue.policies
+    def policy_book(self) -> PolicyBook:
+        return self.queue.policy_book
 
-    async def create(self, new: NewJob) -> Stored:
+    async def create(self, new: NewJob) -> Reserved:
         """Store the job and reserve its cost in one transaction, or return the job that
         already has this idempotency key (a redelivered event creates nothing)."""
         try:
@@ -192,19 +196,19 @@ class Reservations:
             existing = await self.queue.by_idempotency_key(new.idempotency_key)
             if existing is None:
                 raise
-            return Stored(existing, True, await self.queue.balance(existing.user))
+            return Reserved(existing, True, await self.queue.balance(existing.user))
 
     async def open_account(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
-    ) -> AllowancePolicy:
-        """Lock the user's account and grant the period's allowance under the policy in
+    ) -> Limits:
+        """Lock the user's account and grant the period's allowance under the limits in
         force here (returned): what every balance change or balance shown starts with."""
         await ledger.lock_account(conn, user, now)
-        policy, _ = await self.policies.resolve(conn, user, context)
-        await ledger.ensure_allowance(conn, user, policy, now)
-        return policy
+        limits, _ = await self.policy_book.resolve(conn, user, context)
+        await ledger.ensure_allowance(conn, user, limits, now)
+        return limits
 
-    async def _create_many(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+    async def _create_many(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
         """One transaction for everything that arrived together, or one at a time where
         that path does not apply."""
         if len(batch) > 1:
@@ -212,7 +216,7 @@ class Reservations:
                 return await self._create_batch(batch)
             except (NotBatchable, IntegrityError):
                 pass
-        outcomes: list[Stored | BaseException] = []
+        outcomes: list[Reserved | BaseException] = []
         for new in batch:
             try:
                 outcomes.append(await self._create(new))
@@ -221,7 +225,7 @@ class Reservations:
         return outcomes
 
     @completes_when_cancelled
-    async def _create_batch(self, batch: list[NewJob]) -> list[Stored | BaseException]:
+    async def _create_batch(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
         now = self.queue.clock()
         keys = [new.idempotency_key for new in batch]
         async with self.queue.db.transaction() as conn:
@@ -232,60 +236,60 @@ class Reservations:
             existing = {row.idempotency_key: row_to_job(row) for row in rows}
             fresh = [new for new in batch if new.idempotency_key not in existing]
             items = [(queued_job(new, new_job_id(), now), new.context) for new in fresh]
-            reserved = iter(await reserve_batch(conn, items, self.policies, now))
-            outcomes: list[Stored | BaseException] = []
+            reserved = iter(await reserve_batch(conn, items, self.policy_book, now))
+            outcomes: list[Reserved | BaseException] = []
             for new in batch:
                 old = existing.get(new.idempotency_key)
                 if old is not None:
-                    outcomes.append(Stored(old, True, await ledger.balance(conn, old.user)))
+                    outcomes.append(Reserved(old, True, await ledger.balance(conn, old.user)))
                 else:
                     outcomes.append(next(reserved))
         return outcomes
 
     @completes_when_cancelled
-    async def _create(self, new: NewJob) -> Stored:
+    async def _create(self, new: NewJob) -> Reserved:
         now = self.queue.clock()
         job = queued_job(new, new_job_id(), now)
         async with self.queue.db.transaction() as conn:
             await ledger.lock_account(conn, new.user, now)
-            policy, paused = await self.policies.resolve(conn, new.user, new.context)
+            limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
             if paused is not None:
                 raise paused_refusal(new.cost)
-            await self._check_limits(conn, new, policy, now)
-            await ledger.ensure_allowance(conn, new.user, policy, now)
+            await self._check_limits(conn, new, limits, now)
+            await ledger.ensure_allowance(conn, new.user, limits, now)
             available = await ledger.balance(conn, new.user)
             if available < new.cost:
-                raise balance_refusal(available, new.cost, now, policy.period)
+                raise balance_refusal(available, new.cost, now, limits.period)
             await conn.execute(jobs.insert().values(**job_row(job, now)))
             await ledger.reserve(conn, new.user, job.id, new.cost, now)
-        return Stored(job, False, available - new.cost)
+        return Reserved(job, False, available - new.cost)
 
     async def _check_limits(
-        self, conn: AsyncConnection, new: NewJob, policy: AllowancePolicy, now: float
+        self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float
     ) -> None:
         """The operator's limits beyond the balance: cooldown and the shared budget."""
-        if policy.cooldown_seconds > 0:
+        if limits.cooldown_seconds > 0:
             last = await conn.scalar(
                 select(func.max(jobs.c.created_at)).where(jobs.c.user_ref == str(new.user))
             )
-            wait = (last or 0.0) + policy.cooldown_seconds - now
+            wait = (last or 0.0) + limits.cooldown_seconds - now
             if last is not None and wait > 0:
                 raise cooldown_refusal(wait, new.cost)
-        if policy.budget > 0:
+        if limits.budget > 0:
             # Serialise every reservation on one row while the budget is counted, so
             # that processes cannot overspend it together.
             await ledger.lock_account(conn, BUDGET_ACCOUNT, now)
-            spent = await ledger.spent_since(conn, period_start(policy.period, now))
-            if spent + new.cost > policy.budget:
-                raise budget_refusal(new.cost, now, policy.period)
+            spent = await ledger.spent_since(conn, period_start(limits.period, now))
+            if spent + new.cost > limits.budget:
+                raise budget_refusal(new.cost, now, limits.period)
 
 
 async def reserve_batch(
     conn: AsyncConnection,
     items: Sequence[tuple[Job, RequestContext]],
-    policies: PolicyBook,
+    policy_book: PolicyBook,
     now: float,
-) -> list[Stored | QuotaError]:
+) -> list[Reserved | QuotaError]:
     """Reserve every item's job in the caller's transaction; items are jobs not yet
     stored (ids assigned), each with a distinct user."""
     if not items:
@@ -299,16 +303,16 @@ async def reserve_batch(
     scopes = {GLOBAL}
     for job, context in items:
         scopes.update(scopes_for(job.user, context))
-    found = await policies.overrides(conn, sorted(scopes))
-    decided = [policies.decide(found, job.user, context) for job, context in items]
+    found = await policy_book.overrides(conn, sorted(scopes))
+    decided = [policy_book.decide(found, job.user, context) for job, context in items]
     if any(p.cooldown_seconds > 0 or p.budget > 0 for p, _ in decided):
         raise NotBatchable("cooldown or budget")
 
     # Balances and whether this period's allowance was granted, in one read.
     keys = [
         key
-        for (job, _), (policy, paused) in zip(items, decided, strict=True)
-        if paused is None and (key := allowance_key(job.user, policy, now)) is not None
+        for (job, _), (limits, paused) in zip(items, decided, strict=True)
+        if paused is None and (key := allowance_key(job.user, limits, now)) is not None
     ]
     rows = await conn.execute(
         select(
@@ -327,24 +331,24 @@ async def reserve_batch(
             granted.add(str(ref))
     # Entries go in as one statement: the allowances due, then the reservations.
     entries: list[dict[str, object]] = []
-    for (job, _), (policy, paused) in zip(items, decided, strict=True):
+    for (job, _), (limits, paused) in zip(items, decided, strict=True):
         ref = str(job.user)
         if paused is not None or ref in granted:
             continue
-        grant = allowance_grant(job.user, policy, now, balances.get(ref, 0))
+        grant = allowance_grant(job.user, limits, now, balances.get(ref, 0))
         if grant is not None:
             entries.append(grant)
             balances[ref] = balances.get(ref, 0) + int(grant["amount"])
 
-    outcomes: list[Stored | QuotaError] = []
+    outcomes: list[Reserved | QuotaError] = []
     job_rows: list[dict[str, object]] = []
-    for (job, _), (policy, paused) in zip(items, decided, strict=True):
+    for (job, _), (limits, paused) in zip(items, decided, strict=True):
         available = balances.get(str(job.user), 0)
         if paused is not None:
             outcomes.append(paused_refusal(job.cost))
             continue
         if available < job.cost:
-            outcomes.append(balance_refusal(available, job.cost, now, policy.period))
+            outcomes.append(balance_refusal(available, job.cost, now, limits.period))
             continue
         job_rows.append(job_row(job, now))
         entries.append(
@@ -359,7 +363,7 @@ async def reserve_batch(
                 "created_at": now,
             }
         )
-        outcomes.append(Stored(job, False, available - job.cost))
+        outcomes.append(Reserved(job, False, available - job.cost))
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)
     await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from bot import ledger
 from bot.commands import validate_prompt
-from bot.config import PER_USER_CONCURRENT_MAX
 from bot.domain import (
     SEED_MAX,
     Acknowledgement,
@@ -28,7 +27,8 @@ from bot.domain import (
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy, EntryKind, LedgerEntry
+from bot.ledger import EntryKind, LedgerEntry
+from bot.limits import Limits, validate_changes
 from bot.metrics import Metrics
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import GLOBAL, Override, parse_scope, scope_workspace
@@ -231,7 +231,7 @@ class KontextService:
         store = self.store
         now = store.clock()
         async with store.db.transaction() as conn:
-            policy = await store.open_account(conn, user, context or RequestContext(), now)
+            limits = await store.open_account(conn, user, context or RequestContext(), now)
             balance = await ledger.balance(conn, user)
         cost = self.cost_per_image
         return CreditStatus(
@@ -239,8 +239,8 @@ class KontextService:
             balance=balance,
             cost_per_image=cost,
             images_left=balance // cost if cost else 0,
-            next_allowance_at=next_period_start(policy.period, now),
-            allowance=policy.amount,
+            next_allowance_at=next_period_start(limits.period, now),
+            allowance=limits.allowance,
             active_jobs=await store.active_for_user(user),
         )
 
@@ -300,55 +300,31 @@ class KontextService:
         what = f"{'paused' if paused else 'resumed'} {scope}"
         return await self._store_policy(admin, scope, what, paused=paused)
 
-    async def admin_set_limits(
-        self,
-        admin: UserRef,
-        *,
-        max_balance: int | None = None,
-        budget: int | None = None,
-        cooldown_seconds: float | None = None,
-        allowance: int | None = None,
-        period: Period | None = None,
-        per_user_concurrent: int | None = None,
-    ) -> AllowancePolicy:
+    async def admin_set_limits(self, admin: UserRef, **changes: Any) -> Limits:
         """Change the operator's limits for everyone at run time (stored, over the
-        config); only ``credits.admins`` may. Returns the limits now in force."""
+        config); only ``credits.admins`` may. ``changes`` name limits as ``bot.limits``
+        does (None: unchanged), checked against its bounds. Returns the limits now in
+        force."""
         self._require_admin(admin, False, GLOBAL)
-        changes = {
-            "max_balance": max_balance,
-            "budget": budget,
-            "cooldown_seconds": cooldown_seconds,
-            "allowance": allowance,
-            "per_user_concurrent": per_user_concurrent,
-        }
-        if any(v is not None and v < 0 for v in changes.values()):
-            raise UserInputError("Limits cannot be negative (0 means no limit).")
-        if (
-            per_user_concurrent is not None
-            and not 1 <= per_user_concurrent <= PER_USER_CONCURRENT_MAX
-        ):
-            # 0 would hold every job in the queue forever, so it does not mean "none" here.
-            raise UserInputError(
-                f"Jobs per user at once must be between 1 and {PER_USER_CONCURRENT_MAX}."
-            )
-        said = ", ".join(
-            f"{k} {v}" for k, v in {**changes, "period": period}.items() if v is not None
-        )
-        if not said:
+        checked = validate_changes(changes)
+        if not checked:
             raise UserInputError("Name at least one limit to change.")
-        await self._store_policy(admin, GLOBAL, f"limits set: {said}", period=period, **changes)
+        said = ", ".join(f"{name} {value}" for name, value in checked.items())
+        await self._store_policy(admin, GLOBAL, f"limits set: {said}", **checked)
         return await self.limits()
 
-    async def limits(self) -> AllowancePolicy:
-        """The base policy in force: the config with the stored global changes."""
+    async def limits(self) -> Limits:
+        """The limits in force for everyone: the config with the stored global changes."""
         async with self.store.db.read() as conn:
-            return await self.store.policies.for_everyone(conn)
+            return await self.store.policy_book.for_everyone(conn)
 
     async def _store_policy(self, admin: UserRef, scope: str, what: str, **change: Any) -> Override:
         store = self.store
         now = store.clock()
         async with store.db.transaction() as conn:
-            override = await store.policies.store(conn, scope, actor=str(admin), now=now, **change)
+            override = await store.policy_book.store(
+                conn, scope, actor=str(admin), now=now, **change
+            )
             # The ledger is the audit trail of every admin action, not only of credits.
             await ledger.append(
                 conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
@@ -357,7 +333,7 @@ class KontextService:
 
     async def admin_policy(self, scope: str) -> Override | None:
         async with self.store.db.read() as conn:
-            return (await self.store.policies.overrides(conn, [parse_scope(scope)])).get(scope)
+            return (await self.store.policy_book.overrides(conn, [parse_scope(scope)])).get(scope)
 
     async def admin_grant(
         self, admin: UserRef, user: UserRef, amount: int, *, platform_admin: bool = False
@@ -402,4 +378,4 @@ class KontextService:
             return await ledger.recent_entries(conn, user, limit)
 
 
-__all__ = ["AllowancePolicy", "CreditStatus", "KontextService"]
+__all__ = ["CreditStatus", "KontextService", "Limits"]

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.domain import Acknowledgement
-from bot.ledger import AllowancePolicy, LedgerEntry
+from bot.ledger import LedgerEntry
+from bot.limits import Limits
 from bot.policies import Override
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def describe_scope(style: Style, scope: str) -> str:
     return f"this {style.workspace_word}"
 
 
-def allowance_text(style: Style, scope: str, override: Override, limits: AllowancePolicy) -> str:
+def allowance_text(style: Style, scope: str, override: Override, limits: Limits) -> str:
     """The period shown is the override's own, else the one in force for everyone (the
     config as changed at run time), never the config file's."""
     who = describe_scope(style, scope)
@@ -168,15 +169,15 @@ def top_spenders_text(style: Style, rows: Iterable[tuple[str, int]]) -> str:
     return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
 
 
-def limits_text(limits: AllowancePolicy) -> str:
+def limits_text(limits: Limits) -> str:
     return (
-        f"allowance {limits.amount} {limits.period}; max_balance {limits.max_balance}; "
+        f"allowance {limits.allowance} {limits.period}; max_balance {limits.max_balance}; "
         f"budget {limits.budget} per {limits.period}; cooldown {limits.cooldown_seconds:g} s "
         f"(0: none); jobs per user at once {limits.per_user_concurrent}"
     )
 
 
-def policy_text(scope: str, override: Override | None, limits: AllowancePolicy) -> str:
+def policy_text(scope: str, override: Override | None, limits: Limits) -> str:
     """The CLI's one-line answer about a scope."""
     if override is None or (override.allowance is None and not override.paused):
         return f"{scope}: no override (the config's allowance applies)"

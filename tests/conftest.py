@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.storage import Database, open_database
 from tests.fakes.coretoday import FakeCoreToday
 from tests.pg import Cluster, ClusterUnavailable, start_cluster
@@ -68,10 +68,10 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def policy() -> AllowancePolicy:
-    return AllowancePolicy(amount=1200, period="daily")
+def base_limits() -> Limits:
+    return Limits(allowance=1200, period="daily")
 
 
 @pytest.fixture
-def store(db: Database, policy: AllowancePolicy, clock: FakeClock) -> JobStore:
-    return JobStore(db, policy, clock)
+def store(db: Database, base_limits: Limits, clock: FakeClock) -> JobStore:
+    return JobStore(db, base_limits, clock)

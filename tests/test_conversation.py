@@ -9,7 +9,7 @@ from bot import ledger
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import SEED_MAX, AttachmentSource, EditOptions, EditRequest, UserRef
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.policies import PolicyBook
 from bot.providers.base import ProviderCapabilities
 from bot.service import KontextService
@@ -19,7 +19,7 @@ from tests.support import FakeClock
 
 ALICE = UserRef("slack", "T1", "U1")
 OWNER = UserRef("slack", "T1", "U0")
-BASE = AllowancePolicy(amount=1200, period="daily")
+BASE = Limits(allowance=1200, period="daily")
 
 
 def service(db: Database, clock: FakeClock) -> KontextService:

@@ -11,7 +11,7 @@ from bot import ledger
 from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.reservations import NewJob
 from bot.storage import Database
 from bot.storage.schema import ledger as ledger_table
@@ -153,12 +153,12 @@ async def test_claim_follows_the_per_user_cap_an_admin_stored(
         await store.create(new_job(key=f"a{i}"))
         clock.advance(1)
     async with store.db.transaction() as conn:
-        await store.policies.store(
+        await store.policy_book.store(
             conn, "global", actor="cli:local:op", now=clock(), per_user_concurrent=1
         )
     assert [j.idempotency_key for j in await store.claim("one", ["slack"], 10, 30)] == ["a0"]
     async with store.db.transaction() as conn:
-        await store.policies.store(
+        await store.policy_book.store(
             conn, "global", actor="cli:local:op", now=clock(), per_user_concurrent=3
         )
     assert sorted(j.idempotency_key for j in await store.claim("one", ["slack"], 10, 30)) == [
@@ -189,7 +189,7 @@ async def test_queue_position_counts_waiting_jobs(store: JobStore, clock: FakeCl
 
 
 async def test_balance_cap_limits_what_allowances_add(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, AllowancePolicy(1200, "daily", max_balance=2000), clock)
+    store = JobStore(db, Limits(1200, "daily", max_balance=2000), clock)
     await store.create(new_job(key="a"))  # grant 1200, reserve 120 -> 1080
     clock.advance(86_400)
     await store.create(new_job(key="b"))  # the allowance tops up to 2000 at most: +920
@@ -201,7 +201,7 @@ async def test_balance_cap_limits_what_allowances_add(db: Database, clock: FakeC
 
 
 async def test_shared_budget_refuses_and_renews(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, AllowancePolicy(1200, "daily", budget=360), clock)
+    store = JobStore(db, Limits(1200, "daily", budget=360), clock)
     await store.create(new_job(user=ALICE, key="a1"))
     bob_job = (await store.create(new_job(user=BOB, key="b1"))).job
     await store.create(new_job(user=ALICE, key="a2"))
@@ -216,7 +216,7 @@ async def test_shared_budget_refuses_and_renews(db: Database, clock: FakeClock) 
 
 
 async def test_shared_budget_holds_under_concurrency(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, AllowancePolicy(1200, "daily", budget=600), clock)
+    store = JobStore(db, Limits(1200, "daily", budget=600), clock)
     users = [UserRef("slack", "T1", f"U{i}") for i in range(8)]
 
     async def attempt(i: int) -> bool:
@@ -230,7 +230,7 @@ async def test_shared_budget_holds_under_concurrency(db: Database, clock: FakeCl
 
 
 async def test_cooldown_between_requests(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, AllowancePolicy(1200, "daily", cooldown_seconds=30), clock)
+    store = JobStore(db, Limits(1200, "daily", cooldown_seconds=30), clock)
     await store.create(new_job(key="a"))
     clock.advance(10)
     with pytest.raises(QuotaError) as info:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot.domain import UserRef
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy
+from bot.limits import Limits
 from bot.storage import open_database
 from bot.storage.schema import ledger
 from tests.fakes.coretoday import FakeCoreToday
@@ -63,7 +63,7 @@ async def test_four_processes_reserving_for_the_same_users(pg_url: str) -> None:
     assert len(stored) == len(set(stored)) == 3 * 10  # 1200 / 120 credits for each user
 
     db = await open_database(pg_url, run_migrations=False)
-    store = JobStore(db, AllowancePolicy(1200, "daily"), lambda: 0.0)
+    store = JobStore(db, Limits(1200, "daily"), lambda: 0.0)
     try:
         async with db.transaction() as conn:
             rows = (

@@ -13,7 +13,8 @@ from bot import ledger
 from bot.domain import EditOptions, EditRequest, RequestContext, UserRef
 from bot.errors import QuotaError, UserInputError
 from bot.jobstore import JobStore
-from bot.ledger import AllowancePolicy, EntryKind
+from bot.ledger import EntryKind
+from bot.limits import Limits
 from bot.policies import Override, PolicyBook, effective_policy
 from bot.providers.base import ProviderCapabilities
 from bot.service import KontextService
@@ -28,7 +29,7 @@ OWNER = UserRef("discord", GUILD, "1")
 OTHER_GUILD_MOD = UserRef("discord", "5555", "7")
 SUPPORTERS = "777"
 ART = "555"
-BASE = AllowancePolicy(amount=1200, period="daily")
+BASE = Limits(allowance=1200, period="daily")
 
 
 def service(
@@ -68,10 +69,10 @@ def test_most_generous_applicable_override_wins_and_a_users_own_wins_outright() 
     no_channel = {k: v for k, v in overrides.items() if "channel" not in k}
     assert effective_policy(BASE, ALICE, no_channel) == BASE
     best = effective_policy(BASE, ALICE, overrides)
-    assert (best.amount, best.period) == (50_000, "monthly")
+    assert (best.allowance, best.period) == (50_000, "monthly")
     own = {**overrides, f"user:{ALICE}": Override("u", allowance=100, period=None)}
     mine = effective_policy(BASE, ALICE, own)
-    assert (mine.amount, mine.period) == (100, "daily"), "an admin's choice for this user"
+    assert (mine.allowance, mine.period) == (100, "daily"), "an admin's choice for this user"
     assert best.max_balance == BASE.max_balance and best.budget == BASE.budget
 
 
@@ -233,7 +234,7 @@ async def test_operator_limits_change_at_run_time_for_everyone(
 ) -> None:
     svc = service(db, clock)
     now = await svc.admin_set_limits(OWNER, budget=240, cooldown_seconds=30)
-    assert (now.budget, now.cooldown_seconds, now.amount) == (240, 30, 1200)
+    assert (now.budget, now.cooldown_seconds, now.allowance) == (240, 30, 1200)
     await svc.submit(request(ALICE, "a"))
     with pytest.raises(QuotaError, match="wait 30 s"):
         await svc.submit(request(ALICE, "b"))
@@ -313,3 +314,32 @@ async def test_requests_arriving_together_are_reserved_in_one_batch(
             assert sum(e.amount for e in entries) == await ledger.balance(conn, user) >= 0
             assert len([e for e in entries if e.kind == EntryKind.GRANT]) == 1
             assert len([e for e in entries if e.kind == EntryKind.RESERVE]) == 1
+
+
+def test_each_limit_is_named_once_in_the_schema() -> None:
+    """The config, the stored ``global`` row, the admin API and the CLI all go by the
+    schema in bot.limits: a limit there is a config key with the same default, a column
+    of ``policies`` and an option of ``kontext-bot policy limits``."""
+    from bot.cli import build_parser
+    from bot.config import Settings
+    from bot.limits import LIMITS, validate_changes
+    from bot.storage.schema import policies
+
+    assert Limits.from_settings(Settings()) == Limits(), "config defaults are the schema's"
+    assert set(LIMITS) <= set(policies.c.keys()), "each limit has its column (a migration)"
+    args = build_parser().parse_args(["policy", "limits", "--concurrent", "3", "--cooldown", "5"])
+    assert {name: getattr(args, name) for name in LIMITS} == {
+        "allowance": None,
+        "period": None,
+        "max_balance": None,
+        "budget": None,
+        "cooldown_seconds": 5.0,
+        "per_user_concurrent": 3,
+    }
+    assert validate_changes({"budget": 10, "period": None}) == {"budget": 10}
+    with pytest.raises(UserInputError, match="'speed' is not a limit"):
+        validate_changes({"speed": 1})
+    with pytest.raises(UserInputError, match="'hourly' is not a period"):
+        validate_changes({"period": "hourly"})
+    with pytest.raises(UserInputError, match="must be a whole number"):
+        validate_changes({"budget": "10"})

@@ -21,7 +21,6 @@ from bot.providers.http import (
     UNAVAILABLE,
     HttpProvider,
     Retry,
-    _Retry,
     classify_response,
     parse_retry_after,
 )
@@ -29,7 +28,6 @@ from bot.providers.http import (
 __all__ = [
     "CoreTodayProvider",
     "Retry",
-    "_Retry",
     "classify_response",
     "parse_prediction",
     "parse_retry_after",

@@ -47,9 +47,6 @@ class Retry(Exception):
         self.wait = wait
 
 
-_Retry = Retry  # the name the providers used first
-
-
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
     if not value:

@@ -99,6 +99,8 @@ jobs = Table(
     # no prediction id may or may not exist at the provider, so it is never resubmitted.
     Column("submit_started_at", Timestamp, nullable=True),
     Column("output_path", Text, nullable=True),
+    # ``Job.output_meta`` in Python: the downloaded output's content type, width and
+    # height (the column keeps its first name; renaming it would need a migration).
     Column("result", JSON, nullable=True),
     Column("error_kind", String(32), nullable=True),
     Column("error_message", Text, nullable=True),
