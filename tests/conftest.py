@@ -1,8 +1,11 @@
-"""Shared fixtures: a throwaway database per test and a controllable clock."""
+"""Shared fixtures: a throwaway database per test and controllable clocks."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +32,81 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+# A deadline in a test guards against a hang; it is never the thing being measured, so it
+# is generous enough for a machine busy with other work (CI on a shared machine).
+HANG_GUARD_SECONDS = 120.0
+
+
+class LoopClock:
+    """The running event loop's clock, moved forward by hand.
+
+    ``asyncio.timeout``, ``asyncio.sleep``, ``call_later`` and the HTTP clients' timeouts
+    all schedule on ``loop.time()``: after ``advance(s)`` every timer due within ``s``
+    fires at the loop's next turn, as if that much time had passed. A test of a timeout
+    thus sets a generous one, waits (on events) until the work is where the timeout must
+    find it, and then moves the clock past it, instead of racing a short timeout against
+    the work on a machine of unknown speed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.offset = 0.0
+        loop.time = self._time  # type: ignore[method-assign]
+
+    def _time(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+async def loop_clock() -> LoopClock:
+    return LoopClock(asyncio.get_running_loop())
+
+
+# Python 3.11 before 3.11.8 (python/cpython#106905, pytest-dev/pytest#10763): the AST
+# constructor's recursion counter is one per interpreter, shared by every ``ast.parse``.
+# When a garbage collection that starts inside an ``ast.parse`` (pytest rewriting a test
+# module's asserts, or rendering a failure, which parses the whole test module) finalises
+# an asyncio Task whose exception nobody retrieved, asyncio logs "Task exception was never
+# retrieved" with its traceback, and formatting that traceback calls ``ast.parse`` again
+# (3.11's caret anchors); the outer call then raises "SystemError: AST constructor
+# recursion depth mismatch": an INTERNALERROR that ends the run and hides the failing
+# test. A test cut short by a timeout leaves exactly such tasks behind. So the garbage of
+# each phase of a test is collected as that phase ends, before pytest renders anything,
+# and never inside an ``ast.parse``; freezing what collection imported keeps these
+# collections down to the objects the tests themselves made (about a millisecond).
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        gc.collect()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        gc.collect()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
