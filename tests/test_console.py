@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from adapters.console.main import console_user
+from tests.conftest import HANG_GUARD_SECONDS
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ async def start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subp
 
 async def run(args: list[str], env: dict[str, str], cwd: Path) -> Result:
     process = await start(args, env, cwd)
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=HANG_GUARD_SECONDS)
     assert process.returncode is not None
     return Result(process.returncode, out.decode(), err.decode())
 
@@ -199,7 +200,7 @@ async def kill_mid_job(tmp_path: Path, fake: FakeCoreToday, env: dict[str, str],
         ["console", "--image", str(image), "--out", str(out), "make it a watercolor"], env, tmp_path
     )
     # A status poll means the prediction id is stored: kill the process hard then.
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while fake.polls == 0:
             await asyncio.sleep(0.01)
     process.send_signal(signal.SIGKILL)
@@ -251,12 +252,12 @@ async def test_run_finishes_orphaned_jobs_and_stops_on_sigterm(
     await kill_mid_job(tmp_path, fake, env, out)
     bot = await start(["run"], env, tmp_path)
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while not out.is_file():
                 await asyncio.sleep(0.02)
     finally:
         bot.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(bot.communicate(), timeout=30)
+        _, err = await asyncio.wait_for(bot.communicate(), timeout=HANG_GUARD_SECONDS)
     assert bot.returncode == 0, err.decode()
     assert "no platform adapter is enabled" in err.decode()
     assert len(fake.creates) == 1

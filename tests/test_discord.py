@@ -24,7 +24,7 @@ from bot.app import Core, build_core
 from bot.config import Settings
 from bot.domain import UserRef
 from bot.errors import ConfigError
-from tests.conftest import make_settings
+from tests.conftest import HANG_GUARD_SECONDS, make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
     ART_CHANNEL_ID,
@@ -56,7 +56,7 @@ class Bot:
     provider: FakeCoreToday
     settings: Settings
 
-    async def until(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    async def until(self, check: Callable[[], Any], timeout: float = HANG_GUARD_SECONDS) -> Any:
         async with asyncio.timeout(timeout):
             while not (value := check()):
                 await asyncio.sleep(0.02)
@@ -554,19 +554,19 @@ async def test_run_as_a_process_serves_discord_and_stops_on_sigterm(
         env = discord_environment(tmp_path, fake, discord)
         process = await start(["run"], env, tmp_path)
         try:
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 await discord.connected.wait()
             assert "global" in discord.commands, "no guild_ids: synced globally"
             image = discord.upload(png(), "cat.png", "image/png")
             await discord.slash_command(
                 "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
             )
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 while not any(m["attachments"] for m in discord.channel_messages(CHANNEL_ID)):
                     await asyncio.sleep(0.05)
         finally:
             process.send_signal(signal.SIGTERM)
-            _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+            _, err = await asyncio.wait_for(process.communicate(), timeout=HANG_GUARD_SECONDS)
     assert process.returncode == 0, err.decode()
     assert BOT_TOKEN not in err.decode()
 

@@ -26,7 +26,7 @@ from PIL import Image
 from adapters.slack import SlackAdapter
 from bot.app import Core, build_core
 from bot.domain import UserRef
-from tests.conftest import make_settings
+from tests.conftest import HANG_GUARD_SECONDS, make_settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import (
     APP_TOKEN,
@@ -124,20 +124,20 @@ class Bot:
         )
 
     async def opened_view(self) -> dict[str, Any]:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while not self.slack.calls_to("views.open"):
                 await asyncio.sleep(0.01)
         view = self.slack.calls_to("views.open")[-1].args["view"]
         return json.loads(view) if isinstance(view, str) else view
 
     async def uploaded(self, count: int = 1) -> list[Any]:
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while len([u for u in self.slack.uploads.values() if u.channel]) < count:
                 await asyncio.sleep(0.02)
         return [u for u in self.slack.uploads.values() if u.channel]
 
     async def ephemerals(self, count: int = 1) -> list[str]:
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while len(self.slack.calls_to("chat.postEphemeral")) < count:
                 await asyncio.sleep(0.02)
         return [c.args["text"] for c in self.slack.calls_to("chat.postEphemeral")]
@@ -417,7 +417,7 @@ async def test_rate_limited_slack_calls_are_retried(bot: Bot) -> None:
     view = await bot.opened_view()
     await bot.interact(submission(view, prompt="make it blue", file=None, view_id="V0RL"))
     await bot.uploaded()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while (
             bot.slack.rate_limit_methods["chat.postEphemeral"] > 0
             or len(bot.slack.calls_to("chat.postEphemeral")) < 3
@@ -457,7 +457,7 @@ async def test_non_image_and_corrupt_files_cost_nothing(
     file = bot.slack.file_object(next(iter(bot.slack.files)))
     await bot.interact(submission(view, prompt="make it blue", file=file, view_id="V0BAD"))
     messages = await bot.ephemerals()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while not any(words in text for text in messages):
             await asyncio.sleep(0.02)
             messages = [c.args["text"] for c in bot.slack.calls_to("chat.postEphemeral")]
@@ -495,7 +495,7 @@ async def test_kontext_bot_run_serves_slack_and_stops_cleanly(
             }
         )
         async with httpx.AsyncClient() as client:
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 while True:
                     try:
                         answer = await client.post(
@@ -511,7 +511,7 @@ async def test_kontext_bot_run_serves_slack_and_stops_cleanly(
                         assert process.returncode is None, "the bot exited"
                         await asyncio.sleep(0.05)
         process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=HANG_GUARD_SECONDS)
     assert answer.status_code == 200 and "--ar RATIO" in answer.text
     assert process.returncode == 0, err.decode()
     assert "no platform adapter" not in err.decode()
