@@ -18,7 +18,10 @@ from bot.storage.database import alembic_config, create_engine_for
 from bot.storage.schema import metadata
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = 4
+# "Any number of processes": the issue asks for four; eight make the SQLite race (another
+# process slipping in between two of Alembic's per-migration commits) show without the
+# lock in most runs, where four rarely did. PostgreSQL fails without it every time.
+PROCESSES = 8
 HANG_GUARD_SECONDS = 300  # never reached on a healthy run, however busy the machine
 
 
