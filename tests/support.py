@@ -12,6 +12,7 @@ import io
 import os
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,7 @@ async def start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subp
 
 async def run(args: list[str], env: dict[str, str], cwd: Path) -> Result:
     process = await start(args, env, cwd)
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=HANG_GUARD_SECONDS)
     assert process.returncode is not None
     return Result(process.returncode, out.decode(), err.decode())
 
@@ -175,3 +176,30 @@ async def ledger_kinds(env: dict[str, str]) -> list[str]:
         return sorted(e.kind.value for e in await core.service.history(console_user(), 50))
     finally:
         await core.close()
+
+
+# A deadline in a test guards against a hang; it is never the thing being measured, so it
+# is generous enough for a machine busy with other work (CI on a shared machine).
+HANG_GUARD_SECONDS = 120.0
+
+
+class LoopClock:
+    """The running event loop's clock, moved forward by hand.
+
+    ``asyncio.timeout``, ``asyncio.sleep``, ``call_later`` and the HTTP clients' timeouts
+    all schedule on ``loop.time()``: after ``advance(s)`` every timer due within ``s``
+    fires at the loop's next turn, as if that much time had passed. A test of a timeout
+    thus sets a generous one, waits (on events) until the work is where the timeout must
+    find it, and then moves the clock past it, instead of racing a short timeout against
+    the work on a machine of unknown speed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.offset = 0.0
+        loop.time = self._time  # type: ignore[method-assign]
+
+    def _time(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds

@@ -10,7 +10,16 @@ import pytest
 from PIL import Image
 
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
-from tests.support import balance, cat_png, environment, kill_mid_job, ledger_kinds, run, start
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    balance,
+    cat_png,
+    environment,
+    kill_mid_job,
+    ledger_kinds,
+    run,
+    start,
+)
 
 
 async def test_console_edits_an_image_and_charges_120(tmp_path: Path, fake: FakeCoreToday) -> None:
@@ -157,12 +166,12 @@ async def test_run_finishes_orphaned_jobs_and_stops_on_sigterm(
     await kill_mid_job(tmp_path, fake, env, out)
     bot = await start(["run"], env, tmp_path)
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while not out.is_file():
                 await asyncio.sleep(0.02)
     finally:
         bot.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(bot.communicate(), timeout=30)
+        _, err = await asyncio.wait_for(bot.communicate(), timeout=HANG_GUARD_SECONDS)
     assert bot.returncode == 0, err.decode()
     assert "no platform adapter is enabled" in err.decode()
     assert len(fake.creates) == 1

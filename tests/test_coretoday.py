@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from bot.providers.base import InputImage, PredictionState, ProviderCapabilities
 from bot.providers.coretoday import CoreTodayProvider, parse_prediction, parse_retry_after
 from tests import support
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
+from tests.support import HANG_GUARD_SECONDS, LoopClock
 
 
 @contextmanager
@@ -199,18 +201,25 @@ async def test_lost_create_answer_is_not_retried(fake: FakeCoreToday) -> None:
     assert len(fake.predictions) == 1  # the provider did create it
 
 
-async def test_slow_create_times_out_without_retry(fake: FakeCoreToday) -> None:
-    fake.script.create_delay = 1.0
+async def test_slow_create_times_out_without_retry(
+    fake: FakeCoreToday, loop_clock: LoopClock
+) -> None:
+    fake.script.create_delay = 3600.0
     provider = CoreTodayProvider(
         base_url=fake.base_url,
         api_key=DEFAULT_KEY,
         model="m",
         capabilities=ProviderCapabilities(),
-        request_timeout=0.2,
+        request_timeout=30.0,
         wait_initial=0.01,
     )
+    submit = asyncio.ensure_future(provider.submit(request(), idempotency_key="j"))
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while not fake.creates:  # the create reached the provider, which sits on it
+            await asyncio.sleep(0.01)
+    loop_clock.advance(31)  # past the request timeout, without waiting for it
     with raises_saying(ProviderUnavailable, "did not answer"):
-        await provider.submit(request(), idempotency_key="j")
+        await submit
     await provider.aclose()
     assert len(fake.creates) == 1
 

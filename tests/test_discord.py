@@ -36,7 +36,7 @@ from tests.fakes.discord import (
     FakeDiscord,
     Interaction,
 )
-from tests.support import environment, make_settings, png, run, start
+from tests.support import HANG_GUARD_SECONDS, environment, make_settings, png, run, start
 
 ALICE = "5000000000000000001"
 BOB = "5000000000000000002"
@@ -51,7 +51,7 @@ class Bot:
     provider: FakeCoreToday
     settings: Settings
 
-    async def until(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    async def until(self, check: Callable[[], Any], timeout: float = HANG_GUARD_SECONDS) -> Any:
         async with asyncio.timeout(timeout):
             while not (value := check()):
                 await asyncio.sleep(0.02)
@@ -563,19 +563,19 @@ async def test_run_as_a_process_serves_discord_and_stops_on_sigterm(
         env = discord_environment(tmp_path, fake, discord)
         process = await start(["run"], env, tmp_path)
         try:
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 await discord.connected.wait()
             assert "global" in discord.commands, "no guild_ids: synced globally"
             image = discord.upload(png(), "cat.png", "image/png")
             await discord.slash_command(
                 "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
             )
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 while not any(m["attachments"] for m in discord.channel_messages(CHANNEL_ID)):
                     await asyncio.sleep(0.05)
         finally:
             process.send_signal(signal.SIGTERM)
-            _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+            _, err = await asyncio.wait_for(process.communicate(), timeout=HANG_GUARD_SECONDS)
     assert process.returncode == 0, err.decode()
     assert BOT_TOKEN not in err.decode()
 

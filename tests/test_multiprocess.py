@@ -22,7 +22,15 @@ from bot.storage import open_database
 from bot.storage.schema import ledger
 from tests.fakes.coretoday import FakeCoreToday
 from tests.pg import Cluster
-from tests.support import balance, environment, fresh_database, kill_mid_job, ledger_kinds, start
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    balance,
+    environment,
+    fresh_database,
+    kill_mid_job,
+    ledger_kinds,
+    start,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = ["slack:T1:U1", "slack:T1:U2", "discord:9:3"]
@@ -56,7 +64,9 @@ async def test_four_processes_reserving_for_the_same_users(pg_url: str) -> None:
         )
         for seed in range(PROCESSES)
     ]
-    outputs = await asyncio.wait_for(asyncio.gather(*(w.communicate() for w in workers)), 120)
+    outputs = await asyncio.wait_for(
+        asyncio.gather(*(w.communicate() for w in workers)), HANG_GUARD_SECONDS
+    )
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err.decode()[-2000:]
     stored = [line for out, _ in outputs for line in out.decode().split()]
@@ -97,12 +107,12 @@ async def test_a_killed_process_job_is_finished_by_another(
     await kill_mid_job(tmp_path, fake, env, out)
     other = await start(["run"], env, tmp_path)
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while not out.is_file():
                 await asyncio.sleep(0.02)
     finally:
         other.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(other.communicate(), timeout=30)
+        await asyncio.wait_for(other.communicate(), timeout=HANG_GUARD_SECONDS)
     assert other.returncode == 0
     assert len(fake.creates) == 1  # polled again at the provider, never resubmitted
     assert await ledger_kinds(env) == ["charge", "grant", "reserve"]

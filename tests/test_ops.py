@@ -16,7 +16,7 @@ from bot.domain import EditOptions, EditRequest, JobState, UserRef
 from bot.errors import ProviderUnavailable
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
-from tests.support import make_settings, png
+from tests.support import HANG_GUARD_SECONDS, make_settings, png
 
 ALICE = UserRef("slack", "T1", "UALICE")
 
@@ -79,7 +79,7 @@ async def test_health_ready_and_metrics_during_and_after_a_job(
             assert ready.json()["checks"] == {"storage": True, "runner": True}
 
             ack = await core.service.submit(request(frontend, "a"))
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 while fake.polls < 2:
                     await asyncio.sleep(0.01)
             during = await scrape(client)
@@ -92,12 +92,12 @@ async def test_health_ready_and_metrics_during_and_after_a_job(
 
             for prediction in fake.predictions.values():
                 prediction.outcome = "succeeded"
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 assert (await core.runner.wait_for(ack.job.id)).state == JobState.SUCCEEDED  # type: ignore[union-attr]
 
             fake.script.outcome = "failed"
             failed = await core.service.submit(request(frontend, "b"))
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 await core.runner.wait_for(failed.job.id)  # type: ignore[union-attr]
             await core.service.submit(request(frontend, "b"))  # a redelivered event
 
@@ -157,7 +157,7 @@ async def test_shutdown_lets_running_jobs_finish_and_refuses_new_ones(
     frontend = RecordingFrontend()
     core = await make_core(tmp_path, fake, frontend)
     ack = await core.service.submit(request(frontend, "a"))
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while not fake.creates:
             await asyncio.sleep(0.01)
     core.stop_accepting()
@@ -177,7 +177,7 @@ async def test_shutdown_past_grace_leaves_jobs_to_resume_and_charges_once(
     frontend = RecordingFrontend()
     core = await make_core(tmp_path, fake, frontend)
     acks = [await core.service.submit(request(frontend, f"k{i}")) for i in range(2)]
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while fake.polls < 2:
             await asyncio.sleep(0.01)
     await core.close(grace=0.1)
@@ -188,7 +188,7 @@ async def test_shutdown_past_grace_leaves_jobs_to_resume_and_charges_once(
     core = await make_core(tmp_path, fake, frontend)
     try:
         for ack in acks:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 assert (await core.runner.wait_for(ack.job.id)).state == JobState.SUCCEEDED  # type: ignore[union-attr]
         assert len(fake.creates) == 2
         kinds = sorted(e.kind.value for e in await core.service.history(ALICE, 50))
@@ -214,7 +214,7 @@ async def test_retention_keeps_active_outputs_and_prunes_old_jobs(
     core = await make_core(tmp_path, fake, frontend, keep_images_hours=1, keep_jobs_days=1)
     try:
         ack = await core.service.submit(request(frontend, "a"))
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             await core.runner.wait_for(ack.job.id)  # type: ignore[union-attr]
         outputs = tmp_path / "data" / "outputs"
         (kept,) = list(outputs.iterdir())  # retention on: the delivered image stays

@@ -39,7 +39,7 @@ from tests.fakes import coretoday as coretoday_fake
 from tests.fakes import replicate as replicate_fake
 from tests.fakes.provider import FileHost, Received
 from tests.recording import RecordingFrontend
-from tests.support import make_settings, png
+from tests.support import HANG_GUARD_SECONDS, LoopClock, make_settings, png
 
 
 @dataclass(frozen=True)
@@ -322,7 +322,11 @@ async def test_a_broken_redirect_is_a_clear_provider_error(
 # -- the same contract through the whole runner ----------------------------------------
 
 
-async def run_job(tmp_path: Path, harness: Harness, **jobs: Any) -> tuple[Any, RecordingFrontend]:
+async def run_job(
+    tmp_path: Path, harness: Harness, loop_clock: LoopClock | None = None, **jobs: Any
+) -> tuple[Any, RecordingFrontend]:
+    """Run one job to its end; with ``loop_clock``, once the prediction is created and its
+    id stored, move the loop's clock past the job timeout."""
     frontend = RecordingFrontend()
     settings = make_settings(
         tmp_path,
@@ -347,7 +351,12 @@ async def run_job(tmp_path: Path, harness: Harness, **jobs: Any) -> tuple[Any, R
                 "evt-1",
             )
         )
-        async with asyncio.timeout(15):
+        if loop_clock is not None:
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                while (await core.store.get(ack.job.id)).prediction_id is None:  # type: ignore[union-attr]
+                    await asyncio.sleep(0.01)
+            loop_clock.advance(float(jobs["timeout_seconds"]) + 1)
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             job = await core.runner.wait_for(ack.job.id)
         balance = (await core.service.credits(user)).balance
     finally:
@@ -362,10 +371,10 @@ async def test_runner_delivers_and_charges(tmp_path: Path, harness: Harness) -> 
 
 
 async def test_runner_timeout_cancels_where_possible_and_refunds(
-    tmp_path: Path, harness: Harness
+    tmp_path: Path, harness: Harness, loop_clock: LoopClock
 ) -> None:
     harness.fake.script.outcome = "never"
-    (job, balance), frontend = await run_job(tmp_path, harness, timeout_seconds=0.4)
+    (job, balance), frontend = await run_job(tmp_path, harness, loop_clock, timeout_seconds=60)
     assert job.state == JobState.FAILED and balance == 1200
     assert "took longer" in frontend.failures[0][1]
     assert harness.fake.cancels == (1 if harness.flavour.cancels else 0)
@@ -437,7 +446,7 @@ async def submit_and_wait(core: Any, frontend: RecordingFrontend, key: str) -> A
             key,
         )
     )
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         return await core.runner.wait_for(ack.job.id)
 
 
@@ -503,7 +512,7 @@ async def test_a_resumed_job_is_polled_at_the_provider_that_has_it(tmp_path: Pat
                 "c",
             )
         )
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while fallback.polls == 0:
                 await asyncio.sleep(0.01)
         await core.close()
@@ -511,7 +520,7 @@ async def test_a_resumed_job_is_polled_at_the_provider_that_has_it(tmp_path: Pat
             prediction.outcome = "succeeded"
         core = await failover_core(tmp_path, primary, fallback, frontend)
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 job = await core.runner.wait_for(ack.job.id)
         finally:
             await core.close()

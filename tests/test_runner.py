@@ -17,7 +17,7 @@ from bot.errors import UserInputError
 from bot.providers.base import InputImage, ProviderRequest
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
-from tests.support import make_settings, png
+from tests.support import HANG_GUARD_SECONDS, FakeClock, LoopClock, make_settings, png
 
 ALICE = UserRef("slack", "T1", "UALICE")
 
@@ -28,7 +28,13 @@ def frontend() -> RecordingFrontend:
 
 
 async def start_core(
-    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend, **jobs: object
+    tmp_path: Path,
+    fake: FakeCoreToday,
+    frontend: RecordingFrontend,
+    *,
+    clock: FakeClock | None = None,
+    started: bool = True,
+    **jobs: object,
 ) -> Core:
     settings = make_settings(
         tmp_path,
@@ -36,13 +42,17 @@ async def start_core(
         jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05, **jobs},
         provider={"max_retries": 1},
     )
-    core = await build_core(settings, {"slack": frontend})
+    if clock is None:
+        core = await build_core(settings, {"slack": frontend})
+    else:
+        core = await build_core(settings, {"slack": frontend}, clock=clock)
     core.provider.wait_initial = 0.01  # type: ignore[union-attr]
     assert core.runner is not None
     core.runner.limits = replace(
         core.runner.limits, delivery_backoff=0.01, idle_scan_seconds=0.1, hold_seconds=0.05
     )
-    await core.start()
+    if started:
+        await core.start()
     return core
 
 
@@ -66,7 +76,7 @@ def edit(
 
 async def finish(core: Core, job_id: str) -> Job:
     assert core.runner is not None
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         return await core.runner.wait_for(job_id)
 
 
@@ -168,13 +178,22 @@ async def test_provider_failures_are_refunded_and_explained(
         await core.close()
 
 
+async def submitted(core: Core, job_id: str) -> None:
+    """Wait until the job's prediction is created at the provider and its id stored."""
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while (await core.store.get(job_id)).prediction_id is None:  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+
+
 async def test_timeout_cancels_at_provider_and_refunds(
-    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend, loop_clock: LoopClock
 ) -> None:
     fake.script.outcome = "never"
-    core = await start_core(tmp_path, fake, frontend, timeout_seconds=0.3)
+    core = await start_core(tmp_path, fake, frontend, timeout_seconds=60)
     try:
         ack = await core.service.submit(edit(frontend, image=png()))
+        await submitted(core, ack.job.id)  # polling a prediction that never finishes
+        loop_clock.advance(61)  # past the job timeout, without waiting for it
         job = await finish(core, ack.job.id)
         assert job.state == JobState.FAILED
         assert fake.cancels == 1
@@ -359,9 +378,8 @@ async def test_clean_stop_hands_jobs_back_for_the_next_start(
     fake.script.outcome = "never"
     core = await start_core(tmp_path, fake, frontend)
     ack = await core.service.submit(edit(frontend, image=png()))
-    await asyncio.wait_for(fake.created.wait(), timeout=5)
-    while (await core.store.get(ack.job.id)).prediction_id is None:  # type: ignore[union-attr]
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(fake.created.wait(), timeout=HANG_GUARD_SECONDS)
+    await submitted(core, ack.job.id)
     await core.close()
     fake.script.outcome = "succeeded"
     for prediction in fake.predictions.values():
@@ -394,9 +412,17 @@ async def test_back_pressure_that_outlasts_the_job_timeout_fails_and_refunds(
     tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
 ) -> None:
     fake.script.create_failures = [429] * 100
-    core = await start_core(tmp_path, fake, frontend, timeout_seconds=1.0)
+    # The hold decision reads the store's clock: the job is made 59.5 s old (of a 60 s
+    # budget) before the runner starts, so no hold fits in what is left (holds are at
+    # least 1 s), however long the 429 answers take to arrive.
+    clock = FakeClock()
+    core = await start_core(
+        tmp_path, fake, frontend, clock=clock, started=False, timeout_seconds=60
+    )
     try:
         ack = await core.service.submit(edit(frontend, image=png()))
+        clock.advance(59.5)
+        await core.start()
         job = await finish(core, ack.job.id)
         assert job.state == JobState.FAILED
         assert "busy" in frontend.failures[0][1]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.fakes.coretoday import FakeCoreToday
 from tests.support import (
+    HANG_GUARD_SECONDS,
     balance,
     cat_png,
     environment,
@@ -50,21 +51,24 @@ async def test_a_full_job_at_debug_level_leaks_no_secret(
 
 async def test_second_signal_stops_at_once_and_safely(tmp_path: Path, fake: FakeCoreToday) -> None:
     env = environment(
-        tmp_path, fake, KONTEXT_JOBS__LEASE_SECONDS="0.5", KONTEXT_JOBS__SHUTDOWN_GRACE_SECONDS="60"
+        tmp_path,
+        fake,
+        KONTEXT_JOBS__LEASE_SECONDS="0.5",
+        KONTEXT_JOBS__SHUTDOWN_GRACE_SECONDS="3600",
     )
     await kill_mid_job(tmp_path, fake, env, tmp_path / "orphan.png")
     for prediction in fake.predictions.values():
         prediction.outcome = "never"  # the job stays in flight while the bot stops
     polls_before = fake.polls
     bot = await start(["run"], env, tmp_path)
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while fake.polls <= polls_before:  # the bot took the job over
             await asyncio.sleep(0.01)
     bot.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.2)
     assert bot.returncode is None  # waiting for the job, within the grace period
     bot.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(bot.communicate(), timeout=10)
+    _, err = await asyncio.wait_for(bot.communicate(), timeout=HANG_GUARD_SECONDS)
     assert bot.returncode == 0, err.decode()
     assert "second stop signal" in err.decode()
     assert await ledger_kinds(env) == ["grant", "reserve"]  # neither charged nor refunded

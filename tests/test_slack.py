@@ -37,7 +37,7 @@ from tests.fakes.slack import (
     FakeSlack,
     sign_request,
 )
-from tests.support import FakeClock, environment, make_settings, png, run, start
+from tests.support import HANG_GUARD_SECONDS, FakeClock, environment, make_settings, png, run, start
 
 USER = "U0ALICE"
 ADMIN = "U0ADMIN"
@@ -118,19 +118,19 @@ class Bot:
         )
 
     async def opened_view(self) -> dict[str, Any]:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while not self.slack.calls_to("views.open"):
                 await asyncio.sleep(0.01)
         return list(self.slack.views.values())[-1]  # as the fake opened it, with its id
 
     async def uploaded(self, count: int = 1) -> list[Any]:
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while len([u for u in self.slack.uploads.values() if u.channel]) < count:
                 await asyncio.sleep(0.02)
         return [u for u in self.slack.uploads.values() if u.channel]
 
     async def ephemerals(self, count: int = 1) -> list[str]:
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
             while len(self.slack.calls_to("chat.postEphemeral")) < count:
                 await asyncio.sleep(0.02)
         return [c.args["text"] for c in self.slack.calls_to("chat.postEphemeral")]
@@ -397,7 +397,7 @@ async def test_rate_limited_slack_calls_are_retried(bot: Bot) -> None:
     view = await bot.opened_view()
     await bot.interact(submission(bot, view, prompt="make it blue", file=None))
     await bot.uploaded()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while (
             bot.slack.rate_limit_methods["chat.postEphemeral"] > 0
             or len(bot.slack.calls_to("chat.postEphemeral")) < 3
@@ -443,7 +443,7 @@ async def test_non_image_and_corrupt_files_cost_nothing(
         messages = [errors["prompt"]]
     else:
         messages = await bot.ephemerals()
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
         while not any(words in text for text in messages):
             await asyncio.sleep(0.02)
             messages = [c.args["text"] for c in bot.slack.calls_to("chat.postEphemeral")]
@@ -481,7 +481,7 @@ async def test_kontext_bot_run_serves_slack_and_stops_cleanly(
             }
         )
         async with httpx.AsyncClient() as client:
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
                 while True:
                     try:
                         answer = await client.post(
@@ -497,7 +497,7 @@ async def test_kontext_bot_run_serves_slack_and_stops_cleanly(
                         assert process.returncode is None, "the bot exited"
                         await asyncio.sleep(0.05)
         process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=HANG_GUARD_SECONDS)
     assert answer.status_code == 200 and "--ar RATIO" in answer.text
     assert process.returncode == 0, err.decode()
     assert "no platform adapter" not in err.decode()

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from bot.storage.database import create_engine_for
+from bot.storage.migration_lock import migration_lock
 from bot.storage.schema import metadata
 
 config = context.config
@@ -30,7 +31,8 @@ async def _run_online() -> None:
         raise RuntimeError("no database URL given to the migrations")
     engine = create_engine_for(str(url))
     try:
-        async with engine.connect() as connection:
+        # Processes starting together on a fresh database take turns (migration_lock).
+        async with migration_lock(engine), engine.connect() as connection:
             await connection.run_sync(_run)
             await connection.commit()
     finally:

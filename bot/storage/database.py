@@ -173,7 +173,8 @@ async def migrate(url: str) -> None:
     """Apply every migration; run at start-up and by ``kontext-bot migrate``.
 
     Alembic's env runs its own event loop, so it goes to a thread rather than nesting
-    loops.
+    loops. The env holds ``migration_lock`` across the upgrade, so processes starting
+    together take turns.
     """
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
 
