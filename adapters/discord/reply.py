@@ -98,7 +98,9 @@ class DiscordReply:
         if self._flush is not None and not self._flush.done():
             self._flush.cancel()
 
-    async def deliver(self, result: EditResult) -> None:
+    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+        # Editing the status message again is idempotent; ``maybe_delivered`` is not
+        # looked at (the fallback to a new channel message can still repeat).
         self._cancel_pending()
         job = result.job
         limit = int(self.target.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
