@@ -272,8 +272,13 @@ class Reply(Protocol):
     async def progress(self, job: Job, stage: str) -> None:
         """A status change worth showing (queued, editing)."""
 
-    async def deliver(self, result: EditResult) -> None:
-        """Post the finished image; raising means "not delivered" and is retried."""
+    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+        """Post the finished image; raising means "not delivered" and is retried.
+
+        ``maybe_delivered``: an earlier attempt may have posted it already (the process
+        died after posting but before recording it, or an attempt raised after the
+        platform took the post). A platform where a post is a new message should look
+        for it first and not post it again; returning means "the image is there"."""
 
     async def fail(self, job: Job, message: str) -> None:
         """Tell the user the job failed and why, in plain words."""

@@ -123,7 +123,9 @@ class JobPipeline:
             # fresh budget, so a crash never shortens a user's chance to get the image.
             async with asyncio.timeout(self.limits.job_timeout):
                 if job.state == JobState.DELIVERING and job.output_path:
-                    await self._deliver(job, reply, started, bound)
+                    # A restart: the last run may have posted the image and died before
+                    # recording it, so the reply looks before it posts.
+                    await self._deliver(job, reply, started, bound, maybe_delivered=True)
                     return
                 status, provider = await self._submit_or_resume(job, reply, bound)
                 bound = bound.bind(prediction_id=status.id)
@@ -312,7 +314,14 @@ class JobPipeline:
     # -- deliver, or fail -----------------------------------------------------------
 
     async def _deliver(
-        self, job: Job, reply: Reply, started: float, bound: Log, balance: int | None = None
+        self,
+        job: Job,
+        reply: Reply,
+        started: float,
+        bound: Log,
+        balance: int | None = None,
+        *,
+        maybe_delivered: bool = False,
     ) -> None:
         assert job.output_path is not None
         path = Path(job.output_path)
@@ -339,7 +348,8 @@ class JobPipeline:
         last_error: Exception | None = None
         for attempt in range(self.limits.delivery_attempts):
             try:
-                await reply.deliver(result)
+                # A failed attempt may have reached the platform before it failed.
+                await reply.deliver(result, maybe_delivered=maybe_delivered or attempt > 0)
                 break
             except KontextError as exc:
                 # The platform says the result can never be posted (e.g. a channel the bot

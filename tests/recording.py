@@ -16,7 +16,8 @@ class RecordingReply:
     async def progress(self, job: Job, stage: str) -> None:
         self.frontend.progress.append((job.id, stage))
 
-    async def deliver(self, result: EditResult) -> None:
+    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+        self.frontend.maybe_delivered.append(maybe_delivered)
         if self.frontend.deliver_failures > 0:
             self.frontend.deliver_failures -= 1
             raise ConnectionError("platform is down")
@@ -40,6 +41,8 @@ class RecordingFrontend:
     failures: list[tuple[str, str]] = field(default_factory=list)
     told: list[str] = field(default_factory=list)
     deliver_failures: int = 0
+    # The ``maybe_delivered`` flag of every delivery attempt, in order.
+    maybe_delivered: list[bool] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:

@@ -40,7 +40,8 @@ class ConsoleReply:
     async def progress(self, job: Job, stage: str) -> None:
         self._say(job, stage)
 
-    async def deliver(self, result: EditResult) -> None:
+    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+        # Writing the file again is harmless (atomic, same bytes): nothing to look for.
         await asyncio.to_thread(_write_file, self.out_path, result.image)
         job = result.job
         details = ", ".join(result_details(job.seed, job.cost, result.balance_after))

@@ -122,7 +122,9 @@ class DiscordReply:
         text = _STAGES.get(stage, stage.capitalize())
         await self._status(f"{text}… `{short(job.prompt, 150)}`")
 
-    async def deliver(self, result: EditResult) -> None:
+    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+        # Editing the status message again is idempotent; ``maybe_delivered`` is not
+        # looked at (the fallback to a new channel message can still repeat).
         await self._ready()
         self._cancel_pending()
         job = result.job

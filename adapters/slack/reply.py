@@ -8,13 +8,21 @@ notices then go where no channel membership is needed: the ``response_url`` of t
 slash command or shortcut that started the request (kept in the reply target, valid
 for 30 minutes and 5 uses), else a DM from the bot (chat.postMessage to the user's id,
 the app's Messages tab).
+
+A delivery is a new file share, so posting it again would post the image twice. Both
+posts are made findable instead: the status message carries the job id in its message
+metadata (``kontext_job``), and the upload carries the job's short marker (the file
+name ``kontext-<id8>.<ext>`` and ``job <id8>`` in its comment), since files_upload_v2
+cannot carry metadata (its files.completeUploadExternal sends only the file ids and
+titles, the channel, thread_ts and the initial comment). When the core says a delivery
+may already have happened (a restart, a retried attempt), the reply looks in the
+conversation first and posts only if the image is not there.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
@@ -35,35 +43,19 @@ log = structlog.get_logger("kontext.slack")
 UNREACHABLE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 _NOT_HERE = UNREACHABLE | {"user_not_in_channel"}
 
-Deliver = TypeVar("Deliver", bound=Callable[..., Awaitable[None]])
+
+# The message metadata event type on the status message; its payload holds the job id.
+JOB_EVENT = "kontext_job"
+# How far back the look for an earlier post reaches: messages older than the job (less a
+# margin for clock skew between this host and Slack) cannot be its post, and a page of
+# recent messages is the most one look reads.
+_LOOK_MARGIN_SECONDS = 600.0
+_LOOK_LIMIT = 200
 
 _STAGES = {
     "queued": ":hourglass_flowing_sand: Queued",
     "editing": ":art: Editing",
 }
-
-
-def _unreachable_is_final(deliver: Deliver) -> Deliver:
-    """A delivery into a channel the bot cannot post in is final (no retries)."""
-
-    @functools.wraps(deliver)
-    async def guarded(self: SlackReply, result: EditResult) -> None:
-        try:
-            await deliver(self, result)
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            if error not in UNREACHABLE:
-                raise
-            if self.on_unreachable is not None:
-                self.on_unreachable(self.channel)
-            raise DeliveryImpossible(
-                "I can't post in that channel any more (I was removed from it, or it was "
-                f"archived), so the edited image could not be delivered. To use me there, "
-                f"invite me back with `/invite @{self.bot_name}`.",
-                detail=f"slack {error}",
-            ) from exc
-
-    return cast(Deliver, guarded)
 
 
 class SlackReply:
@@ -88,14 +80,17 @@ class SlackReply:
 
     async def _status(self, job: Job, text: str) -> None:
         line = f"<@{self.user}>: _{escape(short(job.prompt, 120))}_ — {text}"
+        metadata = job_metadata(job)
         try:
             if self.status_ts is None:
                 answer = await self.client.chat_postMessage(
-                    channel=self.channel, thread_ts=self.thread_ts, text=line
+                    channel=self.channel, thread_ts=self.thread_ts, text=line, metadata=metadata
                 )
                 self.status_ts = str(answer["ts"])
             else:
-                await self.client.chat_update(channel=self.channel, ts=self.status_ts, text=line)
+                await self.client.chat_update(
+                    channel=self.channel, ts=self.status_ts, text=line, metadata=metadata
+                )
         except SlackApiError as exc:
             # Progress is a courtesy: a missing channel permission must not fail the job.
             log.warning("status message failed", job_id=job.id, error=exc.response.get("error"))
@@ -103,10 +98,35 @@ class SlackReply:
     async def progress(self, job: Job, stage: str) -> None:
         await self._status(job, _STAGES.get(stage, stage) + "…")
 
-    @_unreachable_is_final
-    async def deliver(self, result: EditResult) -> None:
+    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+        """Post the result; a channel the bot cannot post in is final (no retries)."""
+        try:
+            await self._deliver(result, maybe_delivered=maybe_delivered)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error not in UNREACHABLE:
+                raise
+            if self.on_unreachable is not None:
+                self.on_unreachable(self.channel)
+            raise DeliveryImpossible(
+                "I can't post in that channel any more (I was removed from it, or it was "
+                f"archived), so the edited image could not be delivered. To use me there, "
+                f"invite me back with `/invite @{self.bot_name}`.",
+                detail=f"slack {error}",
+            ) from exc
+
+    async def _deliver(self, result: EditResult, *, maybe_delivered: bool) -> None:
         job = result.job
-        details = result_details(job.seed, job.cost, result.balance_after)
+        if maybe_delivered and await self._already_posted(job, result.filename):
+            log.info("result already in the conversation; not posted again", job_id=job.id)
+        else:
+            await self._upload(result)
+        if self.status_ts is not None:
+            await self._status(job, f":white_check_mark: Done in {result.elapsed_seconds:.0f} s")
+
+    async def _upload(self, result: EditResult) -> None:
+        job = result.job
+        details = [*result_details(job.seed, job.cost, result.balance_after), job_marker(job)]
         comment = f"<@{self.user}>: _{escape(short(job.prompt, 120))}_ ({', '.join(details)})"
         await self.client.files_upload_v2(
             channel=self.channel,
@@ -116,8 +136,49 @@ class SlackReply:
             title=short(job.prompt, 250),
             initial_comment=comment,
         )
-        if self.status_ts is not None:
-            await self._status(job, f":white_check_mark: Done in {result.elapsed_seconds:.0f} s")
+
+    async def _already_posted(self, job: Job, filename: str) -> bool:
+        """Whether the bot's upload of this job is in the conversation (the thread, or the
+        channel's recent history for a top-level post); finds the status message by its
+        metadata on the way, so the "Done" edit lands on it after a restart. A failed
+        look says "not there": posting twice beats not posting."""
+        oldest = f"{max(0.0, job.created_at - _LOOK_MARGIN_SECONDS):.6f}"
+        try:
+            if self.thread_ts:
+                answer = await self.client.conversations_replies(
+                    channel=self.channel,
+                    ts=self.thread_ts,
+                    oldest=oldest,
+                    limit=_LOOK_LIMIT,
+                    include_all_metadata=True,
+                )
+            else:
+                answer = await self.client.conversations_history(
+                    channel=self.channel,
+                    oldest=oldest,
+                    limit=_LOOK_LIMIT,
+                    include_all_metadata=True,
+                )
+        except SlackApiError as exc:
+            log.warning(
+                "could not look for an earlier post; posting",
+                job_id=job.id,
+                error=exc.response.get("error"),
+            )
+            return False
+        found = False
+        marker = job_marker(job)
+        for message in answer.get("messages") or []:
+            if not message.get("bot_id"):
+                continue
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == JOB_EVENT and payload.get("job_id") == job.id:
+                self.status_ts = self.status_ts or str(message["ts"])
+            names = {str(f.get("name")) for f in message.get("files") or []}
+            if message.get("files") and (filename in names or marker in str(message.get("text"))):
+                found = True
+        return found
 
     async def fail(self, job: Job, message: str) -> None:
         if self.status_ts is not None:
@@ -153,3 +214,13 @@ class SlackReply:
             await self.client.chat_postMessage(channel=self.user, text=text)
         except SlackApiError as exc:
             log.warning("direct message failed", error=exc.response.get("error"))
+
+
+def job_metadata(job: Job) -> dict[str, Any]:
+    """Message metadata naming the job (https://docs.slack.dev/messaging/message-metadata)."""
+    return {"event_type": JOB_EVENT, "event_payload": {"job_id": job.id}}
+
+
+def job_marker(job: Job) -> str:
+    """The short, stable mark of a job's upload; the same 8 characters as its file name."""
+    return f"job {job.id[:8]}"

@@ -9,7 +9,8 @@ The fake enforces the rules Slack documents, each cited beside its code: a metho
 its scope (``missing_scope``, with ``needed`` and ``provided``), a bot posts only where it
 is a member (``not_in_channel``), ``file_input`` files reach the app only in a
 ``view_submission``, and message ``metadata`` is kept and shown to
-``include_all_metadata``. By default the token has exactly the scopes of
+``include_all_metadata``. A test can hold any Web API method's answer (``hold``) until it
+releases it, to kill the bot at that exact moment. By default the token has exactly the scopes of
 docs/slack-manifest.yml and the bot is a member of every channel a test uses, so the
 manifest is what the tests run with.
 """
@@ -120,6 +121,21 @@ class SlackFile:
 
 
 @dataclass
+class Hold:
+    """One Web API call kept waiting: ``reached`` is set when the call arrives, and it is
+    answered when the test calls ``release`` (a killed bot never reads the answer).
+    With ``after``, the call's effect (a stored share, a posted message) happens first."""
+
+    method: str
+    after: bool = False
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class Upload:
     file_id: str
     filename: str
@@ -206,6 +222,10 @@ class FakeSlack:
     # The client address of every Web API call and upload: one per TCP connection.
     api_peers: list[Any] = field(default_factory=list)
     base_url: str = ""
+    # method -> the next call of it to hold (each hold catches one call); every hold
+    # made, so that stopping the fake releases them all.
+    holds: dict[str, Hold] = field(default_factory=dict)
+    _all_holds: list[Hold] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -216,6 +236,13 @@ class FakeSlack:
     @property
     def api_url(self) -> str:
         return f"{self.base_url}/api/"
+
+    def hold(self, method: str, *, after: bool = False) -> Hold:
+        """Keep the next call of ``method`` unanswered until ``Hold.release``."""
+        held = Hold(method, after)
+        self.holds[method] = held
+        self._all_holds.append(held)
+        return held
 
     def calls_to(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
@@ -375,6 +402,8 @@ class FakeSlack:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for held in self._all_holds:
+            held.release()
         for socket in self.sockets:
             await socket.close()
         if self._runner is not None:
@@ -415,6 +444,10 @@ class FakeSlack:
         handler = getattr(self, "api_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"}, headers=headers)
+        held = self.holds.pop(method, None)
+        if held is not None and not held.after:
+            held.reached.set()
+            await held.released.wait()
         try:
             self._check_scope(method, args, granted)
             if self.fail_methods.get(method):
@@ -423,6 +456,10 @@ class FakeSlack:
         except SlackRefusal as refusal:
             body = {"ok": False, "error": refusal.error, **refusal.extra}
             return web.json_response(body, headers=headers)
+        finally:
+            if held is not None and held.after:
+                held.reached.set()
+                await held.released.wait()
         return web.json_response({"ok": True, **result}, headers=headers)
 
     def _check_scope(self, method: str, args: dict[str, Any], granted: set[str]) -> None:
@@ -603,8 +640,19 @@ class FakeSlack:
     def _with_metadata(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> list[Any]:
         # "include_all_metadata: Return all metadata associated with this message"
         # (DOCS conversations.replies, DOCS conversations.history): without it, none.
+        # "oldest: Only messages after this Unix timestamp will be included in results"
+        # (both pages; "inclusive" keeps a message at exactly that time); "limit: The
+        # maximum number of items to return".
         keep = _truthy(args.get("include_all_metadata"))
-        return [{k: v for k, v in m.items() if keep or k != "metadata"} for m in messages]
+        oldest = float(args.get("oldest") or 0)
+        inclusive = _truthy(args.get("inclusive"))
+        limit = int(args.get("limit") or 1000)
+        shown = [
+            m
+            for m in messages
+            if float(m["ts"]) > oldest or (inclusive and float(m["ts"]) == oldest)
+        ][:limit]
+        return [{k: v for k, v in m.items() if keep or k != "metadata"} for m in shown]
 
     def api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.channel(args.get("channel"))
