@@ -637,6 +637,9 @@ def profile(database: str, jobs: int, concurrent: int) -> dict[str, Any]:
     finally:
         if cluster is not None:
             cluster.stop()
+    raw = Path(__file__).resolve().parent / "results" / f"cpu-profile-{database}-raw.json"
+    raw.parent.mkdir(exist_ok=True)
+    raw.write_text(json.dumps(rows))  # for a closer look: callers, children
     summary = summarise_profile(rows)
     total = summary["cpu_seconds"]
     print(
