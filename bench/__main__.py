@@ -17,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ledger, overhead, pipeline, polling
+from bench import cpu, ledger, overhead, pipeline, polling
 from bot.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "cpu": cpu.run,
     "ledger": ledger.run,
     "overhead": overhead.run,
     "pipeline": pipeline.run,
