@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from adapters.slack import SlackAdapter
+from adapters.slack.adapter import SlackAdapter
 from bench.pipeline import noisy_png
 from bot.app import build_core
 from bot.config import Settings

@@ -19,12 +19,12 @@ from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.metrics import Metrics
 from bot.ops import OpsServer
-from bot.pipeline import RunnerLimits
 from bot.platforms import Platform
 from bot.policies import Override, PolicyBook
 from bot.providers.base import Provider
 from bot.providers.factory import build_fallbacks, build_provider, capabilities_for
 from bot.retention import PruneReport, prune
+from bot.runner_limits import RunnerLimits
 from bot.service import KontextService
 from bot.storage import Database, open_database
 from bot.webhooks import WebhookServer

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -36,45 +36,14 @@ from bot.metrics import Metrics
 from bot.platforms import Platform
 from bot.polling import PollPlanner
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
+from bot.runner_limits import RunnerLimits
+from bot.texts import failure_message
 
 Log = structlog.typing.FilteringBoundLogger
 
 
-@dataclass(frozen=True)
-class RunnerLimits:
-    max_concurrent: int = 8
-    job_timeout: float = 300.0
-    lease_seconds: float = 60.0
-    poll_initial: float = 2.0
-    poll_max: float = 5.0
-    delivery_attempts: int = 3
-    delivery_backoff: float = 0.5
-    keep_images_hours: float = 0.0
-    # How long a job waits after the provider's 429 when it gives no Retry-After.
-    hold_seconds: float = 5.0
-    max_input_bytes: int = 20_000_000
-    max_input_pixels: int = 20_000_000
-    max_output_bytes: int = 50_000_000
-    # How often the dispatcher looks for work it was not woken for (other processes'
-    # jobs, expired leases).
-    idle_scan_seconds: float = 1.0
-    # Jobs downloading, validating and uploading their inputs at the same time.
-    max_preparing: int = 8
-
-
 class _Held(Exception):
     """The job went back in the queue; this run of it ends without an outcome."""
-
-
-def failure_message(exc: KontextError, job_id: str) -> str:
-    """What the user reads when a job fails after its credits were reserved."""
-    refunded = "Your credits were refunded."
-    if exc.kind == ErrorKind.INTERNAL:
-        return (
-            f"Something went wrong on the bot's side (job {job_id}). {refunded} "
-            "An operator can look the job up in the logs."
-        )
-    return f"{exc.user_message} {refunded}"
 
 
 class JobPipeline:

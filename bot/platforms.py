@@ -47,6 +47,20 @@ class Platform(Protocol):
         """Rebuild a fetchable attachment from its stored source."""
 
 
+class NoConnection:
+    """For a platform with nothing to connect to (the console, test doubles): started,
+    stopped and always ready."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def ready(self) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class PlatformSpec:
     """What the registry knows of a platform before importing its SDK."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.domain import Acknowledgement
+from bot.errors import ErrorKind, KontextError
 from bot.ledger import LedgerEntry
 from bot.limits import Limits
 from bot.policies import Override
@@ -78,6 +79,20 @@ class Style:
     def echo(self, text: str) -> str:
         """User-provided text as it may be shown back (platforms escape mentions)."""
         return text
+
+
+class ChatStyle(Style):
+    """What Slack and Discord write alike: backticks for code, ``<@id>`` for a person,
+    ``<#id>`` for a channel."""
+
+    def code(self, text: str) -> str:
+        return f"`{text}`"
+
+    def user(self, user_id: str) -> str:
+        return f"<@{user_id}>"
+
+    def channel(self, channel_id: str) -> str:
+        return f"<#{channel_id}>"
 
 
 def short(text: str, limit: int = 150) -> str:
@@ -197,3 +212,14 @@ def result_details(seed: int | None, cost: int, balance_after: int) -> list[str]
         f"{cost} credits",
         f"{balance_after} left",
     ]
+
+
+def failure_message(exc: KontextError, job_id: str) -> str:
+    """What the user reads when a job fails after its credits were reserved."""
+    refunded = "Your credits were refunded."
+    if exc.kind == ErrorKind.INTERNAL:
+        return (
+            f"Something went wrong on the bot's side (job {job_id}). {refunded} "
+            "An operator can look the job up in the logs."
+        )
+    return f"{exc.user_message} {refunded}"

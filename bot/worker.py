@@ -25,9 +25,10 @@ from bot.domain import Job
 from bot.failover import Failover
 from bot.jobqueue import JobQueue
 from bot.metrics import Metrics
-from bot.pipeline import JobPipeline, RunnerLimits
+from bot.pipeline import JobPipeline
 from bot.platforms import Platform
 from bot.providers.base import Provider
+from bot.runner_limits import RunnerLimits
 
 log = structlog.get_logger("kontext.runner")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bot.domain import Attachment, AttachmentSource, EditResult, Job
 from bot.errors import UserInputError
+from bot.platforms import NoConnection
 
 
 @dataclass
@@ -33,7 +34,7 @@ class RecordingReply:
 
 
 @dataclass
-class RecordingFrontend:
+class RecordingFrontend(NoConnection):
     platform: str = "slack"
     files: dict[str, bytes] = field(default_factory=dict)
     progress: list[tuple[str, str]] = field(default_factory=list)
@@ -44,15 +45,6 @@ class RecordingFrontend:
     # The ``maybe_delivered`` flag of every delivery attempt, in order.
     maybe_delivered: list[bool] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def ready(self) -> bool:
-        return True
 
     def reply_for(self, job: Job) -> RecordingReply:
         return RecordingReply(self)

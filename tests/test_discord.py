@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from adapters.discord import DiscordAdapter
+from adapters.discord.adapter import DiscordAdapter
 from bot.app import Core, build_core
 from bot.config import Settings
 from bot.domain import UserRef

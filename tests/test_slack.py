@@ -24,7 +24,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from adapters.slack import SlackAdapter
+from adapters.slack.adapter import SlackAdapter
 from bot.app import Core, build_core
 from bot.domain import UserRef
 from tests.fakes.coretoday import FakeCoreToday

@@ -14,6 +14,7 @@ from typing import TextIO
 
 from bot.domain import Attachment, AttachmentSource, EditResult, Job
 from bot.errors import UserInputError
+from bot.platforms import NoConnection
 from bot.texts import result_details
 
 PLATFORM = "console"
@@ -65,20 +66,11 @@ def _write_file(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-class ConsoleFrontend:
+class ConsoleFrontend(NoConnection):
     platform = PLATFORM
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def ready(self) -> bool:
-        return True
 
     def reply_for(self, job: Job) -> ConsoleReply:
         return ConsoleReply(Path(str(job.reply_target["out"])), self.stream)

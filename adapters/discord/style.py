@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.texts import CommandNames, Style
+from bot.texts import ChatStyle, CommandNames
 
 
-class DiscordStyle(Style):
+class DiscordStyle(ChatStyle):
     workspace_word = "server"
     commands = CommandNames(
         usage="/kontext prompt:<what to change> [image] [aspect_ratio] [seed] [format] [upsample]",
@@ -30,17 +30,8 @@ class DiscordStyle(Style):
     def bold(self, text: str) -> str:
         return f"**{text}**"
 
-    def code(self, text: str) -> str:
-        return f"`{text}`"
-
-    def user(self, user_id: str) -> str:
-        return f"<@{user_id}>"
-
     def role(self, role_id: str) -> str:
         return f"<@&{role_id}>"
-
-    def channel(self, channel_id: str) -> str:
-        return f"<#{channel_id}>"
 
     def when(self, moment: datetime) -> str:
         return f"<t:{int(moment.timestamp())}:R>"

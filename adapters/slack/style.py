@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.texts import CommandNames, Style
+from bot.texts import ChatStyle, CommandNames
 
 
 def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class SlackStyle(Style):
+class SlackStyle(ChatStyle):
     workspace_word = "workspace"
     commands = CommandNames(
         usage="/kontext <what to change> [options]",
@@ -41,15 +41,6 @@ class SlackStyle(Style):
 
     def bold(self, text: str) -> str:
         return f"*{text}*"
-
-    def code(self, text: str) -> str:
-        return f"`{text}`"
-
-    def user(self, user_id: str) -> str:
-        return f"<@{user_id}>"
-
-    def channel(self, channel_id: str) -> str:
-        return f"<#{channel_id}>"
 
     def when(self, moment: datetime) -> str:
         # Slack shows this in each reader's own time zone; the text after | is the
