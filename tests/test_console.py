@@ -50,6 +50,9 @@ async def test_console_edits_an_image_and_charges_120(tmp_path: Path, fake: Fake
     assert create.input["aspect_ratio"] == "4:3"
     assert create.file_bytes == image.read_bytes()
     assert "Queued (position 1)" in result.stderr
+    # No --seed: the bot picked one, sent it to the provider and shows it with the result.
+    seed = create.input["seed"]
+    assert isinstance(seed, int) and f"seed {seed}, 120 credits" in result.stderr
     assert "balance: 1080 credits (9 images)" in result.stderr
     assert DEFAULT_KEY not in result.stderr + result.stdout
     assert await balance(tmp_path, fake) == 1200 - 120

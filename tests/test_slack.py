@@ -742,3 +742,12 @@ async def test_a_mention_whose_channel_drops_the_bot_is_told_by_dm(bot: Bot) -> 
         while await balance(bot) != 1200:
             await asyncio.sleep(0.02)
     assert bot.slack.responses == []
+
+
+async def test_allowance_answers_name_the_period_in_force_after_a_run_time_change(
+    bot: Bot,
+) -> None:
+    admin = UserRef("slack", TEAM_ID, ADMIN)
+    await bot.core.service.admin_set_limits(admin, period="monthly")
+    answer = await bot.command(f"allowance <@{USER}|alice> 600", user=ADMIN)
+    assert answer.text == f"Allowance for <@{USER}>: 600 credits monthly."
