@@ -222,6 +222,9 @@ async def test_slow_create_times_out_without_retry(
         await submit
     await provider.aclose()
     assert len(fake.creates) == 1
+    # The fake's own delay is on the same clock: let it answer (into a closed connection)
+    # instead of holding the server's shutdown for a minute.
+    loop_clock.advance(3600)
 
 
 async def test_refused_connection_is_retried_then_reported() -> None:
