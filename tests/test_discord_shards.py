@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -71,14 +72,8 @@ def test_shard_keys_default_to_automatic_and_sync_here(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_shard_settings_stop_config_load(tmp_path: Path, keys: str, words: str) -> None:
-    with pytest.raises(ConfigError, match=r"(?s)invalid configuration.*" + _escape(words)):
+    with pytest.raises(ConfigError, match=r"(?s)invalid configuration.*" + re.escape(words)):
         _load(tmp_path, keys)
-
-
-def _escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 # -- the fake's sharding rules, on the wire --------------------------------------------------
@@ -197,8 +192,9 @@ async def test_automatic_shard_count_runs_discords_recommendation_and_routes_by_
         await adapter.stop()
         await core.close()
     interactions = [e for e in sharded_fake.gateway_log if e[1] == "INTERACTION_CREATE"]
-    assert interactions == [((0, 2), "INTERACTION_CREATE", SHARD0_GUILD)] + [
-        ((1, 2), "INTERACTION_CREATE", GUILD_ID)
+    assert interactions == [
+        ((0, 2), "INTERACTION_CREATE", SHARD0_GUILD),
+        ((1, 2), "INTERACTION_CREATE", GUILD_ID),
     ]
 
 
@@ -245,7 +241,8 @@ def _deliveries(fake: FakeDiscord, asked: Interaction) -> list[str]:
     return [
         f"{c.method} {c.path}"
         for c in fake.calls
-        if c.files and (asked.token in c.path or c.path.startswith(f"/channels/{asked.channel_id}/"))
+        if c.files
+        and (asked.token in c.path or c.path.startswith(f"/channels/{asked.channel_id}/"))
     ]
 
 
