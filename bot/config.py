@@ -212,6 +212,11 @@ class DiscordConfig(_Section):
     # are requests. Needs the privileged message content intent.
     channels: list[int] = Field(default_factory=list)
     progress_interval_seconds: float = Field(1.5, ge=0.0, le=60.0)
+    # Sharding (docs/discord.md): 0 lets Discord decide (GET /gateway/bot); with
+    # shard_ids this process runs only those shards of shard_count, so several
+    # processes on one database serve one bot. The process running shard 0 syncs commands.
+    shard_count: int = Field(0, ge=0)
+    shard_ids: list[int] = Field(default_factory=list)
 
     @field_validator("api_base_url")
     @classmethod
@@ -219,6 +224,35 @@ class DiscordConfig(_Section):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL such as https://discord.com/api/v10")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _shards_consistent(self) -> DiscordConfig:
+        """Refused here rather than by Discord's close code 4010 at connect time: a
+        shard id only means something against a fixed shard count, the same in every
+        process of the bot."""
+        if not self.shard_ids:
+            return self
+        if self.shard_count == 0:
+            raise ValueError(
+                "discord.shard_ids needs discord.shard_count (the bot's total number of "
+                "shards, the same in every process); 0 (automatic) cannot be split"
+            )
+        wrong = sorted({i for i in self.shard_ids if not 0 <= i < self.shard_count})
+        if wrong:
+            raise ValueError(
+                f"discord.shard_ids: {wrong} not in 0..{self.shard_count - 1} "
+                f"(discord.shard_count is {self.shard_count})"
+            )
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("discord.shard_ids: each shard id may appear once")
+        return self
+
+    @property
+    def syncs_commands(self) -> bool:
+        """Command sync is the job of the one process that runs shard 0 (or of the only
+        process): two processes syncing the same definitions would spend Discord's daily
+        command-create allowance twice and race each other."""
+        return not self.shard_ids or 0 in self.shard_ids
 
 
 class OpsConfig(_Section):

@@ -19,7 +19,9 @@ from typing import Any
 
 import discord
 import structlog
+import yarl
 from discord.ext import commands
+from discord.gateway import DiscordWebSocket
 
 from adapters.discord import attachments
 from adapters.discord.cog import KontextCog
@@ -47,6 +49,18 @@ from bot.service import KontextService
 
 log = structlog.get_logger("kontext.discord")
 _START_TIMEOUT = 60.0
+# Gateway close codes about sharding (https://discord.com/developers/docs/topics/
+# opcodes-and-status-codes#gateway-gateway-close-event-codes), in the operator's words.
+_SHARD_CLOSES = {
+    4010: (
+        "Discord refused the shard (close code 4010 Invalid shard): check discord.shard_ids "
+        "and discord.shard_count"
+    ),
+    4011: (
+        "Discord requires sharding for this many servers (close code 4011 Sharding "
+        "required): set discord.shard_count to 0 (automatic) or raise it; see docs/discord.md"
+    ),
+}
 
 
 class KontextBot(commands.AutoShardedBot):
@@ -59,7 +73,14 @@ class KontextBot(commands.AutoShardedBot):
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.add_cog(KontextCog(self.kontext))
-        await sync_if_changed(self.tree, self.kontext.config.guild_ids, self.kontext.data_dir)
+        config = self.kontext.config
+        if config.syncs_commands:
+            await sync_if_changed(self.tree, config.guild_ids, self.kontext.data_dir)
+        else:
+            log.info(
+                "not syncing commands: the process running shard 0 does",
+                shard_ids=config.shard_ids,
+            )
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: art-channel messages are the cog's listener's."""
@@ -90,6 +111,10 @@ class DiscordAdapter:
         self.bot = KontextBot(
             self,
             intents=intents,
+            # None: discord.py asks GET /gateway/bot for Discord's recommended count and
+            # runs every shard; else this process runs shard_ids (all when empty) of it.
+            shard_count=config.shard_count or None,
+            shard_ids=config.shard_ids or None,
             guild_ready_timeout=guild_ready_timeout,
             # Nobody is pinged unless a message names whom it may ping (the requester):
             # a prompt echoed back with @everyone or <@someone> stays text.
@@ -136,6 +161,8 @@ class DiscordAdapter:
                 channels=len(self.config.channels),
             )
         await self.bot.login(self.config.token.get_secret_value())
+        if self.config.shard_count:
+            await self._use_bots_gateway()
         self._task = asyncio.create_task(self.bot.connect(reconnect=True))
         ready = asyncio.create_task(self.bot.wait_until_ready())
         done, _ = await asyncio.wait(
@@ -150,11 +177,25 @@ class DiscordAdapter:
                     "Discord Developer Portal (Bot > Privileged Gateway Intents), or empty "
                     "discord.channels"
                 )
+            if isinstance(error, discord.ConnectionClosed) and error.code in _SHARD_CLOSES:
+                raise ConfigError(_SHARD_CLOSES[error.code])
             raise ConfigError(f"discord: the gateway connection ended: {error!r}")
         if ready not in done:
             ready.cancel()
             log.warning("discord gateway not ready yet; going on", timeout=_START_TIMEOUT)
-        log.info("discord adapter connected", user=str(self.bot.user))
+        log.info(
+            "discord adapter connected",
+            user=str(self.bot.user),
+            shard_count=self.bot.shard_count,
+            shard_ids=self.config.shard_ids or "all",
+        )
+
+    async def _use_bots_gateway(self) -> None:
+        """With a fixed shard count discord.py skips GET /gateway/bot and dials its
+        built-in ``wss://gateway.discord.gg``; ask for the address as Discord documents
+        (and as a proxy or the tests' fake in ``api_base_url`` answers) instead."""
+        _, url, _ = await self.bot.http.get_bot_gateway()
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
 
     async def stop(self) -> None:
         await self.bot.close()

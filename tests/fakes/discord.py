@@ -27,7 +27,16 @@ Discord's documented rules, enforced (each cited where it lives in the code):
   edits only its own messages and deletes others' only with Manage Messages;
 - channels in ``hidden_channels`` are invisible to the bot (VIEW_CHANNEL denied):
   every ``/channels/{id}/messages...`` call answers 403 code 50001, while interactions
-  there keep working.
+  there keep working;
+- sharding (https://discord.com/developers/docs/events/gateway#sharding): IDENTIFY's
+  ``shard: [shard_id, num_shards]`` is checked (close code 4010 Invalid shard), a
+  session that would hold more than ``max_guilds_per_shard`` guilds is closed with 4011
+  Sharding required, and a guild's events (interactions included) go only to the
+  sessions of its shard, ``(guild_id >> 22) % num_shards``; events without a guild
+  (DMs) go to shard 0. ``GET /gateway/bot`` recommends ``recommended_shards``.
+
+More guilds than the main one: ``add_guild(guild_id, channel_id)`` (one text channel
+each); users act in a guild by acting in its channel.
 
 Time is read from ``clock`` (default ``time.monotonic``); give it a ``FakeClock`` and
 ``advance`` it to cross the 3-second or 15-minute limits without sleeping.
@@ -181,6 +190,14 @@ class FakeDiscord:
     hidden_channels: set[str] = field(default_factory=set)
     message_log: list[MessageEvent] = field(default_factory=list)
     dm_channels: dict[str, str] = field(default_factory=dict)  # user id -> DM channel id
+    # Guilds besides GUILD_ID: guild id -> its one text channel (``add_guild``).
+    other_guilds: dict[str, str] = field(default_factory=dict)
+    # What GET /gateway/bot recommends, and the most guilds one session may hold
+    # (Discord: "Sharding is required for apps in 2,500 or more guilds").
+    recommended_shards: int = 1
+    max_guilds_per_shard: int = 2500
+    # Every DISPATCH sent: (the session's (shard_id, num_shards), event name, guild id).
+    gateway_log: list[tuple[tuple[int, int], str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(4_000_000_000_000_000_000)
@@ -195,6 +212,8 @@ class FakeDiscord:
             BOT_USER_ID: _user(BOT_USER_ID, "Kontext", bot=True)
         }
         self.connected = asyncio.Event()
+        self._sockets_changed = asyncio.Event()
+        self._session_shards: dict[str, tuple[int, int]] = {}  # session id -> shard
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -221,6 +240,23 @@ class FakeDiscord:
         return f"{self.base_url}/api/v10"
 
     # -- what tests inspect ----------------------------------------------------------------
+
+    def ready_shards(self) -> list[tuple[int, int]]:
+        """``(shard_id, num_shards)`` of every ready gateway session (unsharded: (0, 1))."""
+        return sorted(s.shard for s in self._sockets if s.ready)
+
+    def add_guild(self, guild_id: str, channel_id: str) -> None:
+        """Another guild with one text channel; sessions that connect later get it."""
+        self.other_guilds[guild_id] = channel_id
+
+    def guild_ids(self) -> list[str]:
+        return [GUILD_ID, *self.other_guilds]
+
+    def guild_of(self, channel_id: str) -> str:
+        for guild_id, channel in self.other_guilds.items():
+            if channel == channel_id:
+                return guild_id
+        return GUILD_ID
 
     def calls_to(self, method: str, path_prefix: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
@@ -384,7 +420,7 @@ class FakeDiscord:
         message: dict[str, Any] = {
             "id": message_id or self.next_id(),
             "channel_id": channel_id,
-            "guild_id": GUILD_ID,
+            "guild_id": self.guild_of(channel_id),
             "author": author,
             "content": content,
             "timestamp": _now(),
@@ -404,7 +440,7 @@ class FakeDiscord:
             message["message_reference"] = {
                 "message_id": reference,
                 "channel_id": channel_id,
-                "guild_id": GUILD_ID,
+                "guild_id": self.guild_of(channel_id),
             }
             message["referenced_message"] = self.messages.get(channel_id, {}).get(reference)
         self.messages.setdefault(channel_id, {})[message["id"]] = message
@@ -419,7 +455,7 @@ class FakeDiscord:
             "id": role_id,
             "name": name,
             "permissions": str(DEFAULT_PERMISSIONS),
-            "position": 0 if role_id == GUILD_ID else 1,
+            "position": 0 if role_id in self.guild_ids() else 1,
             "color": 0,
             "hoist": False,
             "managed": False,
@@ -429,6 +465,7 @@ class FakeDiscord:
 
     def _channel(self, channel_id: str) -> dict[str, Any]:
         names = {CHANNEL_ID: "general", ART_CHANNEL_ID: "art"}
+        names_elsewhere = set(self.other_guilds.values())
         overwrites: list[dict[str, Any]] = []
         if channel_id in self.hidden_channels:
             # How a server hides a channel from a member: an overwrite denying VIEW_CHANNEL
@@ -439,18 +476,28 @@ class FakeDiscord:
         return {
             "id": channel_id,
             "type": 0,
-            "guild_id": GUILD_ID,
-            "name": names.get(channel_id, "private"),
+            "guild_id": self.guild_of(channel_id),
+            "name": names.get(
+                channel_id, "general" if channel_id in names_elsewhere else "private"
+            ),
             "position": 0,
             "permission_overwrites": overwrites,
             "nsfw": False,
             "parent_id": None,
         }
 
-    def guild_payload(self) -> dict[str, Any]:
+    def guild_payload(self, guild_id: str = GUILD_ID) -> dict[str, Any]:
+        if guild_id == GUILD_ID:
+            channels = dict.fromkeys(
+                [CHANNEL_ID, ART_CHANNEL_ID, PRIVATE_CHANNEL_ID, *sorted(self.hidden_channels)]
+            )
+            roles = self.roles.items()
+        else:
+            channels = dict.fromkeys([self.other_guilds[guild_id]])
+            roles = {}.items()
         return {
-            "id": GUILD_ID,
-            "name": "Fake Art Server",
+            "id": guild_id,
+            "name": "Fake Art Server" if guild_id == GUILD_ID else f"Server {guild_id}",
             "icon": None,
             "owner_id": "1",
             "afk_timeout": 300,
@@ -462,16 +509,11 @@ class FakeDiscord:
             "premium_tier": 0,
             "preferred_locale": "en-US",
             "nsfw_level": 0,
-            "roles": [self._role(GUILD_ID, "@everyone")]
-            + [self._role(role_id, name) for role_id, name in self.roles.items()],
+            "roles": [self._role(guild_id, "@everyone")]
+            + [self._role(role_id, name) for role_id, name in roles],
             "emojis": [],
             "stickers": [],
-            "channels": [
-                self._channel(channel)
-                for channel in dict.fromkeys(
-                    [CHANNEL_ID, ART_CHANNEL_ID, PRIVATE_CHANNEL_ID, *sorted(self.hidden_channels)]
-                )
-            ],
+            "channels": [self._channel(channel) for channel in channels],
             "threads": [],
             "members": [self._member(BOT_USER_ID)],
             "member_count": 2,
@@ -495,12 +537,13 @@ class FakeDiscord:
         # The bot's permissions in the channel: nothing where it cannot view the channel
         # (https://discord.com/developers/docs/topics/permissions#permission-overwrites).
         app_permissions = 0 if channel_id in self.hidden_channels else DEFAULT_PERMISSIONS
+        guild_id = self.guild_of(channel_id)
         payload = {
             "id": interaction_id,
             "application_id": APPLICATION_ID,
             "type": kind,
             "data": data,
-            "guild_id": GUILD_ID,
+            "guild_id": guild_id,
             "channel_id": channel_id,
             "channel": self._channel(channel_id),
             "member": self._member(user_id),
@@ -510,7 +553,7 @@ class FakeDiscord:
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": GUILD_ID},
+            "authorizing_integration_owners": {"0": guild_id},
             "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
         }
@@ -538,7 +581,7 @@ class FakeDiscord:
             slot = next(k for k, t in types.items() if t == 11)
             opts.append({"name": slot, "type": 11, "value": attachment["id"]})
             data["resolved"] = {"attachments": {attachment["id"]: attachment}}
-        data["guild_id"] = GUILD_ID if definition.get("guild_id") else None
+        data["guild_id"] = self.guild_of(channel_id) if definition.get("guild_id") else None
         if data["guild_id"] is None:
             del data["guild_id"]
         payload = self._interaction(2, user_id, channel_id, data)
@@ -669,15 +712,29 @@ class FakeDiscord:
 
     async def _send_interaction(self, payload: dict[str, Any]) -> None:
         """INTERACTION_CREATE; the 3-second and 15-minute clocks start when it goes out."""
-        await asyncio.wait_for(self.connected.wait(), 10)
+        owners = await self._ready_owners(payload["guild_id"])
         self.interactions[payload["token"]].sent_at = self.clock()
-        await self.dispatch("INTERACTION_CREATE", payload)
+        for sock in owners:
+            await sock.dispatch("INTERACTION_CREATE", payload)
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        await asyncio.wait_for(self.connected.wait(), 10)
-        for sock in list(self._sockets):
-            if sock.ready:
-                await sock.dispatch(event, data)
+        """To the sessions of the event's shard: its guild's (``guild_id``), or shard 0
+        for events without a guild (gateway#sharding: "Only DMs will be sent to shard
+        0"). Waits (a hang guard of 10 s) for such a session to be ready."""
+        for sock in await self._ready_owners(data.get("guild_id")):
+            await sock.dispatch(event, data)
+
+    async def _ready_owners(self, guild_id: str | None) -> list[_GatewaySocket]:
+        async with asyncio.timeout(10):
+            while not (owners := [s for s in self._sockets if s.ready and s.owns(guild_id)]):
+                self._sockets_changed.clear()
+                await self._sockets_changed.wait()
+        return owners
+
+    def _session_ready(self, sock: _GatewaySocket) -> None:
+        sock.ready = True
+        self.connected.set()
+        self._sockets_changed.set()
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -777,7 +834,7 @@ class FakeDiscord:
                 return _json(
                     {
                         "url": f"ws://127.0.0.1:{self.port}/gateway",
-                        "shards": 1,
+                        "shards": self.recommended_shards,
                         "session_start_limit": {
                             "total": 1000,
                             "remaining": 999,
@@ -1152,6 +1209,14 @@ class _GatewaySocket:
         self.sequence = 0
         self.ready = False
         self.session_id = f"session-{fake.next_id()}"
+        self.shard: tuple[int, int] = (0, 1)  # IDENTIFY's, or the resumed session's
+
+    def owns(self, guild_id: str | None) -> bool:
+        """gateway#sharding: ``shard_id = (guild_id >> 22) % num_shards``; DMs: shard 0."""
+        shard_id, num_shards = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return (int(guild_id) >> 22) % num_shards == shard_id
 
     async def send(self, payload: dict[str, Any]) -> None:
         text = json.dumps(payload)
@@ -1164,6 +1229,8 @@ class _GatewaySocket:
             await self.ws.send_bytes(data)
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        guild = data.get("id") if event == "GUILD_CREATE" else data.get("guild_id")
+        self.fake.gateway_log.append((self.shard, event, guild))
         self.sequence += 1
         await self.send({"op": 0, "t": event, "s": self.sequence, "d": data})
 
@@ -1190,8 +1257,9 @@ class _GatewaySocket:
             elif op == 2:
                 await self._identify(frame["d"])
             elif op == 6:
-                self.ready = True
-                fake.connected.set()
+                resumed = fake._session_shards.get(str(frame["d"].get("session_id")))
+                self.shard = resumed or (0, 1)
+                fake._session_ready(self)
                 await self.dispatch("RESUMED", {})
 
     async def _identify(self, data: dict[str, Any]) -> None:
@@ -1203,23 +1271,43 @@ class _GatewaySocket:
         if data.get("intents", 0) & MESSAGE_CONTENT_INTENT and not fake.message_content_allowed:
             await self.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
+        shard = data.get("shard", [0, 1])
+        # gateway#sharding: "shard_id: 0 <= shard_id < num_shards"; anything else is
+        # close code 4010 "You sent an invalid shard when identifying" (opcodes-and-
+        # status-codes#gateway-gateway-close-event-codes).
+        if not (
+            isinstance(shard, list)
+            and len(shard) == 2
+            and all(type(n) is int for n in shard)
+            and 0 <= shard[0] < shard[1]
+        ):
+            await self.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        self.shard = (shard[0], shard[1])
+        guilds = [g for g in fake.guild_ids() if self.owns(g)]
+        # 4011 "The session would have handled too many guilds - you are required to
+        # shard your connection in order to connect."
+        if len(guilds) > fake.max_guilds_per_shard:
+            await self.ws.close(code=4011, message=b"Sharding required.")
+            return
+        fake._session_shards[self.session_id] = self.shard
         await self.dispatch(
             "READY",
             {
                 "v": 10,
                 "user": fake.users[BOT_USER_ID],
-                "guilds": [{"id": GUILD_ID, "unavailable": True}],
+                "guilds": [{"id": g, "unavailable": True} for g in guilds],
                 "session_id": self.session_id,
                 "resume_gateway_url": f"ws://127.0.0.1:{fake.port}/gateway",
-                "shard": data.get("shard", [0, 1]),
+                "shard": list(self.shard),
                 "application": {"id": APPLICATION_ID, "flags": fake._application()["flags"]},
                 "private_channels": [],
                 "relationships": [],
             },
         )
-        await self.dispatch("GUILD_CREATE", fake.guild_payload())
-        self.ready = True
-        fake.connected.set()
+        for guild_id in guilds:
+            await self.dispatch("GUILD_CREATE", fake.guild_payload(guild_id))
+        fake._session_ready(self)
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
