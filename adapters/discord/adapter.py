@@ -49,6 +49,8 @@ from bot.service import KontextService
 
 log = structlog.get_logger("kontext.discord")
 _START_TIMEOUT = 60.0
+# Discord's limit for the first answer to an interaction (receiving-and-responding).
+INITIAL_RESPONSE_SECONDS = 3.0
 # Gateway close codes about sharding (https://discord.com/developers/docs/topics/
 # opcodes-and-status-codes#gateway-gateway-close-event-codes), in the operator's words.
 _SHARD_CLOSES = {
@@ -130,10 +132,21 @@ class DiscordAdapter:
     # -- the Frontend side ----------------------------------------------------------------------
 
     def reply_for(self, job: Job) -> DiscordReply:
-        return self._reply(job.reply_target, ack=self.acks.get(job.idempotency_key))
+        ack = self.acks.get(job.idempotency_key)
+        # Received by another process (several processes or shards share the queue): its
+        # answer to Discord may still be in flight for up to Discord's 3 seconds.
+        answered_by = (
+            job.created_at + INITIAL_RESPONSE_SECONDS
+            if ack is None and job.reply_target.get("kind") == "interaction"
+            else None
+        )
+        return self._reply(job.reply_target, ack=ack, answered_by=answered_by)
 
     def _reply(
-        self, target: Mapping[str, Any], ack: asyncio.Future[dict[str, Any]] | None = None
+        self,
+        target: Mapping[str, Any],
+        ack: asyncio.Future[dict[str, Any]] | None = None,
+        answered_by: float | None = None,
     ) -> DiscordReply:
         if len(self.last_edits) > 10_000:  # a bound, not a cache policy: old entries are stale
             self.last_edits.clear()
@@ -143,6 +156,7 @@ class DiscordAdapter:
             interval=self.config.progress_interval_seconds,
             last_edits=self.last_edits,
             ack=ack,
+            answered_by=answered_by,
         )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:

@@ -76,8 +76,13 @@ class DiscordReply:
         interval: float,
         last_edits: MutableMapping[str, float],
         ack: asyncio.Future[dict[str, Any]] | None = None,
+        answered_by: float | None = None,
     ) -> None:
         self.client = client
+        # For a job another process received: when its interaction must have been
+        # answered (Discord allows 3 s), so this process never edits @original before the
+        # receiving process has deferred it.
+        self._answered_by = answered_by
         self.target = dict(target)
         self.interval = interval
         # Shared by every reply of the adapter: the time of each status message's last
@@ -108,6 +113,10 @@ class DiscordReply:
     async def _ready(self) -> None:
         """Wait until the adapter has answered Discord (the status message exists)."""
         if self._ack is None:
+            if self._answered_by is not None:
+                wait, self._answered_by = self._answered_by - time.time(), None
+                if wait > 0:
+                    await asyncio.sleep(wait)
             return
         ack, self._ack = self._ack, None
         try:
