@@ -674,15 +674,17 @@ async def throughput_case(
     }
 
 
-async def burst_case(cluster: Any, processes: int, factor: float, seed: int) -> dict[str, Any]:
+async def burst_case(
+    cluster: Any, processes: int, factor: float, seed: int, size: int
+) -> dict[str, Any]:
     warmup = 4 * processes
-    total = warmup + BURST
+    total = warmup + size
     async with deployment(cluster, processes, total) as run:
         await run.load.closed_loop(warmup, warmup)
         await run.db.settle(warmup)
         await run.load.script(BURST_MEDIAN * factor, seed)
         run.meters.begin()
-        indices = await asyncio.wait_for(run.load.burst(BURST), JOB_GUARD_SECONDS)
+        indices = await asyncio.wait_for(run.load.burst(size), JOB_GUARD_SECONDS)
         figures = run.meters.end()
         checked = await _verify(run.db, run.load, total)
         durations = (await run.load.stats())["durations"]
@@ -696,7 +698,7 @@ async def burst_case(cluster: Any, processes: int, factor: float, seed: int) -> 
         real.append(1 + (end_to_end - provider) / (provider / factor))
     return {
         "processes": processes,
-        "concurrent": BURST,
+        "concurrent": size,
         "provider_median_seconds": BURST_MEDIAN * factor,
         "ratio_p50": round(statistics.median(ratios), 3),
         "ratio_p99": round(_quantile(ratios, 0.99), 3),
@@ -715,9 +717,10 @@ def _quantile(values: list[float], q: float) -> float:
 def run(quick: bool) -> dict[str, Any]:
     from tests.pg import ClusterUnavailable, start_cluster
 
-    jobs, warmup, concurrent = (60, 4, 24) if quick else (400, 8, 48)
+    jobs, warmup, concurrent = (50, 4, 24) if quick else (400, 8, 48)
     levels = (1, 2) if quick else (1, 2, 4)
     factor = 0.1 if quick else 0.25
+    burst = 40 if quick else BURST
     print(
         f"scale: Slack HTTP, PostgreSQL, N `kontext-bot run` processes behind round-robin; "
         f"{jobs} jobs at {concurrent} concurrent after {warmup} warm-up per process; "
@@ -770,10 +773,10 @@ def run(quick: bool) -> dict[str, Any]:
             results["goal_two_processes_met"] = met
         for processes in (1, 2):
             results["burst"].append(
-                asyncio.run(burst_case(cluster, processes, factor, seed=processes))
+                asyncio.run(burst_case(cluster, processes, factor, processes, burst))
             )
         print(
-            f"  burst of {BURST} at once, provider log-normal median "
+            f"  burst of {burst} at once, provider log-normal median "
             f"{BURST_MEDIAN * factor:.2f} s ({BURST_MEDIAN} s x {factor}), sigma {BURST_SIGMA}:"
         )
         print(
