@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, ledger, overhead, pipeline, polling
+from bench import cpu, ledger, overhead, pipeline, polling, scale
 from bot.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "overhead": overhead.run,
     "pipeline": pipeline.run,
     "polling": polling.run,
+    "scale": scale.run,
 }
 
 
