@@ -262,8 +262,10 @@ async def measure(
     concurrent: int,
     warmup: int,
     profile: Path | None = None,
+    root: str = ROOT,
 ) -> dict[str, Any]:
-    """One run: start the bot, warm it up, measure ``jobs`` at ``concurrent``."""
+    """One run: start the bot (its code from ``root``), warm it up, measure ``jobs`` at
+    ``concurrent``."""
     image = noisy_png(600)
     output = result_png()
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -299,7 +301,7 @@ async def measure(
                 "KONTEXT_SLACK__HTTP_PORT": str(http_port),
                 "KONTEXT_LOG__LEVEL": "info",  # as in production: logging is part of the cost
                 "BENCH_STATS_FILE": str(tmp / "stats.json"),
-                "PYTHONPATH": ROOT,
+                "PYTHONPATH": root,
             }
             if profile is not None:
                 env["BENCH_PROFILE"] = str(profile)
@@ -483,6 +485,40 @@ def run(quick: bool) -> dict[str, Any]:
     return results
 
 
+def compare(other: str, rounds: int) -> dict[str, Any]:
+    """A/B in one run: the quick case on the code in ``other`` (a checkout, e.g. from
+    ``git archive <commit> | tar -x -C DIR``) and on this tree, alternated ``rounds``
+    times (A B B A ...) so that the machine's load drifts over both alike."""
+    jobs, concurrent, warmup = 60, 20, 5
+    trees = {"A (" + other + ")": str(Path(other).resolve()), "B (this tree)": ROOT}
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    reference = [reference_seconds()]
+    for i in range(rounds):
+        order = list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]
+        for name, root in order:
+            row = asyncio.run(measure(None, jobs, concurrent, warmup, root=root))
+            rows[name].append(row)
+            print(
+                f"  {name}: {row['bot_cpu_ms_per_job']:.1f} ms/job, "
+                f"{row['statements_per_job']:.1f} statements ({row['reads_per_job']:.1f} reads, "
+                f"{row['writes_per_job']:.1f} writes, {row['transactions_per_job']:.1f} txns), "
+                f"provider {row['provider_requests_by_kind_per_job']}",
+                flush=True,
+            )
+    reference.append(reference_seconds())
+    ref_ms = statistics.median(reference) * 1000
+    summary: dict[str, Any] = {"reference_ms": round(ref_ms, 1), "runs": rows}
+    print(f"  reference loop: {ref_ms:.1f} ms")
+    for name, runs in rows.items():
+        cpu = statistics.median(r["bot_cpu_ms_per_job"] for r in runs)
+        summary[name] = {"median_cpu_ms_per_job": cpu, "ratio_to_reference": cpu / ref_ms}
+        print(
+            f"  {name}: median {cpu:.1f} ms/job ({cpu / ref_ms:.2f} x ref) over "
+            + ", ".join(f"{r['bot_cpu_ms_per_job']:.1f}" for r in runs)
+        )
+    return summary
+
+
 # -- profile ----------------------------------------------------------------------------
 
 # Stages, by the module a function's own time is spent in. A module in AMBIGUOUS (the
@@ -664,7 +700,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=50)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--against", metavar="DIR", help="A/B: the quick case on DIR's code and this tree's"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.against:
+        compare(args.against, args.rounds)
+        return 0
     if args.profile:
         result = profile(args.profile, args.jobs, args.concurrent)
         out = Path(__file__).resolve().parent / "results" / f"cpu-profile-{args.profile}.json"

@@ -14,6 +14,7 @@ reserving its credits) is ``bot.reservations``' concern.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -206,8 +207,9 @@ class JobQueue:
                 if result.rowcount != 1:
                     continue
                 running[row.user_ref] = running.get(row.user_ref, 0) + 1
-                fresh = (await conn.execute(select(jobs).where(jobs.c.id == row.id))).one()
-                claimed.append(row_to_job(fresh))
+                # The row as read plus what was just written (a ``Job`` holds no lease
+                # fields): no second read of it.
+                claimed.append(replace(row_to_job(row), state=JobState(new_state)))
         return claimed
 
     @completes_when_cancelled
@@ -305,11 +307,13 @@ class JobQueue:
     async def succeed(self, job: Job) -> int | None:
         """Mark delivered and settle the charge; returns the balance, or None when the job
         had already reached a terminal state (nothing happens twice)."""
+        return await self._finish(job, JobState.SUCCEEDED, _charge(job), read_balance=True)
 
-        async def charge(conn: AsyncConnection, now: float) -> None:
-            await ledger.settle_charge(conn, job.user, job.id, job.cost, now)
-
-        return await self._finish(job, JobState.SUCCEEDED, charge)
+    async def mark_succeeded(self, job: Job) -> bool:
+        """``succeed`` without reading the balance back (the runner showed the balance it
+        read when it recorded the output, and a charge does not change it): one statement
+        less per job. False when the job was already terminal."""
+        return await self._finish(job, JobState.SUCCEEDED, _charge(job)) is not None
 
     async def fail(
         self,
@@ -320,13 +324,25 @@ class JobQueue:
         state: JobState = JobState.FAILED,
     ) -> int | None:
         """Mark failed (or canceled) and refund; None when already terminal."""
-
-        async def refund(conn: AsyncConnection, now: float) -> None:
-            await ledger.refund(conn, job.user, job.id, job.cost, now, reason=error_kind)
-
         return await self._finish(
-            job, state, refund, error_kind=error_kind, error_message=message[:2000]
+            job,
+            state,
+            _refund(job, error_kind),
+            read_balance=True,
+            error_kind=error_kind,
+            error_message=message[:2000],
         )
+
+    async def mark_failed(self, job: Job, *, error_kind: str, message: str) -> bool:
+        """``fail`` without reading the balance back; False when already terminal."""
+        finished = await self._finish(
+            job,
+            JobState.FAILED,
+            _refund(job, error_kind),
+            error_kind=error_kind,
+            error_message=message[:2000],
+        )
+        return finished is not None
 
     @completes_when_cancelled
     async def _finish(
@@ -334,10 +350,13 @@ class JobQueue:
         job: Job,
         state: JobState,
         settle: Callable[[AsyncConnection, float], Awaitable[None]],
+        *,
+        read_balance: bool = False,
         **values: Any,
     ) -> int | None:
         """Move a job to a terminal state and settle its credits in one transaction; the
-        state guard makes a second attempt (any process, any outcome) a no-op."""
+        state guard makes a second attempt (any process, any outcome) a no-op. None when
+        it was one; otherwise the balance (``read_balance``) or 0."""
         now = self.clock()
         async with self.db.transaction() as conn:
             moved = await conn.execute(
@@ -358,4 +377,21 @@ class JobQueue:
             if moved.rowcount != 1:
                 return None
             await settle(conn, now)
-            return await ledger.balance(conn, job.user)
+            return await ledger.balance(conn, job.user) if read_balance else 0
+
+
+Settle = Callable[[AsyncConnection, float], Awaitable[None]]
+
+
+def _charge(job: Job) -> Settle:
+    async def charge(conn: AsyncConnection, now: float) -> None:
+        await ledger.settle_charge(conn, job.user, job.id, job.cost, now)
+
+    return charge
+
+
+def _refund(job: Job, reason: str) -> Settle:
+    async def refund(conn: AsyncConnection, now: float) -> None:
+        await ledger.refund(conn, job.user, job.id, job.cost, now, reason=reason)
+
+    return refund

@@ -336,18 +336,21 @@ class JobPipeline:
             )
             await self._fail(job, reply, unposted, bound)
             return
-        balance = await self.queue.succeed(job)
-        if balance is not None:
+        charged = await self.queue.mark_succeeded(job)
+        if charged:
             self.metrics.jobs_finished.labels(JobState.SUCCEEDED.value).inc()
             self.metrics.credits_charged.inc(job.cost)
         if not self.keep_outputs:
             await asyncio.to_thread(_remove_quietly, path)
-        bound.info("job succeeded", balance=balance, elapsed=round(time.monotonic() - started, 3))
+        bound.info(
+            "job succeeded",
+            balance=status_balance if charged else None,
+            elapsed=round(time.monotonic() - started, 3),
+        )
 
     async def _fail(self, job: Job, reply: Reply, exc: KontextError, bound: Log) -> None:
         message = failure_message(exc, job.id)
-        balance = await self.queue.fail(job, error_kind=exc.kind.value, message=str(exc))
-        if balance is None:
+        if not await self.queue.mark_failed(job, error_kind=exc.kind.value, message=str(exc)):
             return  # someone else already finished this job
         self.metrics.jobs_finished.labels(JobState.FAILED.value).inc()
         self.metrics.credits_refunded.inc(job.cost)

@@ -393,6 +393,35 @@ def test_damaged_output_is_provider_unavailable(data: bytes) -> None:
     assert info.value.retryable is False
 
 
+def _flip_inside_idat(data: bytes) -> bytes:
+    # One changed byte in the middle of the pixel data: the header still reads fine.
+    start = data.index(b"IDAT") + 4
+    middle = start + (len(data) - 12 - start) // 2
+    return data[:middle] + bytes([data[middle] ^ 0x5A]) + data[middle + 1 :]
+
+
+def _without_iend(data: bytes) -> bytes:
+    assert data.endswith(b"IEND\xaeB`\x82")
+    return data[:-12]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_flip_inside_idat(encode(noise((64, 64)), "PNG")), id="png-altered-pixels"),
+        pytest.param(_without_iend(encode(noise((64, 64)), "PNG")), id="png-without-end"),
+        pytest.param(encode(noise((64, 64)), "JPEG")[:-600], id="jpeg-truncated"),
+    ],
+)
+def test_damage_behind_a_good_header_is_caught(data: bytes) -> None:
+    # The output's pixels are not decoded when the format can prove its own integrity
+    # (PNG's chunk CRCs): a readable header must not be taken for a whole image.
+    assert Image.open(io.BytesIO(data)).size == (64, 64)
+    with pytest.raises(ProviderUnavailable) as info:
+        inspect_output_image(data, **LIMITS)
+    assert info.value.user_message == "The image service returned a damaged image."
+
+
 def test_output_over_limits_is_provider_unavailable(bomb_png: bytes) -> None:
     data = encode(solid(), "PNG")
     with pytest.raises(ProviderUnavailable):

@@ -89,7 +89,7 @@ def normalise_format(name: str | None) -> str:
     return {"mpo": "jpeg", "jpg": "jpeg"}.get(fmt, fmt)
 
 
-def _effective_pixel_limit(max_pixels: int) -> int:
+def effective_pixel_limit(max_pixels: int) -> int:
     pillow_limit = Image.MAX_IMAGE_PIXELS
     return max_pixels if pillow_limit is None else min(max_pixels, pillow_limit)
 
@@ -102,7 +102,7 @@ def open_and_load(data: bytes, *, max_pixels: int, accepted: frozenset[str]) -> 
     reach error paths (``struct.error``, ``IndexError``, ``ZeroDivisionError`` …) that no
     list of exception types keeps up with.
     """
-    limit = _effective_pixel_limit(max_pixels)
+    limit = effective_pixel_limit(max_pixels)
     try:
         with bomb_guard():
             img = Image.open(io.BytesIO(data))
