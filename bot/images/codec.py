@@ -14,11 +14,14 @@ import io
 import re
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from PIL import ExifTags, Image, ImageOps
+
+T = TypeVar("T")
 
 # Formats that can be handed to a provider as they are; anything else is re-encoded.
 PASS_THROUGH: dict[str, tuple[str, str]] = {
@@ -94,10 +97,17 @@ def effective_pixel_limit(max_pixels: int) -> int:
     return max_pixels if pillow_limit is None else min(max_pixels, pillow_limit)
 
 
-def open_and_load(data: bytes, *, max_pixels: int, accepted: frozenset[str]) -> Decoded:
-    """Identify, cap and fully decode the first frame; every failure is a ``Rejected``.
+def open_checked(
+    data: bytes,
+    *,
+    max_pixels: int,
+    accepted: Collection[str],
+    finish: Callable[[Image.Image, str], T],
+) -> tuple[str, tuple[int, int], T]:
+    """Identify and cap an image, then ``finish`` it (decode, verify); every failure is a
+    ``Rejected``.
 
-    The pixel cap is checked on the header's size before ``load()`` so that a bomb never
+    The pixel cap is checked on the header's size before ``finish`` so that a bomb never
     allocates its pixels. Any exception from Pillow counts as unreadable: crafted files
     reach error paths (``struct.error``, ``IndexError``, ``ZeroDivisionError`` …) that no
     list of exception types keeps up with.
@@ -112,11 +122,7 @@ def open_and_load(data: bytes, *, max_pixels: int, accepted: frozenset[str]) -> 
             width, height = img.size
             if width * height > limit:
                 raise Rejected("pixels", pixels=width * height, size=(width, height), limit=limit)
-            animated = _is_animated(img)
-            img.load()
-            orientation, exif_unreadable = _orientation(img)
-            oriented = orientation in range(2, 9)
-            image: Image.Image = ImageOps.exif_transpose(img) if oriented else img
+            finished = finish(img, fmt)
     except Rejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -125,7 +131,24 @@ def open_and_load(data: bytes, *, max_pixels: int, accepted: frozenset[str]) -> 
         raise Rejected("pixels", pixels=pixels, limit=limit) from exc
     except Exception as exc:
         raise Rejected("unreadable") from exc
-    return Decoded(image, fmt, (width, height), animated, oriented, exif_unreadable)
+    return fmt, (width, height), finished
+
+
+def open_and_load(data: bytes, *, max_pixels: int, accepted: frozenset[str]) -> Decoded:
+    """Identify, cap and fully decode the first frame (``open_checked``), upright."""
+
+    def load(img: Image.Image, fmt: str) -> tuple[Image.Image, bool, bool, bool]:
+        animated = _is_animated(img)
+        img.load()
+        orientation, exif_unreadable = _orientation(img)
+        oriented = orientation in range(2, 9)
+        upright: Image.Image = ImageOps.exif_transpose(img) if oriented else img
+        return upright, animated, oriented, exif_unreadable
+
+    fmt, size, (image, animated, oriented, exif_unreadable) = open_checked(
+        data, max_pixels=max_pixels, accepted=accepted, finish=load
+    )
+    return Decoded(image, fmt, size, animated, oriented, exif_unreadable)
 
 
 def _is_animated(img: Image.Image) -> bool:

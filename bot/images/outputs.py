@@ -17,10 +17,10 @@ from bot.images.codec import (
     PASS_THROUGH,
     Rejected,
     bomb_guard,
-    effective_pixel_limit,
     has_alpha,
     icc_profile_for,
     normalise_format,
+    open_checked,
 )
 
 _OUTPUT_FORMATS = PASS_THROUGH
@@ -74,28 +74,17 @@ def _check_output(data: bytes, *, max_pixels: int) -> tuple[str, tuple[int, int]
     none that Pillow checks, so those are still decoded in full. The pixel cap is
     checked on the header's size either way, before anything else is read.
     """
-    limit = effective_pixel_limit(max_pixels)
-    try:
-        with bomb_guard():
-            img = Image.open(io.BytesIO(data))
-            fmt = normalise_format(img.format)
-            if fmt not in _OUTPUT_FORMATS:
-                raise Rejected("format", format_name=img.format)
-            width, height = img.size
-            if width * height > limit:
-                raise Rejected("pixels", pixels=width * height, size=(width, height), limit=limit)
-            if fmt == "png":
-                img.verify()
-            else:
-                img.load()
-    except Rejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Rejected("pixels", limit=limit) from exc
-    except Exception as exc:
-        # As in ``codec.open_and_load``: whatever Pillow raises on crafted bytes.
-        raise Rejected("unreadable") from exc
-    return fmt, (width, height)
+
+    def prove_whole(img: Image.Image, fmt: str) -> None:
+        if fmt == "png":
+            img.verify()
+        else:
+            img.load()
+
+    fmt, size, _ = open_checked(
+        data, max_pixels=max_pixels, accepted=_OUTPUT_FORMATS, finish=prove_whole
+    )
+    return fmt, size
 
 
 def _flatten_to_rgb(img: Image.Image) -> Image.Image:
