@@ -17,6 +17,7 @@ import random
 import resource
 import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,6 +109,34 @@ def event_body(i: int, file: dict[str, Any], prompt: str) -> str:
         "files": [file],
     }
     return json.dumps(event_callback(event, f"Ev{i:08d}"))
+
+
+def postgres() -> tuple[Any, str | None]:
+    """A throwaway PostgreSQL cluster and its admin URL, or (None, None) when none can
+    start here (the PostgreSQL figures are then not measured)."""
+    from tests.pg import ClusterUnavailable, start_cluster
+
+    try:
+        cluster = start_cluster()
+    except ClusterUnavailable as exc:
+        print(f"  PostgreSQL NOT MEASURED: {exc}")
+        return None, None
+    return cluster, cluster.url("postgres")
+
+
+async def db_url_for(cluster_url: str | None) -> str | None:
+    """A fresh database on the cluster (one per run), or None for SQLite."""
+    if cluster_url is None:
+        return None
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(cluster_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return cluster_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def result_png(size: int = 1024) -> bytes:

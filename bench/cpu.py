@@ -44,9 +44,11 @@ from bench.common import (
     ROOT,
     SizedCoreToday,
     bot_environment,
+    db_url_for,
     event_body,
     free_port,
     own_cpu,
+    postgres,
     process_cpu,
     result_png,
     spawn,
@@ -309,20 +311,7 @@ async def _settle(bot: _Bot, expected: int) -> None:
             await asyncio.sleep(0.05)
 
 
-def _postgres() -> tuple[Any, str | None]:
-    from tests.pg import ClusterUnavailable, start_cluster
-
-    try:
-        cluster = start_cluster()
-    except ClusterUnavailable as exc:
-        print(f"  PostgreSQL NOT MEASURED: {exc}")
-        return None, None
-    return cluster, cluster.url("postgres")
-
-
 async def _fresh_pg(cluster_url: str) -> str:
-    from bench.overhead import db_url_for
-
     url = await db_url_for(cluster_url)
     assert url is not None
     return url
@@ -343,7 +332,7 @@ def run(quick: bool) -> dict[str, Any]:
         for case in cases:
             db_url = None
             if case == "postgresql":
-                cluster, cluster_url = _postgres()
+                cluster, cluster_url = postgres()
                 if cluster_url is None:
                     continue
                 db_url = asyncio.run(_fresh_pg(cluster_url))
@@ -561,7 +550,7 @@ def profile(database: str, jobs: int, concurrent: int) -> dict[str, Any]:
     try:
         db_url = None
         if database == "postgresql":
-            cluster, cluster_url = _postgres()
+            cluster, cluster_url = postgres()
             if cluster_url is None:
                 raise SystemExit(1)
             db_url = asyncio.run(_fresh_pg(cluster_url))

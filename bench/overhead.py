@@ -28,7 +28,6 @@ import signal
 import statistics
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,15 @@ from typing import Any
 import httpx
 
 from adapters.slack.adapter import SlackAdapter
-from bench.common import bot_environment, event_body, free_port, spawn, wait_for_port
+from bench.common import (
+    bot_environment,
+    db_url_for,
+    event_body,
+    free_port,
+    postgres,
+    spawn,
+    wait_for_port,
+)
 from bench.pipeline import noisy_png
 from bot.app import build_core
 from bot.config import Settings
@@ -305,32 +312,6 @@ async def core_path(
             ]
 
 
-async def db_url_for(cluster_url: str | None) -> str | None:
-    """A fresh database on the cluster (one per run), or None for SQLite."""
-    if cluster_url is None:
-        return None
-    import asyncpg
-
-    name = f"bench_overhead_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(cluster_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return cluster_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _postgres() -> tuple[Any, str | None]:
-    from tests.pg import ClusterUnavailable, start_cluster
-
-    try:
-        cluster = start_cluster()
-    except ClusterUnavailable as exc:
-        print(f"  PostgreSQL NOT MEASURED: {exc}")
-        return None, None
-    return cluster, cluster.url("postgres")
-
-
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -349,7 +330,7 @@ def run(quick: bool) -> dict[str, Any]:
         f"{'overhead p50':>14}{'overhead p99':>14}{'@6s p50':>10}{'@6s p99':>10}"
     )
     results: dict[str, Any] = {"provider_median_seconds": MEDIAN_SECONDS * factor, "runs": []}
-    cluster, pg_url = _postgres()
+    cluster, pg_url = postgres()
     paths: list[tuple[str, Any]] = [
         ("slack", slack_path),
         ("slack-proc", slack_process_path),

@@ -54,17 +54,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.common import (
-    ROOT,
-    SizedCoreToday,
-    bot_environment,
-    event_body,
-    free_port,
-    own_cpu,
-    process_cpu,
-    result_png,
-    spawn,
-)
+from bench import common
 from bench.pipeline import noisy_png
 from tests.fakes.provider import Script
 from tests.fakes.slack import FakeSlack, signed_json_headers
@@ -116,8 +106,8 @@ class _Fakes:
         self.image = noisy_png(600)
         self.median = 0.0
         self.rng = random.Random(1)
-        self.provider = SizedCoreToday(
-            result_png(), Script(duration=self._duration, keep_inputs=False)
+        self.provider = common.SizedCoreToday(
+            common.result_png(), Script(duration=self._duration, keep_inputs=False)
         )
         self.outboxes: list[asyncio.Queue[dict[str, Any]]] = []
         self.slack = _NotifyingSlack(self._notify)
@@ -263,7 +253,7 @@ class _Child:
 
     @property
     def cpu(self) -> float:
-        return process_cpu(self.process.pid)
+        return common.process_cpu(self.process.pid)
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -278,13 +268,13 @@ class _Child:
 
 async def _spawn(name: str, args: list[str], env: dict[str, str], tmp: Path) -> _Child:
     log = (tmp / f"{name}.log").open("wb")
-    process = await spawn(args, env, tmp, log)
+    process = await common.spawn(args, env, tmp, log)
     return _Child(name, process, log)
 
 
 async def start_fakes(tmp: Path, files: int) -> tuple[_Child, dict[str, str]]:
     control_file = tmp / "fakes.json"
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": common.ROOT}
     child = await _spawn(
         "fakes",
         ["-m", "bench.scale", "fakes", "--control-file", str(control_file), "--files", str(files)],
@@ -300,7 +290,7 @@ async def start_fakes(tmp: Path, files: int) -> tuple[_Child, dict[str, str]]:
 
 
 def bot_env(db_url: str, fakes: dict[str, str], tmp: Path, ports: dict[str, int]) -> dict[str, str]:
-    return bot_environment(
+    return common.bot_environment(
         storage_url=db_url,
         data_dir=tmp / f"data-{ports['http']}",
         provider_url=fakes["provider"],
@@ -320,7 +310,7 @@ async def start_bots(count: int, db_url: str, fakes: dict[str, str], tmp: Path) 
     check asks)."""
     bots = []
     for n in range(count):
-        ports = {"http": free_port(), "webhook": free_port(), "ops": free_port()}
+        ports = {name: common.free_port() for name in ("http", "webhook", "ops")}
         child = await _spawn(
             f"bot{n}", ["-m", "bot.cli", "run"], bot_env(db_url, fakes, tmp, ports), tmp
         )
@@ -389,7 +379,7 @@ class Load:
         assert self.http is not None
         ts = f"1790000000.{i:06d}"
         done = self.waiting[ts] = asyncio.Event()
-        body = event_body(i, self.files[i], f"edit {i}")
+        body = common.event_body(i, self.files[i], f"edit {i}")
         headers = signed_json_headers(body)
         self.sent_at[ts] = time.monotonic()
         async with self.http.post(self.urls[i % len(self.urls)], data=body, headers=headers) as a:
@@ -491,10 +481,9 @@ def _postmaster_pid(cluster: Any) -> int | None:
 
 
 async def _fresh_database(cluster: Any) -> str:
-    from bench.overhead import db_url_for
     from bot.storage import open_database
 
-    url = await db_url_for(cluster.url("postgres"))
+    url = await common.db_url_for(cluster.url("postgres"))
     assert url is not None
     database = await open_database(url)  # migrate once, before the processes start
     await database.dispose()
@@ -516,7 +505,7 @@ class _Meters:
             "wall": time.monotonic(),
             "bots": [b.cpu for b in self.bots],
             "fakes": self.fakes.cpu,
-            "harness": own_cpu(),
+            "harness": common.own_cpu(),
             "postgres": tree_cpu(self.postmaster) if self.postmaster else 0.0,
             "machine": machine_busy(),
         }
