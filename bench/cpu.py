@@ -27,12 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import math
-import os
 import random
-import resource
 import signal
 import sqlite3
 import statistics
@@ -43,15 +40,24 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from PIL import Image
-
+from bench.common import (
+    ROOT,
+    SizedCoreToday,
+    bot_environment,
+    db_url_for,
+    event_body,
+    free_port,
+    own_cpu,
+    postgres,
+    process_cpu,
+    result_png,
+    spawn,
+    wait_for_port,
+)
 from bench.pipeline import noisy_png
-from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 from tests.fakes.provider import Script
-from tests.fakes.slack import BOT_TOKEN, BOT_USER_ID, SIGNING_SECRET, TEAM_ID, FakeSlack
+from tests.fakes.slack import FakeSlack, signed_json_headers
 
-ROOT = str(Path(__file__).resolve().parent.parent)
 PROVIDER_MEDIAN = 0.6
 SIGMA = 0.5
 REFERENCE_ITERATIONS = 800_000
@@ -77,65 +83,6 @@ def reference_loop() -> float:
 
 def reference_seconds(runs: int = 5) -> float:
     return statistics.median(reference_loop() for _ in range(runs))
-
-
-def result_png(size: int = 1024) -> bytes:
-    """About 1.2 MB: noise of 2 bits per channel compresses to about what a photo-like
-    1024x1024 Kontext result does."""
-    rng = random.Random(11)
-    levels = bytes(60 + 40 * (b & 3) for b in range(256))
-    raw = rng.randbytes(size * size * 3).translate(levels)
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", (size, size), raw).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-class SizedCoreToday(FakeCoreToday):
-    """The fake core.today serving one fixed real-sized result for every prediction (made
-    once, so the fake spends no Pillow time per job)."""
-
-    def __init__(self, output: bytes, script: Script) -> None:
-        super().__init__(script=script)
-        self.output = output
-
-    async def serve_output(self, request: web.Request) -> web.Response:
-        self.record(request)
-        if request.match_info["id"] not in self.predictions:
-            return web.Response(status=404)
-        return web.Response(body=self.output, content_type="image/png")
-
-
-def process_cpu(pid: int) -> float:
-    """User+system seconds of a process, all its threads (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _wait_for_port(port: int, seconds: float, process: asyncio.subprocess.Process) -> None:
-    async with asyncio.timeout(seconds):
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"the bot exited with {process.returncode} at startup")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            return
 
 
 class _Bot:
@@ -172,28 +119,6 @@ class _Bot:
             return int(await conn.fetchval(query))
         finally:
             await conn.close()
-
-
-def _event_body(i: int, file: dict[str, Any]) -> str:
-    event = {
-        "type": "app_mention",
-        "user": f"U{i % 500:05d}",
-        "text": f"<@{BOT_USER_ID}> edit {i}",
-        "ts": f"1790000000.{i:06d}",
-        "channel": "C0BENCH",
-        "files": [file],
-    }
-    return json.dumps(
-        {
-            "token": "legacy",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0KONTEXT",
-            "type": "event_callback",
-            "event_id": f"Ev{i:08d}",
-            "event_time": int(time.time()),
-            "event": event,
-        }
-    )
 
 
 class _Load:
@@ -233,8 +158,6 @@ class _Load:
     async def run(self, jobs: int, concurrent: int) -> None:
         import httpx
 
-        from tests.fakes.slack import sign_request
-
         end = self.next + jobs
         limits = httpx.Limits(max_connections=concurrent + 10)
         base = f"http://127.0.0.1:{self.port}"
@@ -247,8 +170,8 @@ class _Load:
                     ts = f"1790000000.{i:06d}"
                     self.done[ts] = asyncio.Event()
                     file = self.slack.add_file(f"in{i}.png", self.image)
-                    body = _event_body(i, file)
-                    headers = {"Content-Type": "application/json", **sign_request(body)}
+                    body = event_body(i, file, f"edit {i}")
+                    headers = signed_json_headers(body)
                     answer = await http.post("/slack/events", content=body, headers=headers)
                     answer.raise_for_status()
                     await self.done[ts].wait()
@@ -276,50 +199,28 @@ async def measure(
             keep_inputs=False,
         )
         async with SizedCoreToday(output, script) as fake, FakeSlack() as slack:
-            http_port, webhook_port = _free_port(), _free_port()
+            http_port, webhook_port = free_port(), free_port()
             db = db_url or f"sqlite:///{tmp / 'bench.db'}"
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")},
-                "KONTEXT_STORAGE__URL": db,
-                "KONTEXT_STORAGE__DATA_DIR": str(tmp / "data"),
-                "KONTEXT_PROVIDER__BASE_URL": fake.base_url,
-                "KONTEXT_PROVIDER__API_KEY": DEFAULT_KEY,
-                "KONTEXT_PROVIDER__WEBHOOK_BASE_URL": f"http://127.0.0.1:{webhook_port}",
-                "KONTEXT_PROVIDER__WEBHOOK_HOST": "127.0.0.1",
-                "KONTEXT_PROVIDER__WEBHOOK_PORT": str(webhook_port),
-                "KONTEXT_CREDITS__ALLOWANCE": "10000000",
-                "KONTEXT_JOBS__MAX_CONCURRENT": str(max(8, concurrent)),
-                "KONTEXT_JOBS__PER_USER_CONCURRENT": "100",
-                "KONTEXT_JOBS__TIMEOUT_SECONDS": "3600",
-                "KONTEXT_SLACK__ENABLED": "true",
-                "KONTEXT_SLACK__MODE": "http",
-                "KONTEXT_SLACK__BOT_TOKEN": BOT_TOKEN,
-                "KONTEXT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
-                "KONTEXT_SLACK__API_BASE_URL": slack.api_url,
-                "KONTEXT_SLACK__FILE_HOSTS": '["127.0.0.1"]',
-                "KONTEXT_SLACK__HTTP_HOST": "127.0.0.1",
-                "KONTEXT_SLACK__HTTP_PORT": str(http_port),
-                "KONTEXT_LOG__LEVEL": "info",  # as in production: logging is part of the cost
-                "BENCH_STATS_FILE": str(tmp / "stats.json"),
-                "PYTHONPATH": root,
-            }
+            env = bot_environment(
+                storage_url=db,
+                data_dir=tmp / "data",
+                provider_url=fake.base_url,
+                webhook_port=webhook_port,
+                slack_api_url=slack.api_url,
+                http_port=http_port,
+                max_concurrent=max(8, concurrent),
+                root=root,
+                KONTEXT_LOG__LEVEL="info",  # as in production: logging is part of the cost
+                BENCH_STATS_FILE=str(tmp / "stats.json"),
+            )
             if profile is not None:
                 env["BENCH_PROFILE"] = str(profile)
             log = (tmp / "bot.log").open("wb")
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.cpu_child",
-                "run",
-                env=env,
-                cwd=tmp,
-                stdout=log,
-                stderr=log,
-            )
+            process = await spawn(["-m", "bench.cpu_child", "run"], env, tmp, log)
             bot = _Bot(process, tmp / "stats.json", db)
             watcher: asyncio.Task[None] | None = None
             try:
-                await _wait_for_port(http_port, 120, process)
+                await wait_for_port(http_port, 120, process)
                 load = _Load(http_port, slack, image)
                 watcher = asyncio.create_task(load.watch())
                 await load.run(warmup, min(warmup, concurrent))
@@ -410,20 +311,7 @@ async def _settle(bot: _Bot, expected: int) -> None:
             await asyncio.sleep(0.05)
 
 
-def _postgres() -> tuple[Any, str | None]:
-    from tests.pg import ClusterUnavailable, start_cluster
-
-    try:
-        cluster = start_cluster()
-    except ClusterUnavailable as exc:
-        print(f"  PostgreSQL NOT MEASURED: {exc}")
-        return None, None
-    return cluster, cluster.url("postgres")
-
-
 async def _fresh_pg(cluster_url: str) -> str:
-    from bench.overhead import db_url_for
-
     url = await db_url_for(cluster_url)
     assert url is not None
     return url
@@ -444,7 +332,7 @@ def run(quick: bool) -> dict[str, Any]:
         for case in cases:
             db_url = None
             if case == "postgresql":
-                cluster, cluster_url = _postgres()
+                cluster, cluster_url = postgres()
                 if cluster_url is None:
                     continue
                 db_url = asyncio.run(_fresh_pg(cluster_url))
@@ -662,7 +550,7 @@ def profile(database: str, jobs: int, concurrent: int) -> dict[str, Any]:
     try:
         db_url = None
         if database == "postgresql":
-            cluster, cluster_url = _postgres()
+            cluster, cluster_url = postgres()
             if cluster_url is None:
                 raise SystemExit(1)
             db_url = asyncio.run(_fresh_pg(cluster_url))

@@ -22,17 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import math
-import os
 import random
 import signal
-import socket
 import statistics
-import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,23 +35,24 @@ from typing import Any
 import httpx
 
 from adapters.slack.adapter import SlackAdapter
+from bench.common import (
+    bot_environment,
+    db_url_for,
+    event_body,
+    free_port,
+    postgres,
+    spawn,
+    wait_for_port,
+)
 from bench.pipeline import noisy_png
 from bot.app import build_core
 from bot.config import Settings
 from bot.domain import Attachment, AttachmentSource, EditOptions, EditRequest, UserRef
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 from tests.fakes.provider import Script
-from tests.fakes.slack import (
-    BOT_TOKEN,
-    BOT_USER_ID,
-    SIGNING_SECRET,
-    TEAM_ID,
-    FakeSlack,
-    sign_request,
-)
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, signed_json_headers
 from tests.recording import RecordingFrontend
 
-ROOT = str(Path(__file__).resolve().parent.parent)
 MEDIAN_SECONDS = 6.0
 SIGMA = 0.5
 GOAL_P50 = 1.02
@@ -78,12 +74,6 @@ class Sample:
         return (self.end_to_end - self.provider) * 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _sampler(factor: float, seed: int) -> Any:
     rng = random.Random(seed)
     return lambda: MEDIAN_SECONDS * factor * math.exp(rng.gauss(0.0, SIGMA))
@@ -92,7 +82,7 @@ def _sampler(factor: float, seed: int) -> Any:
 def _settings(
     tmp: Path, fake: FakeCoreToday, concurrent: int, db_url: str | None = None, **extra: Any
 ) -> Settings:
-    port = _free_port()
+    port = free_port()
     data: dict[str, Any] = {
         "storage": {
             "url": db_url or f"sqlite:///{tmp / 'bench.db'}",
@@ -181,26 +171,8 @@ async def _send_events(
 
         async def send(i: int) -> None:
             ts = f"1790000000.{i:06d}"
-            event = {
-                "type": "app_mention",
-                "user": f"U{i % 500:05d}",
-                "text": f"<@{BOT_USER_ID}> edit {i}",
-                "ts": ts,
-                "channel": "C0BENCH",
-                "files": [{"id": files[i], "mimetype": "image/png"}],
-            }
-            body = json.dumps(
-                {
-                    "token": "legacy",
-                    "team_id": TEAM_ID,
-                    "api_app_id": "A0KONTEXT",
-                    "type": "event_callback",
-                    "event_id": f"Ev{i:08d}",
-                    "event_time": int(time.time()),
-                    "event": event,
-                }
-            )
-            headers = {"Content-Type": "application/json", **sign_request(body)}
+            body = event_body(i, {"id": files[i], "mimetype": "image/png"}, f"edit {i}")
+            headers = signed_json_headers(body)
             started[ts] = time.monotonic()
             for attempt in range(3):  # as Slack retries an event it could not deliver
                 try:
@@ -240,43 +212,20 @@ async def slack_process_path(
         tmp = Path(tmp_dir)
         script = Script(duration=_sampler(factor, seed=20_000 + concurrent), keep_inputs=False)
         async with FakeCoreToday(script=script) as fake, FakeSlack() as slack:
-            http_port, webhook_port = _free_port(), _free_port()
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")},
-                "KONTEXT_STORAGE__URL": f"sqlite:///{tmp / 'bench.db'}",
-                "KONTEXT_STORAGE__DATA_DIR": str(tmp / "data"),
-                "KONTEXT_PROVIDER__BASE_URL": fake.base_url,
-                "KONTEXT_PROVIDER__API_KEY": DEFAULT_KEY,
-                "KONTEXT_PROVIDER__WEBHOOK_BASE_URL": f"http://127.0.0.1:{webhook_port}",
-                "KONTEXT_PROVIDER__WEBHOOK_HOST": "127.0.0.1",
-                "KONTEXT_PROVIDER__WEBHOOK_PORT": str(webhook_port),
-                "KONTEXT_CREDITS__ALLOWANCE": "10000000",
-                "KONTEXT_JOBS__MAX_CONCURRENT": str(max(1, min(concurrent, 1000))),
-                "KONTEXT_JOBS__PER_USER_CONCURRENT": "100",
-                "KONTEXT_JOBS__TIMEOUT_SECONDS": "3600",
-                "KONTEXT_SLACK__ENABLED": "true",
-                "KONTEXT_SLACK__MODE": "http",
-                "KONTEXT_SLACK__BOT_TOKEN": BOT_TOKEN,
-                "KONTEXT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
-                "KONTEXT_SLACK__API_BASE_URL": slack.api_url,
-                "KONTEXT_SLACK__FILE_HOSTS": '["127.0.0.1"]',
-                "KONTEXT_SLACK__HTTP_HOST": "127.0.0.1",
-                "KONTEXT_SLACK__HTTP_PORT": str(http_port),
-                "KONTEXT_LOG__LEVEL": "warning",
-                "PYTHONPATH": ROOT,
-            }
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot.cli",
-                "run",
-                env=env,
-                cwd=tmp,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
+            http_port, webhook_port = free_port(), free_port()
+            env = bot_environment(
+                storage_url=f"sqlite:///{tmp / 'bench.db'}",
+                data_dir=tmp / "data",
+                provider_url=fake.base_url,
+                webhook_port=webhook_port,
+                slack_api_url=slack.api_url,
+                http_port=http_port,
+                max_concurrent=max(1, min(concurrent, 1000)),
+                KONTEXT_LOG__LEVEL="warning",
             )
+            process = await spawn(["-m", "bot.cli", "run"], env, tmp, asyncio.subprocess.DEVNULL)
             try:
-                await _wait_for_port(http_port, 60)
+                await wait_for_port(http_port, 60)
                 return await _send_events(http_port, slack, fake, concurrent, image, wait_seconds)
             finally:
                 process.send_signal(signal.SIGTERM)
@@ -284,18 +233,6 @@ async def slack_process_path(
                     await asyncio.wait_for(process.wait(), 60)
                 if process.returncode is None:
                     process.kill()
-
-
-async def _wait_for_port(port: int, seconds: float) -> None:
-    async with asyncio.timeout(seconds):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            return
 
 
 class _TimedFrontend(RecordingFrontend):
@@ -375,32 +312,6 @@ async def core_path(
             ]
 
 
-async def db_url_for(cluster_url: str | None) -> str | None:
-    """A fresh database on the cluster (one per run), or None for SQLite."""
-    if cluster_url is None:
-        return None
-    import asyncpg
-
-    name = f"bench_overhead_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(cluster_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return cluster_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _postgres() -> tuple[Any, str | None]:
-    from tests.pg import ClusterUnavailable, start_cluster
-
-    try:
-        cluster = start_cluster()
-    except ClusterUnavailable as exc:
-        print(f"  PostgreSQL NOT MEASURED: {exc}")
-        return None, None
-    return cluster, cluster.url("postgres")
-
-
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -419,7 +330,7 @@ def run(quick: bool) -> dict[str, Any]:
         f"{'overhead p50':>14}{'overhead p99':>14}{'@6s p50':>10}{'@6s p99':>10}"
     )
     results: dict[str, Any] = {"provider_median_seconds": MEDIAN_SECONDS * factor, "runs": []}
-    cluster, pg_url = _postgres()
+    cluster, pg_url = postgres()
     paths: list[tuple[str, Any]] = [
         ("slack", slack_path),
         ("slack-proc", slack_process_path),

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import random
-import resource
 import signal
 import statistics
 import sys
@@ -55,20 +54,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.cpu import SizedCoreToday, process_cpu, result_png
+from bench import common
 from bench.pipeline import noisy_png
-from tests.fakes.coretoday import DEFAULT_KEY
 from tests.fakes.provider import Script
-from tests.fakes.slack import (
-    BOT_TOKEN,
-    BOT_USER_ID,
-    SIGNING_SECRET,
-    TEAM_ID,
-    FakeSlack,
-    sign_request,
-)
+from tests.fakes.slack import FakeSlack, signed_json_headers
 
-ROOT = str(Path(__file__).resolve().parent.parent)
 GOAL_TWO = 1.7  # 2 processes / 1 process, issue 17
 BURST = 100
 BURST_MEDIAN = 6.0
@@ -116,8 +106,8 @@ class _Fakes:
         self.image = noisy_png(600)
         self.median = 0.0
         self.rng = random.Random(1)
-        self.provider = SizedCoreToday(
-            result_png(), Script(duration=self._duration, keep_inputs=False)
+        self.provider = common.SizedCoreToday(
+            common.result_png(), Script(duration=self._duration, keep_inputs=False)
         )
         self.outboxes: list[asyncio.Queue[dict[str, Any]]] = []
         self.slack = _NotifyingSlack(self._notify)
@@ -230,19 +220,6 @@ class _Fakes:
 # -- processes and their CPU ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def machine_busy() -> float:
     """Busy seconds of all cores together since boot (``/proc/stat``: all but idle and
     iowait)."""
@@ -276,7 +253,7 @@ class _Child:
 
     @property
     def cpu(self) -> float:
-        return process_cpu(self.process.pid)
+        return common.process_cpu(self.process.pid)
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -291,15 +268,13 @@ class _Child:
 
 async def _spawn(name: str, args: list[str], env: dict[str, str], tmp: Path) -> _Child:
     log = (tmp / f"{name}.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, env=env, cwd=tmp, stdout=log, stderr=log
-    )
+    process = await common.spawn(args, env, tmp, log)
     return _Child(name, process, log)
 
 
 async def start_fakes(tmp: Path, files: int) -> tuple[_Child, dict[str, str]]:
     control_file = tmp / "fakes.json"
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": common.ROOT}
     child = await _spawn(
         "fakes",
         ["-m", "bench.scale", "fakes", "--control-file", str(control_file), "--files", str(files)],
@@ -315,33 +290,19 @@ async def start_fakes(tmp: Path, files: int) -> tuple[_Child, dict[str, str]]:
 
 
 def bot_env(db_url: str, fakes: dict[str, str], tmp: Path, ports: dict[str, int]) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")},
-        "KONTEXT_STORAGE__URL": db_url,
-        "KONTEXT_STORAGE__DATA_DIR": str(tmp / f"data-{ports['http']}"),
-        "KONTEXT_PROVIDER__BASE_URL": fakes["provider"],
-        "KONTEXT_PROVIDER__API_KEY": DEFAULT_KEY,
-        "KONTEXT_PROVIDER__WEBHOOK_BASE_URL": f"http://127.0.0.1:{ports['webhook']}",
-        "KONTEXT_PROVIDER__WEBHOOK_HOST": "127.0.0.1",
-        "KONTEXT_PROVIDER__WEBHOOK_PORT": str(ports["webhook"]),
-        "KONTEXT_CREDITS__ALLOWANCE": "10000000",
-        "KONTEXT_JOBS__MAX_CONCURRENT": "200",
-        "KONTEXT_JOBS__MAX_PREPARING": "16",
-        "KONTEXT_JOBS__PER_USER_CONCURRENT": "100",
-        "KONTEXT_JOBS__TIMEOUT_SECONDS": "3600",
-        "KONTEXT_SLACK__ENABLED": "true",
-        "KONTEXT_SLACK__MODE": "http",
-        "KONTEXT_SLACK__BOT_TOKEN": BOT_TOKEN,
-        "KONTEXT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
-        "KONTEXT_SLACK__API_BASE_URL": fakes["slack_api"],
-        "KONTEXT_SLACK__FILE_HOSTS": '["127.0.0.1"]',
-        "KONTEXT_SLACK__HTTP_HOST": "127.0.0.1",
-        "KONTEXT_SLACK__HTTP_PORT": str(ports["http"]),
-        "KONTEXT_OPS__ENABLED": "true",
-        "KONTEXT_OPS__PORT": str(ports["ops"]),
-        "KONTEXT_LOG__LEVEL": "info",  # as in production: logging is part of the cost
-        "PYTHONPATH": ROOT,
-    }
+    return common.bot_environment(
+        storage_url=db_url,
+        data_dir=tmp / f"data-{ports['http']}",
+        provider_url=fakes["provider"],
+        webhook_port=ports["webhook"],
+        slack_api_url=fakes["slack_api"],
+        http_port=ports["http"],
+        max_concurrent=200,
+        KONTEXT_JOBS__MAX_PREPARING="16",
+        KONTEXT_OPS__ENABLED="true",
+        KONTEXT_OPS__PORT=str(ports["ops"]),
+        KONTEXT_LOG__LEVEL="info",  # as in production: logging is part of the cost
+    )
 
 
 async def start_bots(count: int, db_url: str, fakes: dict[str, str], tmp: Path) -> list[_Child]:
@@ -349,7 +310,7 @@ async def start_bots(count: int, db_url: str, fakes: dict[str, str], tmp: Path) 
     check asks)."""
     bots = []
     for n in range(count):
-        ports = {"http": _free_port(), "webhook": _free_port(), "ops": _free_port()}
+        ports = {name: common.free_port() for name in ("http", "webhook", "ops")}
         child = await _spawn(
             f"bot{n}", ["-m", "bot.cli", "run"], bot_env(db_url, fakes, tmp, ports), tmp
         )
@@ -369,28 +330,6 @@ async def start_bots(count: int, db_url: str, fakes: dict[str, str], tmp: Path) 
 
 
 # -- the load generator --------------------------------------------------------------------
-
-
-def event_body(i: int, file: dict[str, Any], prompt: str) -> str:
-    event = {
-        "type": "app_mention",
-        "user": f"U{i % 500:05d}",
-        "text": f"<@{BOT_USER_ID}> {prompt}",
-        "ts": f"1790000000.{i:06d}",
-        "channel": "C0BENCH",
-        "files": [file],
-    }
-    return json.dumps(
-        {
-            "token": "legacy",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0KONTEXT",
-            "type": "event_callback",
-            "event_id": f"Ev{i:08d}",
-            "event_time": int(time.time()),
-            "event": event,
-        }
-    )
 
 
 class Load:
@@ -440,8 +379,8 @@ class Load:
         assert self.http is not None
         ts = f"1790000000.{i:06d}"
         done = self.waiting[ts] = asyncio.Event()
-        body = event_body(i, self.files[i], f"edit {i}")
-        headers = {"Content-Type": "application/json", **sign_request(body)}
+        body = common.event_body(i, self.files[i], f"edit {i}")
+        headers = signed_json_headers(body)
         self.sent_at[ts] = time.monotonic()
         async with self.http.post(self.urls[i % len(self.urls)], data=body, headers=headers) as a:
             a.raise_for_status()
@@ -542,10 +481,9 @@ def _postmaster_pid(cluster: Any) -> int | None:
 
 
 async def _fresh_database(cluster: Any) -> str:
-    from bench.overhead import db_url_for
     from bot.storage import open_database
 
-    url = await db_url_for(cluster.url("postgres"))
+    url = await common.db_url_for(cluster.url("postgres"))
     assert url is not None
     database = await open_database(url)  # migrate once, before the processes start
     await database.dispose()
@@ -567,7 +505,7 @@ class _Meters:
             "wall": time.monotonic(),
             "bots": [b.cpu for b in self.bots],
             "fakes": self.fakes.cpu,
-            "harness": own_cpu(),
+            "harness": common.own_cpu(),
             "postgres": tree_cpu(self.postmaster) if self.postmaster else 0.0,
             "machine": machine_busy(),
         }

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from PIL import Image
 
 from adapters.console.main import console_user
 from bot.config import Settings
+from bot.storage import open_database
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 
 if TYPE_CHECKING:
@@ -90,6 +92,17 @@ async def fresh_database(cluster: Cluster) -> str:
     finally:
         await admin.close()
     return cluster.url(name)
+
+
+async def migrated_database(pg_cluster: Cluster | str) -> str:
+    """A fresh PostgreSQL database, migrated once before the processes that share it
+    start (so none of them migrates it); skips the test if the cluster could not start."""
+    if isinstance(pg_cluster, str):
+        pytest.skip(f"PostgreSQL could not be started: {pg_cluster}")
+    url = await fresh_database(pg_cluster)
+    database = await open_database(url)
+    await database.dispose()
+    return url
 
 
 # The CLI as a subprocess

@@ -24,11 +24,10 @@ from adapters.discord.adapter import DiscordAdapter
 from bot.app import build_core
 from bot.config import load_settings
 from bot.errors import ConfigError
-from bot.storage import open_database
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import BOT_TOKEN, CHANNEL_ID, GUILD_ID, FakeDiscord, Interaction
 from tests.pg import Cluster
-from tests.support import HANG_GUARD_SECONDS, environment, fresh_database, make_settings, png
+from tests.support import HANG_GUARD_SECONDS, environment, make_settings, migrated_database, png
 from tests.support import start as start_process
 
 ALICE = "5000000000000000001"
@@ -227,12 +226,7 @@ async def test_discord_requiring_more_shards_stops_start_with_a_clear_message(
 
 @pytest.fixture
 async def pg_url(pg_cluster: Cluster | str) -> str:
-    if isinstance(pg_cluster, str):
-        pytest.skip(f"PostgreSQL could not be started: {pg_cluster}")
-    url = await fresh_database(pg_cluster)
-    database = await open_database(url)  # migrate once, before the processes start
-    await database.dispose()
-    return url
+    return await migrated_database(pg_cluster)
 
 
 def _deliveries(fake: FakeDiscord, asked: Interaction) -> list[str]:

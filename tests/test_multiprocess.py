@@ -26,9 +26,9 @@ from tests.support import (
     HANG_GUARD_SECONDS,
     balance,
     environment,
-    fresh_database,
     kill_mid_job,
     ledger_kinds,
+    migrated_database,
     start,
 )
 
@@ -39,12 +39,7 @@ PROCESSES, TASKS = 4, 64
 
 @pytest.fixture
 async def pg_url(pg_cluster: Cluster | str) -> str:
-    if isinstance(pg_cluster, str):
-        pytest.skip(f"PostgreSQL could not be started: {pg_cluster}")
-    url = await fresh_database(pg_cluster)
-    database = await open_database(url)  # migrate once, before the processes start
-    await database.dispose()
-    return url
+    return await migrated_database(pg_cluster)
 
 
 async def test_four_processes_reserving_for_the_same_users(pg_url: str) -> None:

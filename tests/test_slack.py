@@ -35,6 +35,8 @@ from tests.fakes.slack import (
     SIGNING_SECRET,
     TEAM_ID,
     FakeSlack,
+    event_callback,
+    http_mode_environment,
     sign_request,
 )
 from tests.support import HANG_GUARD_SECONDS, FakeClock, environment, make_settings, png, run, start
@@ -101,15 +103,7 @@ class Bot:
         return await self.post(body, "application/x-www-form-urlencoded")
 
     async def event(self, event: dict[str, Any], event_id: str, retry: int = 0) -> Answer:
-        envelope = {
-            "token": "legacy",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0KONTEXT",
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": int(time.time()),
-            "event": event,
-        }
+        envelope = event_callback(event, event_id)
         if self.mode == "socket":
             return await self.deliver("events_api", envelope, retry)
         headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
@@ -458,17 +452,7 @@ async def test_kontext_bot_run_serves_slack_and_stops_cleanly(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     async with FakeSlack() as slack:
-        env = environment(
-            tmp_path,
-            fake,
-            KONTEXT_SLACK__ENABLED="true",
-            KONTEXT_SLACK__MODE="http",
-            KONTEXT_SLACK__BOT_TOKEN=BOT_TOKEN,
-            KONTEXT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
-            KONTEXT_SLACK__API_BASE_URL=slack.api_url,
-            KONTEXT_SLACK__HTTP_HOST="127.0.0.1",
-            KONTEXT_SLACK__HTTP_PORT=str(port),
-        )
+        env = environment(tmp_path, fake, **http_mode_environment(slack.api_url, port))
         process = await start(["run"], env, tmp_path)
         body = urlencode(
             {

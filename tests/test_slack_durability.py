@@ -30,13 +30,13 @@ import pytest
 
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import (
-    BOT_TOKEN,
     BOT_USER_ID,
-    SIGNING_SECRET,
     TEAM_ID,
     FakeSlack,
     Hold,
-    sign_request,
+    event_callback,
+    http_mode_environment,
+    signed_json_headers,
 )
 from tests.support import environment, png, start
 
@@ -107,17 +107,8 @@ class World:
 
     async def event(self, bot: BotProcess, event: dict[str, Any], retry: int = 0) -> int:
         """Deliver an Events API event as Slack does; the HTTP status it got."""
-        envelope = {
-            "token": "legacy",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0KONTEXT",
-            "type": "event_callback",
-            "event_id": "Ev0DURABLE",
-            "event_time": int(time.time()),
-            "event": event,
-        }
-        body = json.dumps(envelope)
-        headers = {"Content-Type": "application/json", **sign_request(body)}
+        body = json.dumps(event_callback(event, "Ev0DURABLE"))
+        headers = signed_json_headers(body)
         if retry:  # https://docs.slack.dev/apis/events-api/#retries
             headers.update({"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "timeout"})
         answer = await self.http.post(
@@ -177,14 +168,7 @@ async def world(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[World]:
         env = environment(
             tmp_path,
             fake,
-            KONTEXT_SLACK__ENABLED="true",
-            KONTEXT_SLACK__MODE="http",
-            KONTEXT_SLACK__BOT_TOKEN=BOT_TOKEN,
-            KONTEXT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
-            KONTEXT_SLACK__API_BASE_URL=slack.api_url,
-            KONTEXT_SLACK__FILE_HOSTS='["127.0.0.1"]',
-            KONTEXT_SLACK__HTTP_HOST="127.0.0.1",
-            KONTEXT_SLACK__HTTP_PORT="0",
+            **http_mode_environment(slack.api_url, 0),
             KONTEXT_LOG__FORMAT="json",
         )
         world = World(tmp_path, slack, fake, env, http)

@@ -14,7 +14,6 @@ import asyncio
 import json
 import signal
 import socket
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +28,14 @@ from bot.storage import open_database
 from bot.storage.schema import jobs, ledger
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import (
-    BOT_TOKEN,
     BOT_USER_ID,
-    SIGNING_SECRET,
-    TEAM_ID,
     FakeSlack,
-    sign_request,
+    event_callback,
+    http_mode_environment,
+    signed_json_headers,
 )
 from tests.pg import Cluster
-from tests.support import HANG_GUARD_SECONDS, environment, fresh_database, png, start
+from tests.support import HANG_GUARD_SECONDS, environment, migrated_database, png, start
 
 CHANNEL = "C0SCALE"
 
@@ -79,12 +77,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 async def pg_url(pg_cluster: Cluster | str) -> str:
-    if isinstance(pg_cluster, str):
-        pytest.skip(f"PostgreSQL could not be started: {pg_cluster}")
-    url = await fresh_database(pg_cluster)
-    database = await open_database(url)  # migrate once, before the processes start
-    await database.dispose()
-    return url
+    return await migrated_database(pg_cluster)
 
 
 @pytest.fixture
@@ -102,14 +95,7 @@ async def _start(
         fake,
         KONTEXT_STORAGE__URL=pg_url,
         KONTEXT_STORAGE__DATA_DIR=str(tmp_path / f"data-{name}"),
-        KONTEXT_SLACK__ENABLED="true",
-        KONTEXT_SLACK__MODE="http",
-        KONTEXT_SLACK__BOT_TOKEN=BOT_TOKEN,
-        KONTEXT_SLACK__SIGNING_SECRET=SIGNING_SECRET,
-        KONTEXT_SLACK__API_BASE_URL=slack.api_url,
-        KONTEXT_SLACK__FILE_HOSTS='["127.0.0.1"]',
-        KONTEXT_SLACK__HTTP_HOST="127.0.0.1",
-        KONTEXT_SLACK__HTTP_PORT=str(http_port),
+        **http_mode_environment(slack.api_url, http_port),
         KONTEXT_OPS__ENABLED="true",
         KONTEXT_OPS__PORT=str(ops_port),
     )
@@ -156,28 +142,19 @@ async def _stop(processes: list[_Process]) -> None:
 
 def _event(slack: FakeSlack, n: int, image: bytes) -> str:
     file = slack.add_file(f"cat{n}.png", image)
-    return json.dumps(
-        {
-            "token": "legacy",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0KONTEXT",
-            "type": "event_callback",
-            "event_id": f"EvSCALE{n:04d}",
-            "event_time": int(time.time()),
-            "event": {
-                "type": "app_mention",
-                "user": f"U{n:04d}",
-                "text": f"<@{BOT_USER_ID}> edit number {n}",
-                "ts": f"1790000000.{n:06d}",
-                "channel": CHANNEL,
-                "files": [file],
-            },
-        }
-    )
+    event = {
+        "type": "app_mention",
+        "user": f"U{n:04d}",
+        "text": f"<@{BOT_USER_ID}> edit number {n}",
+        "ts": f"1790000000.{n:06d}",
+        "channel": CHANNEL,
+        "files": [file],
+    }
+    return json.dumps(event_callback(event, f"EvSCALE{n:04d}"))
 
 
 async def _deliver(http: httpx.AsyncClient, url: str, body: str, retry: int = 0) -> None:
-    headers = {"Content-Type": "application/json", **sign_request(body)}
+    headers = signed_json_headers(body)
     if retry:  # how Slack marks a redelivery
         headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
     answer = await http.post(url, content=body, headers=headers)

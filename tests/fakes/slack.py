@@ -94,6 +94,40 @@ def sign_request(
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
 
+def signed_json_headers(body: str) -> dict[str, str]:
+    """All the headers of an Events API request Slack sends to an app in HTTP mode."""
+    return {"Content-Type": "application/json", **sign_request(body)}
+
+
+def event_callback(event: dict[str, Any], event_id: str) -> dict[str, Any]:
+    """The Events API envelope Slack wraps an event in, as an HTTP body or as a Socket
+    Mode ``events_api`` payload (https://docs.slack.dev/apis/events-api/)."""
+    return {
+        "token": "legacy",
+        "team_id": TEAM_ID,
+        "api_app_id": "A0KONTEXT",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "event": event,
+    }
+
+
+def http_mode_environment(api_url: str, port: int | str) -> dict[str, str]:
+    """The settings that point ``kontext-bot run`` in Slack HTTP mode at a fake Slack
+    whose Web API is ``api_url`` (its files on 127.0.0.1), serving events on ``port``."""
+    return {
+        "KONTEXT_SLACK__ENABLED": "true",
+        "KONTEXT_SLACK__MODE": "http",
+        "KONTEXT_SLACK__BOT_TOKEN": BOT_TOKEN,
+        "KONTEXT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
+        "KONTEXT_SLACK__API_BASE_URL": api_url,
+        "KONTEXT_SLACK__FILE_HOSTS": '["127.0.0.1"]',
+        "KONTEXT_SLACK__HTTP_HOST": "127.0.0.1",
+        "KONTEXT_SLACK__HTTP_PORT": str(port),
+    }
+
+
 class SlackRefusal(Exception):
     """A Web API answer ``{"ok": false, "error": ..., **extra}`` (HTTP 200, as Slack's)."""
 
