@@ -4,6 +4,7 @@ start together."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -45,7 +46,8 @@ async def test_migrating_twice_is_harmless(db_url: str) -> None:
 async def _start_together(db_url: str, tmp_path: Path) -> list[tuple[int, str]]:
     """Start PROCESSES ``kontext-bot migrate`` processes, release them at one moment,
     and return each one's exit code and stderr."""
-    barrier = tmp_path / "go"
+    # One pipe shared by every worker: closing its write end releases them all at once.
+    barrier, release = os.pipe()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
     env.update(PYTHONPATH=str(ROOT), KONTEXT_STORAGE__URL=db_url)
     workers = [
@@ -56,17 +58,23 @@ async def _start_together(db_url: str, tmp_path: Path) -> list[tuple[int, str]]:
             str(barrier),
             env=env,
             cwd=tmp_path,
+            pass_fds=(barrier,),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(PROCESSES)
     ]
-    async with asyncio.timeout(HANG_GUARD_SECONDS):
-        for worker in workers:  # each has imported everything and waits at the barrier
-            assert worker.stdout is not None
-            assert await worker.stdout.readline() == b"ready\n"
-        barrier.touch()
-        outputs = await asyncio.gather(*(w.communicate() for w in workers))
+    os.close(barrier)
+    try:
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            for worker in workers:  # each has imported everything and waits at the barrier
+                assert worker.stdout is not None
+                assert await worker.stdout.readline() == b"ready\n"
+            os.close(release)
+            outputs = await asyncio.gather(*(w.communicate() for w in workers))
+    finally:
+        with contextlib.suppress(OSError):  # a failed test still lets the workers go
+            os.close(release)
     return [(w.returncode or 0, err.decode()) for w, (_, err) in zip(workers, outputs, strict=True)]
 
 

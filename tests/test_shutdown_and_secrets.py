@@ -65,10 +65,17 @@ async def test_second_signal_stops_at_once_and_safely(tmp_path: Path, fake: Fake
         while fake.polls <= polls_before:  # the bot took the job over
             await asyncio.sleep(0.01)
     bot.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.2)
+    seen = b""
+    assert bot.stderr is not None
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while b"stopping: no new requests" not in seen:  # the first signal was taken
+            line = await bot.stderr.readline()
+            assert line, seen.decode()
+            seen += line
     assert bot.returncode is None  # waiting for the job, within the grace period
     bot.send_signal(signal.SIGTERM)
-    _, err = await asyncio.wait_for(bot.communicate(), timeout=HANG_GUARD_SECONDS)
+    _, rest = await asyncio.wait_for(bot.communicate(), timeout=HANG_GUARD_SECONDS)
+    err = seen + rest
     assert bot.returncode == 0, err.decode()
     assert "second stop signal" in err.decode()
     assert await ledger_kinds(env) == ["grant", "reserve"]  # neither charged nor refunded

@@ -1,8 +1,9 @@
 """A bot process starting up on a database (for the start-together test):
-``python -m tests.workers.migrate BARRIER [kontext-bot arguments...]``.
+``python -m tests.workers.migrate BARRIER_FD [kontext-bot arguments...]``.
 
-Everything is imported first; then the process says it is ready and waits until the
-barrier file exists, so that the test releases all of its processes at the same moment,
+Everything is imported first; then the process says it is ready and blocks reading the
+barrier pipe it inherited, until the test closes the pipe's write end: one event that
+releases all of its processes at the same moment,
 and only then runs ``kontext-bot`` (by default ``kontext-bot migrate``, the same
 ``migrate`` that ``kontext-bot run`` calls at start-up) with the storage URL from
 ``KONTEXT_STORAGE__URL``.
@@ -11,9 +12,8 @@ and only then runs ``kontext-bot`` (by default ``kontext-bot migrate``, the same
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import time
-from pathlib import Path
 
 import aiosqlite  # noqa: F401  (imported before the barrier, as said above)
 import alembic.command  # noqa: F401
@@ -29,8 +29,7 @@ if __name__ == "__main__":
     steps.setLevel(logging.INFO)
     steps.addHandler(logging.StreamHandler(sys.stderr))
     steps.propagate = False
-    barrier = Path(sys.argv[1])
+    barrier = int(sys.argv[1])
     print("ready", flush=True)
-    while not barrier.exists():
-        time.sleep(0.001)
+    os.read(barrier, 1)  # returns (empty) when the test closes the write end
     sys.exit(main(sys.argv[2:] or ["migrate"]))
