@@ -219,13 +219,13 @@ class Conversation:
     async def grant(
         self, admin: UserRef, user: UserRef, amount: int, platform_admin: PlatformAdmin
     ) -> str:
-        try:
+        async def act(is_platform_admin: bool) -> str:
             balance = await self.service.admin_grant(
-                admin, user, amount, platform_admin=await self._asks(admin, platform_admin)
+                admin, user, amount, platform_admin=is_platform_admin
             )
-        except UserInputError as exc:
-            return exc.user_message
-        return texts.grant_text(self.style, user.user, balance)
+            return texts.grant_text(self.style, user.user, balance)
+
+        return await self._answer(admin, platform_admin, act)
 
     async def allowance(
         self,
@@ -235,47 +235,56 @@ class Conversation:
         period: str | None,
         platform_admin: PlatformAdmin,
     ) -> str:
-        try:
+        async def act(is_platform_admin: bool) -> str:
             override = await self.service.admin_set_allowance(
                 admin,
                 scope,
                 amount,
                 parse_period(period) if period else None,
-                platform_admin=await self._asks(admin, platform_admin),
+                platform_admin=is_platform_admin,
             )
             limits = await self.service.limits()
-        except UserInputError as exc:
-            return exc.user_message
-        return texts.allowance_text(self.style, override.scope, override, limits)
+            return texts.allowance_text(self.style, override.scope, override, limits)
+
+        return await self._answer(admin, platform_admin, act)
 
     async def pause(
         self, admin: UserRef, scope: str, paused: bool, platform_admin: PlatformAdmin
     ) -> str:
-        try:
+        async def act(is_platform_admin: bool) -> str:
             override = await self.service.admin_pause(
-                admin, scope, paused, platform_admin=await self._asks(admin, platform_admin)
+                admin, scope, paused, platform_admin=is_platform_admin
             )
-        except UserInputError as exc:
-            return exc.user_message
-        return texts.pause_text(self.style, override.scope, paused)
+            return texts.pause_text(self.style, override.scope, paused)
+
+        return await self._answer(admin, platform_admin, act)
 
     async def ledger(self, admin: UserRef, user: UserRef, platform_admin: PlatformAdmin) -> str:
-        try:
+        async def act(is_platform_admin: bool) -> str:
             entries = await self.service.admin_history(
-                admin, user, platform_admin=await self._asks(admin, platform_admin)
+                admin, user, platform_admin=is_platform_admin
             )
-        except UserInputError as exc:
-            return exc.user_message
-        return texts.ledger_text(self.style, user.user, entries)
+            return texts.ledger_text(self.style, user.user, entries)
+
+        return await self._answer(admin, platform_admin, act)
 
     async def top(self, admin: UserRef, platform_admin: PlatformAdmin) -> str:
+        async def act(is_platform_admin: bool) -> str:
+            rows = await self.service.admin_top_spenders(admin, platform_admin=is_platform_admin)
+            return texts.top_spenders_text(self.style, rows)
+
+        return await self._answer(admin, platform_admin, act)
+
+    async def _answer(
+        self, admin: UserRef, platform_admin: PlatformAdmin, act: Callable[[bool], Awaitable[str]]
+    ) -> str:
+        """An admin action's answer: what ``act`` says it did, or why the core refused
+        (not an admin, another workspace, a bad scope or amount), which is the answer too."""
+        is_platform_admin = await self._asks(admin, platform_admin)
         try:
-            rows = await self.service.admin_top_spenders(
-                admin, platform_admin=await self._asks(admin, platform_admin)
-            )
+            return await act(is_platform_admin)
         except UserInputError as exc:
             return exc.user_message
-        return texts.top_spenders_text(self.style, rows)
 
     async def _asks(self, admin: UserRef, platform_admin: PlatformAdmin) -> bool:
         """Ask the platform only when the operator lets platform admins act and the
