@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -217,12 +217,7 @@ class JobQueue:
         now = self.clock()
         async with self.db.transaction() as conn:
             result = await conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.lease_owner == owner,
-                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
-                )
-                .values(lease_expires_at=now + lease_seconds)
+                update(jobs).where(*_leased_by(owner)).values(lease_expires_at=now + lease_seconds)
             )
         return int(result.rowcount)
 
@@ -233,10 +228,7 @@ class JobQueue:
         async with self.db.transaction() as conn:
             await conn.execute(
                 update(jobs)
-                .where(
-                    jobs.c.lease_owner == owner,
-                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
-                )
+                .where(*_leased_by(owner))
                 .values(lease_owner=None, lease_expires_at=None)
             )
 
@@ -395,3 +387,8 @@ def _refund(job: Job, reason: str) -> Settle:
         await ledger.refund(conn, job.user, job.id, job.cost, now, reason=reason)
 
     return refund
+
+
+def _leased_by(owner: str) -> tuple[ColumnElement[bool], ...]:
+    """The unfinished jobs a process holds: whose leases it renews, and hands back."""
+    return (jobs.c.lease_owner == owner, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
