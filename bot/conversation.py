@@ -157,6 +157,18 @@ class Conversation:
             return Said(exc.user_message, mistake=True)
         return Edit(" ".join(prompt.split()), options, inputs)
 
+    def inputs_of_message(
+        self, files: Sequence[AttachmentSource]
+    ) -> Said | tuple[AttachmentSource, ...]:
+        """The image of a message someone chose to edit (a message shortcut or menu):
+        a message without one, or with only files that are no image, is refused."""
+        if not files:
+            return Said("That message has no image to edit.", mistake=True)
+        try:
+            return self.service.pick_inputs(files)
+        except UserInputError as exc:
+            return Said(exc.user_message, mistake=True)
+
     # -- submitting ----------------------------------------------------------------------------
 
     def check(self, request: EditRequest) -> Said | None:

@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from adapters.discord import attachments
 from adapters.discord.people import user_ref
+from bot.conversation import Said
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
 
@@ -230,13 +231,9 @@ class KontextCog(commands.Cog):
     async def edit_message_image(
         self, interaction: discord.Interaction[Any], message: discord.Message
     ) -> None:
-        files = attachments.sources_of(message)
-        try:
-            if not files:
-                raise UserInputError("That message has no image to edit.")
-            inputs = self.adapter.service.pick_inputs(files)
-        except UserInputError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
+        inputs = self.adapter.conversation.inputs_of_message(attachments.sources_of(message))
+        if isinstance(inputs, Said):
+            await interaction.response.send_message(inputs.text, ephemeral=True)
             return
         await interaction.response.send_modal(
             self.adapter.prompt_modal("Edit with Kontext", inputs)

@@ -33,7 +33,6 @@ from adapters.slack.reply import SlackReply
 from adapters.slack.views import edit_modal, read_submission
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
-from bot.errors import UserInputError
 
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
@@ -198,13 +197,9 @@ class SlackListeners:
         files = [source_of(f) for f in message.get("files") or []]
         response_url = shortcut.get("response_url")
         reply = self._reply({"channel": channel, "user": user.user, "response_url": response_url})
-        if not files:
-            await reply.tell("That message has no image to edit.")
-            return
-        try:
-            inputs = self.conversation.service.pick_inputs(files)
-        except UserInputError as exc:
-            await reply.tell(exc.user_message)
+        inputs = self.conversation.inputs_of_message(files)
+        if isinstance(inputs, Said):
+            await reply.tell(inputs.text)
             return
         if not await self._bot_is_in(channel):
             # A shortcut's ack carries no message; its response_url answers "only visible
