@@ -45,17 +45,16 @@ class Membership:
         self.on_error = on_error
         self.ttl = ttl
         self.clock = clock
-        self._known: dict[str, tuple[float, bool]] = {}  # channel -> (expires, member)
+        # Only a "yes" is kept: channel -> until when it holds.
+        self._member_until: dict[str, float] = {}
         self._asking: dict[str, asyncio.Task[bool]] = {}
 
     async def is_member(self, channel: str) -> bool:
         """False only when Slack says the bot is not in ``channel``."""
         if not channel or channel.startswith("D"):
             return True  # a DM: is_member does not describe it; delivery falls back
-        known = self._known.get(channel)
-        now = self.clock()
-        if known is not None and known[0] > now:
-            return known[1]
+        if self._member_until.get(channel, 0.0) > self.clock():
+            return True
         task = self._asking.get(channel)
         if task is None:
             task = asyncio.ensure_future(self._ask(channel))
@@ -65,7 +64,7 @@ class Membership:
 
     def forget(self, channel: str) -> None:
         """Drop what is known of ``channel`` (the bot was found missing at delivery)."""
-        self._known.pop(channel, None)
+        self._member_until.pop(channel, None)
 
     async def _ask(self, channel: str) -> bool:
         try:
@@ -85,5 +84,5 @@ class Membership:
             member = bool(info.get("is_member", True))
         if member:
             # Only a "yes" is kept: after "/invite" the next try must get through at once.
-            self._known[channel] = (self.clock() + self.ttl, member)
+            self._member_until[channel] = self.clock() + self.ttl
         return member
