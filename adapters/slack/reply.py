@@ -78,8 +78,13 @@ class SlackReply:
         self.on_unreachable = on_unreachable  # told the channel the bot cannot post in
         self.status_ts: str | None = None
 
+    def _about(self, job: Job) -> str:
+        """Whose request and what it asked, as every public post of the job opens; the
+        prompt escaped, so it cannot ping anyone."""
+        return f"<@{self.user}>: _{escape(short(job.prompt, 120))}_"
+
     async def _status(self, job: Job, text: str) -> None:
-        line = f"<@{self.user}>: _{escape(short(job.prompt, 120))}_ — {text}"
+        line = f"{self._about(job)} — {text}"
         metadata = job_metadata(job)
         try:
             if self.status_ts is None:
@@ -127,7 +132,7 @@ class SlackReply:
     async def _upload(self, result: EditResult) -> None:
         job = result.job
         details = [*result_details(job.seed, job.cost, result.balance_after), job_marker(job)]
-        comment = f"<@{self.user}>: _{escape(short(job.prompt, 120))}_ ({', '.join(details)})"
+        comment = f"{self._about(job)} ({', '.join(details)})"
         await self.client.files_upload_v2(
             channel=self.channel,
             thread_ts=self.thread_ts,
