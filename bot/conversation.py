@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot import texts
-from bot.commands import CreditsCommand, HelpCommand, build_options, parse_command
+from bot.commands import (
+    CreditsCommand,
+    HelpCommand,
+    build_options,
+    parse_command,
+    validate_prompt,
+)
 from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
 from bot.errors import KontextError, UserInputError
 from bot.policies import parse_period
@@ -152,7 +158,7 @@ class Conversation:
                 output_format=output_format,
                 upsample=upsample,
             )
-            self.service.check_prompt(prompt)
+            validate_prompt(prompt, self.service.capabilities)
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
         return Edit(" ".join(prompt.split()), options, inputs)

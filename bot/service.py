@@ -25,7 +25,7 @@ from bot.domain import (
     UserRef,
 )
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
-from bot.images import ACCEPTED_FORMATS
+from bot.images import ACCEPTED_FORMATS, formats_phrase
 from bot.jobstore import JobStore
 from bot.ledger import EntryKind, LedgerEntry
 from bot.limits import Limits, validate_changes
@@ -35,7 +35,6 @@ from bot.policies import GLOBAL, Override, parse_scope, scope_workspace
 from bot.providers.base import ProviderCapabilities
 from bot.reservations import NewJob
 
-_FORMAT_NAMES = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WebP"}
 _CONTENT_TYPES = {f"image/{name}" for name in ACCEPTED_FORMATS} | {"image/jpg"}
 
 
@@ -170,9 +169,6 @@ class KontextService:
         at once (e.g. ephemerally, before deferring) instead of after a round trip."""
         self._validate(request)
 
-    def check_prompt(self, prompt: str) -> None:
-        validate_prompt(prompt, self.capabilities)
-
     def pick_inputs(self, files: Sequence[AttachmentSource]) -> tuple[AttachmentSource, ...]:
         """The input images among the files a person attached: the first ones of a type
         the provider reads. Files that are all something else (a PDF, notes.txt, an
@@ -191,8 +187,7 @@ class KontextService:
         return tuple(images[: self.capabilities.max_input_images])
 
     def accepted_formats(self) -> str:
-        names = [_FORMAT_NAMES[f] for f in _FORMAT_NAMES if f in self.capabilities.input_formats]
-        return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        return formats_phrase(self.capabilities.input_formats)
 
     def _validate(self, request: EditRequest) -> None:
         validate_prompt(request.prompt, self.capabilities)

@@ -15,7 +15,7 @@ Callers import from this package; its modules are the layout, not the interface.
 All functions are synchronous and CPU-bound: callers run them in a worker thread.
 """
 
-from bot.images.inputs import ACCEPTED_FORMATS, validate_input_image
+from bot.images.inputs import ACCEPTED_FORMATS, formats_phrase, validate_input_image
 from bot.images.metadata import strip_metadata
 from bot.images.outputs import OutputImageInfo, fit_to_byte_limit, inspect_output_image
 
@@ -23,6 +23,7 @@ __all__ = [
     "ACCEPTED_FORMATS",
     "OutputImageInfo",
     "fit_to_byte_limit",
+    "formats_phrase",
     "inspect_output_image",
     "strip_metadata",
     "validate_input_image",

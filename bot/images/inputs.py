@@ -42,7 +42,8 @@ def _human_megapixels(pixels: int) -> str:
     return f"{pixels / 1_000_000:.1f}"
 
 
-def _formats_phrase(accepted: frozenset[str]) -> str:
+def formats_phrase(accepted: frozenset[str]) -> str:
+    """'JPEG, PNG, GIF or WebP': the accepted formats as every refusal names them."""
     ordered = [f for f in _LABEL_ORDER if f in accepted]
     ordered += sorted(accepted - set(_LABEL_ORDER))
     labels = [_FORMAT_LABELS.get(f, f.upper()) for f in ordered]
@@ -52,7 +53,7 @@ def _formats_phrase(accepted: frozenset[str]) -> str:
 
 
 def _user_message(rejected: Rejected, accepted: frozenset[str]) -> str:
-    wanted = f"Please send a {_formats_phrase(accepted)} image."
+    wanted = f"Please send a {formats_phrase(accepted)} image."
     if rejected.reason == "format":
         return f"The attachment is a {rejected.format_name} image, which is not supported. {wanted}"
     if rejected.reason == "pixels":
