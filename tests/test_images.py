@@ -586,3 +586,53 @@ def test_jpeg_colour_profile_survives_stripping() -> None:
     )
     with Image.open(io.BytesIO(result.data)) as after:
         assert after.info.get("icc_profile") == profile
+
+
+def _with_fill_bytes(jpeg: bytes) -> bytes:
+    """The same JPEG with 0xFF fill bytes before every marker after SOI, as some
+    cameras and encoders write them (ITU T.81 B.1.1.2 allows any number)."""
+    out = bytearray(jpeg[:2])
+    position = 2
+    while True:
+        marker = jpeg[position + 1]
+        out += b"\xff\xff\xff"  # fill bytes, then the marker itself
+        out += jpeg[position + 1 : position + 2]
+        if marker == 0xDA:
+            out += jpeg[position + 2 :]
+            return bytes(out)
+        length = int.from_bytes(jpeg[position + 2 : position + 4], "big")
+        out += jpeg[position + 2 : position + 2 + length]
+        position += 2 + length
+
+
+def test_jpeg_fill_bytes_before_markers_still_lose_their_gps() -> None:
+    padded = _with_fill_bytes(_photo_with_gps("JPEG"))
+    with Image.open(io.BytesIO(padded)) as before:
+        assert before.getexif()  # Pillow reads the padded file and its EXIF
+        pixels = before.convert("RGB").tobytes()
+    result = validate_input_image(
+        padded, filename="padded.jpg", max_bytes=10_000_000, max_pixels=10_000_000
+    )
+    assert b"PhoneMaker" not in result.data
+    with Image.open(io.BytesIO(result.data)) as after:
+        assert not after.getexif()
+        assert after.convert("RGB").tobytes() == pixels  # stripped, not re-encoded
+
+
+def test_a_container_the_stripper_cannot_walk_is_reencoded_not_sent_with_gps() -> None:
+    original = _photo_with_gps("JPEG")
+    # A junk byte between two segments: Pillow skips it and reads the photo, the
+    # segment walker refuses it. Before, the original bytes (GPS included) were sent.
+    app0_end = 2 + 2 + int.from_bytes(original[4:6], "big")
+    assert original[2:4] == b"\xff\xe0"
+    junk = original[:app0_end] + b"\x00" + original[app0_end:]
+    with Image.open(io.BytesIO(junk)) as before:
+        assert before.getexif()
+    result = validate_input_image(
+        junk, filename="odd.jpg", max_bytes=10_000_000, max_pixels=10_000_000
+    )
+    assert b"PhoneMaker" not in result.data
+    with Image.open(io.BytesIO(result.data)) as after:
+        assert after.format == "JPEG"
+        assert after.size == (64, 48)
+        assert not after.getexif()

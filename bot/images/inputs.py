@@ -107,7 +107,9 @@ def validate_input_image(
         if reencode_as is None:
             content_type, extension = PASS_THROUGH[decoded.format]
             clean = without_metadata(data, decoded.format)
-            return InputImage(clean, content_type, _safe_filename(filename, extension))
+            if len(clean) <= max_bytes:  # a re-encode without metadata may have grown it
+                return InputImage(clean, content_type, _safe_filename(filename, extension))
+            reencode_as = "jpeg" if decoded.format == "jpeg" else "png"
         out = encode(decoded.image, reencode_as)
     except Rejected as rejected:
         raise UserInputError(
