@@ -123,10 +123,13 @@ def _print_config(settings: Settings, as_json: bool) -> None:
         print(json.dumps(data, indent=2, sort_keys=False))
         return
     for section, values in data.items():
-        print(f"[{section}]")
-        for key, value in values.items():
-            print(f"{key} = {json.dumps(value)}")
-        print()
+        # [[models]] is a list of tables, each printed as TOML writes one.
+        tables = values if isinstance(values, list) else [values]
+        for table in tables:
+            print(f"[[{section}]]" if isinstance(values, list) else f"[{section}]")
+            for key, value in table.items():
+                print(f"{key} = {json.dumps(value)}")
+            print()
     specs = platforms_registry.registered().values()
     on = [spec.name for spec in specs if spec.enabled(settings)]
     off = [spec.name for spec in specs if not spec.enabled(settings)]
