@@ -58,6 +58,8 @@ _FLAG_NAMES = {
 }
 _VALUE_FLAGS = {"ar", "seed", "format", "safety", "model"}
 _KNOWN = "--ar, --seed, --format, --upsample, --safety, --model"
+# With one model there is nothing to choose: --model is not offered (still understood).
+_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety"
 # Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
 _DASHES = ("--", "\u2014", "\u2013")
 _LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -119,7 +121,8 @@ def parse_command(
         raw_name, inline = _flag_name(token) or ("", None)
         name = _FLAG_NAMES.get(raw_name)
         if name is None:
-            raise UserInputError(f"I don't know the option --{raw_name}. The options are {_KNOWN}.")
+            known = _KNOWN if models is None or models.several else _KNOWN_ONE_MODEL
+            raise UserInputError(f"I don't know the option --{raw_name}. The options are {known}.")
         if name in values:
             raise UserInputError(f"--{name} is given twice; give it once.")
         if name not in _VALUE_FLAGS:
