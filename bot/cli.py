@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or change the limits for everyone (over the config, at run time)",
     )
     add_limit_options(limits)
+    models = policy_commands.add_parser(
+        "models",
+        parents=[config_parent],
+        help="allow restricted models ([[models]] restricted = true) in a scope",
+    )
+    models.add_argument("scope", help="e.g. role:discord:9876:777 or channel:slack:T0123:C045")
+    models.add_argument("names", nargs="+", help="model names, or 'off' to allow none")
     for action in ("pause", "resume", "show"):
         sub = policy_commands.add_parser(action, parents=[config_parent], help=f"{action} a scope")
         sub.add_argument("scope", help="e.g. workspace:discord:9876 or channel:slack:T0123:C045")
@@ -161,6 +168,9 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
             await service.admin_set_allowance(
                 operator, args.scope, None if off else int(args.amount), args.period
             )
+        elif args.policy_command == "models":
+            names = [] if [n.lower() for n in args.names] == ["off"] else args.names
+            await service.admin_set_models(operator, args.scope, names)
         elif args.policy_command in ("pause", "resume"):
             await service.admin_pause(operator, args.scope, args.policy_command == "pause")
         override = await service.admin_policy(args.scope)

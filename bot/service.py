@@ -327,6 +327,30 @@ class KontextService:
         what = f"{'paused' if paused else 'resumed'} {scope}"
         return await self._store_policy(admin, scope, what, paused=paused)
 
+    async def admin_set_models(
+        self,
+        admin: UserRef,
+        scope: str,
+        names: Sequence[str],
+        *,
+        platform_admin: bool = False,
+    ) -> Override:
+        """Allow the restricted models ``names`` in ``scope`` (empty: none there any
+        more); stored, over the config's ``models`` of that scope (docs/credits.md)."""
+        scope = parse_scope(scope)
+        self._require_admin(admin, platform_admin, scope)
+        chosen = tuple(dict.fromkeys(self.models.choose(name).name for name in names))
+        what = f"models allowed in {scope}: {', '.join(chosen) or 'none'}"
+        now = self.store.clock()
+        async with self.store.db.transaction() as conn:
+            override = await self.store.policy_book.store_models(
+                conn, scope, chosen, actor=str(admin), now=now
+            )
+            await ledger.append(
+                conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
+            )
+        return override
+
     async def admin_set_limits(self, admin: UserRef, **changes: Any) -> Limits:
         """Change the operator's limits for everyone at run time (stored, over the
         config); only ``credits.admins`` may. ``changes`` name limits as ``bot.limits``

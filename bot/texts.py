@@ -220,14 +220,19 @@ def limits_text(limits: Limits) -> str:
 
 def policy_text(scope: str, override: Override | None, limits: Limits) -> str:
     """The CLI's one-line answer about a scope."""
-    if override is None or (override.allowance is None and not override.paused):
+    if override is None or (
+        override.allowance is None and not override.paused and override.models is None
+    ):
         return f"{scope}: no override (the config's allowance applies)"
     allowance = (
         f"{override.allowance} {override.period or limits.period}"
         if override.allowance is not None
         else "the config's"
     )
-    return f"{scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}"
+    models = (
+        f"; models {', '.join(override.models) or 'none'}" if override.models is not None else ""
+    )
+    return f"{scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}{models}"
 
 
 def result_details(seed: int | None, cost: int, balance_after: int) -> list[str]:

@@ -203,7 +203,16 @@ async def test_console_model_max_charges_max_and_sends_the_max_id(
     image = cat_png(tmp_path / "cat.png")
     env = environment(tmp_path, fake)
     result = await run(
-        ["console", "--config", str(config), "--image", str(image), "make it ink", "--model", "max"],
+        [
+            "console",
+            "--config",
+            str(config),
+            "--image",
+            str(image),
+            "make it ink",
+            "--model",
+            "max",
+        ],
         env,
         tmp_path,
     )

@@ -919,7 +919,10 @@ async def test_max_from_the_model_option_charges_max_and_reroll_and_edit_again_k
 
     image = bot.discord.upload(png(), "cat.png", "image/png")
     await bot.discord.slash_command(
-        "kontext", {"prompt": "make it a watercolor", "model": "max"}, user_id=ALICE, attachment=image
+        "kontext",
+        {"prompt": "make it a watercolor", "model": "max"},
+        user_id=ALICE,
+        attachment=image,
     )
     (first,) = await bot.results(1)
     assert bot.provider.creates[0].model == MAX_ID
@@ -979,8 +982,9 @@ async def test_help_and_credits_list_the_models_and_prices(models_bot: Bot) -> N
     helped = await bot.discord.slash_command("kontext-help", user_id=ALICE)
     credits = await bot.discord.slash_command("kontext-credits", user_id=ALICE)
     await bot.until(lambda: helped.callbacks and credits.callbacks)
-    assert "Models: pro (120 credits, default), max (240 credits), ultra (300 credits)." in (
-        helped.callbacks[0]["data"]["content"]
+    assert (
+        "Models: pro (120 credits, default), max (240 credits), ultra (300 credits)."
+        in (helped.callbacks[0]["data"]["content"])
     )
     text = credits.callbacks[0]["data"]["content"]
     assert "10 pro images at 120 each" in text

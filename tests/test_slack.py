@@ -791,7 +791,9 @@ async def test_the_modal_offers_the_models_and_max_charges_max(models_bot: Bot) 
     (create,) = bot.provider.creates
     assert create.model == MAX_ID
     assert await balance(bot) == 960
-    assert any("model max" in text and "240 credits reserved" in text for text in await bot.ephemerals())
+    assert any(
+        "model max" in text and "240 credits reserved" in text for text in await bot.ephemerals()
+    )
 
 
 async def test_the_modal_select_picks_the_model_and_unknown_names_are_answered_free(
