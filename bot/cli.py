@@ -199,7 +199,12 @@ async def _credits(settings: Settings, args: argparse.Namespace) -> int:
             else "never (one-time allowance)"
         )
         print(f"{user}: {status.balance} credits")
-        print(f"  images left: {status.images_left} at {status.cost_per_image} credits each")
+        default = f" ({core.service.models.default.name})" if status.models else ""
+        print(
+            f"  images left: {status.images_left} at {status.cost_per_image} credits each{default}"
+        )
+        if status.models:
+            print("  models: " + core.service.models.price_list())
         print(f"  next allowance: {status.allowance} credits at {refill}")
         print(f"  jobs running: {status.active_jobs}")
         entries = await core.service.history(user, args.history)
@@ -280,7 +285,14 @@ async def _provider_status(settings: Settings) -> int:
         print(f"provider: {provider.name}")
         print(f"base_url: {base_url_for(settings)}")
         print(f"model: {provider.model}")
-        print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
+        if settings.models:
+            from bot.models import catalogue_for
+
+            for model in catalogue_for(settings).models:
+                served = ", ".join(f"{name}: {mid}" for name, mid in model.ids.items())
+                print(f"model {model.name}: {model.cost} credits per image ({served})")
+        else:
+            print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
         credits = getattr(provider, "credits", None)
         if credits is None:
             print("account credits: this provider has no API to read them")
