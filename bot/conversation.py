@@ -302,6 +302,24 @@ class Conversation:
 
         return await self._answer(admin, platform_admin, act)
 
+    # -- restricted models (bot.models; docs/credits.md) --------------------------------------
+
+    async def allow_models(
+        self, admin: UserRef, scope: str, names: Sequence[str], platform_admin: PlatformAdmin
+    ) -> str:
+        """Allow the restricted models ``names`` in ``scope`` (``off`` or none: no more)."""
+        chosen = [] if [n.lower() for n in names] in ([], ["off"]) else list(names)
+
+        async def act(is_platform_admin: bool) -> str:
+            override = await self.service.admin_set_models(
+                admin, scope, chosen, platform_admin=is_platform_admin
+            )
+            return texts.models_allowed_text(self.style, override.scope, override.models or ())
+
+        return await self._answer(admin, platform_admin, act)
+
+    # -- end of restricted models ---------------------------------------------------------------
+
     async def _answer(
         self, admin: UserRef, platform_admin: PlatformAdmin, act: Callable[[bool], Awaitable[str]]
     ) -> str:

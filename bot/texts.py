@@ -128,6 +128,14 @@ def models_text(models: Catalogue) -> str:
     return "Models: " + models.price_list() + "."
 
 
+def models_allowed_text(style: Style, scope: str, models: Sequence[str]) -> str:
+    """An admin's answer after allowing restricted models in a scope."""
+    where = describe_scope(style, scope)
+    if not models:
+        return f"No restricted models are allowed for {where} now."
+    return f"Restricted models allowed for {where}: {', '.join(models)}."
+
+
 # -- end of named models ----------------------------------------------------------------
 
 

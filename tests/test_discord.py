@@ -881,6 +881,7 @@ async def models_bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
     async with FakeDiscord() as discord:
         for user, name in ((ALICE, "alice"), (BOB, "bob"), (MOD, "mod")):
             discord.add_user(user, name)
+        discord.permissions[MOD] = MANAGE_GUILD
         ultra = {"name": "ultra", "model": MAX_ID, "cost_per_image": 300, "restricted": True}
         core, adapter, settings = await start_bot(
             tmp_path,
@@ -888,9 +889,10 @@ async def models_bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
             discord,
             models=[*TWO_MODELS, ultra],
             credits={
+                "platform_admins": True,
                 "overrides": [
                     {"scope": f"role:discord:{GUILD_ID}:{SUPPORTERS}", "models": ["ultra"]}
-                ]
+                ],
             },
         )
         await discord.add_role(SUPPORTERS, "Supporters")
@@ -989,3 +991,30 @@ async def test_help_and_credits_list_the_models_and_prices(models_bot: Bot) -> N
     text = credits.callbacks[0]["data"]["content"]
     assert "10 pro images at 120 each" in text
     assert "Credits per image: pro 120, max 240, ultra 300." in text
+
+
+async def test_a_server_admin_allows_a_restricted_model_for_a_member(models_bot: Bot) -> None:
+    bot = models_bot
+    refused = await bot.discord.subcommand(
+        "kontext-admin", "models", {"names": "ultra", "user": BOB}, user_id=ALICE
+    )
+    allowed = await bot.discord.subcommand(
+        "kontext-admin", "models", {"names": "ultra", "user": BOB}, user_id=MOD
+    )
+    await bot.until(lambda: refused.callbacks and allowed.callbacks)
+    assert "Only the bot's admins" in refused.callbacks[0]["data"]["content"]
+    assert allowed.callbacks[0]["data"]["content"] == (
+        f"Restricted models allowed for <@{BOB}>: ultra."
+    )
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command(
+        "kontext", {"prompt": "make it gold", "model": "ultra"}, user_id=BOB, attachment=image
+    )
+    await bot.results(1)
+    assert await bot.balance(BOB) == 900
+
+    removed = await bot.discord.subcommand(
+        "kontext-admin", "models", {"names": "off", "user": BOB}, user_id=MOD
+    )
+    await bot.until(lambda: removed.callbacks)
+    assert "No restricted models are allowed" in removed.callbacks[0]["data"]["content"]

@@ -203,6 +203,32 @@ class KontextCog(commands.Cog):
         )
         await interaction.response.send_message(text, ephemeral=True)
 
+    @admin.command(
+        name="models", description="Allow restricted models for a role, a channel or a user"
+    )
+    @app_commands.describe(
+        names="Model names separated by spaces (e.g. max), or off for none",
+        role="Members with this role",
+        channel="Requests in this channel",
+        user="This user",
+    )
+    async def models(
+        self,
+        interaction: discord.Interaction[Any],
+        names: app_commands.Range[str, 1, 200],
+        role: discord.Role | None = None,
+        channel: discord.TextChannel | None = None,
+        user: discord.User | None = None,
+    ) -> None:
+        adapter = self.adapter
+        text = await adapter.conversation.allow_models(
+            adapter.user_of(interaction),
+            self._scope(interaction, role=role, channel=channel, user=user),
+            names.replace(",", " ").split(),
+            adapter.platform_admin(interaction),
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
     @admin.command(name="pause", description="Stop taking new edits in the server or a channel")
     async def pause(
         self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
