@@ -825,3 +825,16 @@ async def test_a_restricted_model_is_refused_outside_its_channel(models_bot: Bot
     (refusal,) = await bot.ephemerals()
     assert "The model ultra is not available here" in refusal and "Nothing was charged" in refusal
     assert bot.provider.creates == [] and await balance(bot) == 1200
+
+    # In the channel its override names, it is taken at its price.
+    await bot.command("make it gold --model ultra", channel="C0VIP")
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while len(bot.slack.calls_to("views.open")) < 2:
+            await asyncio.sleep(0.01)
+    view = list(bot.slack.views.values())[-1]
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(submission(bot, view, prompt="make it gold", file=file))
+    (upload,) = await bot.uploaded()
+    assert upload.channel == "C0VIP"
+    assert bot.provider.creates[0].model == MAX_ID
+    assert await balance(bot) == 900
