@@ -455,6 +455,10 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling against config.example.toml)"
+        if not loc:
+            # A check across sections (its message names the keys): no key to point at.
+            lines.append(f"  {message.removeprefix('Value error, ')}")
+            continue
         env_name = ENV_PREFIX + "__".join(part.upper() for part in loc[:2])
         lines.append(f"  {key}: {message} (file key {key} or env {env_name})")
     return "\n".join(lines)
