@@ -377,7 +377,8 @@ class DiscordAdapter:
         ) -> None:
             await self.edit_from_text(interaction, text, sources, chosen)
 
-        return PromptModal(title, submitted, models=model_choices(self.service), model=model)
+        preset = model or self.service.models.default.name
+        return PromptModal(title, submitted, models=model_choices(self.service), model=preset)
 
     # -- art channels ----------------------------------------------------------------------------
 
