@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.metrics import Metrics
+from bot.models import catalogue_for
 from bot.ops import OpsServer
 from bot.platforms import Platform
 from bot.policies import Override, PolicyBook
@@ -147,12 +148,19 @@ async def build_core(
     db = await open_database(settings.storage.url, pool_size=settings.storage.pool_size)
     base_limits = Limits.from_settings(settings)
     configured = [
-        Override(scope=o.scope, allowance=o.allowance, period=o.period, paused=o.paused)
+        Override(
+            scope=o.scope,
+            allowance=o.allowance,
+            period=o.period,
+            paused=o.paused,
+            models=tuple(o.models) or None,
+        )
         for o in settings.credits.overrides
     ]
     store = JobStore(db, base_limits, clock, PolicyBook(base_limits, configured))
     metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
+    models = catalogue_for(settings, capabilities.cost_per_image)
     service = KontextService(
         store,
         capabilities,
@@ -162,6 +170,7 @@ async def build_core(
         metrics=metrics,
         admins=settings.credits.admins,
         platform_admins=settings.credits.platform_admins,
+        models=models,
     )
     runner = None
     if with_runner and provider is not None:
@@ -173,6 +182,8 @@ async def build_core(
             settings.storage.data_dir,
             metrics=metrics,
             fallbacks=fallbacks,
+            # Without [[models]] every provider serves every job with its own model.
+            models=models if settings.models else None,
         )
         service.runner = runner
     ops = None

@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or change the limits for everyone (over the config, at run time)",
     )
     add_limit_options(limits)
+    models = policy_commands.add_parser(
+        "models",
+        parents=[config_parent],
+        help="allow restricted models ([[models]] restricted = true) in a scope",
+    )
+    models.add_argument("scope", help="e.g. role:discord:9876:777 or channel:slack:T0123:C045")
+    models.add_argument("names", nargs="+", help="model names, or 'off' to allow none")
     for action in ("pause", "resume", "show"):
         sub = policy_commands.add_parser(action, parents=[config_parent], help=f"{action} a scope")
         sub.add_argument("scope", help="e.g. workspace:discord:9876 or channel:slack:T0123:C045")
@@ -123,10 +130,13 @@ def _print_config(settings: Settings, as_json: bool) -> None:
         print(json.dumps(data, indent=2, sort_keys=False))
         return
     for section, values in data.items():
-        print(f"[{section}]")
-        for key, value in values.items():
-            print(f"{key} = {json.dumps(value)}")
-        print()
+        # [[models]] is a list of tables, each printed as TOML writes one.
+        tables = values if isinstance(values, list) else [values]
+        for table in tables:
+            print(f"[[{section}]]" if isinstance(values, list) else f"[{section}]")
+            for key, value in table.items():
+                print(f"{key} = {json.dumps(value)}")
+            print()
     specs = platforms_registry.registered().values()
     on = [spec.name for spec in specs if spec.enabled(settings)]
     off = [spec.name for spec in specs if not spec.enabled(settings)]
@@ -158,6 +168,9 @@ async def _policy(settings: Settings, args: argparse.Namespace) -> int:
             await service.admin_set_allowance(
                 operator, args.scope, None if off else int(args.amount), args.period
             )
+        elif args.policy_command == "models":
+            names = [] if [n.lower() for n in args.names] == ["off"] else args.names
+            await service.admin_set_models(operator, args.scope, names)
         elif args.policy_command in ("pause", "resume"):
             await service.admin_pause(operator, args.scope, args.policy_command == "pause")
         override = await service.admin_policy(args.scope)
@@ -186,7 +199,12 @@ async def _credits(settings: Settings, args: argparse.Namespace) -> int:
             else "never (one-time allowance)"
         )
         print(f"{user}: {status.balance} credits")
-        print(f"  images left: {status.images_left} at {status.cost_per_image} credits each")
+        default = f" ({core.service.models.default.name})" if status.models else ""
+        print(
+            f"  images left: {status.images_left} at {status.cost_per_image} credits each{default}"
+        )
+        if status.models:
+            print("  models: " + core.service.models.price_list())
         print(f"  next allowance: {status.allowance} credits at {refill}")
         print(f"  jobs running: {status.active_jobs}")
         entries = await core.service.history(user, args.history)
@@ -267,7 +285,14 @@ async def _provider_status(settings: Settings) -> int:
         print(f"provider: {provider.name}")
         print(f"base_url: {base_url_for(settings)}")
         print(f"model: {provider.model}")
-        print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
+        if settings.models:
+            from bot.models import catalogue_for
+
+            for model in catalogue_for(settings).models:
+                served = ", ".join(f"{name}: {mid}" for name, mid in model.ids.items())
+                print(f"model {model.name}: {model.cost} credits per image ({served})")
+        else:
+            print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
         credits = getattr(provider, "credits", None)
         if credits is None:
             print("account credits: this provider has no API to read them")

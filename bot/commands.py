@@ -1,6 +1,7 @@
 """The ``/kontext`` text grammar shared by every platform.
 
-``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg] [--upsample] [--safety N]``
+``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg] [--upsample] [--safety N]
+[--model NAME]``
 
 People type this on phones and in chat clients that "fix" their typing, so the parser is
 forgiving about form (``--ar=16:9``, ``—ar`` from autocorrect, ``16x9``) and strict about
@@ -23,6 +24,7 @@ from bot.domain import (
     OutputFormat,
 )
 from bot.errors import UserInputError
+from bot.models import Catalogue
 from bot.providers.base import ProviderCapabilities
 
 
@@ -52,9 +54,12 @@ _FLAG_NAMES = {
     "format": "format",
     "upsample": "upsample",
     "safety": "safety",
+    "model": "model",
 }
-_VALUE_FLAGS = {"ar", "seed", "format", "safety"}
-_KNOWN = "--ar, --seed, --format, --upsample, --safety"
+_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model"}
+_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model"
+# With one model there is nothing to choose: --model is not offered (still understood).
+_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety"
 # Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
 _DASHES = ("--", "\u2014", "\u2013")
 _LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -101,6 +106,7 @@ def parse_command(
     has_image: bool,
     capabilities: ProviderCapabilities,
     bot_mentions: Iterable[str] = (),
+    models: Catalogue | None = None,
 ) -> ParsedCommand:
     tokens = strip_addressing(text, bot_mentions).split()
     words: list[str] = []
@@ -115,7 +121,8 @@ def parse_command(
         raw_name, inline = _flag_name(token) or ("", None)
         name = _FLAG_NAMES.get(raw_name)
         if name is None:
-            raise UserInputError(f"I don't know the option --{raw_name}. The options are {_KNOWN}.")
+            known = _KNOWN if models is None or models.several else _KNOWN_ONE_MODEL
+            raise UserInputError(f"I don't know the option --{raw_name}. The options are {known}.")
         if name in values:
             raise UserInputError(f"--{name} is given twice; give it once.")
         if name not in _VALUE_FLAGS:
@@ -149,6 +156,8 @@ def parse_command(
         output_format=values.get("format"),
         upsample="upsample" in values,
         safety=_parse_int(values["safety"], "safety") if values.get("safety") is not None else None,
+        model=values.get("model"),
+        models=models,
     )
     return EditCommand(prompt=validate_prompt(prompt, capabilities), options=options)
 
@@ -158,6 +167,7 @@ _EXAMPLES = {
     "seed": "--seed 42",
     "format": "--format jpg",
     "safety": "--safety 2",
+    "model": "--model max",
 }
 
 
@@ -201,6 +211,8 @@ def build_options(
     output_format: str | None = None,
     upsample: bool = False,
     safety: int | None = None,
+    model: str | None = None,
+    models: Catalogue | None = None,
 ) -> EditOptions:
     """Validate options however they arrived (text flags or real slash-command options)."""
     ratio: str | None = None
@@ -236,6 +248,15 @@ def build_options(
             f"--safety can be at most {SAFETY_MAX_WITH_IMAGE} when an image is given "
             f"(the provider's rule); it goes up to {SAFETY_MAX} for text-to-image."
         )
+    chosen_model: str | None = None
+    if model is not None and model.strip():
+        # The catalogue's spelling of the name; an unknown one is refused with the list.
+        chosen_model = models.choose(model).name if models is not None else model.strip()
     return EditOptions(
-        aspect_ratio=ratio, seed=seed, output_format=fmt, upsample=upsample, safety=level
+        aspect_ratio=ratio,
+        seed=seed,
+        output_format=fmt,
+        upsample=upsample,
+        safety=level,
+        model=chosen_model,
     )

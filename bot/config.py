@@ -127,6 +127,8 @@ class OverrideConfig(_Section):
     allowance: int | None = Field(None, ge=0)
     period: Literal["daily", "weekly", "monthly", "never"] | None = None
     paused: bool = False
+    # Restricted models ([[models]] with restricted = true) allowed in this scope.
+    models: list[str] = Field(default_factory=list)
 
     @field_validator("scope")
     @classmethod
@@ -271,6 +273,71 @@ class LogConfig(_Section):
         return value.lower() if isinstance(value, str) else value
 
 
+# -- [[models]] (docs/configuration.md, bot.models) ------------------------------------
+
+
+class ModelConfig(_Section):
+    """One ``[[models]]`` entry: a model people choose with ``--model NAME``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+    # The provider's model id; per provider where they differ (``ids``); empty: each
+    # provider's own configured ``model``.
+    model: str = ""
+    ids: dict[str, str] = Field(default_factory=dict)
+    cost_per_image: int = Field(ge=0)
+    default: bool = False
+    # The configured providers (primary or fallbacks) that serve it; empty: all of them.
+    providers: list[str] = Field(default_factory=list)
+    # Only where a credits.overrides entry (or an admin's stored policy) lists it.
+    restricted: bool = False
+
+
+def check_models(
+    models: list[ModelConfig], providers: list[str], overrides: list[OverrideConfig]
+) -> None:
+    """The ``[[models]]`` list as a whole: unique names, one default, providers that
+    exist. Raises ``ValueError`` with the operator's words."""
+    if not models:
+        for override in overrides:
+            if override.models:
+                raise ValueError(
+                    f"credits.overrides ({override.scope}): models needs a [[models]] list"
+                )
+        return
+    seen: set[str] = set()
+    for entry in models:
+        key = entry.name.lower()
+        if key in seen:
+            raise ValueError(f"models: the name '{entry.name}' is given twice; names must differ")
+        seen.add(key)
+    defaults = [m.name for m in models if m.default]
+    if len(defaults) != 1:
+        raise ValueError(
+            "models: exactly one model needs default = true"
+            + (f" (now: {', '.join(defaults)})" if defaults else " (now: none)")
+        )
+    known = ", ".join(providers)
+    for entry in models:
+        for name in [*entry.providers, *entry.ids]:
+            if name not in providers:
+                raise ValueError(
+                    f"models ({entry.name}): the provider '{name}' is not configured "
+                    f"(provider.name or provider.fallbacks: {known})"
+                )
+        if entry.default and entry.restricted:
+            raise ValueError(f"models ({entry.name}): the default model cannot be restricted")
+    for override in overrides:
+        for name in override.models:
+            if name.lower() not in seen:
+                raise ValueError(
+                    f"credits.overrides ({override.scope}): no model named '{name}' "
+                    f"(models: {', '.join(m.name for m in models)})"
+                )
+
+
+# -- end of [[models]] ------------------------------------------------------------------
+
+
 class Settings(BaseSettings):
     """The whole configuration; the TOML file path is given by ``load_settings``."""
 
@@ -290,6 +357,7 @@ class Settings(BaseSettings):
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    models: list[ModelConfig] = Field(default_factory=list)
 
     toml_path: ClassVar[Path | None] = None
 
@@ -324,6 +392,12 @@ class Settings(BaseSettings):
                     f"slack.{key} is required when slack.enabled is true in {slack.mode} "
                     f"mode (give it as KONTEXT_SLACK__{key.upper()})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _models_consistent(self) -> Settings:
+        providers = [self.provider.name, *(f.name for f in self.provider.fallbacks)]
+        check_models(self.models, providers, self.credits.overrides)
         return self
 
     @model_validator(mode="after")
@@ -381,6 +455,10 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling against config.example.toml)"
+        if not loc:
+            # A check across sections (its message names the keys): no key to point at.
+            lines.append(f"  {message.removeprefix('Value error, ')}")
+            continue
         env_name = ENV_PREFIX + "__".join(part.upper() for part in loc[:2])
         lines.append(f"  {key}: {message} (file key {key} or env {env_name})")
     return "\n".join(lines)
@@ -404,6 +482,8 @@ def effective_config(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     for section_name in type(settings).model_fields:
         section = getattr(settings, section_name)
+        if not isinstance(section, BaseModel):
+            continue  # the [[models]] list holds no secrets
         for key in type(section).model_fields:
             value = getattr(section, key)
             if isinstance(value, SecretStr):

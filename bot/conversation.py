@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot import texts
 from bot.commands import (
@@ -86,7 +86,7 @@ class Conversation:
     # -- information, free ---------------------------------------------------------------------
 
     def help(self) -> str:
-        return texts.help_text(self.style, self.service.cost_per_image)
+        return texts.help_text(self.style, self.service.cost_per_image, self.service.models)
 
     async def credits(self, user: UserRef, context: RequestContext | None = None) -> str:
         return texts.credits_text(self.style, await self.service.credits(user, context))
@@ -103,12 +103,14 @@ class Conversation:
         bot_mentions: Sequence[str] = (),
         platform_admin: PlatformAdmin = _not_platform_admin,
         image_follows: bool = False,
+        model: str | None = None,
     ) -> Said | Edit:
         """A typed request in the text grammar: help, credits, an admin command, or an
         edit of the first acceptable image among ``files``. Mistakes come back as
         ``Said`` with what to write instead; nothing is stored or charged for them.
         ``image_follows``: the image comes later (Slack's slash command opens a form
-        to attach it), so options that need one are allowed."""
+        to attach it), so options that need one are allowed. ``model``: the model of
+        the job this edit continues (Edit again), used unless the text names one."""
         try:
             admin = await self._admin_command(user, text.strip(), platform_admin)
             if admin is not None:
@@ -119,12 +121,16 @@ class Conversation:
                 has_image=bool(inputs) or image_follows,
                 capabilities=self.service.capabilities,
                 bot_mentions=bot_mentions,
+                models=self.service.models,
             )
             if isinstance(parsed, HelpCommand):
                 return Said(self.help())
             if isinstance(parsed, CreditsCommand):
                 return Said(await self.credits(user, context))
-            return Edit(parsed.prompt, parsed.options, inputs)
+            options = parsed.options
+            if options.model is None and model is not None:
+                options = replace(options, model=model)
+            return Edit(parsed.prompt, options, inputs)
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
 
@@ -139,6 +145,7 @@ class Conversation:
         seed: int | None = None,
         output_format: str | None = None,
         upsample: bool = False,
+        model: str | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
@@ -157,6 +164,8 @@ class Conversation:
                 seed=seed,
                 output_format=output_format,
                 upsample=upsample,
+                model=model,
+                models=self.service.models,
             )
             validate_prompt(prompt, self.service.capabilities)
         except UserInputError as exc:
@@ -292,6 +301,24 @@ class Conversation:
             return texts.top_spenders_text(self.style, rows)
 
         return await self._answer(admin, platform_admin, act)
+
+    # -- restricted models (bot.models; docs/credits.md) --------------------------------------
+
+    async def allow_models(
+        self, admin: UserRef, scope: str, names: Sequence[str], platform_admin: PlatformAdmin
+    ) -> str:
+        """Allow the restricted models ``names`` in ``scope`` (``off`` or none: no more)."""
+        chosen = [] if [n.lower() for n in names] in ([], ["off"]) else list(names)
+
+        async def act(is_platform_admin: bool) -> str:
+            override = await self.service.admin_set_models(
+                admin, scope, chosen, platform_admin=is_platform_admin
+            )
+            return texts.models_allowed_text(self.style, override.scope, override.models or ())
+
+        return await self._answer(admin, platform_admin, act)
+
+    # -- end of restricted models ---------------------------------------------------------------
 
     async def _answer(
         self, admin: UserRef, platform_admin: PlatformAdmin, act: Callable[[bool], Awaitable[str]]

@@ -95,15 +95,21 @@ class EditOptions:
     output_format: OutputFormat = "png"
     upsample: bool = False
     safety: int = DEFAULT_SAFETY
+    # The named model (``--model NAME``, bot.models); None: the default one. A stored
+    # job carries the name it was made with, so a re-roll keeps it.
+    model: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "aspect_ratio": self.aspect_ratio,
             "seed": self.seed,
             "output_format": self.output_format,
             "upsample": self.upsample,
             "safety": self.safety,
         }
+        if self.model is not None:
+            data["model"] = self.model
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EditOptions:
@@ -113,6 +119,7 @@ class EditOptions:
             output_format=data.get("output_format", "png"),
             upsample=bool(data.get("upsample", False)),
             safety=int(data.get("safety", DEFAULT_SAFETY)),
+            model=data.get("model"),
         )
 
 
@@ -218,7 +225,7 @@ class Job:
     reply_target: Mapping[str, Any]
     cost: int
     provider: str
-    model: str
+    model: str  # the provider's model id it was sent (or will be sent) with
     prediction_id: str | None = None
     submit_started: bool = False
     output_path: str | None = None
@@ -230,6 +237,9 @@ class Job:
     # What the output looked like when downloaded (content type, width, height); the
     # ``jobs.result`` column (bot/storage/schema.py).
     output_meta: Mapping[str, Any] = field(default_factory=dict)
+    # The named model (bot.models) whose cost was reserved; None for jobs from before
+    # named models (the default one).
+    model_name: str | None = None
 
     @property
     def seed(self) -> int | None:

@@ -23,6 +23,7 @@ import structlog
 from bot.domain import Job
 from bot.errors import ProviderUnavailable
 from bot.jobqueue import JobQueue
+from bot.models import Catalogue
 from bot.providers.base import InputImage, PredictionStatus, Provider, ProviderRequest
 
 # The longest a held job waits, whatever the provider's Retry-After says.
@@ -30,11 +31,29 @@ MAX_HOLD_SECONDS = 60.0
 
 
 class Failover:
-    def __init__(self, queue: JobQueue, primary: Provider, fallbacks: Sequence[Provider]) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        primary: Provider,
+        fallbacks: Sequence[Provider],
+        models: Catalogue | None = None,
+    ) -> None:
         self.queue = queue
         self.primary = primary
         # The primary first, then the operator's fallbacks, in order.
         self.providers: list[Provider] = [primary, *fallbacks]
+        # The named models (bot.models): which provider serves a job's model, under
+        # which id. None: every provider serves every job with its own ``model``.
+        self.models = models
+
+    def model_id(self, job: Job, provider: Provider) -> str | None:
+        """The id of the job's model at ``provider``, or None: it does not serve it."""
+        model = self.models.get(job.model_name) if self.models is not None else None
+        if model is None:
+            # No catalogue, or a model the operator has since removed: the job keeps
+            # the id it was stored with where it is, other providers use their own.
+            return job.model if provider.name == job.provider else provider.model
+        return model.id_for(provider.name)
 
     def provider_for(self, job: Job) -> Provider:
         """The provider that has (or will get) this job: the one its record names."""
@@ -47,7 +66,9 @@ class Failover:
         """The providers to try for this job's create, in order: from the one its record
         names (a job resumed after a failover stays with the later provider) onward."""
         providers = self.providers
-        return providers[providers.index(self.provider_for(job)) :]
+        later = providers[providers.index(self.provider_for(job)) :]
+        # Failover keeps the model: a provider that does not serve it is skipped.
+        return [p for p in later if self.model_id(job, p) is not None]
 
     async def submit(
         self,
@@ -60,16 +81,24 @@ class Failover:
         which one did. Raises the last provider's ``ProviderUnavailable`` when none did,
         or the first one whose create may have happened."""
         candidates = self.candidates(job)
+        if not candidates:
+            raise ProviderUnavailable(
+                "No configured image service offers this model now. Nothing was charged.",
+                detail=f"model {job.model_name!r}",
+            )
         for position, candidate in enumerate(candidates):
-            if position > 0:
-                await self.queue.switch_provider(job.id, candidate.name, candidate.model)
-                log.warning("failing over", provider=candidate.name)
+            model_id = self.model_id(job, candidate) or candidate.model
+            if candidate.name != job.provider or model_id != job.model:
+                await self.queue.switch_provider(job.id, candidate.name, model_id)
+                if position > 0:
+                    log.warning("failing over", provider=candidate.name)
             await self.queue.mark_submit_started(job.id)
             request = ProviderRequest(
                 prompt=job.prompt,
                 options=job.options,
                 images=images,
                 webhook_url=webhook_url(candidate),
+                model=model_id,
             )
             try:
                 status = await candidate.submit(request, idempotency_key=job.id)

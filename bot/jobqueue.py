@@ -59,6 +59,7 @@ def row_to_job(row: Row[Any]) -> Job:
         created_at=row.created_at,
         finished_at=row.finished_at,
         output_meta=row.result or {},
+        model_name=row.model_name,
     )
 
 

@@ -103,7 +103,7 @@ class JobPipeline:
                     job,
                     prediction_id=status.id,
                     provider=provider.name,
-                    model=provider.model,
+                    model=self.failover.model_id(job, provider) or provider.model,
                     submit_started=True,
                 )
                 final = await self._wait_until_done(job, status, provider)
@@ -220,7 +220,7 @@ class JobPipeline:
         started = time.monotonic()
         polls = 0
         pending_at = 0.0  # the create's answer saw it running
-        model = provider.model
+        model = job.model
         hint = self._hints.setdefault(job.id, asyncio.Event())
         try:
             while not status.state.terminal:

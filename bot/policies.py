@@ -82,25 +82,42 @@ class Override:
     # The other limits changed at run time, by their ``Limits`` names (only the
     # ``global`` scope carries them); a limit not here keeps the config's value.
     limits: Mapping[str, Any] = field(default_factory=dict)
+    # Restricted models (bot.models) allowed in this scope; None: not set here (a
+    # stored row without it keeps the config's list for the scope).
+    models: tuple[str, ...] | None = None
 
     def changes(self) -> dict[str, Any]:
         """Every limit this scope sets, by its ``Limits`` name (None: not set)."""
         return {**self.limits, "allowance": self.allowance, "period": self.period}
 
     @classmethod
-    def setting(cls, scope: str, changes: Mapping[str, Any], *, paused: bool = False) -> Override:
+    def setting(
+        cls,
+        scope: str,
+        changes: Mapping[str, Any],
+        *,
+        paused: bool = False,
+        models: tuple[str, ...] | None = None,
+    ) -> Override:
         """The override of ``scope`` that sets ``changes`` (limits by name; None: not set)."""
         rest = {
             name: value
             for name, value in changes.items()
             if value is not None and name not in ("allowance", "period")
         }
-        return cls(scope, changes.get("allowance"), changes.get("period"), paused, rest)
+        return cls(scope, changes.get("allowance"), changes.get("period"), paused, rest, models)
 
 
 def with_global(base: Limits, stored: Override | None) -> Limits:
     """The config's limits with what admins changed for everyone at run time."""
     return base if stored is None else base.merged(stored.changes())
+
+
+def _stored_models(text: str | None) -> tuple[str, ...] | None:
+    """The ``policies.models`` column: NULL is "not set", "" is "none"."""
+    if text is None:
+        return None
+    return tuple(name for name in text.split(",") if name)
 
 
 def scopes_for(user: UserRef, context: RequestContext) -> list[str]:
@@ -151,7 +168,12 @@ class PolicyBook:
         for row in rows:
             # Each limit's column is named as the limit (bot.limits).
             stored = {name: row._mapping[name] for name in LIMITS}
-            found[row.scope] = Override.setting(row.scope, stored, paused=bool(row.paused))
+            models = _stored_models(row.models)
+            if models is None and row.scope in self.configured:
+                models = self.configured[row.scope].models
+            found[row.scope] = Override.setting(
+                row.scope, stored, paused=bool(row.paused), models=models
+            )
         return found
 
     async def for_everyone(self, conn: AsyncConnection) -> Limits:
@@ -177,6 +199,34 @@ class PolicyBook:
         base = with_global(self.base_limits, mine.pop(GLOBAL, None))
         return effective_policy(base, user, mine), paused
 
+    # -- restricted models (bot.models; docs/credits.md) -------------------------------
+
+    def allowed_models(
+        self, found: Mapping[str, Override], user: UserRef, context: RequestContext
+    ) -> frozenset[str]:
+        """The restricted models allowed to this user here: every model named by an
+        override of a scope that applies (``global`` included), in lower case."""
+        names: set[str] = set()
+        for scope in [GLOBAL, *scopes_for(user, context)]:
+            override = found.get(scope)
+            if override is not None and override.models:
+                names.update(name.lower() for name in override.models)
+        return frozenset(names)
+
+    async def store_models(
+        self, conn: AsyncConnection, scope: str, models: tuple[str, ...], *, actor: str, now: float
+    ) -> Override:
+        """Set the restricted models allowed in ``scope`` (empty: none), keeping the
+        scope's other settings."""
+        current = (await self.overrides(conn, [scope])).get(scope, Override(scope))
+        await self.store(conn, scope, actor=actor, now=now)
+        await conn.execute(
+            policies.update().where(policies.c.scope == scope).values(models=",".join(models))
+        )
+        return replace(current, models=models)
+
+    # -- end of restricted models -------------------------------------------------------
+
     async def store(
         self,
         conn: AsyncConnection,
@@ -198,7 +248,12 @@ class PolicyBook:
         kept = {**current.changes(), **{n: v for n, v in changes.items() if v is not None}}
         if clear_allowance:
             kept.update(allowance=None, period=None)
-        new = Override.setting(scope, kept, paused=current.paused if paused is None else paused)
+        new = Override.setting(
+            scope,
+            kept,
+            paused=current.paused if paused is None else paused,
+            models=current.models,
+        )
         sets = new.changes()
         values = {
             **{name: sets.get(name) for name in LIMITS},

@@ -60,6 +60,8 @@ class NewJob:
     provider: str
     model: str
     context: RequestContext = field(default_factory=RequestContext)
+    # The named model (bot.models) whose ``cost`` this is; None: no named models.
+    model_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def queued_job(new: NewJob, job_id: str, now: float) -> Job:
         provider=new.provider,
         model=new.model,
         created_at=now,
+        model_name=new.model_name,
     )
 
 
@@ -166,6 +169,7 @@ def job_row(job: Job, now: float) -> dict[str, object]:
         "cost": job.cost,
         "provider": job.provider,
         "model": job.model,
+        "model_name": job.model_name,
         "created_at": now,
         "updated_at": now,
     }

@@ -30,8 +30,9 @@ from bot.jobstore import JobStore
 from bot.ledger import EntryKind, LedgerEntry
 from bot.limits import Limits, validate_changes
 from bot.metrics import Metrics
+from bot.models import Catalogue, Model, short_name
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import GLOBAL, Override, parse_scope, scope_workspace
+from bot.policies import GLOBAL, Override, parse_scope, scope_workspace, scopes_for
 from bot.providers.base import ProviderCapabilities
 from bot.reservations import NewJob
 
@@ -62,6 +63,8 @@ class CreditStatus:
     next_allowance_at: datetime | None
     allowance: int
     active_jobs: int
+    # Every model with its cost when there is a choice (bot.models); empty otherwise.
+    models: tuple[Model, ...] = ()
 
 
 class Wakeable(Protocol):
@@ -89,6 +92,7 @@ class KontextService:
         metrics: Metrics | None = None,
         admins: Sequence[str] = (),
         platform_admins: bool = False,
+        models: Catalogue | None = None,
     ) -> None:
         self.store = store
         self.admins = frozenset(admins)
@@ -100,10 +104,15 @@ class KontextService:
         self.model = model
         self.max_input_bytes = min(max_input_bytes, capabilities.max_input_bytes)
         self.runner: Wakeable = _NobodyListens()
+        # The named models (``--model``); without a list, the one provider model.
+        self.models = models or Catalogue.single(
+            short_name(model), capabilities.cost_per_image, {provider_name: model}
+        )
 
     @property
     def cost_per_image(self) -> int:
-        return self.capabilities.cost_per_image
+        """What an image of the default model costs."""
+        return self.models.default.cost
 
     def stop_accepting(self) -> None:
         """Shutting down: refuse new requests (nothing is reserved for them)."""
@@ -134,7 +143,11 @@ class KontextService:
                 )
         else:
             self._validate(request)
-        options = request.options
+        model = self.models.choose(request.options.model)
+        if model.restricted:
+            await self._check_model_allowed(request, model)
+        provider, model_id = next(iter(model.ids.items()), (self.provider_name, self.model))
+        options = replace(request.options, model=model.name if self.models.several else None)
         if options.seed is None:
             # Chosen here, stored with the job and shown with the result, so a good edit
             # can be reproduced and a re-roll differs from something known.
@@ -147,10 +160,11 @@ class KontextService:
                 options=options,
                 attachments=tuple(a.source for a in request.attachments),
                 reply_target=request.reply_target,
-                cost=self.cost_per_image,
-                provider=self.provider_name,
-                model=self.model,
+                cost=model.cost,
+                provider=provider,
+                model=model_id,
                 context=request.context,
+                model_name=model.name if self.models.several else None,
             )
         )
         # The position at acceptance, before the runner may already have taken the job.
@@ -162,6 +176,22 @@ class KontextService:
             queue_position=position,
             balance_after=stored.balance_after,
             duplicate=stored.duplicate,
+        )
+
+    async def _check_model_allowed(self, request: EditRequest, model: Model) -> None:
+        """A restricted model is taken only where an override that applies lists it
+        (docs/credits.md); elsewhere it is refused before anything is reserved."""
+        book = self.store.policy_book
+        async with self.store.db.read() as conn:
+            found = await book.overrides(conn, [GLOBAL, *scopes_for(request.user, request.context)])
+        allowed = book.allowed_models(found, request.user, request.context)
+        if model.name.lower() in allowed:
+            return
+        usable = [m for m in self.models.models if not m.restricted or m.name.lower() in allowed]
+        listed = ", ".join(f"{m.name} ({m.cost} credits)" for m in usable)
+        raise UserInputError(
+            f"The model {model.name} is not available here (an admin limits where it can "
+            f"be used). You can use: {listed}. Nothing was charged."
         )
 
     def check(self, request: EditRequest) -> None:
@@ -191,6 +221,7 @@ class KontextService:
 
     def _validate(self, request: EditRequest) -> None:
         validate_prompt(request.prompt, self.capabilities)
+        self.models.choose(request.options.model)
         caps = self.capabilities
         if len(request.attachments) > caps.max_input_images:
             raise UserInputError(
@@ -237,6 +268,7 @@ class KontextService:
             next_allowance_at=next_period_start(limits.period, now),
             allowance=limits.allowance,
             active_jobs=await store.active_for_user(user),
+            models=self.models.models if self.models.several else (),
         )
 
     def is_admin(self, user: UserRef, *, platform_admin: bool = False) -> bool:
@@ -294,6 +326,30 @@ class KontextService:
         self._require_admin(admin, platform_admin, scope)
         what = f"{'paused' if paused else 'resumed'} {scope}"
         return await self._store_policy(admin, scope, what, paused=paused)
+
+    async def admin_set_models(
+        self,
+        admin: UserRef,
+        scope: str,
+        names: Sequence[str],
+        *,
+        platform_admin: bool = False,
+    ) -> Override:
+        """Allow the restricted models ``names`` in ``scope`` (empty: none there any
+        more); stored, over the config's ``models`` of that scope (docs/credits.md)."""
+        scope = parse_scope(scope)
+        self._require_admin(admin, platform_admin, scope)
+        chosen = tuple(dict.fromkeys(self.models.choose(name).name for name in names))
+        what = f"models allowed in {scope}: {', '.join(chosen) or 'none'}"
+        now = self.store.clock()
+        async with self.store.db.transaction() as conn:
+            override = await self.store.policy_book.store_models(
+                conn, scope, chosen, actor=str(admin), now=now
+            )
+            await ledger.append(
+                conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
+            )
+        return override
 
     async def admin_set_limits(self, admin: UserRef, **changes: Any) -> Limits:
         """Change the operator's limits for everyone at run time (stored, over the

@@ -21,6 +21,7 @@ from bot.limits import Limits
 from bot.policies import Override
 
 if TYPE_CHECKING:
+    from bot.models import Catalogue
     from bot.service import CreditStatus
 
 OPTIONS_HELP = """\
@@ -99,17 +100,43 @@ def short(text: str, limit: int = 150) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def help_text(style: Style, cost_per_image: int) -> str:
+def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None) -> str:
     names = style.commands
+    several = models is not None and models.several
     lines = [f"{names.usage}   edit the attached image (or make one from text)", ""]
     if names.text_options:
-        lines += [OPTIONS_HELP, ""]
+        lines += [OPTIONS_HELP + (MODEL_OPTION_HELP if several else ""), ""]
     lines += ["Examples:", *(f"  {example}" for example in names.examples), ""]
     lines += list(names.info)
     if names.admin:
         lines += ["Admins: " + ", ".join(names.admin)]
-    lines += ["", f"Each image costs {cost_per_image} credits."]
+    if models is not None and models.several:
+        lines += ["", models_text(models)]
+    else:
+        lines += ["", f"Each image costs {cost_per_image} credits."]
     return "\n".join(lines)
+
+
+# -- named models (bot.models): only mentioned when there is a choice ------------------
+
+MODEL_OPTION_HELP = """
+  --model NAME     which model makes the image (each has its own price)"""
+
+
+def models_text(models: Catalogue) -> str:
+    """The models and what an image of each costs."""
+    return "Models: " + models.price_list() + "."
+
+
+def models_allowed_text(style: Style, scope: str, models: Sequence[str]) -> str:
+    """An admin's answer after allowing restricted models in a scope."""
+    where = describe_scope(style, scope)
+    if not models:
+        return f"No restricted models are allowed for {where} now."
+    return f"Restricted models allowed for {where}: {', '.join(models)}."
+
+
+# -- end of named models ----------------------------------------------------------------
 
 
 def credits_text(style: Style, status: CreditStatus) -> str:
@@ -119,15 +146,22 @@ def credits_text(style: Style, status: CreditStatus) -> str:
         else "never (one-time allowance)"
     )
     running = f", {status.active_jobs} running" if status.active_jobs else ""
-    return (
+    text = (
         f"You have {style.bold(f'{status.balance} credits')}: {status.images_left} images at "
         f"{status.cost_per_image} each{running}. Next allowance of {status.allowance}: {refill}."
     )
+    if status.models:
+        default = next(m.name for m in status.models if m.default)
+        prices = ", ".join(f"{m.name} {m.cost}" for m in status.models)
+        text = text.replace(" images at ", f" {default} images at ", 1)
+        text += f" Credits per image: {prices}."
+    return text
 
 
 def queued_text(style: Style, ack: Acknowledgement) -> str:
+    model = f", model {ack.job.model_name}" if ack.job.model_name else ""
     return (
-        f"Queued (position {ack.queue_position}): {ack.job.cost} credits reserved, "
+        f"Queued (position {ack.queue_position}{model}): {ack.job.cost} credits reserved, "
         f"{ack.balance_after} left. Seed {ack.job.options.seed}."
     )
 
@@ -194,14 +228,19 @@ def limits_text(limits: Limits) -> str:
 
 def policy_text(scope: str, override: Override | None, limits: Limits) -> str:
     """The CLI's one-line answer about a scope."""
-    if override is None or (override.allowance is None and not override.paused):
+    if override is None or (
+        override.allowance is None and not override.paused and override.models is None
+    ):
         return f"{scope}: no override (the config's allowance applies)"
     allowance = (
         f"{override.allowance} {override.period or limits.period}"
         if override.allowance is not None
         else "the config's"
     )
-    return f"{scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}"
+    models = (
+        f"; models {', '.join(override.models) or 'none'}" if override.models is not None else ""
+    )
+    return f"{scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}{models}"
 
 
 def result_details(seed: int | None, cost: int, balance_after: int) -> list[str]:

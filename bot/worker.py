@@ -25,6 +25,7 @@ from bot.domain import Job
 from bot.failover import Failover
 from bot.jobqueue import JobQueue
 from bot.metrics import Metrics
+from bot.models import Catalogue
 from bot.pipeline import JobPipeline
 from bot.platforms import Platform
 from bot.providers.base import Provider
@@ -45,6 +46,7 @@ class Worker:
         owner: str | None = None,
         metrics: Metrics | None = None,
         fallbacks: Sequence[Provider] = (),
+        models: Catalogue | None = None,
     ) -> None:
         self.queue = queue
         self.metrics = metrics or Metrics()
@@ -52,7 +54,7 @@ class Worker:
         self.frontends = dict(frontends)
         self.pipeline = JobPipeline(
             queue,
-            Failover(queue, provider, fallbacks),
+            Failover(queue, provider, fallbacks, models),
             self.frontends,
             limits,
             data_dir / "outputs",

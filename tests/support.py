@@ -77,8 +77,23 @@ def make_settings(
         "jobs": {"poll_initial_seconds": 0.05, "poll_max_seconds": 0.2, "timeout_seconds": 20},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, list):  # [[models]]: a list of tables
+            data[name] = values  # type: ignore[assignment]
+        else:
+            data.setdefault(name, {}).update(values)
     return Settings.model_validate(data)
+
+
+# Named models ([[models]]): pro the default, max at twice the price.
+TWO_MODELS: list[dict[str, object]] = [
+    {
+        "name": "pro",
+        "model": "black-forest-labs/flux-kontext-pro",
+        "cost_per_image": 120,
+        "default": True,
+    },
+    {"name": "max", "model": "black-forest-labs/flux-kontext-max", "cost_per_image": 240},
+]
 
 
 async def fresh_database(cluster: Cluster) -> str:

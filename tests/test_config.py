@@ -52,6 +52,8 @@ def test_example_file_documents_every_key_with_its_default() -> None:
     example = tomllib.loads((ROOT / "config.example.toml").read_text())
     defaults = Settings().model_dump(mode="json")
     for section, values in defaults.items():
+        if isinstance(values, list):
+            continue  # [[models]]: an optional list, shown commented out (own test)
         assert section in example, f"[{section}] missing from config.example.toml"
         for key, default in values.items():
             assert key in example[section], f"{section}.{key} missing from config.example.toml"

@@ -179,3 +179,58 @@ async def test_run_finishes_orphaned_jobs_and_stops_on_sigterm(
     assert "no platform adapter is enabled" in err.decode()
     assert len(fake.creates) == 1
     assert await ledger_kinds(env) == ["charge", "grant", "reserve"]
+
+
+MODELS_TOML = """
+[[models]]
+name = "pro"
+model = "black-forest-labs/flux-kontext-pro"
+cost_per_image = 120
+default = true
+
+[[models]]
+name = "max"
+model = "black-forest-labs/flux-kontext-max"
+cost_per_image = 240
+"""
+
+
+async def test_console_model_max_charges_max_and_sends_the_max_id(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(MODELS_TOML)
+    image = cat_png(tmp_path / "cat.png")
+    env = environment(tmp_path, fake)
+    result = await run(
+        [
+            "console",
+            "--config",
+            str(config),
+            "--image",
+            str(image),
+            "make it ink",
+            "--model",
+            "max",
+        ],
+        env,
+        tmp_path,
+    )
+    assert result.code == 0, result.stderr
+    (create,) = fake.creates
+    assert create.model == "black-forest-labs/flux-kontext-max"
+    assert "Queued (position 1, model max): 240 credits reserved" in result.stderr
+    assert "balance: 960 credits (8 pro images)" in result.stderr
+
+    unknown = await run(
+        ["console", "--config", str(config), "--image", str(image), "x", "--model", "turbo"],
+        env,
+        tmp_path,
+    )
+    assert unknown.code != 0
+    assert "pro (120 credits, default), max (240 credits)" in unknown.stderr
+    assert len(fake.creates) == 1
+
+    helped = await run(["console", "--config", str(config), "help"], env, tmp_path)
+    assert "--model NAME" in helped.stdout
+    assert "Models: pro (120 credits, default), max (240 credits)." in helped.stdout

@@ -36,7 +36,15 @@ from tests.fakes.discord import (
     FakeDiscord,
     Interaction,
 )
-from tests.support import HANG_GUARD_SECONDS, environment, make_settings, png, run, start
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    TWO_MODELS,
+    environment,
+    make_settings,
+    png,
+    run,
+    start,
+)
 
 ALICE = "5000000000000000001"
 BOB = "5000000000000000002"
@@ -859,3 +867,154 @@ async def test_no_message_of_the_bot_pings_anyone_but_the_requester(bot: Bot) ->
             event.message["content"],
             event.allowed_mentions,
         )
+
+
+# -- named models ([[models]]) ------------------------------------------------------------
+
+SUPPORTERS = "6000000000000000009"
+MAX_ID = "black-forest-labs/flux-kontext-max"
+
+
+@pytest.fixture
+async def models_bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
+    """pro (default, 120), max (240) and ultra (300, only for the Supporters role)."""
+    async with FakeDiscord() as discord:
+        for user, name in ((ALICE, "alice"), (BOB, "bob"), (MOD, "mod")):
+            discord.add_user(user, name)
+        discord.permissions[MOD] = MANAGE_GUILD
+        ultra = {"name": "ultra", "model": MAX_ID, "cost_per_image": 300, "restricted": True}
+        core, adapter, settings = await start_bot(
+            tmp_path,
+            fake,
+            discord,
+            models=[*TWO_MODELS, ultra],
+            credits={
+                "platform_admins": True,
+                "overrides": [
+                    {"scope": f"role:discord:{GUILD_ID}:{SUPPORTERS}", "models": ["ultra"]}
+                ],
+            },
+        )
+        await discord.add_role(SUPPORTERS, "Supporters")
+        yield Bot(core, adapter, discord, fake, settings)
+        await adapter.stop()
+        await core.close()
+
+
+def modal_select(interaction: Interaction) -> dict[str, Any]:
+    assert interaction.modal is not None
+    return next(
+        row["component"]
+        for row in interaction.modal["components"]
+        if row.get("type") == 18 and row["component"].get("type") == 3
+    )
+
+
+async def test_max_from_the_model_option_charges_max_and_reroll_and_edit_again_keep_it(
+    models_bot: Bot,
+) -> None:
+    bot = models_bot
+    kontext = next(c for c in bot.discord.commands[GUILD_ID] if c["name"] == "kontext")
+    option = next(o for o in kontext["options"] if o["name"] == "model")
+    assert [c["value"] for c in option["choices"]] == ["pro", "max", "ultra"]
+    assert option["choices"][1]["name"] == "max · 240 credits"
+
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command(
+        "kontext",
+        {"prompt": "make it a watercolor", "model": "max"},
+        user_id=ALICE,
+        attachment=image,
+    )
+    (first,) = await bot.results(1)
+    assert bot.provider.creates[0].model == MAX_ID
+    assert _field(first, "Credits") == "240 used · 960 left"
+    assert await bot.balance(ALICE) == 960
+
+    # Re-roll of a max result: Bob pays max, the provider is asked for max.
+    await bot.discord.click(first, "Re-roll", user_id=BOB)
+    await bot.results(2)
+    assert bot.provider.creates[1].model == MAX_ID
+    assert await bot.balance(BOB) == 960
+
+    # Edit again: the model select comes preselected with the result's model.
+    again = await bot.discord.click(first, "Edit again", user_id=ALICE)
+    await bot.until(lambda: again.modal)
+    select = modal_select(again)
+    assert [o["value"] for o in select["options"]] == ["pro", "max", "ultra"]
+    assert [o["value"] for o in select["options"] if o.get("default")] == ["max"]
+    await bot.discord.submit_modal(again, {"prompt": "now make her wave"}, user_id=ALICE)
+    await bot.results(3)
+    assert bot.provider.creates[2].model == MAX_ID
+    assert await bot.balance(ALICE) == 720
+
+    # The select chooses another model for the next edit.
+    again = await bot.discord.click(first, "Edit again", user_id=ALICE)
+    await bot.until(lambda: again.modal)
+    await bot.discord.submit_modal(again, {"prompt": "smaller", "model": "pro"}, user_id=ALICE)
+    await bot.results(4)
+    assert bot.provider.creates[3].model == "black-forest-labs/flux-kontext-pro"
+    assert await bot.balance(ALICE) == 600
+
+
+async def test_a_restricted_model_is_refused_outside_its_role_and_taken_inside(
+    models_bot: Bot,
+) -> None:
+    bot = models_bot
+    bot.discord.member_roles[ALICE] = [SUPPORTERS]
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    refused = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it gold", "model": "ultra"}, user_id=BOB, attachment=image
+    )
+    await bot.until(lambda: refused.callbacks)
+    assert_refused_privately(bot.discord, refused, "The model ultra is not available here")
+    assert "pro (120 credits), max (240 credits)" in refused.callbacks[0]["data"]["content"]
+    assert bot.provider.creates == [] and await bot.balance(BOB) == 1200
+
+    await bot.discord.slash_command(
+        "kontext", {"prompt": "make it gold", "model": "ultra"}, user_id=ALICE, attachment=image
+    )
+    await bot.results(1)
+    assert bot.provider.creates[0].model == MAX_ID
+    assert await bot.balance(ALICE) == 900
+
+
+async def test_help_and_credits_list_the_models_and_prices(models_bot: Bot) -> None:
+    bot = models_bot
+    helped = await bot.discord.slash_command("kontext-help", user_id=ALICE)
+    credits = await bot.discord.slash_command("kontext-credits", user_id=ALICE)
+    await bot.until(lambda: helped.callbacks and credits.callbacks)
+    assert (
+        "Models: pro (120 credits, default), max (240 credits), ultra (300 credits)."
+        in (helped.callbacks[0]["data"]["content"])
+    )
+    text = credits.callbacks[0]["data"]["content"]
+    assert "10 pro images at 120 each" in text
+    assert "Credits per image: pro 120, max 240, ultra 300." in text
+
+
+async def test_a_server_admin_allows_a_restricted_model_for_a_member(models_bot: Bot) -> None:
+    bot = models_bot
+    refused = await bot.discord.subcommand(
+        "kontext-admin", "models", {"names": "ultra", "user": BOB}, user_id=ALICE
+    )
+    allowed = await bot.discord.subcommand(
+        "kontext-admin", "models", {"names": "ultra", "user": BOB}, user_id=MOD
+    )
+    await bot.until(lambda: refused.callbacks and allowed.callbacks)
+    assert "Only the bot's admins" in refused.callbacks[0]["data"]["content"]
+    assert allowed.callbacks[0]["data"]["content"] == (
+        f"Restricted models allowed for <@{BOB}>: ultra."
+    )
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    await bot.discord.slash_command(
+        "kontext", {"prompt": "make it gold", "model": "ultra"}, user_id=BOB, attachment=image
+    )
+    await bot.results(1)
+    assert await bot.balance(BOB) == 900
+
+    removed = await bot.discord.subcommand(
+        "kontext-admin", "models", {"names": "off", "user": BOB}, user_id=MOD
+    )
+    await bot.until(lambda: removed.callbacks)
+    assert "No restricted models are allowed" in removed.callbacks[0]["data"]["content"]

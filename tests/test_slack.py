@@ -39,7 +39,16 @@ from tests.fakes.slack import (
     http_mode_environment,
     sign_request,
 )
-from tests.support import HANG_GUARD_SECONDS, FakeClock, environment, make_settings, png, run, start
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    TWO_MODELS,
+    FakeClock,
+    environment,
+    make_settings,
+    png,
+    run,
+    start,
+)
 
 USER = "U0ALICE"
 ADMIN = "U0ADMIN"
@@ -134,7 +143,14 @@ class Bot:
 async def bot(
     request: pytest.FixtureRequest, tmp_path: Path, fake: FakeCoreToday
 ) -> AsyncIterator[Bot]:
-    mode = str(request.param)
+    async for served in serving(str(request.param), tmp_path, fake):
+        yield served
+
+
+async def serving(
+    mode: str, tmp_path: Path, fake: FakeCoreToday, **sections: Any
+) -> AsyncIterator[Bot]:
+    """The bot on the fake Slack in ``mode``, with ``sections`` added to its settings."""
     async with FakeSlack() as slack:
         credentials = (
             {"signing_secret": SIGNING_SECRET, "http_host": "127.0.0.1", "http_port": 0}
@@ -153,7 +169,8 @@ async def bot(
                 **credentials,
             },
             jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
-            credits={"admins": [f"slack:{TEAM_ID}:{ADMIN}"]},
+            credits={"admins": [f"slack:{TEAM_ID}:{ADMIN}"], **sections.pop("credits", {})},
+            **sections,
         )
         core = await build_core(settings, {})
         adapter = SlackAdapter(settings.slack, core.service)
@@ -176,14 +193,21 @@ def submission(
     prompt: str,
     file: dict[str, Any] | None,
     ratio: str | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """The view_submission Slack sends for ``view`` (one the bot opened), filled in."""
+    """The view_submission Slack sends for ``view`` (one the bot opened), filled in; a
+    select left alone submits its initial option."""
     values: dict[str, dict[str, dict[str, Any]]] = {
         "prompt": {"text": {"value": prompt}},
         "ratio": {"value": {"selected_option": {"value": ratio} if ratio else None}},
         "seed": {"value": {"value": None}},
         "format": {"value": {"selected_option": {"value": "png"}}},
     }
+    model_block = next((b for b in view["blocks"] if b.get("block_id") == "model"), None)
+    if model_block is not None:
+        initial = model_block["element"].get("initial_option")
+        chosen = {"value": model} if model else initial
+        values["model"] = {"value": {"selected_option": chosen}}
     if any(block.get("block_id") == "image" for block in view["blocks"]):
         values["image"] = {"file": {"files": [file] if file else []}}
     return bot.slack.view_submission(view["id"], user=USER, values=values)
@@ -735,3 +759,82 @@ async def test_allowance_answers_name_the_period_in_force_after_a_run_time_chang
     await bot.core.service.admin_set_limits(admin, period="monthly")
     answer = await bot.command(f"allowance <@{USER}|alice> 600", user=ADMIN)
     assert answer.text == f"Allowance for <@{USER}>: 600 credits monthly."
+
+
+# -- named models ([[models]]) ------------------------------------------------------------
+
+MAX_ID = "black-forest-labs/flux-kontext-max"
+
+
+@pytest.fixture
+async def models_bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
+    """pro (default) and max, and ultra only in channel C0VIP."""
+    ultra = {"name": "ultra", "model": MAX_ID, "cost_per_image": 300, "restricted": True}
+    overrides = [{"scope": f"channel:slack:{TEAM_ID}:C0VIP", "models": ["ultra"]}]
+    async for served in serving(
+        "http", tmp_path, fake, models=[*TWO_MODELS, ultra], credits={"overrides": overrides}
+    ):
+        yield served
+
+
+async def test_the_modal_offers_the_models_and_max_charges_max(models_bot: Bot) -> None:
+    bot = models_bot
+    await bot.command("make it a watercolor --model max")
+    view = await bot.opened_view()
+    block = next(b for b in view["blocks"] if b["block_id"] == "model")
+    labels = [o["text"]["text"] for o in block["element"]["options"]]
+    assert labels == ["pro · 120 credits", "max · 240 credits", "ultra · 300 credits"]
+    assert block["element"]["initial_option"]["value"] == "max", "--model preselects"
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(submission(bot, view, prompt="make it a watercolor", file=file))
+    await bot.uploaded()
+    (create,) = bot.provider.creates
+    assert create.model == MAX_ID
+    assert await balance(bot) == 960
+    assert any(
+        "model max" in text and "240 credits reserved" in text for text in await bot.ephemerals()
+    )
+
+
+async def test_the_modal_select_picks_the_model_and_unknown_names_are_answered_free(
+    models_bot: Bot,
+) -> None:
+    bot = models_bot
+    unknown = await bot.command("make it pop --model turbo")
+    assert "I don't know the model 'turbo'" in unknown.text
+    assert "pro (120 credits, default), max (240 credits), ultra (300 credits)" in unknown.text
+    assert bot.slack.calls_to("views.open") == [] and bot.provider.received == []
+
+    await bot.command("")
+    view = await bot.opened_view()
+    block = next(b for b in view["blocks"] if b["block_id"] == "model")
+    assert block["element"]["initial_option"]["value"] == "pro", "the default preselected"
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(submission(bot, view, prompt="make it blue", file=file, model="max"))
+    await bot.uploaded()
+    assert bot.provider.creates[0].model == MAX_ID
+    assert await balance(bot) == 960
+
+
+async def test_a_restricted_model_is_refused_outside_its_channel(models_bot: Bot) -> None:
+    bot = models_bot
+    await bot.command("make it gold --model ultra")
+    view = await bot.opened_view()
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(submission(bot, view, prompt="make it gold", file=file))
+    (refusal,) = await bot.ephemerals()
+    assert "The model ultra is not available here" in refusal and "Nothing was charged" in refusal
+    assert bot.provider.creates == [] and await balance(bot) == 1200
+
+    # In the channel its override names, it is taken at its price.
+    await bot.command("make it gold --model ultra", channel="C0VIP")
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while len(bot.slack.calls_to("views.open")) < 2:
+            await asyncio.sleep(0.01)
+    view = list(bot.slack.views.values())[-1]
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(submission(bot, view, prompt="make it gold", file=file))
+    (upload,) = await bot.uploaded()
+    assert upload.channel == "C0VIP"
+    assert bot.provider.creates[0].model == MAX_ID
+    assert await balance(bot) == 900

@@ -112,7 +112,9 @@ async def run_console(
             job = await core.runner.wait_for(ack.job.id)
         balance = await core.store.balance(user)
         cost = core.service.cost_per_image
-        say(f"balance: {balance} credits ({balance // cost if cost else 0} images)")
+        # With named models, what is left is counted in images of the default one.
+        default = f"{core.service.models.default.name} " if core.service.models.several else ""
+        say(f"balance: {balance} credits ({balance // cost if cost else 0} {default}images)")
         if job.state == JobState.SUCCEEDED:
             print(out_path, file=stdout, flush=True)
             return EXIT_OK

@@ -65,6 +65,15 @@ _SHARD_CLOSES = {
 }
 
 
+def model_choices(service: KontextService) -> list[tuple[str, str]]:
+    """The named models as (value, label) for Discord's choices and selects; empty
+    when there is no choice to make (one model), so single-model installs look as
+    before."""
+    if not service.models.several:
+        return []
+    return [(m.name, f"{m.name} · {m.cost} credits") for m in service.models.models]
+
+
 class KontextBot(commands.AutoShardedBot):
     """discord.py's bot with the adapter on it (``client.kontext``) for the buttons."""
 
@@ -270,14 +279,17 @@ class DiscordAdapter:
         interaction: discord.Interaction[Any],
         text: str,
         sources: Sequence[AttachmentSource],
+        model: str | None = None,
     ) -> None:
-        """A modal's prompt, in the text grammar so that ``--ar 16:9`` works there too."""
+        """A modal's prompt, in the text grammar so that ``--ar 16:9`` works there too;
+        ``model``: the modal's model select (a ``--model`` in the text wins)."""
         outcome = await self.conversation.read(
             self.user_of(interaction),
             text,
             files=sources,
             context=self.context_of(interaction),
             platform_admin=self.platform_admin(interaction),
+            model=model,
         )
         await self.answer_or_edit(interaction, outcome)
 
@@ -324,7 +336,12 @@ class DiscordAdapter:
                 "That result's image is gone, so there is nothing to edit.", ephemeral=True
             )
             return
-        await interaction.response.send_modal(self.prompt_modal("Edit again", [source]))
+        # The next edit keeps the model of the one it continues (preselected).
+        job = await self.service.job(job_id)
+        model = job.options.model if job is not None else None
+        await interaction.response.send_modal(
+            self.prompt_modal("Edit again", [source], model=model)
+        )
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Through the button's own interaction (a deferred update, then DELETE
@@ -352,11 +369,16 @@ class DiscordAdapter:
                 f"I couldn't delete that image ({why}).", ephemeral=True, allowed_mentions=NO_PINGS
             )
 
-    def prompt_modal(self, title: str, sources: Sequence[AttachmentSource]) -> PromptModal:
-        async def submitted(interaction: discord.Interaction[Any], text: str) -> None:
-            await self.edit_from_text(interaction, text, sources)
+    def prompt_modal(
+        self, title: str, sources: Sequence[AttachmentSource], *, model: str | None = None
+    ) -> PromptModal:
+        async def submitted(
+            interaction: discord.Interaction[Any], text: str, chosen: str | None
+        ) -> None:
+            await self.edit_from_text(interaction, text, sources, chosen)
 
-        return PromptModal(title, submitted)
+        preset = model or self.service.models.default.name
+        return PromptModal(title, submitted, models=model_choices(self.service), model=preset)
 
     # -- art channels ----------------------------------------------------------------------------
 

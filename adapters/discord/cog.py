@@ -7,6 +7,7 @@ adapter, which holds the flow.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -38,6 +39,22 @@ class KontextCog(commands.Cog):
         # to build one here and add it to the tree.
         self.edit_menu = app_commands.ContextMenu(
             name="Edit with Kontext", callback=self.edit_message_image
+        )
+        self._model_option()
+
+    def _model_option(self) -> None:
+        """The ``model`` option lists the operator's models (known only at run time), on
+        this cog's own copy of the command; with one model there is no option."""
+        from adapters.discord.adapter import model_choices
+
+        params = self.kontext._params
+        choices = model_choices(self.adapter.service)
+        if not choices:
+            params.pop("model", None)
+            return
+        params["model"] = dataclasses.replace(
+            params["model"],
+            choices=[app_commands.Choice(name=label, value=value) for value, label in choices],
         )
 
     async def cog_app_command_error(
@@ -72,6 +89,7 @@ class KontextCog(commands.Cog):
         seed="Same seed + same prompt = same result",
         format="File format of the result",
         upsample="Let the model expand your prompt",
+        model="Which model makes the image (each has its own price)",
     )
     @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
     async def kontext(
@@ -83,6 +101,7 @@ class KontextCog(commands.Cog):
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
         format: app_commands.Choice[str] | None = None,
         upsample: bool = False,
+        model: str | None = None,
     ) -> None:
         adapter = self.adapter
         outcome = await adapter.conversation.read_options(
@@ -94,6 +113,7 @@ class KontextCog(commands.Cog):
             seed=seed,
             output_format=format.value if format else None,
             upsample=upsample,
+            model=model,
         )
         await adapter.answer_or_edit(interaction, outcome)
 
@@ -179,6 +199,32 @@ class KontextCog(commands.Cog):
             self._scope(interaction, role=role, channel=channel, user=user),
             None if remove else amount,
             period.value if period else None,
+            adapter.platform_admin(interaction),
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @admin.command(
+        name="models", description="Allow restricted models for a role, a channel or a user"
+    )
+    @app_commands.describe(
+        names="Model names separated by spaces (e.g. max), or off for none",
+        role="Members with this role",
+        channel="Requests in this channel",
+        user="This user",
+    )
+    async def models(
+        self,
+        interaction: discord.Interaction[Any],
+        names: app_commands.Range[str, 1, 200],
+        role: discord.Role | None = None,
+        channel: discord.TextChannel | None = None,
+        user: discord.User | None = None,
+    ) -> None:
+        adapter = self.adapter
+        text = await adapter.conversation.allow_models(
+            adapter.user_of(interaction),
+            self._scope(interaction, role=role, channel=channel, user=user),
+            names.replace(",", " ").split(),
             adapter.platform_admin(interaction),
         )
         await interaction.response.send_message(text, ephemeral=True)

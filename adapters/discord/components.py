@@ -9,7 +9,7 @@ in-memory views). Their callbacks hand over to the adapter, found on the client.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, cast
 
 import discord
@@ -104,13 +104,29 @@ class PromptModal(discord.ui.Modal):
     def __init__(
         self,
         title: str,
-        on_submit: Callable[[discord.Interaction[Any], str], Awaitable[None]],
+        on_submit: Callable[[discord.Interaction[Any], str, str | None], Awaitable[None]],
         *,
         default: str = "",
+        models: Sequence[tuple[str, str]] = (),
+        model: str | None = None,
     ) -> None:
         super().__init__(title=title, timeout=15 * 60)
         self.prompt.default = default or None
         self._on_submit = on_submit
+        # A model select (named models, bot.models) only when there is a choice:
+        # (value, label) pairs, ``model`` preselected (the job an Edit again continues).
+        self.model: discord.ui.Select[PromptModal] | None = None
+        if models:
+            self.model = discord.ui.Select(
+                custom_id="model",
+                required=False,
+                options=[
+                    discord.SelectOption(label=label, value=value, default=value == model)
+                    for value, label in models
+                ],
+            )
+            self.add_item(discord.ui.Label(text="Model", component=self.model))
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
-        await self._on_submit(interaction, self.prompt.value)
+        chosen = self.model.values[0] if self.model is not None and self.model.values else None
+        await self._on_submit(interaction, self.prompt.value, chosen)

@@ -24,7 +24,7 @@ class DiscordStyle(ChatStyle):
             "reply to one",
         ),
         info=("/kontext-credits   your balance", "/kontext-help   this text"),
-        admin=("/kontext-admin grant | history | top | allowance | pause | resume",),
+        admin=("/kontext-admin grant | history | top | allowance | models | pause | resume",),
     )
 
     def bold(self, text: str) -> str:

@@ -8,6 +8,7 @@ image is the input). Where to answer travels in ``private_metadata``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ def edit_modal(
     options: EditOptions,
     with_file_input: bool,
     aspect_ratios: tuple[str, ...],
+    models: Sequence[tuple[str, str]] = (),
+    default_model: str | None = None,
 ) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = []
     if with_file_input:
@@ -103,6 +106,8 @@ def edit_modal(
             },
         },
     ]
+    if models:
+        blocks.append(model_block(models, options.model or default_model))
     return {
         "type": "modal",
         "callback_id": CALLBACK_ID,
@@ -114,6 +119,25 @@ def edit_modal(
     }
 
 
+def model_block(models: Sequence[tuple[str, str]], chosen: str | None) -> dict[str, Any]:
+    """The named models (bot.models) as a select, only shown when there is a choice:
+    (value, label) pairs, ``chosen`` preselected."""
+    options = [
+        {"text": {"type": "plain_text", "text": label}, "value": value} for value, label in models
+    ]
+    element: dict[str, Any] = {"type": "static_select", "action_id": "value", "options": options}
+    initial = next((o for o in options if o["value"] == chosen), None)
+    if initial is not None:
+        element["initial_option"] = initial
+    return {
+        "type": "input",
+        "block_id": "model",
+        "optional": True,
+        "label": {"type": "plain_text", "text": "Model"},
+        "element": element,
+    }
+
+
 @dataclass(frozen=True)
 class Submission:
     prompt: str
@@ -122,6 +146,7 @@ class Submission:
     output_format: str | None
     files: tuple[dict[str, Any], ...]
     metadata: dict[str, Any]
+    model: str | None = None
 
 
 def read_submission(view: dict[str, Any]) -> Submission:
@@ -133,6 +158,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
 
     selected_ratio = value("ratio", "value").get("selected_option") or {}
     selected_format = value("format", "value").get("selected_option") or {}
+    selected_model = value("model", "value").get("selected_option") or {}
     seed_text = value("seed", "value").get("value")
     files = value("image", "file").get("files") or []
     try:
@@ -146,4 +172,5 @@ def read_submission(view: dict[str, Any]) -> Submission:
         output_format=selected_format.get("value"),
         files=tuple(f for f in files if isinstance(f, dict) and "id" in f),
         metadata=metadata if isinstance(metadata, dict) else {},
+        model=selected_model.get("value"),
     )

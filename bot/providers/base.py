@@ -68,6 +68,9 @@ class ProviderRequest:
     images: tuple[InputImage, ...] = field(default_factory=tuple)
     # Where the provider may announce the end of the job (a hint to poll; optional).
     webhook_url: str | None = None
+    # The model id for this provider of the job's named model (bot.models); None: the
+    # provider's own configured ``model``.
+    model: str | None = None
 
 
 class Provider(Protocol):

@@ -94,7 +94,7 @@ class BflProvider(HttpProvider):
     async def submit(self, request: ProviderRequest, *, idempotency_key: str) -> PredictionStatus:
         body = await self.call(
             "POST",
-            f"{self.base_url}/v1/{endpoint_for(self.model)}",
+            f"{self.base_url}/v1/{endpoint_for(request.model or self.model)}",
             create=True,
             headers={**self.auth_headers, "accept": "application/json"},
             json=bfl_inputs(request),

@@ -115,7 +115,7 @@ class CoreTodayProvider(HttpProvider):
                 create=True,
                 headers=headers,
                 data={
-                    "model": self.model,
+                    "model": request.model or self.model,
                     "input": json.dumps(inputs),
                     **({"webhook": request.webhook_url} if request.webhook_url else {}),
                 },
@@ -128,7 +128,7 @@ class CoreTodayProvider(HttpProvider):
                 create=True,
                 headers=headers,
                 json={
-                    "model": self.model,
+                    "model": request.model or self.model,
                     "input": inputs,
                     **({"webhook": request.webhook_url} if request.webhook_url else {}),
                 },

@@ -95,7 +95,7 @@ class ReplicateProvider(HttpProvider):
             body["webhook_events_filter"] = ["completed"]
         answer = await self.call(
             "POST",
-            f"{self.base_url}/v1/models/{self.model}/predictions",
+            f"{self.base_url}/v1/models/{request.model or self.model}/predictions",
             create=True,
             headers={**self.auth_headers, "Prefer": f"wait={PREFER_WAIT_SECONDS}"},
             json=body,

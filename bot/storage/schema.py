@@ -75,6 +75,8 @@ policies = Table(
     Column("budget", Integer, nullable=True),
     Column("cooldown_seconds", Timestamp, nullable=True),
     Column("per_user_concurrent", Integer, nullable=True),
+    # Restricted models (bot.models) allowed in this scope, comma-separated; NULL: none.
+    Column("models", Text, nullable=True),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )
@@ -94,6 +96,9 @@ jobs = Table(
     Column("cost", Integer, nullable=False),
     Column("provider", String(32), nullable=False),
     Column("model", String(128), nullable=False),
+    # The named model (``--model NAME``, bot.models) the job was asked with and charged
+    # for; NULL for jobs stored before named models (the default one).
+    Column("model_name", String(64), nullable=True),
     Column("prediction_id", String(200), nullable=True),
     # Set just before the create request leaves: after a crash, a job with this set and
     # no prediction id may or may not exist at the provider, so it is never resubmitted.

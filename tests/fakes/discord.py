@@ -669,6 +669,17 @@ class FakeDiscord:
                         )
                     else:
                         components.append({"type": 1, "components": [submitted]})
+                elif item and item.get("type") == 3 and row.get("type") == 18:
+                    # A string select in a label: what was chosen, else its defaults
+                    # (https://discord.com/developers/docs/components/reference#string-select).
+                    chosen = values.get(item["custom_id"])
+                    picked = (
+                        [chosen]
+                        if chosen is not None
+                        else [o["value"] for o in item.get("options", []) if o.get("default")]
+                    )
+                    submitted = {"type": 3, "custom_id": item["custom_id"], "values": picked}
+                    components.append({"type": 18, "id": row.get("id", 1), "component": submitted})
         data = {"custom_id": modal["custom_id"], "components": components}
         payload = self._interaction(5, user_id, opened_by.channel_id, data)
         await self._send_interaction(payload)

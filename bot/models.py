@@ -1,0 +1,123 @@
+"""The named models people choose with ``--model NAME``: what each costs and which
+provider serves it under which model id.
+
+The operator lists them as ``[[models]]`` (docs/configuration.md); without that list
+there is one model, the provider's ``provider.model`` at ``credits.cost_per_image``, so
+an install that never heard of models behaves as before. A job stores the model's name
+(``jobs.model_name``) and its cost, so a re-roll, a restart or a failover keeps both;
+the provider is told the model's id for that provider with each request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.errors import UserInputError
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+
+@dataclass(frozen=True)
+class Model:
+    """One choice a user has. ``ids``: the providers that serve it, each with its model
+    id there (a provider not in it does not serve this model)."""
+
+    name: str
+    cost: int
+    ids: Mapping[str, str] = field(default_factory=dict)
+    default: bool = False
+    # Allowed only in the scopes whose override lists it (``models = [...]``).
+    restricted: bool = False
+
+    def id_for(self, provider: str) -> str | None:
+        return self.ids.get(provider)
+
+
+class Catalogue:
+    """The models in the operator's order; exactly one is the default."""
+
+    def __init__(self, models: Iterable[Model]) -> None:
+        self.models: tuple[Model, ...] = tuple(models)
+        defaults = [m for m in self.models if m.default]
+        if len(defaults) != 1:
+            raise ValueError("exactly one model must be the default")
+        self.default = defaults[0]
+        self._by_name = {m.name.lower(): m for m in self.models}
+
+    @classmethod
+    def single(cls, name: str, cost: int, ids: Mapping[str, str]) -> Catalogue:
+        """The one model of an install without ``[[models]]``."""
+        return cls([Model(name=name, cost=cost, ids=dict(ids), default=True)])
+
+    @property
+    def several(self) -> bool:
+        """Whether people have a choice at all: only then do help, credits and the
+        platforms' forms mention models."""
+        return len(self.models) > 1
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+    def get(self, name: str | None) -> Model | None:
+        """The model of that name (any case); None names the default."""
+        if name is None:
+            return self.default
+        return self._by_name.get(name.strip().lower())
+
+    def choose(self, name: str | None) -> Model:
+        """The model asked for, or a refusal that lists what there is (free)."""
+        model = self.get(name)
+        if model is None:
+            raise UserInputError(
+                f"I don't know the model '{name}'. Choose one of: {self.price_list()}."
+            )
+        return model
+
+    def price_list(self) -> str:
+        """``pro (120 credits, default), max (240 credits)``."""
+        return ", ".join(
+            f"{m.name} ({m.cost} credits{', default' if m.default else ''})" for m in self.models
+        )
+
+
+def short_name(model_id: str) -> str:
+    """The name of the implicit single model: ``black-forest-labs/flux-kontext-pro`` is
+    ``flux-kontext-pro``."""
+    return model_id.rsplit("/", 1)[-1] or model_id
+
+
+def configured_providers(settings: Settings) -> dict[str, str]:
+    """Each configured provider (primary, then fallbacks) with its own ``model``."""
+    config = settings.provider
+    return {config.name: config.model, **{f.name: f.model for f in config.fallbacks}}
+
+
+def catalogue_for(settings: Settings, default_cost: int | None = None) -> Catalogue:
+    """The models of ``settings``; without ``[[models]]`` the one implicit model at
+    ``default_cost`` (the provider's capabilities; else ``credits.cost_per_image``)."""
+    providers = configured_providers(settings)
+    if not settings.models:
+        cost = settings.credits.cost_per_image if default_cost is None else default_cost
+        return Catalogue.single(short_name(settings.provider.model), cost, providers)
+    models = []
+    for entry in settings.models:
+        serving = entry.providers or list(providers)
+        ids = {
+            name: entry.ids.get(name) or entry.model or own
+            for name, own in providers.items()
+            if name in serving
+        }
+        models.append(
+            Model(
+                name=entry.name,
+                cost=entry.cost_per_image,
+                ids=ids,
+                default=entry.default,
+                restricted=entry.restricted,
+            )
+        )
+    return Catalogue(models)
