@@ -214,6 +214,9 @@ class JobsConfig(_Section):
     # Jobs downloading, validating and uploading their input at once: bounds memory in
     # a burst (each holds its image, up to images.max_input_bytes, a few times over).
     max_preparing: int = Field(8, ge=1, le=1000)
+    # Step progress from the provider (ComfyUI's sampler steps): at most one
+    # "step 12 of 28" message per job this often.
+    progress_interval_seconds: float = Field(1.5, ge=0.0, le=60.0)
 
 
 class ImagesConfig(_Section):

@@ -140,6 +140,9 @@ class FakeComfyUI(FakeProvider):
         self.prompts: dict[str, Prompt] = {}
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.connected = asyncio.Event()
+        # Each history read of a running prompt moves its sampler a step on; off, only
+        # ``send_progress`` does (tests that want exact steps).
+        self.auto_steps = True
         self._numbers = itertools.count()
 
     # -- what the contract suite reads ----------------------------------------------------
@@ -436,7 +439,8 @@ class FakeComfyUI(FakeProvider):
                 return web.json_response({})  # still pending behind another
             if prompt.outcome == "never" or prompt.polls_left > 0:
                 prompt.polls_left -= 1
-                await self._step(prompt)
+                if self.auto_steps:
+                    await self._step(prompt)
                 return web.json_response({})
             await self._finish(prompt)
         return web.json_response({prompt.id: self._entry(prompt)})
@@ -496,6 +500,12 @@ class FakeComfyUI(FakeProvider):
         """End a prompt scripted to run forever at its next history read."""
         prompt = self.prompts[prompt_id]
         prompt.outcome, prompt.polls_left = outcome, 0
+
+    async def complete(self, prompt_id: str) -> None:
+        """End a prompt now, as if the GPU finished it while nobody was looking."""
+        prompt = self.prompts[prompt_id]
+        prompt.outcome = "succeeded" if prompt.outcome == "never" else prompt.outcome
+        await self._finish(prompt)
 
     async def _finish(self, prompt: Prompt) -> None:
         await self._start(prompt)
