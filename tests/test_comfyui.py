@@ -252,6 +252,49 @@ async def test_a_refused_graph_fails_over_to_the_next_provider(
     assert job.state == JobState.SUCCEEDED and job.provider == "bfl"
 
 
+async def test_comfyui_takes_over_as_a_fallback(tmp_path: Path) -> None:
+    from tests.fakes.coretoday import DEFAULT_KEY as CORE_KEY
+    from tests.fakes.coretoday import FakeCoreToday
+
+    frontend = RecordingFrontend()
+    async with FakeCoreToday() as primary, FakeComfyUI(api_key="") as comfy:
+        primary.script.create_failures = [503, 503]
+        settings = make_settings(
+            tmp_path,
+            primary.base_url,
+            provider={
+                "name": "coretoday",
+                "api_key": CORE_KEY,
+                "max_retries": 1,
+                "fallbacks": [{"name": "comfyui", "base_url": comfy.base_url}],
+            },
+            jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+        )
+        core = await build_core(settings, {"slack": frontend})
+        for provider in [core.provider, *core.fallbacks]:
+            provider.wait_initial = 0.01
+        await core.start()
+        try:
+            ack = await core.service.submit(
+                EditRequest(
+                    USER,
+                    "make it a watercolor",
+                    EditOptions(),
+                    (frontend.attach("a.png", png()),),
+                    {"c": 1},
+                    "fb",
+                )
+            )
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                job = await core.runner.wait_for(ack.job.id)
+        finally:
+            await core.close()
+    assert job.state == JobState.SUCCEEDED and job.provider == "comfyui"
+    assert len(comfy.creates) == 1 and len(frontend.delivered) == 1
+    # No key configured for the fallback: a ComfyUI of its own gets no Authorization.
+    assert all("Authorization" not in r.headers for r in comfy.received)
+
+
 # -- progress -------------------------------------------------------------------------
 
 
