@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from PIL import Image
 
 from bot.app import build_core
@@ -228,9 +229,12 @@ async def test_a_refused_graph_is_an_operator_error_refunded_not_retried(
     tmp_path: Path, comfy: FakeComfyUI, change: Any, logged: str
 ) -> None:
     path = workflow_file(tmp_path, change)
-    async with Core(tmp_path, comfy, workflow=str(path)) as core:
-        job = await core.wait(await core.submit())
-        balance = await core.balance()
+    with structlog.testing.capture_logs() as logs:
+        async with Core(tmp_path, comfy, workflow=str(path)) as core:
+            job = await core.wait(await core.submit())
+            balance = await core.balance()
+    (refusal,) = [e for e in logs if e["event"].startswith("ComfyUI refused the workflow")]
+    assert refusal["log_level"] == "error" and logged in refusal["refusal"]
     assert job.state == JobState.FAILED and balance == 1200
     assert len(comfy.creates) == 1  # not retried
     ((_, message),) = core.frontend.failures

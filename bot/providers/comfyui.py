@@ -58,6 +58,7 @@ FORGOTTEN = "The image server no longer knows this job (it may have restarted)."
 _FLAGGED = ("nsfw", "safety checker", "content policy", "flagged as sensitive")
 _PROGRESS_KEPT = 1000  # prompts whose last progress is remembered
 _WS_RETRY_CAP = 30.0
+_WS_FIRST_WAIT = 2.0  # the first job waits this long at most for the websocket
 _IMAGE_SUFFIX = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
@@ -298,10 +299,11 @@ class ComfyUIProvider(HttpProvider):
         """Start the websocket listener once, and give it a moment to connect so the
         first steps of the prompt about to be queued are not missed. Progress is a
         courtesy: a server (or proxy) without websockets still runs every job."""
-        if self._listener is None or self._listener.done():
-            self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
+        if self._listener is not None and not self._listener.done():
+            return  # listening, or retrying in the background: no job waits for it
+        self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
+            async with asyncio.timeout(_WS_FIRST_WAIT):
                 await self._connected.wait()
 
     def _ws_url(self) -> str:
@@ -310,7 +312,7 @@ class ComfyUIProvider(HttpProvider):
         return f"{scheme}://{rest}/ws?{urlencode({'clientId': self.client_id})}"
 
     async def _listen_forever(self) -> None:
-        wait = 1.0
+        wait, warned = 1.0, False
         while True:
             try:
                 if self._session is None or self._session.closed:
@@ -321,12 +323,16 @@ class ComfyUIProvider(HttpProvider):
                     self._ws_url(), headers=self.auth_headers, autoping=True
                 ) as socket:
                     self._connected.set()
-                    wait = 1.0
+                    wait, warned = 1.0, False
                     async for message in socket:
                         if message.type == aiohttp.WSMsgType.TEXT:
                             self._on_message(message.data)
             except (aiohttp.ClientError, OSError, ValueError) as exc:
-                log.warning("ComfyUI websocket unavailable; progress not shown", error=repr(exc))
+                # Once per outage: the retries of a server without websockets (a proxy
+                # that does not pass them) would otherwise fill the log.
+                if not warned:
+                    log.warning("ComfyUI websocket unavailable; steps not shown", error=repr(exc))
+                warned = True
             self._connected.clear()
             await asyncio.sleep(wait)
             wait = min(wait * 2, _WS_RETRY_CAP)
