@@ -42,6 +42,7 @@ def runner_limits(settings: Settings) -> RunnerLimits:
         poll_max=jobs.poll_max_seconds,
         delivery_attempts=jobs.delivery_attempts,
         max_preparing=jobs.max_preparing,
+        progress_interval=jobs.progress_interval_seconds,
         max_input_bytes=images.max_input_bytes,
         max_input_pixels=images.max_input_pixels,
         max_output_bytes=images.max_output_bytes,

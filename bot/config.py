@@ -72,7 +72,39 @@ def _registered_provider(name: str) -> str:
 ProviderName = Annotated[str, AfterValidator(_registered_provider)]
 
 
-class FallbackProviderConfig(_Section):
+# -- ComfyUI (provider.name = "comfyui"; docs/providers.md, "Self-hosting") --------------
+
+
+def _comfyui_workflow(path: str) -> str:
+    """An operator's workflow must be readable and have the nodes the bot fills in, so
+    check-config and start-up refuse it, naming what is missing, before any job runs."""
+    if path:
+        from bot.providers.comfyui_workflow import WorkflowError, load_workflows
+
+        try:
+            load_workflows(path)
+        except WorkflowError as exc:
+            raise ValueError(str(exc)) from None
+    return path
+
+
+# A ComfyUI workflow in API format; empty: the Kontext [dev] workflows shipped with the bot.
+WorkflowPath = Annotated[str, AfterValidator(_comfyui_workflow)]
+
+
+class ComfyUISettings(BaseModel):
+    """The keys only ``comfyui`` reads, shared by ``[provider]`` and its fallbacks."""
+
+    workflow: WorkflowPath = ""
+    # The whole Authorization header for a ComfyUI behind an authenticating proxy (e.g.
+    # "Basic dXNlcjpwYXNz"); secret: prefer KONTEXT_PROVIDER__AUTH_HEADER.
+    auth_header: SecretStr = SecretStr("")
+
+
+# -- end ComfyUI ---------------------------------------------------------------------------
+
+
+class FallbackProviderConfig(ComfyUISettings, _Section):
     """A further provider account to use when the ones before it are unavailable."""
 
     name: ProviderName
@@ -81,7 +113,7 @@ class FallbackProviderConfig(_Section):
     model: str = "black-forest-labs/flux-kontext-pro"
 
 
-class ProviderConfig(_Section):
+class ProviderConfig(ComfyUISettings, _Section):
     name: ProviderName = "coretoday"
     base_url: str = "https://api.core.today"
     api_key: SecretStr = SecretStr("")
@@ -184,6 +216,9 @@ class JobsConfig(_Section):
     # Jobs downloading, validating and uploading their input at once: bounds memory in
     # a burst (each holds its image, up to images.max_input_bytes, a few times over).
     max_preparing: int = Field(8, ge=1, le=1000)
+    # Step progress from the provider (ComfyUI's sampler steps): at most one
+    # "step 12 of 28" message per job this often.
+    progress_interval_seconds: float = Field(1.5, ge=0.0, le=60.0)
 
 
 class ImagesConfig(_Section):

@@ -106,7 +106,7 @@ class JobPipeline:
                     model=self.failover.model_id(job, provider) or provider.model,
                     submit_started=True,
                 )
-                final = await self._wait_until_done(job, status, provider)
+                final = await self._wait_until_done(job, status, provider, reply)
                 output_path, meta = await self._download(job, final, provider)
                 balance = await self.queue.mark_delivering(
                     job.id, str(output_path), meta, user=job.user
@@ -215,9 +215,10 @@ class JobPipeline:
     # -- wait and fetch -------------------------------------------------------------
 
     async def _wait_until_done(
-        self, job: Job, status: PredictionStatus, provider: Provider
+        self, job: Job, status: PredictionStatus, provider: Provider, reply: Reply
     ) -> PredictionStatus:
         started = time.monotonic()
+        steps = _StepRelay(reply, job, self.limits.progress_interval)
         polls = 0
         pending_at = 0.0  # the create's answer saw it running
         model = job.model
@@ -234,6 +235,7 @@ class JobPipeline:
                 status = await provider.status(status.id)
                 if not status.state.terminal:
                     pending_at = asked_at
+                    await steps.show(status.progress)
         finally:
             self._hints.pop(job.id, None)
             self.metrics.status_requests.labels(provider.name).observe(polls)
@@ -369,6 +371,30 @@ class JobPipeline:
         if fresh.prediction_id:
             with contextlib.suppress(Exception):
                 await self.failover.provider_for(fresh).cancel(fresh.prediction_id)
+
+
+class _StepRelay:
+    """A provider's step progress ("step 12 of 28") for one job, at most once per
+    ``interval`` and only when it changed: the first step shows at once, later ones as
+    the throttle allows, so a 28-step job never makes 28 platform edits."""
+
+    def __init__(self, reply: Reply, job: Job, interval: float) -> None:
+        self.reply, self.job, self.interval = reply, job, interval
+        self.shown: str | None = None
+        self.at = -float("inf")
+
+    async def show(self, progress: tuple[int, int] | None) -> None:
+        if progress is None:
+            return
+        text = f"step {progress[0]} of {progress[1]}"
+        now = time.monotonic()
+        if text == self.shown or now - self.at < self.interval:
+            return
+        self.shown, self.at = text, now
+        try:
+            await self.reply.progress(self.job, text)
+        except Exception:  # a courtesy: a platform hiccup must not fail the job
+            structlog.get_logger("kontext.pipeline").warning("step progress not shown")
 
 
 def _remove_quietly(path: Path) -> None:

@@ -26,3 +26,5 @@ class RunnerLimits:
     idle_scan_seconds: float = 1.0
     # Jobs downloading, validating and uploading their inputs at the same time.
     max_preparing: int = 8
+    # At most one step-progress message ("step 12 of 28") per job this often.
+    progress_interval: float = 1.5

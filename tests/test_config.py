@@ -99,7 +99,7 @@ def test_kontext_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.M
         ('[provider]\nname = "openai"\n', "provider.name"),
         (
             '[provider]\nname = "openai"\n',
-            "unknown provider 'openai'; choose one of: bfl, coretoday, replicate",
+            "unknown provider 'openai'; choose one of: bfl, comfyui, coretoday, replicate",
         ),
         (
             '[[provider.fallbacks]]\nname = "replicat"\napi_key = "k"\n',
@@ -131,7 +131,7 @@ def test_an_unknown_provider_from_the_environment_is_refused_naming_the_choices(
 ) -> None:
     from bot.providers.registry import SPECS
 
-    monkeypatch.setenv("KONTEXT_PROVIDER__NAME", "comfyui")
+    monkeypatch.setenv("KONTEXT_PROVIDER__NAME", "openai")
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, ""))
     message = str(info.value)

@@ -31,10 +31,12 @@ from bot.providers.base import (
     ProviderRequest,
 )
 from bot.providers.bfl import BflProvider
+from bot.providers.comfyui import ComfyUIProvider
 from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.http import BAD_OUTPUT_LINK, MAX_REDIRECTS, HttpProvider
 from bot.providers.replicate import ReplicateProvider
 from tests.fakes import bfl as bfl_fake
+from tests.fakes import comfyui as comfyui_fake
 from tests.fakes import coretoday as coretoday_fake
 from tests.fakes import replicate as replicate_fake
 from tests.fakes.provider import FileHost, Received
@@ -67,6 +69,15 @@ FLAVOURS.append(
         replicate_fake.FakeReplicate,
         ReplicateProvider,
         replicate_fake.DEFAULT_KEY,
+        True,
+    )
+)
+FLAVOURS.append(
+    Flavour(
+        "comfyui",
+        comfyui_fake.FakeComfyUI,
+        ComfyUIProvider,
+        comfyui_fake.DEFAULT_KEY,
         True,
     )
 )

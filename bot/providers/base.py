@@ -36,6 +36,9 @@ class PredictionStatus:
     state: PredictionState
     output_urls: tuple[str, ...] = ()
     error: str | None = None
+    # Where a running job is, for providers that say so (ComfyUI's sampler steps):
+    # (done, of), e.g. (12, 28); the pipeline shows it as "step 12 of 28".
+    progress: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def build_fallbacks(settings: Settings) -> list[Provider]:
                 capabilities=capabilities_for(settings),
                 request_timeout=config.request_timeout_seconds,
                 max_retries=config.max_retries,
+                **(spec.options(fallback) if spec.options else {}),
             )
         )
     return providers
@@ -61,4 +62,5 @@ def build_provider(settings: Settings) -> Provider:
         capabilities=capabilities_for(settings),
         request_timeout=config.request_timeout_seconds,
         max_retries=config.max_retries,
+        **(spec.options(config) if spec.options else {}),
     )

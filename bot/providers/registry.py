@@ -8,16 +8,31 @@ its module and adding one ``ProviderSpec`` to ``SPECS`` (docs/development.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any, Protocol
 
 from bot.errors import ConfigError
 from bot.providers.base import WebhookVerifier
 from bot.providers.bfl import BflProvider
+from bot.providers.comfyui import ComfyUIProvider
 from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.http import HttpProvider
 from bot.providers.replicate import ReplicateProvider, verify_replicate_webhook
+
+
+class ProviderSettings(Protocol):
+    """What a provider's own settings offer (``[provider]`` or a fallback entry)."""
+
+    workflow: str
+
+    @property
+    def auth_header(self) -> Any: ...
+
+
+def comfyui_options(config: ProviderSettings) -> dict[str, Any]:
+    return {"workflow": config.workflow, "auth_header": config.auth_header.get_secret_value()}
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,8 @@ class ProviderSpec:
     # Checks a webhook's authenticity under provider.webhook_secret; None: the provider
     # does not sign its webhooks, so a webhook is only ever a hint to poll (bot.webhooks).
     verify_webhook: WebhookVerifier | None = None
+    # The provider's own constructor arguments from its settings (ComfyUI's workflow).
+    options: Callable[[ProviderSettings], dict[str, Any]] | None = None
 
 
 SPECS: Mapping[str, ProviderSpec] = MappingProxyType(
@@ -48,6 +65,14 @@ SPECS: Mapping[str, ProviderSpec] = MappingProxyType(
                 "https://api.replicate.com",
                 "Replicate API token",
                 verify_webhook=verify_replicate_webhook,
+            ),
+            ProviderSpec(
+                "comfyui",
+                ComfyUIProvider,
+                "http://127.0.0.1:8188",
+                "ComfyUI proxy credential",
+                key_required=False,
+                options=comfyui_options,
             ),
         )
     }
