@@ -42,6 +42,28 @@ class CreditsCommand:
     pass
 
 
+# -- history (issue 19) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryCommand:
+    """``history`` or ``history <whom>``: ``whom`` is a mention or a user reference as
+    written (the conversation layer decides whose jobs it names)."""
+
+    whom: str | None = None
+
+
+_HISTORY = re.compile(r"^history(?:\s+(?P<whom>\S+))?$", re.IGNORECASE)
+
+
+def parse_history(text: str, bot_mentions: Iterable[str] = ()) -> HistoryCommand | None:
+    """``history [whom]`` after the addressing (``/kontext``, a mention of the bot)."""
+    match = _HISTORY.match(" ".join(strip_addressing(text, bot_mentions).split()))
+    return HistoryCommand(match["whom"]) if match else None
+
+
+# ------------------------------------------------------------------------------------------
+
 ParsedCommand = EditCommand | HelpCommand | CreditsCommand
 
 _FLAG_NAMES = {

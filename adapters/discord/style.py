@@ -23,7 +23,11 @@ class DiscordStyle(ChatStyle):
             "In art channels: !kontext <change> [--ar RATIO] [--seed N] with an image, or as a "
             "reply to one",
         ),
-        info=("/kontext-credits   your balance", "/kontext-help   this text"),
+        info=(
+            "/kontext-credits   your balance",
+            "/kontext-history   your last 10 edits, with Edit again and Re-roll",
+            "/kontext-help   this text",
+        ),
         admin=("/kontext-admin grant | history | top | allowance | pause | resume",),
     )
 
@@ -35,3 +39,6 @@ class DiscordStyle(ChatStyle):
 
     def when(self, moment: datetime) -> str:
         return f"<t:{int(moment.timestamp())}:R>"
+
+    def link(self, url: str, label: str) -> str:
+        return f"[{label}]({url})"
