@@ -331,9 +331,7 @@ class JobQueue:
         had already reached a terminal state (nothing happens twice)."""
         return await self._finish(job, JobState.SUCCEEDED, _charge(job), read_balance=True)
 
-    async def mark_succeeded(
-        self, job: Job, delivered: Mapping[str, Any] | None = None
-    ) -> bool:
+    async def mark_succeeded(self, job: Job, delivered: Mapping[str, Any] | None = None) -> bool:
         """``succeed`` without reading the balance back (the runner showed the balance it
         read when it recorded the output, and a charge does not change it): one statement
         less per job. ``delivered``: where the platform says the result is now (its

@@ -317,14 +317,24 @@ class DiscordAdapter:
         )
 
     async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        """Multi-turn editing: the result becomes the input of the next edit."""
+        """Multi-turn editing: the result becomes the input of the next edit. From a
+        history answer (no image on the message the button is on) the input is the
+        result where it was posted, as its delivery recorded it."""
         source = attachments.first_image(interaction.message) if interaction.message else None
+        if source is None:
+            source = await self._delivered_image(job_id)
         if source is None:
             await interaction.response.send_message(
                 "That result's image is gone, so there is nothing to edit.", ephemeral=True
             )
             return
         await interaction.response.send_modal(self.prompt_modal("Edit again", [source]))
+
+    async def _delivered_image(self, job_id: str) -> AttachmentSource | None:
+        job = await self.service.job(job_id)
+        where = job.delivered if job is not None else None
+        image = where.get("image") if where else None
+        return AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Through the button's own interaction (a deferred update, then DELETE
@@ -351,6 +361,9 @@ class DiscordAdapter:
             await interaction.followup.send(
                 f"I couldn't delete that image ({why}).", ephemeral=True, allowed_mentions=NO_PINGS
             )
+            return
+        # History no longer links to it nor offers its buttons.
+        await self.service.forget_delivery(job_id)
 
     def prompt_modal(self, title: str, sources: Sequence[AttachmentSource]) -> PromptModal:
         async def submitted(interaction: discord.Interaction[Any], text: str) -> None:
