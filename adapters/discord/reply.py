@@ -27,7 +27,7 @@ from typing import Any, cast
 import discord
 import structlog
 
-from adapters.discord.attachments import first_image
+from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import result_view
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryImpossible
@@ -139,7 +139,14 @@ class DiscordReply:
         # Editing the status message again is idempotent; ``maybe_delivered`` is not
         # looked at (the fallback to a new channel message can still repeat).
         posted = await self._post_result(result)
-        return delivered_at(posted, result.job) if posted is not None else None
+        if posted is None:
+            return None
+        # Bookkeeping only: the image is posted, so nothing here may fail the delivery.
+        try:
+            return delivered_at(posted, result.job, self.target.get("channel"))
+        except Exception as exc:
+            log.warning("could not record where the result is", error=repr(exc))
+            return None
 
     async def _post_result(self, result: EditResult) -> discord.Message | None:
         """Post the result; the message it is now on (None: Discord did not say)."""
@@ -384,19 +391,21 @@ def jump_url(guild: str, channel: int | str, message: int | str) -> str:
     return f"https://discord.com/channels/{guild}/{channel}/{message}"
 
 
-def delivered_at(message: discord.Message, job: Job) -> dict[str, Any]:
+def delivered_at(message: discord.Message, job: Job, channel_id: Any = None) -> dict[str, Any]:
     """What the core keeps about a posted result: the message's ids and jump URL, and its
     image as an input source (so Edit again from the history works without the message
-    the button is on)."""
+    the button is on). A message edited through a rebuilt interaction may not know its
+    channel object: the channel id the message names, else the reply target's."""
     guild = job.user.workspace if job.user.workspace != "dm" else "@me"
-    channel = message.channel.id
+    channel = getattr(getattr(message, "channel", None), "id", None) or channel_id
     where: dict[str, Any] = {
         "guild": guild,
         "channel": str(channel),
         "message": str(message.id),
         "link": jump_url(guild, channel, message.id),
     }
-    image = first_image(message)
+    image = next((a for a in message.attachments if is_image(a)), None)
     if image is not None:
-        where["image"] = image.to_json()
+        source = source_of(image, channel_id=int(channel), message_id=message.id)
+        where["image"] = source.to_json()
     return where
