@@ -79,6 +79,7 @@ class HistoryAnswer:
 
     text: str
     buttons: tuple[str, ...] = ()
+    refused: bool = False
 
 
 # A history answer carries buttons for at most this many jobs: two buttons each in an
@@ -137,7 +138,7 @@ class Conversation:
                 asker, user, limit=HISTORY_JOBS, platform_admin=is_platform_admin
             )
         except UserInputError as exc:
-            return HistoryAnswer(exc.user_message)
+            return HistoryAnswer(exc.user_message, refused=True)
         chosen: tuple[str, ...] = ()
         if buttons:
             chosen = tuple(
@@ -169,7 +170,7 @@ class Conversation:
             if asked is not None:
                 whom = _whom(user, asked.whom)
                 answer = await self.history(user, whom, platform_admin)
-                return Said(answer.text)
+                return Said(answer.text, mistake=answer.refused)
             admin = await self._admin_command(user, text.strip(), platform_admin)
             if admin is not None:
                 return Said(admin)
