@@ -81,7 +81,9 @@ async def test_each_platforms_help_names_only_its_own_commands(
     discord_help = Conversation(svc, DiscordStyle()).help()
     slack_help = Conversation(svc, SlackStyle()).help()
     assert "/kontext-credits" in discord_help and "/kontext-admin" in discord_help
-    for slack_only in ("/kontext credits", "/kontext help", "/kontext grant"):
+    assert "/kontext-history" in discord_help
+    assert "kontext-bot console history" in Conversation(svc, Style()).help()
+    for slack_only in ("/kontext credits", "/kontext help", "/kontext grant", "/kontext history"):
         assert slack_only not in discord_help
         assert slack_only in slack_help
     assert "/kontext-" not in slack_help
@@ -96,6 +98,8 @@ async def test_a_slash_prompt_of_help_or_credits_answers_free(
     assert isinstance(credits, Said) and "**1200 credits**" in credits.text
     helped = await talk.read_options(ALICE, "help")
     assert isinstance(helped, Said) and "/kontext-credits" in helped.text
+    history = await talk.read_options(ALICE, "History")
+    assert isinstance(history, Said) and history.text == "You have no edits yet."
     edit = await talk.read_options(ALICE, "credits card on a table")
     assert isinstance(edit, Edit) and edit.prompt == "credits card on a table"
     async with db.read() as conn:

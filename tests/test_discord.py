@@ -788,8 +788,14 @@ async def test_help_names_only_discord_commands(bot: Bot) -> None:
     helped = await bot.discord.slash_command("kontext-help", user_id=ALICE)
     await bot.until(lambda: helped.callbacks)
     text = helped.callbacks[0]["data"]["content"]
-    assert "/kontext-credits" in text and "/kontext-admin" in text
-    for slack_syntax in ("/kontext credits", "/kontext help", "/kontext grant", "--model"):
+    assert "/kontext-credits" in text and "/kontext-admin" in text and "/kontext-history" in text
+    for slack_syntax in (
+        "/kontext credits",
+        "/kontext help",
+        "/kontext grant",
+        "/kontext history",
+        "--model",
+    ):
         assert slack_syntax not in text
 
 
