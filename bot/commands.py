@@ -53,7 +53,13 @@ class HistoryCommand:
     whom: str | None = None
 
 
-_HISTORY = re.compile(r"^history(?:\s+(?P<whom>\S+))?$", re.IGNORECASE)
+# Whom: a mention (``<@U123|name>``, ``<@123>``) or something written like a user
+# reference (``slack:T1:U1``); anything else after "history" is a prompt ("history
+# painting style") and stays an edit.
+_HISTORY = re.compile(
+    r"^history(?:\s+(?P<whom><@!?[A-Za-z0-9]+(?:\|[^>]*)?>|[a-z][a-z0-9_]*:[^:\s]+:[^:\s]+))?$",
+    re.IGNORECASE,
+)
 
 
 def parse_history(text: str, bot_mentions: Iterable[str] = ()) -> HistoryCommand | None:

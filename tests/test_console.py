@@ -212,8 +212,8 @@ async def test_console_history_shows_own_jobs_free_and_others_only_to_admins(
     refused = await run(["console", "history", "slack:T1:U1"], env, tmp_path)
     assert refused.code == 1
     assert "only see your own history" in refused.stderr and refused.stdout == ""
-    bad = await run(["console", "history", "nobody"], env, tmp_path)
-    assert bad.code == 1 and "not a user reference" in bad.stderr
+    bad = await run(["console", "history", "slack:T1:U1!"], env, tmp_path)
+    assert bad.code == 1 and "not a valid user id" in bad.stderr
 
     me = str(console_user())
     admin = environment(tmp_path, fake, KONTEXT_CREDITS__ADMINS=f'["{me}"]')

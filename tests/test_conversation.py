@@ -234,8 +234,8 @@ async def test_history_of_someone_else_only_for_admins(db: Database, clock: Fake
     assert seen.text.startswith("<@U1>'s last 1 edit:")
     by_ref = await Conversation(core, Style()).read(OWNER, "history slack:T1:U1")
     assert isinstance(by_ref, Said) and by_ref.text.startswith("U1's last 1 edit:")
-    bad = await talk.read(OWNER, "history nobody")
-    assert isinstance(bad, Said) and bad.mistake and "not a user reference" in bad.text
+    bad = await talk.read(OWNER, "history slack:T1:U1!")
+    assert isinstance(bad, Said) and bad.mistake and "not a valid user id" in bad.text
     empty = await talk.read(OWNER, "history")
     assert isinstance(empty, Said) and empty.text == "You have no edits yet."
 
@@ -258,3 +258,12 @@ async def test_history_reads_one_user_through_the_user_index(
         )
         details = " ".join(str(row[-1]) for row in plan)
     assert "ix_jobs_user_ref_created_at" in details, details
+
+
+async def test_a_prompt_that_starts_with_history_is_still_an_edit(
+    db: Database, clock: FakeClock
+) -> None:
+    talk = Conversation(service(db, clock), SlackStyle())
+    for prompt in ("history painting style", "history museum", "historyless"):
+        edit = await talk.read(ALICE, prompt)
+        assert isinstance(edit, Edit) and edit.prompt == prompt, prompt
