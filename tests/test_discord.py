@@ -872,26 +872,30 @@ async def test_no_message_of_the_bot_pings_anyone_but_the_requester(bot: Bot) ->
 
 
 async def _edit(bot: Bot, prompt: str, user: str = ALICE) -> dict[str, Any]:
-    """One /kontext with an image, to its posted result."""
-    before = {m["id"] for m in bot.result_messages()}
+    """One /kontext with an image, to its posted result and its job's end (the delivery
+    is recorded just after the post)."""
     image = bot.discord.upload(png(), "cat.png", "image/png")
     asked = await bot.discord.slash_command(
         "kontext", {"prompt": prompt}, user_id=user, attachment=image
     )
-    await bot.until(
-        lambda: (
-            asked.original_id
-            and asked.original_id not in before
-            and any(m["id"] == asked.original_id for m in bot.result_messages())
-        )
-    )
+    key = f"discord:{GUILD_ID}:interaction:{asked.id}"
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while (
+            job := await bot.core.store.by_idempotency_key(key)
+        ) is None or not job.state.terminal:
+            await asyncio.sleep(0.02)
+    assert job.state.value == "succeeded", job.error_message
     return bot.discord.message(CHANNEL_ID, str(asked.original_id))
 
 
 async def _history(bot: Bot, asker: str, **options: Any) -> tuple[Interaction, dict[str, Any]]:
+    """The answer, its text put back together: the first line is the content, the list
+    is the embed's description."""
     asked = await bot.discord.slash_command("kontext-history", options or None, user_id=asker)
     await bot.until(lambda: asked.callbacks)
-    return asked, bot.discord.message(CHANNEL_ID, str(asked.original_id))
+    message = bot.discord.message(CHANNEL_ID, str(asked.original_id))
+    text = "\n".join([message["content"], *(e["description"] for e in message["embeds"])])
+    return asked, {**message, "content": text}
 
 
 def _labels(message: dict[str, Any]) -> list[list[str]]:
@@ -973,11 +977,13 @@ async def test_empty_history_and_a_deleted_result_loses_its_link_and_buttons(bot
     assert "[result]" not in answer["content"] and answer["components"] == []
 
 
-async def test_history_buttons_stay_within_discords_five_rows(bot: Bot) -> None:
-    for n in range(6):
-        await _edit(bot, f"edit number {n}")
+async def test_ten_jobs_fit_and_buttons_stay_within_discords_five_rows(bot: Bot) -> None:
+    for n in range(10):
+        await _edit(bot, f"edit number {n} " + "with a long prompt " * 5)
     _, answer = await _history(bot, ALICE)
+    assert len(answer["content"]) > 2000, "only an embed holds ten lines with their links"
+    assert answer["content"].count("[result](https://discord.com/channels/") == 10
     assert len(answer["components"]) == 5
     assert _labels(answer)[0] == ["Re-roll #1", "Edit again #1"]
-    assert "edit number 5" in answer["content"].splitlines()[1]
-    assert len(answer["content"].splitlines()) == 7, "all 6 jobs listed, 5 with buttons"
+    assert "edit number 9" in answer["content"].splitlines()[1]
+    assert len(answer["content"].splitlines()) == 11, "all 10 jobs listed, 5 with buttons"

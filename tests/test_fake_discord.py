@@ -443,7 +443,7 @@ def _rows(rows: int, per_row: int, *, same_ids: bool = False) -> list[dict[str, 
     ]
 
 
-async def test_messages_hold_at_most_5_rows_of_5_buttons_with_unique_custom_ids(
+async def test_messages_hold_2000_characters_and_5_rows_of_5_buttons_with_unique_ids(
     discord: FakeDiscord, http: httpx.AsyncClient
 ) -> None:
     create = f"/channels/{CHANNEL_ID}/messages"
@@ -458,6 +458,12 @@ async def test_messages_hold_at_most_5_rows_of_5_buttons_with_unique_custom_ids(
     too_many = {"type": 4, "data": {"content": "x", "components": _rows(6, 2), "flags": 64}}
     assert refused(await http.post(callback, json=too_many), 400, 50035)
     assert it.callbacks == []
+    too_long = await http.post(create, json={"content": "x" * 2001}, headers=BOT)
+    assert refused(too_long, 400, 50035)
+    embed = {"content": "x" * 2000, "embeds": [{"description": "y" * 4096}]}
+    assert (await http.post(create, json=embed, headers=BOT)).status_code == 200
+    embed["embeds"] = [{"description": "y" * 4097}]
+    assert refused(await http.post(create, json=embed, headers=BOT), 400, 50035)
     path = fits.json()["id"]
     edit = await http.patch(f"{create}/{path}", json={"components": _rows(6, 1)}, headers=BOT)
     assert refused(edit, 400, 50035)

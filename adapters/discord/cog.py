@@ -119,8 +119,13 @@ class KontextCog(commands.Cog):
         answer = await adapter.conversation.history(
             asker, whom, adapter.platform_admin(interaction), buttons=True
         )
+        # Ten lines with jump URLs outgrow a message's 2,000 characters: the list goes
+        # in an embed (4,096), under its first line.
+        header, _, rest = answer.text.partition("\n")
+        embeds = [discord.Embed(description=rest[:4096])] if rest else []
         await interaction.response.send_message(
-            answer.text[:2000],
+            header[:2000],
+            embeds=embeds,
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
             view=history_view(answer.buttons),

@@ -1327,15 +1327,28 @@ class _GatewaySocket:
 # 400 and JSON error 50035 "Invalid Form Body".
 MAX_ACTION_ROWS = 5
 MAX_ROW_BUTTONS = 5
+MAX_CONTENT = 2000
+MAX_EMBED_DESCRIPTION = 4096
 
 
 def _invalid_components(body: Any) -> web.Response | None:
     """A message (create, edit, follow-up, or an interaction response's ``data``) whose
-    components Discord would refuse."""
+    length or components Discord would refuse."""
     if not isinstance(body, dict):
         return None
     message = body.get("data") if isinstance(body.get("data"), dict) else body
-    rows = message.get("components") if isinstance(message, dict) else None
+    if not isinstance(message, dict):
+        return None
+    # "content: Message contents (up to 2000 characters)"; an embed's "description: 4096
+    # characters" (https://discord.com/developers/docs/resources/message#create-message,
+    # #embed-object-embed-limits).
+    if len(message.get("content") or "") > MAX_CONTENT:
+        return _error(400, 50035, "Invalid Form Body: content: at most 2000 characters")
+    if any(
+        len(e.get("description") or "") > MAX_EMBED_DESCRIPTION for e in message.get("embeds") or []
+    ):
+        return _error(400, 50035, "Invalid Form Body: embed description: at most 4096")
+    rows = message.get("components")
     if not rows or body.get("type") == 9:  # modals: their own layout rules
         return None
     if len(rows) > MAX_ACTION_ROWS:
