@@ -987,3 +987,12 @@ async def test_ten_jobs_fit_and_buttons_stay_within_discords_five_rows(bot: Bot)
     assert _labels(answer)[0] == ["Re-roll #1", "Edit again #1"]
     assert "edit number 9" in answer["content"].splitlines()[1]
     assert len(answer["content"].splitlines()) == 11, "all 10 jobs listed, 5 with buttons"
+    # "/kontext prompt:history" is answered the same (privately, free), in an embed too.
+    creates = len(bot.provider.creates)
+    typed = await bot.discord.slash_command("kontext", {"prompt": "history"}, user_id=ALICE)
+    await bot.until(lambda: typed.callbacks)
+    (callback,) = typed.callbacks
+    assert callback["type"] == 4 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    (embed,) = callback["data"]["embeds"]
+    assert embed["description"].count("[result](https://discord.com/channels/") == 10
+    assert len(bot.provider.creates) == creates

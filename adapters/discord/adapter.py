@@ -30,7 +30,7 @@ from adapters.discord.components import DYNAMIC_ITEMS, PromptModal
 from adapters.discord.people import PLATFORM, request_context, user_ref
 from adapters.discord.reply import NO_PINGS, DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
-from adapters.discord.style import DiscordStyle
+from adapters.discord.style import DiscordStyle, long_text
 from bot.commands import starts_with_trigger
 from bot.config import DiscordConfig
 from bot.conversation import Conversation, Edit, Said
@@ -287,7 +287,7 @@ class DiscordAdapter:
         """What the conversation layer made of an interaction: an answer, privately, or
         an edit to check, reserve and queue."""
         if isinstance(outcome, Said):
-            await interaction.response.send_message(outcome.text, ephemeral=True)
+            await interaction.response.send_message(**long_text(outcome.text), ephemeral=True)
             return
         await self.edit_from_interaction(
             interaction, prompt=outcome.prompt, options=outcome.options, sources=outcome.inputs
@@ -408,9 +408,11 @@ class DiscordAdapter:
         if isinstance(outcome, Said):
             # Not ephemeral (messages cannot be): a mistake is tidied away after a minute.
             if outcome.mistake:
-                await message.reply(outcome.text, mention_author=False, delete_after=60)
+                await message.reply(
+                    **long_text(outcome.text), mention_author=False, delete_after=60
+                )
             else:
-                await message.reply(outcome.text, mention_author=False)
+                await message.reply(**long_text(outcome.text), mention_author=False)
             return
         request = EditRequest(
             user=user,

@@ -17,6 +17,7 @@ from discord.ext import commands
 from adapters.discord import attachments
 from adapters.discord.components import history_view
 from adapters.discord.people import user_ref
+from adapters.discord.style import long_text
 from bot.conversation import Said
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
@@ -119,13 +120,9 @@ class KontextCog(commands.Cog):
         answer = await adapter.conversation.history(
             asker, whom, adapter.platform_admin(interaction), buttons=True
         )
-        # Ten lines with jump URLs outgrow a message's 2,000 characters: the list goes
-        # in an embed (4,096), under its first line.
-        header, _, rest = answer.text.partition("\n")
-        embeds = [discord.Embed(description=rest[:4096])] if rest else []
+        # Ten lines with jump URLs outgrow a message's 2,000 characters (long_text).
         await interaction.response.send_message(
-            header[:2000],
-            embeds=embeds,
+            **long_text(answer.text),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
             view=history_view(answer.buttons),
