@@ -480,6 +480,10 @@ async def test_restart_with_a_job_in_flight_then_a_button_clicked_after_it(
             assert [c["type"] for c in reroll.callbacks] == [5]
             assert len(fake.creates) == 2
             assert await bot.balance(ALICE) == 1080
+            # The resumed delivery recorded where the result is (issue 19).
+            job = await core.store.by_idempotency_key(f"discord:{GUILD_ID}:interaction:{asked.id}")
+            assert job is not None and job.delivered is not None
+            assert job.delivered["message"] == result["id"]
 
         finally:
             await adapter.stop()
@@ -504,6 +508,15 @@ async def test_a_job_that_outlives_the_interaction_token_is_posted_in_the_channe
     posted = bot.discord.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
     assert len(posted) == 1 and posted[0].files, "a channel message with the file"
     assert await bot.balance() == 1080, "delivered, so charged once"
+    # History links to the message the result ended up in (issue 19).
+    key = f"discord:{GUILD_ID}:interaction:{asked.id}"
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while (
+            job := await bot.core.store.by_idempotency_key(key)
+        ) is None or not job.state.terminal:
+            await asyncio.sleep(0.02)
+    assert job.delivered is not None and job.delivered["link"] == _jump(result)
+    assert job.delivered["image"]["name"] == result["attachments"][0]["filename"]
 
 
 async def test_progress_edits_are_throttled_and_rate_limits_are_survived(bot: Bot) -> None:
