@@ -481,9 +481,13 @@ async def test_restart_with_a_job_in_flight_then_a_button_clicked_after_it(
             assert len(fake.creates) == 2
             assert await bot.balance(ALICE) == 1080
             # The resumed delivery recorded where the result is (issue 19).
-            job = await core.store.by_idempotency_key(f"discord:{GUILD_ID}:interaction:{asked.id}")
-            assert job is not None and job.delivered is not None
-            assert job.delivered["message"] == result["id"]
+            key = f"discord:{GUILD_ID}:interaction:{asked.id}"
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                while (job := await core.store.by_idempotency_key(key)) is None or (
+                    not job.state.terminal
+                ):
+                    await asyncio.sleep(0.02)
+            assert job.delivered is not None and job.delivered["message"] == result["id"]
 
         finally:
             await adapter.stop()
