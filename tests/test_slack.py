@@ -550,8 +550,9 @@ async def test_admin_commands_pause_allowance_and_workspace_admins(bot: Bot) -> 
     assert "*5000 credits*" in (await bot.command("credits")).text
     top = await bot.command("top", user=ADMIN)
     assert top.text.startswith("Top spenders this period")
-    history = await bot.command(f"history <@{USER}>", user=ADMIN)
-    assert "grant +5000" in history.text
+    # A user's credit entries: "ledger" (since "history" lists edits, issue 19).
+    ledger = await bot.command(f"ledger <@{USER}>", user=ADMIN)
+    assert "grant +5000" in ledger.text
 
 
 async def test_a_mention_with_only_a_text_file_is_refused_by_name_and_costs_nothing(
