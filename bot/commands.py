@@ -44,6 +44,34 @@ class CreditsCommand:
     pass
 
 
+# -- history (issue 19) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryCommand:
+    """``history`` or ``history <whom>``: ``whom`` is a mention or a user reference as
+    written (the conversation layer decides whose jobs it names)."""
+
+    whom: str | None = None
+
+
+# Whom: a mention (``<@U123|name>``, ``<@123>``) or something written like a user
+# reference (``slack:T1:U1``); anything else after "history" is a prompt ("history
+# painting style") and stays an edit.
+_HISTORY = re.compile(
+    r"^history(?:\s+(?P<whom><@!?[A-Za-z0-9]+(?:\|[^>]*)?>|[a-z][a-z0-9_]*:[^:\s]+:[^:\s]+))?$",
+    re.IGNORECASE,
+)
+
+
+def parse_history(text: str, bot_mentions: Iterable[str] = ()) -> HistoryCommand | None:
+    """``history [whom]`` after the addressing (``/kontext``, a mention of the bot)."""
+    match = _HISTORY.match(" ".join(strip_addressing(text, bot_mentions).split()))
+    return HistoryCommand(match["whom"]) if match else None
+
+
+# ------------------------------------------------------------------------------------------
+
 ParsedCommand = EditCommand | HelpCommand | CreditsCommand
 
 _FLAG_NAMES = {

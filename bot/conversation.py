@@ -20,9 +20,17 @@ from bot.commands import (
     HelpCommand,
     build_options,
     parse_command,
+    parse_history,
     validate_prompt,
 )
-from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
+from bot.domain import (
+    AttachmentSource,
+    EditOptions,
+    EditRequest,
+    JobState,
+    RequestContext,
+    UserRef,
+)
 from bot.errors import KontextError, UserInputError
 from bot.policies import parse_period
 from bot.service import KontextService
@@ -64,6 +72,22 @@ class Submitted:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class HistoryAnswer:
+    """A user's recent jobs as text, and the jobs whose result can be edited again from
+    the answer (the platform puts its buttons on those, numbered as the text marks them)."""
+
+    text: str
+    buttons: tuple[str, ...] = ()
+    refused: bool = False
+
+
+# A history answer carries buttons for at most this many jobs: two buttons each in an
+# action row of its own stays within Discord's 5 rows of a message.
+HISTORY_BUTTON_JOBS = 5
+HISTORY_JOBS = 10
+
+
 # "<@U123|name>" (Slack escapes mentions in commands), "<@U123>", "<@!123>" (Discord).
 _MENTION = r"<@!?(?P<user>[A-Za-z0-9]+)(?:\|[^>]*)?>"
 _ADMIN = {
@@ -73,7 +97,8 @@ _ADMIN = {
         re.I,
     ),
     "pause": re.compile(r"^(?P<action>pause|resume)$", re.I),
-    "history": re.compile(rf"^history\s+{_MENTION}$", re.I),
+    # A user's credit entries; "history" is everyone's own jobs (see ``history``).
+    "ledger": re.compile(rf"^ledger\s+{_MENTION}$", re.I),
     "top": re.compile(r"^top$", re.I),
 }
 
@@ -90,6 +115,37 @@ class Conversation:
 
     async def credits(self, user: UserRef, context: RequestContext | None = None) -> str:
         return texts.credits_text(self.style, await self.service.credits(user, context))
+
+    # -- history, free (issue 19) ---------------------------------------------------------------
+
+    async def history(
+        self,
+        asker: UserRef,
+        whom: UserRef | None = None,
+        platform_admin: PlatformAdmin = _not_platform_admin,
+        *,
+        buttons: bool = False,
+    ) -> HistoryAnswer:
+        """The last jobs of ``whom`` (the asker when None): one's own for everyone,
+        someone else's for admins; a refusal says so. ``buttons``: the platform can put
+        Edit again / Re-roll on the answer; they go on the newest delivered results
+        still on the platform (at most ``HISTORY_BUTTON_JOBS``)."""
+        user = whom or asker
+        own = user == asker
+        is_platform_admin = False if own else await self._asks(asker, platform_admin)
+        try:
+            jobs = await self.service.job_history(
+                asker, user, limit=HISTORY_JOBS, platform_admin=is_platform_admin
+            )
+        except UserInputError as exc:
+            return HistoryAnswer(exc.user_message, refused=True)
+        chosen: tuple[str, ...] = ()
+        if buttons:
+            chosen = tuple(
+                job.id for job in jobs if job.state == JobState.SUCCEEDED and job.delivered
+            )[:HISTORY_BUTTON_JOBS]
+        text = texts.history_text(self.style, user.user, jobs, own=own, numbered=chosen)
+        return HistoryAnswer(text, chosen)
 
     # -- reading a request ---------------------------------------------------------------------
 
@@ -112,6 +168,11 @@ class Conversation:
         to attach it), so options that need one are allowed. ``model``: the model of
         the job this edit continues (Edit again), used unless the text names one."""
         try:
+            asked = parse_history(text, bot_mentions)
+            if asked is not None:
+                whom = _whom(user, asked.whom)
+                answer = await self.history(user, whom, platform_admin)
+                return Said(answer.text, mistake=answer.refused)
             admin = await self._admin_command(user, text.strip(), platform_admin)
             if admin is not None:
                 return Said(admin)
@@ -155,6 +216,8 @@ class Conversation:
             return Said(self.help())
         if word in ("credits", "balance"):
             return Said(await self.credits(user, context))
+        if word == "history":
+            return Said((await self.history(user)).text)
         try:
             inputs = self.service.pick_inputs(files)
             options = build_options(
@@ -238,7 +301,7 @@ class Conversation:
             if name == "pause":
                 paused = match["action"].lower() == "pause"
                 return await self.pause(admin, f"workspace:{space}", paused, platform_admin)
-            if name == "history":
+            if name == "ledger":
                 return await self.ledger(admin, _same_space(admin, target), platform_admin)
             return await self.top(admin, platform_admin)
         return None
@@ -337,6 +400,20 @@ class Conversation:
         if not self.service.platform_admins or self.service.is_admin(admin):
             return False
         return await platform_admin()
+
+
+_MENTIONED = re.compile(rf"^{_MENTION}$")
+
+
+def _whom(asker: UserRef, written: str | None) -> UserRef | None:
+    """Whose history ``history <written>`` asks for: a mention names someone in the
+    asker's own workspace; otherwise a full user reference (the console, the CLI)."""
+    if written is None:
+        return None
+    mention = _MENTIONED.match(written)
+    if mention is not None:
+        return _same_space(asker, mention["user"])
+    return UserRef.parse(written)
 
 
 def _same_space(admin: UserRef, user_id: str | None) -> UserRef:

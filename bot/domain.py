@@ -242,6 +242,14 @@ class Job:
     model_name: str | None = None
 
     @property
+    def delivered(self) -> Mapping[str, Any] | None:
+        """Where the result was posted, as the platform's reply said (``Reply.deliver``):
+        its ids and a ``link`` where the platform has one; None before delivery, for a
+        platform that says nothing, or once the post was deleted."""
+        where = self.output_meta.get("delivered")
+        return where if isinstance(where, Mapping) and where else None
+
+    @property
     def seed(self) -> int | None:
         """The seed that made (or will make) the image: the provider's word if it gave
         one, else the one the bot chose and sent."""
@@ -282,8 +290,13 @@ class Reply(Protocol):
     async def progress(self, job: Job, stage: str) -> None:
         """A status change worth showing (queued, editing)."""
 
-    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+    async def deliver(
+        self, result: EditResult, *, maybe_delivered: bool = False
+    ) -> Mapping[str, Any] | None:
         """Post the finished image; raising means "not delivered" and is retried.
+        Returns where the image now is, for the user's history: plain data the core
+        stores with the job (the platform's ids of the post, and ``link``, a URL
+        people can open), or None when the platform has nothing to point to.
 
         ``maybe_delivered``: an earlier attempt may have posted it already (the process
         died after posting but before recording it, or an attempt raised after the

@@ -36,6 +36,9 @@ from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.schema import jobs
 
 Clock = Callable[[], float]
+# The key of ``Job.output_meta`` (the jobs.result column) holding where the result was
+# posted: what ``Reply.deliver`` answered (a platform's ids and a ``link``).
+DELIVERED = "delivered"
 
 
 def row_to_job(row: Row[Any]) -> Job:
@@ -127,6 +130,33 @@ class JobQueue:
                 )
             )
         return int(count or 0)
+
+    async def recent_for_user(self, user: UserRef, limit: int = 10) -> list[Job]:
+        """The user's newest jobs first (``/kontext history``): one query on the
+        (user_ref, created_at) index."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(jobs)
+                .where(jobs.c.user_ref == str(user))
+                .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+                .limit(limit)
+            )
+            return [row_to_job(row) for row in rows]
+
+    @completes_when_cancelled
+    async def forget_delivery(self, job_id: str) -> None:
+        """The posted result was deleted on the platform (its Delete button): history
+        stops linking to it and offers no buttons for it. The output metadata keeps the
+        rest; nothing else of the job changes."""
+        async with self.db.transaction() as conn:
+            row = (await conn.execute(select(jobs.c.result).where(jobs.c.id == job_id))).first()
+            if row is None or not (row.result or {}).get(DELIVERED):
+                return
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(result={**row.result, DELIVERED: None}, updated_at=self.clock())
+            )
 
     # -- the runner's side ----------------------------------------------------------
 
@@ -302,11 +332,16 @@ class JobQueue:
         had already reached a terminal state (nothing happens twice)."""
         return await self._finish(job, JobState.SUCCEEDED, _charge(job), read_balance=True)
 
-    async def mark_succeeded(self, job: Job) -> bool:
+    async def mark_succeeded(self, job: Job, delivered: Mapping[str, Any] | None = None) -> bool:
         """``succeed`` without reading the balance back (the runner showed the balance it
         read when it recorded the output, and a charge does not change it): one statement
-        less per job. False when the job was already terminal."""
-        return await self._finish(job, JobState.SUCCEEDED, _charge(job)) is not None
+        less per job. ``delivered``: where the platform says the result is now (its
+        ``Reply.deliver`` answer), kept with the output metadata in the same statement
+        so that history can link to it. False when the job was already terminal."""
+        values: dict[str, Any] = {}
+        if delivered:
+            values["result"] = {**job.output_meta, DELIVERED: dict(delivered)}
+        return await self._finish(job, JobState.SUCCEEDED, _charge(job), **values) is not None
 
     async def fail(
         self,

@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -317,10 +319,13 @@ class JobPipeline:
             elapsed_seconds=max(0.0, self.queue.clock() - job.created_at),
         )
         last_error: Exception | None = None
+        delivered: Mapping[str, Any] | None = None
         for attempt in range(self.limits.delivery_attempts):
             try:
                 # A failed attempt may have reached the platform before it failed.
-                await reply.deliver(result, maybe_delivered=maybe_delivered or attempt > 0)
+                delivered = await reply.deliver(
+                    result, maybe_delivered=maybe_delivered or attempt > 0
+                )
                 break
             except KontextError as exc:
                 # The platform says the result can never be posted (e.g. a channel the bot
@@ -338,7 +343,7 @@ class JobPipeline:
             )
             await self._fail(job, reply, unposted, bound)
             return
-        charged = await self.queue.mark_succeeded(job)
+        charged = await self.queue.mark_succeeded(job, delivered)
         if charged:
             self.metrics.jobs_finished.labels(JobState.SUCCEEDED.value).inc()
             self.metrics.credits_charged.inc(job.cost)

@@ -424,6 +424,28 @@ class KontextService:
             await ledger.append(conn, user, kind, amount, now, actor=actor, note=note)
             return await ledger.balance(conn, user)
 
+    # -- a user's recent jobs (/kontext history) ----------------------------------------------
+
+    async def job_history(
+        self, asker: UserRef, user: UserRef, *, limit: int = 10, platform_admin: bool = False
+    ) -> list[Job]:
+        """The newest jobs of ``user``, free. Anyone may read their own; someone else's
+        only an admin (``credits.admins``, or a platform admin in their own workspace
+        where the operator allows it)."""
+        if user != asker:
+            try:
+                self._require_admin(asker, platform_admin, f"user:{user}")
+            except UserInputError:
+                raise UserInputError(
+                    "You can only see your own history; only the bot's admins can see "
+                    "someone else's."
+                ) from None
+        return await self.store.recent_for_user(user, limit)
+
+    async def forget_delivery(self, job_id: str) -> None:
+        """The posted result of a job was deleted on the platform."""
+        await self.store.forget_delivery(job_id)
+
     async def history(self, user: UserRef, limit: int = 20) -> list[LedgerEntry]:
         async with self.store.db.read() as conn:
             return await ledger.recent_entries(conn, user, limit)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bot.domain import Acknowledgement
+from bot.domain import Acknowledgement, Job, JobState
 from bot.errors import ErrorKind, KontextError
 from bot.ledger import LedgerEntry
 from bot.limits import Limits
@@ -56,7 +56,10 @@ class Style:
             'kontext-bot console --image cat.png "make it a watercolor"',
             'kontext-bot console --image cat.png "now make her wave" --seed 42',
         ),
-        info=('kontext-bot console "credits"   your balance',),
+        info=(
+            'kontext-bot console "credits"   your balance',
+            "kontext-bot console history [USERREF]   your last 10 edits (admins: anyone's)",
+        ),
     )
 
     def bold(self, text: str) -> str:
@@ -80,6 +83,10 @@ class Style:
     def echo(self, text: str) -> str:
         """User-provided text as it may be shown back (platforms escape mentions)."""
         return text
+
+    def link(self, url: str, label: str) -> str:
+        """A link people can open; plain text shows the address itself."""
+        return url
 
 
 class ChatStyle(Style):
@@ -262,3 +269,51 @@ def failure_message(exc: KontextError, job_id: str) -> str:
             "An operator can look the job up in the logs."
         )
     return f"{exc.user_message} {refunded}"
+
+
+# -- history (issue 19): a user's recent jobs ------------------------------------------------
+
+
+def job_model(job: Job) -> str:
+    """The model a job names in history: the name people typed (``--model NAME``) where
+    the install has named models, else the provider's model id stored with the job."""
+    return job.model_name or job.model
+
+
+def job_outcome(job: Job) -> tuple[str, str]:
+    """What became of a job and what it cost, in words."""
+    if job.state == JobState.SUCCEEDED:
+        return "delivered", f"{job.cost} credits"
+    if job.state in (JobState.FAILED, JobState.CANCELED):
+        why = f": {job.error_kind.replace('_', ' ')}" if job.error_kind else ""
+        return f"{job.state.value}{why}", "refunded"
+    return "in progress", f"{job.cost} reserved"
+
+
+def history_text(
+    style: Style, user_id: str, jobs: Sequence[Job], *, own: bool, numbered: Sequence[str] = ()
+) -> str:
+    """One line per job, newest first: when, the prompt (shortened), model, seed, outcome,
+    cost, and a link to the posted result where the platform gave one. ``numbered``: the
+    ids of the jobs that carry buttons, marked 1, 2, ... as the buttons are."""
+    whose = "Your" if own else f"{style.user(user_id)}'s"
+    if not jobs:
+        return "You have no edits yet." if own else f"{style.user(user_id)} has no edits yet."
+    lines = [f"{whose} last {len(jobs)} edit{'s' if len(jobs) != 1 else ''}:"]
+    for job in jobs:
+        outcome, cost = job_outcome(job)
+        mark = f"{style.bold(f'#{numbered.index(job.id) + 1}')} " if job.id in numbered else ""
+        when = style.when(datetime.fromtimestamp(job.created_at, UTC))
+        parts = [
+            f"{mark}{when}",
+            style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
+            job_model(job),
+            f"seed {job.seed if job.seed is not None else 'unknown'}",
+            outcome,
+            cost,
+        ]
+        where = job.delivered
+        if where and where.get("link"):
+            parts.append(style.link(str(where["link"]), "result"))
+        lines.append(" · ".join(parts))
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from adapters.console.main import console_user
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 from tests.support import (
     HANG_GUARD_SECONDS,
@@ -234,3 +235,43 @@ async def test_console_model_max_charges_max_and_sends_the_max_id(
     helped = await run(["console", "--config", str(config), "help"], env, tmp_path)
     assert "--model NAME" in helped.stdout
     assert "Models: pro (120 credits, default), max (240 credits)." in helped.stdout
+# -- kontext-bot console history (issue 19) -------------------------------------------------------
+
+
+async def test_console_history_shows_own_jobs_free_and_others_only_to_admins(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    env = environment(tmp_path, fake)
+    empty = await run(["console", "history"], env, tmp_path)
+    assert (empty.code, empty.stdout.strip()) == (0, "You have no edits yet."), empty.stderr
+
+    image = cat_png(tmp_path / "cat.png")
+    out = tmp_path / "result.png"
+    edited = await run(
+        ["console", "--image", str(image), "--out", str(out), "make it a watercolor"], env, tmp_path
+    )
+    assert edited.code == 0, edited.stderr
+    before = await balance(tmp_path, fake)
+    shown = await run(["console", "history"], env, tmp_path)
+    assert shown.code == 0, shown.stderr
+    header, line = shown.stdout.strip().splitlines()
+    assert header == "Your last 1 edit:"
+    seed = fake.creates[0].input["seed"] if fake.creates[0].input else None
+    for part in ("make it a watercolor", f"seed {seed}", "delivered", "120 credits", str(out)):
+        assert part in line, (part, line)
+    assert "UTC" in line and "black-forest-labs/flux-kontext-pro" in line
+    assert await balance(tmp_path, fake) == before, "history is free"
+
+    refused = await run(["console", "history", "slack:T1:U1"], env, tmp_path)
+    assert refused.code == 1
+    assert "only see your own history" in refused.stderr and refused.stdout == ""
+    bad = await run(["console", "history", "slack:T1:U1!"], env, tmp_path)
+    assert bad.code == 1 and "not a valid user id" in bad.stderr
+
+    me = str(console_user())
+    admin = environment(tmp_path, fake, KONTEXT_CREDITS__ADMINS=f'["{me}"]')
+    other = await run(["console", "history", "slack:T1:U1"], admin, tmp_path)
+    assert (other.code, other.stdout.strip()) == (0, "U1 has no edits yet."), other.stderr
+    mine = await run(["console", "history", me], admin, tmp_path)
+    assert "make it a watercolor" in mine.stdout
+    assert len(fake.creates) == 1, "nothing was submitted by asking"

@@ -81,7 +81,9 @@ async def test_each_platforms_help_names_only_its_own_commands(
     discord_help = Conversation(svc, DiscordStyle()).help()
     slack_help = Conversation(svc, SlackStyle()).help()
     assert "/kontext-credits" in discord_help and "/kontext-admin" in discord_help
-    for slack_only in ("/kontext credits", "/kontext help", "/kontext grant"):
+    assert "/kontext-history" in discord_help
+    assert "kontext-bot console history" in Conversation(svc, Style()).help()
+    for slack_only in ("/kontext credits", "/kontext help", "/kontext grant", "/kontext history"):
         assert slack_only not in discord_help
         assert slack_only in slack_help
     assert "/kontext-" not in slack_help
@@ -96,6 +98,8 @@ async def test_a_slash_prompt_of_help_or_credits_answers_free(
     assert isinstance(credits, Said) and "**1200 credits**" in credits.text
     helped = await talk.read_options(ALICE, "help")
     assert isinstance(helped, Said) and "/kontext-credits" in helped.text
+    history = await talk.read_options(ALICE, "History")
+    assert isinstance(history, Said) and history.text == "You have no edits yet."
     edit = await talk.read_options(ALICE, "credits card on a table")
     assert isinstance(edit, Edit) and edit.prompt == "credits card on a table"
     async with db.read() as conn:
@@ -155,3 +159,111 @@ def test_slack_escapes_control_characters_in_echoed_text() -> None:
     echoed = SlackStyle().echo(prompt)
     assert "<" not in echoed and ">" not in echoed.replace("&gt;", "")
     assert echoed == ("make it &lt;!channel&gt; &amp; &lt;@U999&gt; &lt;!subteam^S1&gt; &gt; blue")
+
+
+# -- history (issue 19) --------------------------------------------------------------------------
+
+
+async def _queue(talk: Conversation, clock: FakeClock, user: UserRef, prompt: str) -> str:
+    clock.advance(60)
+    submitted = await talk.submit(
+        EditRequest(
+            user=user,
+            prompt=prompt,
+            options=EditOptions(seed=7),
+            attachments=(),
+            reply_target={},
+            idempotency_key=f"test:{user}:{prompt}",
+        )
+    )
+    assert submitted.accepted and submitted.job_id, submitted.text
+    return submitted.job_id
+
+
+async def test_history_is_the_ten_newest_own_jobs_with_outcome_cost_and_link(
+    db: Database, clock: FakeClock
+) -> None:
+    core = service(db, clock)
+    talk = Conversation(core, DiscordStyle())
+    await core.grant(ALICE, 1200, actor="test")
+    ids = [await _queue(talk, clock, ALICE, f"edit number {n}") for n in range(12)]
+    await _queue(talk, clock, OWNER, "the owner's edit")
+    store = core.store
+    for n, job_id in enumerate(ids):
+        job = await store.get(job_id)
+        assert job is not None
+        if n == 10:
+            await store.fail(job, error_kind="provider_unavailable", message="down")
+        elif n != 11:  # the newest stays queued
+            await store.mark_succeeded(job, {"link": f"https://example.test/{n}"})
+    balance = (await core.credits(ALICE)).balance
+
+    answer = await talk.history(ALICE, buttons=True)
+    lines = answer.text.splitlines()
+    assert lines[0] == "Your last 10 edits:"
+    assert [line.split("`")[1] for line in lines[1:]] == [
+        f"edit number {n}" for n in range(11, 1, -1)
+    ]
+    assert "in progress" in lines[1] and "120 reserved" in lines[1]
+    assert "failed: provider unavailable" in lines[2] and "refunded" in lines[2]
+    assert "delivered" in lines[3] and "120 credits" in lines[3] and "seed 7" in lines[3]
+    assert "[result](https://example.test/9)" in lines[3] and "· m ·" in lines[3]
+    assert "the owner's edit" not in answer.text
+    # Buttons for the five newest delivered results, numbered as the lines are.
+    assert answer.buttons == tuple(ids[n] for n in (9, 8, 7, 6, 5))
+    assert lines[3].startswith("**#1** <t:") and lines[7].startswith("**#5** <t:")
+    assert "#" not in lines[8].split("`")[0]
+    assert (await core.credits(ALICE)).balance == balance, "free"
+
+    # Read as a typed request too, on every platform's grammar.
+    said = await talk.read(ALICE, "/kontext history")
+    assert isinstance(said, Said) and not said.mistake and said.text.startswith("Your last 10")
+
+
+async def test_history_of_someone_else_only_for_admins(db: Database, clock: FakeClock) -> None:
+    core = service(db, clock)
+    talk = Conversation(core, SlackStyle())
+    await _queue(talk, clock, ALICE, "alice's edit")
+    refused = await talk.read(ALICE, "history <@U0|owner>")
+    assert isinstance(refused, Said) and refused.mistake
+    assert refused.text == (
+        "You can only see your own history; only the bot's admins can see someone else's."
+    )
+    seen = await talk.read(OWNER, "history <@U1|alice>")
+    assert isinstance(seen, Said) and "alice's edit" in seen.text
+    assert seen.text.startswith("<@U1>'s last 1 edit:")
+    by_ref = await Conversation(core, Style()).read(OWNER, "history slack:T1:U1")
+    assert isinstance(by_ref, Said) and by_ref.text.startswith("U1's last 1 edit:")
+    bad = await talk.read(OWNER, "history slack:T1:U1!")
+    assert isinstance(bad, Said) and bad.mistake and "not a valid user id" in bad.text
+    empty = await talk.read(OWNER, "history")
+    assert isinstance(empty, Said) and empty.text == "You have no edits yet."
+
+
+async def test_history_reads_one_user_through_the_user_index(
+    db: Database, clock: FakeClock
+) -> None:
+    """The query is answered from the (user_ref, created_at) index, newest first, not by
+    scanning and sorting every job (SQLite's plan; PostgreSQL picks by statistics)."""
+    if db.engine.dialect.name != "sqlite":
+        return
+    from sqlalchemy import text
+
+    async with db.read() as conn:
+        plan = await conn.execute(
+            text(
+                "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE user_ref = 'slack:T1:U1' "
+                "ORDER BY created_at DESC, id DESC LIMIT 10"
+            )
+        )
+        details = " ".join(str(row[-1]) for row in plan)
+    assert "ix_jobs_user_ref_created_at" in details, details
+
+
+async def test_a_prompt_that_starts_with_history_is_still_an_edit(
+    db: Database, clock: FakeClock
+) -> None:
+    talk = Conversation(service(db, clock), SlackStyle())
+    for prompt in ("history painting style", "history museum", "historyless"):
+        edit = await talk.read(ALICE, prompt)
+        assert isinstance(edit, Edit) and edit.prompt == prompt, prompt

@@ -159,6 +159,7 @@ async def test_login_identifies_and_syncs_commands_to_the_guild(bot: Bot) -> Non
     assert names == {
         "kontext",
         "kontext-credits",
+        "kontext-history",
         "kontext-help",
         "kontext-admin",
         "Edit with Kontext",
@@ -487,6 +488,14 @@ async def test_restart_with_a_job_in_flight_then_a_button_clicked_after_it(
             assert [c["type"] for c in reroll.callbacks] == [5]
             assert len(fake.creates) == 2
             assert await bot.balance(ALICE) == 1080
+            # The resumed delivery recorded where the result is (issue 19).
+            key = f"discord:{GUILD_ID}:interaction:{asked.id}"
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                while (job := await core.store.by_idempotency_key(key)) is None or (
+                    not job.state.terminal
+                ):
+                    await asyncio.sleep(0.02)
+            assert job.delivered is not None and job.delivered["message"] == result["id"]
 
         finally:
             await adapter.stop()
@@ -511,6 +520,15 @@ async def test_a_job_that_outlives_the_interaction_token_is_posted_in_the_channe
     posted = bot.discord.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
     assert len(posted) == 1 and posted[0].files, "a channel message with the file"
     assert await bot.balance() == 1080, "delivered, so charged once"
+    # History links to the message the result ended up in (issue 19).
+    key = f"discord:{GUILD_ID}:interaction:{asked.id}"
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while (
+            job := await bot.core.store.by_idempotency_key(key)
+        ) is None or not job.state.terminal:
+            await asyncio.sleep(0.02)
+    assert job.delivered is not None and job.delivered["link"] == _jump(result)
+    assert job.delivered["image"]["name"] == result["attachments"][0]["filename"]
 
 
 async def test_progress_edits_are_throttled_and_rate_limits_are_survived(bot: Bot) -> None:
@@ -795,8 +813,14 @@ async def test_help_names_only_discord_commands(bot: Bot) -> None:
     helped = await bot.discord.slash_command("kontext-help", user_id=ALICE)
     await bot.until(lambda: helped.callbacks)
     text = helped.callbacks[0]["data"]["content"]
-    assert "/kontext-credits" in text and "/kontext-admin" in text
-    for slack_syntax in ("/kontext credits", "/kontext help", "/kontext grant", "--model"):
+    assert "/kontext-credits" in text and "/kontext-admin" in text and "/kontext-history" in text
+    for slack_syntax in (
+        "/kontext credits",
+        "/kontext help",
+        "/kontext grant",
+        "/kontext history",
+        "--model",
+    ):
         assert slack_syntax not in text
 
 
@@ -1018,3 +1042,131 @@ async def test_a_server_admin_allows_a_restricted_model_for_a_member(models_bot:
     )
     await bot.until(lambda: removed.callbacks)
     assert "No restricted models are allowed" in removed.callbacks[0]["data"]["content"]
+# -- /kontext-history (issue 19) -----------------------------------------------------------------
+
+
+async def _edit(bot: Bot, prompt: str, user: str = ALICE) -> dict[str, Any]:
+    """One /kontext with an image, to its posted result and its job's end (the delivery
+    is recorded just after the post)."""
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": prompt}, user_id=user, attachment=image
+    )
+    key = f"discord:{GUILD_ID}:interaction:{asked.id}"
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while (
+            job := await bot.core.store.by_idempotency_key(key)
+        ) is None or not job.state.terminal:
+            await asyncio.sleep(0.02)
+    assert job.state.value == "succeeded", job.error_message
+    return bot.discord.message(CHANNEL_ID, str(asked.original_id))
+
+
+async def _history(bot: Bot, asker: str, **options: Any) -> tuple[Interaction, dict[str, Any]]:
+    """The answer, its text put back together: the first line is the content, the list
+    is the embed's description."""
+    asked = await bot.discord.slash_command("kontext-history", options or None, user_id=asker)
+    await bot.until(lambda: asked.callbacks)
+    message = bot.discord.message(CHANNEL_ID, str(asked.original_id))
+    text = "\n".join([message["content"], *(e["description"] for e in message["embeds"])])
+    return asked, {**message, "content": text}
+
+
+def _labels(message: dict[str, Any]) -> list[list[str]]:
+    return [[c["label"] for c in row["components"]] for row in message["components"]]
+
+
+def _jump(message: dict[str, Any]) -> str:
+    return f"https://discord.com/channels/{GUILD_ID}/{message['channel_id']}/{message['id']}"
+
+
+async def test_history_lists_own_jobs_with_links_and_its_buttons_work(bot: Bot) -> None:
+    older = await _edit(bot, "make it a watercolor")
+    newer = await _edit(bot, "add a hat")
+    await _edit(bot, "bob's own edit", user=BOB)
+    balance = await bot.balance()
+
+    asked, answer = await _history(bot, ALICE)
+    (callback,) = asked.callbacks
+    assert callback["type"] == 4 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    text = answer["content"]
+    assert text.startswith("Your last 2 edits:")
+    lines = text.splitlines()[1:]
+    assert "add a hat" in lines[0] and "make it a watercolor" in lines[1], "newest first"
+    assert "bob's own edit" not in text
+    assert f"[result]({_jump(newer)})" in lines[0] and f"[result]({_jump(older)})" in lines[1]
+    jobs = await bot.core.store.recent_for_user(UserRef("discord", GUILD_ID, ALICE))
+    for line, job in zip(lines, jobs, strict=True):
+        assert f"seed {job.seed}" in line and "delivered" in line and "120 credits" in line
+        assert job.model in line
+    assert _labels(answer) == [["Re-roll #1", "Edit again #1"], ["Re-roll #2", "Edit again #2"]]
+    assert await bot.balance() == balance, "history is free"
+
+    # Re-roll from the history answer: a new job of the newest prompt, public result.
+    reroll = await bot.discord.click(answer, "Re-roll #1", user_id=ALICE)
+    await bot.until(lambda: len(bot.provider.creates) == 4)
+    await bot.until(lambda: any(m["id"] == reroll.original_id for m in bot.result_messages()))
+    assert bot.provider.creates[3].input is not None
+    assert bot.provider.creates[3].input["prompt"] == "add a hat"
+
+    # Edit again from the history answer: the older result is the next input.
+    again = await bot.discord.click(answer, "Edit again #2", user_id=ALICE)
+    await bot.until(lambda: again.modal)
+    submitted = await bot.discord.submit_modal(again, {"prompt": "now in winter"}, user_id=ALICE)
+    await bot.until(lambda: any(m["id"] == submitted.original_id for m in bot.result_messages()))
+    posted = bot.discord.attachment_bytes(older["attachments"][0])
+    assert bot.provider.creates[4].file_bytes == posted, "the older result was the input"
+    assert await bot.balance() == balance - 2 * 120
+
+
+async def test_history_of_someone_else_is_for_admins_only(bot: Bot) -> None:
+    await _edit(bot, "bob's watercolor", user=BOB)
+    refused, answer = await _history(bot, ALICE, user=BOB)
+    assert "only see your own history" in answer["content"]
+    assert "watercolor" not in answer["content"] and answer["components"] == []
+    assert refused.callbacks[0]["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+
+    _, seen = await _history(bot, MOD, user=BOB)  # Manage Server, platform_admins on
+    assert seen["content"].startswith(f"<@{BOB}>'s last 1 edit:")
+    assert "bob's watercolor" in seen["content"]
+    assert bot.discord.pingable(bot.discord.message_log[-1]) == set(), "Bob is not pinged"
+
+
+async def test_empty_history_and_a_deleted_result_loses_its_link_and_buttons(bot: Bot) -> None:
+    _, empty = await _history(bot, ALICE)
+    assert empty["content"] == "You have no edits yet." and empty["components"] == []
+
+    result = await _edit(bot, "make it a watercolor")
+    deleted = await bot.discord.click(result, "Delete", user_id=ALICE)
+    await bot.until(lambda: deleted.callbacks)
+    await bot.until(
+        lambda: result["id"] not in {m["id"] for m in bot.discord.channel_messages(CHANNEL_ID)}
+    )
+    alice = UserRef("discord", GUILD_ID, ALICE)
+    async with asyncio.timeout(HANG_GUARD_SECONDS):  # the delete is recorded after Discord's
+        while (await bot.core.store.recent_for_user(alice))[0].delivered is not None:
+            await asyncio.sleep(0.02)
+    _, answer = await _history(bot, ALICE)
+    assert "make it a watercolor" in answer["content"] and "delivered" in answer["content"]
+    assert "[result]" not in answer["content"] and answer["components"] == []
+
+
+async def test_ten_jobs_fit_and_buttons_stay_within_discords_five_rows(bot: Bot) -> None:
+    for n in range(10):
+        await _edit(bot, f"edit number {n} " + "with a long prompt " * 5)
+    _, answer = await _history(bot, ALICE)
+    assert len(answer["content"]) > 2000, "only an embed holds ten lines with their links"
+    assert answer["content"].count("[result](https://discord.com/channels/") == 10
+    assert len(answer["components"]) == 5
+    assert _labels(answer)[0] == ["Re-roll #1", "Edit again #1"]
+    assert "edit number 9" in answer["content"].splitlines()[1]
+    assert len(answer["content"].splitlines()) == 11, "all 10 jobs listed, 5 with buttons"
+    # "/kontext prompt:history" is answered the same (privately, free), in an embed too.
+    creates = len(bot.provider.creates)
+    typed = await bot.discord.slash_command("kontext", {"prompt": "history"}, user_id=ALICE)
+    await bot.until(lambda: typed.callbacks)
+    (callback,) = typed.callbacks
+    assert callback["type"] == 4 and callback["data"]["flags"] & MESSAGE_FLAG_EPHEMERAL
+    (embed,) = callback["data"]["embeds"]
+    assert embed["description"].count("[result](https://discord.com/channels/") == 10
+    assert len(bot.provider.creates) == creates

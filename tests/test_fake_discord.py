@@ -423,3 +423,47 @@ async def test_discord_py_followup_after_a_public_defer_is_public(
         await client.close()
         await asyncio.wait_for(runner, 15)
         discord_py.http.Route.BASE = base
+
+
+def _rows(rows: int, per_row: int, *, same_ids: bool = False) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": 1,
+            "components": [
+                {
+                    "type": 2,
+                    "style": 1,
+                    "label": f"b{r}.{b}",
+                    "custom_id": "same" if same_ids else f"id:{r}:{b}",
+                }
+                for b in range(per_row)
+            ],
+        }
+        for r in range(rows)
+    ]
+
+
+async def test_messages_hold_2000_characters_and_5_rows_of_5_buttons_with_unique_ids(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    create = f"/channels/{CHANNEL_ID}/messages"
+    fits = await http.post(create, json={"content": "ok", "components": _rows(5, 5)}, headers=BOT)
+    assert fits.status_code == 200
+    for rows in (_rows(6, 1), _rows(1, 6), _rows(2, 1, same_ids=True)):
+        answer = await http.post(create, json={"content": "x", "components": rows}, headers=BOT)
+        assert refused(answer, 400, 50035)
+    # The same rules hold for an interaction's response and its edits.
+    it = await discord.slash_command("kontext", {"prompt": "x"}, user_id=ALICE)
+    callback = f"/interactions/{it.id}/{it.token}/callback"
+    too_many = {"type": 4, "data": {"content": "x", "components": _rows(6, 2), "flags": 64}}
+    assert refused(await http.post(callback, json=too_many), 400, 50035)
+    assert it.callbacks == []
+    too_long = await http.post(create, json={"content": "x" * 2001}, headers=BOT)
+    assert refused(too_long, 400, 50035)
+    embed = {"content": "x" * 2000, "embeds": [{"description": "y" * 4096}]}
+    assert (await http.post(create, json=embed, headers=BOT)).status_code == 200
+    embed["embeds"] = [{"description": "y" * 4097}]
+    assert refused(await http.post(create, json=embed, headers=BOT), 400, 50035)
+    path = fits.json()["id"]
+    edit = await http.patch(f"{create}/{path}", json={"components": _rows(6, 1)}, headers=BOT)
+    assert refused(edit, 400, 50035)

@@ -574,8 +574,9 @@ async def test_admin_commands_pause_allowance_and_workspace_admins(bot: Bot) -> 
     assert "*5000 credits*" in (await bot.command("credits")).text
     top = await bot.command("top", user=ADMIN)
     assert top.text.startswith("Top spenders this period")
-    history = await bot.command(f"history <@{USER}>", user=ADMIN)
-    assert "grant +5000" in history.text
+    # A user's credit entries: "ledger" (since "history" lists edits, issue 19).
+    ledger = await bot.command(f"ledger <@{USER}>", user=ADMIN)
+    assert "grant +5000" in ledger.text
 
 
 async def test_a_mention_with_only_a_text_file_is_refused_by_name_and_costs_nothing(
@@ -838,3 +839,68 @@ async def test_a_restricted_model_is_refused_outside_its_channel(models_bot: Bot
     assert upload.channel == "C0VIP"
     assert bot.provider.creates[0].model == MAX_ID
     assert await balance(bot) == 900
+# -- /kontext history (issue 19) -----------------------------------------------------------------
+
+
+async def edit_as(bot: Bot, user: str, prompt: str) -> None:
+    """One /kontext through the form, with an image, to its upload."""
+    before = len([u for u in bot.slack.uploads.values() if u.channel])
+    opened = len(bot.slack.views)
+    await bot.command("", user=user)
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while len(bot.slack.views) == opened:
+            await asyncio.sleep(0.01)
+    view = list(bot.slack.views.values())[-1]
+    values = {
+        "prompt": {"text": {"value": prompt}},
+        "image": {"file": {"files": [bot.slack.add_file("cat.png", png())]}},
+    }
+    await bot.interact(bot.slack.view_submission(view["id"], user=user, values=values))
+    await bot.uploaded(before + 1)
+
+
+async def test_history_lists_own_jobs_newest_first_with_permalinks_and_is_free(bot: Bot) -> None:
+    await edit_as(bot, USER, "make it a watercolor")
+    await edit_as(bot, USER, "add a <!channel> hat")
+    await edit_as(bot, ADMIN, "the admin's own edit")
+    alice = UserRef("slack", TEAM_ID, USER)
+    async with asyncio.timeout(HANG_GUARD_SECONDS):  # charged once the runner records it
+        while any(
+            j.state.value != "succeeded" for j in await bot.core.store.recent_for_user(alice)
+        ):
+            await asyncio.sleep(0.02)
+    before = await balance(bot)
+
+    answer = await bot.command("history")
+    lines = answer.text.splitlines()
+    assert lines[0] == "Your last 2 edits:"
+    assert "add a &lt;!channel&gt; hat" in lines[1], "newest first, escaped: no ping"
+    assert "make it a watercolor" in lines[2]
+    assert "the admin's own edit" not in answer.text
+    jobs = await bot.core.store.recent_for_user(alice)
+    shares = [m for m in bot.slack.messages_in(CHANNEL) if m.get("subtype") == "file_share"]
+    for line, job in zip(lines[1:], jobs, strict=True):
+        where = job.delivered
+        assert where is not None and where["channel"] == CHANNEL
+        (share,) = [m for m in shares if m["files"][0]["id"] == where["file"]]
+        assert where["ts"] == share["ts"], "the upload message's ts"
+        assert f"<{share['files'][0]['permalink']}|result>" in line
+        assert f"seed {job.seed}" in line and "delivered" in line and "120 credits" in line
+        assert "<!date^" in line and job.model in line
+    assert await balance(bot) == before, "history is free"
+    assert bot.provider.received and len(bot.provider.creates) == 3
+
+
+async def test_history_of_someone_else_is_for_admins_and_the_ledger_moved(bot: Bot) -> None:
+    empty = await bot.command("history")
+    assert empty.text == "You have no edits yet."
+    await edit_as(bot, USER, "make it a watercolor")
+    refused = await bot.command(f"history <@{ADMIN}|boss>")
+    assert "only see your own history" in refused.text
+    seen = await bot.command(f"history <@{USER}|alice>", user=ADMIN)
+    assert seen.text.startswith(f"<@{USER}>'s last 1 edit:")
+    assert "make it a watercolor" in seen.text
+    ledger = await bot.command(f"ledger <@{USER}|alice>", user=ADMIN)
+    assert ledger.text.startswith(f"Recent credits of <@{USER}>:")
+    helped = await bot.command("help")
+    assert "/kontext history" in helped.text and "/kontext-history" not in helped.text

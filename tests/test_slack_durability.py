@@ -292,3 +292,10 @@ async def test_a_kill_at_any_stage_ends_delivered_once_and_charged_once(
         # The status message was found by its metadata and finished, not posted anew.
         (status,) = world.status_messages(job_id)
         assert "Done" in status["text"]
+    # History links to the one upload, also when the restarted bot found it instead of
+    # posting (issue 19): the file, its message's ts, its permalink.
+    ((result,),) = world.query("SELECT result FROM jobs")
+    delivered = json.loads(result)["delivered"]
+    assert delivered["file"] == upload["files"][0]["id"]
+    assert delivered["ts"] == upload["ts"]
+    assert delivered["link"] == upload["files"][0]["permalink"]

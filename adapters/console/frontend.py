@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.domain import Attachment, AttachmentSource, EditResult, Job
 from bot.errors import UserInputError
@@ -41,7 +41,9 @@ class ConsoleReply:
     async def progress(self, job: Job, stage: str) -> None:
         self._say(job, stage)
 
-    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+    async def deliver(
+        self, result: EditResult, *, maybe_delivered: bool = False
+    ) -> dict[str, Any] | None:
         # Writing the file again is harmless (atomic, same bytes): nothing to look for.
         await asyncio.to_thread(_write_file, self.out_path, result.image)
         job = result.job
@@ -51,6 +53,8 @@ class ConsoleReply:
             f"done in {result.elapsed_seconds:.1f} s: {result.width}x{result.height} "
             f"({details}) written to {self.out_path}",
         )
+        # History points at the file (the console's "link").
+        return {"link": str(self.out_path)}
 
     async def fail(self, job: Job, message: str) -> None:
         self._say(job, f"failed: {message}")

@@ -30,7 +30,7 @@ from adapters.discord.components import DYNAMIC_ITEMS, PromptModal
 from adapters.discord.people import PLATFORM, request_context, user_ref
 from adapters.discord.reply import NO_PINGS, DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
-from adapters.discord.style import DiscordStyle
+from adapters.discord.style import DiscordStyle, long_text
 from bot.commands import starts_with_trigger
 from bot.config import DiscordConfig
 from bot.conversation import Conversation, Edit, Said
@@ -299,7 +299,7 @@ class DiscordAdapter:
         """What the conversation layer made of an interaction: an answer, privately, or
         an edit to check, reserve and queue."""
         if isinstance(outcome, Said):
-            await interaction.response.send_message(outcome.text, ephemeral=True)
+            await interaction.response.send_message(**long_text(outcome.text), ephemeral=True)
             return
         await self.edit_from_interaction(
             interaction, prompt=outcome.prompt, options=outcome.options, sources=outcome.inputs
@@ -329,8 +329,12 @@ class DiscordAdapter:
         )
 
     async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        """Multi-turn editing: the result becomes the input of the next edit."""
+        """Multi-turn editing: the result becomes the input of the next edit. From a
+        history answer (no image on the message the button is on) the input is the
+        result where it was posted, as its delivery recorded it."""
         source = attachments.first_image(interaction.message) if interaction.message else None
+        if source is None:
+            source = await self._delivered_image(job_id)
         if source is None:
             await interaction.response.send_message(
                 "That result's image is gone, so there is nothing to edit.", ephemeral=True
@@ -342,6 +346,12 @@ class DiscordAdapter:
         await interaction.response.send_modal(
             self.prompt_modal("Edit again", [source], model=model)
         )
+
+    async def _delivered_image(self, job_id: str) -> AttachmentSource | None:
+        job = await self.service.job(job_id)
+        where = job.delivered if job is not None else None
+        image = where.get("image") if where else None
+        return AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Through the button's own interaction (a deferred update, then DELETE
@@ -368,6 +378,9 @@ class DiscordAdapter:
             await interaction.followup.send(
                 f"I couldn't delete that image ({why}).", ephemeral=True, allowed_mentions=NO_PINGS
             )
+            return
+        # History no longer links to it nor offers its buttons.
+        await self.service.forget_delivery(job_id)
 
     def prompt_modal(
         self, title: str, sources: Sequence[AttachmentSource], *, model: str | None = None
@@ -417,9 +430,11 @@ class DiscordAdapter:
         if isinstance(outcome, Said):
             # Not ephemeral (messages cannot be): a mistake is tidied away after a minute.
             if outcome.mistake:
-                await message.reply(outcome.text, mention_author=False, delete_after=60)
+                await message.reply(
+                    **long_text(outcome.text), mention_author=False, delete_after=60
+                )
             else:
-                await message.reply(outcome.text, mention_author=False)
+                await message.reply(**long_text(outcome.text), mention_author=False)
             return
         request = EditRequest(
             user=user,

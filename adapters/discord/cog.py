@@ -1,4 +1,4 @@
-"""The app commands: ``/kontext``, ``/kontext-credits``, ``/kontext-help``,
+"""The app commands: ``/kontext``, ``/kontext-credits``, ``/kontext-history``, ``/kontext-help``,
 ``/kontext-admin ...`` and the "Edit with Kontext" message menu, plus the art-channel
 listener. Discord forbids a command that both runs and has subcommands, so credits,
 help and admin are commands of their own. Each handler maps its options onto the
@@ -16,7 +16,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from adapters.discord import attachments
+from adapters.discord.components import history_view
 from adapters.discord.people import user_ref
+from adapters.discord.style import long_text
 from bot.conversation import Said
 from bot.domain import ASPECT_RATIOS, SEED_MAX
 from bot.errors import UserInputError
@@ -124,6 +126,29 @@ class KontextCog(commands.Cog):
             adapter.user_of(interaction), adapter.context_of(interaction)
         )
         await interaction.response.send_message(text, ephemeral=True)
+
+    # -- /kontext-history (issue 19) -------------------------------------------------------------
+
+    @app_commands.command(name="kontext-history", description="Your last 10 edits")
+    @app_commands.describe(user="Admins: someone else's edits")
+    async def job_history(
+        self, interaction: discord.Interaction[Any], user: discord.User | None = None
+    ) -> None:
+        adapter = self.adapter
+        asker = adapter.user_of(interaction)
+        whom = user_ref(interaction.guild_id, user.id) if user is not None else None
+        answer = await adapter.conversation.history(
+            asker, whom, adapter.platform_admin(interaction), buttons=True
+        )
+        # Ten lines with jump URLs outgrow a message's 2,000 characters (long_text).
+        await interaction.response.send_message(
+            **long_text(answer.text),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+            view=history_view(answer.buttons),
+        )
+
+    # ---------------------------------------------------------------------------------------------
 
     @app_commands.command(name="kontext-help", description="How to use the Kontext bot")
     async def help(self, interaction: discord.Interaction[Any]) -> None:

@@ -90,6 +90,21 @@ def result_view(job_id: str) -> discord.ui.View:
     return view
 
 
+def history_view(job_ids: Sequence[str]) -> discord.ui.View:
+    """A history answer's buttons: the same Re-roll and Edit again (same custom ids, so
+    the same handlers, after restarts too) for each listed job, one action row per job,
+    numbered as the history text marks the job. Discord allows 5 action rows of 5
+    buttons per message (https://discord.com/developers/docs/components/reference
+    #action-row): the conversation layer lists at most 5 jobs."""
+    view = discord.ui.View(timeout=None)  # empty: a message without components
+    for row, job_id in enumerate(job_ids[:5]):
+        for button in (RerollButton(job_id), EditAgainButton(job_id)):
+            button.item.label = f"{button.label} #{row + 1}"
+            button.item.row = row
+            view.add_item(button)
+    return view
+
+
 class PromptModal(discord.ui.Modal):
     """Asks what to change; the caller decides what the input image is."""
 

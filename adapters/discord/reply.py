@@ -27,6 +27,7 @@ from typing import Any, cast
 import discord
 import structlog
 
+from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import result_view
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryImpossible
@@ -92,6 +93,7 @@ class DiscordReply:
         self._ack = ack
         self._pending: str | None = None
         self._flush: asyncio.Task[None] | None = None
+        self._edited: discord.Message | None = None  # what the last status edit made
 
     @property
     def _message_key(self) -> str:
@@ -131,9 +133,23 @@ class DiscordReply:
         text = _STAGES.get(stage, stage.capitalize())
         await self._status(f"{text}… `{short(job.prompt, 150)}`")
 
-    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
+    async def deliver(
+        self, result: EditResult, *, maybe_delivered: bool = False
+    ) -> dict[str, Any] | None:
         # Editing the status message again is idempotent; ``maybe_delivered`` is not
         # looked at (the fallback to a new channel message can still repeat).
+        posted = await self._post_result(result)
+        if posted is None:
+            return None
+        # Bookkeeping only: the image is posted, so nothing here may fail the delivery.
+        try:
+            return delivered_at(posted, result.job, self.target.get("channel"))
+        except Exception as exc:
+            log.warning("could not record where the result is", error=repr(exc))
+            return None
+
+    async def _post_result(self, result: EditResult) -> discord.Message | None:
+        """Post the result; the message it is now on (None: Discord did not say)."""
         await self._ready()
         self._cancel_pending()
         job = result.job
@@ -159,13 +175,14 @@ class DiscordReply:
         if self._token_alive() and await self._status_is_private():
             # The status message is the requester's alone: the result is public, so it
             # is a new follow-up, and the private status is tidied away.
-            await self._interaction().followup.send(**post, file=file(), wait=True)
+            message = await self._interaction().followup.send(**post, file=file(), wait=True)
             await self._quietly(self._interaction().delete_original_response())
-            return
+            return message
+        self._edited = None
         if await self._edit_status(attachments=[file()], raise_other=True, **post):
-            return
+            return self._edited
         # The token expired or the status message is gone: a new message, same channel.
-        await self._post_in_channel(file=file(), **post)
+        return await self._post_in_channel(file=file(), **post)
 
     async def fail(self, job: Job, message: str) -> None:
         await self._ready()
@@ -276,12 +293,12 @@ class DiscordReply:
                     return False
                 interaction = self._interaction()
                 if message == ORIGINAL:
-                    await interaction.edit_original_response(**fields)
+                    self._edited = await interaction.edit_original_response(**fields)
                 else:
-                    await interaction.followup.edit_message(int(message), **fields)
+                    self._edited = await interaction.followup.edit_message(int(message), **fields)
             else:
                 channel = self.client.get_partial_messageable(int(self.target["channel"]))
-                await channel.get_partial_message(int(message)).edit(**fields)
+                self._edited = await channel.get_partial_message(int(message)).edit(**fields)
         except discord.HTTPException as exc:
             if exc.status in (*_GONE, 403):
                 return False
@@ -303,7 +320,7 @@ class DiscordReply:
         except discord.NotFound:
             pass
 
-    async def _post_in_channel(self, **fields: Any) -> None:
+    async def _post_in_channel(self, **fields: Any) -> discord.Message:
         """A new message with the bot token, as a reply to the art-channel request when
         there is one; a channel the bot cannot see ends the delivery for good."""
         channel = self.client.get_partial_messageable(int(self.target["channel"]))
@@ -315,7 +332,7 @@ class DiscordReply:
                 fail_if_not_exists=False,
             )
         try:
-            await channel.send(**fields)
+            return await channel.send(**fields)
         except discord.Forbidden as exc:
             raise ChannelUnreachable(
                 f"I can't post in <#{self.target['channel']}>: I don't have access to that "
@@ -364,3 +381,31 @@ def result_embed(result: EditResult, filename: str) -> discord.Embed:
         "with !kontext <change>"
     )
     return embed
+
+
+# -- where a result was posted, for the user's history (issue 19) ----------------------------
+
+
+def jump_url(guild: str, channel: int | str, message: int | str) -> str:
+    """Discord's link to a message: ``@me`` stands for the server in direct messages."""
+    return f"https://discord.com/channels/{guild}/{channel}/{message}"
+
+
+def delivered_at(message: discord.Message, job: Job, channel_id: Any = None) -> dict[str, Any]:
+    """What the core keeps about a posted result: the message's ids and jump URL, and its
+    image as an input source (so Edit again from the history works without the message
+    the button is on). A message edited through a rebuilt interaction may not know its
+    channel object: the channel id the message names, else the reply target's."""
+    guild = job.user.workspace if job.user.workspace != "dm" else "@me"
+    channel = getattr(getattr(message, "channel", None), "id", None) or channel_id
+    where: dict[str, Any] = {
+        "guild": guild,
+        "channel": str(channel),
+        "message": str(message.id),
+        "link": jump_url(guild, channel, message.id),
+    }
+    image = next((a for a in message.attachments if is_image(a)), None)
+    if image is not None:
+        source = source_of(image, channel_id=int(channel), message_id=message.id)
+        where["image"] = source.to_json()
+    return where

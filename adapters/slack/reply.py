@@ -103,10 +103,13 @@ class SlackReply:
     async def progress(self, job: Job, stage: str) -> None:
         await self._status(job, _STAGES.get(stage, stage) + "…")
 
-    async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
-        """Post the result; a channel the bot cannot post in is final (no retries)."""
+    async def deliver(
+        self, result: EditResult, *, maybe_delivered: bool = False
+    ) -> dict[str, Any] | None:
+        """Post the result; a channel the bot cannot post in is final (no retries).
+        Returns where it is (``delivered_at``) for the user's history."""
         try:
-            await self._deliver(result, maybe_delivered=maybe_delivered)
+            return await self._deliver(result, maybe_delivered=maybe_delivered)
         except SlackApiError as exc:
             error = exc.response.get("error")
             if error not in UNREACHABLE:
@@ -120,20 +123,39 @@ class SlackReply:
                 detail=f"slack {error}",
             ) from exc
 
-    async def _deliver(self, result: EditResult, *, maybe_delivered: bool) -> None:
+    async def _deliver(self, result: EditResult, *, maybe_delivered: bool) -> dict[str, Any] | None:
         job = result.job
-        if maybe_delivered and await self._already_posted(job, result.filename):
+        posted = await self._already_posted(job, result.filename) if maybe_delivered else None
+        if posted is not None:
             log.info("result already in the conversation; not posted again", job_id=job.id)
         else:
-            await self._upload(result)
+            posted = await self._upload(result)
         if self.status_ts is not None:
             await self._status(job, f":white_check_mark: Done in {result.elapsed_seconds:.0f} s")
+        return self.delivered_at(posted)
 
-    async def _upload(self, result: EditResult) -> None:
+    def delivered_at(self, file: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Where the result is, for history: the channel (and thread), the shared
+        file's id and the ts of the message it is on where Slack names it (the file's
+        ``shares``), and ``link``, Slack's own permalink of the file (it opens the image
+        in its conversation; no extra call or scope)."""
+        if not file.get("id"):
+            return None
+        where: dict[str, Any] = {"channel": self.channel, "file": str(file["id"])}
+        if self.thread_ts:
+            where["thread_ts"] = self.thread_ts
+        ts = file.get("ts") or _share_ts(file, self.channel)
+        if ts:
+            where["ts"] = str(ts)
+        if file.get("permalink"):
+            where["link"] = str(file["permalink"])
+        return where
+
+    async def _upload(self, result: EditResult) -> dict[str, Any]:
         job = result.job
         details = [*result_details(job.seed, job.cost, result.balance_after), job_marker(job)]
         comment = f"{self._about(job)} ({', '.join(details)})"
-        await self.client.files_upload_v2(
+        answer = await self.client.files_upload_v2(
             channel=self.channel,
             thread_ts=self.thread_ts,
             file=result.image,
@@ -141,12 +163,17 @@ class SlackReply:
             title=short(job.prompt, 250),
             initial_comment=comment,
         )
+        # files.completeUploadExternal answers with the file objects (id, permalink,
+        # shares); slack_sdk puts a single one under "file" too.
+        file = answer.get("file")
+        return dict(file) if isinstance(file, Mapping) else {}
 
-    async def _already_posted(self, job: Job, filename: str) -> bool:
+    async def _already_posted(self, job: Job, filename: str) -> dict[str, Any] | None:
         """Whether the bot's upload of this job is in the conversation (the thread, or the
         channel's recent history for a top-level post); finds the status message by its
         metadata on the way, so the "Done" edit lands on it after a restart. A failed
-        look says "not there": posting twice beats not posting."""
+        look says "not there": posting twice beats not posting. Returns the found post's
+        file (with the message's ``ts``), else None."""
         oldest = f"{max(0.0, job.created_at - _LOOK_MARGIN_SECONDS):.6f}"
         try:
             if self.thread_ts:
@@ -170,8 +197,8 @@ class SlackReply:
                 job_id=job.id,
                 error=exc.response.get("error"),
             )
-            return False
-        found = False
+            return None
+        found: dict[str, Any] | None = None
         marker = job_marker(job)
         for message in answer.get("messages") or []:
             if not message.get("bot_id"):
@@ -180,9 +207,10 @@ class SlackReply:
             payload = metadata.get("event_payload") or {}
             if metadata.get("event_type") == JOB_EVENT and payload.get("job_id") == job.id:
                 self.status_ts = self.status_ts or str(message["ts"])
-            names = {str(f.get("name")) for f in message.get("files") or []}
-            if message.get("files") and (filename in names or marker in str(message.get("text"))):
-                found = True
+            files = message.get("files") or []
+            names = {str(f.get("name")) for f in files}
+            if files and (filename in names or marker in str(message.get("text"))):
+                found = {**files[0], "ts": message.get("ts")}
         return found
 
     async def fail(self, job: Job, message: str) -> None:
@@ -229,3 +257,14 @@ def job_metadata(job: Job) -> dict[str, Any]:
 def job_marker(job: Job) -> str:
     """The short, stable mark of a job's upload; the same 8 characters as its file name."""
     return f"job {job.id[:8]}"
+
+
+def _share_ts(file: Mapping[str, Any], channel: str) -> str | None:
+    """The ts of the message sharing ``file`` in ``channel``, from the file object's
+    ``shares`` ({"public"|"private": {channel: [{"ts": ...}, ...]}}); Slack may fill it
+    in only after the upload returns, so it can be missing."""
+    for kind in ("public", "private"):
+        posts = ((file.get("shares") or {}).get(kind) or {}).get(channel) or []
+        if posts and posts[0].get("ts"):
+            return str(posts[0]["ts"])
+    return None

@@ -27,7 +27,11 @@ class SlackStyle(ChatStyle):
             "@kontext replace the background with a beach at sunset --ar 16:9   (with an image)",
             "@kontext now make her wave --seed 42   (in a thread: edits its latest image)",
         ),
-        info=("/kontext credits   your balance", "/kontext help   this text"),
+        info=(
+            "/kontext credits   your balance",
+            "/kontext history   your last 10 edits, with links to the results",
+            "/kontext help   this text",
+        ),
         admin=(
             "/kontext grant @someone 600",
             "/kontext allowance [@someone] N [daily|weekly|monthly|never]",
@@ -35,6 +39,7 @@ class SlackStyle(ChatStyle):
             "/kontext pause",
             "/kontext resume",
             "/kontext history @someone",
+            "/kontext ledger @someone",
             "/kontext top",
         ),
     )
@@ -52,3 +57,6 @@ class SlackStyle(ChatStyle):
 
     def echo(self, text: str) -> str:
         return escape(text)
+
+    def link(self, url: str, label: str) -> str:
+        return f"<{url}|{label}>"

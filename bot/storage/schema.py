@@ -119,4 +119,6 @@ jobs = Table(
     Column("finished_at", Timestamp, nullable=True),
     Index(None, "state", "created_at"),
     Index(None, "user_ref", "state"),
+    # A user's history, newest first (migration 0008).
+    Index(None, "user_ref", "created_at"),
 )

@@ -581,6 +581,13 @@ class FakeDiscord:
             slot = next(k for k, t in types.items() if t == 11)
             opts.append({"name": slot, "type": 11, "value": attachment["id"]})
             data["resolved"] = {"attachments": {attachment["id"]: attachment}}
+        for key, value in (options or {}).items():
+            if types[key] == 6:  # user: the user and their member object without "user"
+                resolved = data.setdefault("resolved", {})
+                resolved.setdefault("users", {})[str(value)] = self.users[str(value)]
+                member = self._member(str(value))
+                del member["user"]
+                resolved.setdefault("members", {})[str(value)] = member
         data["guild_id"] = self.guild_of(channel_id) if definition.get("guild_id") else None
         if data["guild_id"] is None:
             del data["guild_id"]
@@ -812,6 +819,9 @@ class FakeDiscord:
         if not webhook_route and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
         parts = path.strip("/").split("/")
+        refused = _invalid_components(body)
+        if refused is not None:
+            return refused
         try:
             return await self._route(request.method, parts, body, files)
         except KeyError as exc:
@@ -1319,6 +1329,50 @@ class _GatewaySocket:
         for guild_id in guilds:
             await self.dispatch("GUILD_CREATE", fake.guild_payload(guild_id))
         fake._session_ready(self)
+
+
+# "Action Rows ... Messages can have up to 5 Action Rows" and "an Action Row can contain
+# up to 5 buttons", and a custom_id "must be unique among components in the same
+# message" (https://discord.com/developers/docs/components/reference#action-row,
+# #button, #anatomy-of-a-component-custom-id); a message breaking them is refused with
+# 400 and JSON error 50035 "Invalid Form Body".
+MAX_ACTION_ROWS = 5
+MAX_ROW_BUTTONS = 5
+MAX_CONTENT = 2000
+MAX_EMBED_DESCRIPTION = 4096
+
+
+def _invalid_components(body: Any) -> web.Response | None:
+    """A message (create, edit, follow-up, or an interaction response's ``data``) whose
+    length or components Discord would refuse."""
+    if not isinstance(body, dict):
+        return None
+    message = body.get("data") if isinstance(body.get("data"), dict) else body
+    if not isinstance(message, dict):
+        return None
+    # "content: Message contents (up to 2000 characters)"; an embed's "description: 4096
+    # characters" (https://discord.com/developers/docs/resources/message#create-message,
+    # #embed-object-embed-limits).
+    if len(message.get("content") or "") > MAX_CONTENT:
+        return _error(400, 50035, "Invalid Form Body: content: at most 2000 characters")
+    if any(
+        len(e.get("description") or "") > MAX_EMBED_DESCRIPTION for e in message.get("embeds") or []
+    ):
+        return _error(400, 50035, "Invalid Form Body: embed description: at most 4096")
+    rows = message.get("components")
+    if not rows or body.get("type") == 9:  # modals: their own layout rules
+        return None
+    if len(rows) > MAX_ACTION_ROWS:
+        return _error(400, 50035, "Invalid Form Body: components: at most 5 action rows")
+    ids: list[str] = []
+    for row in rows:
+        inner = row.get("components") or []
+        if row.get("type") == 1 and len(inner) > MAX_ROW_BUTTONS:
+            return _error(400, 50035, "Invalid Form Body: an action row holds at most 5")
+        ids += [str(c["custom_id"]) for c in inner if c.get("custom_id")]
+    if len(ids) != len(set(ids)):
+        return _error(400, 50035, "Invalid Form Body: custom_id must be unique per message")
+    return None
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -321,6 +321,9 @@ class FakeSlack:
             "size": len(item.data),
             "url_private": private,
             "url_private_download": f"{private}?download=1",
+            # The file object's permalink (https://docs.slack.dev/reference/objects/file-object):
+            # "a URL to the file's page" on the workspace's domain.
+            "permalink": f"https://test.slack.com/files/{BOT_USER_ID}/{file_id}/{item.name}",
         }
 
     def post_user_message(
@@ -724,11 +727,14 @@ class FakeSlack:
             upload.thread_ts = args.get("thread_ts") or None
             upload.initial_comment = args.get("initial_comment")
             upload.completed_at = time.monotonic()
-            done.append({"id": upload.file_id, "title": item.get("title"), "name": upload.filename})
             self.files[upload.file_id] = SlackFile(
                 upload.file_id, upload.filename, "image/png", upload.data, title=item.get("title")
             )
             shared.append(self.file_object(upload.file_id))
+            # The answer's files are file objects (id, title, name, permalink, ...), as
+            # the method's response type lists them; ``shares`` is added below once the
+            # share's message exists.
+            done.append(self.file_object(upload.file_id))
         if channel_id and shared:
             # A shared upload is a message in the channel (in the thread when thread_ts is
             # given) carrying its files and the initial comment, as conversations.replies
@@ -743,6 +749,13 @@ class FakeSlack:
                 "files": shared,
             }
             self._store(str(channel_id), message, args.get("thread_ts") or None)
+            kind = "public" if self.channel(channel_id).kind == "public" else "private"
+            share = {
+                "ts": message["ts"],
+                **({"thread_ts": message["thread_ts"]} if args.get("thread_ts") else {}),
+            }
+            for item in done:
+                item["shares"] = {kind: {str(channel_id): [share]}}
         return {"files": done}
 
     # -- files -----------------------------------------------------------------------------
