@@ -235,6 +235,8 @@ async def test_console_model_max_charges_max_and_sends_the_max_id(
     helped = await run(["console", "--config", str(config), "help"], env, tmp_path)
     assert "--model NAME" in helped.stdout
     assert "Models: pro (120 credits, default), max (240 credits)." in helped.stdout
+
+
 # -- kontext-bot console history (issue 19) -------------------------------------------------------
 
 

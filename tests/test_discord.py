@@ -1042,6 +1042,8 @@ async def test_a_server_admin_allows_a_restricted_model_for_a_member(models_bot:
     )
     await bot.until(lambda: removed.callbacks)
     assert "No restricted models are allowed" in removed.callbacks[0]["data"]["content"]
+
+
 # -- /kontext-history (issue 19) -----------------------------------------------------------------
 
 

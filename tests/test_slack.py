@@ -839,6 +839,8 @@ async def test_a_restricted_model_is_refused_outside_its_channel(models_bot: Bot
     assert upload.channel == "C0VIP"
     assert bot.provider.creates[0].model == MAX_ID
     assert await balance(bot) == 900
+
+
 # -- /kontext history (issue 19) -----------------------------------------------------------------
 
 
