@@ -525,3 +525,77 @@ async def test_console_edits_with_comfyui_and_shows_the_steps(
     (create,) = comfy.creates
     assert create.input is not None and create.input["prompt"] == "make it a watercolor"
     assert create.file_bytes == image.read_bytes()
+
+
+async def test_a_named_dev_model_runs_on_comfyui_at_its_own_price(tmp_path: Path) -> None:
+    """issue 18: ComfyUI as the provider of one named model. `--model dev` goes to the
+    community's GPU at dev's price; the default model never does, even with ComfyUI
+    configured as a fallback: when core.today is busy a pro job waits for it."""
+    from tests.fakes.coretoday import DEFAULT_KEY as CORE_KEY
+    from tests.fakes.coretoday import FakeCoreToday
+
+    frontend = RecordingFrontend()
+    async with FakeCoreToday() as primary, FakeComfyUI(api_key="") as comfy:
+        settings = make_settings(
+            tmp_path,
+            primary.base_url,
+            provider={
+                "name": "coretoday",
+                "api_key": CORE_KEY,
+                "max_retries": 1,
+                "fallbacks": [{"name": "comfyui", "base_url": comfy.base_url}],
+            },
+            jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+            models=[
+                {
+                    "name": "pro",
+                    "model": "black-forest-labs/flux-kontext-pro",
+                    "cost_per_image": 120,
+                    "default": True,
+                    "providers": ["coretoday"],
+                },
+                {
+                    "name": "dev",
+                    "model": "flux-kontext-dev",
+                    "cost_per_image": 20,
+                    "providers": ["comfyui"],
+                },
+            ],
+        )
+        core = await build_core(settings, {"slack": frontend})
+        for provider in [core.provider, *core.fallbacks]:
+            provider.wait_initial = 0.01
+        await core.start()
+
+        async def run(key: str, model: str | None) -> Any:
+            ack = await core.service.submit(
+                EditRequest(
+                    USER,
+                    "make it a watercolor",
+                    EditOptions(model=model),
+                    (frontend.attach(f"{key}.png", png()),),
+                    {"c": 1},
+                    key,
+                )
+            )
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                return await core.runner.wait_for(ack.job.id)
+
+        try:
+            start_balance = int((await core.service.credits(USER)).balance)
+            dev = await run("dev-1", "dev")
+            after_dev = int((await core.service.credits(USER)).balance)
+            creates_after_dev = len(primary.creates)
+            primary.script.create_failures = [503, 503]
+            pro = await run("pro-1", None)
+            after_pro = int((await core.service.credits(USER)).balance)
+        finally:
+            await core.close()
+    assert dev.state == JobState.SUCCEEDED and dev.provider == "comfyui"
+    assert dev.model_name == "dev" and start_balance - after_dev == 20
+    assert len(comfy.creates) == 1 and creates_after_dev == 0
+    # pro is not served by ComfyUI: through the primary's 503s it is held for
+    # core.today (bot.failover), and the GPU never sees it.
+    assert pro.state == JobState.SUCCEEDED and pro.provider == "coretoday"
+    assert after_dev - after_pro == 120 and len(comfy.creates) == 1
+    assert len(primary.creates) == 1
