@@ -598,4 +598,4 @@ async def test_a_named_dev_model_runs_on_comfyui_at_its_own_price(tmp_path: Path
     # core.today (bot.failover), and the GPU never sees it.
     assert pro.state == JobState.SUCCEEDED and pro.provider == "coretoday"
     assert after_dev - after_pro == 120 and len(comfy.creates) == 1
-    assert len(primary.creates) == 1
+    assert len(primary.creates) == 3  # two refused with 503, then the one it made
