@@ -77,6 +77,14 @@ class Catalogue:
             )
         return model
 
+    def choices(self) -> list[tuple[str, str]]:
+        """(value, label) pairs for a form's model select (Discord's choices, Slack's
+        static select); none when there is no choice to make, so single-model installs
+        look as before."""
+        if not self.several:
+            return []
+        return [(m.name, f"{m.name} · {m.cost} credits") for m in self.models]
+
     def price_list(self) -> str:
         """``pro (120 credits, default), max (240 credits)``."""
         return ", ".join(

@@ -65,15 +65,6 @@ _SHARD_CLOSES = {
 }
 
 
-def model_choices(service: KontextService) -> list[tuple[str, str]]:
-    """The named models as (value, label) for Discord's choices and selects; empty
-    when there is no choice to make (one model), so single-model installs look as
-    before."""
-    if not service.models.several:
-        return []
-    return [(m.name, f"{m.name} · {m.cost} credits") for m in service.models.models]
-
-
 class KontextBot(commands.AutoShardedBot):
     """discord.py's bot with the adapter on it (``client.kontext``) for the buttons."""
 
@@ -391,7 +382,7 @@ class DiscordAdapter:
             await self.edit_from_text(interaction, text, sources, chosen)
 
         preset = model or self.service.models.default.name
-        return PromptModal(title, submitted, models=model_choices(self.service), model=preset)
+        return PromptModal(title, submitted, models=self.service.models.choices(), model=preset)
 
     # -- art channels ----------------------------------------------------------------------------
 

@@ -47,10 +47,9 @@ class KontextCog(commands.Cog):
     def _model_option(self) -> None:
         """The ``model`` option lists the operator's models (known only at run time), on
         this cog's own copy of the command; with one model there is no option."""
-        from adapters.discord.adapter import model_choices
 
         params = self.kontext._params
-        choices = model_choices(self.adapter.service)
+        choices = self.adapter.service.models.choices()
         if not choices:
             params.pop("model", None)
             return

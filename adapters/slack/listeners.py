@@ -141,20 +141,13 @@ class SlackListeners:
             options=options or EditOptions(),
             with_file_input=with_file_input,
             aspect_ratios=self.conversation.service.capabilities.aspect_ratios,
-            models=self._model_choices(),
+            models=self.conversation.service.models.choices(),
             default_model=self.conversation.service.models.default.name,
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
         except SlackApiError as exc:
             log.warning("views.open failed", error=exc.response.get("error"))
-
-    def _model_choices(self) -> list[tuple[str, str]]:
-        """The named models for the modal's select; none with one model."""
-        models = self.conversation.service.models
-        if not models.several:
-            return []
-        return [(m.name, f"{m.name} · {m.cost} credits") for m in models.models]
 
     async def on_view_submission(
         self, ack: Ack, body: dict[str, Any], view: dict[str, Any]
