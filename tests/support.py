@@ -14,17 +14,20 @@ import signal
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from PIL import Image
 
 from adapters.console.main import console_user
+from bot.app import build_core
 from bot.config import Settings
+from bot.domain import EditOptions, EditRequest, Job, UserRef
 from bot.storage import open_database
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
+from tests.recording import RecordingFrontend
 
 if TYPE_CHECKING:
     from tests.pg import Cluster
@@ -82,6 +85,21 @@ def make_settings(
         else:
             data.setdefault(name, {}).update(values)
     return Settings.model_validate(data)
+
+
+# The same two models as a config file's text, for the CLI.
+TWO_MODELS_TOML = """
+[[models]]
+name = "pro"
+model = "black-forest-labs/flux-kontext-pro"
+cost_per_image = 120
+default = true
+
+[[models]]
+name = "max"
+model = "black-forest-labs/flux-kontext-max"
+cost_per_image = 240
+"""
 
 
 # Named models ([[models]]): pro the default, max at twice the price.
@@ -231,3 +249,55 @@ class LoopClock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+
+# A core on a primary fake provider with fallbacks, driven as the front ends do
+
+
+async def core_with_fallbacks(
+    tmp_path: Path,
+    primary_url: str,
+    primary_key: str,
+    fallbacks: list[dict[str, object]],
+    frontend: RecordingFrontend,
+    models: list[dict[str, object]] | None = None,
+) -> Any:
+    """A started core: core.today at ``primary_url`` first, then ``fallbacks``; quick
+    polls and retries so a failover happens in test time. Close it with ``close()``."""
+    sections: dict[str, Any] = {
+        "provider": {
+            "name": "coretoday",
+            "api_key": primary_key,
+            "max_retries": 1,
+            "fallbacks": fallbacks,
+        },
+        "jobs": {"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+    }
+    if models is not None:
+        sections["models"] = models
+    settings = make_settings(tmp_path, primary_url, **sections)
+    core = await build_core(settings, {"slack": frontend})
+    for provider in [core.provider, *core.fallbacks]:
+        provider.wait_initial = 0.01
+    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1, hold_seconds=0.05)
+    await core.start()
+    return core
+
+
+async def edit_and_wait(
+    core: Any, frontend: RecordingFrontend, user: UserRef, key: str, model: str | None = None
+) -> Job:
+    """Submit one edit of a small PNG as a front end would, and wait for its end."""
+    ack = await core.service.submit(
+        EditRequest(
+            user,
+            "make it a watercolor",
+            EditOptions(model=model),
+            (frontend.attach(f"{key}.png", png()),),
+            {"c": 1},
+            key,
+        )
+    )
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        job: Job = await core.runner.wait_for(ack.job.id)
+    return job

@@ -26,8 +26,18 @@ from bot.providers.comfyui import WORKFLOW_REFUSED, ComfyUIProvider, prompt_id_f
 from bot.providers.comfyui_workflow import shipped_workflow
 from bot.providers.factory import build_provider
 from tests.fakes.comfyui import DEFAULT_KEY, FakeComfyUI
+from tests.fakes.coretoday import DEFAULT_KEY as CORE_KEY
+from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
-from tests.support import HANG_GUARD_SECONDS, cat_png, make_settings, png, start
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    cat_png,
+    core_with_fallbacks,
+    edit_and_wait,
+    make_settings,
+    png,
+    start,
+)
 
 USER = UserRef("slack", "T1", "U1")
 SHIPPED = Path(__file__).resolve().parent.parent / "bot/providers/comfyui_workflows"
@@ -257,40 +267,13 @@ async def test_a_refused_graph_fails_over_to_the_next_provider(
 
 
 async def test_comfyui_takes_over_as_a_fallback(tmp_path: Path) -> None:
-    from tests.fakes.coretoday import DEFAULT_KEY as CORE_KEY
-    from tests.fakes.coretoday import FakeCoreToday
-
     frontend = RecordingFrontend()
     async with FakeCoreToday() as primary, FakeComfyUI(api_key="") as comfy:
         primary.script.create_failures = [503, 503]
-        settings = make_settings(
-            tmp_path,
-            primary.base_url,
-            provider={
-                "name": "coretoday",
-                "api_key": CORE_KEY,
-                "max_retries": 1,
-                "fallbacks": [{"name": "comfyui", "base_url": comfy.base_url}],
-            },
-            jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
-        )
-        core = await build_core(settings, {"slack": frontend})
-        for provider in [core.provider, *core.fallbacks]:
-            provider.wait_initial = 0.01
-        await core.start()
+        comfyui = {"name": "comfyui", "base_url": comfy.base_url}
+        core = await core_with_fallbacks(tmp_path, primary.base_url, CORE_KEY, [comfyui], frontend)
         try:
-            ack = await core.service.submit(
-                EditRequest(
-                    USER,
-                    "make it a watercolor",
-                    EditOptions(),
-                    (frontend.attach("a.png", png()),),
-                    {"c": 1},
-                    "fb",
-                )
-            )
-            async with asyncio.timeout(HANG_GUARD_SECONDS):
-                job = await core.runner.wait_for(ack.job.id)
+            job = await edit_and_wait(core, frontend, USER, "fb")
         finally:
             await core.close()
     assert job.state == JobState.SUCCEEDED and job.provider == "comfyui"
@@ -531,63 +514,34 @@ async def test_a_named_dev_model_runs_on_comfyui_at_its_own_price(tmp_path: Path
     """issue 18: ComfyUI as the provider of one named model. `--model dev` goes to the
     community's GPU at dev's price; the default model never does, even with ComfyUI
     configured as a fallback: when core.today is busy a pro job waits for it."""
-    from tests.fakes.coretoday import DEFAULT_KEY as CORE_KEY
-    from tests.fakes.coretoday import FakeCoreToday
-
+    models = [
+        {
+            "name": "pro",
+            "model": "black-forest-labs/flux-kontext-pro",
+            "cost_per_image": 120,
+            "default": True,
+            "providers": ["coretoday"],
+        },
+        {
+            "name": "dev",
+            "model": "flux-kontext-dev",
+            "cost_per_image": 20,
+            "providers": ["comfyui"],
+        },
+    ]
     frontend = RecordingFrontend()
     async with FakeCoreToday() as primary, FakeComfyUI(api_key="") as comfy:
-        settings = make_settings(
-            tmp_path,
-            primary.base_url,
-            provider={
-                "name": "coretoday",
-                "api_key": CORE_KEY,
-                "max_retries": 1,
-                "fallbacks": [{"name": "comfyui", "base_url": comfy.base_url}],
-            },
-            jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
-            models=[
-                {
-                    "name": "pro",
-                    "model": "black-forest-labs/flux-kontext-pro",
-                    "cost_per_image": 120,
-                    "default": True,
-                    "providers": ["coretoday"],
-                },
-                {
-                    "name": "dev",
-                    "model": "flux-kontext-dev",
-                    "cost_per_image": 20,
-                    "providers": ["comfyui"],
-                },
-            ],
+        comfyui = {"name": "comfyui", "base_url": comfy.base_url}
+        core = await core_with_fallbacks(
+            tmp_path, primary.base_url, CORE_KEY, [comfyui], frontend, models
         )
-        core = await build_core(settings, {"slack": frontend})
-        for provider in [core.provider, *core.fallbacks]:
-            provider.wait_initial = 0.01
-        await core.start()
-
-        async def run(key: str, model: str | None) -> Any:
-            ack = await core.service.submit(
-                EditRequest(
-                    USER,
-                    "make it a watercolor",
-                    EditOptions(model=model),
-                    (frontend.attach(f"{key}.png", png()),),
-                    {"c": 1},
-                    key,
-                )
-            )
-            async with asyncio.timeout(HANG_GUARD_SECONDS):
-                return await core.runner.wait_for(ack.job.id)
-
         try:
             start_balance = int((await core.service.credits(USER)).balance)
-            dev = await run("dev-1", "dev")
+            dev = await edit_and_wait(core, frontend, USER, "dev-1", "dev")
             after_dev = int((await core.service.credits(USER)).balance)
             creates_after_dev = len(primary.creates)
             primary.script.create_failures = [503, 503]
-            pro = await run("pro-1", None)
+            pro = await edit_and_wait(core, frontend, USER, "pro-1")
             after_pro = int((await core.service.credits(USER)).balance)
         finally:
             await core.close()

@@ -13,6 +13,7 @@ from adapters.console.main import console_user
 from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 from tests.support import (
     HANG_GUARD_SECONDS,
+    TWO_MODELS_TOML,
     balance,
     cat_png,
     environment,
@@ -182,18 +183,7 @@ async def test_run_finishes_orphaned_jobs_and_stops_on_sigterm(
     assert await ledger_kinds(env) == ["charge", "grant", "reserve"]
 
 
-MODELS_TOML = """
-[[models]]
-name = "pro"
-model = "black-forest-labs/flux-kontext-pro"
-cost_per_image = 120
-default = true
-
-[[models]]
-name = "max"
-model = "black-forest-labs/flux-kontext-max"
-cost_per_image = 240
-"""
+MODELS_TOML = TWO_MODELS_TOML
 
 
 async def test_console_model_max_charges_max_and_sends_the_max_id(

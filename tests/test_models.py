@@ -8,7 +8,6 @@ modules; here the core is driven directly against the fake providers.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,15 @@ from bot.providers.base import ProviderCapabilities
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
 from tests.recording import RecordingFrontend
-from tests.support import HANG_GUARD_SECONDS, TWO_MODELS, make_settings, png
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    TWO_MODELS,
+    TWO_MODELS_TOML,
+    core_with_fallbacks,
+    edit_and_wait,
+    make_settings,
+    png,
+)
 
 ALICE = UserRef("slack", "T1", "U1")
 MAX_ID = "black-forest-labs/flux-kontext-max"
@@ -39,18 +46,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-TWO = """
-[[models]]
-name = "pro"
-model = "black-forest-labs/flux-kontext-pro"
-cost_per_image = 120
-default = true
-
-[[models]]
-name = "max"
-model = "black-forest-labs/flux-kontext-max"
-cost_per_image = 240
-"""
+TWO = TWO_MODELS_TOML
 
 
 def test_the_contract_example_loads_and_ids_resolve_per_provider(tmp_path: Path) -> None:
@@ -168,41 +164,10 @@ def test_the_unknown_option_answer_offers_model_only_with_a_choice() -> None:
 async def failover_core(
     tmp_path: Path, primary: Any, fallback: Any, frontend: RecordingFrontend, models: list[Any]
 ) -> Any:
-    settings = make_settings(
-        tmp_path,
-        primary.base_url,
-        provider={
-            "name": "coretoday",
-            "api_key": coretoday_fake.DEFAULT_KEY,
-            "max_retries": 1,
-            "fallbacks": [
-                {"name": "bfl", "base_url": fallback.base_url, "api_key": bfl_fake.DEFAULT_KEY}
-            ],
-        },
-        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
-        models=models,
+    bfl = {"name": "bfl", "base_url": fallback.base_url, "api_key": bfl_fake.DEFAULT_KEY}
+    return await core_with_fallbacks(
+        tmp_path, primary.base_url, coretoday_fake.DEFAULT_KEY, [bfl], frontend, models
     )
-    core = await build_core(settings, {"slack": frontend})
-    for provider in [core.provider, *core.fallbacks]:
-        provider.wait_initial = 0.01
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1, hold_seconds=0.05)
-    await core.start()
-    return core
-
-
-async def run_one(core: Any, frontend: RecordingFrontend, model: str, key: str) -> Any:
-    ack = await core.service.submit(
-        EditRequest(
-            ALICE,
-            "make it a watercolor",
-            EditOptions(model=model),
-            (frontend.attach(f"{key}.png", png()),),
-            {"c": 1},
-            key,
-        )
-    )
-    async with asyncio.timeout(HANG_GUARD_SECONDS):
-        return await core.runner.wait_for(ack.job.id)
 
 
 MODELS_ON_TWO_PROVIDERS = [
@@ -219,7 +184,7 @@ async def test_failover_sends_the_models_id_for_the_next_provider(tmp_path: Path
         primary.script.create_failures = [402]
         core = await failover_core(tmp_path, primary, fallback, frontend, MODELS_ON_TWO_PROVIDERS)
         try:
-            job = await run_one(core, frontend, "max", "a")
+            job = await edit_and_wait(core, frontend, ALICE, "a", "max")
             balance = (await core.service.credits(ALICE)).balance
         finally:
             await core.close()
@@ -236,7 +201,7 @@ async def test_a_fallback_without_the_model_is_skipped(tmp_path: Path) -> None:
         primary.script.create_failures = [402]
         core = await failover_core(tmp_path, primary, fallback, frontend, MODELS_ON_TWO_PROVIDERS)
         try:
-            job = await run_one(core, frontend, "solo", "b")
+            job = await edit_and_wait(core, frontend, ALICE, "b", "solo")
             balance = (await core.service.credits(ALICE)).balance
         finally:
             await core.close()
@@ -250,7 +215,7 @@ async def test_a_model_of_the_fallback_only_goes_there_directly(tmp_path: Path) 
     async with coretoday_fake.FakeCoreToday() as primary, bfl_fake.FakeBfl() as fallback:
         core = await failover_core(tmp_path, primary, fallback, frontend, MODELS_ON_TWO_PROVIDERS)
         try:
-            job = await run_one(core, frontend, "far", "c")
+            job = await edit_and_wait(core, frontend, ALICE, "c", "far")
         finally:
             await core.close()
     assert job.state == JobState.SUCCEEDED and job.provider == "bfl"
