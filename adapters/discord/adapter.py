@@ -11,9 +11,7 @@ outlives the 15-minute token is posted in the channel.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,14 @@ from adapters.discord.cog import KontextCog
 from adapters.discord.commands_sync import sync_if_changed
 from adapters.discord.components import DYNAMIC_ITEMS, PromptModal
 from adapters.discord.people import PLATFORM, request_context, user_ref
-from adapters.discord.reply import NO_PINGS, DiscordReply
+from adapters.discord.reply import DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
+from adapters.discord.results import ResultButtons
 from adapters.discord.style import DiscordStyle, long_text
 from bot.commands import starts_with_trigger
 from bot.config import DiscordConfig
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import (
-    SEED_MAX,
     Attachment,
     AttachmentSource,
     EditOptions,
@@ -128,6 +126,8 @@ class DiscordAdapter:
         # (privately) to keep Discord's 3 seconds; tests shorten it.
         self.reservation_budget = reservation_budget
         self._task: asyncio.Task[None] | None = None
+        # What the result's buttons do (components.py finds it on the client).
+        self.buttons = ResultButtons(self)
 
     # -- the Frontend side ----------------------------------------------------------------------
 
@@ -303,75 +303,6 @@ class DiscordAdapter:
             return self.is_platform_admin(interaction)
 
         return ask
-
-    # -- the result's buttons (see components.py) -----------------------------------------------
-
-    async def reroll(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        """Same input and prompt, a new seed; the one who clicks pays."""
-        job = await self.service.job(job_id)
-        if job is None:
-            await interaction.response.send_message(
-                "I no longer have that edit's details, so I can't re-roll it.", ephemeral=True
-            )
-            return
-        options = replace(job.options, seed=random.randint(0, SEED_MAX))
-        await self.edit_from_interaction(
-            interaction, prompt=job.prompt, options=options, sources=job.attachments
-        )
-
-    async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        """Multi-turn editing: the result becomes the input of the next edit. From a
-        history answer (no image on the message the button is on) the input is the
-        result where it was posted, as its delivery recorded it."""
-        source = attachments.first_image(interaction.message) if interaction.message else None
-        if source is None:
-            source = await self._delivered_image(job_id)
-        if source is None:
-            await interaction.response.send_message(
-                "That result's image is gone, so there is nothing to edit.", ephemeral=True
-            )
-            return
-        # The next edit keeps the model of the one it continues (preselected).
-        job = await self.service.job(job_id)
-        model = job.options.model if job is not None else None
-        await interaction.response.send_modal(
-            self.prompt_modal("Edit again", [source], model=model)
-        )
-
-    async def _delivered_image(self, job_id: str) -> AttachmentSource | None:
-        job = await self.service.job(job_id)
-        where = job.delivered if job is not None else None
-        image = where.get("image") if where else None
-        return AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
-
-    async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        """Through the button's own interaction (a deferred update, then DELETE
-        ``@original``, which for a component is the message it is on): that works in
-        channels the bot cannot see, where the bot token's delete answers 403."""
-        job = await self.service.job(job_id)
-        clicker = self.user_of(interaction)
-        owner = job is not None and job.user.user == clicker.user
-        admin = self.service.is_admin(clicker, platform_admin=self.is_platform_admin(interaction))
-        if not (owner or admin) or interaction.message is None:
-            await interaction.response.send_message(
-                "Only the person who asked for this image or an admin can delete it.",
-                ephemeral=True,
-            )
-            return
-        await interaction.response.defer()
-        try:
-            await interaction.delete_original_response()
-        except discord.NotFound:
-            pass  # already gone
-        except discord.HTTPException as exc:
-            log.warning("deleting a result failed", job_id=job_id, status=exc.status)
-            why = "I don't have access here" if exc.status == 403 else f"error {exc.status}"
-            await interaction.followup.send(
-                f"I couldn't delete that image ({why}).", ephemeral=True, allowed_mentions=NO_PINGS
-            )
-            return
-        # History no longer links to it nor offers its buttons.
-        await self.service.forget_delivery(job_id)
 
     def prompt_modal(
         self, title: str, sources: Sequence[AttachmentSource], *, model: str | None = None

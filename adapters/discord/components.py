@@ -3,7 +3,8 @@
 The buttons are discord.py ``DynamicItem``s: the job id lives in the custom id and the
 job itself in storage, so a button works after a restart and after being pressed any
 number of times (the classic "this interaction failed" of image bots whose buttons are
-in-memory views). Their callbacks hand over to the adapter, found on the client.
+in-memory views). Their callbacks hand over to the adapter's ``buttons`` (results.py), found on the
+client.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class ButtonHandler(Protocol):
 
 
 def _handler(interaction: discord.Interaction[Any]) -> ButtonHandler:
-    return cast(ButtonHandler, interaction.client.kontext)  # set by KontextBot
+    return cast(ButtonHandler, interaction.client.kontext.buttons)  # set by KontextBot
 
 
 class _JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"^$"):
