@@ -58,6 +58,8 @@ ledger = Table(
     Column("created_at", Timestamp, nullable=False),
     Index(None, "user_ref", "id"),
     Index(None, "job_id"),
+    # The dashboard's reads by time (migration 0007).
+    Index(None, "created_at", "id"),
 )
 
 policies = Table(
@@ -114,4 +116,6 @@ jobs = Table(
     Column("finished_at", Timestamp, nullable=True),
     Index(None, "state", "created_at"),
     Index(None, "user_ref", "state"),
+    # The dashboard's reads by time (migration 0007).
+    Index(None, "created_at"),
 )
