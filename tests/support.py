@@ -266,7 +266,12 @@ async def seed_dashboard(url: str, now: float, days: int = 28) -> SeededLedger:
             first = start_of_today - (days - 1) * 86400
             for user in DASHBOARD_USERS:
                 await ledger.append(
-                    conn, user, EntryKind.GRANT, 100_000, first + 60, actor="cli",
+                    conn,
+                    user,
+                    EntryKind.GRANT,
+                    100_000,
+                    first + 60,
+                    actor="cli",
                     note="<i>opening</i> grant",
                 )
             for offset in range(days):
@@ -279,8 +284,14 @@ async def seed_dashboard(url: str, now: float, days: int = 28) -> SeededLedger:
                     if at >= now:
                         at = now - 1 - n
                     outcome = rng.choice(
-                        ["succeeded", "succeeded", "succeeded", "moderation",
-                         "provider_unavailable", "canceled"]
+                        [
+                            "succeeded",
+                            "succeeded",
+                            "succeeded",
+                            "moderation",
+                            "provider_unavailable",
+                            "canceled",
+                        ]
                     )
                     job_id = uuid.uuid4().hex
                     state = outcome if outcome in ("succeeded", "canceled") else "failed"

@@ -229,15 +229,25 @@ async def test_ledger_csv(client: httpx.AsyncClient, seeded: SeededLedger) -> No
     whole = await client.get("/ledger.csv", params={"from": "2025-01-01", "to": "2025-12-31"})
     ids = [int(r["id"]) for r in csv.DictReader(io.StringIO(whole.text))]
     assert sorted(ids) == sorted(e["id"] for e in seeded.entries) and len(set(ids)) == len(ids)
-    assert (await client.get("/ledger.csv", params={"from": "2025-11-20", "to": "2025-11-10"})).status_code == 400
+    assert (
+        await client.get("/ledger.csv", params={"from": "2025-11-20", "to": "2025-11-10"})
+    ).status_code == 400
 
 
 def test_csv_cells_are_not_formulas() -> None:
     from bot.dashboard.app import csv_row
 
     row = csv_row(
-        {"id": 1, "created_at": NOW, "user_ref": "slack:T1:U1", "kind": "adjust",
-         "amount": -5, "job_id": None, "actor": "=HYPERLINK(1)", "note": "+1 -2 @x"}
+        {
+            "id": 1,
+            "created_at": NOW,
+            "user_ref": "slack:T1:U1",
+            "kind": "adjust",
+            "amount": -5,
+            "job_id": None,
+            "actor": "=HYPERLINK(1)",
+            "note": "+1 -2 @x",
+        }
     )
     assert row[5] == -5 and row[7] == "'=HYPERLINK(1)" and row[8] == "'+1 -2 @x"
 
@@ -246,7 +256,9 @@ async def test_started_and_stopped_with_the_core(core: Core) -> None:
     assert core.dashboard is not None
     port = core.dashboard.port
     async with httpx.AsyncClient() as http:
-        assert (await http.get(f"http://127.0.0.1:{port}/", auth=("admin", PASSWORD))).status_code == 200
+        assert (
+            await http.get(f"http://127.0.0.1:{port}/", auth=("admin", PASSWORD))
+        ).status_code == 200
         await core.close()
         with pytest.raises(httpx.ConnectError):
             await http.get(f"http://127.0.0.1:{port}/")
@@ -260,7 +272,9 @@ def test_enabled_without_a_password_refuses_to_start(
     for name in list(__import__("os").environ):
         if name.startswith("KONTEXT_"):
             monkeypatch.delenv(name)
-    with pytest.raises(ConfigError, match=r"dashboard\.password is required.*KONTEXT_DASHBOARD__PASSWORD"):
+    with pytest.raises(
+        ConfigError, match=r"dashboard\.password is required.*KONTEXT_DASHBOARD__PASSWORD"
+    ):
         load_settings(config)
     monkeypatch.setenv("KONTEXT_DASHBOARD__PASSWORD", "s3cret")
     settings = load_settings(config)

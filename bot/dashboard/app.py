@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot import ledger
 from bot.dashboard import queries
@@ -40,16 +41,19 @@ CSV_COLUMNS = ("id", "time_utc", "user", "platform", "kind", "amount", "job_id",
 
 
 @web.middleware
-async def errors_without_data(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors_without_data(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Not found, wrong method, bad input and crashes answer a fixed sentence: no
     traceback, no listing, nothing from the request."""
     try:
-        return await handler(request)
+        answer: web.StreamResponse = await handler(request)
+        return answer
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return plain(exc.status, {404: "Not found.", 405: "Method not allowed."}.get(
-            exc.status, "Bad request."))
+        return plain(
+            exc.status,
+            {404: "Not found.", 405: "Method not allowed."}.get(exc.status, "Bad request."),
+        )
     except Exception:
         log.exception("dashboard page failed", path=request.path)
         return plain(500, "Internal error; see the bot's log.")
@@ -225,11 +229,12 @@ def parse_day(text: str, default: date) -> date:
 
 
 def outcome_columns(outcomes: dict[int, dict[str, int]]) -> list[str]:
-    """The table's columns: the fixed outcomes, then each failure reason seen."""
+    """The table's columns: delivered, refused, each failure reason seen, refunded, and
+    canceled or in progress when there are any."""
     seen = {name for counts in outcomes.values() for name in counts}
-    fixed = ["delivered", "refused", "canceled", "refunded", "in progress"]
     failed = sorted(name for name in seen if name.startswith("failed: "))
-    return [fixed[0], fixed[1], *failed, *fixed[2:]]
+    rare = [name for name in ("canceled", "in progress") if name in seen]
+    return ["delivered", "refused", *failed, "refunded", *rare]
 
 
 def allowance_reason(base: Any, user: UserRef, found: dict[str, Any]) -> str:

@@ -13,11 +13,13 @@ import hashlib
 import hmac
 
 from aiohttp import BasicAuth, hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from bot.dashboard.pages import SECURITY_HEADERS
 
 USER = "admin"
 REALM = 'Basic realm="kontext-bot dashboard", charset="UTF-8"'
+
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
@@ -37,16 +39,15 @@ def credentials_match(header: str | None, password: str) -> bool:
 
 
 def unauthorized() -> web.Response:
-    return web.Response(
-        status=401, headers={hdrs.WWW_AUTHENTICATE: REALM, **SECURITY_HEADERS}
-    )
+    return web.Response(status=401, headers={hdrs.WWW_AUTHENTICATE: REALM, **SECURITY_HEADERS})
 
 
-def basic_auth(password: str) -> web.Middleware:
+def basic_auth(password: str) -> Middleware:
     @web.middleware
-    async def middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not credentials_match(request.headers.get(hdrs.AUTHORIZATION), password):
             return unauthorized()
-        return await handler(request)
+        answer: web.StreamResponse = await handler(request)
+        return answer
 
     return middleware

@@ -90,9 +90,7 @@ def stacked_by_day(values: Mapping[tuple[int, str], int], days: Sequence[int]) -
     series = sorted({name for (_, name) in values})
     palette = colours(series)
     totals = {day: sum(values.get((day, name), 0) for name in series) for day in days}
-    drawn_max = max(
-        [sum(max(values.get((day, n), 0), 0) for n in series) for day in days] + [1]
-    )
+    drawn_max = max([sum(max(values.get((day, n), 0), 0) for n in series) for day in days] + [1])
     top = _nice_top(drawn_max)
     plot_height = HEIGHT - TOP - BOTTOM
     baseline = float(HEIGHT - BOTTOM)
@@ -115,14 +113,23 @@ def stacked_by_day(values: Mapping[tuple[int, str], int], days: Sequence[int]) -
             y -= height
             segments.append(Segment(name, value, round(y, 2), round(height, 2), palette[name]))
         bars.append(
-            Bar(day_label(day), totals[day], round(x + slot * 0.15, 2), round(slot * 0.7, 2),
-                tuple(segments))
+            Bar(
+                day_label(day),
+                totals[day],
+                round(x + slot * 0.15, 2),
+                round(slot * 0.7, 2),
+                tuple(segments),
+            )
         )
-    ticks = tuple(
-        Tick(top * k // 4, round(baseline - plot_height * k / 4, 2)) for k in range(5)
-    )
+    ticks = tuple(Tick(top * k // 4, round(baseline - plot_height * k / 4, 2)) for k in range(5))
     return StackedChart(
-        WIDTH, HEIGHT, LEFT, baseline, tuple(bars), ticks, tuple(labels),
+        WIDTH,
+        HEIGHT,
+        LEFT,
+        baseline,
+        tuple(bars),
+        ticks,
+        tuple(labels),
         tuple((name, palette[name]) for name in series),
     )
 

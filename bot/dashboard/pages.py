@@ -55,7 +55,9 @@ ENV.filters["shorten"] = shorten
 def render(template: str, /, **context: Any) -> web.Response:
     body = ENV.get_template(template).render(**context)
     return web.Response(
-        text=body, content_type="text/html", charset="utf-8",
+        text=body,
+        content_type="text/html",
+        charset="utf-8",
         headers=SECURITY_HEADERS,
     )
 
