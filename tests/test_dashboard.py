@@ -189,6 +189,9 @@ async def test_what_users_wrote_is_escaped(client: httpx.AsyncClient) -> None:
         page = (await client.get(path)).text
         assert "<script" not in page, path
         assert "<b>bold</b>" not in page and "<i>opening</i>" not in page
+    # A filter's value is echoed into an attribute: it cannot close the attribute.
+    echoed = (await client.get("/jobs", params={"user": '" autofocus onfocus="alert(1)'})).text
+    assert 'onfocus="alert(1)' not in echoed and "&#34; autofocus onfocus=&#34;" in echoed
     jobs = (await client.get("/jobs")).text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in jobs
     user = (await client.get("/users/console:local:carol")).text
@@ -237,19 +240,9 @@ async def test_ledger_csv(client: httpx.AsyncClient, seeded: SeededLedger) -> No
 def test_csv_cells_are_not_formulas() -> None:
     from bot.dashboard.app import csv_row
 
-    row = csv_row(
-        {
-            "id": 1,
-            "created_at": NOW,
-            "user_ref": "slack:T1:U1",
-            "kind": "adjust",
-            "amount": -5,
-            "job_id": None,
-            "actor": "=HYPERLINK(1)",
-            "note": "+1 -2 @x",
-        }
-    )
-    assert row[5] == -5 and row[7] == "'=HYPERLINK(1)" and row[8] == "'+1 -2 @x"
+    row = csv_row((1, NOW, "slack:T1:U1", "adjust", -5, None, "=HYPERLINK(1)", "+1 -2 @x"))
+    assert row[1] == "2025-11-24T16:00:00Z" and row[5] == -5 and row[6] == ""
+    assert row[7] == "'=HYPERLINK(1)" and row[8] == "'+1 -2 @x"
 
 
 async def test_started_and_stopped_with_the_core(core: Core) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -88,16 +90,16 @@ class Dashboard:
         limits = await self.service.limits()
         since = period_start(limits.period, now)
         async with self.store.db.read() as conn:
-            spend = await queries.spend_per_day(conn, days[0])
-            outcomes = await queries.outcomes_per_day(conn, days[0])
-            used = await ledger.spent_since(conn, since)
-            top = await ledger.top_spenders(conn, since, TOP_SPENDERS)
+            daily = await queries.ledger_per_day(conn, days[0])
+            outcomes = await queries.outcomes_per_day(conn, days[0], daily.refunds)
+            by_user = await queries.spend_by_user(conn, since)
+        spend = daily.spend
         columns = outcome_columns(outcomes)
         return render(
             "overview.html",
             chart=stacked_by_day(spend, days),
             spent_30_days=sum(spend.values()),
-            budget=Gauge(used, limits.budget),
+            budget=Gauge(sum(by_user.values()), limits.budget),
             period=limits.period,
             period_start=since,
             outcome_columns=columns,
@@ -106,7 +108,7 @@ class Dashboard:
                 for d in reversed(days)
                 if d in outcomes
             ],
-            top=top,
+            top=queries.top(by_user, TOP_SPENDERS),
             provider_name=self.service.provider_name,
             provider_balance=await self.provider_balance(),
             csv_from=datetime.fromtimestamp(since, UTC).date().isoformat()
@@ -252,24 +254,28 @@ def allowance_reason(base: Any, user: UserRef, found: dict[str, Any]) -> str:
     return f"the operator's limits ({limits.allowance} {limits.period}: credits.allowance)"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     """A text cell a spreadsheet will not run as a formula (CSV injection)."""
     text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def csv_row(row: dict[str, Any]) -> list[Any]:
-    user = str(row["user_ref"])
+def csv_row(row: Sequence[Any]) -> list[Any]:
+    """One CSV line of an entry (the columns of ``queries.LEDGER_EXPORT``)."""
+    entry_id, created_at, user, kind, amount, job_id, actor, note = row
     return [
-        row["id"],
-        datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        entry_id,
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created_at)),
         _cell(user),
         _cell(user.split(":", 1)[0]),
-        row["kind"],
-        int(row["amount"]),
-        _cell(row["job_id"]),
-        _cell(row["actor"]),
-        _cell(row["note"]),
+        kind,
+        amount,
+        job_id or "",
+        _cell(actor),
+        _cell(note),
     ]
 
 
