@@ -88,7 +88,5 @@ def start_browser(profile: Path | None = None) -> Chrome:
     directory = profile or Path(tempfile.mkdtemp(prefix="kontext-chromium-"))
     options.add_argument(f"--user-data-dir={directory}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        return webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    except Exception as exc:  # a browser that cannot start here: say why
-        raise BrowserUnavailable(f"chromium did not start: {type(exc).__name__}: {exc}") from None
+    # Installed but failing to start is a failure of the test run, not a reason to skip.
+    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
