@@ -43,6 +43,7 @@ def bot_environment(tmp: Path) -> dict[str, str]:
         KONTEXT_DASHBOARD__ENABLED="true",
         KONTEXT_DASHBOARD__PORT="0",
         KONTEXT_DASHBOARD__PASSWORD=PASSWORD,
+        KONTEXT_CREDITS__BUDGET="1000",  # daily, so the gauge shows today's spend
         PYTHONPATH=str(ROOT),
     )
     return env
@@ -162,6 +163,11 @@ def test_overview_chart_matches_the_ledger(site: Site, browser: Chrome, artifact
         values = [int(s.get_attribute("data-value") or 0) for s in segments]
         assert sum(values) == int(mark.get_attribute("data-total") or 0)
         assert all(s.rect["height"] > 0 for s in segments)
+    # The shared budget's gauge: today's spend (the period is daily) of 1000 credits.
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    used = seeded.spend_per_day().get(today, 0)
+    gauge = browser.find_elements(By.CSS_SELECTOR, "svg#budget-gauge rect")
+    assert [float(r.get_attribute("width") or 0) for r in gauge] == [600, min(used, 1000) * 0.6]
     # Every page is linked from the overview.
     links = {a.get_attribute("href") for a in browser.find_elements(By.TAG_NAME, "a")}
     for path in ["/jobs", "/users/", "/ledger.csv"]:
