@@ -273,3 +273,54 @@ def test_enabled_without_a_password_refuses_to_start(
     settings = load_settings(config)
     assert settings.dashboard.password.get_secret_value() == "s3cret"
     assert settings.dashboard.port == 8090 and settings.dashboard.host == "127.0.0.1"
+
+
+def test_run_refuses_an_enabled_dashboard_without_a_password(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import HANG_GUARD_SECONDS, ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
+    env.update(
+        KONTEXT_STORAGE__URL=f"sqlite:///{tmp_path / 'kontext.db'}",
+        KONTEXT_DASHBOARD__ENABLED="true",
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+    assert done.returncode == 2
+    assert "dashboard.password is required" in done.stderr
+    assert "KONTEXT_DASHBOARD__PASSWORD" in done.stderr
+
+
+async def test_a_crash_answers_500_without_its_details(core: Core) -> None:
+    from aiohttp import web
+
+    from bot.dashboard.app import Dashboard
+
+    async def boom(_request: web.Request) -> web.Response:
+        raise RuntimeError("secret detail of the failure")
+
+    app = Dashboard(core.service, None).application(PASSWORD)
+    app.router.add_get("/boom", boom)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            answer = await http.get("/boom", auth=("admin", PASSWORD))
+            assert answer.status_code == 500
+            assert answer.text == "Internal error; see the bot's log."
+            assert (await http.get("/boom")).status_code == 401
+    finally:
+        await runner.cleanup()
