@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from bot.config import Settings
+from bot.dashboard import DashboardServer
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.metrics import Metrics
@@ -67,6 +68,7 @@ class Core:
     ops: OpsServer | None = None
     fallbacks: list[Provider] = field(default_factory=list)
     webhooks: WebhookServer | None = None
+    dashboard: DashboardServer | None = None
     _retention: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -77,6 +79,8 @@ class Core:
             await self.ops.start()
         if self.webhooks is not None:
             await self.webhooks.start()
+        if self.dashboard is not None:
+            await self.dashboard.start()
 
     def register_frontend(self, frontend: Platform) -> None:
         """An adapter built after the core (it needs the service) joins the runner."""
@@ -103,6 +107,8 @@ class Core:
             await self.ops.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         for provider in [self.provider, *self.fallbacks]:
             if provider is not None:
                 await provider.aclose()
@@ -202,6 +208,13 @@ async def build_core(
             runner.hint,
             secret=config.webhook_secret.get_secret_value(),
         )
+    # The operator's dashboard (bot/dashboard), beside the adapters like the ops endpoint.
+    dashboard = None
+    if with_runner and settings.dashboard.enabled:
+        board = settings.dashboard
+        dashboard = DashboardServer(
+            board.host, board.port, board.password.get_secret_value(), service, provider
+        )
     return Core(
         settings,
         db,
@@ -213,4 +226,5 @@ async def build_core(
         ops,
         fallbacks=fallbacks,
         webhooks=webhooks,
+        dashboard=dashboard,
     )

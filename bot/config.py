@@ -298,6 +298,18 @@ class OpsConfig(_Section):
     port: int = Field(9090, ge=0, le=65535)
 
 
+# --- [dashboard]: the operator's web page (bot/dashboard) ---
+class DashboardConfig(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535)  # 0: any free port (tests)
+    # HTTP Basic, user "admin"; prefer KONTEXT_DASHBOARD__PASSWORD. Required when enabled.
+    password: SecretStr = SecretStr("")
+
+
+# --- end [dashboard] ---
+
+
 class LogConfig(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -391,6 +403,7 @@ class Settings(BaseSettings):
     slack: SlackConfig = Field(default_factory=SlackConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     models: list[ModelConfig] = Field(default_factory=list)
 
@@ -433,6 +446,16 @@ class Settings(BaseSettings):
     def _models_consistent(self) -> Settings:
         providers = [self.provider.name, *(f.name for f in self.provider.fallbacks)]
         check_models(self.models, providers, self.credits.overrides)
+        return self
+
+    @model_validator(mode="after")
+    def _dashboard_password(self) -> Settings:
+        """The dashboard shows every user's spend: it never runs without a password."""
+        if self.dashboard.enabled and not self.dashboard.password.get_secret_value():
+            raise ValueError(
+                "dashboard.password is required when dashboard.enabled is true "
+                "(give it as KONTEXT_DASHBOARD__PASSWORD)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -301,3 +301,115 @@ async def edit_and_wait(
     async with asyncio.timeout(HANG_GUARD_SECONDS):
         job: Job = await core.runner.wait_for(ack.job.id)
     return job
+
+
+# The dashboard's data (tests/test_dashboard.py, tests/test_dashboard_browser.py)
+
+DASHBOARD_USERS = ("slack:T1:UALICE", "discord:G1:BOB", "console:local:carol")
+HOSTILE_PROMPT = '<script>alert("x")</script> & <b>bold</b> "quoted"'
+
+
+@dataclass
+class SeededLedger:
+    """What ``seed_dashboard`` wrote, as the tests count it themselves."""
+
+    now: float
+    jobs: list[dict[str, Any]]
+    entries: list[dict[str, Any]]
+
+    def spend_per_day(self) -> dict[str, int]:
+        """Credits spent per UTC day (reserved and not refunded), from the entries."""
+        found: dict[str, int] = {}
+        for entry in self.entries:
+            if entry["kind"] in ("reserve", "refund"):
+                day = time.strftime("%Y-%m-%d", time.gmtime(entry["created_at"]))
+                found[day] = found.get(day, 0) - int(entry["amount"])
+        return {day: spent for day, spent in found.items() if spent}
+
+
+async def seed_dashboard(url: str, now: float, days: int = 28) -> SeededLedger:
+    """Three users' jobs and ledger entries over the ``days`` UTC days up to ``now``
+    (a few days without any), every outcome, and prompts and notes full of markup.
+
+    Written through ``bot.ledger`` and plain inserts into ``jobs``, all in the past and
+    all finished (a bot started on this database has nothing to run).
+    """
+    import random
+
+    from bot import ledger
+    from bot.domain import EditOptions, UserRef
+    from bot.ledger import EntryKind
+    from bot.storage.schema import jobs
+    from bot.storage.schema import ledger as ledger_table
+
+    rng = random.Random(19)
+    database = await open_database(url)
+    written: list[dict[str, Any]] = []
+    start_of_today = now - now % 86400
+    try:
+        async with database.transaction() as conn:
+            first = start_of_today - (days - 1) * 86400
+            for user in DASHBOARD_USERS:
+                await ledger.append(
+                    conn,
+                    user,
+                    EntryKind.GRANT,
+                    100_000,
+                    first + 60,
+                    actor="cli",
+                    note="<i>opening</i> grant",
+                )
+            for offset in range(days):
+                if offset in (3, 10, 11):
+                    continue  # days without any job: no mark on the chart
+                midnight = start_of_today - (days - 1 - offset) * 86400
+                for n in range(rng.randint(1, 4)):
+                    user = rng.choice(DASHBOARD_USERS)
+                    at = midnight + 3600 + n * 600 + rng.randint(0, 500)
+                    if at >= now:
+                        at = now - 1 - n
+                    outcome = rng.choice(
+                        [
+                            "succeeded",
+                            "succeeded",
+                            "succeeded",
+                            "moderation",
+                            "provider_unavailable",
+                            "canceled",
+                        ]
+                    )
+                    job_id = uuid.uuid4().hex
+                    state = outcome if outcome in ("succeeded", "canceled") else "failed"
+                    error_kind = None if state != "failed" else outcome
+                    row = {
+                        "id": job_id,
+                        "idempotency_key": f"seed:{job_id}",
+                        "user_ref": user,
+                        "platform": user.split(":")[0],
+                        "state": state,
+                        "prompt": HOSTILE_PROMPT if n == 0 else f"make it a watercolor {offset}",
+                        "options": EditOptions(seed=1000 + offset).to_json(),
+                        "attachments": [],
+                        "reply_target": {},
+                        "cost": 120,
+                        "provider": "coretoday",
+                        "model": "black-forest-labs/flux-kontext-pro",
+                        "error_kind": error_kind,
+                        "error_message": None if error_kind is None else f"<{error_kind}> said no",
+                        "created_at": at,
+                        "updated_at": at + 30,
+                        "finished_at": at + 30,
+                    }
+                    await conn.execute(jobs.insert().values(**row))
+                    written.append(row)
+                    ref = UserRef.parse(user)
+                    await ledger.reserve(conn, ref, job_id, 120, at)
+                    if state == "succeeded":
+                        await ledger.settle_charge(conn, ref, job_id, 120, at + 30)
+                    else:
+                        await ledger.refund(conn, ref, job_id, 120, at + 30, f"<{outcome}>")
+        async with database.read() as conn:
+            entries = [dict(r._mapping) for r in await conn.execute(ledger_table.select())]
+    finally:
+        await database.dispose()
+    return SeededLedger(now, written, entries)

@@ -58,6 +58,8 @@ ledger = Table(
     Column("created_at", Timestamp, nullable=False),
     Index(None, "user_ref", "id"),
     Index(None, "job_id"),
+    # The dashboard's reads by time (migration 0007).
+    Index(None, "created_at", "id"),
 )
 
 policies = Table(
@@ -121,4 +123,6 @@ jobs = Table(
     Index(None, "user_ref", "state"),
     # A user's history, newest first (migration 0008).
     Index(None, "user_ref", "created_at"),
+    # The dashboard's reads by time (migration 0007).
+    Index(None, "created_at"),
 )
