@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import UserRef
@@ -112,32 +112,47 @@ async def ensure_allowance(
     return await insert_ignoring_conflict(conn, ledger, grant, ["dedupe_key"])
 
 
+# Ledger kinds that move spend: a reservation, and its refund when a job fails.
+SPENDING = (EntryKind.RESERVE.value, EntryKind.REFUND.value)
+
+
 async def spent_since(conn: AsyncConnection, since: float) -> int:
     """Credits all users have spent (reserved and not refunded) since a moment."""
     total = await conn.scalar(
         select(func.coalesce(func.sum(ledger.c.amount), 0)).where(
-            ledger.c.kind.in_([EntryKind.RESERVE.value, EntryKind.REFUND.value]),
-            ledger.c.created_at >= since,
+            ledger.c.kind.in_(SPENDING), ledger.c.created_at >= since
         )
     )
     return -int(total or 0)
 
 
+async def spend_by_user(conn: AsyncConnection, since: float) -> dict[str, int]:
+    """Credits each user spent since a moment (reserved and not refunded); their sum is
+    ``spent_since``, the figure the shared budget is held against.
+
+    The group key is ``user_ref || ''`` rather than the column: grouped by the bare
+    column, SQLite's planner walks the whole ``(user_ref, id)`` index to skip a sort and
+    reads every row of the ledger (4.2 s at 1M entries, against 0.17 s through the time
+    index; bench/dashboard.py). PostgreSQL plans both alike.
+    """
+    user = (ledger.c.user_ref + literal_column("''")).label("user_ref")
+    rows = await conn.execute(
+        select(user, (-func.sum(ledger.c.amount)).label("spent"))
+        .where(ledger.c.kind.in_(SPENDING), ledger.c.created_at >= since)
+        .group_by(user)
+    )
+    return {str(r.user_ref): int(r.spent) for r in rows}
+
+
+def rank_spenders(spent: dict[str, int], limit: int) -> list[tuple[str, int]]:
+    """The users who spent most, most first (ties by name), those who spent nothing out."""
+    ranked = sorted(((u, s) for u, s in spent.items() if s > 0), key=lambda p: (-p[1], p[0]))
+    return ranked[:limit]
+
+
 async def top_spenders(conn: AsyncConnection, since: float, limit: int) -> list[tuple[str, int]]:
     """Users by credits spent (reserved and not refunded) since a moment, most first."""
-    spent = (-func.sum(ledger.c.amount)).label("spent")
-    rows = await conn.execute(
-        select(ledger.c.user_ref, spent)
-        .where(
-            ledger.c.kind.in_([EntryKind.RESERVE.value, EntryKind.REFUND.value]),
-            ledger.c.created_at >= since,
-        )
-        .group_by(ledger.c.user_ref)
-        .having(func.sum(ledger.c.amount) < 0)
-        .order_by(spent.desc(), ledger.c.user_ref)
-        .limit(limit)
-    )
-    return [(str(row.user_ref), int(row.spent)) for row in rows]
+    return rank_spenders(await spend_by_user(conn, since), limit)
 
 
 async def balance(conn: AsyncConnection, user: UserRef) -> int:

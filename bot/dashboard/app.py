@@ -92,7 +92,7 @@ class Dashboard:
         async with self.store.db.read() as conn:
             daily = await queries.ledger_per_day(conn, days[0])
             outcomes = await queries.outcomes_per_day(conn, days[0], daily.refunds)
-            by_user = await queries.spend_by_user(conn, since)
+            by_user = await ledger.spend_by_user(conn, since)
         spend = daily.spend
         columns = outcome_columns(outcomes)
         return render(
@@ -108,7 +108,7 @@ class Dashboard:
                 for d in reversed(days)
                 if d in outcomes
             ],
-            top=queries.top(by_user, TOP_SPENDERS),
+            top=ledger.rank_spenders(by_user, TOP_SPENDERS),
             provider_name=self.service.provider_name,
             provider_balance=await self.provider_balance(),
             csv_from=datetime.fromtimestamp(since, UTC).date().isoformat()

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Integer,
     cast,
     func,
-    literal_column,
     select,
     tuple_,
 )
@@ -29,12 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import Job, UserRef
 from bot.jobqueue import row_to_job
-from bot.ledger import EntryKind
+from bot.ledger import SPENDING, EntryKind
 from bot.storage.database import Database
 from bot.storage.schema import jobs, ledger
 
 DAY = 86400
-SPENDING = (EntryKind.RESERVE.value, EntryKind.REFUND.value)
 # Failures that are the provider or the checks refusing the request's content, as
 # opposed to something going wrong (bot.errors.ErrorKind values).
 REFUSED_KINDS = frozenset({"moderation", "user_input"})
@@ -88,30 +86,6 @@ async def ledger_per_day(conn: AsyncConnection, first_day: int) -> Daily:
         if r.kind == EntryKind.REFUND.value:
             refunds[int(r.day)] += int(r.n)
     return Daily(dict(spend), dict(refunds))
-
-
-async def spend_by_user(conn: AsyncConnection, since: float) -> dict[str, int]:
-    """Credits each user spent since a moment (reserved and not refunded); their sum is
-    ``bot.ledger.spent_since``, the figure the shared budget is held against.
-
-    The group key is ``user_ref || ''`` rather than the column: grouped by the bare
-    column, SQLite's planner walks the whole ``(user_ref, id)`` index to skip a sort and
-    reads every row of the ledger (4.2 s at 1M entries, against 0.17 s through the time
-    index; bench/dashboard.py). PostgreSQL plans both alike.
-    """
-    user = (ledger.c.user_ref + literal_column("''")).label("user_ref")
-    rows = await conn.execute(
-        select(user, (-func.sum(ledger.c.amount)).label("spent"))
-        .where(ledger.c.kind.in_(SPENDING), ledger.c.created_at >= since)
-        .group_by(user)
-    )
-    return {str(r.user_ref): int(r.spent) for r in rows}
-
-
-def top(spent: dict[str, int], limit: int) -> list[tuple[str, int]]:
-    """The users who spent most, as ``bot.ledger.top_spenders`` orders them."""
-    ranked = sorted(((u, s) for u, s in spent.items() if s > 0), key=lambda p: (-p[1], p[0]))
-    return ranked[:limit]
 
 
 def outcome_of(state: str, error_kind: str | None) -> str:
