@@ -1,0 +1,176 @@
+"""The configuration of the image services: ``[provider]``, its fallbacks (with the
+keys only ComfyUI reads) and the named models of ``[[models]]``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from bot.config.sections import OverrideConfig, Section
+
+
+def _registered_provider(name: str) -> str:
+    """A provider name must be in the provider registry (bot.providers.registry)."""
+    from bot.providers.registry import SPECS, unknown_provider
+
+    if name not in SPECS:
+        raise ValueError(unknown_provider(name))
+    return name
+
+
+# The name of a registered provider (bot.providers.registry, docs/providers.md).
+ProviderName = Annotated[str, AfterValidator(_registered_provider)]
+
+
+# -- ComfyUI (provider.name = "comfyui"; docs/providers.md, "Self-hosting") --------------
+
+
+def _comfyui_workflow(path: str) -> str:
+    """An operator's workflow must be readable and have the nodes the bot fills in, so
+    check-config and start-up refuse it, naming what is missing, before any job runs."""
+    if path:
+        from bot.providers.comfyui_workflow import WorkflowError, load_workflows
+
+        try:
+            load_workflows(path)
+        except WorkflowError as exc:
+            raise ValueError(str(exc)) from None
+    return path
+
+
+# A ComfyUI workflow in API format; empty: the Kontext [dev] workflows shipped with the bot.
+WorkflowPath = Annotated[str, AfterValidator(_comfyui_workflow)]
+
+
+class ComfyUISettings(BaseModel):
+    """The keys only ``comfyui`` reads, shared by ``[provider]`` and its fallbacks."""
+
+    workflow: WorkflowPath = ""
+    # The whole Authorization header for a ComfyUI behind an authenticating proxy (e.g.
+    # "Basic dXNlcjpwYXNz"); secret: prefer KONTEXT_PROVIDER__AUTH_HEADER.
+    auth_header: SecretStr = SecretStr("")
+
+
+# -- end ComfyUI ---------------------------------------------------------------------------
+
+
+class FallbackProviderConfig(ComfyUISettings, Section):
+    """A further provider account to use when the ones before it are unavailable."""
+
+    name: ProviderName
+    base_url: str | None = None  # None: that provider's public API
+    api_key: SecretStr = SecretStr("")
+    model: str = "black-forest-labs/flux-kontext-pro"
+
+
+class ProviderConfig(ComfyUISettings, Section):
+    name: ProviderName = "coretoday"
+    base_url: str = "https://api.core.today"
+    api_key: SecretStr = SecretStr("")
+    model: str = "black-forest-labs/flux-kontext-pro"
+    request_timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=10)
+    # Tried in order when the provider before is unavailable (after its retries) at
+    # submit time; content refusals (moderation) never fail over.
+    fallbacks: list[FallbackProviderConfig] = Field(default_factory=list)
+    # Webhooks (off while empty): the public base URL under which the bot's webhook
+    # listener is reachable; the provider is told .../webhooks/<provider>/<job>.
+    webhook_base_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")  # Replicate's whsec_ signing secret
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - providers must reach it
+    webhook_port: int = Field(8081, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct_fallbacks(self) -> ProviderConfig:
+        names = [self.name, *(fallback.name for fallback in self.fallbacks)]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "each provider may appear once: the primary and every fallback need different names"
+            )
+        from bot.providers.registry import SPECS
+
+        for fallback in self.fallbacks:
+            if SPECS[fallback.name].key_required and not fallback.api_key.get_secret_value():
+                raise ValueError(f"the fallback provider '{fallback.name}' needs an api_key")
+        return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+# -- [[models]] (docs/configuration.md, bot.models) ------------------------------------
+
+
+class ModelConfig(Section):
+    """One ``[[models]]`` entry: a model people choose with ``--model NAME``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+    # The provider's model id; per provider where they differ (``ids``); empty: each
+    # provider's own configured ``model``.
+    model: str = ""
+    ids: dict[str, str] = Field(default_factory=dict)
+    cost_per_image: int = Field(ge=0)
+    default: bool = False
+    # The configured providers (primary or fallbacks) that serve it; empty: all of them.
+    providers: list[str] = Field(default_factory=list)
+    # Only where a credits.overrides entry (or an admin's stored policy) lists it.
+    restricted: bool = False
+
+
+def check_models(
+    models: list[ModelConfig], providers: list[str], overrides: list[OverrideConfig]
+) -> None:
+    """The ``[[models]]`` list as a whole: unique names, one default, providers that
+    exist. Raises ``ValueError`` with the operator's words."""
+    if not models:
+        for override in overrides:
+            if override.models:
+                raise ValueError(
+                    f"credits.overrides ({override.scope}): models needs a [[models]] list"
+                )
+        return
+    seen: set[str] = set()
+    for entry in models:
+        key = entry.name.lower()
+        if key in seen:
+            raise ValueError(f"models: the name '{entry.name}' is given twice; names must differ")
+        seen.add(key)
+    defaults = [m.name for m in models if m.default]
+    if len(defaults) != 1:
+        raise ValueError(
+            "models: exactly one model needs default = true"
+            + (f" (now: {', '.join(defaults)})" if defaults else " (now: none)")
+        )
+    known = ", ".join(providers)
+    for entry in models:
+        for name in [*entry.providers, *entry.ids]:
+            if name not in providers:
+                raise ValueError(
+                    f"models ({entry.name}): the provider '{name}' is not configured "
+                    f"(provider.name or provider.fallbacks: {known})"
+                )
+        if entry.default and entry.restricted:
+            raise ValueError(f"models ({entry.name}): the default model cannot be restricted")
+    for override in overrides:
+        for name in override.models:
+            if name.lower() not in seen:
+                raise ValueError(
+                    f"credits.overrides ({override.scope}): no model named '{name}' "
+                    f"(models: {', '.join(m.name for m in models)})"
+                )
+
+
+# -- end of [[models]] ------------------------------------------------------------------
