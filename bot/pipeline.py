@@ -39,6 +39,7 @@ from bot.platforms import Platform
 from bot.polling import PollPlanner
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 from bot.runner_limits import RunnerLimits
+from bot.step_progress import StepRelay
 from bot.texts import failure_message
 
 Log = structlog.typing.FilteringBoundLogger
@@ -220,7 +221,7 @@ class JobPipeline:
         self, job: Job, status: PredictionStatus, provider: Provider, reply: Reply
     ) -> PredictionStatus:
         started = time.monotonic()
-        steps = _StepRelay(reply, job, self.limits.progress_interval)
+        steps = StepRelay(reply, job, self.limits.progress_interval)
         polls = 0
         pending_at = 0.0  # the create's answer saw it running
         model = job.model
@@ -376,30 +377,6 @@ class JobPipeline:
         if fresh.prediction_id:
             with contextlib.suppress(Exception):
                 await self.failover.provider_for(fresh).cancel(fresh.prediction_id)
-
-
-class _StepRelay:
-    """A provider's step progress ("step 12 of 28") for one job, at most once per
-    ``interval`` and only when it changed: the first step shows at once, later ones as
-    the throttle allows, so a 28-step job never makes 28 platform edits."""
-
-    def __init__(self, reply: Reply, job: Job, interval: float) -> None:
-        self.reply, self.job, self.interval = reply, job, interval
-        self.shown: str | None = None
-        self.at = -float("inf")
-
-    async def show(self, progress: tuple[int, int] | None) -> None:
-        if progress is None:
-            return
-        text = f"step {progress[0]} of {progress[1]}"
-        now = time.monotonic()
-        if text == self.shown or now - self.at < self.interval:
-            return
-        self.shown, self.at = text, now
-        try:
-            await self.reply.progress(self.job, text)
-        except Exception:  # a courtesy: a platform hiccup must not fail the job
-            structlog.get_logger("kontext.pipeline").warning("step progress not shown")
 
 
 def _remove_quietly(path: Path) -> None:
