@@ -17,12 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, ledger, overhead, pipeline, polling, scale
+from bench import cpu, cpu_levers, ledger, overhead, pipeline, polling, scale
 from bot.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "cpu": cpu.run,
+    "levers": cpu_levers.run,
     "ledger": ledger.run,
     "overhead": overhead.run,
     "pipeline": pipeline.run,
