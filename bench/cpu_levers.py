@@ -70,12 +70,19 @@ def run_levers(
             order = ["A", "B", "B", "A"] * max(1, rounds // 2)
             for arm in order:
                 env = LEVERS[lever] if arm == "B" else {}
+                before = reference_seconds(3)
                 row = measure_path(path, None, jobs, concurrent, warmup, **env)
+                local = statistics.median([before, reference_seconds(3)]) * 1000
                 _check(row, lever if arm == "B" else None)
+                # The run's own reference (the loop just before and after it): the
+                # machine's load moves within minutes, so each run gets its ratio too.
+                row["local_reference_ms"] = round(local, 1)
+                row["ratio_to_local_reference"] = round(row["bot_cpu_ms_per_job"] / local, 3)
                 arms[arm].append(row)
                 print(
                     f"  {path:<8}{lever:<8}{arm} {row['bot_cpu_ms_per_job']:>6.1f} ms/job "
-                    f"({row['jobs_per_second']:.1f} jobs/s, harness "
+                    f"(x{row['ratio_to_local_reference']:.3f} its reference of {local:.1f} ms; "
+                    f"{row['jobs_per_second']:.1f} jobs/s, harness "
                     f"{row['harness_cpu_ms_per_job']:.1f} ms/job, JSON calls/job "
                     f"{row['facts']['json_calls_per_job'] or '-'})",
                     flush=True,
@@ -91,24 +98,27 @@ def run_levers(
     )
     print(
         f"  {'path':<9}{'lever':<8}{'A ms/job (x ref)':>20}{'B ms/job (x ref)':>20}"
-        f"{'B / A':>7}  runs A | B"
+        f"{'B / A':>7}{'B / A by run refs':>19}  runs A | B (x their own reference)"
     )
     for case in results["cases"]:
         a = statistics.median(r["bot_cpu_ms_per_job"] for r in case["runs"]["A"])
         b = statistics.median(r["bot_cpu_ms_per_job"] for r in case["runs"]["B"])
+        a_local = statistics.median(r["ratio_to_local_reference"] for r in case["runs"]["A"])
+        b_local = statistics.median(r["ratio_to_local_reference"] for r in case["runs"]["B"])
         case.update(
             a_median_ms=a,
             b_median_ms=b,
             a_ratio_to_reference=round(a / ref_ms, 3),
             b_ratio_to_reference=round(b / ref_ms, 3),
             b_over_a=round(b / a, 3),
+            b_over_a_by_run_references=round(b_local / a_local, 3),
         )
-        runs = " ".join(f"{r['bot_cpu_ms_per_job']:.1f}" for r in case["runs"]["A"])
-        runs += " | " + " ".join(f"{r['bot_cpu_ms_per_job']:.1f}" for r in case["runs"]["B"])
+        runs = " ".join(f"{r['ratio_to_local_reference']:.2f}" for r in case["runs"]["A"])
+        runs += " | " + " ".join(f"{r['ratio_to_local_reference']:.2f}" for r in case["runs"]["B"])
         print(
             f"  {case['path']:<9}{case['lever']:<8}"
             f"{a:>12.1f} ({a / ref_ms:.2f}){b:>13.1f} ({b / ref_ms:.2f})"
-            f"{b / a:>7.2f}  {runs}"
+            f"{b / a:>7.2f}{b_local / a_local:>19.2f}  {runs}"
         )
     return results
 
