@@ -17,13 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, dashboard, ledger, overhead, pipeline, polling, scale
+from bench import cpu, cpu_levers, dashboard, ledger, overhead, pipeline, polling, scale
 from bot.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "cpu": cpu.run,
     "dashboard": dashboard.run,
+    "levers": cpu_levers.run,
     "ledger": ledger.run,
     "overhead": overhead.run,
     "pipeline": pipeline.run,

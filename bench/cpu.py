@@ -1,7 +1,9 @@
 # Waiting on another process (its files, its database) has no event to await: poll.
 # ruff: noqa: ASYNC110, ASYNC240
 """CPU per job on the Slack HTTP path (issue 17), with what each job costs in database
-statements, Slack Web API calls and provider requests.
+statements, Slack Web API calls and provider requests; ``run`` prints the core and
+Discord paths beside it (``bench.cpu_paths``) and ``bench.cpu_levers`` measures uvloop and
+orjson on all three.
 
 The bot runs as it is deployed: its own ``kontext-bot run`` process (``bench.cpu_child``,
 which adds the statement counter) in Slack HTTP mode, webhooks on, against the loopback
@@ -186,9 +188,10 @@ async def measure(
     warmup: int,
     profile: Path | None = None,
     root: str = ROOT,
+    **extra: str,
 ) -> dict[str, Any]:
     """One run: start the bot (its code from ``root``), warm it up, measure ``jobs`` at
-    ``concurrent``."""
+    ``concurrent``; ``extra`` adds to the bot's environment (the levers' switches)."""
     image = noisy_png(600)
     output = result_png()
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -212,6 +215,7 @@ async def measure(
                 root=root,
                 KONTEXT_LOG__LEVEL="info",  # as in production: logging is part of the cost
                 BENCH_STATS_FILE=str(tmp / "stats.json"),
+                **extra,
             )
             if profile is not None:
                 env["BENCH_PROFILE"] = str(profile)
@@ -229,6 +233,7 @@ async def measure(
                 received_before = len(fake.received)
                 files_before = len(slack.file_requests)
                 statements_before = await bot.statements()
+                facts_before = json.loads((tmp / "stats.facts.json").read_text())
                 if profile is not None:
                     process.send_signal(signal.SIGUSR2)
                 cpu_before, own_before = bot.cpu, own_cpu()
@@ -245,6 +250,7 @@ async def measure(
                         while not profile.exists() or profile.stat().st_mtime_ns == mtime:
                             await asyncio.sleep(0.1)
                 statements = await bot.statements() - statements_before
+                facts = window_facts(facts_before, tmp / "stats.facts.json", jobs)
                 calls = Counter(c.method for c in slack.calls[calls_before:])
                 provider = Counter(
                     _provider_kind(r.method, r.path) for r in fake.received[received_before:]
@@ -265,6 +271,7 @@ async def measure(
                 log.close()
     uploads = len(output)
     return {
+        "path": "slack",
         "database": "postgresql" if db_url else "sqlite",
         "jobs": jobs,
         "concurrent": concurrent,
@@ -289,11 +296,27 @@ async def measure(
         "slack_calls_per_job": round(sum(calls.values()) / jobs, 2),
         "slack_calls_by_method_per_job": {k: round(v / jobs, 2) for k, v in sorted(calls.items())},
         "slack_file_downloads_per_job": round(downloads / jobs, 2),
+        # The same under the names the core and Discord paths use (bench.cpu_paths).
+        "platform_calls_per_job": round((sum(calls.values()) + downloads) / jobs, 2),
+        "platform_calls_by_kind_per_job": {
+            **{k: round(v / jobs, 2) for k, v in sorted(calls.items())},
+            "file download (input)": round(downloads / jobs, 2),
+        },
         "provider_requests_per_job": round(sum(provider.values()) / jobs, 2),
         "provider_requests_by_kind_per_job": {
             k: round(v / jobs, 2) for k, v in sorted(provider.items())
         },
+        "facts": facts,
     }
+
+
+def window_facts(before: dict[str, Any], after_file: Path, jobs: int) -> dict[str, Any]:
+    """The levers' facts at the window's end (bench.cpu_child), JSON calls per job in it."""
+    after = json.loads(after_file.read_text())
+    calls = Counter(after.pop("json_calls"))
+    calls.subtract(before["json_calls"])
+    after["json_calls_per_job"] = {k: round(v / jobs, 1) for k, v in sorted(calls.items())}
+    return after
 
 
 def _provider_kind(method: str, path: str) -> str:
@@ -317,26 +340,53 @@ async def _fresh_pg(cluster_url: str) -> str:
     return url
 
 
+# What the measured process runs on unless a lever is measured: asyncio's loop and the
+# standard library's json (an installed orjson blocked: it is no dependency of the bot,
+# and discord.py would pick it up on its own).
+BASELINE = {"BENCH_JSON": "stdlib"}
+
+
+def measure_path(
+    path: str, db_url: str | None, jobs: int, concurrent: int, warmup: int, **extra: str
+) -> dict[str, Any]:
+    """One run of one path: ``core``, ``slack`` or ``discord`` (core and Discord on
+    SQLite; see bench.cpu_paths)."""
+    from bench import cpu_paths
+
+    env = {**BASELINE, **extra}
+    if path == "slack":
+        return asyncio.run(measure(db_url, jobs, concurrent, warmup, **env))
+    if db_url is not None:
+        raise ValueError(f"the {path} path is measured on SQLite only")
+    if path == "core":
+        return asyncio.run(cpu_paths.measure_core(jobs, concurrent, warmup, **env))
+    if path == "discord":
+        return asyncio.run(cpu_paths.measure_discord(jobs, concurrent, warmup, **env))
+    raise ValueError(path)
+
+
 def run(quick: bool) -> dict[str, Any]:
     jobs, concurrent, warmup = (60, 20, 5) if quick else (200, 50, 10)
-    cases: list[str | None] = [None] if quick else [None, "postgresql"]
+    cases: list[tuple[str, str | None]] = [("core", None), ("slack", None), ("discord", None)]
+    if not quick:
+        cases.append(("slack", "postgresql"))
     print(
-        f"cpu: Slack HTTP path, bot in its own process, {jobs} jobs at {concurrent} "
-        f"concurrent after {warmup} warm-up; ~1 MB PNG in, ~1.2 MB 1024x1024 PNG out; "
-        "webhooks on; logs at info"
+        f"cpu: core, Slack HTTP and Discord paths, bot in its own process, {jobs} jobs at "
+        f"{concurrent} concurrent after {warmup} warm-up; ~1 MB PNG in, ~1.2 MB 1024x1024 "
+        "PNG out; webhooks on; logs at info"
     )
     reference_before = reference_seconds()
     results: dict[str, Any] = {"runs": []}
     cluster = None
     try:
-        for case in cases:
+        for path, case in cases:
             db_url = None
             if case == "postgresql":
                 cluster, cluster_url = postgres()
                 if cluster_url is None:
                     continue
                 db_url = asyncio.run(_fresh_pg(cluster_url))
-            results["runs"].append(asyncio.run(measure(db_url, jobs, concurrent, warmup)))
+            results["runs"].append(measure_path(path, db_url, jobs, concurrent, warmup))
     finally:
         if cluster is not None:
             cluster.stop()
@@ -352,24 +402,25 @@ def run(quick: bool) -> dict[str, Any]:
         f"(before {reference_before * 1000:.1f}, after {reference_after * 1000:.1f})"
     )
     print(
-        f"  {'database':<11}{'jobs/s':>7}{'bot CPU/job':>13}{'x ref':>7}{'cores':>7}"
+        f"  {'path':<9}{'database':<11}{'jobs/s':>7}{'bot CPU/job':>13}{'x ref':>7}{'cores':>7}"
         f"{'harness/job':>13}{'stmts':>7}{'reads':>7}{'writes':>7}{'txns':>6}"
-        f"{'Slack calls':>13}{'provider req':>14}"
+        f"{'platform calls':>16}{'provider req':>14}"
     )
     for row in results["runs"]:
         row["ratio_to_reference"] = round(row["bot_cpu_ms_per_job"] / (reference * 1000), 3)
         print(
-            f"  {row['database']:<11}{row['jobs_per_second']:>7.1f}"
+            f"  {row['path']:<9}{row['database']:<11}{row['jobs_per_second']:>7.1f}"
             f"{row['bot_cpu_ms_per_job']:>11.1f}ms{row['ratio_to_reference']:>7.2f}"
             f"{row['bot_cores']:>7.2f}{row['harness_cpu_ms_per_job']:>11.1f}ms"
             f"{row['statements_per_job']:>7.1f}{row['reads_per_job']:>7.1f}"
             f"{row['writes_per_job']:>7.1f}{row['transactions_per_job']:>6.1f}"
-            f"{row['slack_calls_per_job']:>13.2f}{row['provider_requests_per_job']:>14.2f}"
+            f"{row['platform_calls_per_job']:>16.2f}{row['provider_requests_per_job']:>14.2f}"
         )
-        print("    per job:")
-        print(f"    statements: {row['statements_by_kind_per_job']}")
-        print(f"    Slack calls: {row['slack_calls_by_method_per_job']}")
-        print(f"    provider: {row['provider_requests_by_kind_per_job']}")
+    for row in results["runs"]:
+        print(f"    {row['path']} ({row['database']}) per job:")
+        print(f"      statements: {row['statements_by_kind_per_job']}")
+        print(f"      platform: {row['platform_calls_by_kind_per_job']}")
+        print(f"      provider: {row['provider_requests_by_kind_per_job']}")
     return results
 
 
@@ -384,7 +435,7 @@ def compare(other: str, rounds: int) -> dict[str, Any]:
     for i in range(rounds):
         order = list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]
         for name, root in order:
-            row = asyncio.run(measure(None, jobs, concurrent, warmup, root=root))
+            row = asyncio.run(measure(None, jobs, concurrent, warmup, root=root, **BASELINE))
             rows[name].append(row)
             print(
                 f"  {name}: {row['bot_cpu_ms_per_job']:.1f} ms/job, "
