@@ -115,6 +115,13 @@ async def test_console_missing_file_and_missing_key(tmp_path: Path, fake: FakeCo
     assert no_key.code == 2
     assert "KONTEXT_PROVIDER__API_KEY" in no_key.stderr
     assert "Traceback" not in no_key.stderr
+    assert fake.creates == []
+    # Before there is a key, help and credits still answer: only an edit needs it.
+    helped = await run(["console", "help"], env, tmp_path)
+    assert helped.code == 0, helped.stderr
+    assert "--ar RATIO" in helped.stdout and "KONTEXT_PROVIDER__API_KEY" not in helped.stderr
+    credits = await run(["console", "credits"], env, tmp_path)
+    assert credits.code == 0 and "1200" in credits.stdout, credits.stderr
 
 
 async def test_console_provider_failure_exits_3_and_refunds(

@@ -76,8 +76,15 @@ async def run_console(
         say(f"error: {image} is not a file")
         return EXIT_USER
     frontend = ConsoleFrontend(stderr)
+    # Help, credits and history need no image service: someone trying the bot before
+    # they have an API key gets them, and the key is asked for only by an edit.
+    cannot_edit: ConfigError | None = None
     try:
-        core = await build_core(settings, {PLATFORM: frontend})
+        try:
+            core = await build_core(settings, {PLATFORM: frontend})
+        except ConfigError as exc:
+            cannot_edit = exc
+            core = await build_core(settings, with_runner=False)
     except ConfigError as exc:
         say(f"configuration error: {exc}")
         return EXIT_CONFIG
@@ -91,6 +98,9 @@ async def run_console(
                 return EXIT_USER
             print(command.text, file=stdout)
             return EXIT_OK
+        if cannot_edit is not None:
+            say(f"configuration error: {cannot_edit}")
+            return EXIT_CONFIG
         await core.start()
         request_id = uuid.uuid4().hex
         extension = "jpg" if command.options.output_format == "jpg" else "png"
