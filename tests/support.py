@@ -394,6 +394,8 @@ async def seed_dashboard(url: str, now: float, days: int = 28) -> SeededLedger:
                         "cost": 120,
                         "provider": "coretoday",
                         "model": "black-forest-labs/flux-kontext-pro",
+                        # Discord's jobs chose a named model (``--model max``).
+                        "model_name": "max" if user.startswith("discord:") else None,
                         "error_kind": error_kind,
                         "error_message": None if error_kind is None else f"<{error_kind}> said no",
                         "created_at": at,

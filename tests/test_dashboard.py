@@ -175,6 +175,10 @@ async def test_jobs_filters_and_failure_reasons(
     assert "(provider_unavailable: &lt;provider_unavailable&gt; said no)" in failed.text
     discord = await client.get("/jobs", params={"platform": "discord"})
     assert shown(discord.text) == {j["id"] for j in seeded.jobs if j["platform"] == "discord"}
+    # A job shows the model its user chose by name, else the provider's model id.
+    assert "<td>max</td>" in discord.text and "flux-kontext-pro" not in discord.text
+    slack = (await client.get("/jobs", params={"platform": "slack"})).text
+    assert "<td>black-forest-labs/flux-kontext-pro</td>" in slack and "<td>max</td>" not in slack
     both = await client.get("/jobs", params={"user": "slack:T1:UALICE", "state": "succeeded"})
     assert shown(both.text) == {
         j["id"]

@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from bot import texts
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -50,6 +52,8 @@ ENV = Environment(
 )
 ENV.filters["when"] = when
 ENV.filters["shorten"] = shorten
+# A job's model as history names it: the name people chose, else the provider's id.
+ENV.filters["model"] = texts.job_model
 
 
 def render(template: str, /, **context: Any) -> web.Response:
