@@ -441,9 +441,9 @@ async def test_admin_commands_grant_history_and_top(bot: Bot) -> None:
     await bot.until(lambda: refused.callbacks and granted.callbacks)
     assert "Only the bot's admins" in refused.callbacks[0]["data"]["content"]
     assert granted.callbacks[0]["data"]["content"] == f"<@{BOB}> now has 1800 credits."
-    history = await bot.discord.subcommand("kontext-admin", "history", {"user": BOB}, user_id=MOD)
-    await bot.until(lambda: history.callbacks)
-    text = history.callbacks[0]["data"]["content"]
+    ledger = await bot.discord.subcommand("kontext-admin", "ledger", {"user": BOB}, user_id=MOD)
+    await bot.until(lambda: ledger.callbacks)
+    text = ledger.callbacks[0]["data"]["content"]
     assert f"granted by discord:{GUILD_ID}:{MOD}" in text
     image = bot.discord.upload(png(), "cat.png", "image/png")
     await bot.discord.slash_command("kontext", {"prompt": "x y"}, user_id=ALICE, attachment=image)

@@ -177,8 +177,9 @@ class KontextCog(commands.Cog):
         )
         await interaction.response.send_message(text, ephemeral=True)
 
-    @admin.command(name="history", description="A user's recent credit entries")
-    async def history(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
+    # "ledger", as on Slack: "history" is everyone's own list of edits (/kontext-history).
+    @admin.command(name="ledger", description="A user's recent credit entries")
+    async def ledger(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
         adapter = self.adapter
         text = await adapter.conversation.ledger(
             adapter.user_of(interaction),

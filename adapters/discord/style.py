@@ -31,7 +31,7 @@ class DiscordStyle(ChatStyle):
             "/kontext-history   your last 10 edits, with Edit again and Re-roll",
             "/kontext-help   this text",
         ),
-        admin=("/kontext-admin grant | history | top | allowance | models | pause | resume",),
+        admin=("/kontext-admin grant | ledger | top | allowance | models | pause | resume",),
     )
 
     def bold(self, text: str) -> str:
