@@ -216,7 +216,7 @@ def test_user_page_matches_credits_show(site: Site, browser: Chrome, artifacts: 
 
 def test_jobs_page_and_filter(site: Site, browser: Chrome, artifacts: Path) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     url, seeded, _ = site
     authorise(browser, PASSWORD)
@@ -226,6 +226,13 @@ def test_jobs_page_and_filter(site: Site, browser: Chrome, artifacts: Path) -> N
     # The filter form is plain HTML: choose "failed" and submit.
     Select(browser.find_element(By.NAME, "state")).select_by_value("failed")
     browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    # A click does not wait for the navigation it starts: wait for the filtered page.
+    WebDriverWait(browser, HANG_GUARD_SECONDS).until(
+        lambda driver: (
+            "state=failed" in driver.current_url
+            and driver.execute_script("return document.readyState") == "complete"
+        )
+    )
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.job")
     assert len(rows) == sum(1 for j in seeded.jobs if j["state"] == "failed")
     assert all(row.find_elements(By.CSS_SELECTOR, ".reason") for row in rows)
