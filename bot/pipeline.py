@@ -226,10 +226,12 @@ class JobPipeline:
         pending_at = 0.0  # the create's answer saw it running
         model = job.model
         hint = self._hints.setdefault(job.id, asyncio.Event())
+        # Webhook first (bot.polling): the provider will call back when it is done.
+        webhook = provider.sends_webhooks and self._webhook_url(provider, job) is not None
         try:
             while not status.state.terminal:
                 elapsed = time.monotonic() - started
-                delay = self.poller.next_delay(model, elapsed, polls)
+                delay = self.poller.next_delay(model, elapsed, polls, webhook=webhook)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(hint.wait(), timeout=delay)
                 hint.clear()

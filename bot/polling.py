@@ -12,6 +12,10 @@ times, so the planner learns the recent durations per model and:
 3. and backs off geometrically past the usual finish (the 90th percentile), up to the cap, so
    a stuck or queued job does not cost a request every second.
 
+When the provider will call a webhook at the end, none of that applies: the webhook
+ends the wait (one status read per job instead of two or three), and polls are only the
+safety net for a webhook that never comes, at the slowest pace (the cap).
+
 With too little history it falls back to the plain geometric backoff. Every delay gets a
 little jitter so that jobs submitted together do not poll in lockstep, and every delay is
 clamped to ``[floor, cap]`` whatever was recorded.
@@ -95,9 +99,14 @@ class PollPlanner:
         """The durations currently learned for ``model``, oldest first (for metrics/tests)."""
         return list(self._durations.get(model, ()))
 
-    def next_delay(self, model: str, elapsed: float, polls: int) -> float:
+    def next_delay(
+        self, model: str, elapsed: float, polls: int, *, webhook: bool = False
+    ) -> float:
         """Seconds to wait before the next status request of a job of ``model`` that was
-        submitted ``elapsed`` seconds ago and has been polled ``polls`` times."""
+        submitted ``elapsed`` seconds ago and has been polled ``polls`` times.
+        ``webhook``: the provider will call back when the job ends (then the cap)."""
+        if webhook:
+            return self.cap
         elapsed = max(0.0, elapsed) if math.isfinite(elapsed) else 0.0
         recent = sorted(self._durations.get(model, ()))
         late = 1 + self.jitter

@@ -305,6 +305,22 @@ async def test_sampler_steps_reach_the_chat_as_step_n_of_m(
     assert steps == ["step 3 of 20", "step 12 of 20"]  # each change once, in order
 
 
+async def test_with_webhooks_on_comfyui_is_still_polled(tmp_path: Path, comfy: FakeComfyUI) -> None:
+    """ComfyUI never calls a webhook: webhook-first waiting (bot.polling) must not apply
+    to it, or its jobs would wait for the safety-net poll, here an hour away."""
+    comfy.script.polls_before_done = 2
+    webhooks = {
+        "webhook_base_url": "http://127.0.0.1:9/never-called",
+        "webhook_host": "127.0.0.1",
+        "webhook_port": 0,
+    }
+    async with Core(tmp_path, comfy, **webhooks) as core:
+        core.core.runner.pipeline.poller.cap = 3600.0
+        job = await core.wait(await core.submit())
+    assert job.state == JobState.SUCCEEDED
+    assert comfy.polls >= 3  # found by its own polls
+
+
 async def test_step_progress_is_throttled(tmp_path: Path, comfy: FakeComfyUI) -> None:
     comfy.script.outcome = "never"
     comfy.auto_steps = False

@@ -184,3 +184,16 @@ def test_delays_always_stay_within_floor_and_cap(
         delay = plan.next_delay("m", elapsed, polls_made)
         assert math.isfinite(delay)
         assert floor <= delay <= max(cap, floor)
+
+
+def test_with_a_webhook_on_its_way_polls_are_only_a_safety_net_at_the_cap() -> None:
+    """Webhook first: whatever the history says, the wait is the cap, so the webhook
+    (not a poll before it, that would see "still running") ends the job's wait."""
+    warm = planner()
+    for _ in range(20):
+        warm.record("m", 6.0)
+    cold = planner()
+    for p, elapsed, polls in itertools.product((warm, cold), (0.0, 2.0, 5.9, 30.0), (0, 1, 7)):
+        assert p.next_delay("m", elapsed, polls, webhook=True) == p.cap
+    # Without a webhook the same planner asks well before the cap.
+    assert warm.next_delay("m", 5.9, 1) < warm.cap / 2

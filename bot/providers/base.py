@@ -80,6 +80,9 @@ class Provider(Protocol):
     name: str
     model: str
     capabilities: ProviderCapabilities
+    # Whether it calls ``ProviderRequest.webhook_url`` when a job ends: then the runner
+    # waits for that call and polls only as a safety net (bot.pipeline).
+    sends_webhooks: bool
 
     async def submit(self, request: ProviderRequest, *, idempotency_key: str) -> PredictionStatus:
         """Create a prediction. Must not be retried by the provider when the outcome of

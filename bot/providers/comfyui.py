@@ -104,6 +104,8 @@ def _queued_ids(items: Any) -> set[str]:
 
 class ComfyUIProvider(HttpProvider):
     name = "comfyui"
+    # ComfyUI has no webhooks (its websocket is per client): the runner polls it.
+    sends_webhooks = False
 
     def __init__(self, *, workflow: str = "", auth_header: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)

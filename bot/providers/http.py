@@ -123,6 +123,8 @@ class HttpProvider(ABC):
     """The parts every HTTP provider shares; subclasses give auth and the API's shapes."""
 
     name = "http"
+    # The hosted APIs call the webhook URL they are given when a job ends.
+    sends_webhooks = True
 
     def __init__(
         self,
