@@ -18,52 +18,22 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import ledger
 from bot.domain import (
     ACTIVE_STATES,
     TERMINAL_STATES,
-    AttachmentSource,
-    EditOptions,
     Job,
     JobState,
     UserRef,
 )
+from bot.job_reads import DELIVERED, JobReads, row_to_job
 from bot.policies import PolicyBook
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.schema import jobs
 
 Clock = Callable[[], float]
-# The key of ``Job.output_meta`` (the jobs.result column) holding where the result was
-# posted: what ``Reply.deliver`` answered (a platform's ids and a ``link``).
-DELIVERED = "delivered"
-
-
-def row_to_job(row: Row[Any]) -> Job:
-    return Job(
-        id=row.id,
-        idempotency_key=row.idempotency_key,
-        user=UserRef.parse(row.user_ref),
-        state=JobState(row.state),
-        prompt=row.prompt,
-        options=EditOptions.from_json(row.options),
-        attachments=tuple(AttachmentSource.from_json(a) for a in row.attachments),
-        reply_target=row.reply_target,
-        cost=row.cost,
-        provider=row.provider,
-        model=row.model,
-        prediction_id=row.prediction_id,
-        submit_started=row.submit_started_at is not None,
-        output_path=row.output_path,
-        error_kind=row.error_kind,
-        error_message=row.error_message,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-        output_meta=row.result or {},
-        model_name=row.model_name,
-    )
 
 
 async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> bool:
@@ -77,71 +47,12 @@ async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> b
     return bool(result.rowcount)
 
 
-class JobQueue:
+class JobQueue(JobReads):
     def __init__(self, db: Database, clock: Clock, policy_book: PolicyBook) -> None:
         self.db = db
         self.clock = clock
         # The claim reads the per-user concurrency cap in force from here.
         self.policy_book = policy_book
-
-    # -- reading ------------------------------------------------------------------
-
-    async def get(self, job_id: str) -> Job | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
-        return row_to_job(row) if row else None
-
-    async def by_idempotency_key(self, key: str) -> Job | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))).first()
-        return row_to_job(row) if row else None
-
-    async def queue_position(self, job: Job) -> int:
-        """1 for the next job to run; 0 when the job is no longer waiting."""
-        if job.state != JobState.QUEUED:
-            return 0
-        async with self.db.read() as conn:
-            ahead = await conn.scalar(
-                select(func.count())
-                .select_from(jobs)
-                .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= job.created_at)
-            )
-        return int(ahead or 0)
-
-    async def balance(self, user: UserRef) -> int:
-        async with self.db.read() as conn:
-            return await ledger.balance(conn, user)
-
-    async def counts_by_state(self) -> dict[str, int]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
-            counts = {state.value: 0 for state in JobState}
-            counts.update({state: count for state, count in rows})
-        return counts
-
-    async def active_for_user(self, user: UserRef) -> int:
-        async with self.db.read() as conn:
-            count = await conn.scalar(
-                select(func.count())
-                .select_from(jobs)
-                .where(
-                    jobs.c.user_ref == str(user),
-                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
-                )
-            )
-        return int(count or 0)
-
-    async def recent_for_user(self, user: UserRef, limit: int = 10) -> list[Job]:
-        """The user's newest jobs first (``/kontext history``): one query on the
-        (user_ref, created_at) index."""
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(jobs)
-                .where(jobs.c.user_ref == str(user))
-                .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-                .limit(limit)
-            )
-            return [row_to_job(row) for row in rows]
 
     @completes_when_cancelled
     async def forget_delivery(self, job_id: str) -> None:

@@ -99,9 +99,7 @@ class PollPlanner:
         """The durations currently learned for ``model``, oldest first (for metrics/tests)."""
         return list(self._durations.get(model, ()))
 
-    def next_delay(
-        self, model: str, elapsed: float, polls: int, *, webhook: bool = False
-    ) -> float:
+    def next_delay(self, model: str, elapsed: float, polls: int, *, webhook: bool = False) -> float:
         """Seconds to wait before the next status request of a job of ``model`` that was
         submitted ``elapsed`` seconds ago and has been polled ``polls`` times.
         ``webhook``: the provider will call back when the job ends (then the cap)."""

@@ -33,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot import ledger
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
-from bot.jobqueue import JobQueue, row_to_job
+from bot.job_reads import row_to_job
+from bot.jobqueue import JobQueue
 from bot.ledger import EntryKind, allowance_grant, allowance_key
 from bot.limits import Limits
 from bot.periods import Period, next_period_start, period_start

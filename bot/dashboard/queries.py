@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import Job, UserRef
-from bot.jobqueue import row_to_job
+from bot.job_reads import row_to_job
 from bot.ledger import SPENDING, EntryKind
 from bot.storage.database import Database
 from bot.storage.schema import jobs, ledger
