@@ -18,12 +18,11 @@ from typing import NoReturn
 
 import structlog
 
-from bot import __version__, texts
+from bot import __version__
+from bot import cli_operator as operator
 from bot import platforms as platforms_registry
 from bot.config import Settings, effective_config, load_settings, secret_values
-from bot.domain import UserRef
 from bot.errors import ConfigError, ProviderUnavailable, UserInputError
-from bot.limits import LIMITS
 from bot.limits import add_options as add_limit_options
 from bot.logs import configure_logging
 from bot.periods import PERIODS
@@ -143,82 +142,6 @@ def _print_config(settings: Settings, as_json: bool) -> None:
     print(f"# platforms this config runs: {', '.join(on)}; not enabled: {', '.join(off) or '-'}")
 
 
-async def _policy(settings: Settings, args: argparse.Namespace) -> int:
-    """The operator's side of the admin API: acts as ``cli:local:<os user>``, recorded
-    in the ledger like an admin on a platform."""
-    from bot.app import build_core
-
-    operator = UserRef.local("cli")
-    core = await build_core(settings, with_runner=False)
-    service = core.service
-    service.admins = service.admins | {str(operator)}
-    try:
-        if args.policy_command == "limits":
-            changes = {name: getattr(args, name) for name in LIMITS}
-            if any(v is not None for v in changes.values()):
-                now = await service.admin_set_limits(operator, **changes)
-            else:
-                now = await service.limits()
-            print(texts.limits_text(now))
-            return 0
-        if args.policy_command == "allowance":
-            off = args.amount.lower() == "off"
-            if not off and not args.amount.isdigit():
-                raise UserInputError(f"'{args.amount}' is not a number of credits or 'off'")
-            await service.admin_set_allowance(
-                operator, args.scope, None if off else int(args.amount), args.period
-            )
-        elif args.policy_command == "models":
-            names = [] if [n.lower() for n in args.names] == ["off"] else args.names
-            await service.admin_set_models(operator, args.scope, names)
-        elif args.policy_command in ("pause", "resume"):
-            await service.admin_pause(operator, args.scope, args.policy_command == "pause")
-        override = await service.admin_policy(args.scope)
-        print(texts.policy_text(args.scope, override, await service.limits()))
-        return 0
-    finally:
-        await core.close()
-
-
-async def _credits(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import build_core
-
-    user = UserRef.parse(args.user)
-    core = await build_core(settings, with_runner=False)
-    try:
-        if args.credits_command == "grant":
-            balance = await core.service.grant(
-                user, args.amount, actor="cli", note=args.note or "granted from the command line"
-            )
-            print(f"{user}: {balance} credits")
-            return 0
-        status = await core.service.credits(user)
-        refill = (
-            status.next_allowance_at.strftime("%Y-%m-%d %H:%M UTC")
-            if status.next_allowance_at
-            else "never (one-time allowance)"
-        )
-        print(f"{user}: {status.balance} credits")
-        default = f" ({core.service.models.default.name})" if status.models else ""
-        print(
-            f"  images left: {status.images_left} at {status.cost_per_image} credits each{default}"
-        )
-        if status.models:
-            print("  models: " + core.service.models.price_list())
-        print(f"  next allowance: {status.allowance} credits at {refill}")
-        print(f"  jobs running: {status.active_jobs}")
-        entries = await core.service.history(user, args.history)
-        if entries:
-            print("  recent ledger entries:")
-            for entry in entries:
-                job = f" job {entry.job_id[:8]}" if entry.job_id else ""
-                note = f" ({entry.note})" if entry.note else ""
-                print(f"    #{entry.id} {entry.kind.value:<7} {entry.amount:+d}{job}{note}")
-        return 0
-    finally:
-        await core.close()
-
-
 async def _run(settings: Settings) -> int:
     from bot.app import build_core
 
@@ -274,32 +197,6 @@ async def _run(settings: Settings) -> int:
             await platform.stop()
         await core.close(grace=settings.jobs.shutdown_grace_seconds)
     log.info("stopped")
-    return 0
-
-
-async def _provider_status(settings: Settings) -> int:
-    from bot.providers.factory import base_url_for, build_provider
-
-    provider = build_provider(settings)
-    try:
-        print(f"provider: {provider.name}")
-        print(f"base_url: {base_url_for(settings)}")
-        print(f"model: {provider.model}")
-        if settings.models:
-            from bot.models import catalogue_for
-
-            for model in catalogue_for(settings).models:
-                served = ", ".join(f"{name}: {mid}" for name, mid in model.ids.items())
-                print(f"model {model.name}: {model.cost} credits per image ({served})")
-        else:
-            print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
-        credits = getattr(provider, "credits", None)
-        if credits is None:
-            print("account credits: this provider has no API to read them")
-        else:
-            print(f"account credits: {await credits()}")
-    finally:
-        await provider.aclose()
     return 0
 
 
@@ -383,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_config(settings, args.json)
             return 0
         if args.command == "provider":
-            return asyncio.run(_provider_status(settings))
+            return asyncio.run(operator.provider_status(settings))
         if args.command == "healthcheck":
             return _healthcheck(settings)
         if args.command == "migrate":
@@ -393,9 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("database is up to date")
             return 0
         if args.command == "credits":
-            return asyncio.run(_credits(settings, args))
+            return asyncio.run(operator.credits(settings, args))
         if args.command == "policy":
-            return asyncio.run(_policy(settings, args))
+            return asyncio.run(operator.policy(settings, args))
         if args.command == "console":
             run_one = platforms_registry.registered()["console"].run_one
             assert run_one is not None
