@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from bot.jobstore import JobStore
+from bot.local_server import LocalServer
 from bot.metrics import Metrics
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -25,38 +26,24 @@ CHECK_TIMEOUT_SECONDS = 3.0
 log = structlog.get_logger("kontext.ops")
 
 
-class OpsServer:
+class OpsServer(LocalServer):
+    label = "ops endpoint"
+
     def __init__(self, host: str, port: int, metrics: Metrics, store: JobStore) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.metrics = metrics
         self.store = store
         self.checks: dict[str, ReadinessCheck] = {"storage": self._storage_ready}
-        self._runner: web.AppRunner | None = None
 
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         self.checks[name] = check
 
-    async def start(self) -> int:
-        """Listen and return the bound port (``port = 0`` picks a free one)."""
+    def application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        addresses = self._runner.addresses
-        if addresses:
-            self.port = int(addresses[0][1])
-        log.info("ops endpoint listening", host=self.host, port=self.port)
-        return self.port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
     async def _storage_ready(self) -> bool:
         async with self.store.db.transaction() as conn:

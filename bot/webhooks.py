@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 import structlog
 from aiohttp import web
 
+from bot.local_server import LocalServer
 from bot.providers.base import WebhookRefused
 from bot.providers.registry import SPECS, ProviderSpec
 
@@ -35,7 +36,9 @@ REMEMBERED_IDS = 10_000
 Hint = Callable[[str], None]
 
 
-class WebhookServer:
+class WebhookServer(LocalServer):
+    label = "webhook endpoint"
+
     def __init__(
         self,
         host: str,
@@ -46,29 +49,17 @@ class WebhookServer:
         specs: Mapping[str, ProviderSpec] = SPECS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.on_hint = on_hint
         self.secret = secret  # provider.webhook_secret, for the providers that sign
         self.specs = specs
         self.clock = clock
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> int:
+    def application(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/webhooks/{provider}/{job_id}", self._receive)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.port = int(self._runner.addresses[0][1])
-        log.info("webhook endpoint listening", host=self.host, port=self.port)
-        return self.port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
 
     async def _receive(self, request: web.Request) -> web.Response:
         provider = request.match_info["provider"]

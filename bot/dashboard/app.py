@@ -28,6 +28,7 @@ from bot.dashboard.charts import Gauge, day_label, stacked_by_day
 from bot.dashboard.pages import SECURITY_HEADERS, plain, render, static_file
 from bot.domain import JobState, UserRef
 from bot.errors import UserInputError
+from bot.local_server import LocalServer
 from bot.periods import period_start
 from bot.policies import GLOBAL, effective_policy, with_global
 from bot.providers.base import Provider
@@ -279,8 +280,10 @@ def csv_row(row: Sequence[Any]) -> list[Any]:
     ]
 
 
-class DashboardServer:
+class DashboardServer(LocalServer):
     """Listens on ``dashboard.host``/``port``; started and stopped with the core."""
+
+    label = "dashboard"
 
     def __init__(
         self,
@@ -292,25 +295,9 @@ class DashboardServer:
     ) -> None:
         if not password:
             raise ValueError("dashboard.password is required")  # config refuses it first
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.dashboard = Dashboard(service, provider)
         self._password = password
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> int:
-        """Listen and return the bound port (``port = 0`` picks a free one)."""
-        self._runner = web.AppRunner(self.dashboard.application(self._password), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        addresses = self._runner.addresses
-        if addresses:
-            self.port = int(addresses[0][1])
-        log.info("dashboard listening", host=self.host, port=self.port)
-        return self.port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def application(self) -> web.Application:
+        return self.dashboard.application(self._password)
