@@ -18,6 +18,7 @@ import resource
 import socket
 import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
@@ -175,3 +176,53 @@ def own_cpu() -> float:
     """User+system seconds of this process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def cpu_figures(
+    path: str,
+    jobs: int,
+    concurrent: int,
+    wall: float,
+    cpu: float,
+    harness: float,
+    statements: Counter[str],
+    calls: Counter[str],
+    provider: Counter[str],
+    facts: dict[str, Any],
+    image: bytes,
+    output: bytes,
+    database: str = "sqlite",
+) -> dict[str, Any]:
+    """One CPU benchmark's figures per job, under the same names for every path
+    (bench.cpu's Slack path, bench.cpu_paths' core and Discord paths)."""
+    return {
+        "path": path,
+        "database": database,
+        "jobs": jobs,
+        "concurrent": concurrent,
+        "input_mb": round(len(image) / 1e6, 3),
+        "output_mb": round(len(output) / 1e6, 3),
+        "wall_seconds": round(wall, 2),
+        "jobs_per_second": round(jobs / wall, 2),
+        "bot_cpu_seconds": round(cpu, 2),
+        "bot_cpu_ms_per_job": round(cpu * 1000 / jobs, 1),
+        "bot_cores": round(cpu / wall, 2),
+        "harness_cpu_ms_per_job": round(harness * 1000 / jobs, 1),
+        "harness_cores": round(harness / wall, 2),
+        "statements_per_job": round(sum(v for k, v in statements.items() if k.isupper()) / jobs, 2),
+        "reads_per_job": round(statements["SELECT"] / jobs, 2),
+        "writes_per_job": round(
+            sum(statements[k] for k in ("INSERT", "UPDATE", "DELETE")) / jobs, 2
+        ),
+        "transactions_per_job": round(statements["commit"] / jobs, 2),
+        "statements_by_kind_per_job": {
+            k: round(v / jobs, 2) for k, v in sorted(statements.items()) if v
+        },
+        "platform_calls_per_job": round(sum(calls.values()) / jobs, 2),
+        "platform_calls_by_kind_per_job": {k: round(v / jobs, 2) for k, v in sorted(calls.items())},
+        "provider_requests_per_job": round(sum(provider.values()) / jobs, 2),
+        "provider_requests_by_kind_per_job": {
+            k: round(v / jobs, 2) for k, v in sorted(provider.items())
+        },
+        "facts": facts,
+    }

@@ -46,6 +46,7 @@ from bench.common import (
     ROOT,
     SizedCoreToday,
     bot_environment,
+    cpu_figures,
     db_url_for,
     event_body,
     free_port,
@@ -269,44 +270,26 @@ async def measure(
                     process.kill()
                     await process.wait()
                 log.close()
-    uploads = len(output)
+    figures = cpu_figures(
+        "slack",
+        jobs,
+        concurrent,
+        wall,
+        cpu,
+        harness,
+        statements,
+        calls + Counter({"file download (input)": downloads}),
+        provider,
+        facts,
+        image,
+        output,
+        database="postgresql" if db_url else "sqlite",
+    )
     return {
-        "path": "slack",
-        "database": "postgresql" if db_url else "sqlite",
-        "jobs": jobs,
-        "concurrent": concurrent,
-        "input_mb": round(len(image) / 1e6, 3),
-        "output_mb": round(uploads / 1e6, 3),
-        "wall_seconds": round(wall, 2),
-        "jobs_per_second": round(jobs / wall, 2),
-        "bot_cpu_seconds": round(cpu, 2),
-        "bot_cpu_ms_per_job": round(cpu * 1000 / jobs, 1),
-        "bot_cores": round(cpu / wall, 2),
-        "harness_cpu_ms_per_job": round(harness * 1000 / jobs, 1),
-        "harness_cores": round(harness / wall, 2),
-        "statements_per_job": round(sum(v for k, v in statements.items() if k.isupper()) / jobs, 2),
-        "reads_per_job": round(statements["SELECT"] / jobs, 2),
-        "writes_per_job": round(
-            sum(statements[k] for k in ("INSERT", "UPDATE", "DELETE")) / jobs, 2
-        ),
-        "transactions_per_job": round(statements["commit"] / jobs, 2),
-        "statements_by_kind_per_job": {
-            k: round(v / jobs, 2) for k, v in sorted(statements.items()) if v
-        },
+        **figures,
         "slack_calls_per_job": round(sum(calls.values()) / jobs, 2),
         "slack_calls_by_method_per_job": {k: round(v / jobs, 2) for k, v in sorted(calls.items())},
         "slack_file_downloads_per_job": round(downloads / jobs, 2),
-        # The same under the names the core and Discord paths use (bench.cpu_paths).
-        "platform_calls_per_job": round((sum(calls.values()) + downloads) / jobs, 2),
-        "platform_calls_by_kind_per_job": {
-            **{k: round(v / jobs, 2) for k, v in sorted(calls.items())},
-            "file download (input)": round(downloads / jobs, 2),
-        },
-        "provider_requests_per_job": round(sum(provider.values()) / jobs, 2),
-        "provider_requests_by_kind_per_job": {
-            k: round(v / jobs, 2) for k, v in sorted(provider.items())
-        },
-        "facts": facts,
     }
 
 

@@ -43,6 +43,7 @@ from bench.common import (
     ROOT,
     SizedCoreToday,
     bot_environment,
+    cpu_figures,
     free_port,
     own_cpu,
     result_png,
@@ -94,53 +95,6 @@ def _provider_kinds(received: list[Any]) -> Counter[str]:
         else:
             kinds["status" if r.method == "GET" else f"{r.method} {r.path}"] += 1
     return kinds
-
-
-def _figures(
-    path: str,
-    jobs: int,
-    concurrent: int,
-    wall: float,
-    cpu: float,
-    harness: float,
-    statements: Counter[str],
-    calls: Counter[str],
-    provider: Counter[str],
-    facts: dict[str, Any],
-    image: bytes,
-    output: bytes,
-) -> dict[str, Any]:
-    return {
-        "path": path,
-        "database": "sqlite",
-        "jobs": jobs,
-        "concurrent": concurrent,
-        "input_mb": round(len(image) / 1e6, 3),
-        "output_mb": round(len(output) / 1e6, 3),
-        "wall_seconds": round(wall, 2),
-        "jobs_per_second": round(jobs / wall, 2),
-        "bot_cpu_seconds": round(cpu, 2),
-        "bot_cpu_ms_per_job": round(cpu * 1000 / jobs, 1),
-        "bot_cores": round(cpu / wall, 2),
-        "harness_cpu_ms_per_job": round(harness * 1000 / jobs, 1),
-        "harness_cores": round(harness / wall, 2),
-        "statements_per_job": round(sum(v for k, v in statements.items() if k.isupper()) / jobs, 2),
-        "reads_per_job": round(statements["SELECT"] / jobs, 2),
-        "writes_per_job": round(
-            sum(statements[k] for k in ("INSERT", "UPDATE", "DELETE")) / jobs, 2
-        ),
-        "transactions_per_job": round(statements["commit"] / jobs, 2),
-        "statements_by_kind_per_job": {
-            k: round(v / jobs, 2) for k, v in sorted(statements.items()) if v
-        },
-        "platform_calls_per_job": round(sum(calls.values()) / jobs, 2),
-        "platform_calls_by_kind_per_job": {k: round(v / jobs, 2) for k, v in sorted(calls.items())},
-        "provider_requests_per_job": round(sum(provider.values()) / jobs, 2),
-        "provider_requests_by_kind_per_job": {
-            k: round(v / jobs, 2) for k, v in sorted(provider.items())
-        },
-        "facts": facts,
-    }
 
 
 # -- core ---------------------------------------------------------------------------------
@@ -204,7 +158,7 @@ async def measure_core(
             k: round(v / jobs, 1) for k, v in sorted(result["json_calls"].items())
         },
     }
-    return _figures(
+    return cpu_figures(
         "core",
         jobs,
         concurrent,
@@ -361,7 +315,7 @@ async def measure_discord(
                     process.kill()
                     await process.wait()
                 log.close()
-    return _figures(
+    return cpu_figures(
         "discord",
         jobs,
         concurrent,
