@@ -10,11 +10,13 @@ helpers may change with the test, and a benchmark must not change with them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import random
 import resource
+import signal
 import socket
 import sys
 import uuid
@@ -63,6 +65,18 @@ async def spawn(
     return await asyncio.create_subprocess_exec(
         sys.executable, *args, env=env, cwd=cwd, stdout=output, stderr=output
     )
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace: float = 60.0) -> None:
+    """Stop a bot as an operator would (SIGTERM, its graceful shutdown), and kill it if
+    it has not ended within ``grace`` seconds."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), grace)
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
 
 
 def bot_environment(

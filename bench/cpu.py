@@ -55,6 +55,7 @@ from bench.common import (
     process_cpu,
     result_png,
     spawn,
+    stop_process,
     wait_for_port,
 )
 from bench.pipeline import noisy_png
@@ -262,13 +263,7 @@ async def measure(
             finally:
                 if watcher is not None:
                     watcher.cancel()
-                if process.returncode is None:
-                    process.send_signal(signal.SIGTERM)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(process.wait(), 60)
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+                await stop_process(process)
                 log.close()
     figures = cpu_figures(
         "slack",

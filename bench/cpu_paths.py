@@ -27,12 +27,10 @@ job), so ``bench.cpu.run`` prints the three paths in one table.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import random
 import re
-import signal
 import tempfile
 import time
 from collections import Counter
@@ -48,6 +46,7 @@ from bench.common import (
     own_cpu,
     result_png,
     spawn,
+    stop_process,
 )
 from bench.pipeline import noisy_png
 from tests.fakes.discord import BOT_TOKEN, FakeDiscord
@@ -307,13 +306,7 @@ async def measure_discord(
             finally:
                 if watcher is not None:
                     watcher.cancel()
-                if process.returncode is None:
-                    process.send_signal(signal.SIGTERM)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(process.wait(), 60)
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+                await stop_process(process)
                 log.close()
     return cpu_figures(
         "discord",

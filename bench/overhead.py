@@ -24,7 +24,6 @@ import contextlib
 import functools
 import math
 import random
-import signal
 import statistics
 import tempfile
 import time
@@ -42,6 +41,7 @@ from bench.common import (
     free_port,
     postgres,
     spawn,
+    stop_process,
     wait_for_port,
 )
 from bench.pipeline import noisy_png
@@ -228,11 +228,7 @@ async def slack_process_path(
                 await wait_for_port(http_port, 60)
                 return await _send_events(http_port, slack, fake, concurrent, image, wait_seconds)
             finally:
-                process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), 60)
-                if process.returncode is None:
-                    process.kill()
+                await stop_process(process)
 
 
 class _TimedFrontend(RecordingFrontend):

@@ -256,13 +256,7 @@ class _Child:
         return common.process_cpu(self.process.pid)
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), 60)
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+        await common.stop_process(self.process)
         self.log.close()
 
 
