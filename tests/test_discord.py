@@ -72,6 +72,11 @@ class Bot:
             if m["author"]["id"] != ALICE and m["attachments"] and m["components"]
         ]
 
+    def first_answer(self, channel: str) -> dict[str, Any] | None:
+        """The bot's first message in ``channel`` (an art channel's answer), if any."""
+        mine = [m for m in self.discord.channel_messages(channel) if m["author"]["bot"]]
+        return mine[0] if mine else None
+
     async def results(self, count: int, channel: str = CHANNEL_ID) -> list[dict[str, Any]]:
         await self.until(lambda: len(self.result_messages(channel)) >= count)
         return self.result_messages(channel)
@@ -335,14 +340,7 @@ async def test_art_channel_mistake_is_answered_and_costs_nothing(bot: Bot) -> No
     await bot.discord.post_message(
         "!kontext make it blue --ar 7:3", user_id=ALICE, attachments=[photo]
     )
-
-    def answer() -> dict[str, Any] | None:
-        bot_messages = [
-            m for m in bot.discord.channel_messages(ART_CHANNEL_ID) if m["author"]["bot"]
-        ]
-        return bot_messages[0] if bot_messages else None
-
-    message = await bot.until(answer)
+    message = await bot.until(lambda: bot.first_answer(ART_CHANNEL_ID))
     assert "'7:3' is not an aspect ratio" in message["content"]
     assert bot.provider.creates == []
     assert await bot.balance() == 1200
@@ -827,12 +825,7 @@ async def test_help_names_only_discord_commands(bot: Bot) -> None:
 async def test_art_channel_message_with_only_a_text_file_is_refused(bot: Bot) -> None:
     notes = bot.discord.upload(b"hello", "notes.txt", "text/plain")
     await bot.discord.post_message("!kontext make it blue", user_id=ALICE, attachments=[notes])
-
-    def answer() -> dict[str, Any] | None:
-        mine = [m for m in bot.discord.channel_messages(ART_CHANNEL_ID) if m["author"]["bot"]]
-        return mine[0] if mine else None
-
-    message = await bot.until(answer)
+    message = await bot.until(lambda: bot.first_answer(ART_CHANNEL_ID))
     assert "notes.txt" in message["content"] and "not an image" in message["content"]
     assert "Queued" not in "".join(m["content"] for m in bot.discord.ever_public(ART_CHANNEL_ID))
     assert notes["id"] not in bot.discord.cdn_requests
