@@ -213,18 +213,6 @@ class PolicyBook:
                 names.update(name.lower() for name in override.models)
         return frozenset(names)
 
-    async def store_models(
-        self, conn: AsyncConnection, scope: str, models: tuple[str, ...], *, actor: str, now: float
-    ) -> Override:
-        """Set the restricted models allowed in ``scope`` (empty: none), keeping the
-        scope's other settings."""
-        current = (await self.overrides(conn, [scope])).get(scope, Override(scope))
-        await self.store(conn, scope, actor=actor, now=now)
-        await conn.execute(
-            policies.update().where(policies.c.scope == scope).values(models=",".join(models))
-        )
-        return replace(current, models=models)
-
     # -- end of restricted models -------------------------------------------------------
 
     async def store(
@@ -236,11 +224,13 @@ class PolicyBook:
         now: float,
         paused: bool | None = None,
         clear_allowance: bool = False,
+        models: tuple[str, ...] | None = None,
         **changes: Any,
     ) -> Override:
         """Change a scope's stored policy: ``changes`` are limits by their ``Limits``
         names (the caller has validated them, ``bot.limits.validate_changes``); unnamed
-        or None ones keep their value (from the stored row, else the config)."""
+        or None ones keep their value (from the stored row, else the config). ``models``:
+        the restricted models allowed there (empty: none; None: unchanged)."""
         unknown = sorted(set(changes) - set(LIMITS))
         if unknown:
             raise TypeError(f"not limits: {', '.join(unknown)}")
@@ -252,7 +242,7 @@ class PolicyBook:
             scope,
             kept,
             paused=current.paused if paused is None else paused,
-            models=current.models,
+            models=current.models if models is None else models,
         )
         sets = new.changes()
         values = {
@@ -261,5 +251,7 @@ class PolicyBook:
             "updated_by": actor,
             "updated_at": now,
         }
+        if models is not None:
+            values["models"] = ",".join(models)
         await upsert(conn, policies, {"scope": scope, **values}, ["scope"], values)
         return new

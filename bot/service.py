@@ -341,15 +341,7 @@ class KontextService:
         self._require_admin(admin, platform_admin, scope)
         chosen = tuple(dict.fromkeys(self.models.choose(name).name for name in names))
         what = f"models allowed in {scope}: {', '.join(chosen) or 'none'}"
-        now = self.store.clock()
-        async with self.store.db.transaction() as conn:
-            override = await self.store.policy_book.store_models(
-                conn, scope, chosen, actor=str(admin), now=now
-            )
-            await ledger.append(
-                conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
-            )
-        return override
+        return await self._store_policy(admin, scope, what, models=chosen)
 
     async def admin_set_limits(self, admin: UserRef, **changes: Any) -> Limits:
         """Change the operator's limits for everyone at run time (stored, over the
