@@ -227,7 +227,7 @@ class JobPipeline:
         model = job.model
         hint = self._hints.setdefault(job.id, asyncio.Event())
         # Webhook first (bot.polling): the provider will call back when it is done.
-        webhook = provider.sends_webhooks and self._webhook_url(provider, job) is not None
+        webhook = provider.sends_webhooks and bool(self.webhook_base_url)
         try:
             while not status.state.terminal:
                 elapsed = time.monotonic() - started
