@@ -77,11 +77,13 @@ class Catalogue:
             )
         return model
 
-    def choices(self) -> list[tuple[str, str]]:
+    def choices(self, most: int) -> list[tuple[str, str]]:
         """(value, label) pairs for a form's model select (Discord's choices, Slack's
         static select); none when there is no choice to make, so single-model installs
-        look as before."""
-        if not self.several:
+        look as before, and none when there are more models than the platform's list
+        may hold (``most``): the platform would refuse the whole form or command, while
+        ``--model NAME`` typed in the prompt still works."""
+        if not self.several or len(self.models) > most:
             return []
         return [(m.name, f"{m.name} · {m.cost} credits") for m in self.models]
 

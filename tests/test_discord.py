@@ -918,6 +918,33 @@ async def models_bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
         await core.close()
 
 
+async def test_more_models_than_discord_lists_syncs_without_choices_and_typed_names_work(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    """Discord lists at most 25 choices and refuses a command with more; with 26 models
+    the option stays, without choices, and the typed name is checked by the bot."""
+    many = [
+        {"name": f"m{i}", "model": MAX_ID, "cost_per_image": 10 + i, "default": i == 0}
+        for i in range(26)
+    ]
+    async with FakeDiscord() as discord:
+        discord.add_user(ALICE, "alice")
+        core, adapter, settings = await start_bot(tmp_path, fake, discord, models=many)
+        bot = Bot(core, adapter, discord, fake, settings)
+        try:
+            kontext = next(c for c in discord.commands[GUILD_ID] if c["name"] == "kontext")
+            option = next(o for o in kontext["options"] if o["name"] == "model")
+            assert not option.get("choices")
+            image = discord.upload(png(), "cat.png", "image/png")
+            asked = {"prompt": "make it ink", "model": "m20"}
+            await discord.slash_command("kontext", asked, user_id=ALICE, attachment=image)
+            await bot.results(1)
+            assert await bot.balance(ALICE) == 1200 - 30
+        finally:
+            await adapter.stop()
+            await core.close()
+
+
 def modal_select(interaction: Interaction) -> dict[str, Any]:
     assert interaction.modal is not None
     return next(

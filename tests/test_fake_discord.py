@@ -467,3 +467,23 @@ async def test_messages_hold_2000_characters_and_5_rows_of_5_buttons_with_unique
     path = fits.json()["id"]
     edit = await http.patch(f"{create}/{path}", json={"components": _rows(6, 1)}, headers=BOT)
     assert refused(edit, 400, 50035)
+
+
+async def test_a_command_option_with_more_than_25_choices_is_refused(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    """Discord: an option's "choices ... max 25"; the whole overwrite fails with 50035."""
+
+    def command(count: int) -> list[dict[str, Any]]:
+        choices = [{"name": f"m{i} · 10 credits", "value": f"m{i}"} for i in range(count)]
+        option = {"name": "model", "type": 3, "description": "model", "choices": choices}
+        return [{**COMMANDS[0], "options": [*COMMANDS[0]["options"], option]}]
+
+    path = f"/applications/{APPLICATION_ID}/guilds/{GUILD_ID}/commands"
+    before = discord.commands[GUILD_ID]
+    refused = await http.put(path, json=command(26), headers=BOT)
+    assert refused.status_code == 400 and refused.json()["code"] == 50035
+    assert discord.commands[GUILD_ID] == before  # nothing of the overwrite took
+    taken = await http.put(path, json=command(25), headers=BOT)
+    assert taken.status_code == 200
+    assert len(discord.commands[GUILD_ID][0]["options"][1]["choices"]) == 25

@@ -319,3 +319,35 @@ async def test_an_upload_into_a_thread_shows_in_its_replies(
     (file,) = replies[1]["files"]
     assert file["title"] == "job j-1" and file["name"] == "result.png"
     assert replies[1]["text"] == "done" and replies[1]["user"] == BOT_USER_ID
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    ["101 options", "an option text of 76 characters", "an initial option not offered"],
+)
+async def test_a_static_select_beyond_block_kits_limits_is_refused(
+    client: AsyncWebClient, mistake: str
+) -> None:
+    def option(i: int, text: str = "") -> dict[str, Any]:
+        return {"text": {"type": "plain_text", "text": text or f"m{i}"}, "value": f"m{i}"}
+
+    options = [option(i) for i in range(3)]
+    element: dict[str, Any] = {"type": "static_select", "action_id": "value"}
+    if mistake == "101 options":
+        element["options"] = [option(i) for i in range(101)]
+    elif mistake == "an option text of 76 characters":
+        element["options"] = [*options, option(9, "x" * 76)]
+    else:
+        element |= {"options": options, "initial_option": option(7)}
+    view = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "x"},
+        "blocks": [
+            {"type": "input", "label": {"type": "plain_text", "text": "M"}, "element": element}
+        ],
+    }
+    assert (await refused(client.views_open(trigger_id="t", view=view)))["error"] == (
+        "invalid_arguments"
+    )
+    element |= {"options": options, "initial_option": options[1]}  # within the limits
+    assert (await client.views_open(trigger_id="t", view=view))["view"]["id"]

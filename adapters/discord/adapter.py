@@ -24,7 +24,7 @@ from discord.gateway import DiscordWebSocket
 from adapters.discord import attachments
 from adapters.discord.cog import KontextCog
 from adapters.discord.commands_sync import sync_if_changed
-from adapters.discord.components import DYNAMIC_ITEMS, PromptModal
+from adapters.discord.components import DYNAMIC_ITEMS, MAX_CHOICES, PromptModal
 from adapters.discord.people import PLATFORM, request_context, user_ref
 from adapters.discord.reply import DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
@@ -313,7 +313,8 @@ class DiscordAdapter:
             await self.edit_from_text(interaction, text, sources, chosen)
 
         preset = model or self.service.models.default.name
-        return PromptModal(title, submitted, models=self.service.models.choices(), model=preset)
+        models = self.service.models.choices(MAX_CHOICES)
+        return PromptModal(title, submitted, models=models, model=preset)
 
     # -- art channels ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from adapters.discord import attachments
-from adapters.discord.components import history_view
+from adapters.discord.components import MAX_CHOICES, history_view
 from adapters.discord.people import user_ref
 from adapters.discord.style import long_text
 from bot.conversation import Said
@@ -46,12 +46,14 @@ class KontextCog(commands.Cog):
 
     def _model_option(self) -> None:
         """The ``model`` option lists the operator's models (known only at run time), on
-        this cog's own copy of the command; with one model there is no option."""
-
+        this cog's own copy of the command; with one model there is no option, and with
+        more than Discord lists it takes a typed name (checked like ``--model``)."""
         params = self.kontext._params
-        choices = self.adapter.service.models.choices()
-        if not choices:
+        if not self.adapter.service.models.several:
             params.pop("model", None)
+            return
+        choices = self.adapter.service.models.choices(MAX_CHOICES)
+        if not choices:
             return
         params["model"] = dataclasses.replace(
             params["model"],

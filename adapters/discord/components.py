@@ -16,6 +16,10 @@ from typing import Any, Protocol, cast
 import discord
 
 JOB_ID = r"(?P<job>[0-9a-f]{32})"
+# Discord lists at most 25 choices on an option and 25 options in a select menu
+# (https://discord.com/developers/docs/interactions/application-commands, "Application
+# Command Option Structure"; .../components/reference, "String Select").
+MAX_CHOICES = 25
 
 
 class ButtonHandler(Protocol):

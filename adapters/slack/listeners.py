@@ -30,7 +30,7 @@ import structlog
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.reply import SlackReply
-from adapters.slack.views import edit_modal, read_submission
+from adapters.slack.views import MAX_SELECT_OPTIONS, edit_modal, read_submission
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
 
@@ -141,7 +141,7 @@ class SlackListeners:
             options=options or EditOptions(),
             with_file_input=with_file_input,
             aspect_ratios=self.conversation.service.capabilities.aspect_ratios,
-            models=self.conversation.service.models.choices(),
+            models=self.conversation.service.models.choices(MAX_SELECT_OPTIONS),
             default_model=self.conversation.service.models.default.name,
         )
         try:

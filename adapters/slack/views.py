@@ -15,6 +15,9 @@ from typing import Any
 from bot.domain import EditOptions
 
 CALLBACK_ID = "kontext_edit"
+# A static select holds at most 100 options
+# (https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element).
+MAX_SELECT_OPTIONS = 100
 SHORTCUT_CALLBACK_ID = "kontext_edit_message"
 IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
 

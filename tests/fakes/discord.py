@@ -865,9 +865,9 @@ class FakeDiscord:
                     }
                 )
             case "PUT", ["applications", _, "commands"]:
-                return _json(self._sync("global", body))
+                return _refused_commands(body) or _json(self._sync("global", body))
             case "PUT", ["applications", _, "guilds", guild, "commands"]:
-                return _json(self._sync(guild, body))
+                return _refused_commands(body) or _json(self._sync(guild, body))
             case "GET", ["applications", _, "commands"]:
                 return _json(self.commands.get("global", []))
             case "GET", ["applications", _, "guilds", guild, "commands"]:
@@ -1335,6 +1335,25 @@ class _GatewaySocket:
 # up to 5 buttons", and a custom_id "must be unique among components in the same
 # message" (https://discord.com/developers/docs/components/reference#action-row,
 # #button, #anatomy-of-a-component-custom-id); a message breaking them is refused with
+def _refused_commands(body: list[dict[str, Any]]) -> web.Response | None:
+    """What Discord refuses in a bulk overwrite of commands (Application Command Option
+    Structure, https://discord.com/developers/docs/interactions/application-commands):
+    "choices ... max 25", a choice's name 1-100 characters; the whole overwrite fails."""
+
+    def options(definition: dict[str, Any]) -> list[dict[str, Any]]:
+        found = list(definition.get("options") or [])
+        return found + [o for sub in found for o in options(sub)]
+
+    for definition in body:
+        for option in options(definition):
+            choices = option.get("choices") or []
+            if len(choices) > 25:
+                return _error(400, 50035, "Invalid Form Body: choices: at most 25")
+            if any(not 1 <= len(c.get("name", "")) <= 100 for c in choices):
+                return _error(400, 50035, "Invalid Form Body: choice name: 1-100 characters")
+    return None
+
+
 # 400 and JSON error 50035 "Invalid Form Body".
 MAX_ACTION_ROWS = 5
 MAX_ROW_BUTTONS = 5

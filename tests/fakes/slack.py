@@ -219,6 +219,21 @@ def _json_arg(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _valid_static_select(element: dict[str, Any]) -> bool:
+    """Block Kit's rules for a static select
+    (https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element and
+    .../composition-objects/option-object): at most 100 options, an option's text at
+    most 75 characters and its value at most 150, and an ``initial_option`` that
+    "exactly matches one of the options"."""
+    options = element.get("options") or []
+    if not 1 <= len(options) <= 100:
+        return False
+    if any(len(o["text"]["text"]) > 75 or len(o.get("value", "")) > 150 for o in options):
+        return False
+    initial = element.get("initial_option")
+    return initial is None or initial in options
+
+
 def _has_file_input(blocks: Any) -> bool:
     return "file_input" in json.dumps(blocks or [])
 
@@ -663,6 +678,10 @@ class FakeSlack:
             if b.get("type") != "input"
         ):
             raise SlackRefusal("invalid_arguments")  # file_input only in an input block
+        for block in blocks:
+            element = block.get("element") or {}
+            if element.get("type") == "static_select" and not _valid_static_select(element):
+                raise SlackRefusal("invalid_arguments")
         view_id = f"V{len(self.views) + 1:06d}"
         opened = {"id": view_id, "team_id": TEAM_ID, "app_id": "A0KONTEXT", **view}
         self.views[view_id] = opened
