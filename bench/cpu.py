@@ -481,7 +481,17 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "file download and provider calls (httpx)",
-        ("httpx", "httpcore", "h11", "anyio", "bot/providers", "bot/webhooks.py", "files.py"),
+        (
+            "httpx",
+            "httpcore",
+            "h11",
+            "anyio",
+            "bot/providers",
+            "bot/webhooks.py",
+            "files.py",
+            "bot/http_transport.py",
+            "bot/downloads.py",
+        ),
     ),
 ]
 AMBIGUOUS = (

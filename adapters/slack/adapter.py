@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-import httpx
 import structlog
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -29,6 +28,7 @@ from bot.config import SlackConfig
 from bot.conversation import Conversation
 from bot.domain import Attachment, AttachmentSource, Job, UserRef
 from bot.errors import UserInputError
+from bot.http_transport import new_http_client
 from bot.service import KontextService
 
 log = structlog.get_logger("kontext.slack")
@@ -57,7 +57,7 @@ class SlackAdapter:
             # instead of losing a request it acknowledged (listeners.py).
             process_before_response=True,
         )
-        self.http = httpx.AsyncClient(timeout=30.0, follow_redirects=False)
+        self.http = new_http_client(timeout=30.0)
         self.files = SlackFileFetcher(self.http, token, config.file_hosts)
         self.port: int | None = None
         self._runner: web.AppRunner | None = None

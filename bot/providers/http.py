@@ -23,6 +23,7 @@ import stamina
 
 from bot.downloads import read_capped
 from bot.errors import KontextError, ProviderUnavailable, UserInputError
+from bot.http_transport import new_http_client
 from bot.providers.base import PredictionStatus, ProviderCapabilities, ProviderRequest
 
 T = TypeVar("T")
@@ -147,11 +148,7 @@ class HttpProvider(ABC):
         self.wait_cap = wait_cap
         self._api_key = api_key
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(request_timeout),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            follow_redirects=False,
-        )
+        self._client = client or new_http_client(timeout=request_timeout)
         origin = urlsplit(self.base_url)
         self._origin = (origin.scheme, origin.netloc)
 
