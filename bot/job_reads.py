@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import ledger
 from bot.domain import ACTIVE_STATES, AttachmentSource, EditOptions, Job, JobState, UserRef
@@ -64,12 +65,7 @@ class JobReads:
         if job.state != JobState.QUEUED:
             return 0
         async with self.db.read() as conn:
-            ahead = await conn.scalar(
-                select(func.count())
-                .select_from(jobs)
-                .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= job.created_at)
-            )
-        return int(ahead or 0)
+            return await waiting_up_to(conn, job.created_at)
 
     async def balance(self, user: UserRef) -> int:
         async with self.db.read() as conn:
@@ -105,3 +101,14 @@ class JobReads:
                 .limit(limit)
             )
             return [row_to_job(row) for row in rows]
+
+
+async def waiting_up_to(conn: AsyncConnection, created_at: float) -> int:
+    """The queued jobs created at or before ``created_at``: a new job's place in line
+    (the reservations count it in the transaction that stores the job)."""
+    ahead = await conn.scalar(
+        select(func.count())
+        .select_from(jobs)
+        .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= created_at)
+    )
+    return int(ahead or 0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot import ledger
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
-from bot.job_reads import row_to_job
+from bot.job_reads import row_to_job, waiting_up_to
 from bot.jobqueue import JobQueue
 from bot.ledger import EntryKind, allowance_grant, allowance_key
 from bot.limits import Limits
@@ -73,6 +73,9 @@ class Reserved:
     job: Job
     duplicate: bool
     balance_after: int
+    # Jobs waiting up to this one when it was stored (1: it runs next), counted in the
+    # reserving transaction; None when not counted there (a redelivered event).
+    queue_position: int | None = None
 
 
 class NotBatchable(Exception):
@@ -256,6 +259,13 @@ class Reservations:
         now = self.queue.clock()
         job = queued_job(new, new_job_id(), now)
         async with self.queue.db.transaction() as conn:
+            # A redelivered event gets its job, never a refusal (cooldown, balance) that
+            # the first delivery's own reservation would now cause.
+            same_key = jobs.c.idempotency_key == new.idempotency_key
+            row = (await conn.execute(select(jobs).where(same_key))).first()
+            if row is not None:
+                old = row_to_job(row)
+                return Reserved(old, True, await ledger.balance(conn, old.user))
             await ledger.lock_account(conn, new.user, now)
             limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
             if paused is not None:
@@ -267,7 +277,8 @@ class Reservations:
                 raise balance_refusal(available, new.cost, now, limits.period)
             await conn.execute(jobs.insert().values(**job_row(job, now)))
             await ledger.reserve(conn, new.user, job.id, new.cost, now)
-        return Reserved(job, False, available - new.cost)
+            position = await waiting_up_to(conn, now)
+        return Reserved(job, False, available - new.cost, position)
 
     async def _check_limits(
         self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float
@@ -372,4 +383,11 @@ async def reserve_batch(
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)
     await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])
-    return outcomes
+    if not job_rows:
+        return outcomes
+    # One count for the whole batch: its jobs share one creation time, so one position.
+    position = await waiting_up_to(conn, now)
+    return [
+        replace(outcome, queue_position=position) if isinstance(outcome, Reserved) else outcome
+        for outcome in outcomes
+    ]

@@ -167,8 +167,11 @@ class KontextService:
                 model_name=model.name if self.models.several else None,
             )
         )
-        # The position at acceptance, before the runner may already have taken the job.
-        position = await self.store.queue_position(stored.job)
+        # The position at acceptance, before the runner may already have taken the job:
+        # counted when the job was stored, read now only for a redelivered event's job.
+        position = stored.queue_position
+        if position is None:
+            position = await self.store.queue_position(stored.job)
         if not stored.duplicate:
             self.runner.wake()
         return Acknowledgement(

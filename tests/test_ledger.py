@@ -241,6 +241,38 @@ async def test_cooldown_between_requests(db: Database, clock: FakeClock) -> None
     await store.create(new_job(key="c"))
 
 
+async def test_a_redelivered_request_gets_its_job_not_a_refusal(
+    db: Database, clock: FakeClock
+) -> None:
+    """Slack and Discord redeliver events: a second delivery of a request that was taken
+    is answered with its job, although the first delivery's own reservation (a cooldown
+    started, the balance spent) would refuse a new request."""
+    store = JobStore(db, Limits(120, "daily", cooldown_seconds=30), clock)
+    first = await store.create(new_job(key="same event"))
+    clock.advance(1)
+    again = await store.create(new_job(key="same event"))
+    assert again.duplicate and again.job.id == first.job.id
+    assert await ledger_sum(store, ALICE) == 0  # one reservation: 120 granted, 120 held
+    with pytest.raises(QuotaError):
+        await store.create(new_job(key="a new event"))
+
+
+async def test_the_queue_position_is_counted_when_the_job_is_stored(
+    store: JobStore, clock: FakeClock, db: Database
+) -> None:
+    """The acknowledgement's position comes from the reserving transaction, together or
+    alone, and agrees with a read afterwards."""
+    alone = await store.create(new_job(user=BOB, key="alone"))
+    clock.advance(1)
+    users = [UserRef("slack", "T1", f"U{i}") for i in range(4)]
+    together = await asyncio.gather(
+        *(store.create(new_job(user=u, key=f"t{i}")) for i, u in enumerate(users))
+    )
+    assert alone.queue_position == 1
+    for reserved in together:
+        assert reserved.queue_position == await store.queue_position(reserved.job) == 5
+
+
 async def test_locked_account_holds_off_a_second_transaction(db: Database) -> None:
     """``lock_account`` (one INSERT ... ON CONFLICT on PostgreSQL) must block another
     transaction on the same account until the first ends, for new and existing rows."""

@@ -310,6 +310,8 @@ async def test_mention_with_file_is_one_request_and_threads_continue_it(bot: Bot
     assert "seed 7" in (first.initial_comment or "")
     assert len(bot.provider.creates) == 1
     assert bot.provider.creates[0].input["prompt"] == "make her smile"  # type: ignore[index]
+    # Three deliveries of one message: one acknowledgement (the repeats say nothing).
+    assert len(bot.slack.calls_to("chat.postEphemeral")) == 1
 
     # "now make her wave" in the thread edits the bot's own latest result.
     reply = message_event(

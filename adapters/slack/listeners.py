@@ -244,12 +244,15 @@ class SlackListeners:
         thread_ts = event.get("thread_ts")
         user = UserRef(PLATFORM, team, str(event["user"]))
         key = f"slack:{team}:msg:{channel}:{ts}"
-        if await self.conversation.service.job_for_key(key) is not None:
-            return  # Slack redelivered the event, or sent message and app_mention both
         target = {"channel": channel, "user": user.user, "thread_ts": thread_ts or ts}
         reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
         if not files and thread_ts:
+            # Slack redelivers events, and sends message and app_mention both for one
+            # mention: an event already taken skips the thread look-up. Any other repeat
+            # goes on to submit, which answers it with its job, and says nothing.
+            if await self.conversation.service.job_for_key(key) is not None:
+                return
             files = await self._latest_thread_image(channel, str(thread_ts), ts)
         bot_user = context.get("bot_user_id")
         here = RequestContext(channel=channel)
