@@ -35,11 +35,14 @@ import httpx
 
 from adapters.slack.adapter import SlackAdapter
 from bench.common import (
+    SizedCoreToday,
     bot_environment,
     db_url_for,
     event_body,
     free_port,
     postgres,
+    process_cpu,
+    result_png,
     spawn,
     stop_process,
     wait_for_port,
@@ -122,7 +125,7 @@ async def slack_path(
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         script = Script(duration=_sampler(factor, seed=concurrent))
-        async with FakeCoreToday(script=script) as fake, FakeSlack() as slack:
+        async with SizedCoreToday(kontext_result(), script=script) as fake, FakeSlack() as slack:
             settings = _settings(
                 tmp,
                 fake,
@@ -211,7 +214,7 @@ async def slack_process_path(
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         script = Script(duration=_sampler(factor, seed=20_000 + concurrent), keep_inputs=False)
-        async with FakeCoreToday(script=script) as fake, FakeSlack() as slack:
+        async with SizedCoreToday(kontext_result(), script=script) as fake, FakeSlack() as slack:
             http_port, webhook_port = free_port(), free_port()
             env = bot_environment(
                 storage_url=f"sqlite:///{tmp / 'bench.db'}",
@@ -226,9 +229,40 @@ async def slack_process_path(
             process = await spawn(["-m", "bot.cli", "run"], env, tmp, asyncio.subprocess.DEVNULL)
             try:
                 await wait_for_port(http_port, 60)
-                return await _send_events(http_port, slack, fake, concurrent, image, wait_seconds)
+                cpu_before, calls_before = process_cpu(process.pid), len(slack.calls)
+                samples = await _send_events(
+                    http_port, slack, fake, concurrent, image, wait_seconds
+                )
+                cpu = process_cpu(process.pid) - cpu_before
+                done = max(1, len(samples))
+                # Web API calls; the file download is not a method call of the fake.
+                calls = len(slack.calls) - calls_before
+                PROCESS_FIGURES[concurrent] = {
+                    "bot_cpu_ms_per_job": round(cpu * 1000 / done, 1),
+                    "slack_calls_per_job": round(calls / done, 2),
+                    "bot_peak_rss_mb": peak_rss_mb(process.pid),
+                }
+                return samples
             finally:
                 await stop_process(process)
+
+
+@functools.cache
+def kontext_result() -> bytes:
+    """What every fake prediction returns: Kontext's 1024x1024, about 1.2 MB."""
+    return result_png()
+
+
+# slack-proc's bot process, by concurrency: CPU per job (startup excluded), Web API calls
+# per job and its peak RSS (VmHWM) at the end of the run.
+PROCESS_FIGURES: dict[int, dict[str, float]] = {}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 class _TimedFrontend(RecordingFrontend):
@@ -273,7 +307,7 @@ async def core_path(
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         script = Script(duration=_sampler(factor, seed=10_000 + concurrent))
-        async with FakeCoreToday(script=script) as fake:
+        async with SizedCoreToday(kontext_result(), script=script) as fake:
             settings = _settings(tmp, fake, concurrent, db_url=await db_url_for(db_url))
             frontend = _TimedFrontend(image, concurrent)
             core = await build_core(settings, {"console": frontend})
@@ -355,6 +389,8 @@ def run(quick: bool) -> dict[str, Any]:
                 "ratio_p50_at_6s": round(statistics.median(real), 4) if real else None,
                 "ratio_p99_at_6s": round(_quantile(real, 0.99), 4) if real else None,
             }
+            if path == "slack-proc":
+                row.update(PROCESS_FIGURES.get(concurrent, {}))
             results["runs"].append(row)
             nan = float("nan")
             print(
@@ -363,6 +399,13 @@ def run(quick: bool) -> dict[str, Any]:
                 f"{row['overhead_ms_p50'] or nan:>12.0f}ms"
                 f"{row['overhead_ms_p99'] or nan:>12.0f}ms"
                 f"{row['ratio_p50_at_6s'] or nan:>10.3f}{row['ratio_p99_at_6s'] or nan:>10.3f}"
+                + (
+                    f"   bot CPU {row['bot_cpu_ms_per_job']} ms/job, "
+                    f"{row['slack_calls_per_job']} Slack calls/job, "
+                    f"peak RSS {row['bot_peak_rss_mb']} MB"
+                    if "bot_cpu_ms_per_job" in row
+                    else ""
+                )
             )
     if cluster is not None:
         cluster.stop()
