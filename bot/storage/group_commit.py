@@ -27,9 +27,11 @@ What ``WriteBatch`` keeps of one-transaction-per-call:
 Measured (``python -m bench --only cpu --quick``, 60 jobs at 20 in flight, SQLite):
 transactions per job 6.9 -> 4.2 on the Slack path, 8.8 -> 6.4 on the core path and 5.8
 -> 3.4 on Discord (statements 19.5 -> 17.2, 23.9 -> 21.9, 17.1 -> 15.6: a BEGIN each);
-bot CPU per job a few ms lower in A/B runs, within this shared machine's noise. It was
-tried once before without the re-run rule and put aside for ~10% end to end; with the
-rule it costs one more transaction per write only when a batch fails.
+bot CPU per job on the Slack path (``python -m bench.cpu --against``, medians of 4) 79.5
+-> 66.3 ms and, trees swapped, 85.6 -> 82.1 ms: lower in both, by 4-17% on this shared
+machine. It was tried once before without the re-run rule and put aside for ~10% end to
+end; with the rule, a failed batch costs one more transaction per write of it. The
+claim in the same batches was tried too and saved nothing (4.2 -> 4.3 transactions).
 """
 
 from __future__ import annotations
