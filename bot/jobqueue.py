@@ -9,6 +9,11 @@ The transitions that move money (succeed+charge, fail+refund) happen in one tran
 with the state change, guarded by the state they expect, so a repeated or concurrent
 transition is a no-op rather than a second charge or refund. Creating a job (and
 reserving its credits) is ``bot.reservations``' concern.
+
+The runner's small transitions (submit started, prediction id, provider switch,
+delivering, succeed/fail, requeue) are group-committed (``WriteBatch``): those that
+arrive while one transaction runs share the next, each caller still returning only
+once its own write is committed, and a failed batch is re-run one write at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from bot.domain import (
 from bot.job_reads import DELIVERED, JobReads, row_to_job
 from bot.policies import PolicyBook
 from bot.storage.database import Database, completes_when_cancelled
+from bot.storage.group_commit import WriteBatch
 from bot.storage.schema import jobs
 
 Clock = Callable[[], float]
@@ -53,6 +59,8 @@ class JobQueue(JobReads):
         self.clock = clock
         # The claim reads the per-user concurrency cap in force from here.
         self.policy_book = policy_book
+        # The transitions below go through here, group-committed.
+        self.writes = WriteBatch(db)
 
     @completes_when_cancelled
     async def forget_delivery(self, job_id: str) -> None:
@@ -174,12 +182,14 @@ class JobQueue(JobReads):
                 .values(lease_owner=None, lease_expires_at=None)
             )
 
-    @completes_when_cancelled
     async def _update_active(self, job_id: str, **values: Any) -> None:
-        async with self.db.transaction() as conn:
-            await _set_if_active(conn, job_id, updated_at=self.clock(), **values)
+        values["updated_at"] = self.clock()
 
-    @completes_when_cancelled
+        async def update_active(conn: AsyncConnection) -> None:
+            await _set_if_active(conn, job_id, **values)
+
+        await self.writes.run(update_active)
+
     async def requeue(self, job_id: str, delay: float) -> bool:
         """Put a job whose create the provider refused (429) back in line for later.
 
@@ -187,7 +197,8 @@ class JobQueue(JobReads):
         so taking it again later cannot run it twice.
         """
         now = self.clock()
-        async with self.db.transaction() as conn:
+
+        async def requeue(conn: AsyncConnection) -> bool:
             result = await conn.execute(
                 update(jobs)
                 .where(
@@ -204,7 +215,9 @@ class JobQueue(JobReads):
                     updated_at=now,
                 )
             )
-        return bool(result.rowcount)
+            return bool(result.rowcount)
+
+        return await self.writes.run(requeue)
 
     async def switch_provider(self, job_id: str, provider: str, model: str) -> None:
         """Failover: the job goes to the next provider (its cost to the user stays)."""
@@ -220,23 +233,26 @@ class JobQueue(JobReads):
     async def record_prediction(self, job_id: str, prediction_id: str) -> None:
         await self._update_active(job_id, prediction_id=prediction_id)
 
-    @completes_when_cancelled
     async def mark_delivering(
         self, job_id: str, output_path: str, output_meta: Mapping[str, Any], *, user: UserRef
     ) -> int | None:
         """Record the downloaded output and its metadata; returns the user's balance,
         read in the same transaction (the credits left to show with the image), or None
         when the job had already finished elsewhere and was left as it was."""
-        async with self.db.transaction() as conn:
+        now = self.clock()
+
+        async def mark_delivering(conn: AsyncConnection) -> int | None:
             changed = await _set_if_active(
                 conn,
                 job_id,
-                updated_at=self.clock(),
+                updated_at=now,
                 state=JobState.DELIVERING.value,
                 output_path=output_path,
                 result=dict(output_meta),  # the column of Job.output_meta
             )
             return await ledger.balance(conn, user) if changed else None
+
+        return await self.writes.run(mark_delivering)
 
     async def succeed(self, job: Job) -> int | None:
         """Mark delivered and settle the charge; returns the balance, or None when the job
@@ -283,7 +299,6 @@ class JobQueue(JobReads):
         )
         return finished is not None
 
-    @completes_when_cancelled
     async def _finish(
         self,
         job: Job,
@@ -297,7 +312,8 @@ class JobQueue(JobReads):
         state guard makes a second attempt (any process, any outcome) a no-op. None when
         it was one; otherwise the balance (``read_balance``) or 0."""
         now = self.clock()
-        async with self.db.transaction() as conn:
+
+        async def finish(conn: AsyncConnection) -> int | None:
             moved = await conn.execute(
                 update(jobs)
                 .where(
@@ -317,6 +333,8 @@ class JobQueue(JobReads):
                 return None
             await settle(conn, now)
             return await ledger.balance(conn, job.user) if read_balance else 0
+
+        return await self.writes.run(finish)
 
 
 Settle = Callable[[AsyncConnection, float], Awaitable[None]]
