@@ -81,6 +81,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
         self._proxies = urllib.request.getproxies_environment()
+        # Made now, as httpx makes its own when a client is made: loading the CA bundle
+        # costs tens of milliseconds, which would otherwise fall on the first request.
+        self._ssl = httpx.create_ssl_context()
 
     def _proxy_for(self, url: httpx.URL) -> str | None:
         if not self._proxies:
@@ -95,7 +98,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._limits.max_connections or 0,
                 keepalive_timeout=self._limits.keepalive_expiry or 5.0,
-                ssl=httpx.create_ssl_context(),
+                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

@@ -23,8 +23,10 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from PIL import Image
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.adapter import SlackAdapter
+from adapters.slack.reply import SlackReply
 from bot.app import Core, build_core
 from bot.domain import UserRef
 from tests.fakes.coretoday import FakeCoreToday
@@ -43,6 +45,7 @@ from tests.support import (
     HANG_GUARD_SECONDS,
     TWO_MODELS,
     FakeClock,
+    LoopClock,
     environment,
     make_settings,
     png,
@@ -908,3 +911,22 @@ async def test_history_of_someone_else_is_for_admins_and_the_ledger_moved(bot: B
     assert ledger.text.startswith(f"Recent credits of <@{USER}>:")
     helped = await bot.command("help")
     assert "/kontext history" in helped.text and "/kontext-history" not in helped.text
+
+
+async def test_an_acknowledgement_slack_does_not_answer_in_time_is_not_an_error(
+    loop_clock: LoopClock,
+) -> None:
+    """In a burst (a thousand requests at once) Slack's answer to the private
+    acknowledgement can come after the client's 30 s: the request is stored by then, so
+    the listener must end well (Slack gets its 200, not a 500 that it would redeliver)."""
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url, timeout=30)
+        reply = SlackReply(client, {"channel": CHANNEL, "user": USER})
+        held = slack.hold("chat.postEphemeral")
+        telling = asyncio.ensure_future(reply.tell("Queued: you are number 1."))
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            await held.reached.wait()
+        loop_clock.advance(31)  # past slack_sdk's timeout, without waiting for it
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            await telling  # returns: logged, not raised
+        held.release()

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -219,6 +220,10 @@ class SlackReply:
         await self.tell(message)
 
     async def tell(self, text: str) -> None:
+        """A private answer; never raises for Slack's sake. What it says (a request
+        queued, a refusal) is already decided and stored, so a Slack that does not answer
+        in time (a burst of a thousand) must not turn an accepted event into an error,
+        which Slack would only deliver again."""
         try:
             await self.client.chat_postEphemeral(
                 channel=self.channel, user=self.user, thread_ts=self.thread_ts, text=text
@@ -228,6 +233,8 @@ class SlackReply:
             log.warning("ephemeral message failed", error=error)
             if error in _NOT_HERE:
                 await self.respond(text)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("ephemeral message failed", error=type(exc).__name__)
 
     async def respond(self, text: str) -> None:
         """Tell the requester privately without posting in the channel: through the
