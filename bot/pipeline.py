@@ -39,7 +39,7 @@ from bot.platforms import Platform
 from bot.polling import PollPlanner
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 from bot.runner_limits import RunnerLimits
-from bot.step_progress import StepRelay
+from bot.step_progress import StepRelay, show_progress
 from bot.texts import failure_message
 
 Log = structlog.typing.FilteringBoundLogger
@@ -90,10 +90,11 @@ class JobPipeline:
     async def _execute(self, job: Job, bound: Log) -> None:
         reply = self.frontends[job.user.platform].reply_for(job)
         started = time.monotonic()
+        # Bounds the provider's part (submit, wait, download); a resumed job gets a
+        # fresh budget, so a crash never shortens a user's chance to get the image.
+        deadline = asyncio.timeout(self.limits.job_timeout)
         try:
-            # Bounds the provider's part (submit, wait, download); a resumed job gets a
-            # fresh budget, so a crash never shortens a user's chance to get the image.
-            async with asyncio.timeout(self.limits.job_timeout):
+            async with deadline:
                 if job.state == JobState.DELIVERING and job.output_path:
                     # A restart: the last run may have posted the image and died before
                     # recording it, so the reply looks before it posts.
@@ -126,7 +127,13 @@ class JobPipeline:
             await self._deliver(job, reply, started, bound, balance)
         except _Held:
             bound.info("provider busy; job back in the queue")
-        except TimeoutError:
+        except TimeoutError as exc:
+            if not deadline.expired():
+                # Some call inside timed out, not the job: say so, not "took too long".
+                bound.exception("job failed: a call timed out")
+                unanswered = InternalError("a call timed out", detail=repr(exc))
+                await self._fail(job, reply, unanswered, bound)
+                return
             await self._cancel_at_provider(job)
             await self._fail(
                 job,
@@ -163,7 +170,7 @@ class JobPipeline:
                 "The bot restarted while sending your edit, so it was stopped to avoid "
                 "running it twice. Please try again."
             )
-        await reply.progress(job, "editing")
+        await show_progress(reply, job, "editing")
         # Inputs live in memory only from their download to the provider's answer, and
         # only for a few jobs at a time: a burst of many jobs must not hold all their
         # images at once (1,000 jobs x 1 MB peaked over 1 GB before this bound).
@@ -212,7 +219,7 @@ class JobPipeline:
         if delay is None or not await self.queue.requeue(job.id, delay):
             return False
         self.metrics.errors.labels("held").inc()
-        await reply.progress(job, "waiting for the image service")
+        await show_progress(reply, job, "waiting for the image service")
         return True
 
     # -- wait and fetch -------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A provider's step progress, shown in the chat without flooding it.
+"""Progress shown in the chat: a courtesy that never fails a job, and a provider's step
+progress without flooding it.
 
 ComfyUI reports every sampler step; a platform edit per step would be 28 edits of one
 message per image and run into the platforms' rate limits, so steps go out throttled.
@@ -11,6 +12,18 @@ import time
 import structlog
 
 from bot.domain import Job, Reply
+
+log = structlog.get_logger("kontext.pipeline")
+
+
+async def show_progress(reply: Reply, job: Job, text: str) -> None:
+    """``reply.progress``, for every stage of every job. A platform that refuses the
+    status line or does not answer in time (in a burst, status updates are what time out
+    first) costs the user that line, never the edit: the job goes on."""
+    try:
+        await reply.progress(job, text)
+    except Exception as exc:
+        log.warning("progress not shown", job_id=job.id, stage=text, error=repr(exc))
 
 
 class StepRelay:
@@ -31,7 +44,4 @@ class StepRelay:
         if text == self.shown or now - self.at < self.interval:
             return
         self.shown, self.at = text, now
-        try:
-            await self.reply.progress(self.job, text)
-        except Exception:  # a courtesy: a platform hiccup must not fail the job
-            structlog.get_logger("kontext.pipeline").warning("step progress not shown")
+        await show_progress(self.reply, self.job, text)

@@ -16,6 +16,9 @@ class RecordingReply:
 
     async def progress(self, job: Job, stage: str) -> None:
         self.frontend.progress.append((job.id, stage))
+        if self.frontend.progress_failures > 0:
+            self.frontend.progress_failures -= 1
+            raise TimeoutError  # a platform that did not answer in time
 
     async def deliver(self, result: EditResult, *, maybe_delivered: bool = False) -> None:
         self.frontend.maybe_delivered.append(maybe_delivered)
@@ -42,6 +45,8 @@ class RecordingFrontend(NoConnection):
     failures: list[tuple[str, str]] = field(default_factory=list)
     told: list[str] = field(default_factory=list)
     deliver_failures: int = 0
+    progress_failures: int = 0
+    fetch_timeouts: int = 0
     # The ``maybe_delivered`` flag of every delivery attempt, in order.
     maybe_delivered: list[bool] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -51,6 +56,9 @@ class RecordingFrontend(NoConnection):
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:
         async def fetch(max_bytes: int) -> bytes:
+            if self.fetch_timeouts > 0:
+                self.fetch_timeouts -= 1
+                raise TimeoutError  # the platform's file host did not answer in time
             data = self.files.get(source.locator)
             if data is None:
                 raise UserInputError("That file is gone.")

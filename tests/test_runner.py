@@ -110,6 +110,42 @@ async def test_edit_is_delivered_and_charged_once(
         await core.close()
 
 
+async def test_a_status_line_the_platform_does_not_take_in_time_costs_no_edit(
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+) -> None:
+    """Progress is a courtesy on every platform: a status update that times out (Slack in
+    a burst of a thousand did) is logged, and the job goes on to its result and its one
+    charge; before, the job was refunded as if the provider had taken over an hour."""
+    frontend.progress_failures = 10
+    core = await start_core(tmp_path, fake, frontend)
+    try:
+        ack = await core.service.submit(edit(frontend, image=png()))
+        job = await finish(core, ack.job.id)
+        assert await ledger_kinds(core) == ["grant", "reserve", "charge"]
+    finally:
+        await core.close()
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    assert len(frontend.delivered) == 1 and not frontend.failures
+    assert frontend.progress  # it was asked, and refused
+
+
+async def test_a_call_that_times_out_is_not_reported_as_the_job_taking_too_long(
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+) -> None:
+    """Only the job's own deadline says "took longer than N seconds": a platform call
+    timing out inside (here the input's download) is refunded as what it is."""
+    frontend.fetch_timeouts = 1
+    core = await start_core(tmp_path, fake, frontend)
+    try:
+        ack = await core.service.submit(edit(frontend, image=png()))
+        job = await finish(core, ack.job.id)
+    finally:
+        await core.close()
+    assert job.state == JobState.FAILED and job.error_kind == "internal"
+    assert "took longer" not in (job.error_message or "")
+    assert not fake.creates
+
+
 async def test_text_to_image_and_sync_answer(
     tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
 ) -> None:

@@ -100,6 +100,10 @@ class SlackReply:
         except SlackApiError as exc:
             # Progress is a courtesy: a missing channel permission must not fail the job.
             log.warning("status message failed", job_id=job.id, error=exc.response.get("error"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Nor a Slack that does not answer in time (the "Done" after an upload that
+            # went through must not send the delivery round again).
+            log.warning("status message failed", job_id=job.id, error=type(exc).__name__)
 
     async def progress(self, job: Job, stage: str) -> None:
         await self._status(job, _STAGES.get(stage, stage) + "…")
