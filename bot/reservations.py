@@ -41,7 +41,7 @@ from bot.periods import Period, next_period_start, period_start
 from bot.policies import GLOBAL, PolicyBook, scopes_for
 from bot.storage.database import completes_when_cancelled
 from bot.storage.dialect import create_and_lock, insert_many_ignoring_conflict, one_of
-from bot.storage.group_commit import GroupCommit
+from bot.storage.group_commit import GroupCommit, one_by_one
 from bot.storage.schema import accounts, jobs
 from bot.storage.schema import ledger as ledger_table
 
@@ -224,13 +224,7 @@ class Reservations:
                 return await self._create_batch(batch)
             except (NotBatchable, IntegrityError):
                 pass
-        outcomes: list[Reserved | BaseException] = []
-        for new in batch:
-            try:
-                outcomes.append(await self._create(new))
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+        return await one_by_one(batch, self._create)
 
     @completes_when_cancelled
     async def _create_batch(self, batch: list[NewJob]) -> list[Reserved | BaseException]:

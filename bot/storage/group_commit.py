@@ -56,6 +56,18 @@ log = structlog.get_logger("kontext.storage")
 Operation = Callable[[AsyncConnection], Awaitable[R]]
 
 
+async def one_by_one(items: list[T], run: Callable[[T], Awaitable[R]]) -> list[R | BaseException]:
+    """Each item in its own ``run``, in order, its exception kept as its outcome: what a
+    batch falls back to when it cannot, or did not, go as one transaction."""
+    outcomes: list[R | BaseException] = []
+    for item in items:
+        try:
+            outcomes.append(await run(item))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 class GroupCommit(Generic[T, R]):
     """Queue calls while a batch runs and hand the next batch everything waiting.
 
@@ -126,13 +138,7 @@ class WriteBatch:
             except Exception as exc:
                 # Rolled back: nothing of the batch was committed.
                 log.warning("write batch failed; each write again alone", error=repr(exc))
-        outcomes: list[Any] = []
-        for operation in batch:
-            try:
-                outcomes.append(await self._alone(operation))
-            except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+        return await one_by_one(batch, self._alone)
 
     async def _together(self, batch: list[Operation[Any]]) -> list[Any]:
         async with self.db.transaction() as conn:
