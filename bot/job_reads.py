@@ -17,6 +17,9 @@ from bot.domain import ACTIVE_STATES, AttachmentSource, EditOptions, Job, JobSta
 from bot.storage.database import Database
 from bot.storage.schema import jobs
 
+# A queue position is shown exactly up to here; beyond, as "1000+" (bot.texts).
+QUEUE_POSITION_CAP = 1000
+
 # The key of ``Job.output_meta`` (the jobs.result column) holding where the result was
 # posted: what ``Reply.deliver`` answered (a platform's ids and a ``link``).
 DELIVERED = "delivered"
@@ -105,10 +108,14 @@ class JobReads:
 
 async def waiting_up_to(conn: AsyncConnection, created_at: float) -> int:
     """The queued jobs created at or before ``created_at``: a new job's place in line
-    (the reservations count it in the transaction that stores the job)."""
-    ahead = await conn.scalar(
-        select(func.count())
-        .select_from(jobs)
+    (the reservations count it in the transaction that stores the job). Counted up to
+    ``QUEUE_POSITION_CAP``: the count walks the queue's index, and a backlog of tens of
+    thousands must not make every reservation pay for walking it all."""
+    ahead = (
+        # Only what the (state, created_at) index holds: no row is read, on either database.
+        select(jobs.c.created_at)
         .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= created_at)
+        .limit(QUEUE_POSITION_CAP)
+        .subquery()
     )
-    return int(ahead or 0)
+    return int(await conn.scalar(select(func.count()).select_from(ahead)) or 0)

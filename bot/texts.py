@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bot.domain import Acknowledgement, Job, JobState
 from bot.errors import ErrorKind, KontextError
+from bot.job_reads import QUEUE_POSITION_CAP
 from bot.ledger import LedgerEntry
 from bot.limits import Limits
 from bot.policies import Override
@@ -165,11 +166,16 @@ def credits_text(style: Style, status: CreditStatus) -> str:
     return text
 
 
+def position_text(position: int) -> str:
+    """A place in line; beyond the cap the count stops at (bot.job_reads), "1000+"."""
+    return f"{position:,}+" if position >= QUEUE_POSITION_CAP else str(position)
+
+
 def queued_text(style: Style, ack: Acknowledgement) -> str:
     model = f", model {ack.job.model_name}" if ack.job.model_name else ""
     return (
-        f"Queued (position {ack.queue_position}{model}): {ack.job.cost} credits reserved, "
-        f"{ack.balance_after} left. Seed {ack.job.options.seed}."
+        f"Queued (position {position_text(ack.queue_position)}{model}): {ack.job.cost} "
+        f"credits reserved, {ack.balance_after} left. Seed {ack.job.options.seed}."
     )
 
 

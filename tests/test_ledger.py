@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select, text
 
-from bot import ledger
+from bot import job_reads, ledger
 from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
 from bot.jobstore import JobStore
@@ -15,6 +15,7 @@ from bot.limits import Limits
 from bot.reservations import NewJob
 from bot.storage import Database
 from bot.storage.schema import ledger as ledger_table
+from bot.texts import position_text
 from tests.support import FakeClock
 
 ALICE = UserRef("slack", "T1", "UALICE")
@@ -271,6 +272,18 @@ async def test_the_queue_position_is_counted_when_the_job_is_stored(
     assert alone.queue_position == 1
     for reserved in together:
         assert reserved.queue_position == await store.queue_position(reserved.job) == 5
+
+
+async def test_a_long_queue_is_counted_only_up_to_the_cap(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The position walks the queue's index: a backlog of tens of thousands is counted
+    up to the cap (1,000; 3 here) and shown as "1,000+", not walked whole each time."""
+    monkeypatch.setattr(job_reads, "QUEUE_POSITION_CAP", 3)
+    users = [UserRef("slack", "T1", f"U{i}") for i in range(5)]
+    made = [await store.create(new_job(user=u, key=f"c{i}")) for i, u in enumerate(users)]
+    assert [r.queue_position for r in made] == [1, 2, 3, 3, 3]
+    assert position_text(999) == "999" and position_text(1000) == "1,000+"
 
 
 async def test_locked_account_holds_off_a_second_transaction(db: Database) -> None:
