@@ -14,11 +14,14 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from adapters.console.main import console_user
@@ -227,6 +230,18 @@ async def ledger_kinds(env: dict[str, str]) -> list[str]:
 # A deadline in a test guards against a hang; it is never the thing being measured, so it
 # is generous enough for a machine busy with other work (CI on a shared machine).
 HANG_GUARD_SECONDS = 120.0
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """An aiohttp app on 127.0.0.1, port 0, for the length of the block: its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 class LoopClock:

@@ -28,6 +28,7 @@ from tests.support import (
     SeededLedger,
     make_settings,
     seed_dashboard,
+    serving,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -315,16 +316,8 @@ async def test_a_crash_answers_500_without_its_details(core: Core) -> None:
 
     app = Dashboard(core.service, None).application(PASSWORD)
     app.router.add_get("/boom", boom)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            answer = await http.get("/boom", auth=("admin", PASSWORD))
-            assert answer.status_code == 500
-            assert answer.text == "Internal error; see the bot's log."
-            assert (await http.get("/boom")).status_code == 401
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base, httpx.AsyncClient(base_url=base) as http:
+        answer = await http.get("/boom", auth=("admin", PASSWORD))
+        assert answer.status_code == 500
+        assert answer.text == "Internal error; see the bot's log."
+        assert (await http.get("/boom")).status_code == 401

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bot.downloads import read_capped
 from bot.http_transport import new_http_client
-from tests.support import HANG_GUARD_SECONDS
+from tests.support import HANG_GUARD_SECONDS, serving
 
 BODY = os.urandom(1_200_000)  # a Kontext-sized result
 PEER = web.RequestKey("peer", tuple)
@@ -54,13 +54,8 @@ async def server() -> AsyncIterator[tuple[str, list[web.Request]]]:
     app.router.add_get("/image", image)
     app.router.add_post("/echo", echo)
     app.router.add_get("/zipped", zipped)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", seen
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base, seen
 
 
 async def raw_server(
