@@ -130,9 +130,7 @@ class JobPipeline:
         except TimeoutError as exc:
             if not deadline.expired():
                 # Some call inside timed out, not the job: say so, not "took too long".
-                bound.exception("job failed: a call timed out")
-                unanswered = InternalError("a call timed out", detail=repr(exc))
-                await self._fail(job, reply, unanswered, bound)
+                await self._fail_internal(job, reply, exc, bound, "a call timed out")
                 return
             await self._cancel_at_provider(job)
             await self._fail(
@@ -147,8 +145,14 @@ class JobPipeline:
         except KontextError as exc:
             await self._fail(job, reply, exc, bound)
         except Exception as exc:
-            bound.exception("job failed with an internal error")
-            await self._fail(job, reply, InternalError("internal error", detail=repr(exc)), bound)
+            await self._fail_internal(job, reply, exc, bound, "internal error")
+
+    async def _fail_internal(
+        self, job: Job, reply: Reply, exc: Exception, bound: Log, what: str
+    ) -> None:
+        """The bot's own failure (a bug, a call timed out): traceback logged, refunded."""
+        bound.exception("job failed with an internal error", reason=what)
+        await self._fail(job, reply, InternalError(what, detail=repr(exc)), bound)
 
     async def _refresh(self, job: Job) -> Job:
         fresh = await self.queue.get(job.id)
