@@ -243,7 +243,7 @@ class Reservations:
             for new in batch:
                 old = existing.get(new.idempotency_key)
                 if old is not None:
-                    outcomes.append(Reserved(old, True, await ledger.balance(conn, old.user)))
+                    outcomes.append(await redelivered(conn, old))
                 else:
                     outcomes.append(next(reserved))
         return outcomes
@@ -258,8 +258,7 @@ class Reservations:
             same_key = jobs.c.idempotency_key == new.idempotency_key
             row = (await conn.execute(select(jobs).where(same_key))).first()
             if row is not None:
-                old = row_to_job(row)
-                return Reserved(old, True, await ledger.balance(conn, old.user))
+                return await redelivered(conn, row_to_job(row))
             await ledger.lock_account(conn, new.user, now)
             limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
             if paused is not None:
@@ -292,6 +291,12 @@ class Reservations:
             spent = await ledger.spent_since(conn, period_start(limits.period, now))
             if spent + new.cost > limits.budget:
                 raise budget_refusal(new.cost, now, limits.period)
+
+
+async def redelivered(conn: AsyncConnection, job: Job) -> Reserved:
+    """The answer to a request whose idempotency key already made ``job``: that job, and
+    its user's balance now; nothing is reserved again."""
+    return Reserved(job, True, await ledger.balance(conn, job.user))
 
 
 async def reserve_batch(

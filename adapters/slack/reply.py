@@ -43,6 +43,8 @@ log = structlog.get_logger("kontext.slack")
 # requester left the channel.
 UNREACHABLE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 _NOT_HERE = UNREACHABLE | {"user_not_in_channel"}
+# Slack did not answer in time (slack_sdk's timeout) or the connection dropped.
+_NO_ANSWER = (TimeoutError, aiohttp.ClientError)
 
 
 # The message metadata event type on the status message; its payload holds the job id.
@@ -100,7 +102,7 @@ class SlackReply:
         except SlackApiError as exc:
             # Progress is a courtesy: a missing channel permission must not fail the job.
             log.warning("status message failed", job_id=job.id, error=exc.response.get("error"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _NO_ANSWER as exc:
             # Nor a Slack that does not answer in time (the "Done" after an upload that
             # went through must not send the delivery round again).
             log.warning("status message failed", job_id=job.id, error=type(exc).__name__)
@@ -237,7 +239,7 @@ class SlackReply:
             log.warning("ephemeral message failed", error=error)
             if error in _NOT_HERE:
                 await self.respond(text)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except _NO_ANSWER as exc:
             log.warning("ephemeral message failed", error=type(exc).__name__)
 
     async def respond(self, text: str) -> None:
