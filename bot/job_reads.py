@@ -17,7 +17,7 @@ from bot.domain import ACTIVE_STATES, AttachmentSource, EditOptions, Job, JobSta
 from bot.storage.database import Database
 from bot.storage.schema import jobs
 
-# A queue position is shown exactly up to here; beyond, as "1000+" (bot.texts).
+# A queue position is shown exactly up to here; beyond, as "1,000+" (bot.texts).
 QUEUE_POSITION_CAP = 1000
 
 # The key of ``Job.output_meta`` (the jobs.result column) holding where the result was

@@ -167,7 +167,7 @@ def credits_text(style: Style, status: CreditStatus) -> str:
 
 
 def position_text(position: int) -> str:
-    """A place in line; beyond the cap the count stops at (bot.job_reads), "1000+"."""
+    """A place in line; at the cap the count stops at (bot.job_reads), "1,000+"."""
     return f"{position:,}+" if position >= QUEUE_POSITION_CAP else str(position)
 
 
