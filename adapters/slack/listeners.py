@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from adapters.slack.reply import SlackReply, job_metadata, status_about
+from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
 from adapters.slack.views import MAX_SELECT_OPTIONS, edit_modal, read_submission
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
@@ -248,7 +248,12 @@ class SlackListeners:
         thread_ts = event.get("thread_ts")
         user = UserRef(PLATFORM, team, str(event["user"]))
         key = f"slack:{team}:msg:{channel}:{ts}"
-        target = {"channel": channel, "user": user.user, "thread_ts": thread_ts or ts}
+        target = {
+            "channel": channel,
+            "user": user.user,
+            "thread_ts": thread_ts or ts,
+            ACKNOWLEDGED: True,  # the acknowledgement is the status message (below)
+        }
         reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
         if not files and thread_ts:
