@@ -336,6 +336,6 @@ async def test_a_result_held_back_by_a_rate_limit_shows_as_waiting(
     assert job is not None
     await core.store.mark_waiting(job, "slack")
     page = (await client.get("/jobs", params={"state": "delivering"})).text
-    assert "delivering <span class=\"waiting\">(done; waiting for Slack to accept the post)" in page
+    assert 'delivering <span class="waiting">(done; waiting for Slack to accept the post)' in page
     await core.store.mark_waiting(job, None)  # posted after all: the note goes
     assert "waiting for Slack" not in (await client.get("/jobs")).text

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, select
 

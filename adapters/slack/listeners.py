@@ -282,7 +282,7 @@ class SlackListeners:
         if submitted.accepted and submitted.job_id:
             # The acknowledgement is the first text of the job's status message: one
             # post, shown when the channel's pace allows, edited as the job goes on.
-            line = self.adapter.status.line(submitted.job_id, channel, target["thread_ts"])
+            line = self.adapter.status.line(submitted.job_id, channel, str(thread_ts or ts))
             text = f"{status_about(user.user, outcome.prompt)} — :hourglass_flowing_sand: "
             line.show(text + submitted.text, job_metadata(submitted.job_id))
         else:
