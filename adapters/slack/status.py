@@ -168,6 +168,11 @@ class StatusBoard:
     def busy(self) -> int:
         return len(self._tasks)
 
+    async def idle(self) -> None:
+        """Until every send started so far (and those they started) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def drain(self, grace: float) -> None:
         """At shutdown: let the sends in flight finish for up to ``grace`` seconds."""
         if not self._tasks:
