@@ -164,10 +164,6 @@ class StatusBoard:
         if not task.cancelled() and task.exception() is not None:
             log.warning("slack courtesy send failed", error=repr(task.exception()))
 
-    @property
-    def busy(self) -> int:
-        return len(self._tasks)
-
     async def idle(self) -> None:
         """Until every send started so far (and those they started) is done."""
         while self._tasks:
