@@ -14,7 +14,8 @@ after a few seconds of "work". Two variants in one run, each on a fresh database
   of the fix).
 
 Printed per variant: time to the last result and to the last status edit, results
-delivered, refunds, Slack calls per job, and the 429s by method. ``--quick`` runs 50
+delivered, refunds, status messages posted (and how many reached "Done"), Slack calls
+per job, and the 429s by method. ``--quick`` runs 50
 mentions on limits ten times faster.
 """
 
@@ -138,6 +139,7 @@ async def _variant(paced: bool, mentions: int, speed: float, output: bytes) -> d
                 await core.close()
             delivered = len([u for u in slack.uploads.values() if u.channel])
             calls = len(slack.calls)
+            statuses = [m for m in slack.messages_in(CHANNEL) if m.get("metadata")]
             return {
                 "mentions": mentions,
                 "seconds_to_last_result": round(last_result, 1),
@@ -145,6 +147,10 @@ async def _variant(paced: bool, mentions: int, speed: float, output: bytes) -> d
                 "delivered": delivered,
                 "succeeded": counts.get("succeeded", 0),
                 "refunds": kinds.get("refund", 0),
+                # Status messages posted, and those that reached "Done": the people
+                # who were told, and told the end.
+                "status_messages": len(statuses),
+                "status_done": sum("Done" in str(m.get("text")) for m in statuses),
                 "slack_calls": calls,
                 "slack_calls_per_job": round(calls / mentions, 2),
                 "ratelimited": sum(slack.ratelimited_by_method().values()),
@@ -167,7 +173,9 @@ async def _run(quick: bool) -> dict[str, Any]:
         print(
             f"  last result {found['seconds_to_last_result']} s, last status "
             f"{found['seconds_to_last_status']} s; delivered {found['delivered']}, "
-            f"refunds {found['refunds']}; Slack calls/job {found['slack_calls_per_job']}; "
+            f"refunds {found['refunds']}; status messages {found['status_messages']} "
+            f"({found['status_done']} ending on Done); "
+            f"Slack calls/job {found['slack_calls_per_job']}; "
             f"429s {found['ratelimited']} {found['ratelimited_by_method']}"
         )
     return figures
