@@ -383,7 +383,7 @@ async def test_a_tier_3_method_takes_50_a_minute_and_says_when_to_retry(
     clock = FakeClock()
     slack.limits, slack.clock = SlackLimits(), clock
     posted = await client.chat_postMessage(channel=CHANNEL, text="status")
-    for n in range(49):
+    for n in range(50):  # a minute's worth at once: the bucket holds 50
         await client.chat_update(channel=CHANNEL, ts=posted["ts"], text=f"edit {n}")
     with pytest.raises(SlackApiError) as caught:
         await client.chat_update(channel=CHANNEL, ts=posted["ts"], text="the 51st")
