@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--format jpg, --upsample, --safety N) may follow the prompt.",
     )
     console.add_argument("--image", type=Path, help="input image (omit for text-to-image)")
+    console.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the free offline demo provider (no key; without --image it edits the "
+        "sample picture shipped with the bot)",
+    )
     console.add_argument("--out", type=Path, help="where to write the result")
     console.add_argument("prompt", nargs="*", help="what to change, with any grammar options")
 
@@ -200,6 +206,21 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
+def _demo(settings: Settings, image: Path | None) -> tuple[Settings, Path]:
+    """``console --demo``: the same config with the demo provider (no key, no fallbacks)
+    and, without ``--image``, the sample picture shipped with the bot, copied next to
+    the user so the result's default name (``sample-kontext-….png``) lands there too."""
+    from bot.providers.demo import sample_image
+
+    provider = settings.provider.model_copy(update={"name": "demo", "fallbacks": []})
+    demo = settings.model_copy(update={"provider": provider, "models": []})
+    if image is None:
+        image = Path.cwd() / "sample.png"
+        if not image.exists():
+            image.write_bytes(sample_image())
+    return demo, image
+
+
 def _healthcheck(settings: Settings) -> int:
     import httpx
 
@@ -229,6 +250,7 @@ def _log_level(command: str, settings: Settings) -> str:
 
 
 _CONSOLE_OWN = {"--image", "--out", "--config"}
+_CONSOLE_FLAGS = {"--demo", "-h", "--help"}  # the console's own options without a value
 
 
 def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -236,7 +258,8 @@ def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
 
     The grammar's flags (``--ar 16:9``) may stand anywhere in the prompt, which argparse
     would take for unknown options of its own; so the console's three options are
-    picked out here and everything else is prompt text for the command parser.
+    picked out here (and its flags, ``--demo``) and everything else is prompt text for
+    the command parser.
     """
     own: list[str] = []
     prompt: list[str] = []
@@ -247,9 +270,9 @@ def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
         if arg == "--":
             prompt.extend(tokens[index + 1 :])
             break
-        if name in _CONSOLE_OWN or arg in {"-h", "--help"}:
+        if name in _CONSOLE_OWN or arg in _CONSOLE_FLAGS:
             own.append(arg)
-            if "=" not in arg and arg not in {"-h", "--help"} and index + 1 < len(tokens):
+            if "=" not in arg and arg not in _CONSOLE_FLAGS and index + 1 < len(tokens):
                 own.append(tokens[index + 1])
                 index += 1
         else:
@@ -297,7 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_one = platforms_registry.registered()["console"].run_one
             assert run_one is not None
             text = " ".join([*args.prompt, *prompt_tokens])
-            return asyncio.run(run_one(settings, args.image, args.out, text))
+            image = args.image
+            if args.demo:
+                settings, image = _demo(settings, image)
+            return asyncio.run(run_one(settings, image, args.out, text))
         if args.command == "run":
             return asyncio.run(_run(settings))
     except ConfigError as exc:

@@ -256,10 +256,24 @@ def policy_text(scope: str, override: Override | None, limits: Limits) -> str:
     return f"{scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}{models}"
 
 
-def result_details(seed: int | None, cost: int, balance_after: int) -> list[str]:
+# What a demo result says first (provider.name = "demo", bot.providers.demo): it is
+# free at any image service and not a FLUX edit, so nobody mistakes it for one.
+DEMO_NOTE = "demo provider: an offline Pillow look, not FLUX"
+
+
+def provider_note(provider: str) -> str | None:
+    """The word a result carries about the provider that made it, when it needs one."""
+    return DEMO_NOTE if provider == "demo" else None
+
+
+def result_details(
+    seed: int | None, cost: int, balance_after: int, *, provider: str = ""
+) -> list[str]:
     """What every posted result says besides the image: the seed to reproduce it, and
-    what it cost."""
+    what it cost; first, for a demo result, that it is one."""
+    note = provider_note(provider)
     return [
+        *([note] if note else []),
         f"seed {seed if seed is not None else 'unknown'}",
         f"{cost} credits",
         f"{balance_after} left",

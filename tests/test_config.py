@@ -99,7 +99,7 @@ def test_kontext_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.M
         ('[provider]\nname = "openai"\n', "provider.name"),
         (
             '[provider]\nname = "openai"\n',
-            "unknown provider 'openai'; choose one of: bfl, comfyui, coretoday, replicate",
+            "unknown provider 'openai'; choose one of: bfl, comfyui, coretoday, demo, replicate",
         ),
         (
             '[[provider.fallbacks]]\nname = "replicat"\napi_key = "k"\n',
