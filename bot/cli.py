@@ -34,6 +34,7 @@ log = structlog.get_logger("kontext.cli")
 EXIT_USAGE = 1
 EXIT_CONFIG = 2
 EXIT_ADAPTER = 3
+EXIT_STORAGE = 5  # the database cannot be reached, is locked, or the disk is full
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +46,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kontext-bot", description="FLUX.1 Kontext image editing bot")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of a failure (anywhere before the prompt)",
+    )
     config_parent = _Parser(add_help=False)
     config_parent.add_argument(
         "--config", help="config file (default: $KONTEXT_CONFIG or ./config.toml)"
@@ -281,8 +287,15 @@ def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     return own, prompt
 
 
+def _take_debug(tokens: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` may stand anywhere before a ``--`` (after the command too)."""
+    end = tokens.index("--") if "--" in tokens else len(tokens)
+    head = [t for t in tokens[:end] if t != "--debug"]
+    return [*head, *tokens[end:]], len(head) != end
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    tokens = list(sys.argv[1:] if argv is None else argv)
+    tokens, debug = _take_debug(list(sys.argv[1:] if argv is None else argv))
     prompt_tokens: list[str] = []
     if tokens[:1] == ["console"]:
         own, prompt_tokens = split_console_args(tokens[1:])
@@ -298,6 +311,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=_log_level(args.command, settings),
         secrets=secret_values(settings),
     )
+    try:
+        return _dispatch(args, settings, prompt_tokens)
+    except Exception as exc:
+        from bot.startup_errors import describe
+
+        line = describe(exc, settings.storage.url)
+        if line is None or debug:
+            raise
+        print(f"error: {line} (the traceback: --debug)", file=sys.stderr)
+        return EXIT_STORAGE
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, prompt_tokens: list[str]) -> int:
+    """Run the parsed command; the operator's own mistakes come back as exit codes."""
     try:
         if args.command == "check-config":
             _print_config(settings, args.json)

@@ -24,9 +24,11 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from bot.config.envsource import LenientEnvSource, env_error_line
 from bot.config.providers import (
     ComfyUISettings,
     FallbackProviderConfig,
@@ -117,7 +119,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        # Lists may be comma-separated in the environment (bot.config.envsource).
+        sources: list[PydanticBaseSettingsSource] = [init_settings, LenientEnvSource(settings_cls)]
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
@@ -197,6 +200,8 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     bound = type("BoundSettings", (Settings,), {"toml_path": toml_path})
     try:
         loaded: Settings = bound()
+    except SettingsError as exc:
+        raise ConfigError(env_error_line(exc)) from None
     except ValidationError as exc:
         source = str(config_path) if toml_path else "environment and defaults"
         raise ConfigError(describe_validation_error(exc, source)) from None
