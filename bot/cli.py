@@ -22,6 +22,7 @@ from bot import __version__
 from bot import cli_operator as operator
 from bot import platforms as platforms_registry
 from bot.config import Settings, effective_config, load_settings, secret_values
+from bot.config_check import Problem, problems
 from bot.errors import ConfigError, ProviderUnavailable, UserInputError
 from bot.limits import add_options as add_limit_options
 from bot.logs import configure_logging
@@ -35,6 +36,7 @@ EXIT_USAGE = 1
 EXIT_CONFIG = 2
 EXIT_ADAPTER = 3
 EXIT_STORAGE = 5  # the database cannot be reached, is locked, or the disk is full
+EXIT_ONLINE = 6  # check-config --online: a service refused a credential or did not answer
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", parents=[config_parent], help="validate and print the effective config"
     )
     check.add_argument("--json", action="store_true", help="print JSON instead of TOML-like text")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also check each credential against its service (no image is made)",
+    )
 
     commands.add_parser(
         "migrate", parents=[config_parent], help="apply database migrations and exit"
@@ -122,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or change the limits for everyone (over the config, at run time)",
     )
     add_limit_options(limits)
+    limits.add_argument(
+        "--reset",
+        action="append",
+        metavar="KEY",
+        help="drop a stored limit so the config file's value is in force again "
+        "(a limit's name, e.g. budget, or 'all'; may be repeated)",
+    )
     models = policy_commands.add_parser(
         "models",
         parents=[config_parent],
@@ -154,8 +168,51 @@ def _print_config(settings: Settings, as_json: bool) -> None:
     print(f"# platforms this config runs: {', '.join(on)}; not enabled: {', '.join(off) or '-'}")
 
 
+def _refuse(found: Sequence[Problem]) -> None:
+    print(
+        f"configuration error: {len(found)} problem{'s' if len(found) > 1 else ''} "
+        "(each: key (environment variable): what is wrong; the fix):",
+        file=sys.stderr,
+    )
+    for problem in found:
+        print(f"  {problem.line()}", file=sys.stderr)
+
+
+async def _check_config(settings: Settings, args: argparse.Namespace) -> int:
+    """The effective config, the limits in force, then every problem ``run`` would
+    refuse (the same ``config_check.problems``); with ``--online`` each credential."""
+    _print_config(settings, args.json)
+    if not args.json:
+        try:
+            for line in await operator.stored_limits(settings):
+                print(line)
+        except Exception as exc:
+            from bot.startup_errors import describe
+
+            why = describe(exc, settings.storage.url)
+            if why is None:
+                raise
+            print(f"# limits: the database cannot be read: {why}")
+    found = problems(settings)
+    code = 0
+    if found:
+        _refuse(found)
+        code = EXIT_CONFIG
+    if args.online:
+        from bot.online_check import check_online
+
+        if not await check_online(settings):
+            code = code or EXIT_ONLINE
+    return code
+
+
 async def _run(settings: Settings) -> int:
     from bot.app import build_core
+
+    found = problems(settings)
+    if found:
+        _refuse(found)
+        return EXIT_CONFIG
 
     core = await build_core(settings)
     platforms = [
@@ -327,8 +384,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, prompt_tokens: list[
     """Run the parsed command; the operator's own mistakes come back as exit codes."""
     try:
         if args.command == "check-config":
-            _print_config(settings, args.json)
-            return 0
+            return asyncio.run(_check_config(settings, args))
         if args.command == "provider":
             return asyncio.run(operator.provider_status(settings))
         if args.command == "healthcheck":

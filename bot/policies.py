@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import RequestContext, UserRef
@@ -214,6 +214,20 @@ class PolicyBook:
         return frozenset(names)
 
     # -- end of restricted models -------------------------------------------------------
+
+    async def reset(
+        self, conn: AsyncConnection, scope: str, names: Iterable[str], *, actor: str, now: float
+    ) -> None:
+        """Drop stored limits of a scope (``kontext-bot policy limits --reset KEY``): the
+        config's value is in force again. ``store`` cannot: a None there means
+        "unchanged"."""
+        columns = set(names)
+        unknown = sorted(columns - set(LIMITS))
+        if unknown:
+            raise TypeError(f"not limits: {', '.join(unknown)}")
+        values: dict[str, Any] = dict.fromkeys(columns)
+        values.update(updated_by=actor, updated_at=now)
+        await conn.execute(update(policies).where(policies.c.scope == scope).values(**values))
 
     async def store(
         self,
