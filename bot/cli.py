@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "migrate", parents=[config_parent], help="apply database migrations and exit"
     )
+    backup = commands.add_parser(
+        "backup",
+        parents=[config_parent],
+        help="copy the SQLite database to PATH while the bot runs (PostgreSQL: pg_dump)",
+    )
+    backup.add_argument("path", type=Path, help="the new file to write")
     provider = commands.add_parser("provider", help="the image-editing provider")
     provider_commands = provider.add_subparsers(dest="provider_command", required=True)
     provider_commands.add_parser(
@@ -394,6 +400,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings, prompt_tokens: list[
 
             asyncio.run(migrate(settings.storage.url))
             print("database is up to date")
+            return 0
+        if args.command == "backup":
+            from bot.backup import backup_sqlite
+
+            size = backup_sqlite(settings.storage.url, args.path)
+            print(f"backed up {size} bytes to {args.path}")
             return 0
         if args.command == "credits":
             return asyncio.run(operator.credits(settings, args))

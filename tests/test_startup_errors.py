@@ -4,6 +4,7 @@ the real CLI; the traceback only with ``--debug``."""
 
 from __future__ import annotations
 
+import io
 import socket
 import sqlite3
 from pathlib import Path
@@ -109,3 +110,39 @@ async def test_a_name_that_does_not_resolve_is_named() -> None:
     except httpx.ConnectError as exc:
         detail = connect_failure(exc, "https://api.core.today/v1/predictions")
     assert detail.startswith("cannot resolve api.core.today")
+
+
+def test_discord_voice_warnings_are_not_shown() -> None:
+    import logging
+
+    from bot.logs import configure_logging
+
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    discord_log = logging.getLogger("discord.client")  # the logger discord.py warns on
+    discord_log.warning("PyNaCl is not installed, voice will NOT be supported")
+    discord_log.warning("davey is not installed, voice will NOT be supported")
+    discord_log.warning("Shard ID None has stopped responding to the gateway.")
+    shown = stream.getvalue()
+    assert "voice will NOT be supported" not in shown
+    assert "has stopped responding" in shown
+
+
+async def test_backup_copies_the_live_sqlite_database(tmp_path: Path) -> None:
+    from tests.test_demo import fresh_machine
+
+    env = fresh_machine(tmp_path)
+    assert (await run(["console", "--demo", "sketch"], env, tmp_path)).code == 0
+    result = await run(["backup", "backups/k.db"], env, tmp_path)
+    assert result.code == 0, result.stderr
+    copy = sqlite3.connect(tmp_path / "backups" / "k.db")
+    try:
+        kinds = sorted(row[0] for row in copy.execute("SELECT kind FROM ledger"))
+    finally:
+        copy.close()
+    assert "reserve" in kinds and "charge" in kinds  # the demo edit, charged
+    again = await run(["backup", "backups/k.db"], env, tmp_path)
+    assert again.code == 1 and "nothing is overwritten" in again.stderr
+    env["KONTEXT_STORAGE__URL"] = "postgresql://kontext@127.0.0.1:9/kontext"
+    postgres = await run(["backup", "x.dump"], env, tmp_path)
+    assert postgres.code == 1 and "docker compose exec -T postgres pg_dump" in postgres.stderr
