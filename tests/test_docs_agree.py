@@ -163,3 +163,19 @@ def test_the_version_is_one_and_has_a_changelog(capsys: pytest.CaptureFixture[st
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert f"## {__version__}" in changelog
     assert "MIT License" in (ROOT / "LICENSE").read_text() and project["license"]["text"] == "MIT"
+
+
+@pytest.mark.parametrize("guide", ["slack.md", "discord.md"])
+def test_the_platform_guides_start_with_steps_then_troubleshooting(guide: str) -> None:
+    """A new operator reads the numbered steps first, then what to do when one fails;
+    the internals come after (issue 29)."""
+    text = (ROOT / "docs" / guide).read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Quickstart", "## If it does not work", "## How it works"]
+    steps = text.split("## Quickstart", 1)[1].split("## If it does not work", 1)[0]
+    numbers = [int(m) for m in re.findall(r"^(\d+)\. ", steps, re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 8
+    trouble = text.split("## If it does not work", 1)[1].split("## How it works", 1)[0]
+    rows = [line for line in trouble.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) - 1 >= 5  # five likely failures at least, each with its fix
+    assert "check-config --online" in steps

@@ -89,7 +89,8 @@ def test_each_manifest_follows_slacks_reference(mode: str) -> None:
     for path, mapping in objects(manifest):
         if path in ALLOWED:
             unknown = set(mapping) - ALLOWED[path]
-            assert not unknown, f"{mode}: {path or '(top)'} has fields Slack does not know: {unknown}"
+            where = path or "(top)"
+            assert not unknown, f"{mode}: {where} has fields Slack does not know: {unknown}"
         missing = REQUIRED.get(path, set()) - set(mapping)
         assert not missing, f"{mode}: {path} lacks {missing}"
         for key, value in mapping.items():
