@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_settings import EnvSettingsSource
 
@@ -37,6 +39,20 @@ def _plain_list(field: FieldInfo | None) -> bool:
 
 class LenientEnvSource(EnvSettingsSource):
     """``EnvSettingsSource`` with comma-separated lists and one-line errors."""
+
+    def explode_env_vars(
+        self, field_name: str, field: FieldInfo, env_vars: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """An empty list variable (``KONTEXT_CREDITS__ADMINS=`` in a Compose ``.env``)
+        is the empty list; pydantic-settings would hand ``""`` to the list."""
+        result = super().explode_env_vars(field_name, field, env_vars)
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for key, value in result.items():
+                inner = section.model_fields.get(key)
+                if value == "" and _plain_list(inner):
+                    result[key] = []
+        return result
 
     def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
