@@ -158,3 +158,50 @@ async def test_cancel_unknown_jobs_and_every_nth_failure() -> None:
     assert (await waiting.status(job.id)).state == PredictionState.CANCELED
     # A restart forgets demo jobs: the pipeline fails (and refunds) them.
     assert (await DemoProvider().status(job.id)).state == PredictionState.FAILED
+
+
+# -- end to end on the platforms' fakes: the caption says "demo" -------------------------
+
+DEMO = {"name": "demo", "demo_seconds": 0}
+
+
+def has_the_demo_band(data: bytes) -> bool:
+    """The result's bottom rows are the black band with the yellow DEMO label."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+        band = [rgb.getpixel((x, rgb.height - 2)) for x in range(rgb.width)]
+    return all(pixel == (0, 0, 0) for pixel in band)
+
+
+async def test_a_demo_result_on_slack_says_demo(tmp_path: Path) -> None:
+    from tests.fakes.coretoday import FakeCoreToday
+    from tests.test_slack import serving, submission
+
+    async with FakeCoreToday() as fake:
+        async for bot in serving("http", tmp_path, fake, provider=DEMO):
+            await bot.command("make it a watercolor")
+            view = await bot.opened_view()
+            file = bot.slack.add_file("cat.png", png())
+            await bot.interact(submission(bot, view, prompt="make it a watercolor", file=file))
+            (upload,) = await bot.uploaded()
+            assert DEMO_NOTE in (upload.initial_comment or "")
+            assert has_the_demo_band(upload.data)
+            assert fake.creates == []  # nothing reached a paid service
+
+
+async def test_a_demo_result_on_discord_says_demo(tmp_path: Path) -> None:
+    from tests.fakes.coretoday import FakeCoreToday
+    from tests.fakes.discord import FakeDiscord
+    from tests.test_discord import ALICE, Bot, start_bot
+
+    async with FakeCoreToday() as fake, FakeDiscord() as discord:
+        discord.add_user(ALICE, "alice")
+        core, adapter, settings = await start_bot(tmp_path, fake, discord, provider=DEMO)
+        try:
+            posted = await Bot(core, adapter, discord, fake, settings).edited("sketch")
+            (embed,) = posted["embeds"]
+            fields = {f["name"]: f["value"] for f in embed["fields"]}
+            assert fields["Demo"] == DEMO_NOTE
+        finally:
+            await adapter.stop()
+            await core.close()
