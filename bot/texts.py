@@ -125,6 +125,27 @@ def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None
     return "\n".join(lines)
 
 
+def welcome_text(style: Style, cost_per_image: int) -> str:
+    """What the bot posts once when it joins a server (``discord.welcome``): what it
+    does, how to ask for help, and the admins' first commands, as the best-loved bots
+    greet a server (issue 29). Short: it lands in a channel everyone reads."""
+    names = style.commands
+    lines = [
+        "Hi! I edit images with FLUX.1 Kontext: tell me what to change and attach a photo "
+        f"(or none, to make one from text). Each image costs {cost_per_image} credits; "
+        "everyone gets an allowance.",
+        f"Try: {names.examples[0]}" if names.examples else "",
+        # The help's own line says "this text"; here it points at the help.
+        *(line.replace("   this text", "   how to use me, in full") for line in names.info),
+    ]
+    if names.admin:
+        lines.append(
+            "Admins (the bot's credits.admins): " + ", ".join(names.admin) + " to give credits, "
+            "set allowances and pause me."
+        )
+    return "\n".join(line for line in lines if line)
+
+
 # -- named models (bot.models): only mentioned when there is a choice ------------------
 
 MODEL_OPTION_HELP = """

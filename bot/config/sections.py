@@ -143,6 +143,9 @@ class DiscordConfig(Section):
     # processes on one database serve one bot. The process running shard 0 syncs commands.
     shard_count: int = Field(0, ge=0)
     shard_ids: list[int] = Field(default_factory=list)
+    # Post one short welcome in a server's system channel when the bot joins it (once
+    # per server, where it may send messages); false: join silently.
+    welcome: bool = True
 
     @field_validator("api_base_url")
     @classmethod
