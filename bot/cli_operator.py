@@ -37,7 +37,7 @@ async def policy(settings: Settings, args: argparse.Namespace) -> int:
                 now = await service.admin_set_limits(operator, **changes)
             else:
                 now = await service.limits()
-            print(texts.limits_text(now))
+            print(texts.limits_text(now, settings.credits.budget_period or None))
             return 0
         if args.policy_command == "allowance":
             off = args.amount.lower() == "off"

@@ -158,9 +158,20 @@ class PolicyBook:
     """The overrides from config plus what admins stored; read inside the caller's
     transaction so a reservation sees one consistent state."""
 
-    def __init__(self, base_limits: Limits, configured: Iterable[Override] = ()) -> None:
+    def __init__(
+        self,
+        base_limits: Limits,
+        configured: Iterable[Override] = (),
+        budget_period: Period | None = None,
+    ) -> None:
         self.base_limits = base_limits  # the config's; the ``global`` row's changes go over
         self.configured = {o.scope: o for o in configured}
+        # ``credits.budget_period``; None: the budget counts over the allowance's period.
+        self.budget_period = budget_period
+
+    def budget_period_of(self, limits: Limits) -> Period:
+        """The period the shared budget is counted over under ``limits``."""
+        return self.budget_period or limits.period
 
     async def overrides(self, conn: AsyncConnection, scopes: list[str]) -> dict[str, Override]:
         found = {s: self.configured[s] for s in scopes if s in self.configured}

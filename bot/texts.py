@@ -252,10 +252,12 @@ def top_spenders_text(style: Style, rows: Iterable[tuple[str, int]]) -> str:
     return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
 
 
-def limits_text(limits: Limits) -> str:
+def limits_text(limits: Limits, budget_period: str | None = None) -> str:
+    """The limits in force; ``budget_period``: ``credits.budget_period`` when set."""
     return (
         f"allowance {limits.allowance} {limits.period}; max_balance {limits.max_balance}; "
-        f"budget {limits.budget} per {limits.period}; cooldown {limits.cooldown_seconds:g} s "
+        f"budget {limits.budget} per {budget_period or limits.period}; "
+        f"cooldown {limits.cooldown_seconds:g} s "
         f"(0: none); jobs per user at once {limits.per_user_concurrent}"
     )
 

@@ -71,6 +71,9 @@ class CreditsConfig(Section):
     admins: list[str] = Field(default_factory=list)
     max_balance: int = config_field("max_balance")
     budget: int = config_field("budget")
+    # The period the shared budget counts over; "": the allowance's ``period`` (so a
+    # daily allowance can have a monthly budget: issue 29).
+    budget_period: Literal["", "daily", "weekly", "monthly", "never"] = ""
     cooldown_seconds: float = config_field("cooldown_seconds")
     # Also treat the platform's own admins as bot admins: Discord members with Manage
     # Server, Slack workspace admins and owners.
