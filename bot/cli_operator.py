@@ -161,7 +161,10 @@ async def provider_status(settings: Settings) -> int:
             print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
         credits = getattr(provider, "credits", None)
         if credits is None:
-            print("account credits: this provider has no API to read them")
+            print(
+                "account credits: this provider has no API to read them "
+                "(kontext-bot check-config --online checks the key)"
+            )
         else:
             print(f"account credits: {await credits()}")
     finally:

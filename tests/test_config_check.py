@@ -230,3 +230,15 @@ def test_the_scopes_checked_online_are_the_manifests() -> None:
     for name in ("slack-manifest.yml",):
         manifest = yaml.safe_load((ROOT / "docs" / name).read_text())
         assert set(manifest["oauth_config"]["scopes"]["bot"]) == SLACK_BOT_SCOPES, name
+
+
+def test_problems_across_sections_are_named_at_once_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checks made while the config is read (a platform's secrets, the dashboard's
+    password) no longer stop at the first."""
+    path = config(tmp_path, "[slack]\nenabled = true\n[dashboard]\nenabled = true\n")
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    for key in ("slack.bot_token", "slack.app_token", "dashboard.password"):
+        assert f"{key} is required" in err
