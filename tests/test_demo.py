@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,17 @@ def fresh_machine(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def readmes_first_command() -> list[str]:
+    """The arguments of ``kontext-bot`` in the README's first code block."""
+    readme = (ROOT / "README.md").read_text()
+    first = readme.split("```sh\n", 1)[1].split("```", 1)[0].strip()
+    return shlex.split(first.rsplit("kontext-bot ", 1)[1])
+
+
 async def test_the_readmes_first_command_needs_no_key(tmp_path: Path) -> None:
-    result = await run(
-        ["console", "--demo", "make it a watercolor"], fresh_machine(tmp_path), tmp_path
-    )
+    args = readmes_first_command()
+    assert args == ["console", "--demo", "make it a watercolor"]
+    result = await run(args, fresh_machine(tmp_path), tmp_path)
     assert result.code == 0, result.stderr
     written = Path(result.stdout.strip())
     assert written.parent == tmp_path and written.name.startswith("sample-kontext-")
