@@ -179,3 +179,23 @@ def test_the_platform_guides_start_with_steps_then_troubleshooting(guide: str) -
     rows = [line for line in trouble.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) - 1 >= 5  # five likely failures at least, each with its fix
     assert "check-config --online" in steps
+
+
+def test_every_key_named_anywhere_in_the_docs_exists() -> None:
+    """`section.key` in any doc (not only configuration.md) is a real key; the jobs
+    table's columns (`jobs.model_name`) share a section's name and are not keys."""
+    from bot.storage import schema
+
+    sections = set(Settings.model_fields)
+    columns = {
+        f"{table.name}.{column.name}"
+        for table in schema.metadata.tables.values()
+        for column in table.c
+    }
+    wrong: list[str] = []
+    for path in DOCS:
+        for section, key in re.findall(r"`([a-z_]+)\.([a-z_]+)`", path.read_text()):
+            name = f"{section}.{key}"
+            if section in sections and name not in model_keys() and name not in columns:
+                wrong.append(f"{path.name}: {name}")
+    assert not wrong, f"keys in the docs the settings do not have: {wrong}"
