@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from adapters.slack.reply import SlackReply
+from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
 from adapters.slack.views import MAX_SELECT_OPTIONS, edit_modal, read_submission
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
@@ -190,7 +190,11 @@ class SlackListeners:
         )
         await ack()
         if not submitted.duplicate:
-            await self._reply(target).tell(submitted.text)
+            # The command's own response_url costs no Web API call (no tier to share
+            # with a burst); sent in the background, so the 200 is not held up.
+            reply = self._reply(target)
+            answer = reply.respond(submitted.text) if reply.response_url else None
+            self.adapter.status.spawn(answer or reply.tell(submitted.text))
 
     async def on_message_shortcut(self, ack: Ack, shortcut: dict[str, Any]) -> None:
         await ack()
@@ -202,7 +206,7 @@ class SlackListeners:
         reply = self._reply({"channel": channel, "user": user.user, "response_url": response_url})
         inputs = self.conversation.inputs_of_message(files)
         if isinstance(inputs, Said):
-            await reply.tell(inputs.text)
+            self.adapter.status.spawn(reply.tell(inputs.text))
             return
         if not await self._bot_is_in(channel):
             # A shortcut's ack carries no message; its response_url answers "only visible
@@ -244,7 +248,12 @@ class SlackListeners:
         thread_ts = event.get("thread_ts")
         user = UserRef(PLATFORM, team, str(event["user"]))
         key = f"slack:{team}:msg:{channel}:{ts}"
-        target = {"channel": channel, "user": user.user, "thread_ts": thread_ts or ts}
+        target = {
+            "channel": channel,
+            "user": user.user,
+            "thread_ts": thread_ts or ts,
+            ACKNOWLEDGED: True,  # the acknowledgement is the status message (below)
+        }
         reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
         if not files and thread_ts:
@@ -265,11 +274,19 @@ class SlackListeners:
             platform_admin=self.adapter.platform_admin(user),
         )
         if isinstance(outcome, Said):
-            await reply.tell(outcome.text)
+            self.adapter.status.spawn(reply.tell(outcome.text))
             return
         submitted = await self.conversation.submit(self._request(user, outcome, target, key, here))
-        if not submitted.duplicate:
-            await reply.tell(submitted.text)
+        if submitted.duplicate:
+            return
+        if submitted.accepted and submitted.job_id:
+            # The acknowledgement is the first text of the job's status message: one
+            # post, shown when the channel's pace allows, edited as the job goes on.
+            line = self.adapter.status.line(submitted.job_id, channel, str(thread_ts or ts))
+            text = f"{status_about(user.user, outcome.prompt)} — :hourglass_flowing_sand: "
+            line.show(text + submitted.text, job_metadata(submitted.job_id))
+        else:
+            self.adapter.status.spawn(reply.tell(submitted.text))
 
     async def _bot_is_in(self, channel: str) -> bool:
         return await self.adapter.membership.is_member(channel)
@@ -278,7 +295,9 @@ class SlackListeners:
         return not_in_channel(self.adapter.bot_name)
 
     def _reply(self, target: dict[str, Any]) -> SlackReply:
-        return SlackReply(self.client, target, bot_name=self.adapter.bot_name)
+        return SlackReply(
+            self.client, target, bot_name=self.adapter.bot_name, board=self.adapter.status
+        )
 
     async def _latest_thread_image(
         self, channel: str, thread_ts: str, before: str

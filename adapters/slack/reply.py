@@ -24,15 +24,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from adapters.slack.pacing import is_rate_limited, retry_after
+from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
 from bot.domain import EditResult, Job
-from bot.errors import DeliveryImpossible
+from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.texts import result_details, short
 
 log = structlog.get_logger("kontext.slack")
@@ -43,12 +44,12 @@ log = structlog.get_logger("kontext.slack")
 # requester left the channel.
 UNREACHABLE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 _NOT_HERE = UNREACHABLE | {"user_not_in_channel"}
-# Slack did not answer in time (slack_sdk's timeout) or the connection dropped.
-_NO_ANSWER = (TimeoutError, aiohttp.ClientError)
 
 
 # The message metadata event type on the status message; its payload holds the job id.
 JOB_EVENT = "kontext_job"
+# In a reply target: the request's acknowledgement is the job's status message.
+ACKNOWLEDGED = "acknowledged_in_status"
 # How far back the look for an earlier post reaches: messages older than the job (less a
 # margin for clock skew between this host and Slack) cannot be its post, and a page of
 # recent messages is the most one look reads.
@@ -71,41 +72,70 @@ class SlackReply:
         *,
         bot_name: str = "kontext",
         on_unreachable: Callable[[str], None] | None = None,
+        board: StatusBoard | None = None,
     ) -> None:
         self.client = client
         self.channel = str(target["channel"])
         self.user = str(target["user"])
         self.thread_ts: str | None = target.get("thread_ts")
         self.response_url: str | None = target.get("response_url")
+        # The request was acknowledged in the job's status message (a mention): that
+        # message exists, or soon will, wherever the request was received.
+        self.acknowledged_in_status = bool(target.get(ACKNOWLEDGED))
         self.bot_name = bot_name
         self.on_unreachable = on_unreachable  # told the channel the bot cannot post in
-        self.status_ts: str | None = None
+        # The adapter's board, shared with the listeners (a mention's acknowledgement is
+        # the first text of its status message); a reply of its own has one of its own.
+        self.board = board or StatusBoard(client)
 
     def _about(self, job: Job) -> str:
         """Whose request and what it asked, as every public post of the job opens; the
         prompt escaped, so it cannot ping anyone."""
-        return f"<@{self.user}>: _{escape(short(job.prompt, 120))}_"
+        return status_about(self.user, job.prompt)
+
+    def line(self, job: Job) -> StatusLine:
+        async def find() -> str | None:
+            return await self._find_status(job)
+
+        finder = find if self.acknowledged_in_status else None
+        line = self.board.line(job.id, self.channel, self.thread_ts, finder)
+        line.shown = line.shown or self.acknowledged_in_status
+        return line
+
+    async def _find_status(self, job: Job) -> str | None:
+        """The ts of the job's status message, posted by the process that received the
+        request, found by its metadata; None while it is not there."""
+        for message in await self._recent(job):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == JOB_EVENT and payload.get("job_id") == job.id:
+                return str(message["ts"])
+        return None
+
+    async def _recent(self, job: Job) -> list[dict[str, Any]]:
+        """The conversation's messages since the job was made (its thread, or the
+        channel's recent history for a top-level post), with their metadata."""
+        oldest = f"{max(0.0, job.created_at - _LOOK_MARGIN_SECONDS):.6f}"
+        if self.thread_ts:
+            answer = await self.client.conversations_replies(
+                channel=self.channel,
+                ts=self.thread_ts,
+                oldest=oldest,
+                limit=_LOOK_LIMIT,
+                include_all_metadata=True,
+            )
+        else:
+            answer = await self.client.conversations_history(
+                channel=self.channel,
+                oldest=oldest,
+                limit=_LOOK_LIMIT,
+                include_all_metadata=True,
+            )
+        return list(answer.get("messages") or [])
 
     async def _status(self, job: Job, text: str) -> None:
-        line = f"{self._about(job)} — {text}"
-        metadata = job_metadata(job)
-        try:
-            if self.status_ts is None:
-                answer = await self.client.chat_postMessage(
-                    channel=self.channel, thread_ts=self.thread_ts, text=line, metadata=metadata
-                )
-                self.status_ts = str(answer["ts"])
-            else:
-                await self.client.chat_update(
-                    channel=self.channel, ts=self.status_ts, text=line, metadata=metadata
-                )
-        except SlackApiError as exc:
-            # Progress is a courtesy: a missing channel permission must not fail the job.
-            log.warning("status message failed", job_id=job.id, error=exc.response.get("error"))
-        except _NO_ANSWER as exc:
-            # Nor a Slack that does not answer in time (the "Done" after an upload that
-            # went through must not send the delivery round again).
-            log.warning("status message failed", job_id=job.id, error=type(exc).__name__)
+        """Shown when Slack allows (``status.py``): never waited for, never raises."""
+        self.line(job).show(f"{self._about(job)} — {text}", job_metadata(job.id))
 
     async def progress(self, job: Job, stage: str) -> None:
         await self._status(job, _STAGES.get(stage, stage) + "…")
@@ -119,6 +149,10 @@ class SlackReply:
             return await self._deliver(result, maybe_delivered=maybe_delivered)
         except SlackApiError as exc:
             error = exc.response.get("error")
+            if is_rate_limited(exc):
+                # "Not yet": the runner keeps the result and posts it when Slack allows.
+                method = str(exc.response.api_url).rstrip("/").rsplit("/", 1)[-1]
+                raise DeliveryDeferred("slack", method, retry_after(exc)) from exc
             if error not in UNREACHABLE:
                 raise
             if self.on_unreachable is not None:
@@ -137,7 +171,7 @@ class SlackReply:
             log.info("result already in the conversation; not posted again", job_id=job.id)
         else:
             posted = await self._upload(result)
-        if self.status_ts is not None:
+        if self.line(job).shown:
             await self._status(job, f":white_check_mark: Done in {result.elapsed_seconds:.0f} s")
         return self.delivered_at(posted)
 
@@ -184,23 +218,8 @@ class SlackReply:
         metadata on the way, so the "Done" edit lands on it after a restart. A failed
         look says "not there": posting twice beats not posting. Returns the found post's
         file (with the message's ``ts``), else None."""
-        oldest = f"{max(0.0, job.created_at - _LOOK_MARGIN_SECONDS):.6f}"
         try:
-            if self.thread_ts:
-                answer = await self.client.conversations_replies(
-                    channel=self.channel,
-                    ts=self.thread_ts,
-                    oldest=oldest,
-                    limit=_LOOK_LIMIT,
-                    include_all_metadata=True,
-                )
-            else:
-                answer = await self.client.conversations_history(
-                    channel=self.channel,
-                    oldest=oldest,
-                    limit=_LOOK_LIMIT,
-                    include_all_metadata=True,
-                )
+            messages = await self._recent(job)
         except SlackApiError as exc:
             log.warning(
                 "could not look for an earlier post; posting",
@@ -210,13 +229,15 @@ class SlackReply:
             return None
         found: dict[str, Any] | None = None
         marker = job_marker(job)
-        for message in answer.get("messages") or []:
+        for message in messages:
             if not message.get("bot_id"):
                 continue
             metadata = message.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
             if metadata.get("event_type") == JOB_EVENT and payload.get("job_id") == job.id:
-                self.status_ts = self.status_ts or str(message["ts"])
+                line = self.line(job)
+                line.ts = line.ts or str(message["ts"])
+                line.shown = True
             files = message.get("files") or []
             names = {str(f.get("name")) for f in files}
             if files and (filename in names or marker in str(message.get("text"))):
@@ -224,7 +245,7 @@ class SlackReply:
         return found
 
     async def fail(self, job: Job, message: str) -> None:
-        if self.status_ts is not None:
+        if self.line(job).shown:
             await self._status(job, ":x: Failed")
         await self.tell(message)
 
@@ -242,7 +263,7 @@ class SlackReply:
             log.warning("ephemeral message failed", error=error)
             if error in _NOT_HERE:
                 await self.respond(text)
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             log.warning("ephemeral message failed", error=type(exc).__name__)
 
     async def respond(self, text: str) -> None:
@@ -265,9 +286,15 @@ class SlackReply:
             log.warning("direct message failed", error=exc.response.get("error"))
 
 
-def job_metadata(job: Job) -> dict[str, Any]:
+def status_about(user: str, prompt: str) -> str:
+    """How every public post of a job opens: whose request and what it asked (escaped,
+    so a prompt cannot ping anyone)."""
+    return f"<@{user}>: _{escape(short(prompt, 120))}_"
+
+
+def job_metadata(job_id: str) -> dict[str, Any]:
     """Message metadata naming the job (https://docs.slack.dev/messaging/message-metadata)."""
-    return {"event_type": JOB_EVENT, "event_payload": {"job_id": job.id}}
+    return {"event_type": JOB_EVENT, "event_payload": {"job_id": job_id}}
 
 
 def job_marker(job: Job) -> str:
