@@ -121,7 +121,7 @@ def documented_keys() -> set[str]:
         if not line.startswith("| `"):
             continue
         first_cell = line.split("|")[1]
-        for name in re.findall(r"`([a-z_.]+)`", first_cell):
+        for name in re.findall(r"`([a-z0-9_.]+)`", first_cell):
             keys.add(name if "." in name else f"{section}.{name}")
     return keys
 
@@ -194,7 +194,7 @@ def test_every_key_named_anywhere_in_the_docs_exists() -> None:
     }
     wrong: list[str] = []
     for path in DOCS:
-        for section, key in re.findall(r"`([a-z_]+)\.([a-z_]+)`", path.read_text()):
+        for section, key in re.findall(r"`([a-z_]+)\.([a-z0-9_]+)`", path.read_text()):
             name = f"{section}.{key}"
             if section in sections and name not in model_keys() and name not in columns:
                 wrong.append(f"{path.name}: {name}")
