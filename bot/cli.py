@@ -188,18 +188,21 @@ async def _check_config(settings: Settings, args: argparse.Namespace) -> int:
     """The effective config, the limits in force, then every problem ``run`` would
     refuse (the same ``config_check.problems``); with ``--online`` each credential."""
     _print_config(settings, args.json)
-    if not args.json:
-        try:
-            for line in await operator.stored_limits(settings):
-                print(line)
-        except Exception as exc:
-            from bot.startup_errors import describe
-
-            why = describe(exc, settings.storage.url)
-            if why is None:
-                raise
-            print(f"# limits: the database cannot be read: {why}")
     found = problems(settings)
+    try:
+        limits = await operator.stored_limits(settings)
+    except Exception as exc:
+        from bot.startup_errors import describe
+
+        why = describe(exc, settings.storage.url)
+        if why is None:
+            raise
+        # run would stop on it (exit 5): it is one of the problems.
+        limits = ["# limits: the database cannot be read (below)"]
+        found.append(Problem("storage.url", why, "fix it, then check again"))
+    if not args.json:
+        for line in limits:
+            print(line)
     code = 0
     if found:
         _refuse(found)

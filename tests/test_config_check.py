@@ -242,3 +242,22 @@ def test_problems_across_sections_are_named_at_once_too(
     err = capsys.readouterr().err
     for key in ("slack.bot_token", "slack.app_token", "dashboard.password"):
         assert f"{key} is required" in err
+
+
+def test_an_unreachable_database_is_one_of_the_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[storage]\nurl = "postgresql://bot:pw@127.0.0.1:{port}/kontext"\n'
+        '[provider]\nname = "demo"\n'
+    )
+    assert main(["check-config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "storage.url (KONTEXT_STORAGE__URL): nothing accepts connections" in err
+    assert "pw@" not in err
