@@ -15,6 +15,7 @@ from adapters.discord.adapter import DiscordAdapter
 from bot.app import Core, build_core
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import BOT_TOKEN, FakeDiscord
+from tests.fakes.slack import FakeSlack
 from tests.support import HANG_GUARD_SECONDS, make_settings
 
 NEW_GUILD, NEW_CHANNEL = "7000000000000000001", "7000000000000000002"
@@ -106,3 +107,62 @@ async def test_no_greeting_when_turned_off(
     await adapter.bot.on_guild_join(guild)
     assert discord.channel_messages(NEW_CHANNEL) == []
     assert not (tmp_path / "data" / "discord-welcomed.json").exists()
+
+
+# -- Slack: the first time someone opens the Messages tab ---------------------------------
+
+
+def opened(channel: str, user: str = "U0ALICE") -> dict[str, Any]:
+    """Slack's app_home_opened event for the Messages tab
+    (https://docs.slack.dev/reference/events/app_home_opened)."""
+    return {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": channel,
+        "tab": "messages",
+        "event_ts": "1700000000.000100",
+    }
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+async def test_slack_says_what_it_does_once_in_an_empty_dm(
+    tmp_path: Path, fake: FakeCoreToday, mode: str
+) -> None:
+    from tests.test_slack import serving
+
+    async for bot in serving(mode, tmp_path, fake):
+        await greeted_once(bot, bot.slack)
+
+
+async def greeted_once(bot: Any, slack: FakeSlack) -> None:
+    await bot.event(opened("D0ALICE"), "Ev0001")
+    (hello,) = await until(lambda: slack.history.get("D0ALICE"))
+    assert hello["text"].startswith("Hi! I edit images with FLUX.1 Kontext")
+    assert "/kontext help" in hello["text"] and "/kontext grant" in hello["text"]
+    # Opened again: the DM is not empty any more, so nothing more is said. Bob's first
+    # open (handled after it) marks that the second event was handled.
+    await bot.event(opened("D0ALICE"), "Ev0002")
+    await until(lambda: len(slack.calls_to("conversations.history")) >= 2)
+    await bot.event(opened("D0BOB", user="U0BOB"), "Ev0003")
+    await until(lambda: slack.history.get("D0BOB"))
+    assert len(slack.history["D0ALICE"]) == 1
+    # The Home tab is no greeting's place.
+    await bot.event({**opened("D0CAROL", user="U0CAROL"), "tab": "home"}, "Ev0004")
+    await bot.event(opened("D0DAVE", user="U0DAVE"), "Ev0005")
+    await until(lambda: slack.history.get("D0DAVE"))
+    assert not slack.history.get("D0CAROL")
+
+
+async def test_slack_stays_quiet_when_turned_off(tmp_path: Path, fake: FakeCoreToday) -> None:
+    from adapters.slack.listeners import SlackListeners
+    from adapters.slack.style import SlackStyle
+    from bot.conversation import Conversation
+    from tests.test_slack import serving
+
+    async for bot in serving("http", tmp_path, fake):
+        bot.adapter.config.welcome = False
+        listeners = SlackListeners(bot.adapter, Conversation(bot.core.service, SlackStyle()))
+        # The bot's own handler of the event, run to its end.
+        await listeners.on_app_home_opened(opened("D0ALICE"))
+        assert not bot.slack.calls_to("conversations.history")
+        assert not bot.slack.history.get("D0ALICE")

@@ -132,6 +132,9 @@ class SlackConfig(Section):
     file_hosts: list[str] = Field(default_factory=lambda: ["files.slack.com"])
     http_host: str = "0.0.0.0"  # noqa: S104 - HTTP mode must accept Slack's requests
     http_port: int = Field(3000, ge=0, le=65535)  # 0: any free port (tests)
+    # Someone opens the app's Messages tab and the DM is still empty: the bot says what
+    # it does, once (the app_home_opened event of the manifests); false: it stays quiet.
+    welcome: bool = True
     # Pacing within Slack's rate limits (https://docs.slack.dev/apis/web-api/rate-limits),
     # the documented figures as defaults: chat.postMessage per channel per second, and
     # each method's calls per minute by its tier. false: no pacing (slack_sdk still
