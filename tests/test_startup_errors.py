@@ -146,3 +146,13 @@ async def test_backup_copies_the_live_sqlite_database(tmp_path: Path) -> None:
     env["KONTEXT_STORAGE__URL"] = "postgresql://kontext@127.0.0.1:9/kontext"
     postgres = await run(["backup", "x.dump"], env, tmp_path)
     assert postgres.code == 1 and "docker compose exec -T postgres pg_dump" in postgres.stderr
+
+
+def test_a_full_disk_is_named() -> None:
+    import errno
+
+    try:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError as exc:
+        line = describe(exc, "sqlite:///kontext.db")
+    assert line is not None and line.startswith("the disk is full")
