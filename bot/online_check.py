@@ -174,7 +174,13 @@ async def _provider(settings: Settings, client: httpx.AsyncClient) -> list[str]:
     )
     if answer.status_code == 404:
         return [f"provider.api_key ({name}): ok, the key is accepted"]
-    return [f"provider.api_key ({name}): {_refused(answer, 'the key was')}"]
+    if answer.status_code in (401, 403):
+        return [f"provider.api_key ({name}): {_refused(answer, 'the key was')}"]
+    # Any other answer says nothing about the key (the read is not a documented one).
+    return [
+        f"provider.api_key ({name}): not known (HTTP {answer.status_code} to a read that "
+        "should say 404); the first edit will tell"
+    ]
 
 
 async def check_online(settings: Settings, out: TextIO = sys.stdout) -> bool:
