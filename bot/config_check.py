@@ -50,6 +50,10 @@ class Problem:
 
 def _url_problem(key: str, url: str, example: str) -> Problem | None:
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        return Problem(key, f"{url!r} has no valid port after its host", f"write it as {example}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Problem(
             key,

@@ -55,6 +55,8 @@ async def _get(
 ) -> httpx.Response:
     try:
         return await client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    except httpx.InvalidURL:
+        raise Checked(f"FAILED: {url.split('?', 1)[0]!r} is not a valid URL") from None
     except httpx.TransportError as exc:
         detail = (
             connect_failure(exc, url)
@@ -183,8 +185,10 @@ async def _provider(settings: Settings, client: httpx.AsyncClient) -> list[str]:
     ]
 
 
-async def check_online(settings: Settings, out: TextIO = sys.stdout) -> bool:
-    """Print one line per credential; True when every one was accepted."""
+async def check_online(settings: Settings, out: TextIO | None = None) -> bool:
+    """Print one line per credential (to ``out``, else the current stdout); True when
+    every one was accepted."""
+    out = out or sys.stdout
     checks: list[tuple[str, Callable[[Settings, httpx.AsyncClient], Awaitable[list[str]]]]] = [
         ("provider", _provider)
     ]

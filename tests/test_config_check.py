@@ -4,6 +4,7 @@ with key, environment twin and fix; the limits in force beside the file's, and
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 from collections.abc import Iterator
@@ -261,3 +262,16 @@ def test_an_unreachable_database_is_one_of_the_problems(
     err = capsys.readouterr().err
     assert "storage.url (KONTEXT_STORAGE__URL): nothing accepts connections" in err
     assert "pw@" not in err
+
+
+async def test_a_url_with_a_broken_port_is_a_problem_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base URL pasted twice (``http://127.0.0.1:http://...``) has no valid port."""
+    broken = "http://127.0.0.1:http://127.0.0.1:8188"
+    path = config(tmp_path, f'[provider]\nname = "comfyui"\nbase_url = "{broken}"\n')
+    assert await asyncio.to_thread(main, ["check-config", "--online", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "provider.base_url (KONTEXT_PROVIDER__BASE_URL)" in captured.err
+    assert "has no valid port" in captured.err
+    assert "is not a valid URL" in captured.out and "Traceback" not in captured.err
