@@ -32,7 +32,7 @@ USER kontext
 # setting (secrets above all) as KONTEXT_<SECTION>__<KEY> environment variables.
 WORKDIR /etc/kontext
 VOLUME ["/data"]
-EXPOSE 9090 3000
+EXPOSE 9090 3000 8090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["kontext-bot", "healthcheck"]
 STOPSIGNAL SIGTERM

@@ -165,7 +165,8 @@ async def build_core(
         )
         for o in settings.credits.overrides
     ]
-    store = JobStore(db, base_limits, clock, PolicyBook(base_limits, configured))
+    budget_period = settings.credits.budget_period or None
+    store = JobStore(db, base_limits, clock, PolicyBook(base_limits, configured, budget_period))
     metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
     models = catalogue_for(settings, capabilities.cost_per_image)

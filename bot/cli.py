@@ -22,6 +22,7 @@ from bot import __version__
 from bot import cli_operator as operator
 from bot import platforms as platforms_registry
 from bot.config import Settings, effective_config, load_settings, secret_values
+from bot.config_check import Problem, problems
 from bot.errors import ConfigError, ProviderUnavailable, UserInputError
 from bot.limits import add_options as add_limit_options
 from bot.logs import configure_logging
@@ -34,6 +35,8 @@ log = structlog.get_logger("kontext.cli")
 EXIT_USAGE = 1
 EXIT_CONFIG = 2
 EXIT_ADAPTER = 3
+EXIT_STORAGE = 5  # the database cannot be reached, is locked, or the disk is full
+EXIT_ONLINE = 6  # check-config --online: a service refused a credential or did not answer
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +48,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kontext-bot", description="FLUX.1 Kontext image editing bot")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of a failure (anywhere before the prompt)",
+    )
     config_parent = _Parser(add_help=False)
     config_parent.add_argument(
         "--config", help="config file (default: $KONTEXT_CONFIG or ./config.toml)"
@@ -62,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--format jpg, --upsample, --safety N) may follow the prompt.",
     )
     console.add_argument("--image", type=Path, help="input image (omit for text-to-image)")
+    console.add_argument(
+        "--demo",
+        action="store_true",
+        help="use the free offline demo provider (no key; without --image it edits the "
+        "sample picture shipped with the bot)",
+    )
     console.add_argument("--out", type=Path, help="where to write the result")
     console.add_argument("prompt", nargs="*", help="what to change, with any grammar options")
 
@@ -69,10 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config", parents=[config_parent], help="validate and print the effective config"
     )
     check.add_argument("--json", action="store_true", help="print JSON instead of TOML-like text")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also check each credential against its service (no image is made)",
+    )
 
     commands.add_parser(
         "migrate", parents=[config_parent], help="apply database migrations and exit"
     )
+    backup = commands.add_parser(
+        "backup",
+        parents=[config_parent],
+        help="copy the SQLite database to PATH while the bot runs (PostgreSQL: pg_dump)",
+    )
+    backup.add_argument("path", type=Path, help="the new file to write")
     provider = commands.add_parser("provider", help="the image-editing provider")
     provider_commands = provider.add_subparsers(dest="provider_command", required=True)
     provider_commands.add_parser(
@@ -110,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="show or change the limits for everyone (over the config, at run time)",
     )
     add_limit_options(limits)
+    limits.add_argument(
+        "--reset",
+        action="append",
+        metavar="KEY",
+        help="drop a stored limit so the config file's value is in force again "
+        "(a limit's name, e.g. budget, or 'all'; may be repeated)",
+    )
     models = policy_commands.add_parser(
         "models",
         parents=[config_parent],
@@ -142,8 +174,54 @@ def _print_config(settings: Settings, as_json: bool) -> None:
     print(f"# platforms this config runs: {', '.join(on)}; not enabled: {', '.join(off) or '-'}")
 
 
+def _refuse(found: Sequence[Problem]) -> None:
+    print(
+        f"configuration error: {len(found)} problem{'s' if len(found) > 1 else ''} "
+        "(each: key (environment variable): what is wrong; the fix):",
+        file=sys.stderr,
+    )
+    for problem in found:
+        print(f"  {problem.line()}", file=sys.stderr)
+
+
+async def _check_config(settings: Settings, args: argparse.Namespace) -> int:
+    """The effective config, the limits in force, then every problem ``run`` would
+    refuse (the same ``config_check.problems``); with ``--online`` each credential."""
+    _print_config(settings, args.json)
+    found = problems(settings)
+    try:
+        limits = await operator.stored_limits(settings)
+    except Exception as exc:
+        from bot.startup_errors import describe
+
+        why = describe(exc, settings.storage.url)
+        if why is None:
+            raise
+        # run would stop on it (exit 5): it is one of the problems.
+        limits = ["# limits: the database cannot be read (below)"]
+        found.append(Problem("storage.url", why, "fix it, then check again"))
+    if not args.json:
+        for line in limits:
+            print(line)
+    code = 0
+    if found:
+        _refuse(found)
+        code = EXIT_CONFIG
+    if args.online:
+        from bot.online_check import check_online
+
+        if not await check_online(settings):
+            code = code or EXIT_ONLINE
+    return code
+
+
 async def _run(settings: Settings) -> int:
     from bot.app import build_core
+
+    found = problems(settings)
+    if found:
+        _refuse(found)
+        return EXIT_CONFIG
 
     core = await build_core(settings)
     platforms = [
@@ -200,6 +278,21 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
+def _demo(settings: Settings, image: Path | None) -> tuple[Settings, Path]:
+    """``console --demo``: the same config with the demo provider (no key, no fallbacks)
+    and, without ``--image``, the sample picture shipped with the bot, copied next to
+    the user so the result's default name (``sample-kontext-….png``) lands there too."""
+    from bot.providers.demo import sample_image
+
+    provider = settings.provider.model_copy(update={"name": "demo", "fallbacks": []})
+    demo = settings.model_copy(update={"provider": provider, "models": []})
+    if image is None:
+        image = Path.cwd() / "sample.png"
+        if not image.exists():
+            image.write_bytes(sample_image())
+    return demo, image
+
+
 def _healthcheck(settings: Settings) -> int:
     import httpx
 
@@ -229,6 +322,7 @@ def _log_level(command: str, settings: Settings) -> str:
 
 
 _CONSOLE_OWN = {"--image", "--out", "--config"}
+_CONSOLE_FLAGS = {"--demo", "-h", "--help"}  # the console's own options without a value
 
 
 def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -236,7 +330,8 @@ def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
 
     The grammar's flags (``--ar 16:9``) may stand anywhere in the prompt, which argparse
     would take for unknown options of its own; so the console's three options are
-    picked out here and everything else is prompt text for the command parser.
+    picked out here (and its flags, ``--demo``) and everything else is prompt text for
+    the command parser.
     """
     own: list[str] = []
     prompt: list[str] = []
@@ -247,9 +342,9 @@ def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
         if arg == "--":
             prompt.extend(tokens[index + 1 :])
             break
-        if name in _CONSOLE_OWN or arg in {"-h", "--help"}:
+        if name in _CONSOLE_OWN or arg in _CONSOLE_FLAGS:
             own.append(arg)
-            if "=" not in arg and arg not in {"-h", "--help"} and index + 1 < len(tokens):
+            if "=" not in arg and arg not in _CONSOLE_FLAGS and index + 1 < len(tokens):
                 own.append(tokens[index + 1])
                 index += 1
         else:
@@ -258,8 +353,15 @@ def split_console_args(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
     return own, prompt
 
 
+def _take_debug(tokens: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` may stand anywhere before a ``--`` (after the command too)."""
+    end = tokens.index("--") if "--" in tokens else len(tokens)
+    head = [t for t in tokens[:end] if t != "--debug"]
+    return [*head, *tokens[end:]], len(head) != end
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    tokens = list(sys.argv[1:] if argv is None else argv)
+    tokens, debug = _take_debug(list(sys.argv[1:] if argv is None else argv))
     prompt_tokens: list[str] = []
     if tokens[:1] == ["console"]:
         own, prompt_tokens = split_console_args(tokens[1:])
@@ -276,9 +378,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         secrets=secret_values(settings),
     )
     try:
+        return _dispatch(args, settings, prompt_tokens)
+    except Exception as exc:
+        from bot.startup_errors import describe
+
+        line = describe(exc, settings.storage.url)
+        if line is None or debug:
+            raise
+        print(f"error: {line} (the traceback: --debug)", file=sys.stderr)
+        return EXIT_STORAGE
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, prompt_tokens: list[str]) -> int:
+    """Run the parsed command; the operator's own mistakes come back as exit codes."""
+    try:
         if args.command == "check-config":
-            _print_config(settings, args.json)
-            return 0
+            return asyncio.run(_check_config(settings, args))
         if args.command == "provider":
             return asyncio.run(operator.provider_status(settings))
         if args.command == "healthcheck":
@@ -289,6 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(migrate(settings.storage.url))
             print("database is up to date")
             return 0
+        if args.command == "backup":
+            from bot.backup import backup_sqlite
+
+            size = backup_sqlite(settings.storage.url, args.path)
+            print(f"backed up {size} bytes to {args.path}")
+            return 0
         if args.command == "credits":
             return asyncio.run(operator.credits(settings, args))
         if args.command == "policy":
@@ -297,7 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_one = platforms_registry.registered()["console"].run_one
             assert run_one is not None
             text = " ".join([*args.prompt, *prompt_tokens])
-            return asyncio.run(run_one(settings, args.image, args.out, text))
+            image = args.image
+            if args.demo:
+                settings, image = _demo(settings, image)
+            return asyncio.run(run_one(settings, image, args.out, text))
         if args.command == "run":
             return asyncio.run(_run(settings))
     except ConfigError as exc:

@@ -6,6 +6,9 @@ which read and change the same storage and provider accounts as the running bot
 from __future__ import annotations
 
 import argparse
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 
 from bot import texts
 from bot.config import Settings
@@ -26,11 +29,15 @@ async def policy(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.policy_command == "limits":
             changes = {name: getattr(args, name) for name in LIMITS}
-            if any(v is not None for v in changes.values()):
+            reset = [n for names in (args.reset or []) for n in names.replace(",", " ").split()]
+            if reset:
+                names = list(LIMITS) if reset == ["all"] else reset
+                now = await service.admin_reset_limits(operator, names)
+            elif any(v is not None for v in changes.values()):
                 now = await service.admin_set_limits(operator, **changes)
             else:
                 now = await service.limits()
-            print(texts.limits_text(now))
+            print(texts.limits_text(now, settings.credits.budget_period or None))
             return 0
         if args.policy_command == "allowance":
             off = args.amount.lower() == "off"
@@ -90,6 +97,52 @@ async def credits(settings: Settings, args: argparse.Namespace) -> int:
         await core.close()
 
 
+def _sqlite_file_exists(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return bool(database) and database != ":memory:" and Path(str(database)).expanduser().exists()
+
+
+async def stored_limits(settings: Settings) -> list[str]:
+    """The limits in force, each stored one beside the file's: ``check-config`` shows
+    what the running bot uses, not only what the file says (issue 29). Reads without
+    migrating or creating anything; a database not there yet holds no stored limit."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.limits import Limits
+    from bot.policies import GLOBAL
+    from bot.storage.database import open_database
+    from bot.storage.schema import policies
+
+    file_limits = Limits.from_settings(settings)
+    url = settings.storage.url
+    if url.startswith("sqlite") and not await asyncio.to_thread(_sqlite_file_exists, url):
+        return ["# limits: the file's (no database yet, so nothing stored)"]
+    db = await open_database(url, run_migrations=False, pool_size=1)
+    try:
+        async with db.read() as conn:
+            row = (await conn.execute(select(policies).where(policies.c.scope == GLOBAL))).first()
+    except DBAPIError:
+        return ["# limits: the file's (the database is not migrated yet)"]
+    finally:
+        await db.dispose()
+    lines = ["# limits in force (kontext-bot policy limits changes them at run time):"]
+    for name in LIMITS:
+        configured = getattr(file_limits, name)
+        stored = None if row is None else row._mapping[name]
+        if row is None or stored is None:
+            lines.append(f"#   {name}: {configured} (the file's)")
+            continue
+        when = datetime.fromtimestamp(float(row.updated_at), UTC).strftime("%Y-%m-%d")
+        lines.append(
+            f"#   {name}: {stored}, set by {row.updated_by} on {when}, file says {configured} "
+            f"(kontext-bot policy limits --reset {name})"
+        )
+    return lines
+
+
 async def provider_status(settings: Settings) -> int:
     from bot.providers.factory import base_url_for, build_provider
 
@@ -108,7 +161,10 @@ async def provider_status(settings: Settings) -> int:
             print(f"cost per image (credits of this bot): {settings.credits.cost_per_image}")
         credits = getattr(provider, "credits", None)
         if credits is None:
-            print("account credits: this provider has no API to read them")
+            print(
+                "account credits: this provider has no API to read them "
+                "(kontext-bot check-config --online checks the key)"
+            )
         else:
             print(f"account credits: {await credits()}")
     finally:

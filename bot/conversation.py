@@ -95,6 +95,10 @@ class Conversation(AdminCommands):
     def help(self) -> str:
         return texts.help_text(self.style, self.service.cost_per_image, self.service.models)
 
+    def welcome(self) -> str:
+        """The greeting posted once when the bot joins a server (``discord.welcome``)."""
+        return texts.welcome_text(self.style, self.service.cost_per_image)
+
     async def credits(self, user: UserRef, context: RequestContext | None = None) -> str:
         return texts.credits_text(self.style, await self.service.credits(user, context))
 

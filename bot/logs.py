@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO, cast
 
+import stamina.instrumentation
 import structlog
 
 REDACTED = "***"
@@ -99,7 +100,37 @@ def configure_logging(
     logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
     # Alembic announces every plugin and migration step at INFO on each start.
     logging.getLogger("alembic").setLevel(max(numeric_level, logging.WARNING))
+    _quiet_retries()
+    # discord.py warns at every start that PyNaCl/davey (voice) is missing; the bot has
+    # no voice feature, so the warning only alarms operators (issue 29).
+    logging.getLogger("discord.client").addFilter(_NoVoiceWarning())
     return scrubber
+
+
+class _NoVoiceWarning(logging.Filter):
+    """Drops discord.py's "voice will NOT be supported" start-up warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    """A retried call is routine (the caller logs the outcome that matters): at debug,
+    so the console's own lines are not buried under stamina's warnings."""
+    structlog.get_logger("kontext.retry").debug(
+        "call retried",
+        retry_num=details.retry_num,
+        wait_for=round(details.wait_for, 2),
+        caused_by=repr(details.caused_by),
+    )
+
+
+def _quiet_retries() -> None:
+    """stamina's own retry hook logs every retry at warning; keep its Prometheus counter
+    and log retries through ``_log_retry`` at debug instead."""
+    from stamina.instrumentation import PrometheusOnRetryHook, set_on_retry_hooks
+
+    set_on_retry_hooks([PrometheusOnRetryHook, _log_retry])
 
 
 class _CurrentStderr:

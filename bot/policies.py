@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import RequestContext, UserRef
@@ -158,9 +158,20 @@ class PolicyBook:
     """The overrides from config plus what admins stored; read inside the caller's
     transaction so a reservation sees one consistent state."""
 
-    def __init__(self, base_limits: Limits, configured: Iterable[Override] = ()) -> None:
+    def __init__(
+        self,
+        base_limits: Limits,
+        configured: Iterable[Override] = (),
+        budget_period: Period | None = None,
+    ) -> None:
         self.base_limits = base_limits  # the config's; the ``global`` row's changes go over
         self.configured = {o.scope: o for o in configured}
+        # ``credits.budget_period``; None: the budget counts over the allowance's period.
+        self.budget_period = budget_period
+
+    def budget_period_of(self, limits: Limits) -> Period:
+        """The period the shared budget is counted over under ``limits``."""
+        return self.budget_period or limits.period
 
     async def overrides(self, conn: AsyncConnection, scopes: list[str]) -> dict[str, Override]:
         found = {s: self.configured[s] for s in scopes if s in self.configured}
@@ -214,6 +225,20 @@ class PolicyBook:
         return frozenset(names)
 
     # -- end of restricted models -------------------------------------------------------
+
+    async def reset(
+        self, conn: AsyncConnection, scope: str, names: Iterable[str], *, actor: str, now: float
+    ) -> None:
+        """Drop stored limits of a scope (``kontext-bot policy limits --reset KEY``): the
+        config's value is in force again. ``store`` cannot: a None there means
+        "unchanged"."""
+        columns = set(names)
+        unknown = sorted(columns - set(LIMITS))
+        if unknown:
+            raise TypeError(f"not limits: {', '.join(unknown)}")
+        values: dict[str, Any] = dict.fromkeys(columns)
+        values.update(updated_by=actor, updated_at=now)
+        await conn.execute(update(policies).where(policies.c.scope == scope).values(**values))
 
     async def store(
         self,

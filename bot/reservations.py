@@ -288,9 +288,10 @@ class Reservations:
             # Serialise every reservation on one row while the budget is counted, so
             # that processes cannot overspend it together.
             await ledger.lock_account(conn, BUDGET_ACCOUNT, now)
-            spent = await ledger.spent_since(conn, period_start(limits.period, now))
+            period = self.policy_book.budget_period_of(limits)  # credits.budget_period
+            spent = await ledger.spent_since(conn, period_start(period, now))
             if spent + new.cost > limits.budget:
-                raise budget_refusal(new.cost, now, limits.period)
+                raise budget_refusal(new.cost, now, period)
 
 
 async def redelivered(conn: AsyncConnection, job: Job) -> Reserved:

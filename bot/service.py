@@ -28,7 +28,7 @@ from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputEr
 from bot.images import ACCEPTED_FORMATS, formats_phrase
 from bot.jobstore import JobStore
 from bot.ledger import EntryKind, LedgerEntry
-from bot.limits import Limits, validate_changes
+from bot.limits import LIMITS, Limits, validate_changes
 from bot.metrics import Metrics
 from bot.models import Catalogue, Model, short_name
 from bot.periods import Period, next_period_start, period_start
@@ -357,6 +357,28 @@ class KontextService:
             raise UserInputError("Name at least one limit to change.")
         said = ", ".join(f"{name} {value}" for name, value in checked.items())
         await self._store_policy(admin, GLOBAL, f"limits set: {said}", **checked)
+        return await self.limits()
+
+    async def admin_reset_limits(self, admin: UserRef, names: list[str]) -> Limits:
+        """Drop stored run-time limits (``policy limits --reset KEY``): the config's
+        values are in force again; recorded in the ledger like every admin action."""
+        self._require_admin(admin, False, GLOBAL)
+        unknown = [name for name in names if name not in LIMITS]
+        if unknown or not names:
+            raise UserInputError(f"Name limits to reset: {', '.join(LIMITS)} (or 'all').")
+        store = self.store
+        now = store.clock()
+        async with store.db.transaction() as conn:
+            await store.policy_book.reset(conn, GLOBAL, names, actor=str(admin), now=now)
+            await ledger.append(
+                conn,
+                GLOBAL,
+                EntryKind.ADMIN,
+                0,
+                now,
+                actor=str(admin),
+                note=f"limits reset to the config: {', '.join(names)}",
+            )
         return await self.limits()
 
     async def limits(self) -> Limits:

@@ -125,6 +125,27 @@ def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None
     return "\n".join(lines)
 
 
+def welcome_text(style: Style, cost_per_image: int) -> str:
+    """What the bot posts once when it joins a server (``discord.welcome``): what it
+    does, how to ask for help, and the admins' first commands, as the best-loved bots
+    greet a server (issue 29). Short: it lands in a channel everyone reads."""
+    names = style.commands
+    lines = [
+        "Hi! I edit images with FLUX.1 Kontext: tell me what to change and attach a photo "
+        f"(or none, to make one from text). Each image costs {cost_per_image} credits; "
+        "everyone gets an allowance.",
+        f"Try: {names.examples[0]}" if names.examples else "",
+        # The help's own line says "this text"; here it points at the help.
+        *(line.replace("   this text", "   how to use me, in full") for line in names.info),
+    ]
+    if names.admin:
+        lines.append(
+            "Admins (the bot's credits.admins): " + ", ".join(names.admin) + " to give credits, "
+            "set allowances and pause me."
+        )
+    return "\n".join(line for line in lines if line)
+
+
 # -- named models (bot.models): only mentioned when there is a choice ------------------
 
 MODEL_OPTION_HELP = """
@@ -231,10 +252,12 @@ def top_spenders_text(style: Style, rows: Iterable[tuple[str, int]]) -> str:
     return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
 
 
-def limits_text(limits: Limits) -> str:
+def limits_text(limits: Limits, budget_period: str | None = None) -> str:
+    """The limits in force; ``budget_period``: ``credits.budget_period`` when set."""
     return (
         f"allowance {limits.allowance} {limits.period}; max_balance {limits.max_balance}; "
-        f"budget {limits.budget} per {limits.period}; cooldown {limits.cooldown_seconds:g} s "
+        f"budget {limits.budget} per {budget_period or limits.period}; "
+        f"cooldown {limits.cooldown_seconds:g} s "
         f"(0: none); jobs per user at once {limits.per_user_concurrent}"
     )
 
@@ -256,10 +279,24 @@ def policy_text(scope: str, override: Override | None, limits: Limits) -> str:
     return f"{scope}: allowance {allowance}; {'PAUSED' if override.paused else 'active'}{models}"
 
 
-def result_details(seed: int | None, cost: int, balance_after: int) -> list[str]:
+# What a demo result says first (provider.name = "demo", bot.providers.demo): it is
+# free at any image service and not a FLUX edit, so nobody mistakes it for one.
+DEMO_NOTE = "demo provider: an offline Pillow look, not FLUX"
+
+
+def provider_note(provider: str) -> str | None:
+    """The word a result carries about the provider that made it, when it needs one."""
+    return DEMO_NOTE if provider == "demo" else None
+
+
+def result_details(
+    seed: int | None, cost: int, balance_after: int, *, provider: str = ""
+) -> list[str]:
     """What every posted result says besides the image: the seed to reproduce it, and
-    what it cost."""
+    what it cost; first, for a demo result, that it is one."""
+    note = provider_note(provider)
     return [
+        *([note] if note else []),
         f"seed {seed if seed is not None else 'unknown'}",
         f"{cost} credits",
         f"{balance_after} left",

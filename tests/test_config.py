@@ -99,7 +99,7 @@ def test_kontext_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.M
         ('[provider]\nname = "openai"\n', "provider.name"),
         (
             '[provider]\nname = "openai"\n',
-            "unknown provider 'openai'; choose one of: bfl, comfyui, coretoday, replicate",
+            "unknown provider 'openai'; choose one of: bfl, comfyui, coretoday, demo, replicate",
         ),
         (
             '[[provider.fallbacks]]\nname = "replicat"\napi_key = "k"\n',
@@ -174,6 +174,8 @@ def test_check_config_cli_prints_masked_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("KONTEXT_SLACK__BOT_TOKEN", "xoxb-1234567890-secret")
+    # Without a provider key run would refuse this config, and so does check-config now.
+    monkeypatch.setenv("KONTEXT_PROVIDER__API_KEY", "k-123")
     path = write(tmp_path, "[credits]\nallowance = 2400\n")
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
@@ -204,10 +206,10 @@ async def test_pool_size_reaches_the_engine(tmp_path: Path) -> None:
 def test_check_config_names_the_platforms_from_the_registry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write(tmp_path, '[discord]\nenabled = true\ntoken = "x"\n')
+    path = write(tmp_path, '[discord]\nenabled = true\ntoken = "x"\n[provider]\nname = "demo"\n')
     assert main(["check-config", "--config", str(path)]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == "# platforms this config runs: console, discord; not enabled: slack"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "# platforms this config runs: console, discord; not enabled: slack" in lines
 
 
 def test_every_secret_in_the_config_is_redacted_by_type() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -12,6 +13,7 @@ from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
 from bot.jobstore import JobStore
 from bot.limits import Limits
+from bot.policies import PolicyBook
 from bot.reservations import NewJob
 from bot.storage import Database
 from bot.storage.schema import ledger as ledger_table
@@ -346,3 +348,82 @@ async def test_mark_delivering_leaves_a_finished_job_alone(store: JobStore) -> N
     finished = await store.get(other.id)
     assert finished is not None
     assert (finished.state, finished.output_path) == (JobState.FAILED, None)
+
+
+# -- credits.budget_period: the budget's own period (issue 29) ------------------------------
+
+
+def monthly_budget_store(db: Database, clock: FakeClock, budget: int) -> JobStore:
+    limits = Limits(1200, "daily", budget=budget)
+    return JobStore(db, limits, clock, PolicyBook(limits, budget_period="monthly"))
+
+
+async def test_a_monthly_budget_outlasts_the_daily_allowance(
+    db: Database, clock: FakeClock
+) -> None:
+    clock.now = 1_764_547_200.0 + 3600  # 2025-12-01 01:00 UTC: the start of a month
+    store = monthly_budget_store(db, clock, budget=360)
+    await store.create(new_job(user=ALICE, key="d1"))
+    clock.advance(86_400)  # a new day: a new allowance, the same month's budget
+    await store.create(new_job(user=ALICE, key="d2"))
+    clock.advance(86_400)
+    await store.create(new_job(user=BOB, key="d3"))
+    clock.advance(86_400)
+    with pytest.raises(QuotaError) as info:
+        await store.create(new_job(user=BOB, key="d4"))
+    assert "shared budget" in info.value.user_message
+    assert "renews 2026-01-01 00:00 UTC" in info.value.user_message
+    assert await store.balance(BOB) == 1200 - 120  # the day's allowance is still there
+    clock.now = 1_767_225_600.0 + 60  # 2026-01-01: a new month renews the budget
+    await store.create(new_job(user=BOB, key="d5"))
+
+
+async def test_the_budget_period_defaults_to_the_allowances(db: Database, clock: FakeClock) -> None:
+    limits = Limits(1200, "daily", budget=120)
+    store = JobStore(db, limits, clock, PolicyBook(limits))
+    await store.create(new_job(user=ALICE, key="x1"))
+    with pytest.raises(QuotaError):
+        await store.create(new_job(user=BOB, key="x2"))
+    clock.advance(86_400)
+    await store.create(new_job(user=BOB, key="x3"))
+
+
+async def test_a_budget_of_its_own_period_holds_under_concurrency(
+    db: Database, clock: FakeClock
+) -> None:
+    clock.now = 1_764_547_200.0 + 3600  # 2025-12-01 01:00 UTC
+    store = monthly_budget_store(db, clock, budget=600)
+    users = [UserRef("slack", "T1", f"U{i}") for i in range(8)]
+
+    async def attempt(i: int) -> bool:
+        try:
+            await store.create(new_job(user=users[i % 8], key=f"m{i}"))
+            return True
+        except QuotaError:
+            return False
+
+    assert sum(await asyncio.gather(*(attempt(i) for i in range(24)))) == 5
+    clock.now = 1_764_547_200.0 + 3600 + 86_400  # the next day, the same month
+    # New allowances for everyone, but the month's budget is spent: nobody gets through.
+    assert sum(await asyncio.gather(*(attempt(i) for i in range(24, 32)))) == 0
+
+
+async def test_the_config_key_reaches_the_budget(tmp_path: Path) -> None:
+    from bot.app import build_core
+    from tests.support import make_settings
+
+    settings = make_settings(
+        tmp_path, credits={"budget": 120, "period": "daily", "budget_period": "weekly"}
+    )
+    core = await build_core(settings, with_runner=False)
+    try:
+        book = core.store.policy_book
+        assert book.budget_period_of(await core.service.limits()) == "weekly"
+    finally:
+        await core.close()
+    plain = make_settings(tmp_path, credits={"budget": 120, "period": "daily"})
+    core = await build_core(plain, with_runner=False)
+    try:
+        assert core.store.policy_book.budget_period_of(await core.service.limits()) == "daily"
+    finally:
+        await core.close()

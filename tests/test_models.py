@@ -104,9 +104,12 @@ def test_invalid_models_stop_start_up_with_a_clear_message(
     assert words in str(caught.value)
 
 
-def test_check_config_prints_the_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_prints_the_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bot.cli import main
 
+    monkeypatch.setenv("KONTEXT_PROVIDER__API_KEY", "k-123")
     path = write(tmp_path, TWO)
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out

@@ -74,7 +74,7 @@ def test_an_unknown_name_never_becomes_another_provider() -> None:
     """The factory's own guard, for settings built without validation."""
     with pytest.raises(ConfigError) as info:
         spec_for("openai")
-    assert "choose one of: bfl, comfyui, coretoday, replicate" in str(info.value)
+    assert "choose one of: bfl, comfyui, coretoday, demo, replicate" in str(info.value)
 
 
 def test_a_self_hosted_provider_needs_no_key(tmp_path: Path) -> None:

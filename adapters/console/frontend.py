@@ -47,7 +47,9 @@ class ConsoleReply:
         # Writing the file again is harmless (atomic, same bytes): nothing to look for.
         await asyncio.to_thread(_write_file, self.out_path, result.image)
         job = result.job
-        details = ", ".join(result_details(job.seed, job.cost, result.balance_after))
+        details = ", ".join(
+            result_details(job.seed, job.cost, result.balance_after, provider=job.provider)
+        )
         self._say(
             job,
             f"done in {result.elapsed_seconds:.1f} s: {result.width}x{result.height} "

@@ -31,6 +31,7 @@ from adapters.discord.reply import DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
 from adapters.discord.results import ResultButtons
 from adapters.discord.style import DiscordStyle, long_text
+from adapters.discord.welcome import Welcomed, welcome
 from bot.commands import starts_with_trigger
 from bot.config import DiscordConfig
 from bot.conversation import Conversation, Edit, Said
@@ -85,6 +86,12 @@ class KontextBot(commands.AutoShardedBot):
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: art-channel messages are the cog's listener's."""
+
+    async def on_guild_join(self, guild: discord.Guild, /) -> None:
+        """Added to a server: greet it once (``discord.welcome``; adapters.discord.welcome)."""
+        adapter = self.kontext
+        if adapter.config.welcome:
+            await welcome(guild, adapter.conversation.welcome(), Welcomed(adapter.data_dir))
 
 
 class DiscordAdapter:

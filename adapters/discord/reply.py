@@ -34,6 +34,7 @@ from adapters.discord.pacing import ChannelSlots, rate_limited
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryImpossible
 from bot.images import fit_to_byte_limit
+from bot.texts import provider_note
 
 log = structlog.get_logger("kontext.discord")
 
@@ -394,6 +395,9 @@ def result_embed(result: EditResult, filename: str) -> discord.Embed:
     embed.add_field(name="Aspect ratio", value=job.options.aspect_ratio or "as input")
     embed.add_field(name="Credits", value=f"{job.cost} used · {result.balance_after} left")
     embed.add_field(name="Time", value=f"{result.elapsed_seconds:.1f} s")
+    note = provider_note(job.provider)
+    if note:  # a demo result says so (bot.providers.demo)
+        embed.add_field(name="Demo", value=note, inline=False)
     embed.set_image(url=f"attachment://{filename}")
     embed.set_footer(
         text=f"job {job.id} · Edit again to keep editing this result, or reply to it "

@@ -84,6 +84,24 @@ class SlackListeners:
         app.shortcut(SHORTCUT_CALLBACK_ID)(self.on_message_shortcut)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
+        app.event("app_home_opened")(self.on_app_home_opened)
+
+    # -- the welcome (issue 29) ---------------------------------------------------------------
+
+    async def on_app_home_opened(self, event: dict[str, Any]) -> None:
+        """Someone opened the bot's Messages tab: while their DM with the bot is empty,
+        the bot says what it does (the Discord welcome's words), so it is said once,
+        whichever process gets the event, with nothing to remember (``slack.welcome``)."""
+        channel = str(event.get("channel") or "")
+        if not self.adapter.config.welcome or event.get("tab") != "messages" or not channel:
+            return
+        try:
+            history = await self.client.conversations_history(channel=channel, limit=1)
+            if history.get("messages"):
+                return
+            await self.client.chat_postMessage(channel=channel, text=self.conversation.welcome())
+        except SlackApiError as exc:
+            self.adapter.api_error("welcome", exc)
 
     # -- slash command and modal -----------------------------------------------------------
 

@@ -194,7 +194,10 @@ class SlackReply:
 
     async def _upload(self, result: EditResult) -> dict[str, Any]:
         job = result.job
-        details = [*result_details(job.seed, job.cost, result.balance_after), job_marker(job)]
+        details = [
+            *result_details(job.seed, job.cost, result.balance_after, provider=job.provider),
+            job_marker(job),
+        ]
         comment = f"{self._about(job)} ({', '.join(details)})"
         answer = await self.client.files_upload_v2(
             channel=self.channel,

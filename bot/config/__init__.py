@@ -24,9 +24,11 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from bot.config.envsource import LenientEnvSource, env_error_line
 from bot.config.providers import (
     ComfyUISettings,
     FallbackProviderConfig,
@@ -117,53 +119,67 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        # Lists may be comma-separated in the environment (bot.config.envsource).
+        sources: list[PydanticBaseSettingsSource] = [init_settings, LenientEnvSource(settings_cls)]
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
 
     @model_validator(mode="after")
-    def _slack_credentials(self) -> Settings:
+    def _consistent(self) -> Settings:
+        """The checks across sections, all of them at once: an operator fixing a config
+        sees every problem in one go, not one per start (issue 29)."""
+        problems: list[str] = []
+        for check in (
+            self._slack_credentials,
+            self._models_consistent,
+            self._dashboard_password,
+            self._jobs_consistent,
+        ):
+            try:
+                check()
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+    def _slack_credentials(self) -> None:
         slack = self.slack
         if not slack.enabled:
-            return self
+            return
         needed = [("bot_token", slack.bot_token)]
         needed.append(
             ("app_token", slack.app_token)
             if slack.mode == "socket"
             else ("signing_secret", slack.signing_secret)
         )
-        for key, value in needed:
-            if not value.get_secret_value():
-                raise ValueError(
-                    f"slack.{key} is required when slack.enabled is true in {slack.mode} "
-                    f"mode (give it as KONTEXT_SLACK__{key.upper()})"
-                )
-        return self
+        missing = [
+            f"slack.{key} is required when slack.enabled is true in {slack.mode} "
+            f"mode (give it as KONTEXT_SLACK__{key.upper()})"
+            for key, value in needed
+            if not value.get_secret_value()
+        ]
+        if missing:
+            raise ValueError("\n  ".join(missing))
 
-    @model_validator(mode="after")
-    def _models_consistent(self) -> Settings:
+    def _models_consistent(self) -> None:
         providers = [self.provider.name, *(f.name for f in self.provider.fallbacks)]
         check_models(self.models, providers, self.credits.overrides)
-        return self
 
-    @model_validator(mode="after")
-    def _dashboard_password(self) -> Settings:
+    def _dashboard_password(self) -> None:
         """The dashboard shows every user's spend: it never runs without a password."""
         if self.dashboard.enabled and not self.dashboard.password.get_secret_value():
             raise ValueError(
                 "dashboard.password is required when dashboard.enabled is true "
                 "(give it as KONTEXT_DASHBOARD__PASSWORD)"
             )
-        return self
 
-    @model_validator(mode="after")
-    def _jobs_consistent(self) -> Settings:
+    def _jobs_consistent(self) -> None:
         if self.jobs.poll_max_seconds < self.jobs.poll_initial_seconds:
             raise ValueError(
                 "jobs.poll_max_seconds must not be smaller than jobs.poll_initial_seconds"
             )
-        return self
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
@@ -197,6 +213,8 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     bound = type("BoundSettings", (Settings,), {"toml_path": toml_path})
     try:
         loaded: Settings = bound()
+    except SettingsError as exc:
+        raise ConfigError(env_error_line(exc)) from None
     except ValidationError as exc:
         source = str(config_path) if toml_path else "environment and defaults"
         raise ConfigError(describe_validation_error(exc, source)) from None

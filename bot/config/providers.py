@@ -4,7 +4,7 @@ keys only ComfyUI reads) and the named models of ``[[models]]``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -63,7 +63,29 @@ class ComfyUISettings(BaseModel):
 # -- end ComfyUI ---------------------------------------------------------------------------
 
 
-class FallbackProviderConfig(ComfyUISettings, Section):
+# -- the demo provider (provider.name = "demo"; docs/providers.md, "The demo provider") ------
+
+# What the demo provider is told to do wrong, so an operator can watch refunds work:
+# "submit" fails the create (the service is down), "failed" fails the job while it runs,
+# "moderation" refuses it as a safety filter would, "never" never finishes it (the job
+# times out); "" makes every job succeed.
+DemoFailure = Literal["", "submit", "failed", "moderation", "never"]
+
+
+class DemoSettings(BaseModel):
+    """The keys only ``demo`` reads, shared by ``[provider]`` and its fallbacks: they
+    exist so a wired-up bot can be tried end to end, failures and refunds included,
+    before any image service is paid."""
+
+    demo_seconds: float = Field(2.0, ge=0, le=600)  # how long one demo job "runs"
+    demo_fail: DemoFailure = ""
+    demo_fail_every: int = Field(1, ge=1)  # 3: every third job gets demo_fail
+
+
+# -- end of the demo provider ----------------------------------------------------------------
+
+
+class FallbackProviderConfig(ComfyUISettings, DemoSettings, Section):
     """A further provider account to use when the ones before it are unavailable."""
 
     name: ProviderName
@@ -72,7 +94,7 @@ class FallbackProviderConfig(ComfyUISettings, Section):
     model: str = "black-forest-labs/flux-kontext-pro"
 
 
-class ProviderConfig(ComfyUISettings, Section):
+class ProviderConfig(ComfyUISettings, DemoSettings, Section):
     name: ProviderName = "coretoday"
     base_url: str = "https://api.core.today"
     api_key: SecretStr = SecretStr("")

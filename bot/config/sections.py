@@ -71,6 +71,9 @@ class CreditsConfig(Section):
     admins: list[str] = Field(default_factory=list)
     max_balance: int = config_field("max_balance")
     budget: int = config_field("budget")
+    # The period the shared budget counts over; "": the allowance's ``period`` (so a
+    # daily allowance can have a monthly budget: issue 29).
+    budget_period: Literal["", "daily", "weekly", "monthly", "never"] = ""
     cooldown_seconds: float = config_field("cooldown_seconds")
     # Also treat the platform's own admins as bot admins: Discord members with Manage
     # Server, Slack workspace admins and owners.
@@ -129,6 +132,9 @@ class SlackConfig(Section):
     file_hosts: list[str] = Field(default_factory=lambda: ["files.slack.com"])
     http_host: str = "0.0.0.0"  # noqa: S104 - HTTP mode must accept Slack's requests
     http_port: int = Field(3000, ge=0, le=65535)  # 0: any free port (tests)
+    # Someone opens the app's Messages tab and the DM is still empty: the bot says what
+    # it does, once (the app_home_opened event of the manifests); false: it stays quiet.
+    welcome: bool = True
     # Pacing within Slack's rate limits (https://docs.slack.dev/apis/web-api/rate-limits),
     # the documented figures as defaults: chat.postMessage per channel per second, and
     # each method's calls per minute by its tier. false: no pacing (slack_sdk still
@@ -155,6 +161,9 @@ class DiscordConfig(Section):
     # processes on one database serve one bot. The process running shard 0 syncs commands.
     shard_count: int = Field(0, ge=0)
     shard_ids: list[int] = Field(default_factory=list)
+    # Post one short welcome in a server's system channel when the bot joins it (once
+    # per server, where it may send messages); false: join silently.
+    welcome: bool = True
     # Interaction edits and follow-ups (status, results) in flight per channel at once:
     # they share one webhook's rate limit (https://discord.com/developers/docs/topics/
     # rate-limits), so a burst in one channel queues here instead of in 429s.

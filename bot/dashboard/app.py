@@ -89,7 +89,8 @@ class Dashboard:
         today = int(now // queries.DAY)
         days = list(range(today - CHART_DAYS + 1, today + 1))
         limits = await self.service.limits()
-        since = period_start(limits.period, now)
+        budget_period = self.store.policy_book.budget_period_of(limits)
+        since = period_start(budget_period, now)
         async with self.store.db.read() as conn:
             daily = await queries.ledger_per_day(conn, days[0])
             outcomes = await queries.outcomes_per_day(conn, days[0], daily.refunds)
@@ -101,7 +102,7 @@ class Dashboard:
             chart=stacked_by_day(spend, days),
             spent_30_days=sum(spend.values()),
             budget=Gauge(sum(by_user.values()), limits.budget),
-            period=limits.period,
+            period=budget_period,
             period_start=since,
             outcome_columns=columns,
             outcome_rows=[

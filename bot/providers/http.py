@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import socket
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -225,7 +227,7 @@ class HttpProvider(ABC):
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # The request never left: repeating cannot duplicate anything.
                 raise Retry(
-                    ProviderUnavailable(UNAVAILABLE, detail=type(exc).__name__), None
+                    ProviderUnavailable(UNAVAILABLE, detail=connect_failure(exc, url)), None
                 ) from None
             except httpx.TransportError as exc:
                 lost = ProviderUnavailable(
@@ -304,6 +306,27 @@ class HttpProvider(ABC):
                 detail=f"output larger than {max_bytes} bytes",
             )
         return data
+
+
+def connect_failure(exc: BaseException, url: str) -> str:
+    """What went wrong before a request left, in the operator's words ("cannot resolve
+    api.core.today"), from the OS error under httpx's exception: the log line and the
+    console then name the failure instead of a class name."""
+    parts = urlsplit(url)
+    host = parts.hostname or "the provider"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve {host} (DNS): check the name in base_url and the network"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"{host}:{parts.port or 'default port'} refused the connection"
+        if isinstance(cause, TimeoutError | httpx.ConnectTimeout):
+            return f"{host} did not accept the connection in time"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS with {host} failed: {cause.reason or cause}"
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).strip()
+    return f"cannot connect to {host}: {text}" if text else f"cannot connect to {host}"
 
 
 def _scheme(url: str) -> str:

@@ -14,11 +14,12 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from bot.errors import ConfigError
-from bot.providers.base import WebhookVerifier
+from bot.providers.base import Provider, WebhookVerifier
 from bot.providers.bfl import BflProvider
 from bot.providers.comfyui import ComfyUIProvider
 from bot.providers.coretoday import CoreTodayProvider
-from bot.providers.http import HttpProvider
+from bot.providers.demo import DEFAULT_BASE_URL as DEMO_BASE_URL
+from bot.providers.demo import DemoProvider
 from bot.providers.replicate import ReplicateProvider, verify_replicate_webhook
 
 
@@ -28,6 +29,15 @@ class ProviderSettings(Protocol):
     workflow: str
 
     @property
+    def demo_seconds(self) -> float: ...
+
+    @property
+    def demo_fail(self) -> str: ...
+
+    @property
+    def demo_fail_every(self) -> int: ...
+
+    @property
     def auth_header(self) -> Any: ...
 
 
@@ -35,12 +45,21 @@ def comfyui_options(config: ProviderSettings) -> dict[str, Any]:
     return {"workflow": config.workflow, "auth_header": config.auth_header.get_secret_value()}
 
 
+def demo_options(config: ProviderSettings) -> dict[str, Any]:
+    return {
+        "seconds": config.demo_seconds,
+        "fail": config.demo_fail,
+        "fail_every": config.demo_fail_every,
+    }
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """What the rest of the bot needs to know about one provider."""
 
     name: str  # provider.name in the config; also the webhook path segment
-    provider_class: type[HttpProvider]
+    # The provider's class; built with the keyword arguments of bot.providers.factory.
+    provider_class: Callable[..., Provider]
     default_base_url: str  # its public API, used when provider.base_url is not given
     key_label: str  # how the operator's key is called in messages and docs
     key_required: bool = True
@@ -73,6 +92,15 @@ SPECS: Mapping[str, ProviderSpec] = MappingProxyType(
                 "ComfyUI proxy credential",
                 key_required=False,
                 options=comfyui_options,
+            ),
+            # Offline and free: Pillow looks labelled DEMO (bot.providers.demo).
+            ProviderSpec(
+                "demo",
+                DemoProvider,
+                DEMO_BASE_URL,
+                "demo provider (needs no key)",
+                key_required=False,
+                options=demo_options,
             ),
         )
     }

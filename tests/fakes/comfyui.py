@@ -174,6 +174,19 @@ class FakeComfyUI(FakeProvider):
         app.router.add_get("/history/{prompt_id}", self._history)
         app.router.add_get("/view", self._view)
         app.router.add_post("/interrupt", self._interrupt)
+        app.router.add_get("/system_stats", self._system_stats)
+
+    async def _system_stats(self, request: web.Request) -> web.Response:
+        """GET /system_stats (ComfyUI's server.py): the version and devices, read by
+        ``check-config --online`` to see the server answers (and the proxy's header)."""
+        if not self.authorised(request):
+            return self.failure(401)
+        return web.json_response(
+            {
+                "system": {"os": "posix", "comfyui_version": "0.3.40", "python_version": "3.11"},
+                "devices": [{"name": "cuda:0 fake", "type": "cuda", "vram_total": 25769803776}],
+            }
+        )
 
     def authorised(self, request: web.Request) -> bool:
         """No key set: a ComfyUI of its own (no auth); else the proxy's bearer token."""

@@ -43,6 +43,15 @@ class FakeReplicate(FakeProvider):
         app.router.add_get("/v1/predictions/{id}", self._status)
         app.router.add_post("/v1/predictions/{id}/cancel", self._cancel)
         app.router.add_get("/files/{id}.png", self.serve_output)
+        app.router.add_get("/v1/account", self._account)
+
+    async def _account(self, request: web.Request) -> web.Response:
+        """GET /v1/account: who the token belongs to (the cheapest authenticated read,
+        https://replicate.com/docs/reference/http#account.get); ``check-config --online``."""
+        self.record(request)
+        if not self.authorised(request):
+            return self.failure(401)
+        return web.json_response({"type": "organization", "username": "kontext", "name": "Kontext"})
 
     def failure(self, code: int) -> web.Response:
         titles = {
