@@ -17,7 +17,7 @@ import structlog
 from bot.config import Settings
 from bot.dashboard import DashboardServer
 from bot.jobstore import JobStore
-from bot.limits import Limits
+from bot.limits import LIMITS, Limits, spec
 from bot.metrics import Metrics
 from bot.models import catalogue_for
 from bot.ops import OpsServer
@@ -31,6 +31,13 @@ from bot.service import KontextService
 from bot.storage import Database, open_database
 from bot.webhooks import WebhookServer
 from bot.worker import Worker
+
+
+def limits_from_settings(settings: Settings) -> Limits:
+    """The config's limits: each read from its key in its spec's section."""
+    return Limits(
+        **{name: getattr(getattr(settings, spec(f).section), name) for name, f in LIMITS.items()}
+    )
 
 
 def runner_limits(settings: Settings) -> RunnerLimits:
@@ -153,7 +160,7 @@ async def build_core(
         provider = build_provider(settings)  # config errors surface before storage work
         fallbacks = build_fallbacks(settings)
     db = await open_database(settings.storage.url, pool_size=settings.storage.pool_size)
-    base_limits = Limits.from_settings(settings)
+    base_limits = limits_from_settings(settings)
     configured = [
         Override(
             scope=o.scope,

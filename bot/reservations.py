@@ -38,7 +38,8 @@ from bot.jobqueue import JobQueue
 from bot.ledger import EntryKind, allowance_grant, allowance_key
 from bot.limits import Limits
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import GLOBAL, PolicyBook, scopes_for
+from bot.policies import PolicyBook
+from bot.scopes import GLOBAL, scopes_for
 from bot.storage.database import completes_when_cancelled
 from bot.storage.dialect import create_and_lock, insert_many_ignoring_conflict, one_of
 from bot.storage.group_commit import GroupCommit, one_by_one

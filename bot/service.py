@@ -32,9 +32,10 @@ from bot.limits import Limits, validate_changes
 from bot.metrics import Metrics
 from bot.models import Catalogue, Model, short_name
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import GLOBAL, Override, parse_scope, scope_workspace, scopes_for
+from bot.policies import Override
 from bot.providers.base import ProviderCapabilities
 from bot.reservations import NewJob
+from bot.scopes import GLOBAL, parse_scope, scope_workspace, scopes_for
 
 _CONTENT_TYPES = {f"image/{name}" for name in ACCEPTED_FORMATS} | {"image/jpg"}
 
