@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
@@ -27,6 +27,9 @@ from bot.limits import add_options as add_limit_options
 from bot.logs import configure_logging
 from bot.periods import PERIODS
 from bot.platforms import Platform
+
+if TYPE_CHECKING:
+    from bot.service import KontextService
 
 log = structlog.get_logger("kontext.cli")
 
@@ -145,14 +148,16 @@ def _print_config(settings: Settings, as_json: bool) -> None:
 async def _run(settings: Settings) -> int:
     from bot.app import build_core
 
-    core = await build_core(settings)
-    platforms = [
-        platforms_registry.build(spec, settings, core.service)
-        for spec in platforms_registry.registered().values()
-        if spec.enabled(settings)
-    ]
+    def enabled_platforms(service: KontextService) -> list[Platform]:
+        return [
+            platforms_registry.build(spec, settings, service)
+            for spec in platforms_registry.registered().values()
+            if spec.enabled(settings)
+        ]
+
+    core = await build_core(settings, enabled_platforms)
+    platforms = list(core.frontends.values())
     for platform in platforms:
-        core.register_frontend(platform)
         if core.ops is not None and platform.platform != "console":
             core.ops.add_check(platform.platform, platform.ready)
     if [p for p in platforms if p.platform != "console"] == []:

@@ -69,13 +69,13 @@ class CreditStatus:
 
 
 class Wakeable(Protocol):
-    """Anything that wants to hear that a job was queued (the runner)."""
+    """Anything that wants to hear that a job was queued (the runner's doorbell)."""
 
     def wake(self) -> None: ...
 
 
 class _NobodyListens:
-    """Before a runner is attached (the credits CLI has none), queued jobs wait."""
+    """Without a runner (the credits CLI has none), queued jobs wait."""
 
     def wake(self) -> None:
         return None
@@ -94,7 +94,10 @@ class KontextService:
         admins: Sequence[str] = (),
         platform_admins: bool = False,
         models: Catalogue | None = None,
+        queued: Wakeable | None = None,
     ) -> None:
+        """``queued`` hears of each job stored: the runner's doorbell, made before both
+        (bot.app), so neither is handed to the other after it is built."""
         self.store = store
         self.admins = frozenset(admins)
         self.platform_admins = platform_admins
@@ -104,7 +107,7 @@ class KontextService:
         self.provider_name = provider_name
         self.model = model
         self.max_input_bytes = min(max_input_bytes, capabilities.max_input_bytes)
-        self.runner: Wakeable = _NobodyListens()
+        self._queued: Wakeable = queued or _NobodyListens()
         # The named models (``--model``); without a list, the one provider model.
         self.models = models or Catalogue.single(
             short_name(model), capabilities.cost_per_image, {provider_name: model}
@@ -174,7 +177,7 @@ class KontextService:
         if position is None:
             position = await self.store.queue_position(stored.job)
         if not stored.duplicate:
-            self.runner.wake()
+            self._queued.wake()
         return Acknowledgement(
             job=stored.job,
             queue_position=position,

@@ -176,11 +176,11 @@ async def serving(
             credits={"admins": [f"slack:{TEAM_ID}:{ADMIN}"], **sections.pop("credits", {})},
             **sections,
         )
-        core = await build_core(settings, {})
-        adapter = SlackAdapter(settings.slack, core.service)
-        core.register_frontend(adapter)
+        core = await build_core(settings, lambda service: [SlackAdapter(settings.slack, service)])
+        adapter = core.frontends["slack"]
+        assert isinstance(adapter, SlackAdapter)
         assert core.runner is not None
-        core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+        core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
         await core.start()
         await adapter.start()
         assert await adapter.ready()
