@@ -31,11 +31,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import ledger
+from bot.bank import Bank
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
 from bot.job_reads import row_to_job, waiting_up_to
 from bot.jobqueue import JobQueue
-from bot.ledger import EntryKind, allowance_grant, allowance_key
+from bot.ledger import allowance_grant, allowance_key
 from bot.limits import Limits
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import PolicyBook
@@ -187,8 +188,9 @@ class Reservations:
     """Adds jobs to ``queue`` (its database, clock and policy book) with their credits
     reserved."""
 
-    def __init__(self, queue: JobQueue) -> None:
+    def __init__(self, queue: JobQueue, bank: Bank) -> None:
         self.queue = queue
+        self.bank = bank
         self._group = GroupCommit[NewJob, Reserved](self._create_many)
 
     @property
@@ -206,16 +208,6 @@ class Reservations:
             if existing is None:
                 raise
             return Reserved(existing, True, await self.queue.balance(existing.user))
-
-    async def open_account(
-        self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
-    ) -> Limits:
-        """Lock the user's account and grant the period's allowance under the limits in
-        force here (returned): what every balance change or balance shown starts with."""
-        await ledger.lock_account(conn, user, now)
-        limits, _ = await self.policy_book.resolve(conn, user, context)
-        await ledger.ensure_allowance(conn, user, limits, now)
-        return limits
 
     async def _create_many(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
         """One transaction for everything that arrived together, or one at a time where
@@ -367,18 +359,7 @@ async def reserve_batch(
             outcomes.append(balance_refusal(available, job.cost, now, limits.period))
             continue
         job_rows.append(job_row(job, now))
-        entries.append(
-            {
-                "user_ref": str(job.user),
-                "kind": EntryKind.RESERVE.value,
-                "amount": -job.cost,
-                "job_id": job.id,
-                "dedupe_key": f"reserve:{job.id}",
-                "actor": None,
-                "note": None,
-                "created_at": now,
-            }
-        )
+        entries.append(ledger.reserve_entry(job.user, job.id, job.cost, now))
         outcomes.append(Reserved(job, False, available - job.cost))
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot import ledger
 from bot.commands import validate_prompt
 from bot.domain import (
     SEED_MAX,
@@ -27,7 +26,7 @@ from bot.domain import (
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS, formats_phrase
 from bot.jobstore import JobStore
-from bot.ledger import EntryKind, LedgerEntry
+from bot.ledger import LedgerEntry
 from bot.limits import Limits, validate_changes
 from bot.metrics import Metrics
 from bot.models import Catalogue, Model, short_name
@@ -263,9 +262,7 @@ class KontextService:
         """The user's balance after any allowance due, and what it buys."""
         store = self.store
         now = store.clock()
-        async with store.db.transaction() as conn:
-            limits = await store.open_account(conn, user, context or RequestContext(), now)
-            balance = await ledger.balance(conn, user)
+        limits, balance = await store.bank.account(user, context or RequestContext(), now)
         cost = self.cost_per_image
         return CreditStatus(
             user=user,
@@ -375,10 +372,7 @@ class KontextService:
             override = await store.policy_book.store(
                 conn, scope, actor=str(admin), now=now, **change
             )
-            # The ledger is the audit trail of every admin action, not only of credits.
-            await ledger.append(
-                conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
-            )
+            await store.bank.audit(conn, scope, actor=str(admin), what=what, now=now)
         return override
 
     async def admin_policy(self, scope: str) -> Override | None:
@@ -406,8 +400,7 @@ class KontextService:
         self._require_admin(admin, platform_admin)
         store = self.store
         since = period_start((await self.limits()).period, store.clock())
-        async with store.db.read() as conn:
-            return await ledger.top_spenders(conn, since, limit)
+        return await store.bank.top_spenders(since, limit)
 
     async def grant(
         self, user: UserRef, amount: int, *, actor: str, note: str | None = None
@@ -415,13 +408,7 @@ class KontextService:
         """Add (or with a negative amount, take away) credits; returns the new balance."""
         if amount == 0:
             raise UserInputError("A grant of 0 credits changes nothing.")
-        store = self.store
-        now = store.clock()
-        kind = EntryKind.GRANT if amount > 0 else EntryKind.ADJUST
-        async with store.db.transaction() as conn:
-            await store.open_account(conn, user, RequestContext(), now)
-            await ledger.append(conn, user, kind, amount, now, actor=actor, note=note)
-            return await ledger.balance(conn, user)
+        return await self.store.bank.grant(user, amount, actor=actor, note=note)
 
     # -- a user's recent jobs (/kontext history) ----------------------------------------------
 
@@ -446,8 +433,7 @@ class KontextService:
         await self.store.forget_delivery(job_id)
 
     async def history(self, user: UserRef, limit: int = 20) -> list[LedgerEntry]:
-        async with self.store.db.read() as conn:
-            return await ledger.recent_entries(conn, user, limit)
+        return await self.store.bank.history(user, limit)
 
 
 __all__ = ["CreditStatus", "KontextService", "Limits"]
