@@ -337,16 +337,20 @@ async def reserve_batch(
         balances[str(ref)] = int(total or 0)
         if has_grant:
             granted.add(str(ref))
-    # Entries go in as one statement: the allowances due, then the reservations.
-    entries: list[dict[str, object]] = []
+    # The allowances due count towards the balance; a grant is written only with the
+    # reservation it made possible, as on the single path, whose refusal rolls its
+    # grant back (the next request grants it again, under the same key).
+    grants: dict[str, dict[str, Any]] = {}
     for (job, _), (limits, paused) in zip(items, decided, strict=True):
         ref = str(job.user)
         if paused is not None or ref in granted:
             continue
         grant = allowance_grant(job.user, limits, now, balances.get(ref, 0))
         if grant is not None:
-            entries.append(grant)
+            grants[ref] = grant
             balances[ref] = balances.get(ref, 0) + int(grant["amount"])
+    # Entries go in as one statement: each accepted request's grant, then its reservation.
+    entries: list[dict[str, Any]] = []
 
     outcomes: list[Reserved | QuotaError] = []
     job_rows: list[dict[str, object]] = []
@@ -359,6 +363,8 @@ async def reserve_batch(
             outcomes.append(balance_refusal(available, job.cost, now, limits.period))
             continue
         job_rows.append(job_row(job, now))
+        if (grant := grants.get(str(job.user))) is not None:
+            entries.append(grant)
         entries.append(ledger.reserve_entry(job.user, job.id, job.cost, now))
         outcomes.append(Reserved(job, False, available - job.cost))
     if job_rows:
