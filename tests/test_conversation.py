@@ -8,6 +8,7 @@ from adapters.slack.style import SlackStyle
 from bot import ledger
 from bot.conversation import Conversation, Edit, NextEdit, Said
 from bot.domain import SEED_MAX, AttachmentSource, EditOptions, EditRequest, UserRef
+from bot.jobqueue import Refunded
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.policies import PolicyBook
@@ -193,7 +194,7 @@ async def test_history_is_the_ten_newest_own_jobs_with_outcome_cost_and_link(
         job = await store.get(job_id)
         assert job is not None
         if n == 10:
-            await store.fail(job, error_kind="provider_unavailable", message="down")
+            await store.finish(job, Refunded("provider_unavailable", "down"))
         elif n != 11:  # the newest stays queued
             await store.mark_succeeded(job, {"link": f"https://example.test/{n}"})
     balance = (await core.credits(ALICE)).balance

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from bot import job_reads, ledger
 from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
+from bot.jobqueue import Charged, Refunded
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.reservations import NewJob
@@ -106,12 +107,14 @@ async def test_concurrent_reservations_never_overspend(store: JobStore) -> None:
 async def test_charge_and_refund_happen_once(store: JobStore) -> None:
     ok = (await store.create(new_job(key="ok"))).job
     bad = (await store.create(new_job(key="bad"))).job
-    assert await store.succeed(ok) == 960
-    assert await store.succeed(ok) is None
-    assert await store.fail(ok, error_kind="internal", message="late") is None
-    assert await store.fail(bad, error_kind="provider_unavailable", message="503") == 1080
-    assert await store.fail(bad, error_kind="provider_unavailable", message="503") is None
-    assert await store.succeed(bad) is None
+    assert await store.finish(ok, Charged())
+    assert await store.balance(ALICE) == 960
+    assert not await store.finish(ok, Charged())
+    assert not await store.finish(ok, Refunded("internal", "late"))
+    assert await store.finish(bad, Refunded("provider_unavailable", "503"))
+    assert await store.balance(ALICE) == 1080
+    assert not await store.finish(bad, Refunded("provider_unavailable", "503"))
+    assert not await store.finish(bad, Charged())
     kinds = [k for k, _ in await entries(store, ALICE)]
     assert kinds.count("charge") == 1
     assert kinds.count("refund") == 1
@@ -203,7 +206,7 @@ async def test_shared_budget_refuses_and_renews(db: Database, clock: FakeClock) 
         await store.create(new_job(user=BOB, key="b2"))
     assert "shared budget" in info.value.user_message and "renews" in info.value.user_message
     # A refund gives the budget back; a new day renews it.
-    await store.fail(bob_job, error_kind="provider_unavailable", message="down")
+    await store.finish(bob_job, Refunded("provider_unavailable", "down"))
     await store.create(new_job(user=BOB, key="b3"))
     clock.advance(86_400)
     await store.create(new_job(user=BOB, key="b4"))
@@ -334,7 +337,7 @@ async def test_mark_delivering_leaves_a_finished_job_alone(store: JobStore) -> N
     balance = await store.mark_delivering(stored.job.id, "/out/a.png", {}, user=ALICE)
     assert balance == 1200 - 120
     other = (await store.create(new_job(key="k2"))).job
-    assert await store.fail(other, error_kind="provider_unavailable", message="gone") is not None
+    assert await store.finish(other, Refunded("provider_unavailable", "gone"))
     # Another process finished it meanwhile: nothing changes and the runner is told so.
     assert await store.mark_delivering(other.id, "/out/b.png", {}, user=ALICE) is None
     finished = await store.get(other.id)
