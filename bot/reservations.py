@@ -11,12 +11,13 @@ docs/benchmarks.md, ledger). So while one transaction runs, the requests that ar
 queue up, and the next transaction takes them all with set-based statements
 (``reserve_batch``): one that creates and locks the accounts, one read of the policies
 that apply, one of the balances together with the allowances already granted, one
-insert of the jobs and one of the ledger entries, whatever the number of requests. Its
-decisions are the single path's (``Reservations._create``), made in Python over what was
-read, with the same refusal builders. What the batch does not handle (the operator's
-cooldown or shared budget, which need per-request reads under a lock, and a user twice
-in one batch) it leaves to the single path, as it does any batch that fails (another
-process inserting the same idempotency key).
+insert of the jobs and one of the ledger entries, whatever the number of requests. A
+request alone is a batch of one (``Reservations._create``), so both paths decide by the
+same code. What the set-based statements do not handle (the operator's cooldown or
+shared budget, which need per-request reads under a lock, and a user twice in one batch)
+goes one request at a time through ``_create_with_limits``, as does any batch that fails
+(another process inserting the same idempotency key); tests/test_reservation_paths.py
+checks that one at a time and together give the same answers.
 """
 
 from __future__ import annotations
@@ -252,18 +253,34 @@ class Reservations:
             row = (await conn.execute(select(jobs).where(same_key))).first()
             if row is not None:
                 return await redelivered(conn, row_to_job(row))
-            await ledger.lock_account(conn, new.user, now)
-            limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
-            if paused is not None:
-                raise paused_refusal(new.cost)
-            await self._check_limits(conn, new, limits, now)
-            await ledger.ensure_allowance(conn, new.user, limits, now)
-            available = await ledger.balance(conn, new.user)
-            if available < new.cost:
-                raise balance_refusal(available, new.cost, now, limits.period)
-            await conn.execute(jobs.insert().values(**job_row(job, now)))
-            await ledger.reserve(conn, new.user, job.id, new.cost, now)
-            position = await waiting_up_to(conn, now)
+            # The batch's rules and statements, for a batch of one: one set of rules for
+            # both paths, and a read of the balance with the allowance's key instead of
+            # an insert-to-see and a sum (7 statements instead of 8).
+            try:
+                (outcome,) = await reserve_batch(conn, [(job, new.context)], self.policy_book, now)
+            except NotBatchable:
+                return await self._create_with_limits(conn, new, job, now)
+            if isinstance(outcome, QuotaError):
+                raise outcome
+            return outcome
+
+    async def _create_with_limits(
+        self, conn: AsyncConnection, new: NewJob, job: Job, now: float
+    ) -> Reserved:
+        """The path for the operator's cooldown and shared budget, which need reads under
+        their locks that the set-based path does not make. The account is locked already
+        (``reserve_batch`` locked it before it found the cooldown or budget)."""
+        limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
+        if paused is not None:
+            raise paused_refusal(new.cost)
+        await self._check_limits(conn, new, limits, now)
+        await ledger.ensure_allowance(conn, new.user, limits, now)
+        available = await ledger.balance(conn, new.user)
+        if available < new.cost:
+            raise balance_refusal(available, new.cost, now, limits.period)
+        await conn.execute(jobs.insert().values(**job_row(job, now)))
+        await ledger.reserve(conn, new.user, job.id, new.cost, now)
+        position = await waiting_up_to(conn, now)
         return Reserved(job, False, available - new.cost, position)
 
     async def _check_limits(
