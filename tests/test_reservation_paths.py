@@ -1,12 +1,13 @@
 """The two reservation paths decide alike (issue 25, step 2).
 
 Requests that arrive together are reserved as one batch (``Reservations._create_batch``,
-set-based statements); a request alone, or a batch the set-based path cannot take, goes
-one at a time (``Reservations._create``). Both must give every request the same answer:
-accepted with the same balance, or refused with the same words, and the same ledger
-rows. Hypothesis draws the limits, the users' overrides, their earlier grants and the
-costs; each example reserves the same requests both ways, for two sets of users that
-differ only in their workspace, in one fresh database.
+set-based statements); a request alone is a batch of one (``Reservations._create``); and
+the operator's cooldown and shared budget take a per-request path
+(``_create_with_limits``). All must give every request the same answer: accepted with
+the same balance, or refused with the same words, and the same ledger rows. Hypothesis
+draws the limits, the users' overrides, their earlier grants and the costs; each example
+reserves the same requests the three ways, for three sets of users that differ only in
+their workspace, in one fresh database.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from bot.errors import QuotaError
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.policies import Override, PolicyBook
-from bot.reservations import NewJob, Reserved
+from bot.reservations import NewJob, Reserved, new_job_id, queued_job
 from bot.storage import open_database
 from tests.pg import Cluster
 from tests.support import FakeClock, fresh_database
 
-SINGLE, BATCH = "TSINGLE", "TBATCH"
+SINGLE, BATCH, CHECKED = "TSINGLE", "TBATCH", "TCHECKED"
+SPACES = (SINGLE, BATCH, CHECKED)
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,15 @@ def outcome(result: Reserved | BaseException) -> tuple[object, ...]:
 async def both_ways(base: Limits, people: list[Asker], url: str) -> None:
     overrides = [
         Override(scope=f"user:{user(space, i)}", allowance=a.override, paused=a.paused)
-        for space in (SINGLE, BATCH)
+        for space in SPACES
         for i, a in enumerate(people)
         if a.override is not None or a.paused
     ]
     db = await open_database(url)
     try:
-        store = JobStore(db, base, FakeClock(1_750_000_000.0), PolicyBook(base, overrides))
-        for space in (SINGLE, BATCH):
+        clock = FakeClock(1_750_000_000.0)
+        store = JobStore(db, base, clock, PolicyBook(base, overrides))
+        for space in SPACES:
             for i, a in enumerate(people):
                 if a.granted:
                     await store.bank.grant(user(space, i), a.granted, actor="test", note=None)
@@ -107,14 +110,28 @@ async def both_ways(base: Limits, people: list[Asker], url: str) -> None:
         batch = await store.reservations._create_batch(
             [request(BATCH, i, a) for i, a in enumerate(people)]
         )
+        # The per-request path the operator's cooldown and budget take, with neither set.
+        checked: list[Reserved | BaseException] = []
+        for i, a in enumerate(people):
+            new, now = request(CHECKED, i, a), clock()
+            try:
+                async with db.transaction() as conn:
+                    await ledger.lock_account(conn, new.user, now)
+                    job = queued_job(new, new_job_id(), now)
+                    checked.append(
+                        await store.reservations._create_with_limits(conn, new, job, now)
+                    )
+            except QuotaError as exc:
+                checked.append(exc)
         assert [outcome(o) for o in batch] == [outcome(o) for o in single]
+        assert [outcome(o) for o in checked] == [outcome(o) for o in single]
         async with db.read() as conn:
             for i in range(len(people)):
                 rows = {}
-                for space in (SINGLE, BATCH):
+                for space in SPACES:
                     entries = await ledger.recent_entries(conn, user(space, i), 50)
                     rows[space] = [(e.kind, e.amount, e.note) for e in reversed(entries)]
-                assert rows[BATCH] == rows[SINGLE], people[i]
+                assert rows[BATCH] == rows[SINGLE] == rows[CHECKED], people[i]
     finally:
         await db.dispose()
 
