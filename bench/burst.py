@@ -86,9 +86,11 @@ async def _variant(paced: bool, mentions: int, speed: float, output: bytes) -> d
                     "max_concurrent": 32,
                 },
             )
-            core = await build_core(settings, {})
-            adapter = SlackAdapter(settings.slack, core.service)
-            core.register_frontend(adapter)
+            core = await build_core(
+                settings, lambda service: [SlackAdapter(settings.slack, service)]
+            )
+            adapter = core.frontends["slack"]
+            assert isinstance(adapter, SlackAdapter)
             await core.start()
             await adapter.start()
             base = time.time() - 600

@@ -144,9 +144,11 @@ async def slack_path(
                     "http_port": 0,
                 },
             )
-            core = await build_core(settings, {})
-            adapter = SlackAdapter(settings.slack, core.service)
-            core.register_frontend(adapter)
+            core = await build_core(
+                settings, lambda service: [SlackAdapter(settings.slack, service)]
+            )
+            adapter = core.frontends["slack"]
+            assert isinstance(adapter, SlackAdapter)
             await core.start()
             await adapter.start()
             try:

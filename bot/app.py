@@ -1,7 +1,11 @@
 """Wiring: one place that turns a ``Settings`` into a running core.
 
 The CLI commands, the adapters and the tests all build the core here, so a test
-exercises the same object graph an operator runs.
+exercises the same object graph an operator runs. Everything is built in the order it
+is needed and handed over whole: storage, the service, the front ends (they need the
+service), then the worker and pipeline with the complete, read-only set of front ends.
+Nothing is attached after construction; the one change at run time is
+``Worker.set_limits``.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -17,7 +21,7 @@ import structlog
 from bot.config import Settings
 from bot.dashboard import DashboardServer
 from bot.jobstore import JobStore
-from bot.limits import Limits
+from bot.limits import LIMITS, Limits, spec
 from bot.metrics import Metrics
 from bot.models import catalogue_for
 from bot.ops import OpsServer
@@ -30,7 +34,18 @@ from bot.runner_limits import RunnerLimits
 from bot.service import KontextService
 from bot.storage import Database, open_database
 from bot.webhooks import WebhookServer
-from bot.worker import Worker
+from bot.worker import Doorbell, Worker
+
+# The front ends the worker answers for: given ready-made (tests, the console), or built
+# from the service (the adapters need it to take requests).
+Frontends = Mapping[str, Platform] | Callable[[KontextService], Iterable[Platform]]
+
+
+def limits_from_settings(settings: Settings) -> Limits:
+    """The config's limits: each read from its key in its spec's section."""
+    return Limits(
+        **{name: getattr(getattr(settings, spec(f).section), name) for name, f in LIMITS.items()}
+    )
 
 
 def runner_limits(settings: Settings) -> RunnerLimits:
@@ -66,6 +81,7 @@ class Core:
     provider: Provider | None
     runner: Worker | None
     metrics: Metrics
+    frontends: Mapping[str, Platform] = field(default_factory=dict)
     ops: OpsServer | None = None
     fallbacks: list[Provider] = field(default_factory=list)
     webhooks: WebhookServer | None = None
@@ -82,11 +98,6 @@ class Core:
             await self.webhooks.start()
         if self.dashboard is not None:
             await self.dashboard.start()
-
-    def register_frontend(self, frontend: Platform) -> None:
-        """An adapter built after the core (it needs the service) joins the runner."""
-        if self.runner is not None:
-            self.runner.frontends[frontend.platform] = frontend
 
     def stop_accepting(self) -> None:
         self.service.stop_accepting()
@@ -141,20 +152,21 @@ class Core:
 
 async def build_core(
     settings: Settings,
-    frontends: Mapping[str, Platform] | None = None,
+    frontends: Frontends | None = None,
     *,
     clock: Callable[[], float] = time.time,
     with_runner: bool = True,
     provider: Provider | None = None,
 ) -> Core:
     """Open storage (applying migrations) and, unless ``with_runner`` is False (the
-    credits CLI), the provider and the job runner."""
+    credits CLI), the provider and the job runner. ``frontends``: the platforms to
+    answer for, or a function that builds them from the service."""
     fallbacks: list[Provider] = []
     if with_runner and provider is None:
         provider = build_provider(settings)  # config errors surface before storage work
         fallbacks = build_fallbacks(settings)
     db = await open_database(settings.storage.url, pool_size=settings.storage.pool_size)
-    base_limits = Limits.from_settings(settings)
+    base_limits = limits_from_settings(settings)
     configured = [
         Override(
             scope=o.scope,
@@ -170,6 +182,7 @@ async def build_core(
     metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
     models = catalogue_for(settings, capabilities.cost_per_image)
+    doorbell = Doorbell()  # the service rings it for each job queued; the worker hears it
     service = KontextService(
         store,
         capabilities,
@@ -180,21 +193,27 @@ async def build_core(
         admins=settings.credits.admins,
         platform_admins=settings.credits.platform_admins,
         models=models,
+        queued=doorbell if with_runner else None,
     )
+    if callable(frontends):
+        platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}
+    else:
+        platforms = dict(frontends or {})
     runner = None
     if with_runner and provider is not None:
         runner = Worker(
             store,
             provider,
-            frontends or {},
+            platforms,
             runner_limits(settings),
             settings.storage.data_dir,
             metrics=metrics,
             fallbacks=fallbacks,
             # Without [[models]] every provider serves every job with its own model.
             models=models if settings.models else None,
+            doorbell=doorbell,
+            webhook_base_url=settings.provider.webhook_base_url,
         )
-        service.runner = runner
     ops = None
     if with_runner and settings.ops.enabled:
         ops = OpsServer(settings.ops.host, settings.ops.port, metrics, store)
@@ -203,7 +222,6 @@ async def build_core(
     webhooks = None
     if runner is not None and settings.provider.webhook_base_url:
         config = settings.provider
-        runner.webhook_base_url = config.webhook_base_url
         webhooks = WebhookServer(
             config.webhook_host,
             config.webhook_port,
@@ -225,6 +243,7 @@ async def build_core(
         provider,
         runner,
         metrics,
+        runner.frontends if runner is not None else platforms,
         ops,
         fallbacks=fallbacks,
         webhooks=webhooks,

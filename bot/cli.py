@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
@@ -28,6 +28,9 @@ from bot.limits import add_options as add_limit_options
 from bot.logs import configure_logging
 from bot.periods import PERIODS
 from bot.platforms import Platform
+
+if TYPE_CHECKING:
+    from bot.service import KontextService
 
 log = structlog.get_logger("kontext.cli")
 
@@ -223,14 +226,16 @@ async def _run(settings: Settings) -> int:
         _refuse(found)
         return EXIT_CONFIG
 
-    core = await build_core(settings)
-    platforms = [
-        platforms_registry.build(spec, settings, core.service)
-        for spec in platforms_registry.registered().values()
-        if spec.enabled(settings)
-    ]
+    def enabled_platforms(service: KontextService) -> list[Platform]:
+        return [
+            platforms_registry.build(spec, settings, service)
+            for spec in platforms_registry.registered().values()
+            if spec.enabled(settings)
+        ]
+
+    core = await build_core(settings, enabled_platforms)
+    platforms = list(core.frontends.values())
     for platform in platforms:
-        core.register_frontend(platform)
         if core.ops is not None and platform.platform != "console":
             core.ops.add_check(platform.platform, platform.ready)
     if [p for p in platforms if p.platform != "console"] == []:

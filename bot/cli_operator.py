@@ -111,12 +111,12 @@ async def stored_limits(settings: Settings) -> list[str]:
     from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
 
-    from bot.limits import Limits
-    from bot.policies import GLOBAL
+    from bot.app import limits_from_settings
+    from bot.scopes import GLOBAL
     from bot.storage.database import open_database
     from bot.storage.schema import policies
 
-    file_limits = Limits.from_settings(settings)
+    file_limits = limits_from_settings(settings)
     url = settings.storage.url
     if url.startswith("sqlite") and not await asyncio.to_thread(_sqlite_file_exists, url):
         return ["# limits: the file's (no database yet, so nothing stored)"]

@@ -11,7 +11,7 @@ rules about money and jobs.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from bot import texts
@@ -77,6 +77,14 @@ class HistoryAnswer:
     text: str
     buttons: tuple[str, ...] = ()
     refused: bool = False
+
+
+@dataclass(frozen=True)
+class NextEdit:
+    """Edit again: ask for the next prompt with this input, this model preselected."""
+
+    input: AttachmentSource
+    model: str | None
 
 
 # A history answer carries buttons for at most this many jobs: two buttons each in an
@@ -257,6 +265,54 @@ class Conversation(AdminCommands):
             job_id=ack.job.id,
             duplicate=ack.duplicate,
         )
+
+    # -- what a result's buttons mean (Re-roll, Edit again, Delete) ----------------------------
+    # The buttons are pressed long after the edit, on the result or on a history answer:
+    # each starts from the stored job. The platform only shows the answer.
+
+    async def reroll(self, job_id: str) -> Edit | Said:
+        """Same inputs, prompt and options, a new seed. The seed is left to the service,
+        which picks every seed the user did not give (so a re-roll's is as unpredictable
+        as a first edit's, from one generator); the one who clicks pays."""
+        job = await self.service.job(job_id)
+        if job is None:
+            return Said(texts.REROLL_GONE, mistake=True)
+        return Edit(job.prompt, replace(job.options, seed=None), tuple(job.attachments))
+
+    async def edit_again(self, job_id: str, shown: AttachmentSource | None) -> NextEdit | Said:
+        """Multi-turn editing: the result becomes the input of the next edit, which keeps
+        the model of the one it continues; the prompt is the user's to write. ``shown``
+        is the image on the message the button is on; from a history answer (none) the
+        input is the result where its delivery recorded it."""
+        job = await self.service.job(job_id)
+        source = shown
+        if source is None and job is not None and job.delivered:
+            image = job.delivered.get("image")
+            if isinstance(image, Mapping):
+                source = AttachmentSource.from_json(image)
+        if source is None:
+            return Said(texts.RESULT_IMAGE_GONE, mistake=True)
+        return NextEdit(source, job.options.model if job is not None else None)
+
+    async def may_delete(
+        self,
+        user: UserRef,
+        job_id: str,
+        platform_admin: PlatformAdmin = _not_platform_admin,
+    ) -> Said | None:
+        """Who may delete a posted result: the person who asked for it (the same user
+        id on the platform) or an admin. None: go ahead; else the refusal to show."""
+        job = await self.service.job(job_id)
+        if job is not None and job.user.platform == user.platform and job.user.user == user.user:
+            return None
+        if self.service.is_admin(user, platform_admin=await platform_admin()):
+            return None
+        return Said(texts.DELETE_NOT_YOURS, mistake=True)
+
+    async def deleted(self, job_id: str) -> None:
+        """The posted result was deleted: history no longer links to it nor offers its
+        buttons."""
+        await self.service.forget_delivery(job_id)
 
 
 _MENTIONED = re.compile(rf"^{MENTION}$")

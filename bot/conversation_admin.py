@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from bot import texts
 from bot.domain import UserRef
 from bot.errors import UserInputError
-from bot.policies import parse_period
+from bot.periods import parse_period
 from bot.service import KontextService
 from bot.texts import Style
 

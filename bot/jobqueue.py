@@ -19,7 +19,7 @@ once its own write is committed, and a failed batch is re-run one write at a tim
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -261,66 +261,24 @@ class JobQueue(JobReads):
 
         return await self.writes.run(mark_delivering)
 
-    async def succeed(self, job: Job) -> int | None:
-        """Mark delivered and settle the charge; returns the balance, or None when the job
-        had already reached a terminal state (nothing happens twice)."""
-        return await self._finish(job, JobState.SUCCEEDED, _charge(job), read_balance=True)
-
-    async def mark_succeeded(self, job: Job, delivered: Mapping[str, Any] | None = None) -> bool:
-        """``succeed`` without reading the balance back (the runner showed the balance it
-        read when it recorded the output, and a charge does not change it): one statement
-        less per job. ``delivered``: where the platform says the result is now (its
-        ``Reply.deliver`` answer), kept with the output metadata in the same statement
-        so that history can link to it. False when the job was already terminal."""
-        values: dict[str, Any] = {}
-        if delivered:
-            values["result"] = {**job.output_meta, DELIVERED: dict(delivered)}
-        return await self._finish(job, JobState.SUCCEEDED, _charge(job), **values) is not None
-
-    async def fail(
-        self,
-        job: Job,
-        *,
-        error_kind: str,
-        message: str,
-        state: JobState = JobState.FAILED,
-    ) -> int | None:
-        """Mark failed (or canceled) and refund; None when already terminal."""
-        return await self._finish(
-            job,
-            state,
-            _refund(job, error_kind),
-            read_balance=True,
-            error_kind=error_kind,
-            error_message=message[:2000],
-        )
-
-    async def mark_failed(self, job: Job, *, error_kind: str, message: str) -> bool:
-        """``fail`` without reading the balance back; False when already terminal."""
-        finished = await self._finish(
-            job,
-            JobState.FAILED,
-            _refund(job, error_kind),
-            error_kind=error_kind,
-            error_message=message[:2000],
-        )
-        return finished is not None
-
-    async def _finish(
-        self,
-        job: Job,
-        state: JobState,
-        settle: Callable[[AsyncConnection, float], Awaitable[None]],
-        *,
-        read_balance: bool = False,
-        **values: Any,
-    ) -> int | None:
-        """Move a job to a terminal state and settle its credits in one transaction; the
-        state guard makes a second attempt (any process, any outcome) a no-op. None when
-        it was one; otherwise the balance (``read_balance``) or 0."""
+    async def finish(self, job: Job, outcome: Outcome) -> bool:
+        """Move a job to its terminal state and settle its credits, in one transaction:
+        a ``Charged`` job succeeded (the reservation becomes the charge), a ``Refunded``
+        one failed or was canceled (the reservation comes back). The state guard makes a
+        second attempt (any process, any outcome) a no-op: False, nothing settled twice."""
         now = self.clock()
+        if isinstance(outcome, Charged):
+            state, settle = JobState.SUCCEEDED, _charge(job)
+            values: dict[str, Any] = {}
+            if outcome.delivered:
+                # Where the platform says the result is now (its ``Reply.deliver``
+                # answer), kept with the output metadata so that history can link to it.
+                values["result"] = {**job.output_meta, DELIVERED: dict(outcome.delivered)}
+        else:
+            state, settle = outcome.state, _refund(job, outcome.error_kind)
+            values = {"error_kind": outcome.error_kind, "error_message": outcome.message[:2000]}
 
-        async def finish(conn: AsyncConnection) -> int | None:
+        async def finish(conn: AsyncConnection) -> bool:
             moved = await conn.execute(
                 update(jobs)
                 .where(
@@ -337,11 +295,39 @@ class JobQueue(JobReads):
                 )
             )
             if moved.rowcount != 1:
-                return None
+                return False
             await settle(conn, now)
-            return await ledger.balance(conn, job.user) if read_balance else 0
+            return True
 
         return await self.writes.run(finish)
+
+    # The pipeline's names for the two outcomes (its delivery code calls these).
+
+    async def mark_succeeded(self, job: Job, delivered: Mapping[str, Any] | None = None) -> bool:
+        return await self.finish(job, Charged(delivered))
+
+    async def mark_failed(self, job: Job, *, error_kind: str, message: str) -> bool:
+        return await self.finish(job, Refunded(error_kind, message))
+
+
+@dataclass(frozen=True)
+class Charged:
+    """A job delivered: its reservation is settled as the charge. ``delivered``: where
+    the result was posted, for history's link and buttons."""
+
+    delivered: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Refunded:
+    """A job that failed (or was canceled, ``state``): its reservation is refunded."""
+
+    error_kind: str
+    message: str
+    state: JobState = JobState.FAILED
+
+
+Outcome = Charged | Refunded
 
 
 Settle = Callable[[AsyncConnection, float], Awaitable[None]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.bank import Bank
 from bot.domain import RequestContext, UserRef
 from bot.jobqueue import Clock, JobQueue
 from bot.limits import Limits
@@ -31,7 +32,8 @@ class JobStore(JobQueue):
         # The config's limits; what admins changed, and the overrides per scope, are
         # in ``policy_book``.
         self.base_limits = base_limits
-        self.reservations = Reservations(self)
+        self.bank = Bank(db, clock, self.policy_book)
+        self.reservations = Reservations(self, self.bank)
 
     async def create(self, new: NewJob) -> Reserved:
         """See ``Reservations.create``."""
@@ -40,5 +42,5 @@ class JobStore(JobQueue):
     async def open_account(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
     ) -> Limits:
-        """See ``Reservations.open_account``."""
-        return await self.reservations.open_account(conn, user, context, now)
+        """See ``Bank.open_account``."""
+        return await self.bank.open_account(conn, user, context, now)

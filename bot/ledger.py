@@ -162,6 +162,36 @@ async def balance(conn: AsyncConnection, user: UserRef) -> int:
     return int(total or 0)
 
 
+def entry(
+    user: UserRef | str,
+    kind: EntryKind,
+    amount: int,
+    now: float,
+    *,
+    job_id: str | None = None,
+    dedupe_key: str | None = None,
+    actor: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """One ledger row as it is inserted."""
+    return {
+        "user_ref": str(user),
+        "kind": kind.value,
+        "amount": amount,
+        "job_id": job_id,
+        "dedupe_key": dedupe_key,
+        "actor": actor,
+        "note": note,
+        "created_at": now,
+    }
+
+
+def reserve_entry(user: UserRef, job_id: str, cost: int, now: float) -> dict[str, Any]:
+    """The reservation of a job's cost: written once per job (its dedupe key), by the
+    single and the batch reservation alike."""
+    return entry(user, EntryKind.RESERVE, -cost, now, job_id=job_id, dedupe_key=f"reserve:{job_id}")
+
+
 async def append(
     conn: AsyncConnection,
     user: UserRef | str,
@@ -175,26 +205,21 @@ async def append(
     note: str | None = None,
 ) -> bool:
     """Add one entry; False when an entry with the same ``dedupe_key`` already exists."""
-    values = {
-        "user_ref": str(user),
-        "kind": kind.value,
-        "amount": amount,
-        "job_id": job_id,
-        "dedupe_key": dedupe_key,
-        "actor": actor,
-        "note": note,
-        "created_at": now,
-    }
-    if dedupe_key is None:
+    values = entry(
+        user, kind, amount, now, job_id=job_id, dedupe_key=dedupe_key, actor=actor, note=note
+    )
+    return await _insert(conn, values)
+
+
+async def _insert(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    if values["dedupe_key"] is None:
         await conn.execute(ledger.insert().values(**values))
         return True
     return await insert_ignoring_conflict(conn, ledger, values, ["dedupe_key"])
 
 
 async def reserve(conn: AsyncConnection, user: UserRef, job_id: str, cost: int, now: float) -> bool:
-    return await append(
-        conn, user, EntryKind.RESERVE, -cost, now, job_id=job_id, dedupe_key=f"reserve:{job_id}"
-    )
+    return await _insert(conn, reserve_entry(user, job_id, cost, now))
 
 
 async def settle_charge(

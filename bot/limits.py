@@ -11,6 +11,10 @@ limits with the stored non-None values over them (``Limits.merged``).
 Adding a limit: a field here, its key in its config section (``config_field``), an
 Alembic migration adding the ``policies`` column, and the docs (configuration.md,
 quotas.md). The CLI, the service, the stored row and the merge follow from the schema.
+
+The config imports this module for its fields' bounds, so it imports no config: the
+config's limits are read out of ``Settings`` where the core is wired
+(``bot.app.limits_from_settings``).
 """
 
 from __future__ import annotations
@@ -18,15 +22,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field as ConfigField
 
 from bot.errors import UserInputError
 from bot.periods import PERIODS, Period
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 NEGATIVE = "Limits cannot be negative (0 means no limit)."
 
@@ -95,13 +96,6 @@ class Limits:
     def merged(self, changes: Mapping[str, Any]) -> Limits:
         """These limits with the non-None values of ``changes`` (by limit name) over them."""
         return replace(self, **{name: v for name, v in changes.items() if v is not None})
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        """The config's limits: each read from its key in its spec's section."""
-        return cls(
-            **{f.name: getattr(getattr(settings, spec(f).section), f.name) for f in fields(cls)}
-        )
 
 
 def spec(limit: Field[Any]) -> LimitSpec:

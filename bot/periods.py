@@ -1,12 +1,26 @@
-"""Allowance periods in UTC: the key of the current period and when the next begins."""
+"""Allowance periods in UTC: the key of the current period and when the next begins.
+
+Pure (no config, no storage): the config, the limits, the policies and the ledger all
+name periods, so this module imports nothing of theirs.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
+from bot.errors import UserInputError
+
 Period = Literal["daily", "weekly", "monthly", "never"]
 PERIODS: tuple[Period, ...] = get_args(Period)
+
+
+def parse_period(text: str) -> Period:
+    """A period as an admin typed it (any case, spaces around)."""
+    for period in PERIODS:
+        if text.strip().lower() == period:
+            return period
+    raise UserInputError(f"'{text}' is not a period: use {', '.join(PERIODS)}.")
 
 
 def period_key(period: Period, now: float) -> str:

@@ -56,27 +56,48 @@ class JobPipeline:
         self,
         queue: JobQueue,
         failover: Failover,
-        frontends: dict[str, Platform],
+        frontends: Mapping[str, Platform],
         limits: RunnerLimits,
         output_dir: Path,
         metrics: Metrics,
+        *,
+        webhook_base_url: str = "",
     ) -> None:
         self.queue = queue
         self.failover = failover
-        self.frontends = frontends  # shared with the worker; adapters join later
-        self.limits = limits
+        self.frontends = frontends  # read-only, the worker's view (complete when built)
         self.output_dir = output_dir
         self.metrics = metrics
+        self.webhook_base_url = webhook_base_url
         self.poller = PollPlanner(
             initial=limits.poll_initial,
             floor=min(0.25, limits.poll_initial),
             cap=limits.poll_max,
         )
-        # With image retention on, delivered results stay for ``bot.retention`` to prune.
-        self.keep_outputs = limits.keep_images_hours > 0
-        self.webhook_base_url = ""
         self._hints: dict[str, asyncio.Event] = {}
+        self._limits = limits
         self._preparing = asyncio.Semaphore(limits.max_preparing)
+
+    @property
+    def limits(self) -> RunnerLimits:
+        return self._limits
+
+    @property
+    def keep_outputs(self) -> bool:
+        """With image retention on, delivered results stay for ``bot.retention`` to prune."""
+        return self._limits.keep_images_hours > 0
+
+    def set_limits(self, limits: RunnerLimits) -> None:
+        """Apply new limits to everything derived from them (``Worker.set_limits``).
+        The poller keeps what it learnt of the models' durations and takes the new
+        bounds; a changed ``max_preparing`` is a new gate for the jobs that come to it
+        (those preparing now finish under the old one)."""
+        self.poller.bound(
+            initial=limits.poll_initial, floor=min(0.25, limits.poll_initial), cap=limits.poll_max
+        )
+        if limits.max_preparing != self._limits.max_preparing:
+            self._preparing = asyncio.Semaphore(limits.max_preparing)
+        self._limits = limits
 
     def hint(self, job_id: str) -> None:
         """Poll this job now (a webhook said it may be done); kept until the wait."""

@@ -19,7 +19,6 @@ new requests there.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,46 +27,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.domain import RequestContext, UserRef
-from bot.errors import UserInputError
 from bot.limits import LIMITS, Limits
-from bot.periods import PERIODS, Period
+from bot.periods import Period
+from bot.scopes import GLOBAL, scopes_for
 from bot.storage.dialect import one_of, upsert
 from bot.storage.schema import policies
 
-SCOPE_KINDS = ("workspace", "channel", "role", "user")
-_PART = r"[A-Za-z0-9_.@-]{1,64}"
-_SCOPE = re.compile(
-    rf"^(?:workspace:{_PART}:{_PART}|(?:channel|role|user):{_PART}:{_PART}:{_PART})$"
-)
 _DAYS = {"daily": 1.0, "weekly": 7.0, "monthly": 30.0}
-
-
-GLOBAL = "global"
-
-
-def parse_scope(text: str) -> str:
-    scope = text.strip()
-    if scope != GLOBAL and not _SCOPE.match(scope):
-        raise UserInputError(
-            f"'{text}' is not a scope: write global, workspace:PLATFORM:WORKSPACE, "
-            "channel:PLATFORM:WORKSPACE:CHANNEL, role:PLATFORM:WORKSPACE:ROLE or "
-            "user:PLATFORM:WORKSPACE:USER"
-        )
-    return scope
-
-
-def scope_workspace(scope: str) -> tuple[str, str] | None:
-    """The (platform, workspace) a scope belongs to: whose admins may change it (None for
-    ``global``, which only the bot's own admins may)."""
-    parts = scope.split(":")
-    return (parts[1], parts[2]) if len(parts) >= 3 else None
-
-
-def parse_period(text: str) -> Period:
-    for period in PERIODS:
-        if text.strip().lower() == period:
-            return period
-    raise UserInputError(f"'{text}' is not a period: use {', '.join(PERIODS)}.")
 
 
 @dataclass(frozen=True)
@@ -118,15 +84,6 @@ def _stored_models(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     return tuple(name for name in text.split(",") if name)
-
-
-def scopes_for(user: UserRef, context: RequestContext) -> list[str]:
-    space = f"{user.platform}:{user.workspace}"
-    scopes = [f"user:{user}", f"workspace:{space}"]
-    if context.channel:
-        scopes.append(f"channel:{space}:{context.channel}")
-    scopes.extend(f"role:{space}:{role}" for role in context.roles)
-    return scopes
 
 
 def _per_30_days(amount: int, period: Period) -> float:

@@ -64,9 +64,7 @@ class PollPlanner:
         step_fraction: float = 0.16,
         rng: random.Random | None = None,
     ) -> None:
-        self.initial = initial
-        self.floor = max(0.0, floor)
-        self.cap = max(cap, self.floor)
+        self.bound(initial=initial, floor=floor, cap=cap)
         self.jitter = min(max(0.0, jitter), 1.0)
         self.first_quantile = first_quantile
         self.tail_quantile = tail_quantile
@@ -74,6 +72,13 @@ class PollPlanner:
         self._history = max(1, history)
         self._durations: dict[str, deque[float]] = {}
         self._rng = rng or random.Random()
+
+    def bound(self, *, initial: float, floor: float, cap: float) -> None:
+        """The first wait and the bounds of every wait; changed with the runner's limits
+        at run time (``Worker.set_limits``) without forgetting the durations learnt."""
+        self.initial = initial
+        self.floor = max(0.0, floor)
+        self.cap = max(cap, self.floor)
 
     def record(self, model: str, duration: float, *, pending_at: float | None = None) -> None:
         """Learn from a finished job of ``model``: ``duration`` is seconds from submit to

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot import ledger
 from bot.commands import validate_prompt
 from bot.domain import (
     SEED_MAX,
@@ -27,14 +26,15 @@ from bot.domain import (
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS, formats_phrase
 from bot.jobstore import JobStore
-from bot.ledger import EntryKind, LedgerEntry
+from bot.ledger import LedgerEntry
 from bot.limits import LIMITS, Limits, validate_changes
 from bot.metrics import Metrics
 from bot.models import Catalogue, Model, short_name
 from bot.periods import Period, next_period_start, period_start
-from bot.policies import GLOBAL, Override, parse_scope, scope_workspace, scopes_for
+from bot.policies import Override
 from bot.providers.base import ProviderCapabilities
 from bot.reservations import NewJob
+from bot.scopes import GLOBAL, parse_scope, scope_workspace, scopes_for
 
 _CONTENT_TYPES = {f"image/{name}" for name in ACCEPTED_FORMATS} | {"image/jpg"}
 
@@ -68,13 +68,13 @@ class CreditStatus:
 
 
 class Wakeable(Protocol):
-    """Anything that wants to hear that a job was queued (the runner)."""
+    """Anything that wants to hear that a job was queued (the runner's doorbell)."""
 
     def wake(self) -> None: ...
 
 
 class _NobodyListens:
-    """Before a runner is attached (the credits CLI has none), queued jobs wait."""
+    """Without a runner (the credits CLI has none), queued jobs wait."""
 
     def wake(self) -> None:
         return None
@@ -93,7 +93,10 @@ class KontextService:
         admins: Sequence[str] = (),
         platform_admins: bool = False,
         models: Catalogue | None = None,
+        queued: Wakeable | None = None,
     ) -> None:
+        """``queued`` hears of each job stored: the runner's doorbell, made before both
+        (bot.app), so neither is handed to the other after it is built."""
         self.store = store
         self.admins = frozenset(admins)
         self.platform_admins = platform_admins
@@ -103,7 +106,7 @@ class KontextService:
         self.provider_name = provider_name
         self.model = model
         self.max_input_bytes = min(max_input_bytes, capabilities.max_input_bytes)
-        self.runner: Wakeable = _NobodyListens()
+        self._queued: Wakeable = queued or _NobodyListens()
         # The named models (``--model``); without a list, the one provider model.
         self.models = models or Catalogue.single(
             short_name(model), capabilities.cost_per_image, {provider_name: model}
@@ -173,7 +176,7 @@ class KontextService:
         if position is None:
             position = await self.store.queue_position(stored.job)
         if not stored.duplicate:
-            self.runner.wake()
+            self._queued.wake()
         return Acknowledgement(
             job=stored.job,
             queue_position=position,
@@ -259,9 +262,7 @@ class KontextService:
         """The user's balance after any allowance due, and what it buys."""
         store = self.store
         now = store.clock()
-        async with store.db.transaction() as conn:
-            limits = await store.open_account(conn, user, context or RequestContext(), now)
-            balance = await ledger.balance(conn, user)
+        limits, balance = await store.bank.account(user, context or RequestContext(), now)
         cost = self.cost_per_image
         return CreditStatus(
             user=user,
@@ -370,15 +371,8 @@ class KontextService:
         now = store.clock()
         async with store.db.transaction() as conn:
             await store.policy_book.reset(conn, GLOBAL, names, actor=str(admin), now=now)
-            await ledger.append(
-                conn,
-                GLOBAL,
-                EntryKind.ADMIN,
-                0,
-                now,
-                actor=str(admin),
-                note=f"limits reset to the config: {', '.join(names)}",
-            )
+            what = f"limits reset to the config: {', '.join(names)}"
+            await store.bank.audit(conn, GLOBAL, actor=str(admin), what=what, now=now)
         return await self.limits()
 
     async def limits(self) -> Limits:
@@ -393,10 +387,7 @@ class KontextService:
             override = await store.policy_book.store(
                 conn, scope, actor=str(admin), now=now, **change
             )
-            # The ledger is the audit trail of every admin action, not only of credits.
-            await ledger.append(
-                conn, scope, EntryKind.ADMIN, 0, now, actor=str(admin), note=what[:500]
-            )
+            await store.bank.audit(conn, scope, actor=str(admin), what=what, now=now)
         return override
 
     async def admin_policy(self, scope: str) -> Override | None:
@@ -424,8 +415,7 @@ class KontextService:
         self._require_admin(admin, platform_admin)
         store = self.store
         since = period_start((await self.limits()).period, store.clock())
-        async with store.db.read() as conn:
-            return await ledger.top_spenders(conn, since, limit)
+        return await store.bank.top_spenders(since, limit)
 
     async def grant(
         self, user: UserRef, amount: int, *, actor: str, note: str | None = None
@@ -433,13 +423,7 @@ class KontextService:
         """Add (or with a negative amount, take away) credits; returns the new balance."""
         if amount == 0:
             raise UserInputError("A grant of 0 credits changes nothing.")
-        store = self.store
-        now = store.clock()
-        kind = EntryKind.GRANT if amount > 0 else EntryKind.ADJUST
-        async with store.db.transaction() as conn:
-            await store.open_account(conn, user, RequestContext(), now)
-            await ledger.append(conn, user, kind, amount, now, actor=actor, note=note)
-            return await ledger.balance(conn, user)
+        return await self.store.bank.grant(user, amount, actor=actor, note=note)
 
     # -- a user's recent jobs (/kontext history) ----------------------------------------------
 
@@ -464,8 +448,7 @@ class KontextService:
         await self.store.forget_delivery(job_id)
 
     async def history(self, user: UserRef, limit: int = 20) -> list[LedgerEntry]:
-        async with self.store.db.read() as conn:
-            return await ledger.recent_entries(conn, user, limit)
+        return await self.store.bank.history(user, limit)
 
 
 __all__ = ["CreditStatus", "KontextService", "Limits"]

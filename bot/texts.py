@@ -382,3 +382,10 @@ def history_text(
             parts.append(style.link(str(where["link"]), "result"))
         lines.append(" · ".join(parts))
     return "\n".join(lines)
+
+
+# -- what a result's buttons answer when they cannot do their part (bot.conversation) ------
+
+REROLL_GONE = "I no longer have that edit's details, so I can't re-roll it."
+RESULT_IMAGE_GONE = "That result's image is gone, so there is nothing to edit."
+DELETE_NOT_YOURS = "Only the person who asked for this image or an admin can delete it."

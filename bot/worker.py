@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import structlog
 
@@ -34,6 +35,14 @@ from bot.runner_limits import RunnerLimits
 log = structlog.get_logger("kontext.runner")
 
 
+class Doorbell(asyncio.Event):
+    """ "A job was queued": rung by the service (``wake``), heard by the dispatcher. Made
+    before both (bot.app) and handed to each, so neither is wired to the other later."""
+
+    def wake(self) -> None:
+        self.set()
+
+
 class Worker:
     def __init__(
         self,
@@ -47,11 +56,16 @@ class Worker:
         metrics: Metrics | None = None,
         fallbacks: Sequence[Provider] = (),
         models: Catalogue | None = None,
+        doorbell: Doorbell | None = None,
+        webhook_base_url: str = "",
     ) -> None:
+        """``frontends``: every platform this process answers for, complete when the
+        worker is built (bot.app builds the adapters first); the worker and the pipeline
+        share one read-only view of it. ``webhook_base_url``: where providers' webhooks
+        reach this process ("" for none: polling only)."""
         self.queue = queue
         self.metrics = metrics or Metrics()
-        # One dict, shared with the pipeline: an adapter built later joins both.
-        self.frontends = dict(frontends)
+        self.frontends: Mapping[str, Platform] = MappingProxyType(dict(frontends))
         self.pipeline = JobPipeline(
             queue,
             Failover(queue, provider, fallbacks, models),
@@ -59,9 +73,10 @@ class Worker:
             limits,
             data_dir / "outputs",
             self.metrics,
+            webhook_base_url=webhook_base_url,
         )
         self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event = doorbell or Doorbell()
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -73,18 +88,18 @@ class Worker:
     def limits(self) -> RunnerLimits:
         return self.pipeline.limits
 
-    @limits.setter
-    def limits(self, limits: RunnerLimits) -> None:
-        self.pipeline.limits = limits
+    def set_limits(self, limits: RunnerLimits) -> None:
+        """The one way to change the runner's limits at run time, applied everywhere at
+        once: the pipeline's (timeouts, the poller's bounds, image caps, retention, how
+        many prepare at once) and the dispatcher's (concurrency, leases, idle scans),
+        which is woken to claim up to a raised ``max_concurrent`` now."""
+        self.pipeline.set_limits(limits)
+        self._wake.set()
 
     @property
     def webhook_base_url(self) -> str:
         """Where providers' webhooks reach this process ("" for none: polling only)."""
         return self.pipeline.webhook_base_url
-
-    @webhook_base_url.setter
-    def webhook_base_url(self, url: str) -> None:
-        self.pipeline.webhook_base_url = url
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -294,7 +294,7 @@ async def core_with_fallbacks(
     core = await build_core(settings, {"slack": frontend})
     for provider in [core.provider, *core.fallbacks]:
         provider.wait_initial = 0.01
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1, hold_seconds=0.05)
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1, hold_seconds=0.05))
     await core.start()
     return core
 

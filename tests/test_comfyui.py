@@ -98,7 +98,7 @@ class Core:
     async def open(self) -> None:
         self.core = await build_core(self.settings, {"slack": self.frontend})
         self.core.provider.wait_initial = 0.01
-        self.core.runner.limits = replace(self.core.runner.limits, idle_scan_seconds=0.1)
+        self.core.runner.set_limits(replace(self.core.runner.limits, idle_scan_seconds=0.1))
         await self.core.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -291,7 +291,7 @@ async def test_sampler_steps_reach_the_chat_as_step_n_of_m(
     comfy.script.outcome = "never"
     comfy.auto_steps = False
     async with Core(tmp_path, comfy) as core:
-        core.core.runner.limits = replace(core.core.runner.limits, progress_interval=0.0)
+        core.core.runner.set_limits(replace(core.core.runner.limits, progress_interval=0.0))
         job_id = await core.submit()
         await until(lambda: comfy.polls > 0)
         (prompt_id,) = comfy.prompts
@@ -315,7 +315,7 @@ async def test_with_webhooks_on_comfyui_is_still_polled(tmp_path: Path, comfy: F
         "webhook_port": 0,
     }
     async with Core(tmp_path, comfy, **webhooks) as core:
-        core.core.runner.pipeline.poller.cap = 3600.0
+        core.core.runner.set_limits(replace(core.core.runner.limits, poll_max=3600.0))
         job = await core.wait(await core.submit())
     assert job.state == JobState.SUCCEEDED
     assert comfy.polls >= 3  # found by its own polls
@@ -325,7 +325,7 @@ async def test_step_progress_is_throttled(tmp_path: Path, comfy: FakeComfyUI) ->
     comfy.script.outcome = "never"
     comfy.auto_steps = False
     async with Core(tmp_path, comfy) as core:
-        core.core.runner.limits = replace(core.core.runner.limits, progress_interval=3600.0)
+        core.core.runner.set_limits(replace(core.core.runner.limits, progress_interval=3600.0))
         job_id = await core.submit()
         await until(lambda: comfy.polls > 0)
         (prompt_id,) = comfy.prompts

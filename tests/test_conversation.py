@@ -6,8 +6,9 @@ from __future__ import annotations
 from adapters.discord.style import DiscordStyle
 from adapters.slack.style import SlackStyle
 from bot import ledger
-from bot.conversation import Conversation, Edit, Said
+from bot.conversation import Conversation, Edit, NextEdit, Said
 from bot.domain import SEED_MAX, AttachmentSource, EditOptions, EditRequest, UserRef
+from bot.jobqueue import Refunded
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.policies import PolicyBook
@@ -193,7 +194,7 @@ async def test_history_is_the_ten_newest_own_jobs_with_outcome_cost_and_link(
         job = await store.get(job_id)
         assert job is not None
         if n == 10:
-            await store.fail(job, error_kind="provider_unavailable", message="down")
+            await store.finish(job, Refunded("provider_unavailable", "down"))
         elif n != 11:  # the newest stays queued
             await store.mark_succeeded(job, {"link": f"https://example.test/{n}"})
     balance = (await core.credits(ALICE)).balance
@@ -244,19 +245,23 @@ async def test_history_reads_one_user_through_the_user_index(
     db: Database, clock: FakeClock
 ) -> None:
     """The query is answered from the (user_ref, created_at) index, newest first, not by
-    scanning and sorting every job (SQLite's plan; PostgreSQL picks by statistics)."""
-    if db.engine.dialect.name != "sqlite":
-        return
+    scanning and sorting every job. SQLite's plan shows it; PostgreSQL picks plans by
+    statistics (an empty table is cheapest to scan), so there the test forbids the
+    sequential scan for its transaction and checks the index can serve the query."""
     from sqlalchemy import text
 
+    query = (
+        "SELECT * FROM jobs WHERE user_ref = 'slack:T1:U1' "
+        "ORDER BY created_at DESC, id DESC LIMIT 10"
+    )
     async with db.read() as conn:
-        plan = await conn.execute(
-            text(
-                "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE user_ref = 'slack:T1:U1' "
-                "ORDER BY created_at DESC, id DESC LIMIT 10"
-            )
-        )
-        details = " ".join(str(row[-1]) for row in plan)
+        if db.engine.dialect.name == "sqlite":
+            plan = await conn.execute(text(f"EXPLAIN QUERY PLAN {query}"))
+            details = " ".join(str(row[-1]) for row in plan)
+        else:
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = await conn.execute(text(f"EXPLAIN {query}"))
+            details = " ".join(str(row[0]) for row in plan)
     assert "ix_jobs_user_ref_created_at" in details, details
 
 
@@ -267,3 +272,46 @@ async def test_a_prompt_that_starts_with_history_is_still_an_edit(
     for prompt in ("history painting style", "history museum", "historyless"):
         edit = await talk.read(ALICE, prompt)
         assert isinstance(edit, Edit) and edit.prompt == prompt, prompt
+
+
+async def test_what_a_results_buttons_mean_is_decided_here(db: Database, clock: FakeClock) -> None:
+    """Re-roll, Edit again and Delete (issue 25): the platform shows the answer; the
+    seed of a re-roll comes from the service like every seed nobody gave."""
+    core = service(db, clock)
+    talk = Conversation(core, Style())
+    job_id = await _queue(talk, clock, ALICE, "a cat in space")  # seed 7
+
+    again = await talk.reroll(job_id)
+    assert isinstance(again, Edit)
+    assert again.prompt == "a cat in space" and again.options.seed is None
+    rerolled = await talk.submit(
+        EditRequest(
+            user=UserRef("slack", "T1", "U2"),
+            prompt=again.prompt,
+            options=again.options,
+            attachments=(),
+            reply_target={},
+            idempotency_key="test:reroll",
+        )
+    )
+    job = await core.job(rerolled.job_id or "")
+    assert job is not None and job.seed is not None and 0 <= job.seed <= SEED_MAX
+    gone = await talk.reroll("0" * 32)
+    assert isinstance(gone, Said) and gone.mistake and "can't re-roll" in gone.text
+
+    assert await talk.edit_again(job_id, None) == Said(
+        "That result's image is gone, so there is nothing to edit.", mistake=True
+    )
+    shown = file("result.png", "image/png")
+    assert await talk.edit_again(job_id, shown) == NextEdit(shown, None)
+
+    async def yes() -> bool:
+        return True
+
+    assert await talk.may_delete(ALICE, job_id) is None, "the one who asked"
+    assert await talk.may_delete(OWNER, job_id) is None, "an admin"
+    bob = UserRef("slack", "T1", "U9")
+    refused = await talk.may_delete(bob, job_id)
+    assert isinstance(refused, Said) and refused.text.startswith("Only the person who asked")
+    # A platform's admin counts only when the operator set credits.platform_admins.
+    assert await talk.may_delete(bob, job_id, yes) == refused

@@ -24,6 +24,7 @@ from bot.app import Core, build_core
 from bot.config import Settings
 from bot.domain import UserRef
 from bot.errors import ConfigError
+from bot.service import KontextService
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
     ART_CHANNEL_ID,
@@ -130,13 +131,22 @@ async def start_bot(
         jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
         **sections,
     )
-    core = await build_core(settings, {})
-    adapter = DiscordAdapter(
-        settings.discord, core.service, data_dir=settings.storage.data_dir, guild_ready_timeout=0.1
-    )
-    core.register_frontend(adapter)
+
+    def discord_adapter(service: KontextService) -> list[DiscordAdapter]:
+        return [
+            DiscordAdapter(
+                settings.discord,
+                service,
+                data_dir=settings.storage.data_dir,
+                guild_ready_timeout=0.1,
+            )
+        ]
+
+    core = await build_core(settings, discord_adapter)
+    adapter = core.frontends["discord"]
+    assert isinstance(adapter, DiscordAdapter)
     assert core.runner is not None
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
     await core.start()
     await adapter.start()
     return core, adapter, settings

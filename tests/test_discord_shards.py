@@ -24,6 +24,7 @@ from adapters.discord.adapter import DiscordAdapter
 from bot.app import build_core
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.service import KontextService
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import BOT_TOKEN, CHANNEL_ID, GUILD_ID, FakeDiscord, Interaction
 from tests.pg import Cluster
@@ -159,11 +160,20 @@ async def _adapter(
         provider.base_url,
         discord={"enabled": True, "token": BOT_TOKEN, "api_base_url": fake.api_url, **discord},
     )
-    core = await build_core(settings, {})
-    adapter = DiscordAdapter(
-        settings.discord, core.service, data_dir=settings.storage.data_dir, guild_ready_timeout=0.1
-    )
-    core.register_frontend(adapter)
+
+    def discord_adapter(service: KontextService) -> list[DiscordAdapter]:
+        return [
+            DiscordAdapter(
+                settings.discord,
+                service,
+                data_dir=settings.storage.data_dir,
+                guild_ready_timeout=0.1,
+            )
+        ]
+
+    core = await build_core(settings, discord_adapter)
+    adapter = core.frontends["discord"]
+    assert isinstance(adapter, DiscordAdapter)
     await core.start()
     try:
         await adapter.start()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import ledger
 from bot.domain import EditOptions, Job, JobState, UserRef
+from bot.jobqueue import Charged, Refunded
 from bot.jobstore import JobStore
 from bot.reservations import NewJob
 
@@ -115,11 +116,12 @@ async def test_transitions_started_together_commit_in_one_transaction(store: Job
             store.record_prediction(b.id, "pred-b"),
             store.mark_delivering(c.id, "/out/c.png", {"width": 1024}, user=c.user),
             store.mark_succeeded(d),
-            store.fail(e, error_kind="provider_unavailable", message="503"),
+            store.finish(e, Refunded("provider_unavailable", "503")),
             store.requeue(f.id, 30),
         )
     assert seen["commit"] == 1
-    assert outcomes == [None, None, 1080, True, 1200, True]
+    assert outcomes == [None, None, 1080, True, True, True]
+    assert await store.balance(e.user) == 1200, "refunded"
     assert (await state(store, a)).submit_started
     assert (await state(store, b)).prediction_id == "pred-b"
     delivering = await state(store, c)
@@ -224,12 +226,12 @@ async def test_succeed_twice_in_one_batch_charges_once(store: JobStore) -> None:
     (job,) = await running_jobs(store, 1)
     with transactions(store) as seen:
         outcomes = await asyncio.gather(
-            store.succeed(job),
-            store.succeed(job),
-            store.fail(job, error_kind="internal", message="late"),
+            store.finish(job, Charged()),
+            store.finish(job, Charged()),
+            store.finish(job, Refunded("internal", "late")),
         )
     assert seen["commit"] == 1
-    assert outcomes == [1080, None, None]
+    assert outcomes == [True, False, False]
     assert await ledger_kinds(store, job) == ["charge", "reserve"]
     assert await store.balance(job.user) == 1080
 

@@ -37,10 +37,29 @@ async def test_migrated_schema_matches_metadata(db: Database) -> None:
 
 
 async def test_migrating_twice_is_harmless(db_url: str) -> None:
+    """A restart migrates again: the second run applies nothing, keeps the rows the bot
+    wrote in between, and leaves the database at the one head revision."""
     from bot.storage.database import migrate
 
     await migrate(db_url)
-    await migrate(db_url)
+    engine = create_engine_for(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO ledger (user_ref, kind, amount, created_at) "
+                    "VALUES ('slack:T1:U1', 'grant', 120, 0)"
+                )
+            )
+        await migrate(db_url)
+        async with engine.connect() as conn:
+            versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+            kept = (await conn.execute(text("SELECT user_ref, amount FROM ledger"))).all()
+    finally:
+        await engine.dispose()
+    head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+    assert [tuple(row) for row in versions] == [(head,)]
+    assert [tuple(row) for row in kept] == [("slack:T1:U1", 120)]
 
 
 async def _start_together(db_url: str, tmp_path: Path) -> list[tuple[int, str]]:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.domain import UserRef
+from bot.jobqueue import Charged
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.storage import open_database
@@ -87,7 +88,7 @@ async def test_four_processes_reserving_for_the_same_users(pg_url: str) -> None:
         # A further settle from yet another process changes nothing.
         for job_id in stored:
             job = await store.get(job_id)
-            assert job is not None and await store.succeed(job) is None
+            assert job is not None and await store.finish(job, Charged()) is False
     finally:
         await db.dispose()
 

@@ -44,7 +44,7 @@ async def make_core(
     )
     core = await build_core(settings, {"slack": frontend})
     assert core.runner is not None
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
     await core.start()
     return core
 

@@ -320,12 +320,13 @@ def test_each_limit_is_named_once_in_the_schema() -> None:
     """The config, the stored ``global`` row, the admin API and the CLI all go by the
     schema in bot.limits: a limit there is a config key with the same default, a column
     of ``policies`` and an option of ``kontext-bot policy limits``."""
+    from bot.app import limits_from_settings
     from bot.cli import build_parser
     from bot.config import Settings
     from bot.limits import LIMITS, validate_changes
     from bot.storage.schema import policies
 
-    assert Limits.from_settings(Settings()) == Limits(), "config defaults are the schema's"
+    assert limits_from_settings(Settings()) == Limits(), "config defaults are the schema's"
     assert set(LIMITS) <= set(policies.c.keys()), "each limit has its column (a migration)"
     args = build_parser().parse_args(["policy", "limits", "--concurrent", "3", "--cooldown", "5"])
     assert {name: getattr(args, name) for name in LIMITS} == {

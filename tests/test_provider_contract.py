@@ -348,7 +348,7 @@ async def run_job(
     core = await build_core(settings, {"slack": frontend})
     assert core.runner is not None and core.provider is not None
     core.provider.wait_initial = 0.01  # type: ignore[attr-defined]
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
     await core.start()
     try:
         user = UserRef("slack", "T1", "U1")
@@ -441,7 +441,7 @@ async def failover_core(
     core = await build_core(settings, {"slack": frontend})
     for provider in [core.provider, *core.fallbacks]:
         provider.wait_initial = 0.01
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1, hold_seconds=0.05)
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1, hold_seconds=0.05))
     await core.start()
     return core
 

@@ -48,8 +48,8 @@ async def start_core(
         core = await build_core(settings, {"slack": frontend}, clock=clock)
     core.provider.wait_initial = 0.01  # type: ignore[union-attr]
     assert core.runner is not None
-    core.runner.limits = replace(
-        core.runner.limits, delivery_backoff=0.01, idle_scan_seconds=0.1, hold_seconds=0.05
+    core.runner.set_limits(
+        replace(core.runner.limits, delivery_backoff=0.01, idle_scan_seconds=0.1, hold_seconds=0.05)
     )
     if started:
         await core.start()
@@ -481,7 +481,7 @@ async def test_the_whole_pipeline_on_each_database(
     )
     core = await build_core(settings, {"slack": frontend})
     assert core.runner is not None
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
     await core.start()
     try:
         acks = [
@@ -491,5 +491,46 @@ async def test_the_whole_pipeline_on_each_database(
             assert (await finish(core, ack.job.id)).state == JobState.SUCCEEDED
         assert len(fake.creates) == 4
         assert (await core.service.credits(ALICE)).balance == 1200 - 4 * 120
+    finally:
+        await core.close()
+
+
+async def test_a_change_of_the_runner_limits_applies_everywhere(
+    tmp_path: Path, fake: FakeCoreToday, frontend: RecordingFrontend
+) -> None:
+    """``Worker.set_limits`` is the one way to change them at run time (issue 25): the
+    dispatcher's concurrency, whether results are kept, and the poller's bounds follow
+    at once (the pipeline used to derive the last two once, at construction)."""
+    fake.script.polls_before_done = 3
+    core = await start_core(tmp_path, fake, frontend, max_concurrent=1, per_user_concurrent=3)
+    assert core.runner is not None
+    runner, pipeline = core.runner, core.runner.pipeline
+    peak = 0
+    try:
+        assert not pipeline.keep_outputs
+        runner.set_limits(replace(runner.limits, max_concurrent=3, keep_images_hours=24))
+        assert pipeline.keep_outputs
+        acks = [await core.service.submit(edit(frontend, key=f"k{i}")) for i in range(3)]
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, runner.active_jobs)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        for ack in acks:
+            assert (await finish(core, ack.job.id)).state == JobState.SUCCEEDED
+        watcher.cancel()
+        assert peak == 3, "three at once after the change, not the one configured"
+        kept = sorted(p.name for p in pipeline.output_dir.iterdir())
+        assert len(kept) == 3, "results kept for retention once keep_images_hours is set"
+
+        model = acks[0].job.model
+        learnt = pipeline.poller.durations(model)
+        runner.set_limits(replace(runner.limits, poll_initial=0.5, poll_max=7.0))
+        poller = pipeline.poller
+        assert (poller.initial, poller.floor, poller.cap) == (0.5, 0.25, 7.0)
+        assert learnt and poller.durations(model) == learnt, "what it learnt is kept"
     finally:
         await core.close()

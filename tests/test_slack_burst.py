@@ -87,9 +87,9 @@ async def limited_bot(
         },
         jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05, **jobs},
     )
-    core = await build_core(settings, {})
-    adapter = SlackAdapter(settings.slack, core.service)
-    core.register_frontend(adapter)
+    core = await build_core(settings, lambda service: [SlackAdapter(settings.slack, service)])
+    adapter = core.frontends["slack"]
+    assert isinstance(adapter, SlackAdapter)
     await core.start()
     await adapter.start()
     async with httpx.AsyncClient(

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -153,11 +154,15 @@ async def run_with_webhooks(
 ) -> tuple[float, JobState, object]:
     frontend = RecordingFrontend()
     poll_seconds = 3600.0 if webhook_base_url == "self" else 3.0
+    # "self": the listener's port is known only once it listens (port 0), after the
+    # base URL is configured; the test plays the provider and calls back on the path the
+    # bot gave, at the listener's real address.
+    told_base = "http://127.0.0.1:9/self" if webhook_base_url == "self" else webhook_base_url
     settings = make_settings(
         tmp_path,
         fake.base_url,
         provider={
-            "webhook_base_url": webhook_base_url,
+            "webhook_base_url": told_base,
             "webhook_host": "127.0.0.1",
             "webhook_port": 0,
         },
@@ -168,11 +173,9 @@ async def run_with_webhooks(
     )
     core = await build_core(settings, {"slack": frontend})
     assert core.runner is not None and core.webhooks is not None
-    core.runner.limits = replace(core.runner.limits, idle_scan_seconds=0.1)
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
     await core.start()
     try:
-        if webhook_base_url == "self":
-            core.runner.webhook_base_url = f"http://127.0.0.1:{core.webhooks.port}"
         started = time.monotonic()
         ack = await core.service.submit(
             EditRequest(
@@ -192,10 +195,10 @@ async def run_with_webhooks(
             # The provider finishes and calls back, as core.today would.
             for prediction in fake.predictions.values():
                 prediction.polls_left = 0
+            path = urlsplit(create.fields["webhook"]).path.removeprefix("/self")  # type: ignore[attr-defined]
+            assert path == f"/webhooks/coretoday/{ack.job.id}"
             async with httpx.AsyncClient() as client:
-                await client.post(
-                    f"{core.runner.webhook_base_url}/webhooks/coretoday/{ack.job.id}", json={}
-                )
+                await client.post(f"http://127.0.0.1:{core.webhooks.port}{path}", json={})
         async with asyncio.timeout(HANG_GUARD_SECONDS):
             job = await core.runner.wait_for(ack.job.id)
         return time.monotonic() - started, job.state, create

@@ -58,14 +58,19 @@ async def running(
                 "welcome": welcome,
             },
         )
-        core = await build_core(settings, {})
-        adapter = DiscordAdapter(
-            settings.discord,
-            core.service,
-            data_dir=settings.storage.data_dir,
-            guild_ready_timeout=0.1,
+        core = await build_core(
+            settings,
+            lambda service: [
+                DiscordAdapter(
+                    settings.discord,
+                    service,
+                    data_dir=settings.storage.data_dir,
+                    guild_ready_timeout=0.1,
+                )
+            ],
         )
-        core.register_frontend(adapter)
+        adapter = core.frontends["discord"]
+        assert isinstance(adapter, DiscordAdapter)
         await core.start()
         await adapter.start()
         try:

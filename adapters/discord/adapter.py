@@ -74,7 +74,7 @@ class KontextBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*DYNAMIC_ITEMS)
-        await self.add_cog(KontextCog(self.kontext))
+        await self.add_cog(KontextCog(self.kontext, self.tree, self.kontext.service.models))
         config = self.kontext.config
         if config.syncs_commands:
             await sync_if_changed(self.tree, config.guild_ids, self.kontext.data_dir)

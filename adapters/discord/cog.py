@@ -8,7 +8,8 @@ adapter, which holds the flow.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import discord
 import structlog
@@ -19,12 +20,10 @@ from adapters.discord import attachments
 from adapters.discord.components import MAX_CHOICES, history_view
 from adapters.discord.people import user_ref
 from adapters.discord.style import long_text
-from bot.conversation import Said
-from bot.domain import ASPECT_RATIOS, SEED_MAX
+from bot.conversation import Conversation, Edit, Said
+from bot.domain import ASPECT_RATIOS, SEED_MAX, AttachmentSource, RequestContext, UserRef
 from bot.errors import UserInputError
-
-if TYPE_CHECKING:
-    from adapters.discord.adapter import DiscordAdapter
+from bot.models import Catalogue
 
 log = structlog.get_logger("kontext.discord")
 RATIO_CHOICES = [app_commands.Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS]
@@ -34,9 +33,39 @@ PERIOD_CHOICES = [
 ]
 
 
+class CommandHost(Protocol):
+    """What the commands use of the adapter (``DiscordAdapter`` is one). A Protocol,
+    not the adapter's class, so this module does not import the adapter that imports it."""
+
+    @property
+    def conversation(self) -> Conversation: ...
+
+    def user_of(self, interaction: discord.Interaction[Any]) -> UserRef: ...
+
+    def context_of(self, interaction: discord.Interaction[Any]) -> RequestContext: ...
+
+    def platform_admin(
+        self, interaction: discord.Interaction[Any]
+    ) -> Callable[[], Awaitable[bool]]: ...
+
+    def prompt_modal(
+        self, title: str, sources: Sequence[AttachmentSource], *, model: str | None = None
+    ) -> discord.ui.Modal: ...
+
+    async def answer_or_edit(
+        self, interaction: discord.Interaction[Any], outcome: Said | Edit
+    ) -> None: ...
+
+    async def edit_from_message(self, message: discord.Message) -> None: ...
+
+
 class KontextCog(commands.Cog):
-    def __init__(self, adapter: DiscordAdapter) -> None:
+    def __init__(
+        self, adapter: CommandHost, tree: app_commands.CommandTree[Any], models: Catalogue
+    ) -> None:
         self.adapter = adapter
+        self.tree = tree
+        self.catalogue = models
         # Context menus cannot be defined in a cog's body; discord.py's documented way is
         # to build one here and add it to the tree.
         self.edit_menu = app_commands.ContextMenu(
@@ -49,10 +78,10 @@ class KontextCog(commands.Cog):
         this cog's own copy of the command; with one model there is no option, and with
         more than Discord lists it takes a typed name (checked like ``--model``)."""
         params = self.kontext._params
-        if not self.adapter.service.models.several:
+        if not self.catalogue.several:
             params.pop("model", None)
             return
-        choices = self.adapter.service.models.choices(MAX_CHOICES)
+        choices = self.catalogue.choices(MAX_CHOICES)
         if not choices:
             return
         params["model"] = dataclasses.replace(
@@ -79,10 +108,10 @@ class KontextCog(commands.Cog):
             await interaction.response.send_message(text, ephemeral=True)
 
     async def cog_load(self) -> None:
-        self.adapter.bot.tree.add_command(self.edit_menu)
+        self.tree.add_command(self.edit_menu)
 
     async def cog_unload(self) -> None:
-        self.adapter.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
+        self.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
 
     @app_commands.command(name="kontext", description="Edit an image with FLUX.1 Kontext")
     @app_commands.describe(

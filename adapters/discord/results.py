@@ -7,82 +7,88 @@ stored job, never from memory.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import discord
 import structlog
 
 from adapters.discord import attachments
 from adapters.discord.reply import NO_PINGS
-from bot.domain import SEED_MAX, AttachmentSource
-
-if TYPE_CHECKING:
-    from adapters.discord.adapter import DiscordAdapter
+from bot import texts
+from bot.conversation import Conversation, Said
+from bot.domain import AttachmentSource, EditOptions, UserRef
 
 log = structlog.get_logger("kontext.discord")
 
 
-class ResultButtons:
-    """The ``ButtonHandler`` of components.py, on the adapter as ``buttons``."""
+class ResultHost(Protocol):
+    """What the buttons use of the adapter (``DiscordAdapter`` is one). A Protocol,
+    not the adapter's class, so this module does not import the adapter that imports it."""
 
-    def __init__(self, adapter: DiscordAdapter) -> None:
-        self.adapter = adapter
+    @property
+    def conversation(self) -> Conversation: ...
+
+    def user_of(self, interaction: discord.Interaction[Any]) -> UserRef: ...
+
+    def platform_admin(
+        self, interaction: discord.Interaction[Any]
+    ) -> Callable[[], Awaitable[bool]]: ...
+
+    def prompt_modal(
+        self, title: str, sources: Sequence[AttachmentSource], *, model: str | None = None
+    ) -> discord.ui.Modal: ...
+
+    async def edit_from_interaction(
+        self,
+        interaction: discord.Interaction[Any],
+        *,
+        prompt: str,
+        options: EditOptions,
+        sources: Sequence[AttachmentSource],
+    ) -> None: ...
+
+
+class ResultButtons:
+    """The ``ButtonHandler`` of components.py, on the adapter as ``buttons``: each button
+    asks the conversation layer what it means and shows the answer."""
+
+    def __init__(self, host: ResultHost) -> None:
+        self.host = host
 
     async def reroll(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Same input and prompt, a new seed; the one who clicks pays."""
-        job = await self.adapter.service.job(job_id)
-        if job is None:
-            await interaction.response.send_message(
-                "I no longer have that edit's details, so I can't re-roll it.", ephemeral=True
-            )
+        edit = await self.host.conversation.reroll(job_id)
+        if isinstance(edit, Said):
+            await interaction.response.send_message(edit.text, ephemeral=True)
             return
-        options = replace(job.options, seed=random.randint(0, SEED_MAX))
-        await self.adapter.edit_from_interaction(
-            interaction, prompt=job.prompt, options=options, sources=job.attachments
+        await self.host.edit_from_interaction(
+            interaction, prompt=edit.prompt, options=edit.options, sources=edit.inputs
         )
 
     async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        """Multi-turn editing: the result becomes the input of the next edit. From a
-        history answer (no image on the message the button is on) the input is the
-        result where it was posted, as its delivery recorded it."""
-        source = attachments.first_image(interaction.message) if interaction.message else None
-        if source is None:
-            source = await self._delivered_image(job_id)
-        if source is None:
-            await interaction.response.send_message(
-                "That result's image is gone, so there is nothing to edit.", ephemeral=True
-            )
+        """The result becomes the next edit's input: the image on the message the button
+        is on, or (a history answer has none) the result where it was posted."""
+        shown = attachments.first_image(interaction.message) if interaction.message else None
+        nxt = await self.host.conversation.edit_again(job_id, shown)
+        if isinstance(nxt, Said):
+            await interaction.response.send_message(nxt.text, ephemeral=True)
             return
-        # The next edit keeps the model of the one it continues (preselected).
-        job = await self.adapter.service.job(job_id)
-        model = job.options.model if job is not None else None
         await interaction.response.send_modal(
-            self.adapter.prompt_modal("Edit again", [source], model=model)
+            self.host.prompt_modal("Edit again", [nxt.input], model=nxt.model)
         )
-
-    async def _delivered_image(self, job_id: str) -> AttachmentSource | None:
-        job = await self.adapter.service.job(job_id)
-        where = job.delivered if job is not None else None
-        image = where.get("image") if where else None
-        return AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Through the button's own interaction (a deferred update, then DELETE
         ``@original``, which for a component is the message it is on): that works in
         channels the bot cannot see, where the bot token's delete answers 403."""
-        job = await self.adapter.service.job(job_id)
-        clicker = self.adapter.user_of(interaction)
-        owner = job is not None and job.user.user == clicker.user
-        platform_admin = self.adapter.is_platform_admin(interaction)
-        admin = self.adapter.service.is_admin(clicker, platform_admin=platform_admin)
-        if not (owner or admin) or interaction.message is None:
-            await interaction.response.send_message(
-                "Only the person who asked for this image or an admin can delete it.",
-                ephemeral=True,
-            )
+        conversation = self.host.conversation
+        refused = await conversation.may_delete(
+            self.host.user_of(interaction), job_id, self.host.platform_admin(interaction)
+        )
+        if refused is not None or interaction.message is None:
+            text = refused.text if refused is not None else texts.DELETE_NOT_YOURS
+            await interaction.response.send_message(text, ephemeral=True)
             return
         await interaction.response.defer()
         try:
@@ -96,5 +102,4 @@ class ResultButtons:
                 f"I couldn't delete that image ({why}).", ephemeral=True, allowed_mentions=NO_PINGS
             )
             return
-        # History no longer links to it nor offers its buttons.
-        await self.adapter.service.forget_delivery(job_id)
+        await conversation.deleted(job_id)

@@ -24,18 +24,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
+from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.membership import Membership
 from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
+from adapters.slack.status import StatusBoard
 from adapters.slack.views import MAX_SELECT_OPTIONS, edit_modal, read_submission
+from bot.config import SlackConfig
 from bot.conversation import Conversation, Edit, Said
-from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
-
-if TYPE_CHECKING:
-    from adapters.slack.adapter import SlackAdapter
+from bot.domain import (
+    Attachment,
+    AttachmentSource,
+    EditOptions,
+    EditRequest,
+    RequestContext,
+    UserRef,
+)
 
 log = structlog.get_logger("kontext.slack")
 PLATFORM = "slack"
@@ -69,8 +78,37 @@ def not_in_channel(bot_name: str) -> str:
     )
 
 
+class SlackHost(Protocol):
+    """What the listeners use of the adapter (``SlackAdapter`` is one). A Protocol, not
+    the adapter's class, so this module does not import the adapter that imports it."""
+
+    @property
+    def client(self) -> AsyncWebClient: ...
+
+    @property
+    def app(self) -> AsyncApp: ...
+
+    @property
+    def membership(self) -> Membership: ...
+
+    @property
+    def status(self) -> StatusBoard: ...  # the jobs' status lines (status.py)
+
+    @property
+    def config(self) -> SlackConfig: ...
+
+    @property
+    def bot_name(self) -> str: ...  # read at each use: known once the bot has connected
+
+    def platform_admin(self, user: UserRef) -> Callable[[], Awaitable[bool]]: ...
+
+    def api_error(self, method: str, exc: SlackApiError) -> None: ...
+
+    def attachment_for(self, source: AttachmentSource) -> Attachment: ...
+
+
 class SlackListeners:
-    def __init__(self, adapter: SlackAdapter, conversation: Conversation) -> None:
+    def __init__(self, adapter: SlackHost, conversation: Conversation) -> None:
         self.adapter = adapter
         self.client = adapter.client
         self.conversation = conversation

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from bot.limits import config_field
+from bot.periods import Period
 
 
 class Section(BaseModel):
@@ -46,7 +47,7 @@ class OverrideConfig(Section):
 
     scope: str
     allowance: int | None = Field(None, ge=0)
-    period: Literal["daily", "weekly", "monthly", "never"] | None = None
+    period: Period | None = None
     paused: bool = False
     # Restricted models ([[models]] with restricted = true) allowed in this scope.
     models: list[str] = Field(default_factory=list)
@@ -55,7 +56,7 @@ class OverrideConfig(Section):
     @classmethod
     def _scope(cls, value: str) -> str:
         from bot.errors import UserInputError
-        from bot.policies import parse_scope
+        from bot.scopes import parse_scope
 
         try:
             return parse_scope(value)
@@ -67,7 +68,7 @@ class CreditsConfig(Section):
     cost_per_image: int = Field(120, ge=0)
     # The operator's limits (bot.limits: defaults and bounds there).
     allowance: int = config_field("allowance")
-    period: Literal["daily", "weekly", "monthly", "never"] = config_field("period")
+    period: Period = config_field("period")
     admins: list[str] = Field(default_factory=list)
     max_balance: int = config_field("max_balance")
     budget: int = config_field("budget")

@@ -30,8 +30,9 @@ from bot.domain import JobState, UserRef
 from bot.errors import UserInputError
 from bot.local_server import LocalServer
 from bot.periods import period_start
-from bot.policies import GLOBAL, effective_policy, with_global
+from bot.policies import effective_policy, with_global
 from bot.providers.base import Provider
+from bot.scopes import GLOBAL
 from bot.service import KontextService
 
 log = structlog.get_logger("kontext.dashboard")

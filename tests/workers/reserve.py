@@ -11,6 +11,7 @@ import time
 
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
+from bot.jobqueue import Charged
 from bot.jobstore import JobStore
 from bot.limits import Limits
 from bot.reservations import NewJob
@@ -35,7 +36,9 @@ async def main(url: str, seed: int, tasks: int, users: list[str]) -> None:
     ids = [job for job in await asyncio.gather(*(one(i) for i in range(tasks))) if job]
     stored_jobs = [await store.get(job_id) for job_id in ids]
     # Settle every job twice at once: a charge must still happen once.
-    await asyncio.gather(*[store.succeed(job) for job in stored_jobs if job for _ in range(2)])
+    await asyncio.gather(
+        *[store.finish(job, Charged()) for job in stored_jobs if job for _ in range(2)]
+    )
     print("\n".join(ids), flush=True)
     await db.dispose()
 
