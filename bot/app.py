@@ -46,6 +46,7 @@ def runner_limits(settings: Settings) -> RunnerLimits:
         progress_interval=jobs.progress_interval_seconds,
         max_input_bytes=images.max_input_bytes,
         max_input_pixels=images.max_input_pixels,
+        max_total_input_bytes=images.max_total_input_bytes,
         max_output_bytes=images.max_output_bytes,
         keep_images_hours=settings.storage.keep_images_hours,
     )
@@ -178,6 +179,7 @@ async def build_core(
         admins=settings.credits.admins,
         platform_admins=settings.credits.platform_admins,
         models=models,
+        max_total_input_bytes=settings.images.max_total_input_bytes,
     )
     runner = None
     if with_runner and provider is not None:

@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Edit one image. Options of the /kontext grammar (--ar 16:9, --seed N, "
         "--format jpg, --upsample, --safety N) may follow the prompt.",
     )
-    console.add_argument("--image", type=Path, help="input image (omit for text-to-image)")
+    console.add_argument(
+        "--image",
+        type=Path,
+        action="append",
+        help="input image (omit for text-to-image); repeat it for several, the first is edited",
+    )
     console.add_argument("--out", type=Path, help="where to write the result")
     console.add_argument("prompt", nargs="*", help="what to change, with any grammar options")
 

@@ -19,6 +19,7 @@ from bot.commands import (
     CreditsCommand,
     HelpCommand,
     build_options,
+    options_profile,
     parse_command,
     parse_history,
     validate_prompt,
@@ -57,6 +58,8 @@ class Edit:
     prompt: str
     options: EditOptions
     inputs: tuple[AttachmentSource, ...]
+    # Files beside the images that are no image: left out, and named when queued.
+    left_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class Conversation(AdminCommands):
             options = parsed.options
             if options.model is None and model is not None:
                 options = replace(options, model=model)
-            return Edit(parsed.prompt, options, inputs)
+            return Edit(parsed.prompt, options, inputs, self.service.left_out(files))
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
 
@@ -189,6 +192,7 @@ class Conversation(AdminCommands):
         output_format: str | None = None,
         upsample: bool = False,
         model: str | None = None,
+        resolution: int | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
@@ -211,17 +215,23 @@ class Conversation(AdminCommands):
                 upsample=upsample,
                 model=model,
                 models=self.service.models,
+                resolution=resolution,
             )
-            validate_prompt(prompt, self.service.capabilities)
+            validate_prompt(
+                prompt,
+                self.service.capabilities,
+                options_profile(self.service.capabilities, self.service.models, options.model),
+            )
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
-        return Edit(" ".join(prompt.split()), options, inputs)
+        return Edit(" ".join(prompt.split()), options, inputs, self.service.left_out(files))
 
     def inputs_of_message(
         self, files: Sequence[AttachmentSource]
     ) -> Said | tuple[AttachmentSource, ...]:
-        """The image of a message someone chose to edit (a message shortcut or menu):
-        a message without one, or with only files that are no image, is refused."""
+        """The images of a message someone chose to edit (a message shortcut or menu),
+        every one in order: a message without one, or with only files that are no
+        image, is refused."""
         if not files:
             return Said("That message has no image to edit.", mistake=True)
         try:
@@ -247,9 +257,12 @@ class Conversation(AdminCommands):
             ack = await self.service.submit(request)
         except KontextError as exc:
             return Submitted(accepted=False, text=exc.user_message)
+        text = texts.queued_text(self.style, ack)
+        if request.left_out:
+            text += texts.left_out_note(request.left_out)
         return Submitted(
             accepted=True,
-            text=texts.queued_text(self.style, ack),
+            text=text,
             job_id=ack.job.id,
             duplicate=ack.duplicate,
         )

@@ -30,6 +30,7 @@ from bot.errors import (
     KontextError,
     ModerationError,
     ProviderUnavailable,
+    UserInputError,
 )
 from bot.failover import Failover, hold_delay
 from bot.images import inspect_output_image, validate_input_image
@@ -40,7 +41,7 @@ from bot.polling import PollPlanner
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 from bot.runner_limits import RunnerLimits
 from bot.step_progress import StepRelay, show_progress
-from bot.texts import failure_message
+from bot.texts import failure_message, inputs_too_large
 
 Log = structlog.typing.FilteringBoundLogger
 
@@ -197,9 +198,14 @@ class JobPipeline:
     async def _fetch_inputs(self, job: Job, provider: Provider) -> tuple[InputImage, ...]:
         frontend = self.frontends[job.user.platform]
         images: list[InputImage] = []
+        total = 0
         for source in job.attachments:
             attachment = frontend.attachment_for(source)
             data = await attachment.fetch(self.limits.max_input_bytes)
+            # Each input is capped on its own and the inputs together (issue 26).
+            total += len(data)
+            if total > self.limits.max_total_input_bytes:
+                raise UserInputError(inputs_too_large(total, self.limits.max_total_input_bytes))
             images.append(
                 await asyncio.to_thread(
                     validate_input_image,

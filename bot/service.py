@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot import ledger
+from bot import ledger, texts
 from bot.commands import validate_prompt
 from bot.domain import (
     SEED_MAX,
@@ -93,8 +93,11 @@ class KontextService:
         admins: Sequence[str] = (),
         platform_admins: bool = False,
         models: Catalogue | None = None,
+        max_total_input_bytes: int = 50_000_000,
     ) -> None:
         self.store = store
+        # The cap on the sum of a job's inputs (``images.max_total_input_bytes``).
+        self.max_total_input_bytes = max_total_input_bytes
         self.admins = frozenset(admins)
         self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
@@ -146,7 +149,7 @@ class KontextService:
         model = self.models.choose(request.options.model)
         if model.restricted:
             await self._check_model_allowed(request, model)
-        provider, model_id = next(iter(model.ids.items()), (self.provider_name, self.model))
+        provider, model_id = self._first_taker(model, request)
         options = replace(request.options, model=model.name if self.models.several else None)
         if options.seed is None:
             # Chosen here, stored with the job and shown with the result, so a good edit
@@ -160,7 +163,8 @@ class KontextService:
                 options=options,
                 attachments=tuple(a.source for a in request.attachments),
                 reply_target=request.reply_target,
-                cost=model.cost,
+                # One amount, reserved, charged or refunded whole (docs/models.md).
+                cost=model.cost_for(len(request.attachments)),
                 provider=provider,
                 model=model_id,
                 context=request.context,
@@ -180,6 +184,24 @@ class KontextService:
             balance_after=stored.balance_after,
             duplicate=stored.duplicate,
         )
+
+    def _first_taker(self, model: Model, request: EditRequest) -> tuple[str, str]:
+        """The first provider serving ``model`` whose profile takes this request (its
+        image count and options), with the model's id there. Refused free when none
+        does: the failover could only fail it later, after the credits were taken."""
+        if not model.ids:
+            return self.provider_name, self.model
+        options = request.options
+        for provider, model_id in model.ids.items():
+            if model.profile(provider).takes(
+                images=len(request.attachments),
+                ratio=options.aspect_ratio,
+                safety=options.safety,
+                fmt=options.output_format,
+                res=options.resolution,
+            ):
+                return provider, model_id
+        raise UserInputError(texts.NO_PROVIDER_TAKES)
 
     async def _check_model_allowed(self, request: EditRequest, model: Model) -> None:
         """A restricted model is taken only where an override that applies lists it
@@ -217,23 +239,38 @@ class KontextService:
                 f"{named} {'is' if len(files) == 1 else 'are'} not an image I can edit "
                 f"({kind}). Attach one of: {self.accepted_formats()}; nothing was charged."
             )
-        return tuple(images[: self.capabilities.max_input_images])
+        # Every image, in order: a request with more than its model takes is refused by
+        # name (``_validate``), not cut short into another edit than was asked.
+        return tuple(images)
+
+    def left_out(self, files: Sequence[AttachmentSource]) -> tuple[str, ...]:
+        """The names of the files beside the images that are no image: left out of the
+        edit, and named in the acknowledgement."""
+        if not any(_declared_format(f) != "other" for f in files):
+            return ()
+        return tuple(f.name for f in files if _declared_format(f) == "other")
 
     def accepted_formats(self) -> str:
         return formats_phrase(self.capabilities.input_formats)
 
     def _validate(self, request: EditRequest) -> None:
-        validate_prompt(request.prompt, self.capabilities)
-        self.models.choose(request.options.model)
-        caps = self.capabilities
-        if len(request.attachments) > caps.max_input_images:
+        model = self.models.choose(request.options.model)
+        profile = model.main_profile
+        validate_prompt(request.prompt, self.capabilities, profile)
+        given = len(request.attachments)
+        if given > model.max_images:
+            other = self.models.taking(given)
             raise UserInputError(
-                f"Attach at most {caps.max_input_images} image"
-                f"{'s' if caps.max_input_images != 1 else ''}; you attached "
-                f"{len(request.attachments)}."
+                texts.too_many_images(
+                    model.name, model.max_images, given, other if other is not model else None
+                )
             )
-        if not request.attachments and not caps.supports_text_to_image:
+        supports_text = self.capabilities.supports_text_to_image and profile.text_to_image
+        if not request.attachments and not supports_text:
             raise UserInputError("Attach an image to edit: this model only edits images.")
+        declared = sum(a.source.size or 0 for a in request.attachments)
+        if given > 1 and declared > self.max_total_input_bytes:
+            raise UserInputError(texts.inputs_too_large(declared, self.max_total_input_bytes))
         for attachment in request.attachments:
             source = attachment.source
             if _declared_format(source) == "other":

@@ -62,6 +62,9 @@ class Received:
     file_field: str | None = None
     file_name: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)  # other form or body fields
+    # Every image of the create in order: (field, file name, content type, bytes); the
+    # ``file_*`` fields above describe the first.
+    files: list[tuple[str, str | None, str | None, bytes]] = field(default_factory=list)
 
 
 @dataclass
