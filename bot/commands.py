@@ -291,7 +291,8 @@ def build_options(
         # The catalogue's spelling of the name; an unknown one is refused with the list.
         chosen_model = models.choose(model).name if models is not None else model.strip()
     profile = options_profile(capabilities, models, chosen_model)
-    named = chosen_model if models is not None and models.several else None
+    # Refusals name the model when there is a choice of them (the default included).
+    named = (chosen_model or models.default.name) if models is not None and models.several else None
     ratio: str | None = None
     if aspect_ratio is not None:
         ratio = _normalise_ratio(aspect_ratio)
