@@ -226,6 +226,23 @@ class Conversation(AdminCommands):
             return Said(exc.user_message, mistake=True)
         return Edit(" ".join(prompt.split()), options, inputs, self.service.left_out(files))
 
+    def message_files(
+        self,
+        own: Sequence[AttachmentSource],
+        replied: AttachmentSource | None,
+        *,
+        replied_is_result: bool,
+    ) -> list[AttachmentSource]:
+        """The files a message's edit reads, in order. A reply to the bot's result
+        continues that edit: the result first, then the reply's own files as references
+        (issue 26). A reply to anyone else's image uses the reply's own files, or the
+        replied image when the reply has none."""
+        if replied is None:
+            return list(own)
+        if replied_is_result or not own:
+            return [replied, *own]
+        return list(own)
+
     def inputs_of_message(
         self, files: Sequence[AttachmentSource]
     ) -> Said | tuple[AttachmentSource, ...]:

@@ -337,11 +337,13 @@ class DiscordAdapter:
         key = f"discord:{user.workspace}:msg:{message.id}"
         if await self.service.job_for_key(key) is not None:
             return  # a gateway replay of a message already taken
-        files = attachments.sources_of(message)
-        if not files:
-            referenced = await attachments.referenced_image(message)
-            files = [referenced] if referenced else []
         me = self.bot.user
+        replied = await attachments.referenced_message(message)
+        files = self.conversation.message_files(
+            attachments.sources_of(message),
+            attachments.first_image(replied) if replied is not None else None,
+            replied_is_result=replied is not None and me is not None and replied.author.id == me.id,
+        )
         context = request_context(message.channel.id, message.author)
         outcome = await self.conversation.read(
             user,
