@@ -29,6 +29,7 @@ from bot.domain import (
     AttachmentSource,
     EditOptions,
     EditRequest,
+    Job,
     JobState,
     RequestContext,
     UserRef,
@@ -242,6 +243,13 @@ class Conversation(AdminCommands):
         if replied_is_result or not own:
             return [replied, *own]
         return list(own)
+
+    def edit_again_inputs(
+        self, result: AttachmentSource, job: Job | None
+    ) -> list[AttachmentSource]:
+        """Edit again continues an edit: its result is the image edited now, and the
+        references of the edit it continues stay, in their order (issue 26)."""
+        return [result, *(job.attachments[1:] if job is not None else ())]
 
     def inputs_of_message(
         self, files: Sequence[AttachmentSource]

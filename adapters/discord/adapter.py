@@ -369,6 +369,7 @@ class DiscordAdapter:
             reply_target={},
             idempotency_key=key,
             context=context,
+            left_out=outcome.left_out,
         )
         refused = self.conversation.check(request)
         if refused is not None:

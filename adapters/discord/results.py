@@ -59,8 +59,9 @@ class ResultButtons:
         # The next edit keeps the model of the one it continues (preselected).
         job = await self.adapter.service.job(job_id)
         model = job.options.model if job is not None else None
+        inputs = self.adapter.conversation.edit_again_inputs(source, job)
         await interaction.response.send_modal(
-            self.adapter.prompt_modal("Edit again", [source], model=model)
+            self.adapter.prompt_modal("Edit again", inputs, model=model)
         )
 
     async def _delivered_image(self, job_id: str) -> AttachmentSource | None:

@@ -41,7 +41,7 @@ log = structlog.get_logger("kontext.slack")
 PLATFORM = "slack"
 Ack = Callable[..., Awaitable[None]]
 # Slack caps private_metadata at 3,000 characters; a file's description fits many times.
-_METADATA_FILES = 1
+_METADATA_FILES = 10  # every image of the message, as far as private_metadata holds
 
 
 def source_of(file: dict[str, Any]) -> AttachmentSource:
@@ -143,6 +143,7 @@ class SlackListeners:
             aspect_ratios=self.conversation.service.capabilities.aspect_ratios,
             models=self.conversation.service.models.choices(MAX_SELECT_OPTIONS),
             default_model=self.conversation.service.models.default.name,
+            max_files=self.conversation.service.models.max_images,
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
@@ -247,14 +248,18 @@ class SlackListeners:
         target = {"channel": channel, "user": user.user, "thread_ts": thread_ts or ts}
         reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
-        if not files and thread_ts:
+        bot_user = context.get("bot_user_id")
+        if thread_ts:
             # Slack redelivers events, and sends message and app_mention both for one
             # mention: an event already taken skips the thread look-up. Any other repeat
             # goes on to submit, which answers it with its job, and says nothing.
             if await self.conversation.service.job_for_key(key) is not None:
                 return
-            files = await self._latest_thread_image(channel, str(thread_ts), ts)
-        bot_user = context.get("bot_user_id")
+            previous, by_bot = await self._latest_thread_image(
+                channel, str(thread_ts), ts, str(bot_user or "")
+            )
+            # A follow-up takes the previous result first, then its own files.
+            files = self.conversation.message_files(files, previous, replied_is_result=by_bot)
         here = RequestContext(channel=channel)
         outcome = await self.conversation.read(
             user,
@@ -281,24 +286,29 @@ class SlackListeners:
         return SlackReply(self.client, target, bot_name=self.adapter.bot_name)
 
     async def _latest_thread_image(
-        self, channel: str, thread_ts: str, before: str
-    ) -> list[AttachmentSource]:
-        """Multi-turn editing: "now make her wave" in a thread edits its latest image."""
+        self, channel: str, thread_ts: str, before: str, bot_user: str = ""
+    ) -> tuple[AttachmentSource | None, bool]:
+        """Multi-turn editing: "now make her wave" in a thread edits its latest image;
+        also whether the bot posted it (a result, which a follow-up with files of its
+        own still takes first)."""
         try:
             answer = await self.client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=200
             )
         except SlackApiError as exc:
             self.adapter.api_error("conversations.replies", exc)
-            return []
+            return None, False
         messages: Sequence[dict[str, Any]] = answer.get("messages") or []
         for message in reversed(messages):
-            if float(message.get("ts", 0)) > float(before):
+            if float(message.get("ts", 0)) >= float(before):
                 continue
             images = [f for f in message.get("files") or [] if _is_image(f)]
             if images:
-                return [source_of(images[-1])]
-        return []
+                by_bot = bool(message.get("bot_id")) or (
+                    bool(bot_user) and message.get("user") == bot_user
+                )
+                return source_of(images[-1]), by_bot
+        return None, False
 
     def _request(
         self,
@@ -316,4 +326,5 @@ class SlackListeners:
             reply_target=target,
             idempotency_key=key,
             context=context,
+            left_out=edit.left_out,
         )

@@ -35,7 +35,10 @@ def edit_modal(
     aspect_ratios: tuple[str, ...],
     models: Sequence[tuple[str, str]] = (),
     default_model: str | None = None,
+    max_files: int = 1,
 ) -> dict[str, Any]:
+    """``max_files``: the most images the configured models take (Slack's file_input
+    allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element)."""
     blocks: list[dict[str, Any]] = []
     if with_file_input:
         blocks.append(
@@ -48,7 +51,7 @@ def edit_modal(
                     "type": "file_input",
                     "action_id": "file",
                     "filetypes": IMAGE_EXTENSIONS,
-                    "max_files": 1,
+                    "max_files": max(1, min(max_files, 10)),
                 },
             }
         )

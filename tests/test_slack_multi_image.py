@@ -1,0 +1,88 @@
+"""Several images on Slack (issue 26), through the real slack_bolt/slack_sdk against the
+fake Slack and the fake core.today: a mention with three images and ``--model flux2``
+is one create whose images are the three files in order (a text file beside them is
+left out and named), a thread follow-up with a new file takes the previous result
+first, and the modal's file input takes as many files as the models do."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.coretoday import FakeCoreToday
+from tests.fakes.slack import BOT_USER_ID
+from tests.support import png
+from tests.test_slack import Bot, balance, message_event, serving
+
+FLUX2_ID = "black-forest-labs/flux-2-pro"
+MODELS: list[dict[str, object]] = [
+    {
+        "name": "pro",
+        "model": "black-forest-labs/flux-kontext-pro",
+        "cost_per_image": 120,
+        "default": True,
+    },
+    {"name": "flux2", "model": FLUX2_ID, "cost_per_image": 100, "cost_per_extra_image": 5},
+]
+
+
+@pytest.fixture
+async def multi_bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
+    async for served in serving("http", tmp_path, fake, models=MODELS):
+        yield served
+
+
+async def test_a_mention_with_three_images_is_one_create_in_order(multi_bot: Bot) -> None:
+    bot = multi_bot
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+    files = [bot.slack.add_file(f"p{n}.png", png(c)) for n, c in enumerate(colours)]
+    notes = bot.slack.add_file("notes.txt", b"hello", mimetype="text/plain")
+    ts = f"{time.time() - 60:.6f}"
+    text = f"<@{BOT_USER_ID}> put the jacket from image 2 on the woman in image 3 --model flux2"
+    await bot.event(message_event("app_mention", ts, text, [files[0], notes, *files[1:]]), "Ev1")
+    (result,) = await bot.uploaded()
+    (create,) = bot.provider.creates
+    assert create.model == FLUX2_ID
+    assert [f[0] for f in create.files] == ["file:input_images"] * 3
+    assert [f[3] for f in create.files] == [png(c) for c in colours]
+    (ack,) = await bot.ephemerals()
+    assert "3 images): 110 credits reserved" in ack
+    assert "Left out (not an image): 'notes.txt'" in ack
+    assert await balance(bot) == 1200 - 110
+
+    # A follow-up in the thread with a file of its own: the result first, then the file.
+    hat = bot.slack.add_file("hat.png", png((250, 250, 0)))
+    follow = message_event(
+        "message",
+        f"{time.time() + 1:.6f}",
+        f"<@{BOT_USER_ID}> add the hat from image 2 --model flux2",
+        [hat],
+        thread_ts=ts,
+    )
+    await bot.event(follow, "Ev2")
+    await bot.uploaded(2)
+    second = bot.provider.creates[1]
+    assert [f[3] for f in second.files] == [result.data, png((250, 250, 0))]
+
+
+async def test_nine_images_are_refused_free_naming_the_limit(multi_bot: Bot) -> None:
+    bot = multi_bot
+    files = [bot.slack.add_file(f"p{n}.png", png((n * 20, 0, 0))) for n in range(9)]
+    ts = f"{time.time() - 60:.6f}"
+    await bot.event(
+        message_event("app_mention", ts, f"<@{BOT_USER_ID}> nine --model flux2", files), "Ev1"
+    )
+    (said,) = await bot.ephemerals()
+    assert "flux2 takes at most 8 images; you gave 9" in said
+    assert bot.provider.creates == [] and await balance(bot) == 1200
+
+
+async def test_the_modal_file_input_takes_as_many_files_as_the_models(multi_bot: Bot) -> None:
+    bot = multi_bot
+    await bot.command("")
+    view = await bot.opened_view()
+    block = next(b for b in view["blocks"] if b["block_id"] == "image")
+    assert block["element"]["max_files"] == 8
