@@ -416,6 +416,7 @@ def history_text(
             f"{mark}{when}",
             style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
             job_model(job),
+            *([f"{len(job.attachments)} images"] if len(job.attachments) > 1 else []),
             f"seed {job.seed if job.seed is not None else 'unknown'}",
             outcome,
             cost,

@@ -18,6 +18,7 @@ from PIL import Image
 
 from bot.app import build_core
 from bot.commands import EditCommand, parse_command
+from bot.conversation import Conversation
 from bot.domain import EditOptions, EditRequest, JobState, UserRef
 from bot.errors import UserInputError
 from bot.model_profiles import ImageTransport, ProfileOverrides, profile_for, shipped_profile
@@ -26,6 +27,7 @@ from bot.providers.base import InputImage, ProviderCapabilities, ProviderRequest
 from bot.providers.bfl import BflProvider, flux2_size
 from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.replicate import ReplicateProvider
+from bot.texts import Style
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
 from tests.fakes import replicate as replicate_fake
@@ -244,16 +246,24 @@ async def test_nine_images_to_an_eight_image_model_are_refused_free(tmp_path: Pa
 
 async def test_three_images_make_one_create_in_order_and_cost_the_extra(tmp_path: Path) -> None:
     frontend = RecordingFrontend()
+    dashboard = {"enabled": True, "port": 0, "password": "pw-0123456789"}
     async with coretoday_fake.FakeCoreToday() as fake:
-        core = await started(tmp_path, fake, frontend)
+        core = await started(tmp_path, fake, frontend, dashboard=dashboard)
         try:
             sent = request(frontend, "three", 3, "flux2")
             ack = await core.service.submit(sent)
             async with asyncio.timeout(HANG_GUARD_SECONDS):
                 job = await core.runner.wait_for(ack.job.id)
             balance = (await core.service.credits(ALICE)).balance
+            history = (await Conversation(core.service, Style()).history(ALICE)).text
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{core.dashboard.port}", auth=("admin", "pw-0123456789")
+            ) as http:
+                page = (await http.get("/jobs")).text
         finally:
             await core.close()
+    assert "flux2 · 3 images · seed" in history
+    assert '<td class="num inputs">3</td>' in page
     assert job.state == JobState.SUCCEEDED, job.error_message
     assert ack.job.cost == 100 + 10 * 2 and balance == 1200 - 120
     assert len(job.attachments) == 3
