@@ -237,12 +237,19 @@ class Conversation(AdminCommands):
         """The files a message's edit reads, in order. A reply to the bot's result
         continues that edit: the result first, then the reply's own files as references
         (issue 26). A reply to anyone else's image uses the reply's own files, or the
-        replied image when the reply has none."""
+        replied image when the reply has none. Where no configured model takes more
+        than one image, a reply's own image is the one edited, as before several images
+        were possible (the result first would only earn a refusal)."""
         if replied is None:
             return list(own)
-        if replied_is_result or not own:
+        if not own or (replied_is_result and self.takes_several()):
             return [replied, *own]
         return list(own)
+
+    def takes_several(self) -> bool:
+        """Whether any configured model takes more than one image: only then does a
+        front end look for a previous result beside a message's own files."""
+        return self.service.models.max_images > 1
 
     def edit_again_inputs(
         self, result: AttachmentSource, job: Job | None

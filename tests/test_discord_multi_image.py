@@ -108,3 +108,28 @@ async def test_two_images_to_the_one_image_model_are_refused_privately_and_free(
     assert "pro takes at most 1 image; you gave 2" in answer["data"]["content"]
     assert "--model flux2" in answer["data"]["content"]
     assert bot.provider.creates == [] and await bot.balance() == 1200
+
+
+async def test_with_one_image_models_a_reply_with_an_image_edits_that_image(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    """Kontext alone takes one image: a reply to a result that brings its own image
+    edits that image, as before several images were possible (no refusal)."""
+    async with FakeDiscord() as discord:
+        discord.add_user(ALICE, "alice")
+        core, adapter, settings = await start_bot(tmp_path, fake, discord)
+        bot = Bot(core, adapter, discord, fake, settings)
+        try:
+            photo = discord.upload(png(), "her.png", "image/png")
+            await discord.post_message("!kontext make it ink", user_id=ALICE, attachments=[photo])
+            (first,) = await bot.results(1, ART_CHANNEL_ID)
+            other = discord.upload(png((0, 90, 0)), "other.png", "image/png")
+            await discord.post_message(
+                "!kontext make it ink", user_id=ALICE, reply_to=first["id"], attachments=[other]
+            )
+            await bot.results(2, ART_CHANNEL_ID)
+        finally:
+            await adapter.stop()
+            await core.close()
+    second = fake.creates[1]
+    assert [f[3] for f in second.files] == [png((0, 90, 0))]

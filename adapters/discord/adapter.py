@@ -338,9 +338,11 @@ class DiscordAdapter:
         if await self.service.job_for_key(key) is not None:
             return  # a gateway replay of a message already taken
         me = self.bot.user
-        replied = await attachments.referenced_message(message)
+        own = attachments.sources_of(message)
+        look = not own or self.conversation.takes_several()
+        replied = await attachments.referenced_message(message) if look else None
         files = self.conversation.message_files(
-            attachments.sources_of(message),
+            own,
             attachments.first_image(replied) if replied is not None else None,
             replied_is_result=replied is not None and me is not None and replied.author.id == me.id,
         )

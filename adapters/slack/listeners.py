@@ -249,7 +249,7 @@ class SlackListeners:
         reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
         bot_user = context.get("bot_user_id")
-        if thread_ts:
+        if thread_ts and (not files or self.conversation.takes_several()):
             # Slack redelivers events, and sends message and app_mention both for one
             # mention: an event already taken skips the thread look-up. Any other repeat
             # goes on to submit, which answers it with its job, and says nothing.
