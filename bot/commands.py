@@ -49,6 +49,11 @@ class CreditsCommand:
     pass
 
 
+@dataclass(frozen=True)
+class CancelCommand:
+    """``cancel``: stop the asker's newest unfinished job (bot.cancellation)."""
+
+
 # -- history (issue 19) ---------------------------------------------------------------------
 
 
@@ -77,7 +82,7 @@ def parse_history(text: str, bot_mentions: Iterable[str] = ()) -> HistoryCommand
 
 # ------------------------------------------------------------------------------------------
 
-ParsedCommand = EditCommand | HelpCommand | CreditsCommand
+ParsedCommand = EditCommand | HelpCommand | CreditsCommand | CancelCommand
 
 _FLAG_NAMES = {
     "ar": "ar",
@@ -183,6 +188,8 @@ def parse_command(
         return HelpCommand()
     if not values and prompt.strip().lower() in {"credits", "balance"}:
         return CreditsCommand()
+    if not values and prompt.strip().lower() == "cancel":
+        return CancelCommand()
     options = build_options(
         has_image=has_image,
         capabilities=capabilities,

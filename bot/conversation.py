@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bot import texts
+from bot.cancellation import Outcome
 from bot.commands import (
+    CancelCommand,
     CreditsCommand,
     HelpCommand,
     build_options,
@@ -102,6 +104,22 @@ class Conversation(AdminCommands):
     async def credits(self, user: UserRef, context: RequestContext | None = None) -> str:
         return texts.credits_text(self.style, await self.service.credits(user, context))
 
+    # -- cancel, free (issue 26) ----------------------------------------------------------------
+
+    async def cancel(
+        self,
+        asker: UserRef,
+        job_id: str | None = None,
+        platform_admin: PlatformAdmin = _not_platform_admin,
+    ) -> str:
+        """Cancel ``job_id`` (a Cancel button) or the asker's newest unfinished job
+        (``/kontext cancel``); the answer is for the asker alone. The platform is asked
+        whether the asker is its admin only for someone else's job."""
+        answer = await self.service.cancel(asker, job_id)
+        if answer.outcome == Outcome.NOT_YOURS and await self._asks(asker, platform_admin):
+            answer = await self.service.cancel(asker, job_id, platform_admin=True)
+        return texts.cancel_text(answer)
+
     # -- history, free (issue 19) ---------------------------------------------------------------
 
     async def history(
@@ -174,6 +192,8 @@ class Conversation(AdminCommands):
                 return Said(self.help())
             if isinstance(parsed, CreditsCommand):
                 return Said(await self.credits(user, context))
+            if isinstance(parsed, CancelCommand):
+                return Said(await self.cancel(user, platform_admin=platform_admin))
             options = parsed.options
             if options.model is None and model is not None:
                 options = replace(options, model=model)
@@ -205,6 +225,8 @@ class Conversation(AdminCommands):
             return Said(await self.credits(user, context))
         if word == "history":
             return Said((await self.history(user)).text)
+        if word == "cancel":
+            return Said(await self.cancel(user))
         try:
             inputs = self.service.pick_inputs(files)
             options = build_options(

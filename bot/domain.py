@@ -249,6 +249,8 @@ class Job:
     # The named model (bot.models) whose cost was reserved; None for jobs from before
     # named models (the default one).
     model_name: str | None = None
+    # Cancel was asked while it ran (bot.cancellation); the runner honours it.
+    cancel_requested: bool = False
 
     @property
     def delivered(self) -> Mapping[str, Any] | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from bot.cancellation import CANCELED_KIND, cancel_requested
 from bot.domain import EditResult, Job, JobState, Reply
 from bot.errors import (
     ErrorKind,
@@ -41,13 +42,31 @@ from bot.polling import PollPlanner
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 from bot.runner_limits import RunnerLimits
 from bot.step_progress import StepRelay, show_progress
-from bot.texts import failure_message, inputs_too_large
+from bot.texts import (
+    CANCEL_TOO_LATE,
+    CANCELED_AT_PROVIDER,
+    canceled_text,
+    failure_message,
+    inputs_too_large,
+)
 
 Log = structlog.typing.FilteringBoundLogger
 
 
 class _Held(Exception):
     """The job went back in the queue; this run of it ends without an outcome."""
+
+
+class _Canceled(Exception):
+    """The provider stopped the job after a cancel was asked (bot.cancellation)."""
+
+
+async def show_told(reply: Reply, text: str, bound: Log) -> None:
+    """A word for the requester that must not fail the job (it is delivered)."""
+    try:
+        await reply.tell(text)
+    except Exception:
+        bound.exception("could not tell the requester")
 
 
 class JobPipeline:
@@ -75,6 +94,8 @@ class JobPipeline:
         self.keep_outputs = limits.keep_images_hours > 0
         self.webhook_base_url = ""
         self._hints: dict[str, asyncio.Event] = {}
+        # Jobs whose provider was asked to stop (bot.cancellation), while they run here.
+        self._cancel_sent: set[str] = set()
         self._preparing = asyncio.Semaphore(limits.max_preparing)
 
     def hint(self, job_id: str) -> None:
@@ -87,6 +108,7 @@ class JobPipeline:
             await self._execute(job, bound)
         finally:
             self._hints.pop(job.id, None)
+            self._cancel_sent.discard(job.id)
 
     async def _execute(self, job: Job, bound: Log) -> None:
         reply = self.frontends[job.user.platform].reply_for(job)
@@ -126,6 +148,10 @@ class JobPipeline:
                     output_meta=dict(meta),
                 )
             await self._deliver(job, reply, started, bound, balance)
+            if job.id in self._cancel_sent:  # the result won the race with a cancel
+                await show_told(reply, CANCEL_TOO_LATE, bound)
+        except _Canceled:
+            await self._canceled(job, reply, bound)
         except _Held:
             bound.info("provider busy; job back in the queue")
         except TimeoutError as exc:
@@ -252,6 +278,11 @@ class JobPipeline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(hint.wait(), timeout=delay)
                 hint.clear()
+                if job.id not in self._cancel_sent and await cancel_requested(self.queue, job.id):
+                    # Asked by the requester or an admin (bot.cancellation): tell the
+                    # provider, then go on polling for what it says it became.
+                    self._cancel_sent.add(job.id)
+                    await provider.cancel(status.id)
                 polls += 1
                 asked_at = time.monotonic() - started
                 status = await provider.status(status.id)
@@ -265,6 +296,8 @@ class JobPipeline:
         if polls:  # a resumed or at-once answer says nothing about how long jobs take
             self.poller.record(model, duration, pending_at=pending_at)
         self.metrics.provider_latency.labels(provider.name, model).observe(duration)
+        if job.id in self._cancel_sent and status.state != PredictionState.SUCCEEDED:
+            raise _Canceled
         if status.state == PredictionState.SUCCEEDED:
             if not status.output_urls:
                 raise ProviderUnavailable(
@@ -390,6 +423,21 @@ class JobPipeline:
             await reply.fail(job, message)
         except Exception:
             bound.exception("could not tell the user about the failure")
+
+    async def _canceled(self, job: Job, reply: Reply, bound: Log) -> None:
+        """The provider stopped the job as asked: canceled and refunded, once."""
+        balance = await self.queue.fail(
+            job, error_kind=CANCELED_KIND, message=CANCELED_AT_PROVIDER, state=JobState.CANCELED
+        )
+        if balance is None:
+            return  # someone else already finished this job
+        self.metrics.jobs_finished.labels(JobState.CANCELED.value).inc()
+        self.metrics.credits_refunded.inc(job.cost)
+        bound.info("job canceled at the provider and refunded")
+        try:
+            await reply.fail(job, canceled_text(balance))
+        except Exception:
+            bound.exception("could not tell the user about the cancel")
 
     async def _cancel_at_provider(self, job: Job) -> None:
         fresh = await self._refresh(job)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot import ledger, texts
+from bot import cancellation, ledger, texts
+from bot.cancellation import CancelAnswer, Outcome
 from bot.commands import validate_prompt
 from bot.domain import (
     SEED_MAX,
@@ -21,6 +22,7 @@ from bot.domain import (
     AttachmentSource,
     EditRequest,
     Job,
+    JobState,
     RequestContext,
     UserRef,
 )
@@ -310,6 +312,39 @@ class KontextService:
             active_jobs=await store.active_for_user(user),
             models=self.models.models if self.models.several else (),
         )
+
+    async def cancel(
+        self, user: UserRef, job_id: str | None = None, *, platform_admin: bool = False
+    ) -> CancelAnswer:
+        """Cancel ``job_id``, or the asker's newest unfinished job: only the requester or
+        an admin may (bot.cancellation says what happens at each stage)."""
+        if job_id is None:
+            job = await cancellation.newest_unfinished(self.store, user)
+        else:
+            job = await self.store.get(job_id)
+        if job is None:
+            return CancelAnswer(Outcome.NONE)
+        if job.user != user and not self.is_admin(user, platform_admin=platform_admin):
+            return CancelAnswer(Outcome.NOT_YOURS, job)
+        if job.state.terminal or job.state == JobState.DELIVERING:
+            return CancelAnswer(Outcome.FINISHED, job)
+        if job.state == JobState.QUEUED:
+            balance = await cancellation.cancel_queued(self.store, job, texts.CANCELED_QUEUED)
+            if balance is not None:
+                return CancelAnswer(Outcome.CANCELED, job, balance)
+            job = await self.store.get(job.id) or job  # a runner took it meanwhile
+            if job.state != JobState.RUNNING:
+                return CancelAnswer(Outcome.FINISHED, job)
+        if job.provider in cancellation.CANNOT_CANCEL:
+            return CancelAnswer(Outcome.CANNOT, job)
+        if not await cancellation.ask_to_cancel(self.store, job.id):
+            fresh = await self.store.get(job.id) or job
+            asked = fresh.cancel_requested and fresh.state == JobState.RUNNING
+            return CancelAnswer(Outcome.ALREADY_ASKED if asked else Outcome.FINISHED, fresh)
+        hint = getattr(self.runner, "hint", None)
+        if callable(hint):
+            hint(job.id)  # this process runs it: look now rather than at the next poll
+        return CancelAnswer(Outcome.ASKED, job)
 
     def is_admin(self, user: UserRef, *, platform_admin: bool = False) -> bool:
         """``platform_admin`` is the adapter's word that the platform itself calls this

@@ -22,6 +22,7 @@ from bot.limits import Limits
 from bot.policies import Override
 
 if TYPE_CHECKING:
+    from bot.cancellation import CancelAnswer
     from bot.model_profiles import ModelProfile
     from bot.models import Catalogue, Model
     from bot.service import CreditStatus
@@ -426,3 +427,51 @@ def history_text(
             parts.append(style.link(str(where["link"]), "result"))
         lines.append(" · ".join(parts))
     return "\n".join(lines)
+
+
+# -- cancel (bot.cancellation) ------------------------------------------------------------
+
+CANCELED_QUEUED = "Canceled before it started."
+CANCELED_AT_PROVIDER = "Canceled at the image service."
+
+
+def cancel_text(answer: CancelAnswer) -> str:
+    """The answer to the one who asked to cancel."""
+    from bot.cancellation import Outcome
+
+    job = answer.job
+    short_id = job.id[:8] if job is not None else ""
+    outcome = answer.outcome
+    if outcome == Outcome.CANCELED:
+        return (
+            f"Canceled job {short_id} before it started: {job.cost if job else 0} credits "
+            f"refunded, {answer.balance} left."
+        )
+    if outcome == Outcome.ASKED:
+        return (
+            f"Asked the image service to stop job {short_id}. Its credits are refunded once "
+            "it has stopped; if the image is already done, it is posted and charged."
+        )
+    if outcome == Outcome.ALREADY_ASKED:
+        return f"Job {short_id} is already being canceled."
+    if outcome == Outcome.CANNOT:
+        return (
+            f"Job {short_id} cannot be canceled: this image service has no way to stop an "
+            "edit once it started. It goes on and is posted when done."
+        )
+    if outcome == Outcome.FINISHED:
+        return f"Job {short_id} has already finished; there is nothing to cancel."
+    if outcome == Outcome.NOT_YOURS:
+        return "Only the person who asked for this edit, or an admin, can cancel it."
+    return "You have no edit in progress to cancel."
+
+
+def canceled_text(balance: int | None) -> str:
+    """Told to the requester when a running job was stopped and refunded."""
+    left = f", {balance} left" if balance is not None else ""
+    return f"Canceled as asked: the edit was stopped and its credits refunded{left}."
+
+
+CANCEL_TOO_LATE = (
+    "The edit finished before it could be stopped, so it was posted and charged as usual."
+)

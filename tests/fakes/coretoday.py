@@ -211,7 +211,8 @@ class FakeCoreToday(FakeProvider):
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
             return web.json_response({"detail": "Not found"}, status=404)
-        prediction.canceled = True
+        if not self.script.cancel_ignored:
+            prediction.canceled = True
         return web.json_response({"id": prediction.id, "status": "canceled"})
 
 

@@ -48,6 +48,9 @@ class Script:
     # Where a result download is sent instead of the image: ``302 Location:`` this URL
     # with ``{id}`` filled in (e.g. a ``FileHost`` on another port). None: the image.
     output_location: str | None = None
+    # A cancel arrives after the prediction finished: answered as accepted, but the
+    # prediction keeps its outcome (a result that wins the race with a cancel).
+    cancel_ignored: bool = False
 
 
 @dataclass
