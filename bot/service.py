@@ -74,11 +74,23 @@ class Wakeable(Protocol):
 
     def wake(self) -> None: ...
 
+    def hint(self, job_id: str) -> None:
+        """Look at this job now (a cancel was asked of it)."""
+
+    def withdrawn(self, job: Job, text: str) -> None:
+        """A queued job was canceled: its status message goes, and its requester hears."""
+
 
 class _NobodyListens:
     """Before a runner is attached (the credits CLI has none), queued jobs wait."""
 
     def wake(self) -> None:
+        return None
+
+    def hint(self, job_id: str) -> None:
+        return None
+
+    def withdrawn(self, job: Job, text: str) -> None:
         return None
 
 
@@ -331,6 +343,7 @@ class KontextService:
         if job.state == JobState.QUEUED:
             balance = await cancellation.cancel_queued(self.store, job, texts.CANCELED_QUEUED)
             if balance is not None:
+                self.runner.withdrawn(job, texts.withdrawn_text(balance))
                 return CancelAnswer(Outcome.CANCELED, job, balance)
             job = await self.store.get(job.id) or job  # a runner took it meanwhile
             if job.state != JobState.RUNNING:
@@ -341,9 +354,7 @@ class KontextService:
             fresh = await self.store.get(job.id) or job
             asked = fresh.cancel_requested and fresh.state == JobState.RUNNING
             return CancelAnswer(Outcome.ALREADY_ASKED if asked else Outcome.FINISHED, fresh)
-        hint = getattr(self.runner, "hint", None)
-        if callable(hint):
-            hint(job.id)  # this process runs it: look now rather than at the next poll
+        self.runner.hint(job.id)  # when this process runs it: look now, not at the next poll
         return CancelAnswer(Outcome.ASKED, job)
 
     def is_admin(self, user: UserRef, *, platform_admin: bool = False) -> bool:

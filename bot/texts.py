@@ -466,6 +466,11 @@ def cancel_text(answer: CancelAnswer) -> str:
     return "You have no edit in progress to cancel."
 
 
+def withdrawn_text(balance: int) -> str:
+    """Told to the requester when their queued job was canceled."""
+    return f"Canceled before it started: its credits were refunded, {balance} left."
+
+
 def canceled_text(balance: int | None) -> str:
     """Told to the requester when a running job was stopped and refunded."""
     left = f", {balance} left" if balance is not None else ""

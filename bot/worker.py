@@ -68,6 +68,7 @@ class Worker:
         self._finished: dict[str, asyncio.Event] = {}
         self._stopping = False
         self._hurry = asyncio.Event()
+        self._notices: set[asyncio.Task[None]] = set()
 
     @property
     def limits(self) -> RunnerLimits:
@@ -103,6 +104,23 @@ class Worker:
         is running; hints for other jobs are dropped."""
         if job_id in self._workers:
             self.pipeline.hint(job_id)
+
+    def withdrawn(self, job: Job, text: str) -> None:
+        """A queued job was canceled (bot.cancellation): its status message is taken
+        down and the requester told, in the background, so the canceller's own answer
+        is not held up by the platform."""
+        frontend = self.frontends.get(job.user.platform)
+        if frontend is None:
+            return
+        task = asyncio.create_task(self._tell_withdrawn(frontend, job, text))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _tell_withdrawn(self, frontend: Platform, job: Job, text: str) -> None:
+        try:
+            await frontend.reply_for(job).fail(job, text)
+        except Exception:
+            log.exception("could not tell the requester about the cancel", job_id=job.id)
 
     def hurry(self) -> None:
         """End the grace period of a ``stop`` now (a second signal)."""
@@ -143,6 +161,8 @@ class Worker:
         for task in list(self._workers.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._notices:  # cancel notices under way: a platform call each, let them end
+            await asyncio.wait(list(self._notices), timeout=5.0)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

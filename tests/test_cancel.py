@@ -78,6 +78,7 @@ async def test_a_queued_job_is_removed_and_refunded_at_once(tmp_path: Path) -> N
         nothing = await conversation.read(ALICE, "cancel")
         balance = (await core.service.credits(ALICE)).balance
         refunded = await refunds(core, job.id)
+        await until(lambda: _told(frontend))
     finally:
         await core.close()
     assert "Only the person who asked for this edit, or an admin" in stranger
@@ -88,7 +89,9 @@ async def test_a_queued_job_is_removed_and_refunded_at_once(tmp_path: Path) -> N
     assert "already finished" in again
     assert isinstance(nothing, Said) and "no edit in progress" in nothing.text
     assert balance == 1200 and refunded == 1
-    assert frontend.delivered == [] and frontend.failures == []
+    # Its status message goes and the requester hears why; nothing is posted.
+    assert frontend.delivered == []
+    assert [m for _, m in frontend.failures] == [texts.withdrawn_text(1200)]
 
 
 async def test_at_the_provider_the_cancel_is_sent_and_refunded_once_confirmed(
@@ -206,3 +209,7 @@ async def _running_at_provider(core: Any, job_id: str) -> Job | None:
 
 async def _cancels(fake: coretoday_fake.FakeCoreToday) -> bool:
     return fake.cancels > 0
+
+
+async def _told(frontend: RecordingFrontend) -> bool:
+    return bool(frontend.failures)
