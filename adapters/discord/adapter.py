@@ -24,7 +24,7 @@ from discord.gateway import DiscordWebSocket
 from adapters.discord import attachments
 from adapters.discord.cog import KontextCog
 from adapters.discord.commands_sync import sync_if_changed
-from adapters.discord.components import DYNAMIC_ITEMS, MAX_CHOICES, PromptModal
+from adapters.discord.components import DYNAMIC_ITEMS, MAX_CHOICES, STATUS_ITEMS, PromptModal
 from adapters.discord.people import PLATFORM, request_context, user_ref
 from adapters.discord.reply import DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
@@ -71,7 +71,7 @@ class KontextBot(commands.AutoShardedBot):
         self.kontext = adapter
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.add_dynamic_items(*DYNAMIC_ITEMS, *STATUS_ITEMS)
         await self.add_cog(KontextCog(self.kontext))
         config = self.kontext.config
         if config.syncs_commands:

@@ -70,6 +70,18 @@ class ResultButtons:
         image = where.get("image") if where else None
         return AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
 
+    async def cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """The status message's Cancel: the conversation decides (requester or admin)
+        and words the answer, for the clicker alone."""
+
+        async def platform_admin() -> bool:
+            return self.adapter.is_platform_admin(interaction)
+
+        text = await self.adapter.conversation.cancel(
+            self.adapter.user_of(interaction), job_id, platform_admin
+        )
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Through the button's own interaction (a deferred update, then DELETE
         ``@original``, which for a component is the message it is on): that works in
