@@ -1,4 +1,4 @@
-"""Several images on Slack (issue 26), through the real slack_bolt/slack_sdk against the
+"""Several images and Cancel on Slack (issue 26), through the real slack_bolt/slack_sdk against the
 fake Slack and the fake core.today: a mention with three images and ``--model flux2``
 is one create whose images are the three files in order (a text file beside them is
 left out and named), a thread follow-up with a new file takes the previous result
@@ -6,16 +6,19 @@ first, and the modal's file input takes as many files as the models do."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakes.coretoday import FakeCoreToday
-from tests.fakes.slack import BOT_USER_ID
-from tests.support import png
-from tests.test_slack import Bot, balance, message_event, serving
+from tests.fakes.slack import BOT_USER_ID, TEAM_ID
+from tests.support import HANG_GUARD_SECONDS, png
+from tests.test_slack import CHANNEL, USER, Bot, balance, message_event, responses, serving
 
 FLUX2_ID = "black-forest-labs/flux-2-pro"
 MODELS: list[dict[str, object]] = [
@@ -86,3 +89,49 @@ async def test_the_modal_file_input_takes_as_many_files_as_the_models(multi_bot:
     view = await bot.opened_view()
     block = next(b for b in view["blocks"] if b["block_id"] == "image")
     assert block["element"]["max_files"] == 8
+
+
+# -- Cancel on the acknowledgement (issue 26) -----------------------------------------------
+
+
+def cancel_click(bot: Bot, job_id: str, user: str, n: int) -> dict[str, Any]:
+    """The block_actions payload Slack sends when the ephemeral's Cancel is pressed."""
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user},
+        "channel": {"id": CHANNEL},
+        "container": {"type": "message", "is_ephemeral": True},
+        "trigger_id": f"t-cancel-{n}",
+        "actions": [
+            {"type": "button", "action_id": "kontext_cancel", "value": job_id, "block_id": "b"}
+        ],
+        "response_url": f"{bot.slack.base_url}/response/cancel-{n}",
+    }
+
+
+async def test_cancel_from_the_acknowledgement_at_the_provider(multi_bot: Bot) -> None:
+    bot = multi_bot
+    bot.provider.script.outcome = "never"
+    file = bot.slack.add_file("cat.png", png())
+    ts = f"{time.time() - 60:.6f}"
+    await bot.event(message_event("app_mention", ts, f"<@{BOT_USER_ID}> make it ink", [file]), "E")
+    await bot.ephemerals()
+    (posted,) = bot.slack.calls_to("chat.postEphemeral")
+    assert "Cancel" in json.dumps(posted.args.get("blocks")), "the acknowledgement has Cancel"
+    job = await bot.core.service.job_for_key(f"slack:{TEAM_ID}:msg:{CHANNEL}:{ts}")
+    assert job is not None
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while not bot.provider.creates:
+            await asyncio.sleep(0.01)
+    await bot.interact(cancel_click(bot, job.id, "U0STRANGER", 1))
+    await bot.interact(cancel_click(bot, job.id, USER, 2))
+    answers = await responses(bot, 2)
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        done = await bot.core.runner.wait_for(job.id)
+    assert "Only the person who asked for this edit, or an admin" in answers[0]["text"]
+    assert "Asked the image service to stop" in answers[1]["text"]
+    assert all(a.get("response_type") == "ephemeral" for a in answers)
+    assert done.state.value == "canceled" and bot.provider.cancels == 1
+    assert await balance(bot) == 1200, "refunded once"
+    assert [u for u in bot.slack.uploads.values() if u.channel] == [], "nothing posted"

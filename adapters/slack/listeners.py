@@ -30,8 +30,13 @@ import structlog
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.reply import SlackReply
-from adapters.slack.views import MAX_SELECT_OPTIONS, edit_modal, read_submission
-from bot.conversation import Conversation, Edit, Said
+from adapters.slack.views import (
+    MAX_SELECT_OPTIONS,
+    cancel_blocks,
+    edit_modal,
+    read_submission,
+)
+from bot.conversation import Conversation, Edit, Said, Submitted
 from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
 
 if TYPE_CHECKING:
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("kontext.slack")
 PLATFORM = "slack"
 Ack = Callable[..., Awaitable[None]]
+Respond = Callable[..., Awaitable[Any]]  # slack_bolt's respond (the response_url)
 # Slack caps private_metadata at 3,000 characters; a file's description fits many times.
 _METADATA_FILES = 10  # every image of the message, as far as private_metadata holds
 
@@ -76,12 +82,13 @@ class SlackListeners:
         self.conversation = conversation
 
     def register(self) -> None:
-        from adapters.slack.views import CALLBACK_ID, SHORTCUT_CALLBACK_ID
+        from adapters.slack.views import CALLBACK_ID, CANCEL_ACTION_ID, SHORTCUT_CALLBACK_ID
 
         app = self.adapter.app
         app.command("/kontext")(self.on_command)
         app.view(CALLBACK_ID)(self.on_view_submission)
         app.shortcut(SHORTCUT_CALLBACK_ID)(self.on_message_shortcut)
+        app.action(CANCEL_ACTION_ID)(self.on_cancel)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
 
@@ -191,7 +198,7 @@ class SlackListeners:
         )
         await ack()
         if not submitted.duplicate:
-            await self._reply(target).tell(submitted.text)
+            await self._tell_queued(self._reply(target), submitted)
 
     async def on_message_shortcut(self, ack: Ack, shortcut: dict[str, Any]) -> None:
         await ack()
@@ -274,7 +281,27 @@ class SlackListeners:
             return
         submitted = await self.conversation.submit(self._request(user, outcome, target, key, here))
         if not submitted.duplicate:
+            await self._tell_queued(reply, submitted)
+
+    async def _tell_queued(self, reply: SlackReply, submitted: Submitted) -> None:
+        """The answer to a submission: a refusal as text, a queued job with Cancel."""
+        if submitted.accepted and submitted.job_id is not None:
+            await reply.tell(submitted.text, cancel_blocks(submitted.text, submitted.job_id))
+        else:
             await reply.tell(submitted.text)
+
+    async def on_cancel(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        """The acknowledgement's Cancel: the conversation decides (requester or admin)
+        and words the answer, shown to the clicker alone."""
+        await ack()
+        user = UserRef(PLATFORM, str(body["team"]["id"]), str(body["user"]["id"]))
+        job_id = str((body.get("actions") or [{}])[0].get("value") or "")
+        text = await self.conversation.cancel(user, job_id, self.adapter.platform_admin(user))
+        if body.get("response_url"):
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+            return
+        channel = str((body.get("channel") or {}).get("id") or "")
+        await self._reply({"channel": channel, "user": user.user}).tell(text)
 
     async def _bot_is_in(self, channel: str) -> bool:
         return await self.adapter.membership.is_member(channel)

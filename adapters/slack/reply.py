@@ -225,14 +225,19 @@ class SlackReply:
             await self._status(job, ":x: Failed")
         await self.tell(message)
 
-    async def tell(self, text: str) -> None:
+    async def tell(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """A private answer; never raises for Slack's sake. What it says (a request
         queued, a refusal) is already decided and stored, so a Slack that does not answer
         in time (a burst of a thousand) must not turn an accepted event into an error,
-        which Slack would only deliver again."""
+        which Slack would only deliver again. ``blocks``: the same text with buttons
+        (a queued job's Cancel); ``text`` stays the notification's words."""
         try:
             await self.client.chat_postEphemeral(
-                channel=self.channel, user=self.user, thread_ts=self.thread_ts, text=text
+                channel=self.channel,
+                user=self.user,
+                thread_ts=self.thread_ts,
+                text=text,
+                blocks=blocks or None,
             )
         except SlackApiError as exc:
             error = exc.response.get("error")
