@@ -76,6 +76,8 @@ async def test_a_queued_job_is_removed_and_refunded_at_once(tmp_path: Path) -> N
         stored = await core.store.get(job.id)
         again = await conversation.cancel(ALICE, job.id)
         nothing = await conversation.read(ALICE, "cancel")
+        # Discord's /kontext with a prompt of just "cancel" (the options path) too.
+        slash = await conversation.read_options(ALICE, "cancel")
         balance = (await core.service.credits(ALICE)).balance
         refunded = await refunds(core, job.id)
         await until(lambda: _told(frontend))
@@ -88,6 +90,7 @@ async def test_a_queued_job_is_removed_and_refunded_at_once(tmp_path: Path) -> N
     assert stored is not None and stored.state == JobState.CANCELED
     assert "already finished" in again
     assert isinstance(nothing, Said) and "no edit in progress" in nothing.text
+    assert isinstance(slash, Said) and slash.text == nothing.text
     assert balance == 1200 and refunded == 1
     # Its status message goes and the requester hears why; nothing is posted.
     assert frontend.delivered == []
