@@ -19,6 +19,7 @@ from bot.domain import EditOptions, EditRequest, Job, JobState, UserRef
 from bot.ledger import EntryKind
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
+from tests.fakes import replicate as replicate_fake
 from tests.recording import RecordingFrontend
 from tests.support import HANG_GUARD_SECONDS, make_settings, png
 
@@ -216,3 +217,33 @@ async def _cancels(fake: coretoday_fake.FakeCoreToday) -> bool:
 
 async def _told(frontend: RecordingFrontend) -> bool:
     return bool(frontend.failures)
+
+
+async def test_at_replicate_the_cancel_is_its_cancel_route(tmp_path: Path) -> None:
+    frontend = RecordingFrontend()
+    async with replicate_fake.FakeReplicate() as fake:
+        fake.script.outcome = "never"
+        settings = settings_for(
+            tmp_path,
+            fake.base_url,
+            provider={
+                "name": "replicate",
+                "api_key": replicate_fake.DEFAULT_KEY,
+                "model": "black-forest-labs/flux-kontext-pro",
+            },
+        )
+        core = await build_core(settings, {"slack": frontend})
+        await core.start()
+        try:
+            job = await submit(core, frontend, "rep")
+            await until(lambda: _running_at_provider(core, job.id))
+            answer = await Conversation(core.service, texts.Style()).cancel(ALICE)
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                done = await core.runner.wait_for(job.id)
+            balance = (await core.service.credits(ALICE)).balance
+        finally:
+            await core.close()
+    assert "Asked the image service to stop" in answer
+    assert done.state == JobState.CANCELED
+    assert fake.cancels == 1 and balance == 1200
+    assert frontend.delivered == []
