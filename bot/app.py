@@ -42,6 +42,7 @@ def runner_limits(settings: Settings) -> RunnerLimits:
         poll_initial=jobs.poll_initial_seconds,
         poll_max=jobs.poll_max_seconds,
         delivery_attempts=jobs.delivery_attempts,
+        delivery_deadline=jobs.delivery_deadline_seconds,
         max_preparing=jobs.max_preparing,
         progress_interval=jobs.progress_interval_seconds,
         max_input_bytes=images.max_input_bytes,

@@ -1,4 +1,4 @@
-"""The five kinds of failure of DESIGN.md, as exceptions that carry a user-facing message.
+"""The kinds of failure of DESIGN.md, as exceptions that carry a user-facing message.
 
 Every failure a user can see is one of these kinds, because the kind decides the two
 things that matter to them: whether they were charged (only the user's own input and
@@ -16,6 +16,10 @@ class ErrorKind(StrEnum):
     QUOTA = "quota"
     MODERATION = "moderation"
     PROVIDER_UNAVAILABLE = "provider_unavailable"
+    # The chat platform would not take the finished image (the bot was removed from the
+    # channel, the channel was archived): the provider did its part, so logs, metrics and
+    # the dashboard must not blame it.
+    PLATFORM = "platform"
     INTERNAL = "internal"
 
 
@@ -89,10 +93,23 @@ class ProviderUnavailable(KontextError):
 class DeliveryImpossible(KontextError):
     """The result can never be posted where it was asked for (the bot was removed from
     the channel, the channel was archived or deleted): retrying cannot help, so the job
-    fails at once, is refunded, and the user is told privately. Its kind is the one the
-    runner gives any delivery that failed: not the user's fault, refunded."""
+    fails at once, is refunded, and the user is told privately. Its kind is the
+    platform's, as for any delivery that failed: not the user's fault, refunded."""
 
-    kind = ErrorKind.PROVIDER_UNAVAILABLE
+    kind = ErrorKind.PLATFORM
+
+
+class DeliveryDeferred(Exception):
+    """The platform said "not yet" (HTTP 429, Slack's ``ratelimited``): the result is
+    paid for and kept on disk, so the runner waits ``retry_after`` seconds and posts it
+    again, until the delivery deadline, instead of refunding it. Not a ``KontextError``:
+    nobody is told of a failure, because there is none yet."""
+
+    def __init__(self, platform: str, method: str, retry_after: float) -> None:
+        super().__init__(f"{platform} {method} rate limited; retry after {retry_after:g} s")
+        self.platform = platform
+        self.method = method
+        self.retry_after = max(0.0, retry_after)
 
 
 class InternalError(KontextError):

@@ -23,6 +23,8 @@ QUEUE_POSITION_CAP = 1000
 # The key of ``Job.output_meta`` (the jobs.result column) holding where the result was
 # posted: what ``Reply.deliver`` answered (a platform's ids and a ``link``).
 DELIVERED = "delivered"
+# In a delivering job's output metadata: the platform whose rate limit holds it back.
+WAITING_FOR = "waiting_for"
 
 
 def row_to_job(row: Row[Any]) -> Job:

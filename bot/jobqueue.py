@@ -33,7 +33,7 @@ from bot.domain import (
     JobState,
     UserRef,
 )
-from bot.job_reads import DELIVERED, JobReads, row_to_job
+from bot.job_reads import DELIVERED, WAITING_FOR, JobReads, row_to_job
 from bot.policies import PolicyBook
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.group_commit import WriteBatch
@@ -218,6 +218,13 @@ class JobQueue(JobReads):
             return bool(result.rowcount)
 
         return await self.writes.run(requeue)
+
+    async def mark_waiting(self, job: Job, platform: str | None) -> None:
+        """A delivering job's result is held back by the platform's rate limit (or no
+        longer is, ``None``): kept beside the output metadata, where the dashboard shows
+        it; ``mark_succeeded`` writes the metadata anew without it."""
+        meta = {**job.output_meta, WAITING_FOR: platform} if platform else dict(job.output_meta)
+        await self._update_active(job.id, result=meta)
 
     async def switch_provider(self, job_id: str, provider: str, model: str) -> None:
         """Failover: the job goes to the next provider (its cost to the user stays)."""

@@ -68,8 +68,29 @@ class Metrics:
         )
         self.errors = Counter(
             "kontext_errors",
-            "Failed jobs by error kind (user_input, moderation, provider_unavailable, internal).",
+            "Failed jobs by error kind (user_input, moderation, provider_unavailable, platform, "
+            "internal).",
             ["kind"],
+            registry=self.registry,
+        )
+
+        self.platform_calls = Counter(
+            "kontext_platform_calls",
+            "Chat platform API calls by platform, method and outcome (ok, ratelimited, "
+            "error); a call slack_sdk retried counts once, by how it ended.",
+            ["platform", "method", "outcome"],
+            registry=self.registry,
+        )
+        self.platform_rate_limited = Counter(
+            "kontext_platform_rate_limited",
+            "HTTP 429 answers from the chat platforms, each one counted, by method.",
+            ["platform", "method"],
+            registry=self.registry,
+        )
+        self.deliveries_waiting = Gauge(
+            "kontext_deliveries_waiting",
+            "Finished results this process holds back because the platform said slow down.",
+            ["platform"],
             registry=self.registry,
         )
 

@@ -23,9 +23,12 @@ from typing import Any
 
 import structlog
 
+from bot import texts
 from bot.cancellation import CANCELED_KIND, cancel_requested
 from bot.domain import EditResult, Job, JobState, Reply
 from bot.errors import (
+    DeliveryDeferred,
+    DeliveryImpossible,
     ErrorKind,
     InternalError,
     KontextError,
@@ -46,7 +49,6 @@ from bot.texts import (
     CANCEL_TOO_LATE,
     CANCELED_AT_PROVIDER,
     canceled_text,
-    failure_message,
     inputs_too_large,
 )
 
@@ -371,30 +373,10 @@ class JobPipeline:
             balance_after=status_balance,
             elapsed_seconds=max(0.0, self.queue.clock() - job.created_at),
         )
-        last_error: Exception | None = None
-        delivered: Mapping[str, Any] | None = None
-        for attempt in range(self.limits.delivery_attempts):
-            try:
-                # A failed attempt may have reached the platform before it failed.
-                delivered = await reply.deliver(
-                    result, maybe_delivered=maybe_delivered or attempt > 0
-                )
-                break
-            except KontextError as exc:
-                # The platform says the result can never be posted (e.g. a channel the bot
-                # cannot see): retrying cannot help; refund and tell now.
-                await self._fail(job, reply, exc, bound)
-                return
-            except Exception as exc:
-                last_error = exc
-                bound.warning("delivery failed", attempt=attempt + 1, error=repr(exc))
-                if attempt + 1 < self.limits.delivery_attempts:
-                    await asyncio.sleep(min(2**attempt, 20) * self.limits.delivery_backoff)
-        else:
-            unposted = ProviderUnavailable(
-                "The edited image could not be posted here.", detail=repr(last_error)
-            )
-            await self._fail(job, reply, unposted, bound)
+        try:
+            delivered = await self._post(job, reply, result, bound, maybe_delivered)
+        except KontextError as exc:
+            await self._fail(job, reply, exc, bound)
             return
         charged = await self.queue.mark_succeeded(job, delivered)
         if charged:
@@ -408,8 +390,68 @@ class JobPipeline:
             elapsed=round(time.monotonic() - started, 3),
         )
 
+    async def _post(
+        self, job: Job, reply: Reply, result: EditResult, bound: Log, maybe_delivered: bool
+    ) -> Mapping[str, Any] | None:
+        """Post the paid result: what the platform says "not yet" to (a rate limit) is
+        tried again after its ``Retry-After`` until ``delivery_deadline``; any other
+        failure ``delivery_attempts`` times; what it says can never happen is final.
+        Raises the ``KontextError`` to fail the job with."""
+        loop = asyncio.get_running_loop()
+        waiting_until: float | None = None  # set while a rate limit holds the result
+        failures = 0
+        last_error: Exception | None = None
+        try:
+            while True:
+                try:
+                    # A failed attempt may have reached the platform before it failed.
+                    return await reply.deliver(
+                        result, maybe_delivered=maybe_delivered or failures > 0
+                    )
+                except DeliveryDeferred as deferred:
+                    self.metrics.platform_rate_limited.labels(
+                        deferred.platform, deferred.method
+                    ).inc()
+                    if waiting_until is None:
+                        waiting_until = loop.time() + self.limits.delivery_deadline
+                        await self._waiting(job, reply, deferred.platform, bound)
+                    pause = max(deferred.retry_after, self.limits.delivery_backoff)
+                    if loop.time() + pause > waiting_until:
+                        raise DeliveryImpossible(
+                            texts.rate_limited_too_long(
+                                deferred.platform, self.limits.delivery_deadline
+                            ),
+                            detail=str(deferred),
+                        ) from deferred
+                    bound.info("delivery waits for the platform's rate limit", wait=pause)
+                    await asyncio.sleep(pause)
+                except KontextError:
+                    raise  # the platform says the result can never be posted there
+                except Exception as exc:
+                    failures += 1
+                    last_error = exc
+                    bound.warning("delivery failed", attempt=failures, error=repr(exc))
+                    if failures >= self.limits.delivery_attempts:
+                        raise DeliveryImpossible(
+                            "The edited image could not be posted here.", detail=repr(last_error)
+                        ) from exc
+                    await asyncio.sleep(min(2 ** (failures - 1), 20) * self.limits.delivery_backoff)
+        finally:
+            if waiting_until is not None:
+                self.metrics.deliveries_waiting.labels(job.user.platform).dec()
+                with contextlib.suppress(Exception):
+                    await self.queue.mark_waiting(job, None)
+
+    async def _waiting(self, job: Job, reply: Reply, platform: str, bound: Log) -> None:
+        """A result held back by a rate limit: visible on the dashboard, in the metrics
+        and, where a status line can be posted, to the user."""
+        bound.warning("delivery held back by the platform's rate limit", platform=platform)
+        self.metrics.deliveries_waiting.labels(job.user.platform).inc()
+        await self.queue.mark_waiting(job, platform)
+        await show_progress(reply, job, texts.waiting_for_platform(platform))
+
     async def _fail(self, job: Job, reply: Reply, exc: KontextError, bound: Log) -> None:
-        message = failure_message(exc, job.id)
+        message = texts.failure_message(exc, job.id)
         if not await self.queue.mark_failed(job, error_kind=exc.kind.value, message=str(exc)):
             return  # someone else already finished this job
         self.metrics.jobs_finished.labels(JobState.FAILED.value).inc()

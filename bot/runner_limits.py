@@ -15,6 +15,9 @@ class RunnerLimits:
     poll_max: float = 5.0
     delivery_attempts: int = 3
     delivery_backoff: float = 0.5
+    # How long a finished, paid result may wait for a platform that says "slow down"
+    # (429) before it is refunded, counted from the first such answer.
+    delivery_deadline: float = 3600.0
     keep_images_hours: float = 0.0
     # How long a job waits after the provider's 429 when it gives no Retry-After.
     hold_seconds: float = 5.0

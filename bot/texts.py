@@ -369,6 +369,28 @@ def result_details(seed: int | None, cost: int, balance_after: int) -> list[str]
     ]
 
 
+# -- a platform that asks the bot to slow down (issue 24) ----------------------------------
+
+_PLATFORM_NAMES = {"slack": "Slack", "discord": "Discord", "console": "the console"}
+
+
+def platform_name(platform: str) -> str:
+    return _PLATFORM_NAMES.get(platform, platform)
+
+
+def waiting_for_platform(platform: str) -> str:
+    """The status of a finished image the platform's rate limit holds back; also what
+    the dashboard's jobs page says of it."""
+    return f"done; waiting for {platform_name(platform)} to accept the post"
+
+
+def rate_limited_too_long(platform: str, seconds: float) -> str:
+    return (
+        f"{platform_name(platform)} kept asking the bot to slow down for "
+        f"{seconds / 60:.0f} minutes, so the edited image could not be posted."
+    )
+
+
 def failure_message(exc: KontextError, job_id: str) -> str:
     """What the user reads when a job fails after its credits were reserved."""
     refunded = "Your credits were refunded."

@@ -321,3 +321,21 @@ async def test_a_crash_answers_500_without_its_details(core: Core) -> None:
         assert answer.status_code == 500
         assert answer.text == "Internal error; see the bot's log."
         assert (await http.get("/boom")).status_code == 401
+
+
+async def test_a_result_held_back_by_a_rate_limit_shows_as_waiting(
+    core: Core, client: httpx.AsyncClient, seeded: SeededLedger
+) -> None:
+    from bot.storage.schema import jobs
+
+    row = {**seeded.jobs[0], "id": "f" * 32, "idempotency_key": "seed:waiting"}
+    row.update(state="delivering", finished_at=None, error_kind=None, error_message=None)
+    async with core.db.transaction() as conn:
+        await conn.execute(jobs.insert().values(**row))
+    job = await core.store.get("f" * 32)
+    assert job is not None
+    await core.store.mark_waiting(job, "slack")
+    page = (await client.get("/jobs", params={"state": "delivering"})).text
+    assert 'delivering <span class="waiting">(done; waiting for Slack to accept the post)' in page
+    await core.store.mark_waiting(job, None)  # posted after all: the note goes
+    assert "waiting for Slack" not in (await client.get("/jobs")).text

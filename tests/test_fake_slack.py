@@ -17,8 +17,10 @@ from tests.fakes.slack import (
     BOT_USER_ID,
     METHOD_SCOPES,
     FakeSlack,
+    SlackLimits,
     manifest_scopes,
 )
+from tests.support import FakeClock
 
 CHANNEL = "C0ART"
 
@@ -351,3 +353,52 @@ async def test_a_static_select_beyond_block_kits_limits_is_refused(
     )
     element |= {"options": options, "initial_option": options[1]}  # within the limits
     assert (await client.views_open(trigger_id="t", view=view))["view"]["id"]
+
+
+# -- rate limits (https://docs.slack.dev/apis/web-api/rate-limits) --------------------------
+
+
+async def test_post_message_is_limited_per_channel_with_a_short_burst(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    clock = FakeClock()
+    slack.limits, slack.clock = SlackLimits(), clock
+    for _ in range(3):  # "short bursts above this limit"
+        await client.chat_postMessage(channel=CHANNEL, text="hi")
+    with pytest.raises(SlackApiError) as caught:
+        await client.chat_postMessage(channel=CHANNEL, text="one too many")
+    answer = caught.value.response
+    assert answer.status_code == 429 and answer.data == {"ok": False, "error": "ratelimited"}
+    assert int(answer.headers["Retry-After"]) >= 1
+    # Another channel has its own second; this one takes a message again a second later.
+    await client.chat_postMessage(channel="C0OTHER", text="elsewhere")
+    clock.advance(1.0)
+    await client.chat_postMessage(channel=CHANNEL, text="after a second")
+    assert [c.args["text"] for c in slack.ratelimited] == ["one too many"]
+
+
+async def test_a_tier_3_method_takes_50_a_minute_and_says_when_to_retry(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    clock = FakeClock()
+    slack.limits, slack.clock = SlackLimits(), clock
+    posted = await client.chat_postMessage(channel=CHANNEL, text="status")
+    for n in range(49):
+        await client.chat_update(channel=CHANNEL, ts=posted["ts"], text=f"edit {n}")
+    with pytest.raises(SlackApiError) as caught:
+        await client.chat_update(channel=CHANNEL, ts=posted["ts"], text="the 51st")
+    # One call drains in 60/50 s: Slack's Retry-After is whole seconds, rounded up.
+    assert caught.value.response.headers["Retry-After"] == "2"
+    # Tier 4 methods are counted apart (per method, not per tier or per token).
+    await client.chat_postEphemeral(channel=CHANNEL, user="U0ALICE", text="still fine")
+    clock.advance(1.2)
+    await client.chat_update(channel=CHANNEL, ts=posted["ts"], text="later")
+    assert slack.ratelimited_by_method() == {"chat.update": 1}
+
+
+async def test_without_limits_the_fake_takes_any_pace(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    for n in range(10):
+        await client.chat_postMessage(channel=CHANNEL, text=f"message {n}")
+    assert slack.ratelimited == [] and len(slack.calls_to("chat.postMessage")) == 10

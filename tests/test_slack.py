@@ -135,11 +135,27 @@ class Bot:
                 await asyncio.sleep(0.02)
         return [u for u in self.slack.uploads.values() if u.channel]
 
+    def private_texts(self) -> list[str]:
+        """What only the requester saw: ephemeral messages, and the ephemeral answers
+        through a slash command's response_url (the modal's acknowledgement goes there,
+        costing no Web API call)."""
+        texts = [c.args["text"] for c in self.slack.calls_to("chat.postEphemeral")]
+        return texts + [
+            r["text"] for r in self.slack.responses if r.get("response_type") == "ephemeral"
+        ]
+
     async def ephemerals(self, count: int = 1) -> list[str]:
         async with asyncio.timeout(HANG_GUARD_SECONDS):
-            while len(self.slack.calls_to("chat.postEphemeral")) < count:
+            while len(self.private_texts()) < count:
                 await asyncio.sleep(0.02)
-        return [c.args["text"] for c in self.slack.calls_to("chat.postEphemeral")]
+        return self.private_texts()
+
+    async def status_texts(self, job_count: int = 1) -> list[str]:
+        """The public status messages' texts as they now read (posts, then their edits)."""
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            while len(self.slack.calls_to("chat.postMessage")) < job_count:
+                await asyncio.sleep(0.02)
+        return [m["text"] for m in self.slack.messages_in(CHANNEL) if m.get("metadata")]
 
 
 @pytest.fixture(params=["http", "socket"])
@@ -313,8 +329,13 @@ async def test_mention_with_file_is_one_request_and_threads_continue_it(bot: Bot
     assert "seed 7" in (first.initial_comment or "")
     assert len(bot.provider.creates) == 1
     assert bot.provider.creates[0].input["prompt"] == "make her smile"  # type: ignore[index]
-    # Three deliveries of one message: one acknowledgement (the repeats say nothing).
-    assert len(bot.slack.calls_to("chat.postEphemeral")) == 1
+    # Three deliveries of one message: one acknowledgement (the repeats say nothing),
+    # and it is the job's status message, not a message of its own (issue 24).
+    assert not bot.slack.calls_to("chat.postEphemeral")
+    (status,) = [c for c in bot.slack.calls_to("chat.postMessage") if c.args["channel"] == CHANNEL]
+    assert (
+        "Queued (position" in status.args["text"] and "120 credits reserved" in status.args["text"]
+    )
 
     # "now make her wave" in the thread edits the bot's own latest result.
     reply = message_event(
@@ -376,7 +397,7 @@ async def test_missing_files_read_scope_is_explained_and_refunded(bot: Bot) -> N
     await bot.event(
         message_event("message", "1764000002.000100", f"<@{BOT_USER_ID}> blue", [file]), "Ev9"
     )
-    messages = await bot.ephemerals(2)
+    messages = await bot.ephemerals(1)  # the acknowledgement is the status message
     assert any("files:read" in text and "refunded" in text for text in messages)
     assert bot.provider.creates == []
     assert await balance(bot) == 1200
@@ -388,7 +409,7 @@ async def test_files_outside_the_allowed_hosts_get_no_token(bot: Bot) -> None:
     await bot.event(
         message_event("message", "1764000003.000100", f"<@{BOT_USER_ID}> blue", [file]), "Ev10"
     )
-    messages = await bot.ephemerals(2)
+    messages = await bot.ephemerals(1)
     assert any("not hosted by Slack" in text for text in messages)
     assert bot.slack.file_requests == []
     assert await balance(bot) == 1200
@@ -415,19 +436,16 @@ async def test_requests_with_a_bad_or_stale_signature_are_refused(bot: Bot) -> N
 
 
 async def test_rate_limited_slack_calls_are_retried(bot: Bot) -> None:
-    bot.slack.rate_limit_methods["chat.postEphemeral"] = 2
+    bot.slack.rate_limit_methods["files.getUploadURLExternal"] = 2
     await bot.command("")
     view = await bot.opened_view()
     await bot.interact(submission(bot, view, prompt="make it blue", file=None))
     await bot.uploaded()
-    async with asyncio.timeout(HANG_GUARD_SECONDS):
-        while (
-            bot.slack.rate_limit_methods["chat.postEphemeral"] > 0
-            or len(bot.slack.calls_to("chat.postEphemeral")) < 3
-        ):
-            await asyncio.sleep(0.02)
-    # Two answers were 429 with Retry-After; slack_sdk's handler retried the message.
-    assert len(bot.slack.calls_to("chat.postEphemeral")) == 3
+    # Two answers were 429 with Retry-After; slack_sdk's handler retried the upload.
+    assert len(bot.slack.calls_to("files.getUploadURLExternal")) == 3
+    assert bot.slack.rate_limit_methods["files.getUploadURLExternal"] == 0
+    limited = bot.core.metrics.platform_rate_limited.labels("slack", "files.getUploadURLExternal")
+    assert limited._value.get() == 2
 
 
 async def test_quota_refusal_is_ephemeral_and_costs_nothing(bot: Bot) -> None:
@@ -469,7 +487,7 @@ async def test_non_image_and_corrupt_files_cost_nothing(
     async with asyncio.timeout(HANG_GUARD_SECONDS):
         while not any(words in text for text in messages):
             await asyncio.sleep(0.02)
-            messages = [c.args["text"] for c in bot.slack.calls_to("chat.postEphemeral")]
+            messages = bot.private_texts()
     assert bot.provider.creates == []
     assert await balance(bot) == 1200
 
@@ -716,7 +734,9 @@ async def test_the_bot_removed_before_delivery_tells_privately_and_refunds(bot: 
     for prediction in bot.provider.predictions.values():
         prediction.outcome = "succeeded"
 
-    (notice,) = await responses(bot)  # through the slash command's response_url
+    # Through the slash command's response_url, after the acknowledgement went there.
+    ack, notice = await responses(bot, 2)
+    assert "Queued (position" in ack["text"]
     assert notice["response_type"] == "ephemeral"
     assert "could not be delivered" in notice["text"] and "/invite @kontext" in notice["text"]
     assert "refunded" in notice["text"]

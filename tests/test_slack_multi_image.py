@@ -18,7 +18,16 @@ import pytest
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import BOT_USER_ID, TEAM_ID
 from tests.support import HANG_GUARD_SECONDS, png
-from tests.test_slack import CHANNEL, USER, Bot, balance, message_event, responses, serving
+from tests.test_slack import (
+    CHANNEL,
+    USER,
+    Bot,
+    balance,
+    message_event,
+    responses,
+    serving,
+    submission,
+)
 
 FLUX2_ID = "black-forest-labs/flux-2-pro"
 MODELS: list[dict[str, object]] = [
@@ -51,7 +60,9 @@ async def test_a_mention_with_three_images_is_one_create_in_order(multi_bot: Bot
     assert create.model == FLUX2_ID
     assert [f[0] for f in create.files] == ["file:input_images"] * 3
     assert [f[3] for f in create.files] == [png(c) for c in colours]
-    (ack,) = await bot.ephemerals()
+    # The acknowledgement is the job's status message in the thread.
+    (status,) = [c for c in bot.slack.calls_to("chat.postMessage") if c.args["channel"] == CHANNEL]
+    ack = status.args["text"]
     assert "3 images): 110 credits reserved" in ack
     assert "Left out (not an image): 'notes.txt'" in ack
     assert await balance(bot) == 1200 - 110
@@ -113,20 +124,21 @@ def cancel_click(bot: Bot, job_id: str, user: str, n: int) -> dict[str, Any]:
 async def test_cancel_from_the_acknowledgement_at_the_provider(multi_bot: Bot) -> None:
     bot = multi_bot
     bot.provider.script.outcome = "never"
+    await bot.command("make it ink")
+    view = await bot.opened_view()
     file = bot.slack.add_file("cat.png", png())
-    ts = f"{time.time() - 60:.6f}"
-    await bot.event(message_event("app_mention", ts, f"<@{BOT_USER_ID}> make it ink", [file]), "E")
-    await bot.ephemerals()
-    (posted,) = bot.slack.calls_to("chat.postEphemeral")
-    assert "Cancel" in json.dumps(posted.args.get("blocks")), "the acknowledgement has Cancel"
-    job = await bot.core.service.job_for_key(f"slack:{TEAM_ID}:msg:{CHANNEL}:{ts}")
+    await bot.interact(submission(bot, view, prompt="make it ink", file=file))
+    (queued,) = await responses(bot, 1)
+    assert "Queued" in queued["text"]
+    assert "Cancel" in json.dumps(queued.get("blocks")), "the acknowledgement has Cancel"
+    job = await bot.core.service.job_for_key(f"slack:{TEAM_ID}:view:{view['id']}")
     assert job is not None
     async with asyncio.timeout(HANG_GUARD_SECONDS):
         while not bot.provider.creates:
             await asyncio.sleep(0.01)
     await bot.interact(cancel_click(bot, job.id, "U0STRANGER", 1))
     await bot.interact(cancel_click(bot, job.id, USER, 2))
-    answers = await responses(bot, 2)
+    answers = (await responses(bot, 3))[1:]
     async with asyncio.timeout(HANG_GUARD_SECONDS):
         done = await bot.core.runner.wait_for(job.id)
     assert "Only the person who asked for this edit, or an admin" in answers[0]["text"]

@@ -13,16 +13,14 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
-from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 
 from adapters.slack.files import SlackFileFetcher
 from adapters.slack.listeners import PLATFORM, SlackListeners
 from adapters.slack.membership import Membership
+from adapters.slack.pacing import CountingRateLimitHandler, PacedWebClient, SlackPacer, SlackRates
 from adapters.slack.reply import SlackReply
+from adapters.slack.status import StatusBoard
 from adapters.slack.style import SlackStyle
 from bot.config import SlackConfig
 from bot.conversation import Conversation
@@ -34,6 +32,15 @@ from bot.service import KontextService
 log = structlog.get_logger("kontext.slack")
 
 
+def rates_of(config: SlackConfig) -> SlackRates:
+    return SlackRates(
+        post_message_per_second=config.post_message_per_second,
+        tier2_per_minute=config.tier2_per_minute,
+        tier3_per_minute=config.tier3_per_minute,
+        tier4_per_minute=config.tier4_per_minute,
+    )
+
+
 class SlackAdapter:
     platform = PLATFORM
 
@@ -41,14 +48,18 @@ class SlackAdapter:
         self.config = config
         self.service = service
         token = config.bot_token.get_secret_value()
-        self.client = AsyncWebClient(
+        metrics = service.metrics
+        self.client = PacedWebClient(
             token=token,
             base_url=config.api_base_url,
             retry_handlers=[
                 AsyncConnectionErrorRetryHandler(),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+                CountingRateLimitHandler(metrics, max_retry_count=3),
             ],
+            pacer=SlackPacer(rates_of(config)) if config.rate_limits else None,
+            metrics=metrics,
         )
+        self.status = StatusBoard(self.client)
         self.app = AsyncApp(
             client=self.client,
             signing_secret=config.signing_secret.get_secret_value() or None,
@@ -76,6 +87,7 @@ class SlackAdapter:
             job.reply_target,
             bot_name=self.bot_name,
             on_unreachable=self.membership.forget,
+            board=self.status,
         )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:
@@ -177,6 +189,8 @@ class SlackAdapter:
             await self._runner.cleanup()
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
+        # Status edits and acknowledgements still on their way get a moment to land.
+        await self.status.drain(grace=5.0)
         await self.http.aclose()
         if self.client.session is not None:
             await self.client.session.close()

@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from adapters.slack.reply import SlackReply
+from adapters.slack.reply import SlackReply, job_metadata, status_about
 from adapters.slack.views import (
     MAX_SELECT_OPTIONS,
     cancel_blocks,
     edit_modal,
     read_submission,
 )
-from bot.conversation import Conversation, Edit, Said, Submitted
+from bot.conversation import Conversation, Edit, Said
 from bot.domain import AttachmentSource, EditOptions, EditRequest, RequestContext, UserRef
 
 if TYPE_CHECKING:
@@ -198,7 +198,17 @@ class SlackListeners:
         )
         await ack()
         if not submitted.duplicate:
-            await self._tell_queued(self._reply(target), submitted)
+            # The command's own response_url costs no Web API call (no tier to share
+            # with a burst); sent in the background, so the 200 is not held up. A queued
+            # job's answer carries its Cancel button.
+            reply = self._reply(target)
+            blocks = (
+                cancel_blocks(submitted.text, submitted.job_id)
+                if submitted.accepted and submitted.job_id
+                else None
+            )
+            answer = reply.respond(submitted.text, blocks) if reply.response_url else None
+            self.adapter.status.spawn(answer or reply.tell(submitted.text, blocks))
 
     async def on_message_shortcut(self, ack: Ack, shortcut: dict[str, Any]) -> None:
         await ack()
@@ -210,7 +220,7 @@ class SlackListeners:
         reply = self._reply({"channel": channel, "user": user.user, "response_url": response_url})
         inputs = self.conversation.inputs_of_message(files)
         if isinstance(inputs, Said):
-            await reply.tell(inputs.text)
+            self.adapter.status.spawn(reply.tell(inputs.text))
             return
         if not await self._bot_is_in(channel):
             # A shortcut's ack carries no message; its response_url answers "only visible
@@ -277,18 +287,19 @@ class SlackListeners:
             platform_admin=self.adapter.platform_admin(user),
         )
         if isinstance(outcome, Said):
-            await reply.tell(outcome.text)
+            self.adapter.status.spawn(reply.tell(outcome.text))
             return
         submitted = await self.conversation.submit(self._request(user, outcome, target, key, here))
-        if not submitted.duplicate:
-            await self._tell_queued(reply, submitted)
-
-    async def _tell_queued(self, reply: SlackReply, submitted: Submitted) -> None:
-        """The answer to a submission: a refusal as text, a queued job with Cancel."""
-        if submitted.accepted and submitted.job_id is not None:
-            await reply.tell(submitted.text, cancel_blocks(submitted.text, submitted.job_id))
+        if submitted.duplicate:
+            return
+        if submitted.accepted and submitted.job_id:
+            # The acknowledgement is the first text of the job's status message: one
+            # post, shown when the channel's pace allows, edited as the job goes on.
+            line = self.adapter.status.line(submitted.job_id, channel, target["thread_ts"])
+            text = f"{status_about(user.user, outcome.prompt)} — :hourglass_flowing_sand: "
+            line.show(text + submitted.text, job_metadata(submitted.job_id))
         else:
-            await reply.tell(submitted.text)
+            self.adapter.status.spawn(reply.tell(submitted.text))
 
     async def on_cancel(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         """The acknowledgement's Cancel: the conversation decides (requester or admin)
@@ -310,7 +321,9 @@ class SlackListeners:
         return not_in_channel(self.adapter.bot_name)
 
     def _reply(self, target: dict[str, Any]) -> SlackReply:
-        return SlackReply(self.client, target, bot_name=self.adapter.bot_name)
+        return SlackReply(
+            self.client, target, bot_name=self.adapter.bot_name, board=self.adapter.status
+        )
 
     async def _latest_thread_image(
         self, channel: str, thread_ts: str, before: str, bot_user: str = ""

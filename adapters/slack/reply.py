@@ -24,15 +24,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from adapters.slack.pacing import is_rate_limited, retry_after
+from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
 from bot.domain import EditResult, Job
-from bot.errors import DeliveryImpossible
+from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.texts import result_details, short
 
 log = structlog.get_logger("kontext.slack")
@@ -43,8 +44,6 @@ log = structlog.get_logger("kontext.slack")
 # requester left the channel.
 UNREACHABLE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 _NOT_HERE = UNREACHABLE | {"user_not_in_channel"}
-# Slack did not answer in time (slack_sdk's timeout) or the connection dropped.
-_NO_ANSWER = (TimeoutError, aiohttp.ClientError)
 
 
 # The message metadata event type on the status message; its payload holds the job id.
@@ -71,6 +70,7 @@ class SlackReply:
         *,
         bot_name: str = "kontext",
         on_unreachable: Callable[[str], None] | None = None,
+        board: StatusBoard | None = None,
     ) -> None:
         self.client = client
         self.channel = str(target["channel"])
@@ -79,33 +79,21 @@ class SlackReply:
         self.response_url: str | None = target.get("response_url")
         self.bot_name = bot_name
         self.on_unreachable = on_unreachable  # told the channel the bot cannot post in
-        self.status_ts: str | None = None
+        # The adapter's board, shared with the listeners (a mention's acknowledgement is
+        # the first text of its status message); a reply of its own has one of its own.
+        self.board = board or StatusBoard(client)
 
     def _about(self, job: Job) -> str:
         """Whose request and what it asked, as every public post of the job opens; the
         prompt escaped, so it cannot ping anyone."""
-        return f"<@{self.user}>: _{escape(short(job.prompt, 120))}_"
+        return status_about(self.user, job.prompt)
+
+    def line(self, job: Job) -> StatusLine:
+        return self.board.line(job.id, self.channel, self.thread_ts)
 
     async def _status(self, job: Job, text: str) -> None:
-        line = f"{self._about(job)} — {text}"
-        metadata = job_metadata(job)
-        try:
-            if self.status_ts is None:
-                answer = await self.client.chat_postMessage(
-                    channel=self.channel, thread_ts=self.thread_ts, text=line, metadata=metadata
-                )
-                self.status_ts = str(answer["ts"])
-            else:
-                await self.client.chat_update(
-                    channel=self.channel, ts=self.status_ts, text=line, metadata=metadata
-                )
-        except SlackApiError as exc:
-            # Progress is a courtesy: a missing channel permission must not fail the job.
-            log.warning("status message failed", job_id=job.id, error=exc.response.get("error"))
-        except _NO_ANSWER as exc:
-            # Nor a Slack that does not answer in time (the "Done" after an upload that
-            # went through must not send the delivery round again).
-            log.warning("status message failed", job_id=job.id, error=type(exc).__name__)
+        """Shown when Slack allows (``status.py``): never waited for, never raises."""
+        self.line(job).show(f"{self._about(job)} — {text}", job_metadata(job.id))
 
     async def progress(self, job: Job, stage: str) -> None:
         await self._status(job, _STAGES.get(stage, stage) + "…")
@@ -119,6 +107,10 @@ class SlackReply:
             return await self._deliver(result, maybe_delivered=maybe_delivered)
         except SlackApiError as exc:
             error = exc.response.get("error")
+            if is_rate_limited(exc):
+                # "Not yet": the runner keeps the result and posts it when Slack allows.
+                method = str(exc.response.api_url).rstrip("/").rsplit("/", 1)[-1]
+                raise DeliveryDeferred("slack", method, retry_after(exc)) from exc
             if error not in UNREACHABLE:
                 raise
             if self.on_unreachable is not None:
@@ -137,7 +129,7 @@ class SlackReply:
             log.info("result already in the conversation; not posted again", job_id=job.id)
         else:
             posted = await self._upload(result)
-        if self.status_ts is not None:
+        if self.line(job).shown:
             await self._status(job, f":white_check_mark: Done in {result.elapsed_seconds:.0f} s")
         return self.delivered_at(posted)
 
@@ -213,7 +205,9 @@ class SlackReply:
             metadata = message.get("metadata") or {}
             payload = metadata.get("event_payload") or {}
             if metadata.get("event_type") == JOB_EVENT and payload.get("job_id") == job.id:
-                self.status_ts = self.status_ts or str(message["ts"])
+                line = self.line(job)
+                line.ts = line.ts or str(message["ts"])
+                line.shown = True
             files = message.get("files") or []
             names = {str(f.get("name")) for f in files}
             if files and (filename in names or marker in str(message.get("text"))):
@@ -221,7 +215,7 @@ class SlackReply:
         return found
 
     async def fail(self, job: Job, message: str) -> None:
-        if self.status_ts is not None:
+        if self.line(job).shown:
             await self._status(job, ":x: Failed")
         await self.tell(message)
 
@@ -244,17 +238,18 @@ class SlackReply:
             log.warning("ephemeral message failed", error=error)
             if error in _NOT_HERE:
                 await self.respond(text)
-        except _NO_ANSWER as exc:
+        except NO_ANSWER as exc:
             log.warning("ephemeral message failed", error=type(exc).__name__)
 
-    async def respond(self, text: str) -> None:
+    async def respond(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """Tell the requester privately without posting in the channel: through the
-        request's response_url (shown only to them, where they asked), else a DM."""
+        request's response_url (shown only to them, where they asked), else a DM.
+        ``blocks``: the same text with buttons (a queued job's Cancel)."""
         if self.response_url:
             try:
                 hook = AsyncWebhookClient(self.response_url, session=self.client.session)
                 answer = await hook.send(
-                    text=text, response_type="ephemeral", replace_original=False
+                    text=text, blocks=blocks, response_type="ephemeral", replace_original=False
                 )
                 if answer.status_code == 200:
                     return
@@ -267,9 +262,15 @@ class SlackReply:
             log.warning("direct message failed", error=exc.response.get("error"))
 
 
-def job_metadata(job: Job) -> dict[str, Any]:
+def status_about(user: str, prompt: str) -> str:
+    """How every public post of a job opens: whose request and what it asked (escaped,
+    so a prompt cannot ping anyone)."""
+    return f"<@{user}>: _{escape(short(prompt, 120))}_"
+
+
+def job_metadata(job_id: str) -> dict[str, Any]:
     """Message metadata naming the job (https://docs.slack.dev/messaging/message-metadata)."""
-    return {"event_type": JOB_EVENT, "event_payload": {"job_id": job.id}}
+    return {"event_type": JOB_EVENT, "event_payload": {"job_id": job_id}}
 
 
 def job_marker(job: Job) -> str:

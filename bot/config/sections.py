@@ -101,6 +101,9 @@ class JobsConfig(Section):
     poll_initial_seconds: float = Field(2.0, gt=0)
     poll_max_seconds: float = Field(5.0, gt=0)
     delivery_attempts: int = Field(3, ge=1, le=10)
+    # A result the platform rate-limits ("slow down", HTTP 429) is kept and posted when
+    # the platform allows, for up to this long; only then is it refunded.
+    delivery_deadline_seconds: float = Field(3600.0, gt=0)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     # Jobs downloading, validating and uploading their input at once: bounds memory in
     # a burst (each holds its image, up to images.max_input_bytes, a few times over).
@@ -128,6 +131,15 @@ class SlackConfig(Section):
     file_hosts: list[str] = Field(default_factory=lambda: ["files.slack.com"])
     http_host: str = "0.0.0.0"  # noqa: S104 - HTTP mode must accept Slack's requests
     http_port: int = Field(3000, ge=0, le=65535)  # 0: any free port (tests)
+    # Pacing within Slack's rate limits (https://docs.slack.dev/apis/web-api/rate-limits),
+    # the documented figures as defaults: chat.postMessage per channel per second, and
+    # each method's calls per minute by its tier. false: no pacing (slack_sdk still
+    # retries a 429 after Retry-After).
+    rate_limits: bool = True
+    post_message_per_second: float = Field(1.0, gt=0)
+    tier2_per_minute: float = Field(20.0, gt=0)
+    tier3_per_minute: float = Field(50.0, gt=0)
+    tier4_per_minute: float = Field(100.0, gt=0)
 
 
 class DiscordConfig(Section):
@@ -145,6 +157,10 @@ class DiscordConfig(Section):
     # processes on one database serve one bot. The process running shard 0 syncs commands.
     shard_count: int = Field(0, ge=0)
     shard_ids: list[int] = Field(default_factory=list)
+    # Interaction edits and follow-ups (status, results) in flight per channel at once:
+    # they share one webhook's rate limit (https://discord.com/developers/docs/topics/
+    # rate-limits), so a burst in one channel queues here instead of in 429s.
+    max_concurrent_edits_per_channel: int = Field(4, ge=1, le=50)
 
     @field_validator("api_base_url")
     @classmethod

@@ -54,6 +54,8 @@ ENV.filters["when"] = when
 ENV.filters["shorten"] = shorten
 # A job's model as history names it: the name people chose, else the provider's id.
 ENV.filters["model"] = texts.job_model
+# A delivering job whose result a platform's rate limit holds back (bot.pipeline).
+ENV.filters["waiting"] = texts.waiting_for_platform
 
 
 def render(template: str, /, **context: Any) -> web.Response:

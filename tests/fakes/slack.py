@@ -22,8 +22,10 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,73 @@ def http_mode_environment(api_url: str, port: int | str) -> dict[str, str]:
         "KONTEXT_SLACK__HTTP_HOST": "127.0.0.1",
         "KONTEXT_SLACK__HTTP_PORT": str(port),
     }
+
+
+# Slack's rate limits (https://docs.slack.dev/apis/web-api/rate-limits): "Each Web API
+# method is assigned a rate limit tier" and limits apply "per app per workspace" to each
+# method; Tier 1 "1+ per minute", Tier 2 "20+ per minute", Tier 3 "50+ per minute",
+# Tier 4 "100+ per minute", each "with occasional bursts". chat.postMessage is
+# "Special": "1 message per second per channel", allowing "short bursts above this
+# limit". Over a limit: "HTTP 429 Too Many Requests ... a Retry-After HTTP header
+# containing the number of seconds until you can retry", body {"ok": false, "error":
+# "ratelimited"}. The tier of each method is the "Rate limits" fact of its page (DOCS +
+# the method's name).
+FAKE_TIERS: dict[str, int] = {
+    "apps.connections.open": 1,  # DOCS apps.connections.open: Tier 1
+    "chat.update": 3,  # DOCS chat.update: Tier 3
+    "chat.delete": 3,  # DOCS chat.delete: Tier 3
+    "conversations.info": 3,  # DOCS conversations.info: Tier 3
+    "conversations.replies": 3,  # DOCS conversations.replies: Tier 3
+    "conversations.history": 3,  # DOCS conversations.history: Tier 3
+    "reactions.add": 3,  # DOCS reactions.add: Tier 3
+    "reactions.remove": 3,  # DOCS reactions.remove: Tier 3
+    "chat.postEphemeral": 4,  # DOCS chat.postEphemeral: Tier 4
+    "files.getUploadURLExternal": 4,  # DOCS files.getUploadURLExternal: Tier 4
+    "files.completeUploadExternal": 4,  # DOCS files.completeUploadExternal: Tier 4
+    "files.info": 4,  # DOCS files.info: Tier 4
+    "users.info": 4,  # DOCS users.info: Tier 4
+    "views.open": 4,  # DOCS views.open: Tier 4
+    "views.publish": 4,  # DOCS views.publish: Tier 4
+    "auth.test": 4,  # DOCS auth.test: Special (Tier 4 for the fake)
+}
+
+
+@dataclass(frozen=True)
+class SlackLimits:
+    """The limits the fake enforces, on its ``clock``: a leaky bucket per method (per
+    channel for chat.postMessage) that holds a minute's calls of the method's tier, or
+    ``post_message_burst`` messages of one channel, and drains at the documented rate."""
+
+    per_minute: tuple[float, float, float, float] = (1.0, 20.0, 50.0, 100.0)  # tiers 1-4
+    post_message_per_second: float = 1.0
+    post_message_burst: float = 3.0
+
+    def scaled(self, factor: float) -> SlackLimits:
+        """The same limits ``factor`` times faster: for a burst test that keeps Slack's
+        shape without taking Slack's minutes (the bot's rate keys scaled alike)."""
+        return SlackLimits(
+            tuple(t * factor for t in self.per_minute),  # type: ignore[arg-type]
+            self.post_message_per_second * factor,
+            self.post_message_burst,
+        )
+
+
+@dataclass
+class _Bucket:
+    capacity: float
+    per_second: float
+    level: float = 0.0
+    at: float | None = None
+
+    def take(self, now: float) -> float | None:
+        """Take one call; None if it fits, else the seconds until it would."""
+        if self.at is not None:
+            self.level = max(0.0, self.level - (now - self.at) * self.per_second)
+        self.at = now
+        if self.level + 1.0 <= self.capacity + 1e-9:
+            self.level += 1.0
+            return None
+        return (self.level + 1.0 - self.capacity) / self.per_second
 
 
 class SlackRefusal(Exception):
@@ -260,6 +329,13 @@ class FakeSlack:
     auto_channels: bool = True
     fail_methods: dict[str, list[str]] = field(default_factory=dict)  # method -> errors
     rate_limit_methods: dict[str, int] = field(default_factory=dict)  # method -> 429 count
+    # Slack's documented rate limits, enforced when set (None: no limits); read on
+    # ``clock``, seconds, which a test may move by hand.
+    limits: SlackLimits | None = None
+    clock: Callable[[], float] = time.monotonic
+    # Every call answered 429 by ``limits``, and the buckets behind them.
+    ratelimited: list[Call] = field(default_factory=list)
+    _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
     app_token: str = APP_TOKEN
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     workspace_admins: set[str] = field(default_factory=set)  # users.info says is_admin
@@ -485,6 +561,14 @@ class FakeSlack:
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"}
             )
+        wait = self._over_limit(method, args)
+        if wait is not None:
+            self.ratelimited.append(self.calls[-1])
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         app_method = method in APP_TOKEN_SCOPES
         expected = self.app_token if app_method else self.token
         if token != expected:
@@ -513,6 +597,29 @@ class FakeSlack:
                 held.reached.set()
                 await held.released.wait()
         return web.json_response({"ok": True, **result}, headers=headers)
+
+    def _over_limit(self, method: str, args: dict[str, Any]) -> float | None:
+        """The seconds to wait when ``limits`` refuse this call, else None."""
+        limits = self.limits
+        if limits is None:
+            return None
+        if method == "chat.postMessage":
+            key = (method, str(args.get("channel")))
+            capacity, per_second = limits.post_message_burst, limits.post_message_per_second
+        elif method in FAKE_TIERS:
+            key = (method, "")
+            per_minute = limits.per_minute[FAKE_TIERS[method] - 1]
+            capacity, per_second = per_minute, per_minute / 60.0
+        else:
+            return None
+        bucket = self._buckets.setdefault(key, _Bucket(capacity, per_second))
+        return bucket.take(self.clock())
+
+    def ratelimited_by_method(self) -> dict[str, int]:
+        counted: dict[str, int] = {}
+        for call in self.ratelimited:
+            counted[call.method] = counted.get(call.method, 0) + 1
+        return counted
 
     def _check_scope(self, method: str, args: dict[str, Any], granted: set[str]) -> None:
         """``missing_scope`` as every method's reference page lists it: "The token used is
