@@ -20,6 +20,7 @@ import pytest
 
 from tests.fakes.discord import (
     APPLICATION_ID,
+    ART_CHANNEL_ID,
     BOT_TOKEN,
     BOT_USER_ID,
     CHANNEL_ID,
@@ -31,6 +32,7 @@ from tests.fakes.discord import (
     VIEW_CHANNEL,
     FakeDiscord,
     Interaction,
+    RouteLimits,
 )
 from tests.support import FakeClock
 
@@ -487,3 +489,63 @@ async def test_a_command_option_with_more_than_25_choices_is_refused(
     taken = await http.put(path, json=command(25), headers=BOT)
     assert taken.status_code == 200
     assert len(discord.commands[GUILD_ID][0]["options"][1]["choices"]) == 25
+
+
+# -- rate limits (https://discord.com/developers/docs/topics/rate-limits) -------------------
+
+
+async def test_a_route_bucket_refuses_past_its_limit_with_discords_headers(
+    discord: FakeDiscord, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    discord.route_limits = RouteLimits(per_route=5, window=2.0)
+    path = f"/channels/{CHANNEL_ID}/messages"
+    answers = [await http.post(path, json={"content": f"m{n}"}, headers=BOT) for n in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    first, limited = answers[0], answers[-1]
+    assert first.headers["X-RateLimit-Limit"] == "5"
+    assert first.headers["X-RateLimit-Remaining"] == "4"
+    assert answers[4].headers["X-RateLimit-Remaining"] == "0"
+    assert float(first.headers["X-RateLimit-Reset-After"]) == pytest.approx(2.0)
+    assert limited.json()["global"] is False and limited.json()["retry_after"] > 0
+    assert limited.headers["Retry-After"] == "2" and limited.headers["Via"]
+    assert limited.headers["X-RateLimit-Bucket"] == first.headers["X-RateLimit-Bucket"]
+    # Another channel is another bucket (channel_id is a major parameter); after the
+    # reset, this one takes calls again.
+    other = await http.post(
+        f"/channels/{ART_CHANNEL_ID}/messages", json={"content": "x"}, headers=BOT
+    )
+    assert other.status_code == 200
+    assert other.headers["X-RateLimit-Bucket"] != first.headers["X-RateLimit-Bucket"]
+    clock.advance(2.0)
+    assert (await http.post(path, json={"content": "again"}, headers=BOT)).status_code == 200
+    assert [c.json for c in discord.limited] == [{"content": "m5"}]
+
+
+async def test_the_global_limit_spares_interaction_endpoints(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    discord.route_limits = RouteLimits(per_route=100, global_per_second=3)
+    for _ in range(3):
+        assert (await http.get("/users/@me", headers=BOT)).status_code == 200
+    refused_call = await http.get("/users/@me", headers=BOT)
+    assert refused_call.status_code == 429 and refused_call.json()["global"] is True
+    assert refused_call.headers["X-RateLimit-Global"] == "true"
+    it = await kontext(discord)
+    assert (await respond(http, it, 5)).status_code in (200, 204)  # not globally limited
+
+
+async def test_discord_py_waits_out_a_429_that_carries_discords_via_header(
+    discord: FakeDiscord,
+) -> None:
+    """The real client against the fake's 429: it waits ``retry_after`` and retries
+    (discord/http.py), which it does only for an answer with Discord's ``Via``."""
+    discord.rate_limits[f"POST /channels/{CHANNEL_ID}/messages"] = 2
+    client = discord_py.Client(intents=discord_py.Intents.none())
+    discord_py.http.Route.BASE = discord.api_url
+    await client.login(BOT_TOKEN)
+    try:
+        sent = await client.get_partial_messageable(int(CHANNEL_ID)).send("after two 429s")
+    finally:
+        await client.close()
+    assert sent.content == "after two 429s"
+    assert [c.status for c in discord.calls_to("POST", "/channels/")] == [429, 429, 200]

@@ -333,9 +333,8 @@ async def test_mention_with_file_is_one_request_and_threads_continue_it(bot: Bot
     # and it is the job's status message, not a message of its own (issue 24).
     assert not bot.slack.calls_to("chat.postEphemeral")
     (status,) = [c for c in bot.slack.calls_to("chat.postMessage") if c.args["channel"] == CHANNEL]
-    assert (
-        "Queued (position" in status.args["text"] and "120 credits reserved" in status.args["text"]
-    )
+    assert "Queued (position" in status.args["text"]
+    assert "120 credits reserved" in status.args["text"]
 
     # "now make her wave" in the thread edits the bot's own latest result.
     reply = message_event(

@@ -25,6 +25,7 @@ from adapters.discord import attachments
 from adapters.discord.cog import KontextCog
 from adapters.discord.commands_sync import sync_if_changed
 from adapters.discord.components import DYNAMIC_ITEMS, MAX_CHOICES, STATUS_ITEMS, PromptModal
+from adapters.discord.pacing import ChannelSlots
 from adapters.discord.people import PLATFORM, request_context, user_ref
 from adapters.discord.reply import DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
@@ -121,6 +122,7 @@ class DiscordAdapter:
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.last_edits: dict[str, float] = {}
+        self.slots = ChannelSlots(config.max_concurrent_edits_per_channel)
         self.acks = Acks()
         # How long the reservation may take before the interaction is deferred
         # (privately) to keep Discord's 3 seconds; tests shorten it.
@@ -157,6 +159,7 @@ class DiscordAdapter:
             last_edits=self.last_edits,
             ack=ack,
             answered_by=answered_by,
+            slots=self.slots,
         )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:

@@ -19,6 +19,7 @@ direct message and the delivery ends as a refunded failure instead of being retr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Mapping, MutableMapping
@@ -29,6 +30,7 @@ import structlog
 
 from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import result_view
+from adapters.discord.pacing import ChannelSlots, rate_limited
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryImpossible
 from bot.images import fit_to_byte_limit
@@ -78,8 +80,11 @@ class DiscordReply:
         last_edits: MutableMapping[str, float],
         ack: asyncio.Future[dict[str, Any]] | None = None,
         answered_by: float | None = None,
+        slots: ChannelSlots | None = None,
     ) -> None:
         self.client = client
+        # The adapter's: a few of a channel's calls in flight at once (pacing.py).
+        self._slots = slots or ChannelSlots(4)
         # For a job another process received: when its interaction must have been
         # answered (Discord allows 3 s), so this process never edits @original before the
         # receiving process has deferred it.
@@ -138,7 +143,13 @@ class DiscordReply:
     ) -> dict[str, Any] | None:
         # Editing the status message again is idempotent; ``maybe_delivered`` is not
         # looked at (the fallback to a new channel message can still repeat).
-        posted = await self._post_result(result)
+        try:
+            posted = await self._post_result(result)
+        except discord.HTTPException as exc:
+            deferred = rate_limited(exc)
+            if deferred is None:
+                raise
+            raise deferred from exc
         if posted is None:
             return None
         # Bookkeeping only: the image is posted, so nothing here may fail the delivery.
@@ -175,7 +186,8 @@ class DiscordReply:
         if self._token_alive() and await self._status_is_private():
             # The status message is the requester's alone: the result is public, so it
             # is a new follow-up, and the private status is tidied away.
-            message = await self._interaction().followup.send(**post, file=file(), wait=True)
+            async with self._slot():
+                message = await self._interaction().followup.send(**post, file=file(), wait=True)
             await self._quietly(self._interaction().delete_original_response())
             return message
         self._edited = None
@@ -247,6 +259,9 @@ class DiscordReply:
 
     # -- transport -------------------------------------------------------------------------------
 
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._slots.hold(self.target.get("channel"))
+
     def _interaction(self) -> discord.Interaction[Any]:
         """The interaction rebuilt from the stored ids, for its public methods
         (``edit_original_response``, ``delete_original_response``, ``followup``):
@@ -288,17 +303,20 @@ class DiscordReply:
         if message is None:
             return False
         try:
-            if self.target.get("kind") == "interaction":
-                if not self._token_alive():
-                    return False
-                interaction = self._interaction()
-                if message == ORIGINAL:
-                    self._edited = await interaction.edit_original_response(**fields)
+            async with self._slot():
+                if self.target.get("kind") == "interaction":
+                    if not self._token_alive():
+                        return False
+                    interaction = self._interaction()
+                    if message == ORIGINAL:
+                        self._edited = await interaction.edit_original_response(**fields)
+                    else:
+                        self._edited = await interaction.followup.edit_message(
+                            int(message), **fields
+                        )
                 else:
-                    self._edited = await interaction.followup.edit_message(int(message), **fields)
-            else:
-                channel = self.client.get_partial_messageable(int(self.target["channel"]))
-                self._edited = await channel.get_partial_message(int(message)).edit(**fields)
+                    channel = self.client.get_partial_messageable(int(self.target["channel"]))
+                    self._edited = await channel.get_partial_message(int(message)).edit(**fields)
         except discord.HTTPException as exc:
             if exc.status in (*_GONE, 403):
                 return False
@@ -332,7 +350,8 @@ class DiscordReply:
                 fail_if_not_exists=False,
             )
         try:
-            return await channel.send(**fields)
+            async with self._slot():
+                return await channel.send(**fields)
         except discord.Forbidden as exc:
             raise ChannelUnreachable(
                 f"I can't post in <#{self.target['channel']}>: I don't have access to that "

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from adapters.slack.reply import SlackReply, job_metadata, status_about
+from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
 from adapters.slack.views import (
     MAX_SELECT_OPTIONS,
     cancel_blocks,
@@ -262,7 +262,12 @@ class SlackListeners:
         thread_ts = event.get("thread_ts")
         user = UserRef(PLATFORM, team, str(event["user"]))
         key = f"slack:{team}:msg:{channel}:{ts}"
-        target = {"channel": channel, "user": user.user, "thread_ts": thread_ts or ts}
+        target = {
+            "channel": channel,
+            "user": user.user,
+            "thread_ts": thread_ts or ts,
+            ACKNOWLEDGED: True,  # the acknowledgement is the status message (below)
+        }
         reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
         bot_user = context.get("bot_user_id")
@@ -295,7 +300,7 @@ class SlackListeners:
         if submitted.accepted and submitted.job_id:
             # The acknowledgement is the first text of the job's status message: one
             # post, shown when the channel's pace allows, edited as the job goes on.
-            line = self.adapter.status.line(submitted.job_id, channel, target["thread_ts"])
+            line = self.adapter.status.line(submitted.job_id, channel, str(thread_ts or ts))
             text = f"{status_about(user.user, outcome.prompt)} — :hourglass_flowing_sand: "
             line.show(text + submitted.text, job_metadata(submitted.job_id))
         else:

@@ -48,6 +48,8 @@ _NOT_HERE = UNREACHABLE | {"user_not_in_channel"}
 
 # The message metadata event type on the status message; its payload holds the job id.
 JOB_EVENT = "kontext_job"
+# In a reply target: the request's acknowledgement is the job's status message.
+ACKNOWLEDGED = "acknowledged_in_status"
 # How far back the look for an earlier post reaches: messages older than the job (less a
 # margin for clock skew between this host and Slack) cannot be its post, and a page of
 # recent messages is the most one look reads.
@@ -77,6 +79,9 @@ class SlackReply:
         self.user = str(target["user"])
         self.thread_ts: str | None = target.get("thread_ts")
         self.response_url: str | None = target.get("response_url")
+        # The request was acknowledged in the job's status message (a mention): that
+        # message exists, or soon will, wherever the request was received.
+        self.acknowledged_in_status = bool(target.get(ACKNOWLEDGED))
         self.bot_name = bot_name
         self.on_unreachable = on_unreachable  # told the channel the bot cannot post in
         # The adapter's board, shared with the listeners (a mention's acknowledgement is
@@ -89,7 +94,44 @@ class SlackReply:
         return status_about(self.user, job.prompt)
 
     def line(self, job: Job) -> StatusLine:
-        return self.board.line(job.id, self.channel, self.thread_ts)
+        async def find() -> str | None:
+            return await self._find_status(job)
+
+        finder = find if self.acknowledged_in_status else None
+        line = self.board.line(job.id, self.channel, self.thread_ts, finder)
+        line.shown = line.shown or self.acknowledged_in_status
+        return line
+
+    async def _find_status(self, job: Job) -> str | None:
+        """The ts of the job's status message, posted by the process that received the
+        request, found by its metadata; None while it is not there."""
+        for message in await self._recent(job):
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == JOB_EVENT and payload.get("job_id") == job.id:
+                return str(message["ts"])
+        return None
+
+    async def _recent(self, job: Job) -> list[dict[str, Any]]:
+        """The conversation's messages since the job was made (its thread, or the
+        channel's recent history for a top-level post), with their metadata."""
+        oldest = f"{max(0.0, job.created_at - _LOOK_MARGIN_SECONDS):.6f}"
+        if self.thread_ts:
+            answer = await self.client.conversations_replies(
+                channel=self.channel,
+                ts=self.thread_ts,
+                oldest=oldest,
+                limit=_LOOK_LIMIT,
+                include_all_metadata=True,
+            )
+        else:
+            answer = await self.client.conversations_history(
+                channel=self.channel,
+                oldest=oldest,
+                limit=_LOOK_LIMIT,
+                include_all_metadata=True,
+            )
+        return list(answer.get("messages") or [])
 
     async def _status(self, job: Job, text: str) -> None:
         """Shown when Slack allows (``status.py``): never waited for, never raises."""
@@ -173,23 +215,8 @@ class SlackReply:
         metadata on the way, so the "Done" edit lands on it after a restart. A failed
         look says "not there": posting twice beats not posting. Returns the found post's
         file (with the message's ``ts``), else None."""
-        oldest = f"{max(0.0, job.created_at - _LOOK_MARGIN_SECONDS):.6f}"
         try:
-            if self.thread_ts:
-                answer = await self.client.conversations_replies(
-                    channel=self.channel,
-                    ts=self.thread_ts,
-                    oldest=oldest,
-                    limit=_LOOK_LIMIT,
-                    include_all_metadata=True,
-                )
-            else:
-                answer = await self.client.conversations_history(
-                    channel=self.channel,
-                    oldest=oldest,
-                    limit=_LOOK_LIMIT,
-                    include_all_metadata=True,
-                )
+            messages = await self._recent(job)
         except SlackApiError as exc:
             log.warning(
                 "could not look for an earlier post; posting",
@@ -199,7 +226,7 @@ class SlackReply:
             return None
         found: dict[str, Any] | None = None
         marker = job_marker(job)
-        for message in answer.get("messages") or []:
+        for message in messages:
             if not message.get("bot_id"):
                 continue
             metadata = message.get("metadata") or {}

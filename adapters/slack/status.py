@@ -11,8 +11,11 @@ acknowledgement ("Queued, position 3") is the first text of the job's status mes
 it costs no call of its own.
 
 Lines are kept by job id, so the listener that acknowledged a request and the runner
-that edits it share one message in one process. After a restart the reply finds the
-message again by its metadata (``reply.py``) before it edits.
+that edits it share one message in one process. A runner that does not know the
+message (another process acknowledged the request, or this one restarted) must not post
+a second one: a line with a ``finder`` looks the message up by its metadata
+(``reply.py``) and, while it is not there yet (the acknowledging process is still
+waiting for the channel's pace), keeps its text and looks again a little later.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -35,16 +38,29 @@ log = structlog.get_logger("kontext.slack")
 _KEEP = 4096
 # Slack did not answer in time (slack_sdk's timeout) or the connection dropped.
 NO_ANSWER = (TimeoutError, aiohttp.ClientError)
+# How long a line that may not post waits between looks for its message, and how often
+# it looks before its texts are given up (the result is posted regardless).
+_FIND_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+Finder = Callable[[], Awaitable[str | None]]
 
 
 class StatusLine:
     def __init__(
-        self, board: StatusBoard, job_id: str, channel: str, thread_ts: str | None
+        self,
+        board: StatusBoard,
+        job_id: str,
+        channel: str,
+        thread_ts: str | None,
+        finder: Finder | None = None,
     ) -> None:
         self.board = board
         self.job_id = job_id
         self.channel = channel
         self.thread_ts = thread_ts
+        # Set: the message was posted by whoever acknowledged the request; find it.
+        self.finder = finder
+        self._looks = 0
         self.ts: str | None = None  # the message, once posted (or found)
         self.shown = False  # a text was ever asked for: the job has a status message
         self._pending: tuple[str, dict[str, Any]] | None = None
@@ -64,9 +80,26 @@ class StatusLine:
 
     async def _send_pending(self) -> None:
         while self._pending is not None:
+            if self.ts is None and self.finder is not None and not await self._found():
+                return
             text, metadata = self._pending
             self._pending = None
             await self._send(text, metadata)
+
+    async def _found(self) -> bool:
+        """Whether the message someone else posted is known now; looks a few times."""
+        assert self.finder is not None
+        while self._looks < len(_FIND_PAUSES):
+            try:
+                self.ts = await self.finder()
+            except Exception as exc:
+                log.warning("status message look-up failed", job_id=self.job_id, error=repr(exc))
+            if self.ts is not None:
+                return True
+            await asyncio.sleep(_FIND_PAUSES[self._looks])
+            self._looks += 1
+        self._pending = None  # never posted where we can find it: these texts go
+        return False
 
     async def _send(self, text: str, metadata: dict[str, Any]) -> None:
         client = self.board.client
@@ -98,10 +131,13 @@ class StatusBoard:
         self._lines: OrderedDict[str, StatusLine] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def line(self, job_id: str, channel: str, thread_ts: str | None) -> StatusLine:
+    def line(
+        self, job_id: str, channel: str, thread_ts: str | None, finder: Finder | None = None
+    ) -> StatusLine:
+        """The job's line; ``finder`` only counts when the line is new here."""
         found = self._lines.get(job_id)
         if found is None:
-            found = StatusLine(self, job_id, channel, thread_ts)
+            found = StatusLine(self, job_id, channel, thread_ts, finder)
             self._lines[job_id] = found
             if len(self._lines) > _KEEP:
                 self._lines.popitem(last=False)

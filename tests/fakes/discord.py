@@ -63,8 +63,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import itertools
 import json
+import math
 import re
 import time
 import zlib
@@ -178,6 +180,9 @@ class FakeDiscord:
     identifies: list[dict[str, Any]] = field(default_factory=list)
     cdn_requests: list[str] = field(default_factory=list)
     rate_limits: dict[str, int] = field(default_factory=dict)  # "METHOD path-prefix" -> count
+    # Discord's buckets, enforced when set (``RouteLimits``); read on ``clock``.
+    route_limits: RouteLimits | None = None
+    limited: list[Call] = field(default_factory=list)  # every call answered 429 by them
     # Members' permissions by user id (the interaction's ``member.permissions``).
     permissions: dict[str, int] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # role id -> name
@@ -820,8 +825,24 @@ class FakeDiscord:
                         "X-RateLimit-Reset-After": "0.05",
                         "X-RateLimit-Bucket": "fakebucket",
                         "X-RateLimit-Scope": "user",
+                        "Via": VIA,
                     },
                 )
+        if self.route_limits is not None:
+            limited = self.route_limits.take(request.method, path, self.clock())
+            if isinstance(limited, web.Response):
+                self.limited.append(self.calls[-1])
+                return limited
+            bucket_headers = limited
+        else:
+            bucket_headers = {}
+        answer = await self._answer_unlimited(request, path, body, files)
+        answer.headers.update(bucket_headers)
+        return answer
+
+    async def _answer_unlimited(
+        self, request: web.Request, path: str, body: Any, files: dict[str, bytes]
+    ) -> web.StreamResponse:
         webhook_route = path.startswith(("/webhooks/", "/interactions/"))
         if not webhook_route and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
@@ -1399,6 +1420,86 @@ def _invalid_components(body: Any) -> web.Response | None:
     if len(ids) != len(set(ids)):
         return _error(400, 50035, "Invalid Form Body: custom_id must be unique per message")
     return None
+
+
+# Discord answers through Google's load balancer, which adds ``Via``; discord.py takes a
+# 429 without it for a Cloudflare ban and raises at once instead of waiting (http.py).
+VIA = "1.1 google"
+# https://discord.com/developers/docs/topics/rate-limits: "Rate limits are applied on a
+# per-route basis (meaning they can be different for each route called)", counted apart
+# for each of a route's major parameters ("channel_id, guild_id, and webhook_id or
+# webhook_id + webhook_token"); each answer carries X-RateLimit-Limit, -Remaining,
+# -Reset, -Reset-After and -Bucket; over a limit, HTTP 429 with a JSON body
+# {"message", "retry_after" (seconds), "global"} and Retry-After; "All bots can make up
+# to 50 requests per second to our API" (global, X-RateLimit-Global), and "Interaction
+# endpoints are not bound to the bot's Global Rate Limit".
+_MAJOR = re.compile(
+    r"^/(channels|guilds)/(\d+)|^/webhooks/(\d+)/([^/]+)|^/interactions/(\d+)/([^/]+)"
+)
+
+
+def route_key(method: str, path: str) -> str:
+    """The bucket a call falls in: its route with the major parameter kept and every
+    other id replaced."""
+    major = _MAJOR.match(path)
+    kept = major.group(0) if major else ""
+    rest = re.sub(r"/\d{5,}", "/:id", path[len(kept) :])
+    return f"{method} {kept}{rest}"
+
+
+@dataclass
+class RouteLimits:
+    """Buckets of ``per_route`` calls per ``window`` seconds, and the global limit."""
+
+    per_route: int = 5
+    window: float = 2.0
+    global_per_second: int = 50
+    _buckets: dict[str, tuple[float, int]] = field(default_factory=dict)  # key -> (reset, used)
+    _global: tuple[float, int] = (0.0, 0)
+
+    def take(self, method: str, path: str, now: float) -> dict[str, str] | web.Response:
+        """The bucket headers of an allowed call, or the 429 that refuses it."""
+        if not path.startswith(("/interactions/", "/webhooks/")):
+            reset, used = self._global
+            if now >= reset:
+                reset, used = now + 1.0, 0
+            if used >= self.global_per_second:
+                return _rate_limited(reset - now, glob=True)
+            self._global = (reset, used + 1)
+        key = route_key(method, path)
+        reset, used = self._buckets.get(key, (0.0, 0))
+        if now >= reset:
+            reset, used = now + self.window, 0
+        bucket = hashlib.sha1(key.encode()).hexdigest()[:16]  # a name, not a secret
+        headers = {
+            "X-RateLimit-Limit": str(self.per_route),
+            "X-RateLimit-Remaining": str(max(0, self.per_route - used - 1)),
+            "X-RateLimit-Reset": f"{time.time() + (reset - now):.3f}",
+            "X-RateLimit-Reset-After": f"{reset - now:.3f}",
+            "X-RateLimit-Bucket": bucket,
+        }
+        if used >= self.per_route:
+            return _rate_limited(
+                reset - now, glob=False, headers={**headers, "X-RateLimit-Remaining": "0"}
+            )
+        self._buckets[key] = (reset, used + 1)
+        return headers
+
+
+def _rate_limited(
+    wait: float, *, glob: bool, headers: dict[str, str] | None = None
+) -> web.Response:
+    extra = {"X-RateLimit-Global": "true"} if glob else {"X-RateLimit-Scope": "user"}
+    return _json(
+        {"message": "You are being rate limited.", "retry_after": round(wait, 3), "global": glob},
+        status=429,
+        headers={
+            **(headers or {}),
+            **extra,
+            "Retry-After": str(max(1, math.ceil(wait))),
+            "Via": VIA,
+        },
+    )
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
