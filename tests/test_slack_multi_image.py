@@ -147,3 +147,33 @@ async def test_cancel_from_the_acknowledgement_at_the_provider(multi_bot: Bot) -
     assert done.state.value == "canceled" and bot.provider.cancels == 1
     assert await balance(bot) == 1200, "refunded once"
     assert [u for u in bot.slack.uploads.values() if u.channel] == [], "nothing posted"
+
+
+async def test_a_mentions_status_message_has_cancel_until_the_job_ends(multi_bot: Bot) -> None:
+    bot = multi_bot
+    bot.provider.script.outcome = "never"
+    file = bot.slack.add_file("cat.png", png())
+    ts = f"{time.time() - 60:.6f}"
+    await bot.event(message_event("app_mention", ts, f"<@{BOT_USER_ID}> make it ink", [file]), "E")
+    job = await bot.core.service.job_for_key(f"slack:{TEAM_ID}:msg:{CHANNEL}:{ts}")
+    assert job is not None
+
+    def status() -> dict[str, Any] | None:
+        for message in bot.slack.messages_in(CHANNEL):
+            if (message.get("metadata") or {}).get("event_payload", {}).get("job_id") == job.id:
+                return message
+        return None
+
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while not ((found := status()) and "Cancel" in json.dumps(found.get("blocks"))):
+            await asyncio.sleep(0.01)
+        while not bot.provider.creates:
+            await asyncio.sleep(0.01)
+    await bot.interact(cancel_click(bot, job.id, USER, 1))
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        done = await bot.core.runner.wait_for(job.id)
+        while (found := status()) is not None and found.get("blocks"):
+            await asyncio.sleep(0.01)
+    assert done.state.value == "canceled" and bot.provider.cancels == 1
+    assert await balance(bot) == 1200
+    assert found is not None and "blocks" not in found, "the ended job's line has no Cancel"

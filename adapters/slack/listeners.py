@@ -302,7 +302,11 @@ class SlackListeners:
             # post, shown when the channel's pace allows, edited as the job goes on.
             line = self.adapter.status.line(submitted.job_id, channel, str(thread_ts or ts))
             text = f"{status_about(user.user, outcome.prompt)} — :hourglass_flowing_sand: "
-            line.show(text + submitted.text, job_metadata(submitted.job_id))
+            line.show(
+                text + submitted.text,
+                job_metadata(submitted.job_id),
+                cancel_blocks(text + submitted.text, submitted.job_id),
+            )
         else:
             self.adapter.status.spawn(reply.tell(submitted.text))
 

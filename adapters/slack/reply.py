@@ -32,6 +32,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters.slack.pacing import is_rate_limited, retry_after
 from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
+from adapters.slack.views import cancel_blocks
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.texts import result_details, short
@@ -133,12 +134,15 @@ class SlackReply:
             )
         return list(answer.get("messages") or [])
 
-    async def _status(self, job: Job, text: str) -> None:
-        """Shown when Slack allows (``status.py``): never waited for, never raises."""
-        self.line(job).show(f"{self._about(job)} — {text}", job_metadata(job.id))
+    async def _status(self, job: Job, text: str, *, cancel: bool = False) -> None:
+        """Shown when Slack allows (``status.py``): never waited for, never raises.
+        ``cancel``: the job can still be stopped, so the line keeps its Cancel button."""
+        line = f"{self._about(job)} — {text}"
+        blocks = cancel_blocks(line, job.id) if cancel else None
+        self.line(job).show(line, job_metadata(job.id), blocks)
 
     async def progress(self, job: Job, stage: str) -> None:
-        await self._status(job, _STAGES.get(stage, stage) + "…")
+        await self._status(job, _STAGES.get(stage, stage) + "…", cancel=True)
 
     async def deliver(
         self, result: EditResult, *, maybe_delivered: bool = False
