@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from adapters.slack.views import cancel_blocks
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import BOT_USER_ID, TEAM_ID
 from tests.support import HANG_GUARD_SECONDS, png
@@ -177,3 +178,25 @@ async def test_a_mentions_status_message_has_cancel_until_the_job_ends(multi_bot
     assert done.state.value == "canceled" and bot.provider.cancels == 1
     assert await balance(bot) == 1200
     assert found is not None and "blocks" not in found, "the ended job's line has no Cancel"
+
+
+async def test_the_fake_slack_drops_blocks_on_a_text_only_update() -> None:
+    """chat.update: blocks given replace the old; text without blocks removes them;
+    as https://api.slack.com/methods/chat.update documents its ``blocks`` argument."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from tests.fakes.slack import BOT_TOKEN, FakeSlack
+
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
+        blocks = cancel_blocks("Queued", "0" * 32)
+        posted = await client.chat_postMessage(channel=CHANNEL, text="Queued", blocks=blocks)
+
+        def stored() -> dict[str, Any]:
+            return next(m for m in slack.messages_in(CHANNEL) if m["ts"] == posted["ts"])
+
+        assert stored()["blocks"] == blocks
+        await client.chat_update(channel=CHANNEL, ts=posted["ts"], text="Editing", blocks=blocks)
+        assert stored()["blocks"] == blocks
+        await client.chat_update(channel=CHANNEL, ts=posted["ts"], text="Done")
+        assert "blocks" not in stored() and stored()["text"] == "Done"
