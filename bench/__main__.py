@@ -17,11 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, cpu_levers, dashboard, ledger, overhead, pipeline, polling, scale
+from bench import (
+    burst,
+    cpu,
+    cpu_levers,
+    dashboard,
+    ledger,
+    overhead,
+    pipeline,
+    polling,
+    scale,
+)
 from bot.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "burst": burst.run,
     "cpu": cpu.run,
     "dashboard": dashboard.run,
     "levers": cpu_levers.run,

@@ -182,7 +182,7 @@ async def test_login_identifies_and_syncs_commands_to_the_guild(bot: Bot) -> Non
     assert await bot.adapter.ready()
 
 
-async def test_slash_command_with_image_defers_and_posts_the_result_with_buttons(
+async def test_slash_command_with_image_acknowledges_and_posts_the_result_with_buttons(
     bot: Bot,
 ) -> None:
     image = bot.discord.upload(png(), "cat.png", "image/png")
@@ -193,9 +193,11 @@ async def test_slash_command_with_image_defers_and_posts_the_result_with_buttons
         attachment=image,
     )
     (result,) = await bot.results(1)
-    assert [c["type"] for c in asked.callbacks] == [5], "deferred, public"
+    # The acknowledgement is the initial response itself (issue 24): no deferral to edit.
+    assert [c["type"] for c in asked.callbacks] == [4], "answered at once, public"
+    assert "Queued (position" in asked.callbacks[0]["data"]["content"]
     assert not asked.callbacks[0].get("data", {}).get("flags", 0) & MESSAGE_FLAG_EPHEMERAL
-    assert result["id"] == asked.original_id, "the deferred response became the result"
+    assert result["id"] == asked.original_id, "the acknowledgement became the result"
     assert result["content"] == f"<@{ALICE}>"
     (embed,) = result["embeds"]
     assert embed["description"] == "make it a watercolor"
@@ -224,7 +226,7 @@ async def test_reroll_and_edit_again_chain_from_the_result_buttons(bot: Bot) -> 
     # Re-roll: Bob clicks, Bob pays; same prompt and input, a new seed.
     reroll = await bot.discord.click(first, "Re-roll", user_id=BOB)
     await bot.results(2)
-    assert [c["type"] for c in reroll.callbacks] == [5]
+    assert [c["type"] for c in reroll.callbacks] == [4]  # acknowledged in the answer
     creates = bot.provider.creates
     assert len(creates) == 2
     assert creates[1].input is not None and creates[0].input is not None
@@ -248,7 +250,7 @@ async def test_reroll_and_edit_again_chain_from_the_result_buttons(bot: Bot) -> 
         again, {"prompt": "now make her wave --ar 16:9"}, user_id=ALICE
     )
     results = await bot.results(3)
-    assert [c["type"] for c in submitted.callbacks] == [5]
+    assert [c["type"] for c in submitted.callbacks] == [4]  # acknowledged in the answer
     third = next(m for m in results if m["id"] == submitted.original_id)
     assert third["embeds"][0]["description"] == "now make her wave"
     creates = bot.provider.creates
@@ -483,7 +485,7 @@ async def test_restart_with_a_job_in_flight_then_a_button_clicked_after_it(
             )
             reroll = await discord.click(result, "Re-roll", user_id=BOB)
             await bot.results(2)
-            assert [c["type"] for c in reroll.callbacks] == [5]
+            assert [c["type"] for c in reroll.callbacks] == [4]  # acknowledged in the answer
             assert len(fake.creates) == 2
             assert await bot.balance(ALICE) == 1080
             # The resumed delivery recorded where the result is (issue 19).

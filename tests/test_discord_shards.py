@@ -296,7 +296,7 @@ async def test_two_processes_split_the_shards_and_answer_each_guild_once(
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err.decode()[-3000:]
 
-    # Each guild's interaction went to the session of its shard only, was deferred
+    # Each guild's interaction went to the session of its shard only, was answered
     # (publicly) by the process holding it, and its result was delivered once.
     sent = [e for e in discord.gateway_log if e[1] == "INTERACTION_CREATE"]
     assert sorted(sent) == [
@@ -304,7 +304,7 @@ async def test_two_processes_split_the_shards_and_answer_each_guild_once(
         ((1, 2), "INTERACTION_CREATE", GUILD_ID),
     ]
     for guild, interaction in asked.items():
-        assert [c["type"] for c in interaction.callbacks] == [5], guild
+        assert [c["type"] for c in interaction.callbacks] == [4], guild
         assert len(_deliveries(discord, interaction)) == 1, _deliveries(discord, interaction)
     assert len(fake.creates) == 2
     # Commands were synced once, globally, by the shard-0 process.

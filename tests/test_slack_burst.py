@@ -252,3 +252,23 @@ async def test_a_process_that_did_not_acknowledge_edits_the_status_message_it_fi
         assert len(slack.calls_to("chat.postMessage")) == 1
         (edit,) = slack.calls_to("chat.update")
         assert edit.args["ts"] == line.ts and "Editing" in edit.args["text"]
+
+
+async def test_status_texts_that_pile_up_while_slack_is_slow_are_skipped_for_the_newest() -> None:
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
+        line = StatusBoard(client).line(JOB.id, CHANNEL, None)
+        line.show("Queued", job_metadata(JOB.id))
+        await line.settled()
+        held = slack.hold("chat.update")
+        line.show("Editing", job_metadata(JOB.id))
+        await asyncio.wait_for(held.reached.wait(), HANG_GUARD_SECONDS)
+        for step in range(1, 6):  # progress while the edit before is on its way
+            line.show(f"step {step} of 5", job_metadata(JOB.id))
+        line.show("Done", job_metadata(JOB.id))
+        held.release()
+        await line.settled()
+        assert [c.args["text"] for c in slack.calls_to("chat.update")] == ["Editing", "Done"]
+        assert len(slack.calls_to("chat.postMessage")) == 1
+        (message,) = slack.messages_in(CHANNEL)
+        assert message["text"] == "Done"

@@ -300,3 +300,43 @@ async def test_a_kill_at_any_stage_ends_delivered_once_and_charged_once(
     assert delivered["file"] == upload["files"][0]["id"]
     assert delivered["ts"] == upload["ts"]
     assert delivered["link"] == upload["files"][0]["permalink"]
+
+
+def _waiting_for_slack(world: World) -> bool:
+    rows = world.query("SELECT result FROM jobs")
+    return bool(rows) and "waiting_for" in str(rows[0][0] or "")
+
+
+async def test_a_delivery_rate_limited_across_a_kill_is_delivered_once_after_the_restart(
+    world: World,
+) -> None:
+    """Issue 24: Slack keeps saying "slow down" to a paid result; the bot is killed while
+    it waits; the restarted bot posts the kept result once, charged once."""
+    slack, provider = world.slack, world.provider
+    image = slack.add_file("cat.png", png((30, 60, 200)))
+    ts = f"{time.time():.6f}"
+    event = mention(ts, [image])
+    slack.post_user_message(CHANNEL, event["text"], user=USER, ts=ts)
+    slack.rate_limit_methods["files.completeUploadExternal"] = 10**6  # until lifted
+
+    first = await world.launch()
+    assert await world.event(first, event) == 200
+    await until(lambda: _waiting_for_slack(world), "the result held back by Slack's limit")
+    await first.kill()
+    ((job_id, state),) = world.jobs()
+    assert state == "delivering" and world.ledger(job_id) == ["reserve"]
+
+    slack.rate_limit_methods["files.completeUploadExternal"] = 0  # Slack lets posts through
+    world.expire_leases()
+    second = await world.launch()
+    await until(lambda: any(s in ("succeeded", "failed") for _, s in world.jobs()), "the end")
+    await second.stop()
+
+    ((job_id, state),) = world.jobs()
+    assert state == "succeeded", world.query("SELECT error_message FROM jobs")
+    (upload,) = world.uploads_in(ts)
+    assert f"job {job_id[:8]}" in upload["text"]
+    assert world.ledger(job_id) == ["reserve", "charge"]
+    assert len(provider.creates) == 1
+    (status,) = world.status_messages(job_id)  # found again and finished, not posted anew
+    assert "Done" in status["text"]

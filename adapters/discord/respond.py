@@ -9,7 +9,9 @@ Discord's 3 seconds:
 
 - refused: the initial response is the refusal itself, ephemeral (type 4, flag 64);
   nothing public ever exists and nothing was charged;
-- accepted: a public deferral (thinking), edited into "Queued…", then by the job;
+- accepted: the initial response is the public "Queued…" itself (type 4), edited
+  by the job afterwards: the acknowledgement costs no call of its own (issue 24: in
+  a burst every webhook call counts against the interaction's bucket);
 - the reservation is slow (not done within ``budget`` seconds): an *ephemeral*
   deferral first, so the 3-second rule is kept; a refusal then edits that private
   message, an acceptance edits it into the private "Queued…" and the result is posted
@@ -124,8 +126,17 @@ async def answer_interaction(
                     _refusal(submitted, request.prompt), ephemeral=True, allowed_mentions=NO_PINGS
                 )
                 return
-            await interaction.response.defer(thinking=True)
+            text = _queued(submitted, request.prompt)
+            if submitted.job_id is not None and not submitted.duplicate:
+                # The Cancel button stays through the status edits (an edit without
+                # components keeps them) until the result brings its own buttons.
+                await interaction.response.send_message(
+                    text, allowed_mentions=NO_PINGS, view=cancel_view(submitted.job_id)
+                )
+            else:
+                await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
             updates = {"status": "public"}
+            return
         else:
             await interaction.response.defer(thinking=True, ephemeral=True)
             updates = {"status": "ephemeral"}
@@ -140,7 +151,8 @@ async def answer_interaction(
                 )
                 return
         # Before the job's own reply may speak (it waits for ``ack``): nothing it posts
-        # can be overwritten by this "queued".
+        # can be overwritten by this "queued". (Only after a slow reservation: the
+        # private deferral is edited into it.)
         status = reply({**target, **updates})
         if submitted.job_id is not None and not submitted.duplicate:
             # The Cancel button stays through the status edits (an edit without

@@ -19,8 +19,10 @@ wrapper of slack_sdk goes through, files_upload_v2's two API calls included.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +121,10 @@ def _channel_of(*bodies: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+# Set while a caller already holds the pace's slot for the call it is making.
+_PAID: ContextVar[bool] = ContextVar("slack_slot_taken", default=False)
+
+
 class PacedWebClient(AsyncWebClient):
     """slack_sdk's client, each call paced by ``SlackPacer`` and counted in metrics."""
 
@@ -128,6 +134,12 @@ class PacedWebClient(AsyncWebClient):
         super().__init__(*args, **kwargs)
         self.pacer = pacer
         self.metrics = metrics
+
+    async def wait_turn(self, method: str, channel: str | None) -> None:
+        """Until the pace allows one ``method`` call (in ``channel``)."""
+        bucket = self.pacer.bucket(method, channel) if self.pacer else None
+        if bucket is not None:
+            await bucket.acquire()
 
     async def api_call(
         self,
@@ -142,11 +154,8 @@ class PacedWebClient(AsyncWebClient):
         auth: dict[str, Any] | None = None,
     ) -> AsyncSlackResponse:
         form = data if isinstance(data, Mapping) else None
-        bucket = (
-            self.pacer.bucket(api_method, _channel_of(json, form, params)) if self.pacer else None
-        )
-        if bucket is not None:
-            await bucket.acquire()
+        if not _PAID.get():
+            await self.wait_turn(api_method, _channel_of(json, form, params))
         try:
             answer = await super().api_call(
                 api_method,
@@ -164,6 +173,19 @@ class PacedWebClient(AsyncWebClient):
             raise
         self.metrics.platform_calls.labels("slack", api_method, "ok").inc()
         return answer
+
+
+@contextlib.asynccontextmanager
+async def turn(client: AsyncWebClient, method: str, channel: str | None) -> AsyncIterator[None]:
+    """Wait for the pace first, then decide what to send: a status line takes its newest
+    text only once its call may go, so texts that came in while it waited are skipped."""
+    if isinstance(client, PacedWebClient):
+        await client.wait_turn(method, channel)
+    token = _PAID.set(True)
+    try:
+        yield
+    finally:
+        _PAID.reset(token)
 
 
 def is_rate_limited(exc: SlackApiError) -> bool:

@@ -31,6 +31,8 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.pacing import turn
+
 log = structlog.get_logger("kontext.slack")
 
 # Status lines remembered (the ts of each job's message); older ones are forgotten, and a
@@ -88,9 +90,15 @@ class StatusLine:
         while self._pending is not None:
             if self.ts is None and self.finder is not None and not await self._found():
                 return
-            text, metadata, blocks = self._pending
-            self._pending = None
-            await self._send(text, metadata, blocks)
+            method = "chat.postMessage" if self.ts is None else "chat.update"
+            async with turn(self.board.client, method, self.channel):
+                # The newest text once the call may go: those that came while it
+                # waited for Slack's pace are never sent.
+                if self._pending is None:
+                    return
+                text, metadata, blocks = self._pending
+                self._pending = None
+                await self._send(text, metadata, blocks)
 
     async def _found(self) -> bool:
         """Whether the message someone else posted is known now; looks a few times."""
@@ -168,9 +176,10 @@ class StatusBoard:
         if not task.cancelled() and task.exception() is not None:
             log.warning("slack courtesy send failed", error=repr(task.exception()))
 
-    @property
-    def busy(self) -> int:
-        return len(self._tasks)
+    async def idle(self) -> None:
+        """Until every send started so far (and those they started) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def drain(self, grace: float) -> None:
         """At shutdown: let the sends in flight finish for up to ``grace`` seconds."""
