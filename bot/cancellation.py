@@ -3,8 +3,9 @@
 A queued job is removed and refunded at once, in one transaction whose state guard
 loses to a runner that claimed it in the meantime (the job then runs, and the cancel is
 asked of it as of any running job). A running job gets ``cancel_requested_at`` stored:
-whichever process runs it, also after a restart, reads that on its next look at the
-provider, asks the provider to stop (core.today ``DELETE /v1/predictions/{id}``,
+whichever process runs it, also after a restart, reads that before the create (then
+nothing is sent and it is refunded at once) or on its next look at the provider, asks
+the provider to stop (core.today ``DELETE /v1/predictions/{id}``,
 Replicate ``POST /v1/predictions/{id}/cancel``, ComfyUI's queue delete or interrupt),
 and refunds only once the provider says the prediction ended canceled. A result that
 comes first wins: it is delivered and charged, and the requester is told. BFL documents

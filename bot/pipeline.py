@@ -209,6 +209,10 @@ class JobPipeline:
         # images at once (1,000 jobs x 1 MB peaked over 1 GB before this bound).
         async with self._preparing:
             images = await self._fetch_inputs(job, provider)
+            if job.cancel_requested or await cancel_requested(self.queue, job.id):
+                # Canceled after a runner took it, before anything reached the provider:
+                # nothing to stop there, refunded now (bot.cancellation).
+                raise _Canceled
             try:
                 return await self.failover.submit(
                     job, images, lambda p: self._webhook_url(p, job), bound

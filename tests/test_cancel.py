@@ -247,3 +247,29 @@ async def test_at_replicate_the_cancel_is_its_cancel_route(tmp_path: Path) -> No
     assert done.state == JobState.CANCELED
     assert fake.cancels == 1 and balance == 1200
     assert frontend.delivered == []
+
+
+async def test_a_cancel_before_the_create_sends_nothing_to_the_provider(tmp_path: Path) -> None:
+    """Asked after a runner took the job, before its create: nothing is sent, refunded."""
+    from bot.cancellation import ask_to_cancel
+
+    frontend = RecordingFrontend()
+    async with coretoday_fake.FakeCoreToday() as fake:
+        core = await build_core(settings_for(tmp_path, fake.base_url), {"slack": frontend})
+        try:
+            job = await submit(core, frontend, "pre")
+            # A runner that took the job and died before its create; the cancel comes.
+            (taken,) = await core.store.claim("gone", ["slack"], 1, 60.0)
+            assert taken.id == job.id and await ask_to_cancel(core.store, job.id)
+            await core.store.release_leases("gone")
+            await core.start()
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                done = await core.runner.wait_for(job.id)
+            balance = (await core.service.credits(ALICE)).balance
+            refunded = await refunds(core, job.id)
+        finally:
+            await core.close()
+    assert done.state == JobState.CANCELED
+    assert fake.creates == [] and fake.cancels == 0
+    assert balance == 1200 and refunded == 1
+    assert [m for _, m in frontend.failures] == [texts.canceled_text(1200)]
