@@ -62,6 +62,7 @@ def runner_limits(settings: Settings) -> RunnerLimits:
         progress_interval=jobs.progress_interval_seconds,
         max_input_bytes=images.max_input_bytes,
         max_input_pixels=images.max_input_pixels,
+        max_total_input_bytes=images.max_total_input_bytes,
         max_output_bytes=images.max_output_bytes,
         keep_images_hours=settings.storage.keep_images_hours,
     )
@@ -194,6 +195,7 @@ async def build_core(
         platform_admins=settings.credits.platform_admins,
         models=models,
         queued=doorbell if with_runner else None,
+        max_total_input_bytes=settings.images.max_total_input_bytes,
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

@@ -72,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Edit one image. Options of the /kontext grammar (--ar 16:9, --seed N, "
         "--format jpg, --upsample, --safety N) may follow the prompt.",
     )
-    console.add_argument("--image", type=Path, help="input image (omit for text-to-image)")
+    console.add_argument(
+        "--image",
+        type=Path,
+        action="append",
+        help="input image (omit for text-to-image); repeat it for several, the first is edited",
+    )
     console.add_argument(
         "--demo",
         action="store_true",
@@ -283,7 +288,7 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
-def _demo(settings: Settings, image: Path | None) -> tuple[Settings, Path]:
+def _demo(settings: Settings, images: list[Path] | None) -> tuple[Settings, list[Path]]:
     """``console --demo``: the same config with the demo provider (no key, no fallbacks)
     and, without ``--image``, the sample picture shipped with the bot, copied next to
     the user so the result's default name (``sample-kontext-….png``) lands there too."""
@@ -291,11 +296,12 @@ def _demo(settings: Settings, image: Path | None) -> tuple[Settings, Path]:
 
     provider = settings.provider.model_copy(update={"name": "demo", "fallbacks": []})
     demo = settings.model_copy(update={"provider": provider, "models": []})
-    if image is None:
-        image = Path.cwd() / "sample.png"
-        if not image.exists():
-            image.write_bytes(sample_image())
-    return demo, image
+    if not images:
+        sample = Path.cwd() / "sample.png"
+        if not sample.exists():
+            sample.write_bytes(sample_image())
+        images = [sample]
+    return demo, images
 
 
 def _healthcheck(settings: Settings) -> int:
@@ -423,10 +429,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings, prompt_tokens: list[
             run_one = platforms_registry.registered()["console"].run_one
             assert run_one is not None
             text = " ".join([*args.prompt, *prompt_tokens])
-            image = args.image
+            images = args.image
             if args.demo:
-                settings, image = _demo(settings, image)
-            return asyncio.run(run_one(settings, image, args.out, text))
+                settings, images = _demo(settings, images)
+            return asyncio.run(run_one(settings, images, args.out, text))
         if args.command == "run":
             return asyncio.run(_run(settings))
     except ConfigError as exc:

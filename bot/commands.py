@@ -1,7 +1,10 @@
 """The ``/kontext`` text grammar shared by every platform.
 
-``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg] [--upsample] [--safety N]
-[--model NAME]``
+``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg|webp] [--upsample]
+[--safety N] [--model NAME] [--res MP]``
+
+Which values each option may take is the chosen model's profile (bot.model_profiles):
+the options are checked against it here, before anything is reserved.
 
 People type this on phones and in chat clients that "fix" their typing, so the parser is
 forgiving about form (``--ar=16:9``, ``—ar`` from autocorrect, ``16x9``) and strict about
@@ -15,6 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot import texts
 from bot.domain import (
     DEFAULT_SAFETY,
     SAFETY_MAX,
@@ -24,6 +28,7 @@ from bot.domain import (
     OutputFormat,
 )
 from bot.errors import UserInputError
+from bot.model_profiles import ImageTransport, ModelProfile
 from bot.models import Catalogue
 from bot.providers.base import ProviderCapabilities
 
@@ -42,6 +47,11 @@ class HelpCommand:
 @dataclass(frozen=True)
 class CreditsCommand:
     pass
+
+
+@dataclass(frozen=True)
+class CancelCommand:
+    """``cancel``: stop the asker's newest unfinished job (bot.cancellation)."""
 
 
 # -- history (issue 19) ---------------------------------------------------------------------
@@ -72,7 +82,7 @@ def parse_history(text: str, bot_mentions: Iterable[str] = ()) -> HistoryCommand
 
 # ------------------------------------------------------------------------------------------
 
-ParsedCommand = EditCommand | HelpCommand | CreditsCommand
+ParsedCommand = EditCommand | HelpCommand | CreditsCommand | CancelCommand
 
 _FLAG_NAMES = {
     "ar": "ar",
@@ -83,11 +93,13 @@ _FLAG_NAMES = {
     "upsample": "upsample",
     "safety": "safety",
     "model": "model",
+    "res": "res",
+    "resolution": "res",
 }
-_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model"}
-_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model"
+_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res"}
+_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res"
 # With one model there is nothing to choose: --model is not offered (still understood).
-_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety"
+_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res"
 # Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
 _DASHES = ("--", "\u2014", "\u2013")
 _LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -95,7 +107,7 @@ _MENTION_TOKEN = re.compile(r"<@!?[A-Za-z0-9]+(?:\|[^>]*)?>")
 _TRIGGERS = {"/kontext", "!kontext"}
 _TRIGGER = re.compile(r"^\s*[/!]kontext(?=\s|$)", re.IGNORECASE)
 _RATIO_X = re.compile(r"^(\d+)\s*[xX×]\s*(\d+)$")
-_FORMATS: dict[str, OutputFormat] = {"png": "png", "jpg": "jpg", "jpeg": "jpg"}
+_FORMATS: dict[str, OutputFormat] = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp"}
 
 
 def _flag_name(token: str) -> tuple[str, str | None] | None:
@@ -176,6 +188,8 @@ def parse_command(
         return HelpCommand()
     if not values and prompt.strip().lower() in {"credits", "balance"}:
         return CreditsCommand()
+    if not values and prompt.strip().lower() == "cancel":
+        return CancelCommand()
     options = build_options(
         has_image=has_image,
         capabilities=capabilities,
@@ -186,8 +200,10 @@ def parse_command(
         safety=_parse_int(values["safety"], "safety") if values.get("safety") is not None else None,
         model=values.get("model"),
         models=models,
+        resolution=_parse_res(values["res"]) if values.get("res") is not None else None,
     )
-    return EditCommand(prompt=validate_prompt(prompt, capabilities), options=options)
+    profile = options_profile(capabilities, models, options.model)
+    return EditCommand(prompt=validate_prompt(prompt, capabilities, profile), options=options)
 
 
 _EXAMPLES = {
@@ -196,7 +212,15 @@ _EXAMPLES = {
     "format": "--format jpg",
     "safety": "--safety 2",
     "model": "--model max",
+    "res": "--res 2",
 }
+
+
+def _parse_res(raw: str | None) -> int:
+    text = (raw or "").strip().lower().removesuffix("mp").strip()
+    if not re.fullmatch(r"\d{1,2}", text):
+        raise UserInputError(texts.res_not_a_number(raw or ""))
+    return int(text)
 
 
 def _parse_int(raw: str | None, name: str) -> int:
@@ -207,13 +231,16 @@ def _parse_int(raw: str | None, name: str) -> int:
     return int(text)
 
 
-def validate_prompt(prompt: str, capabilities: ProviderCapabilities) -> str:
+def validate_prompt(
+    prompt: str, capabilities: ProviderCapabilities, profile: ModelProfile | None = None
+) -> str:
+    """The prompt, spaces collapsed; refused empty or longer than the model reads."""
     cleaned = " ".join(prompt.split())
     if not cleaned:
         raise UserInputError(
             "Write what to change, e.g. /kontext make it a watercolor (or /kontext help)."
         )
-    limit = capabilities.max_prompt_chars
+    limit = profile.max_prompt_chars if profile is not None else capabilities.max_prompt_chars
     if len(cleaned) > limit:
         raise UserInputError(
             f"The prompt is {len(cleaned)} characters long; the limit is {limit}. "
@@ -230,6 +257,27 @@ def _normalise_ratio(raw: str) -> str:
     return re.sub(r"\s*:\s*", ":", text)
 
 
+def options_profile(
+    capabilities: ProviderCapabilities, models: Catalogue | None, model: str | None
+) -> ModelProfile:
+    """The profile the options are checked against: the chosen model's (its first
+    provider's, bot.models) when there is a catalogue; else one made of the provider's
+    capabilities, as the options were checked before model profiles."""
+    if models is not None:
+        chosen = models.get(model)
+        if chosen is not None:
+            return chosen.main_profile
+    return ModelProfile(
+        family="kontext",
+        transport=ImageTransport.SINGLE,
+        max_images=capabilities.max_input_images,
+        aspect_ratios=capabilities.aspect_ratios,
+        output_formats=capabilities.output_formats,
+        text_to_image=capabilities.supports_text_to_image,
+        max_prompt_chars=capabilities.max_prompt_chars,
+    )
+
+
 def build_options(
     *,
     has_image: bool,
@@ -241,15 +289,25 @@ def build_options(
     safety: int | None = None,
     model: str | None = None,
     models: Catalogue | None = None,
+    resolution: int | None = None,
 ) -> EditOptions:
-    """Validate options however they arrived (text flags or real slash-command options)."""
+    """Validate options however they arrived (text flags or real slash-command options),
+    against the chosen model's profile: each refusal is free and names what it takes."""
+    chosen_model: str | None = None
+    if model is not None and model.strip():
+        # The catalogue's spelling of the name; an unknown one is refused with the list.
+        chosen_model = models.choose(model).name if models is not None else model.strip()
+    profile = options_profile(capabilities, models, chosen_model)
+    # Refusals name the model when there is a choice of them (the default included).
+    named = (chosen_model or models.default.name) if models is not None and models.several else None
     ratio: str | None = None
     if aspect_ratio is not None:
         ratio = _normalise_ratio(aspect_ratio)
-        if ratio not in capabilities.aspect_ratios:
-            allowed = ", ".join(capabilities.aspect_ratios)
+        if ratio not in profile.aspect_ratios:
+            allowed = ", ".join(profile.aspect_ratios)
             raise UserInputError(
-                f"'{aspect_ratio}' is not an aspect ratio I can make. Choose one of: {allowed}."
+                f"'{aspect_ratio}' is not an aspect ratio I can make"
+                f"{texts.with_model(named)}. Choose one of: {allowed}."
             )
         if ratio == "match_input_image" and not has_image:
             raise UserInputError(
@@ -261,25 +319,30 @@ def build_options(
     fmt: OutputFormat = "png"
     if output_format is not None:
         chosen = _FORMATS.get(output_format.strip().lower())
-        allowed_formats = [f for f in capabilities.output_formats if f in _FORMATS]
+        allowed_formats = [f for f in profile.output_formats if f in _FORMATS]
         if chosen is None or chosen not in allowed_formats:
             raise UserInputError(
-                f"'{output_format}' is not an output format I can make; use "
-                f"{' or '.join(allowed_formats)}."
+                f"'{output_format}' is not an output format I can make"
+                f"{texts.with_model(named)}; use {' or '.join(allowed_formats)}."
             )
         fmt = chosen
     level = DEFAULT_SAFETY if safety is None else safety
-    if not 0 <= level <= SAFETY_MAX:
-        raise UserInputError(f"--safety must be from 0 (strictest) to {SAFETY_MAX}.")
-    if has_image and level > SAFETY_MAX_WITH_IMAGE:
+    if profile.safety_min == 0 and profile.safety_max == SAFETY_MAX:
+        # Kontext's rule, worded as before (BFL's Kontext docs: 0-6, at most 2 with
+        # an image).
+        if not 0 <= level <= SAFETY_MAX:
+            raise UserInputError(f"--safety must be from 0 (strictest) to {SAFETY_MAX}.")
+        if has_image and level > SAFETY_MAX_WITH_IMAGE:
+            raise UserInputError(
+                f"--safety can be at most {SAFETY_MAX_WITH_IMAGE} when an image is given "
+                f"(the provider's rule); it goes up to {SAFETY_MAX} for text-to-image."
+            )
+    elif not profile.safety_min <= level <= profile.safety_limit(has_image):
         raise UserInputError(
-            f"--safety can be at most {SAFETY_MAX_WITH_IMAGE} when an image is given "
-            f"(the provider's rule); it goes up to {SAFETY_MAX} for text-to-image."
+            texts.safety_range(named, profile.safety_min, profile.safety_limit(has_image))
         )
-    chosen_model: str | None = None
-    if model is not None and model.strip():
-        # The catalogue's spelling of the name; an unknown one is refused with the list.
-        chosen_model = models.choose(model).name if models is not None else model.strip()
+    if resolution is not None and resolution not in profile.resolutions:
+        raise UserInputError(texts.res_refused(named, resolution, profile.resolutions))
     return EditOptions(
         aspect_ratio=ratio,
         seed=seed,
@@ -287,4 +350,5 @@ def build_options(
         upsample=upsample,
         safety=level,
         model=chosen_model,
+        resolution=resolution,
     )

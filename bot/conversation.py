@@ -15,10 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from bot import texts
+from bot.cancel_answers import Outcome
 from bot.commands import (
+    CancelCommand,
     CreditsCommand,
     HelpCommand,
     build_options,
+    options_profile,
     parse_command,
     parse_history,
     validate_prompt,
@@ -28,6 +31,7 @@ from bot.domain import (
     AttachmentSource,
     EditOptions,
     EditRequest,
+    Job,
     JobState,
     RequestContext,
     UserRef,
@@ -57,6 +61,8 @@ class Edit:
     prompt: str
     options: EditOptions
     inputs: tuple[AttachmentSource, ...]
+    # Files beside the images that are no image: left out, and named when queued.
+    left_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,9 +87,10 @@ class HistoryAnswer:
 
 @dataclass(frozen=True)
 class NextEdit:
-    """Edit again: ask for the next prompt with this input, this model preselected."""
+    """Edit again: ask for the next prompt with these inputs (the result first, then
+    the references of the edit it continues), this model preselected."""
 
-    input: AttachmentSource
+    inputs: tuple[AttachmentSource, ...]
     model: str | None
 
 
@@ -109,6 +116,22 @@ class Conversation(AdminCommands):
 
     async def credits(self, user: UserRef, context: RequestContext | None = None) -> str:
         return texts.credits_text(self.style, await self.service.credits(user, context))
+
+    # -- cancel, free (issue 26) ----------------------------------------------------------------
+
+    async def cancel(
+        self,
+        asker: UserRef,
+        job_id: str | None = None,
+        platform_admin: PlatformAdmin = _not_platform_admin,
+    ) -> str:
+        """Cancel ``job_id`` (a Cancel button) or the asker's newest unfinished job
+        (``/kontext cancel``); the answer is for the asker alone. The platform is asked
+        whether the asker is its admin only for someone else's job."""
+        answer = await self.service.cancel(asker, job_id)
+        if answer.outcome == Outcome.NOT_YOURS and await self._asks(asker, platform_admin):
+            answer = await self.service.cancel(asker, job_id, platform_admin=True)
+        return texts.cancel_text(answer)
 
     # -- history, free (issue 19) ---------------------------------------------------------------
 
@@ -182,10 +205,12 @@ class Conversation(AdminCommands):
                 return Said(self.help())
             if isinstance(parsed, CreditsCommand):
                 return Said(await self.credits(user, context))
+            if isinstance(parsed, CancelCommand):
+                return Said(await self.cancel(user, platform_admin=platform_admin))
             options = parsed.options
             if options.model is None and model is not None:
                 options = replace(options, model=model)
-            return Edit(parsed.prompt, options, inputs)
+            return Edit(parsed.prompt, options, inputs, self.service.left_out(files))
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
 
@@ -201,6 +226,7 @@ class Conversation(AdminCommands):
         output_format: str | None = None,
         upsample: bool = False,
         model: str | None = None,
+        resolution: int | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
@@ -212,6 +238,8 @@ class Conversation(AdminCommands):
             return Said(await self.credits(user, context))
         if word == "history":
             return Said((await self.history(user)).text)
+        if word == "cancel":
+            return Said(await self.cancel(user))
         try:
             inputs = self.service.pick_inputs(files)
             options = build_options(
@@ -223,17 +251,54 @@ class Conversation(AdminCommands):
                 upsample=upsample,
                 model=model,
                 models=self.service.models,
+                resolution=resolution,
             )
-            validate_prompt(prompt, self.service.capabilities)
+            validate_prompt(
+                prompt,
+                self.service.capabilities,
+                options_profile(self.service.capabilities, self.service.models, options.model),
+            )
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
-        return Edit(" ".join(prompt.split()), options, inputs)
+        return Edit(" ".join(prompt.split()), options, inputs, self.service.left_out(files))
+
+    def message_files(
+        self,
+        own: Sequence[AttachmentSource],
+        replied: AttachmentSource | None,
+        *,
+        replied_is_result: bool,
+    ) -> list[AttachmentSource]:
+        """The files a message's edit reads, in order. A reply to the bot's result
+        continues that edit: the result first, then the reply's own files as references
+        (issue 26). A reply to anyone else's image uses the reply's own files, or the
+        replied image when the reply has none. Where no configured model takes more
+        than one image, a reply's own image is the one edited, as before several images
+        were possible (the result first would only earn a refusal)."""
+        if replied is None:
+            return list(own)
+        if not own or (replied_is_result and self.takes_several()):
+            return [replied, *own]
+        return list(own)
+
+    def takes_several(self) -> bool:
+        """Whether any configured model takes more than one image: only then does a
+        front end look for a previous result beside a message's own files."""
+        return self.service.models.max_images > 1
+
+    def edit_again_inputs(
+        self, result: AttachmentSource, job: Job | None
+    ) -> list[AttachmentSource]:
+        """Edit again continues an edit: its result is the image edited now, and the
+        references of the edit it continues stay, in their order (issue 26)."""
+        return [result, *(job.attachments[1:] if job is not None else ())]
 
     def inputs_of_message(
         self, files: Sequence[AttachmentSource]
     ) -> Said | tuple[AttachmentSource, ...]:
-        """The image of a message someone chose to edit (a message shortcut or menu):
-        a message without one, or with only files that are no image, is refused."""
+        """The images of a message someone chose to edit (a message shortcut or menu),
+        every one in order: a message without one, or with only files that are no
+        image, is refused."""
         if not files:
             return Said("That message has no image to edit.", mistake=True)
         try:
@@ -259,9 +324,12 @@ class Conversation(AdminCommands):
             ack = await self.service.submit(request)
         except KontextError as exc:
             return Submitted(accepted=False, text=exc.user_message)
+        text = texts.queued_text(self.style, ack)
+        if request.left_out:
+            text += texts.left_out_note(request.left_out)
         return Submitted(
             accepted=True,
-            text=texts.queued_text(self.style, ack),
+            text=text,
             job_id=ack.job.id,
             duplicate=ack.duplicate,
         )
@@ -292,7 +360,8 @@ class Conversation(AdminCommands):
                 source = AttachmentSource.from_json(image)
         if source is None:
             return Said(texts.RESULT_IMAGE_GONE, mistake=True)
-        return NextEdit(source, job.options.model if job is not None else None)
+        inputs = tuple(self.edit_again_inputs(source, job))
+        return NextEdit(inputs, job.options.model if job is not None else None)
 
     async def may_delete(
         self,

@@ -58,7 +58,7 @@ class UserRef:
         return f"{self.platform}:{self.workspace}:{self.user}"
 
 
-OutputFormat = Literal["png", "jpg"]
+OutputFormat = Literal["png", "jpg", "webp"]  # webp: FLUX.2 (bot.model_profiles)
 
 ASPECT_RATIOS: tuple[str, ...] = (
     "match_input_image",
@@ -98,6 +98,9 @@ class EditOptions:
     # The named model (``--model NAME``, bot.models); None: the default one. A stored
     # job carries the name it was made with, so a re-roll keeps it.
     model: str | None = None
+    # ``--res MP``: the output's size in megapixels, for models that have one (FLUX.2);
+    # None: the model's default.
+    resolution: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -109,6 +112,8 @@ class EditOptions:
         }
         if self.model is not None:
             data["model"] = self.model
+        if self.resolution is not None:
+            data["resolution"] = self.resolution
         return data
 
     @classmethod
@@ -120,6 +125,7 @@ class EditOptions:
             upsample=bool(data.get("upsample", False)),
             safety=int(data.get("safety", DEFAULT_SAFETY)),
             model=data.get("model"),
+            resolution=data.get("resolution"),
         )
 
 
@@ -192,6 +198,9 @@ class EditRequest:
     reply_target: Mapping[str, Any]
     idempotency_key: str
     context: RequestContext = field(default_factory=RequestContext)
+    # Files beside the images that are no image and were left out; the acknowledgement
+    # names them (issue 26).
+    left_out: tuple[str, ...] = ()
 
 
 class JobState(StrEnum):
@@ -240,6 +249,8 @@ class Job:
     # The named model (bot.models) whose cost was reserved; None for jobs from before
     # named models (the default one).
     model_name: str | None = None
+    # Cancel was asked while it ran (bot.cancellation); the runner honours it.
+    cancel_requested: bool = False
 
     @property
     def delivered(self) -> Mapping[str, Any] | None:

@@ -20,9 +20,11 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from bot import texts
 from bot.domain import Job
 from bot.errors import ProviderUnavailable
 from bot.jobqueue import JobQueue
+from bot.model_profiles import ModelProfile, shipped_profile
 from bot.models import Catalogue
 from bot.providers.base import InputImage, PredictionStatus, Provider, ProviderRequest
 
@@ -67,8 +69,26 @@ class Failover:
         names (a job resumed after a failover stays with the later provider) onward."""
         providers = self.providers
         later = providers[providers.index(self.provider_for(job)) :]
-        # Failover keeps the model: a provider that does not serve it is skipped.
-        return [p for p in later if self.model_id(job, p) is not None]
+        # Failover keeps the model: a provider that does not serve it is skipped, and so
+        # is one whose profile does not take the job (a 3-image job never goes to a
+        # one-image provider).
+        return [p for p in later if self.model_id(job, p) is not None and self.takes(job, p)]
+
+    def profile(self, job: Job, provider: Provider) -> ModelProfile:
+        model = self.models.get(job.model_name) if self.models is not None else None
+        if model is not None and model.id_for(provider.name) is not None:
+            return model.profile(provider.name)
+        return shipped_profile(provider.name, self.model_id(job, provider) or provider.model)
+
+    def takes(self, job: Job, provider: Provider) -> bool:
+        options = job.options
+        return self.profile(job, provider).takes(
+            images=len(job.attachments),
+            ratio=options.aspect_ratio,
+            safety=options.safety,
+            fmt=options.output_format,
+            res=options.resolution,
+        )
 
     async def submit(
         self,
@@ -82,9 +102,12 @@ class Failover:
         or the first one whose create may have happened."""
         candidates = self.candidates(job)
         if not candidates:
+            serving = [p for p in self.providers if self.model_id(job, p) is not None]
             raise ProviderUnavailable(
-                "No configured image service offers this model now. Nothing was charged.",
-                detail=f"model {job.model_name!r}",
+                texts.NO_PROVIDER_TAKES
+                if serving
+                else "No configured image service offers this model now. Nothing was charged.",
+                detail=f"model {job.model_name!r}, {len(job.attachments)} images",
             )
         for position, candidate in enumerate(candidates):
             model_id = self.model_id(job, candidate) or candidate.model
@@ -99,6 +122,7 @@ class Failover:
                 images=images,
                 webhook_url=webhook_url(candidate),
                 model=model_id,
+                profile=self.profile(job, candidate),
             )
             try:
                 status = await candidate.submit(request, idempotency_key=job.id)

@@ -49,6 +49,7 @@ def row_to_job(row: Row[Any]) -> Job:
         finished_at=row.finished_at,
         output_meta=row.result or {},
         model_name=row.model_name,
+        cancel_requested=row.cancel_requested_at is not None,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.errors import UserInputError
+from bot.model_profiles import ModelProfile, ProfileOverrides, profile_for
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -31,9 +32,34 @@ class Model:
     default: bool = False
     # Allowed only in the scopes whose override lists it (``models = [...]``).
     restricted: bool = False
+    # Per reference image beyond the first (``cost_per_extra_image``): core.today bills
+    # FLUX.2 by its inputs, so an operator may pass that on.
+    extra_cost: int = 0
+    kind: str = "edit"  # edit | upscale (only edit is served yet)
+    overrides: ProfileOverrides = field(default_factory=ProfileOverrides)
 
     def id_for(self, provider: str) -> str | None:
         return self.ids.get(provider)
+
+    def profile(self, provider: str) -> ModelProfile:
+        """What this model takes at ``provider`` (bot.model_profiles)."""
+        return profile_for(provider, self.ids.get(provider, ""), self.overrides)
+
+    @property
+    def main_profile(self) -> ModelProfile:
+        """The profile of the first provider serving it: what help and refusals name."""
+        first = next(iter(self.ids), None)
+        return self.profile(first) if first is not None else profile_for("", "", self.overrides)
+
+    @property
+    def max_images(self) -> int:
+        """The most images any provider serving it takes."""
+        return max((self.profile(p).max_images for p in self.ids), default=1)
+
+    def cost_for(self, images: int) -> int:
+        """One amount for the job, reserved, charged or refunded whole:
+        ``cost_per_image + cost_per_extra_image × (images − 1)``."""
+        return self.cost + self.extra_cost * max(images - 1, 0)
 
 
 class Catalogue:
@@ -76,6 +102,17 @@ class Catalogue:
                 f"I don't know the model '{name}'. Choose one of: {self.price_list()}."
             )
         return model
+
+    @property
+    def max_images(self) -> int:
+        """The most images any configured model takes (Discord's ``image2`` … options)."""
+        return max((m.max_images for m in self.models), default=1)
+
+    def taking(self, images: int) -> Model | None:
+        """A configured model that takes this many images, the cheapest first, to name
+        in a refusal; None when none does."""
+        able = [m for m in self.models if m.max_images >= images]
+        return min(able, key=lambda m: m.cost_for(images)) if able else None
 
     def choices(self, most: int) -> list[tuple[str, str]]:
         """(value, label) pairs for a form's model select (Discord's choices, Slack's
@@ -128,6 +165,9 @@ def catalogue_for(settings: Settings, default_cost: int | None = None) -> Catalo
                 ids=ids,
                 default=entry.default,
                 restricted=entry.restricted,
+                extra_cost=entry.cost_per_extra_image,
+                kind=entry.kind,
+                overrides=ProfileOverrides(max_images=entry.max_images),
             )
         )
     return Catalogue(models)

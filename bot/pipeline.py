@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from bot import texts
+from bot.cancellation import CANCELED_KIND, cancel_requested
 from bot.domain import EditResult, Job, JobState, Reply
 from bot.errors import (
     DeliveryDeferred,
@@ -33,22 +34,41 @@ from bot.errors import (
     KontextError,
     ModerationError,
     ProviderUnavailable,
+    UserInputError,
 )
 from bot.failover import Failover, hold_delay
 from bot.images import inspect_output_image, validate_input_image
-from bot.jobqueue import JobQueue
+from bot.jobqueue import JobQueue, Refunded
 from bot.metrics import Metrics
 from bot.platforms import Platform
 from bot.polling import PollPlanner
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 from bot.runner_limits import RunnerLimits
 from bot.step_progress import StepRelay, show_progress
+from bot.texts import (
+    CANCEL_TOO_LATE,
+    CANCELED_AT_PROVIDER,
+    canceled_text,
+    inputs_too_large,
+)
 
 Log = structlog.typing.FilteringBoundLogger
 
 
 class _Held(Exception):
     """The job went back in the queue; this run of it ends without an outcome."""
+
+
+class _Canceled(Exception):
+    """The provider stopped the job after a cancel was asked (bot.cancellation)."""
+
+
+async def show_told(reply: Reply, text: str, bound: Log) -> None:
+    """A word for the requester that must not fail the job (it is delivered)."""
+    try:
+        await reply.tell(text)
+    except Exception:
+        bound.exception("could not tell the requester")
 
 
 class JobPipeline:
@@ -76,6 +96,8 @@ class JobPipeline:
         )
         self._hints: dict[str, asyncio.Event] = {}
         self._limits = limits
+        # Jobs whose provider was asked to stop (bot.cancellation), while they run here.
+        self._cancel_sent: set[str] = set()
         self._preparing = asyncio.Semaphore(limits.max_preparing)
 
     @property
@@ -109,6 +131,7 @@ class JobPipeline:
             await self._execute(job, bound)
         finally:
             self._hints.pop(job.id, None)
+            self._cancel_sent.discard(job.id)
 
     async def _execute(self, job: Job, bound: Log) -> None:
         reply = self.frontends[job.user.platform].reply_for(job)
@@ -148,6 +171,10 @@ class JobPipeline:
                     output_meta=dict(meta),
                 )
             await self._deliver(job, reply, started, bound, balance)
+            if job.id in self._cancel_sent:  # the result won the race with a cancel
+                await show_told(reply, CANCEL_TOO_LATE, bound)
+        except _Canceled:
+            await self._canceled(job, reply, bound)
         except _Held:
             bound.info("provider busy; job back in the queue")
         except TimeoutError as exc:
@@ -203,6 +230,10 @@ class JobPipeline:
         # images at once (1,000 jobs x 1 MB peaked over 1 GB before this bound).
         async with self._preparing:
             images = await self._fetch_inputs(job, provider)
+            if job.cancel_requested or await cancel_requested(self.queue, job.id):
+                # Canceled after a runner took it, before anything reached the provider:
+                # nothing to stop there, refunded now (bot.cancellation).
+                raise _Canceled
             try:
                 return await self.failover.submit(
                     job, images, lambda p: self._webhook_url(p, job), bound
@@ -220,9 +251,14 @@ class JobPipeline:
     async def _fetch_inputs(self, job: Job, provider: Provider) -> tuple[InputImage, ...]:
         frontend = self.frontends[job.user.platform]
         images: list[InputImage] = []
+        total = 0
         for source in job.attachments:
             attachment = frontend.attachment_for(source)
             data = await attachment.fetch(self.limits.max_input_bytes)
+            # Each input is capped on its own and the inputs together (issue 26).
+            total += len(data)
+            if total > self.limits.max_total_input_bytes:
+                raise UserInputError(inputs_too_large(total, self.limits.max_total_input_bytes))
             images.append(
                 await asyncio.to_thread(
                     validate_input_image,
@@ -269,6 +305,11 @@ class JobPipeline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(hint.wait(), timeout=delay)
                 hint.clear()
+                if job.id not in self._cancel_sent and await cancel_requested(self.queue, job.id):
+                    # Asked by the requester or an admin (bot.cancellation): tell the
+                    # provider, then go on polling for what it says it became.
+                    self._cancel_sent.add(job.id)
+                    await provider.cancel(status.id)
                 polls += 1
                 asked_at = time.monotonic() - started
                 status = await provider.status(status.id)
@@ -282,6 +323,8 @@ class JobPipeline:
         if polls:  # a resumed or at-once answer says nothing about how long jobs take
             self.poller.record(model, duration, pending_at=pending_at)
         self.metrics.provider_latency.labels(provider.name, model).observe(duration)
+        if job.id in self._cancel_sent and status.state != PredictionState.SUCCEEDED:
+            raise _Canceled
         if status.state == PredictionState.SUCCEEDED:
             if not status.output_urls:
                 raise ProviderUnavailable(
@@ -447,6 +490,20 @@ class JobPipeline:
             await reply.fail(job, message)
         except Exception:
             bound.exception("could not tell the user about the failure")
+
+    async def _canceled(self, job: Job, reply: Reply, bound: Log) -> None:
+        """The provider stopped the job as asked: canceled and refunded, once."""
+        outcome = Refunded(CANCELED_KIND, CANCELED_AT_PROVIDER, JobState.CANCELED)
+        if not await self.queue.finish(job, outcome):
+            return  # someone else already finished this job
+        balance = await self.queue.balance(job.user)
+        self.metrics.jobs_finished.labels(JobState.CANCELED.value).inc()
+        self.metrics.credits_refunded.inc(job.cost)
+        bound.info("job canceled at the provider and refunded")
+        try:
+            await reply.fail(job, canceled_text(balance))
+        except Exception:
+            bound.exception("could not tell the user about the cancel")
 
     async def _cancel_at_provider(self, job: Job) -> None:
         fresh = await self._refresh(job)

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     from bot.service import KontextService
 
 ENTRY_POINT_GROUP = "kontext_bot.platforms"
-# settings, input image, output path, the request's text -> exit code
-RunOne = Callable[["Settings", Path | None, Path | None, str], Coroutine[Any, Any, int]]
+# settings, input images (one, several in order, or none), output path, the request's
+# text -> exit code
+RunOne = Callable[
+    ["Settings", Path | list[Path] | None, Path | None, str], Coroutine[Any, Any, int]
+]
 
 
 class Platform(Protocol):
@@ -71,9 +74,7 @@ class PlatformSpec:
     build: Callable[[Settings, KontextService], Platform]
     extra: str = ""
     # A platform that takes one request from the terminal (``kontext-bot console``).
-    run_one: (
-        Callable[[Settings, Path | None, Path | None, str], Coroutine[Any, Any, int]] | None
-    ) = None
+    run_one: RunOne | None = None
 
 
 @cache

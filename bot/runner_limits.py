@@ -23,6 +23,8 @@ class RunnerLimits:
     hold_seconds: float = 5.0
     max_input_bytes: int = 20_000_000
     max_input_pixels: int = 20_000_000
+    # The sum of one job's inputs (several images, issue 26).
+    max_total_input_bytes: int = 50_000_000
     max_output_bytes: int = 50_000_000
     # How often the dispatcher looks for work it was not woken for (other processes'
     # jobs, expired leases).

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot import cancellation, texts
+from bot.cancel_answers import CancelAnswer, Outcome
 from bot.commands import validate_prompt
 from bot.domain import (
     SEED_MAX,
@@ -20,6 +22,7 @@ from bot.domain import (
     AttachmentSource,
     EditRequest,
     Job,
+    JobState,
     RequestContext,
     UserRef,
 )
@@ -68,15 +71,28 @@ class CreditStatus:
 
 
 class Wakeable(Protocol):
-    """Anything that wants to hear that a job was queued (the runner's doorbell)."""
+    """What the service tells the runner, through its doorbell: a job was queued, a
+    cancel was asked of a job, a queued job was withdrawn."""
 
     def wake(self) -> None: ...
+
+    def hint(self, job_id: str) -> None:
+        """Look at this job now (a cancel was asked of it)."""
+
+    def withdrawn(self, job: Job, text: str) -> None:
+        """A queued job was canceled: its status message goes, and its requester hears."""
 
 
 class _NobodyListens:
     """Without a runner (the credits CLI has none), queued jobs wait."""
 
     def wake(self) -> None:
+        return None
+
+    def hint(self, job_id: str) -> None:
+        return None
+
+    def withdrawn(self, job: Job, text: str) -> None:
         return None
 
 
@@ -94,10 +110,13 @@ class KontextService:
         platform_admins: bool = False,
         models: Catalogue | None = None,
         queued: Wakeable | None = None,
+        max_total_input_bytes: int = 50_000_000,
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
         self.store = store
+        # The cap on the sum of a job's inputs (``images.max_total_input_bytes``).
+        self.max_total_input_bytes = max_total_input_bytes
         self.admins = frozenset(admins)
         self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
@@ -149,7 +168,7 @@ class KontextService:
         model = self.models.choose(request.options.model)
         if model.restricted:
             await self._check_model_allowed(request, model)
-        provider, model_id = next(iter(model.ids.items()), (self.provider_name, self.model))
+        provider, model_id = self._first_taker(model, request)
         options = replace(request.options, model=model.name if self.models.several else None)
         if options.seed is None:
             # Chosen here, stored with the job and shown with the result, so a good edit
@@ -163,7 +182,8 @@ class KontextService:
                 options=options,
                 attachments=tuple(a.source for a in request.attachments),
                 reply_target=request.reply_target,
-                cost=model.cost,
+                # One amount, reserved, charged or refunded whole (docs/models.md).
+                cost=model.cost_for(len(request.attachments)),
                 provider=provider,
                 model=model_id,
                 context=request.context,
@@ -183,6 +203,24 @@ class KontextService:
             balance_after=stored.balance_after,
             duplicate=stored.duplicate,
         )
+
+    def _first_taker(self, model: Model, request: EditRequest) -> tuple[str, str]:
+        """The first provider serving ``model`` whose profile takes this request (its
+        image count and options), with the model's id there. Refused free when none
+        does: the failover could only fail it later, after the credits were taken."""
+        if not model.ids:
+            return self.provider_name, self.model
+        options = request.options
+        for provider, model_id in model.ids.items():
+            if model.profile(provider).takes(
+                images=len(request.attachments),
+                ratio=options.aspect_ratio,
+                safety=options.safety,
+                fmt=options.output_format,
+                res=options.resolution,
+            ):
+                return provider, model_id
+        raise UserInputError(texts.NO_PROVIDER_TAKES)
 
     async def _check_model_allowed(self, request: EditRequest, model: Model) -> None:
         """A restricted model is taken only where an override that applies lists it
@@ -220,23 +258,38 @@ class KontextService:
                 f"{named} {'is' if len(files) == 1 else 'are'} not an image I can edit "
                 f"({kind}). Attach one of: {self.accepted_formats()}; nothing was charged."
             )
-        return tuple(images[: self.capabilities.max_input_images])
+        # Every image, in order: a request with more than its model takes is refused by
+        # name (``_validate``), not cut short into another edit than was asked.
+        return tuple(images)
+
+    def left_out(self, files: Sequence[AttachmentSource]) -> tuple[str, ...]:
+        """The names of the files beside the images that are no image: left out of the
+        edit, and named in the acknowledgement."""
+        if not any(_declared_format(f) != "other" for f in files):
+            return ()
+        return tuple(f.name for f in files if _declared_format(f) == "other")
 
     def accepted_formats(self) -> str:
         return formats_phrase(self.capabilities.input_formats)
 
     def _validate(self, request: EditRequest) -> None:
-        validate_prompt(request.prompt, self.capabilities)
-        self.models.choose(request.options.model)
-        caps = self.capabilities
-        if len(request.attachments) > caps.max_input_images:
+        model = self.models.choose(request.options.model)
+        profile = model.main_profile
+        validate_prompt(request.prompt, self.capabilities, profile)
+        given = len(request.attachments)
+        if given > model.max_images:
+            other = self.models.taking(given)
             raise UserInputError(
-                f"Attach at most {caps.max_input_images} image"
-                f"{'s' if caps.max_input_images != 1 else ''}; you attached "
-                f"{len(request.attachments)}."
+                texts.too_many_images(
+                    model.name, model.max_images, given, other if other is not model else None
+                )
             )
-        if not request.attachments and not caps.supports_text_to_image:
+        supports_text = self.capabilities.supports_text_to_image and profile.text_to_image
+        if not request.attachments and not supports_text:
             raise UserInputError("Attach an image to edit: this model only edits images.")
+        declared = sum(a.source.size or 0 for a in request.attachments)
+        if given > 1 and declared > self.max_total_input_bytes:
+            raise UserInputError(texts.inputs_too_large(declared, self.max_total_input_bytes))
         for attachment in request.attachments:
             source = attachment.source
             if _declared_format(source) == "other":
@@ -274,6 +327,38 @@ class KontextService:
             active_jobs=await store.active_for_user(user),
             models=self.models.models if self.models.several else (),
         )
+
+    async def cancel(
+        self, user: UserRef, job_id: str | None = None, *, platform_admin: bool = False
+    ) -> CancelAnswer:
+        """Cancel ``job_id``, or the asker's newest unfinished job: only the requester or
+        an admin may (bot.cancellation says what happens at each stage)."""
+        if job_id is None:
+            job = await cancellation.newest_unfinished(self.store, user)
+        else:
+            job = await self.store.get(job_id)
+        if job is None:
+            return CancelAnswer(Outcome.NONE)
+        if job.user != user and not self.is_admin(user, platform_admin=platform_admin):
+            return CancelAnswer(Outcome.NOT_YOURS, job)
+        if job.state.terminal or job.state == JobState.DELIVERING:
+            return CancelAnswer(Outcome.FINISHED, job)
+        if job.state == JobState.QUEUED:
+            balance = await cancellation.cancel_queued(self.store, job, texts.CANCELED_QUEUED)
+            if balance is not None:
+                self._queued.withdrawn(job, texts.withdrawn_text(balance))
+                return CancelAnswer(Outcome.CANCELED, job, balance)
+            job = await self.store.get(job.id) or job  # a runner took it meanwhile
+            if job.state != JobState.RUNNING:
+                return CancelAnswer(Outcome.FINISHED, job)
+        if job.provider in cancellation.CANNOT_CANCEL:
+            return CancelAnswer(Outcome.CANNOT, job)
+        if not await cancellation.ask_to_cancel(self.store, job.id):
+            fresh = await self.store.get(job.id) or job
+            asked = fresh.cancel_requested and fresh.state == JobState.RUNNING
+            return CancelAnswer(Outcome.ALREADY_ASKED if asked else Outcome.FINISHED, fresh)
+        self._queued.hint(job.id)  # when this process runs it: look now, not at the next poll
+        return CancelAnswer(Outcome.ASKED, job)
 
     def is_admin(self, user: UserRef, *, platform_admin: bool = False) -> bool:
         """``platform_admin`` is the adapter's word that the platform itself calls this

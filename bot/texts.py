@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from bot.cancel_answers import CancelAnswer, Outcome
 from bot.domain import Acknowledgement, Job, JobState
 from bot.errors import ErrorKind, KontextError
 from bot.job_reads import QUEUE_POSITION_CAP
@@ -22,7 +23,8 @@ from bot.limits import Limits
 from bot.policies import Override
 
 if TYPE_CHECKING:
-    from bot.models import Catalogue
+    from bot.model_profiles import ModelProfile
+    from bot.models import Catalogue, Model
     from bot.service import CreditStatus
 
 OPTIONS_HELP = """\
@@ -33,6 +35,14 @@ Options:
   --format png|jpg output format (default png)
   --upsample       let the model expand a short prompt
   --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)"""
+
+# Said once, in the help: what several images mean (issue 26).
+SEVERAL_IMAGES_HELP = (
+    "Several images: the first is the one edited, the others are references your prompt "
+    'can name ("put the hat from image 2 on the cat").'
+)
+RES_OPTION_HELP = """
+  --res MP         output size in megapixels (1, 2 or 4), for models that have one"""
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,17 @@ def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None
     names = style.commands
     several = models is not None and models.several
     lines = [f"{names.usage}   edit the attached image (or make one from text)", ""]
+    multi = models is not None and models.max_images > 1
     if names.text_options:
-        lines += [OPTIONS_HELP + (MODEL_OPTION_HELP if several else ""), ""]
+        res = models is not None and any(m.main_profile.resolutions for m in models.models)
+        lines += [
+            OPTIONS_HELP
+            + (RES_OPTION_HELP if res else "")
+            + (MODEL_OPTION_HELP if several else ""),
+            "",
+        ]
+    if multi:
+        lines += [SEVERAL_IMAGES_HELP, ""]
     lines += ["Examples:", *(f"  {example}" for example in names.examples), ""]
     lines += list(names.info)
     if names.admin:
@@ -153,8 +172,90 @@ MODEL_OPTION_HELP = """
 
 
 def models_text(models: Catalogue) -> str:
-    """The models and what an image of each costs."""
-    return "Models: " + models.price_list() + "."
+    """The models, what an image of each costs and what each takes."""
+    lines = ["Models: " + models.price_list() + "."]
+    if any(m.main_profile != models.default.main_profile for m in models.models):
+        lines += [
+            f"  {m.name}: {model_inputs(m.main_profile, m.extra_cost)}" for m in models.models
+        ]
+    return "\n".join(lines)
+
+
+def model_inputs(profile: ModelProfile, extra_cost: int = 0) -> str:
+    """``up to 8 images (+10 credits each beyond the first); --ar ...; --safety 1-5; ...``"""
+    images = f"up to {profile.max_images} images" if profile.max_images > 1 else "1 image"
+    if extra_cost and profile.max_images > 1:
+        images += f" (+{extra_cost} credits each beyond the first)"
+    parts = [
+        images,
+        "--ar " + " ".join(profile.aspect_ratios),
+        f"--safety {profile.safety_min}-{profile.safety_max}"
+        + (
+            f" (at most {profile.safety_max_with_image} with an image)"
+            if profile.safety_max_with_image is not None
+            else ""
+        ),
+        "--format " + "|".join(profile.output_formats),
+    ]
+    if profile.resolutions:
+        parts.append("--res " + "|".join(str(r) for r in profile.resolutions))
+    return "; ".join(parts)
+
+
+def with_model(name: str | None) -> str:
+    """`` with flux2`` inside a refusal when there is a choice of model, else nothing."""
+    return f" with {name}" if name else ""
+
+
+def safety_range(model: str | None, low: int, high: int) -> str:
+    return f"--safety must be from {low} (strictest) to {high}{with_model(model)}."
+
+
+def res_refused(model: str | None, asked: int, allowed: Sequence[int]) -> str:
+    if not allowed:
+        return (
+            f"--res is not something {model or 'this model'} takes; leave it out"
+            " (nothing was charged)."
+        )
+    choices = ", ".join(str(r) for r in allowed)
+    return (
+        f"--res {asked} is not a size I can make{with_model(model)}; "
+        f"use one of: {choices} (megapixels)."
+    )
+
+
+def res_not_a_number(raw: str) -> str:
+    return f"--res must be the megapixels as a whole number, e.g. --res 2; '{raw}' is not."
+
+
+def too_many_images(model: str, limit: int, given: int, other: Model | None) -> str:
+    """More images than the chosen model takes: free, naming the limit and a model that
+    takes that many, when one is configured."""
+    text = f"{model} takes at most {limit} image{'s' if limit != 1 else ''}; you gave {given}."
+    if other is not None:
+        text += f" {other.name} takes up to {other.max_images}: add --model {other.name}."
+    else:
+        text += f" Send at most {limit}."
+    return text + " Nothing was charged."
+
+
+def left_out_note(names: Sequence[str]) -> str:
+    """The acknowledgement's word about files beside the images that are no image."""
+    shown = ", ".join(f"'{n}'" for n in names[:3]) + (" …" if len(names) > 3 else "")
+    return f" Left out (not an image): {shown}."
+
+
+def inputs_too_large(total: int, limit: int) -> str:
+    return (
+        f"Together the images are {total / 1e6:.1f} MB; the limit for one edit is "
+        f"{limit / 1e6:.0f} MB. Send fewer or smaller images; nothing was charged."
+    )
+
+
+NO_PROVIDER_TAKES = (
+    "No configured image service takes this edit as asked (its images or options). "
+    "Nothing was charged."
+)
 
 
 def models_allowed_text(style: Style, scope: str, models: Sequence[str]) -> str:
@@ -194,8 +295,10 @@ def position_text(position: int) -> str:
 
 def queued_text(style: Style, ack: Acknowledgement) -> str:
     model = f", model {ack.job.model_name}" if ack.job.model_name else ""
+    count = len(ack.job.attachments)
+    images = f", {count} images" if count > 1 else ""
     return (
-        f"Queued (position {position_text(ack.queue_position)}{model}): {ack.job.cost} "
+        f"Queued (position {position_text(ack.queue_position)}{model}{images}): {ack.job.cost} "
         f"credits reserved, {ack.balance_after} left. Seed {ack.job.options.seed}."
     )
 
@@ -373,6 +476,7 @@ def history_text(
             f"{mark}{when}",
             style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
             job_model(job),
+            *([f"{len(job.attachments)} images"] if len(job.attachments) > 1 else []),
             f"seed {job.seed if job.seed is not None else 'unknown'}",
             outcome,
             cost,
@@ -389,3 +493,52 @@ def history_text(
 REROLL_GONE = "I no longer have that edit's details, so I can't re-roll it."
 RESULT_IMAGE_GONE = "That result's image is gone, so there is nothing to edit."
 DELETE_NOT_YOURS = "Only the person who asked for this image or an admin can delete it."
+# -- cancel (bot.cancellation) ------------------------------------------------------------
+
+CANCELED_QUEUED = "Canceled before it started."
+CANCELED_AT_PROVIDER = "Canceled at the image service."
+
+
+def cancel_text(answer: CancelAnswer) -> str:
+    """The answer to the one who asked to cancel."""
+    job = answer.job
+    short_id = job.id[:8] if job is not None else ""
+    outcome = answer.outcome
+    if outcome == Outcome.CANCELED:
+        return (
+            f"Canceled job {short_id} before it started: {job.cost if job else 0} credits "
+            f"refunded, {answer.balance} left."
+        )
+    if outcome == Outcome.ASKED:
+        return (
+            f"Asked the image service to stop job {short_id}. Its credits are refunded once "
+            "it has stopped; if the image is already done, it is posted and charged."
+        )
+    if outcome == Outcome.ALREADY_ASKED:
+        return f"Job {short_id} is already being canceled."
+    if outcome == Outcome.CANNOT:
+        return (
+            f"Job {short_id} cannot be canceled: this image service has no way to stop an "
+            "edit once it started. It goes on and is posted when done."
+        )
+    if outcome == Outcome.FINISHED:
+        return f"Job {short_id} has already finished; there is nothing to cancel."
+    if outcome == Outcome.NOT_YOURS:
+        return "Only the person who asked for this edit, or an admin, can cancel it."
+    return "You have no edit in progress to cancel."
+
+
+def withdrawn_text(balance: int) -> str:
+    """Told to the requester when their queued job was canceled."""
+    return f"Canceled before it started: its credits were refunded, {balance} left."
+
+
+def canceled_text(balance: int | None) -> str:
+    """Told to the requester when a running job was stopped and refunded."""
+    left = f", {balance} left" if balance is not None else ""
+    return f"Canceled as asked: the edit was stopped and its credits refunded{left}."
+
+
+CANCEL_TOO_LATE = (
+    "The edit finished before it could be stopped, so it was posted and charged as usual."
+)

@@ -37,10 +37,28 @@ log = structlog.get_logger("kontext.runner")
 
 class Doorbell(asyncio.Event):
     """ "A job was queued": rung by the service (``wake``), heard by the dispatcher. Made
-    before both (bot.app) and handed to each, so neither is wired to the other later."""
+    before both (bot.app) and handed to each, so neither is wired to the other later.
+    It also carries the service's two other words for the runner, a cancel asked of a
+    job (``hint``) and a queued job withdrawn (``withdrawn``), to the worker that
+    answers it (the one it was handed to, which says so as it is built)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._worker: Worker | None = None
 
     def wake(self) -> None:
         self.set()
+
+    def answered_by(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def hint(self, job_id: str) -> None:
+        if self._worker is not None:
+            self._worker.hint(job_id)
+
+    def withdrawn(self, job: Job, text: str) -> None:
+        if self._worker is not None:
+            self._worker.withdrawn(job, text)
 
 
 class Worker:
@@ -76,13 +94,15 @@ class Worker:
             webhook_base_url=webhook_base_url,
         )
         self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._wake: asyncio.Event = doorbell or Doorbell()
+        self._wake = doorbell or Doorbell()
+        self._wake.answered_by(self)
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._finished: dict[str, asyncio.Event] = {}
         self._stopping = False
         self._hurry = asyncio.Event()
+        self._notices: set[asyncio.Task[None]] = set()
 
     @property
     def limits(self) -> RunnerLimits:
@@ -118,6 +138,23 @@ class Worker:
         is running; hints for other jobs are dropped."""
         if job_id in self._workers:
             self.pipeline.hint(job_id)
+
+    def withdrawn(self, job: Job, text: str) -> None:
+        """A queued job was canceled (bot.cancellation): its status message is taken
+        down and the requester told, in the background, so the canceller's own answer
+        is not held up by the platform."""
+        frontend = self.frontends.get(job.user.platform)
+        if frontend is None:
+            return
+        task = asyncio.create_task(self._tell_withdrawn(frontend, job, text))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _tell_withdrawn(self, frontend: Platform, job: Job, text: str) -> None:
+        try:
+            await frontend.reply_for(job).fail(job, text)
+        except Exception:
+            log.exception("could not tell the requester about the cancel", job_id=job.id)
 
     def hurry(self) -> None:
         """End the grace period of a ``stop`` now (a second signal)."""
@@ -158,6 +195,8 @@ class Worker:
         for task in list(self._workers.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._notices:  # cancel notices under way: a platform call each, let them end
+            await asyncio.wait(list(self._notices), timeout=5.0)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

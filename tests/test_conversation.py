@@ -303,7 +303,7 @@ async def test_what_a_results_buttons_mean_is_decided_here(db: Database, clock: 
         "That result's image is gone, so there is nothing to edit.", mistake=True
     )
     shown = file("result.png", "image/png")
-    assert await talk.edit_again(job_id, shown) == NextEdit(shown, None)
+    assert await talk.edit_again(job_id, shown) == NextEdit((shown,), None)
 
     async def yes() -> bool:
         return True

@@ -10,6 +10,7 @@ import asyncio
 import mimetypes
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -63,7 +64,7 @@ def default_out_path(image: Path | None, job_id: str, extension: str) -> Path:
 async def run_console(
     settings: Settings,
     *,
-    image: Path | None,
+    image: Path | Sequence[Path] | None,
     out: Path | None,
     text: str,
     stdout: TextIO = sys.stdout,
@@ -72,10 +73,16 @@ async def run_console(
     def say(message: str) -> None:
         print(message, file=stderr, flush=True)
 
-    source = await asyncio.to_thread(describe_image, image) if image is not None else None
-    if image is not None and source is None:
-        say(f"error: {image} is not a file")
-        return EXIT_USER
+    # ``--image`` repeated: every input in the order given (the first is edited).
+    images = [image] if isinstance(image, Path) else list(image or ())
+    sources: list[AttachmentSource] = []
+    for path in images:
+        source = await asyncio.to_thread(describe_image, path)
+        if source is None:
+            say(f"error: {path} is not a file")
+            return EXIT_USER
+        sources.append(source)
+    first = images[0] if images else None
     frontend = ConsoleFrontend(stderr)
     # Help, credits and history need no image service: someone trying the bot before
     # they have an API key gets them, and the key is asked for only by an edit.
@@ -92,7 +99,7 @@ async def run_console(
     user = console_user()
     conversation = Conversation(core.service, Style())
     try:
-        command = await conversation.read(user, text, files=[source] if source else [])
+        command = await conversation.read(user, text, files=sources)
         if isinstance(command, Said):
             if command.mistake:
                 say(f"error: {command.text}")
@@ -104,8 +111,8 @@ async def run_console(
             return EXIT_CONFIG
         await core.start()
         request_id = uuid.uuid4().hex
-        extension = "jpg" if command.options.output_format == "jpg" else "png"
-        out_path = (out or default_out_path(image, request_id, extension)).resolve()
+        extension = command.options.output_format
+        out_path = (out or default_out_path(first, request_id, extension)).resolve()
         attachments = tuple(frontend.attachment_for(s) for s in command.inputs)
         ack = await core.service.submit(
             EditRequest(
@@ -115,9 +122,13 @@ async def run_console(
                 attachments=attachments,
                 reply_target={"out": str(out_path)},
                 idempotency_key=f"console:{request_id}",
+                left_out=command.left_out,
             )
         )
-        say(f"[{ack.job.id[:8]}] {texts.queued_text(conversation.style, ack)}")
+        queued = texts.queued_text(conversation.style, ack)
+        if command.left_out:
+            queued += texts.left_out_note(command.left_out)
+        say(f"[{ack.job.id[:8]}] {queued}")
         assert core.runner is not None
         async with asyncio.timeout(settings.jobs.timeout_seconds + 120):
             job = await core.runner.wait_for(ack.job.id)

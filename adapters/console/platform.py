@@ -20,7 +20,9 @@ def _build(settings: Settings, service: KontextService) -> Platform:
     return ConsoleFrontend()
 
 
-async def _run_one(settings: Settings, image: Path | None, out: Path | None, text: str) -> int:
+async def _run_one(
+    settings: Settings, image: Path | list[Path] | None, out: Path | None, text: str
+) -> int:
     from adapters.console.main import run_console
 
     return await run_console(settings, image=image, out=out, text=text)

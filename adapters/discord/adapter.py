@@ -24,7 +24,7 @@ from discord.gateway import DiscordWebSocket
 from adapters.discord import attachments
 from adapters.discord.cog import KontextCog
 from adapters.discord.commands_sync import sync_if_changed
-from adapters.discord.components import DYNAMIC_ITEMS, MAX_CHOICES, PromptModal
+from adapters.discord.components import DYNAMIC_ITEMS, MAX_CHOICES, STATUS_ITEMS, PromptModal
 from adapters.discord.pacing import ChannelSlots
 from adapters.discord.people import PLATFORM, request_context, user_ref
 from adapters.discord.reply import DiscordReply
@@ -73,7 +73,7 @@ class KontextBot(commands.AutoShardedBot):
         self.kontext = adapter
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.add_dynamic_items(*DYNAMIC_ITEMS, *STATUS_ITEMS)
         await self.add_cog(KontextCog(self.kontext, self.tree, self.kontext.service.models))
         config = self.kontext.config
         if config.syncs_commands:
@@ -347,11 +347,15 @@ class DiscordAdapter:
         key = f"discord:{user.workspace}:msg:{message.id}"
         if await self.service.job_for_key(key) is not None:
             return  # a gateway replay of a message already taken
-        files = attachments.sources_of(message)
-        if not files:
-            referenced = await attachments.referenced_image(message)
-            files = [referenced] if referenced else []
         me = self.bot.user
+        own = attachments.sources_of(message)
+        look = not own or self.conversation.takes_several()
+        replied = await attachments.referenced_message(message) if look else None
+        files = self.conversation.message_files(
+            own,
+            attachments.first_image(replied) if replied is not None else None,
+            replied_is_result=replied is not None and me is not None and replied.author.id == me.id,
+        )
         context = request_context(message.channel.id, message.author)
         outcome = await self.conversation.read(
             user,
@@ -377,6 +381,7 @@ class DiscordAdapter:
             reply_target={},
             idempotency_key=key,
             context=context,
+            left_out=outcome.left_out,
         )
         refused = self.conversation.check(request)
         if refused is not None:

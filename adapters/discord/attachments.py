@@ -56,6 +56,12 @@ def first_image(message: discord.Message) -> AttachmentSource | None:
 
 async def referenced_image(message: discord.Message) -> AttachmentSource | None:
     """The image of the message this one replies to (how a chain of edits goes on)."""
+    found = await referenced_message(message)
+    return first_image(found) if found is not None else None
+
+
+async def referenced_message(message: discord.Message) -> discord.Message | None:
+    """The message this one replies to, from the cache or fetched; None without one."""
     reference = message.reference
     if reference is None or reference.message_id is None:
         return None
@@ -65,7 +71,7 @@ async def referenced_image(message: discord.Message) -> AttachmentSource | None:
             resolved = await message.channel.fetch_message(reference.message_id)
         except discord.HTTPException:
             return None
-    return first_image(resolved)
+    return resolved
 
 
 async def fetch(client: discord.Client, source: AttachmentSource, max_bytes: int) -> bytes:

@@ -23,11 +23,18 @@ from adapters.discord.style import long_text
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import ASPECT_RATIOS, SEED_MAX, AttachmentSource, RequestContext, UserRef
 from bot.errors import UserInputError
+from bot.model_profiles import RESOLUTIONS_MP
 from bot.models import Catalogue
 
 log = structlog.get_logger("kontext.discord")
 RATIO_CHOICES = [app_commands.Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS]
-FORMAT_CHOICES = [app_commands.Choice(name=f, value=f) for f in ("png", "jpg")]
+FORMAT_CHOICES = [app_commands.Choice(name=f, value=f) for f in ("png", "jpg", "webp")]
+RES_CHOICES: list[app_commands.Choice[int]] = [
+    app_commands.Choice(name=f"{mp} MP", value=mp) for mp in RESOLUTIONS_MP
+]
+# ``image2`` … ``image10``: as many as the configured models take (at most 10, issue 26);
+# Discord shows optional options only when the user adds them.
+EXTRA_IMAGES = range(2, 11)
 PERIOD_CHOICES = [
     app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")
 ]
@@ -72,6 +79,29 @@ class KontextCog(commands.Cog):
             name="Edit with Kontext", callback=self.edit_message_image
         )
         self._model_option()
+        self._input_options()
+
+    def _input_options(self) -> None:
+        """Only the options the configured models can use: ``image2`` … ``imageN`` for
+        N = the largest ``max_images`` among them, ``resolution`` when one has a size,
+        and ``webp`` among the formats when one makes it."""
+        params = self.kontext._params
+        models = self.catalogue.models
+        most = min(self.catalogue.max_images, max(EXTRA_IMAGES))
+        for n in EXTRA_IMAGES:
+            if n > most:
+                params.pop(f"image{n}", None)
+        if not any(m.main_profile.resolutions for m in models):
+            params.pop("resolution", None)
+        if not any("webp" in m.main_profile.output_formats for m in models):
+            params["format"] = dataclasses.replace(
+                params["format"],
+                choices=[
+                    app_commands.Choice[str | int | float](name=c.name, value=c.value)
+                    for c in FORMAT_CHOICES
+                    if c.value != "webp"
+                ],
+            )
 
     def _model_option(self) -> None:
         """The ``model`` option lists the operator's models (known only at run time), on
@@ -122,8 +152,11 @@ class KontextCog(commands.Cog):
         format="File format of the result",
         upsample="Let the model expand your prompt",
         model="Which model makes the image (each has its own price)",
+        resolution="Size of the result in megapixels (models that have one)",
+        **{f"image{n}": f"Reference image {n} (the prompt can name it)" for n in EXTRA_IMAGES},
     )
     @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
+    @app_commands.choices(resolution=RES_CHOICES)
     async def kontext(
         self,
         interaction: discord.Interaction[Any],
@@ -134,18 +167,31 @@ class KontextCog(commands.Cog):
         format: app_commands.Choice[str] | None = None,
         upsample: bool = False,
         model: str | None = None,
+        resolution: app_commands.Choice[int] | None = None,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        image5: discord.Attachment | None = None,
+        image6: discord.Attachment | None = None,
+        image7: discord.Attachment | None = None,
+        image8: discord.Attachment | None = None,
+        image9: discord.Attachment | None = None,
+        image10: discord.Attachment | None = None,
     ) -> None:
         adapter = self.adapter
+        given = (image, image2, image3, image4, image5, image6, image7, image8, image9, image10)
         outcome = await adapter.conversation.read_options(
             adapter.user_of(interaction),
             prompt,
-            files=[attachments.source_of(image)] if image is not None else [],
+            # Every image given, in the order of the options (the first is edited).
+            files=[attachments.source_of(a) for a in given if a is not None],
             context=adapter.context_of(interaction),
             aspect_ratio=aspect_ratio.value if aspect_ratio else None,
             seed=seed,
             output_format=format.value if format else None,
             upsample=upsample,
             model=model,
+            resolution=resolution.value if resolution else None,
         )
         await adapter.answer_or_edit(interaction, outcome)
 

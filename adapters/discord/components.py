@@ -29,6 +29,8 @@ class ButtonHandler(Protocol):
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
 
+    async def cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
+
 
 def _handler(interaction: discord.Interaction[Any]) -> ButtonHandler:
     return cast(ButtonHandler, interaction.client.kontext.buttons)  # set by KontextBot
@@ -85,7 +87,26 @@ class DeleteButton(_JobButton, template=rf"^kontext:delete:{JOB_ID}$"):
         await _handler(interaction).delete_result(interaction, self.job_id)
 
 
+class CancelButton(_JobButton, template=rf"^kontext:cancel:{JOB_ID}$"):
+    """On the status message while the job waits or runs (bot.cancellation); the result
+    replaces the message's buttons with its own."""
+
+    action, label, emoji = "cancel", "Cancel", "✖️"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handler(interaction).cancel_job(interaction, self.job_id)
+
+
 DYNAMIC_ITEMS = (RerollButton, EditAgainButton, DeleteButton)
+# Registered with the client beside the result's buttons (``DYNAMIC_ITEMS``).
+STATUS_ITEMS = (CancelButton,)
+
+
+def cancel_view(job_id: str) -> discord.ui.View:
+    """The status message's one button."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view
 
 
 def result_view(job_id: str) -> discord.ui.View:

@@ -36,6 +36,7 @@ from typing import Any
 import discord
 import structlog
 
+from adapters.discord.components import cancel_view
 from adapters.discord.reply import (
     NO_PINGS,
     ORIGINAL,
@@ -125,9 +126,15 @@ async def answer_interaction(
                     _refusal(submitted, request.prompt), ephemeral=True, allowed_mentions=NO_PINGS
                 )
                 return
-            await interaction.response.send_message(
-                _queued(submitted, request.prompt), allowed_mentions=NO_PINGS
-            )
+            text = _queued(submitted, request.prompt)
+            if submitted.job_id is not None and not submitted.duplicate:
+                # The Cancel button stays through the status edits (an edit without
+                # components keeps them) until the result brings its own buttons.
+                await interaction.response.send_message(
+                    text, allowed_mentions=NO_PINGS, view=cancel_view(submitted.job_id)
+                )
+            else:
+                await interaction.response.send_message(text, allowed_mentions=NO_PINGS)
             updates = {"status": "public"}
             return
         else:
@@ -146,7 +153,17 @@ async def answer_interaction(
         # Before the job's own reply may speak (it waits for ``ack``): nothing it posts
         # can be overwritten by this "queued". (Only after a slow reservation: the
         # private deferral is edited into it.)
-        await reply({**target, **updates})._status(_queued(submitted, request.prompt))
+        status = reply({**target, **updates})
+        if submitted.job_id is not None and not submitted.duplicate:
+            # The Cancel button stays through the status edits (an edit without
+            # components keeps them) until the result brings its own buttons.
+            await status._edit_status(
+                content=_queued(submitted, request.prompt),
+                allowed_mentions=NO_PINGS,
+                view=cancel_view(submitted.job_id),
+            )
+        else:
+            await status._status(_queued(submitted, request.prompt))
     except discord.HTTPException as exc:
         log.warning("answering the interaction failed", status=exc.status, code=exc.code)
     finally:
@@ -171,9 +188,16 @@ async def answer_message(
                 _refusal(submitted, request.prompt), allowed_mentions=pings(message.author.id)
             )
             return
-        status = await message.reply(
-            _queued(submitted, request.prompt), mention_author=False, allowed_mentions=NO_PINGS
-        )
+        text = _queued(submitted, request.prompt)
+        if submitted.job_id is not None:
+            status = await message.reply(
+                text,
+                mention_author=False,
+                allowed_mentions=NO_PINGS,
+                view=cancel_view(submitted.job_id),
+            )
+        else:
+            status = await message.reply(text, mention_author=False, allowed_mentions=NO_PINGS)
         updates = {"message": str(status.id)}
     except discord.HTTPException as exc:
         log.warning("answering the message failed", status=exc.status, code=exc.code)

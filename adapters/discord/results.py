@@ -75,8 +75,16 @@ class ResultButtons:
             await interaction.response.send_message(nxt.text, ephemeral=True)
             return
         await interaction.response.send_modal(
-            self.host.prompt_modal("Edit again", [nxt.input], model=nxt.model)
+            self.host.prompt_modal("Edit again", list(nxt.inputs), model=nxt.model)
         )
+
+    async def cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """The status message's Cancel: the conversation decides (requester or admin)
+        and words the answer, for the clicker alone."""
+        text = await self.host.conversation.cancel(
+            self.host.user_of(interaction), job_id, self.host.platform_admin(interaction)
+        )
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Through the button's own interaction (a deferred update, then DELETE

@@ -34,7 +34,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.membership import Membership
 from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
 from adapters.slack.status import StatusBoard
-from adapters.slack.views import MAX_SELECT_OPTIONS, edit_modal, read_submission
+from adapters.slack.views import (
+    MAX_SELECT_OPTIONS,
+    cancel_blocks,
+    edit_modal,
+    read_submission,
+)
 from bot.config import SlackConfig
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import (
@@ -49,8 +54,9 @@ from bot.domain import (
 log = structlog.get_logger("kontext.slack")
 PLATFORM = "slack"
 Ack = Callable[..., Awaitable[None]]
+Respond = Callable[..., Awaitable[Any]]  # slack_bolt's respond (the response_url)
 # Slack caps private_metadata at 3,000 characters; a file's description fits many times.
-_METADATA_FILES = 1
+_METADATA_FILES = 10  # every image of the message, as far as private_metadata holds
 
 
 def source_of(file: dict[str, Any]) -> AttachmentSource:
@@ -114,12 +120,13 @@ class SlackListeners:
         self.conversation = conversation
 
     def register(self) -> None:
-        from adapters.slack.views import CALLBACK_ID, SHORTCUT_CALLBACK_ID
+        from adapters.slack.views import CALLBACK_ID, CANCEL_ACTION_ID, SHORTCUT_CALLBACK_ID
 
         app = self.adapter.app
         app.command("/kontext")(self.on_command)
         app.view(CALLBACK_ID)(self.on_view_submission)
         app.shortcut(SHORTCUT_CALLBACK_ID)(self.on_message_shortcut)
+        app.action(CANCEL_ACTION_ID)(self.on_cancel)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
         app.event("app_home_opened")(self.on_app_home_opened)
@@ -199,6 +206,7 @@ class SlackListeners:
             aspect_ratios=self.conversation.service.capabilities.aspect_ratios,
             models=self.conversation.service.models.choices(MAX_SELECT_OPTIONS),
             default_model=self.conversation.service.models.default.name,
+            max_files=self.conversation.service.models.max_images,
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
@@ -247,10 +255,16 @@ class SlackListeners:
         await ack()
         if not submitted.duplicate:
             # The command's own response_url costs no Web API call (no tier to share
-            # with a burst); sent in the background, so the 200 is not held up.
+            # with a burst); sent in the background, so the 200 is not held up. A queued
+            # job's answer carries its Cancel button.
             reply = self._reply(target)
-            answer = reply.respond(submitted.text) if reply.response_url else None
-            self.adapter.status.spawn(answer or reply.tell(submitted.text))
+            blocks = (
+                cancel_blocks(submitted.text, submitted.job_id)
+                if submitted.accepted and submitted.job_id
+                else None
+            )
+            answer = reply.respond(submitted.text, blocks) if reply.response_url else None
+            self.adapter.status.spawn(answer or reply.tell(submitted.text, blocks))
 
     async def on_message_shortcut(self, ack: Ack, shortcut: dict[str, Any]) -> None:
         await ack()
@@ -312,14 +326,18 @@ class SlackListeners:
         }
         reply = self._reply(target)
         files = [source_of(f) for f in event.get("files") or []]
-        if not files and thread_ts:
+        bot_user = context.get("bot_user_id")
+        if thread_ts and (not files or self.conversation.takes_several()):
             # Slack redelivers events, and sends message and app_mention both for one
             # mention: an event already taken skips the thread look-up. Any other repeat
             # goes on to submit, which answers it with its job, and says nothing.
             if await self.conversation.service.job_for_key(key) is not None:
                 return
-            files = await self._latest_thread_image(channel, str(thread_ts), ts)
-        bot_user = context.get("bot_user_id")
+            previous, by_bot = await self._latest_thread_image(
+                channel, str(thread_ts), ts, str(bot_user or "")
+            )
+            # A follow-up takes the previous result first, then its own files.
+            files = self.conversation.message_files(files, previous, replied_is_result=by_bot)
         here = RequestContext(channel=channel)
         outcome = await self.conversation.read(
             user,
@@ -340,9 +358,26 @@ class SlackListeners:
             # post, shown when the channel's pace allows, edited as the job goes on.
             line = self.adapter.status.line(submitted.job_id, channel, str(thread_ts or ts))
             text = f"{status_about(user.user, outcome.prompt)} — :hourglass_flowing_sand: "
-            line.show(text + submitted.text, job_metadata(submitted.job_id))
+            line.show(
+                text + submitted.text,
+                job_metadata(submitted.job_id),
+                cancel_blocks(text + submitted.text, submitted.job_id),
+            )
         else:
             self.adapter.status.spawn(reply.tell(submitted.text))
+
+    async def on_cancel(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        """The acknowledgement's Cancel: the conversation decides (requester or admin)
+        and words the answer, shown to the clicker alone."""
+        await ack()
+        user = UserRef(PLATFORM, str(body["team"]["id"]), str(body["user"]["id"]))
+        job_id = str((body.get("actions") or [{}])[0].get("value") or "")
+        text = await self.conversation.cancel(user, job_id, self.adapter.platform_admin(user))
+        if body.get("response_url"):
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+            return
+        channel = str((body.get("channel") or {}).get("id") or "")
+        await self._reply({"channel": channel, "user": user.user}).tell(text)
 
     async def _bot_is_in(self, channel: str) -> bool:
         return await self.adapter.membership.is_member(channel)
@@ -356,24 +391,29 @@ class SlackListeners:
         )
 
     async def _latest_thread_image(
-        self, channel: str, thread_ts: str, before: str
-    ) -> list[AttachmentSource]:
-        """Multi-turn editing: "now make her wave" in a thread edits its latest image."""
+        self, channel: str, thread_ts: str, before: str, bot_user: str = ""
+    ) -> tuple[AttachmentSource | None, bool]:
+        """Multi-turn editing: "now make her wave" in a thread edits its latest image;
+        also whether the bot posted it (a result, which a follow-up with files of its
+        own still takes first)."""
         try:
             answer = await self.client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=200
             )
         except SlackApiError as exc:
             self.adapter.api_error("conversations.replies", exc)
-            return []
+            return None, False
         messages: Sequence[dict[str, Any]] = answer.get("messages") or []
         for message in reversed(messages):
-            if float(message.get("ts", 0)) > float(before):
+            if float(message.get("ts", 0)) >= float(before):
                 continue
             images = [f for f in message.get("files") or [] if _is_image(f)]
             if images:
-                return [source_of(images[-1])]
-        return []
+                by_bot = bool(message.get("bot_id")) or (
+                    bool(bot_user) and message.get("user") == bot_user
+                )
+                return source_of(images[-1]), by_bot
+        return None, False
 
     def _request(
         self,
@@ -391,4 +431,5 @@ class SlackListeners:
             reply_target=target,
             idempotency_key=key,
             context=context,
+            left_out=edit.left_out,
         )

@@ -32,6 +32,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters.slack.pacing import is_rate_limited, retry_after
 from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
+from adapters.slack.views import cancel_blocks
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.texts import result_details, short
@@ -133,12 +134,15 @@ class SlackReply:
             )
         return list(answer.get("messages") or [])
 
-    async def _status(self, job: Job, text: str) -> None:
-        """Shown when Slack allows (``status.py``): never waited for, never raises."""
-        self.line(job).show(f"{self._about(job)} — {text}", job_metadata(job.id))
+    async def _status(self, job: Job, text: str, *, cancel: bool = False) -> None:
+        """Shown when Slack allows (``status.py``): never waited for, never raises.
+        ``cancel``: the job can still be stopped, so the line keeps its Cancel button."""
+        line = f"{self._about(job)} — {text}"
+        blocks = cancel_blocks(line, job.id) if cancel else None
+        self.line(job).show(line, job_metadata(job.id), blocks)
 
     async def progress(self, job: Job, stage: str) -> None:
-        await self._status(job, _STAGES.get(stage, stage) + "…")
+        await self._status(job, _STAGES.get(stage, stage) + "…", cancel=True)
 
     async def deliver(
         self, result: EditResult, *, maybe_delivered: bool = False
@@ -249,14 +253,19 @@ class SlackReply:
             await self._status(job, ":x: Failed")
         await self.tell(message)
 
-    async def tell(self, text: str) -> None:
+    async def tell(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """A private answer; never raises for Slack's sake. What it says (a request
         queued, a refusal) is already decided and stored, so a Slack that does not answer
         in time (a burst of a thousand) must not turn an accepted event into an error,
-        which Slack would only deliver again."""
+        which Slack would only deliver again. ``blocks``: the same text with buttons
+        (a queued job's Cancel); ``text`` stays the notification's words."""
         try:
             await self.client.chat_postEphemeral(
-                channel=self.channel, user=self.user, thread_ts=self.thread_ts, text=text
+                channel=self.channel,
+                user=self.user,
+                thread_ts=self.thread_ts,
+                text=text,
+                blocks=blocks or None,
             )
         except SlackApiError as exc:
             error = exc.response.get("error")
@@ -266,14 +275,15 @@ class SlackReply:
         except NO_ANSWER as exc:
             log.warning("ephemeral message failed", error=type(exc).__name__)
 
-    async def respond(self, text: str) -> None:
+    async def respond(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """Tell the requester privately without posting in the channel: through the
-        request's response_url (shown only to them, where they asked), else a DM."""
+        request's response_url (shown only to them, where they asked), else a DM.
+        ``blocks``: the same text with buttons (a queued job's Cancel)."""
         if self.response_url:
             try:
                 hook = AsyncWebhookClient(self.response_url, session=self.client.session)
                 answer = await hook.send(
-                    text=text, response_type="ephemeral", replace_original=False
+                    text=text, blocks=blocks, response_type="ephemeral", replace_original=False
                 )
                 if answer.status_code == 200:
                     return

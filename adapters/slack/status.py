@@ -65,13 +65,19 @@ class StatusLine:
         self._looks = 0
         self.ts: str | None = None  # the message, once posted (or found)
         self.shown = False  # a text was ever asked for: the job has a status message
-        self._pending: tuple[str, dict[str, Any]] | None = None
+        self._pending: tuple[str, dict[str, Any], list[dict[str, Any]] | None] | None = None
         self._sender: asyncio.Task[None] | None = None
 
-    def show(self, text: str, metadata: dict[str, Any]) -> None:
-        """The newest text of this message; sent when the one before it is done."""
+    def show(
+        self, text: str, metadata: dict[str, Any], blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        """The newest text of this message; sent when the one before it is done.
+        ``blocks``: the same text with a button (Cancel while the job waits or runs). A
+        later text without blocks takes the button away: chat.update with ``text`` and
+        no ``blocks`` removes the message's blocks (chat.update's ``blocks`` argument,
+        https://api.slack.com/methods/chat.update)."""
         self.shown = True
-        self._pending = (text, metadata)
+        self._pending = (text, metadata, blocks)
         if self._sender is None or self._sender.done():
             self._sender = self.board.spawn(self._send_pending())
 
@@ -90,9 +96,9 @@ class StatusLine:
                 # waited for Slack's pace are never sent.
                 if self._pending is None:
                     return
-                text, metadata = self._pending
+                text, metadata, blocks = self._pending
                 self._pending = None
-                await self._send(text, metadata)
+                await self._send(text, metadata, blocks)
 
     async def _found(self) -> bool:
         """Whether the message someone else posted is known now; looks a few times."""
@@ -109,17 +115,23 @@ class StatusLine:
         self._pending = None  # never posted where we can find it: these texts go
         return False
 
-    async def _send(self, text: str, metadata: dict[str, Any]) -> None:
+    async def _send(
+        self, text: str, metadata: dict[str, Any], blocks: list[dict[str, Any]] | None = None
+    ) -> None:
         client = self.board.client
         try:
             if self.ts is None:
                 answer = await client.chat_postMessage(
-                    channel=self.channel, thread_ts=self.thread_ts, text=text, metadata=metadata
+                    channel=self.channel,
+                    thread_ts=self.thread_ts,
+                    text=text,
+                    metadata=metadata,
+                    blocks=blocks,
                 )
                 self.ts = str(answer["ts"])
             else:
                 await client.chat_update(
-                    channel=self.channel, ts=self.ts, text=text, metadata=metadata
+                    channel=self.channel, ts=self.ts, text=text, metadata=metadata, blocks=blocks
                 )
         except SlackApiError as exc:
             # A missing permission, or a limit slack_sdk's retries did not outlast: this

@@ -19,6 +19,8 @@ CALLBACK_ID = "kontext_edit"
 # (https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element).
 MAX_SELECT_OPTIONS = 100
 SHORTCUT_CALLBACK_ID = "kontext_edit_message"
+# The Cancel button of a queued job's acknowledgement (bot.cancellation).
+CANCEL_ACTION_ID = "kontext_cancel"
 IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
 
 
@@ -35,7 +37,10 @@ def edit_modal(
     aspect_ratios: tuple[str, ...],
     models: Sequence[tuple[str, str]] = (),
     default_model: str | None = None,
+    max_files: int = 1,
 ) -> dict[str, Any]:
+    """``max_files``: the most images the configured models take (Slack's file_input
+    allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element)."""
     blocks: list[dict[str, Any]] = []
     if with_file_input:
         blocks.append(
@@ -48,7 +53,7 @@ def edit_modal(
                     "type": "file_input",
                     "action_id": "file",
                     "filetypes": IMAGE_EXTENSIONS,
-                    "max_files": 1,
+                    "max_files": max(1, min(max_files, 10)),
                 },
             }
         )
@@ -177,3 +182,22 @@ def read_submission(view: dict[str, Any]) -> Submission:
         metadata=metadata if isinstance(metadata, dict) else {},
         model=selected_model.get("value"),
     )
+
+
+def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
+    """The acknowledgement of a queued job with its Cancel button; the job id is the
+    button's value, so it works after a restart (the job is in storage)."""
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": CANCEL_ACTION_ID,
+                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "value": job_id,
+                }
+            ],
+        },
+    ]

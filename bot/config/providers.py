@@ -150,6 +150,13 @@ class ModelConfig(Section):
     providers: list[str] = Field(default_factory=list)
     # Only where a credits.overrides entry (or an admin's stored policy) lists it.
     restricted: bool = False
+    # Per reference image beyond the first (docs/models.md); 0: one price per job.
+    cost_per_extra_image: int = Field(default=0, ge=0)
+    # edit | upscale; only edit models are served yet.
+    kind: Literal["edit", "upscale"] = "edit"
+    # The most images one job may carry; overrides the profile of the model id (for a
+    # model the bot does not know). None: the shipped profile's own limit.
+    max_images: int | None = Field(default=None, ge=1, le=10)
 
 
 def check_models(

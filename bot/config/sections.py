@@ -120,6 +120,8 @@ class JobsConfig(Section):
 class ImagesConfig(Section):
     max_input_bytes: int = Field(20_000_000, gt=0)
     max_input_pixels: int = Field(20_000_000, gt=0)
+    # The sum of one edit's inputs when it carries several images.
+    max_total_input_bytes: int = Field(50_000_000, gt=0)
     max_output_bytes: int = Field(50_000_000, gt=0)
 
 

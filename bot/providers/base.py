@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.domain import ASPECT_RATIOS, EditOptions
+from bot.model_profiles import ModelProfile, shipped_profile
 
 
 class PredictionState(StrEnum):
@@ -74,6 +75,15 @@ class ProviderRequest:
     # The model id for this provider of the job's named model (bot.models); None: the
     # provider's own configured ``model``.
     model: str | None = None
+    # What the model takes at this provider and how its images travel
+    # (bot.model_profiles); None: the shipped profile of ``model``.
+    profile: ModelProfile | None = None
+
+    def profile_at(self, provider: str, default_model: str) -> ModelProfile:
+        """The profile the create is built from at ``provider``."""
+        if self.profile is not None:
+            return self.profile
+        return shipped_profile(provider, self.model or default_model)
 
 
 class Provider(Protocol):

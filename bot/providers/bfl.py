@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlencode, urlsplit
 
 from bot.errors import ProviderUnavailable
+from bot.model_profiles import ModelProfile
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.http import UNAVAILABLE, HttpProvider
 
@@ -44,19 +45,53 @@ def endpoint_for(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
-def bfl_inputs(request: ProviderRequest) -> dict[str, Any]:
+# FLUX.2 at BFL takes a size, not a ratio: ``width``/``height`` multiples of 32 (at most
+# 2048 a side in BFL's published schema); without them it follows the first input.
+_FLUX2_STEP = 32
+_FLUX2_SIDE_MAX = 2048
+
+
+def image_field(index: int) -> str:
+    """BFL's numbered inputs: ``input_image``, ``input_image_2`` … (Kontext up to 4,
+    "Experimental Multiref", docs.bfl.ml/api-reference/models/edit-or-create-an-image-
+    with-flux-kontext-pro; FLUX.2 up to 8, docs.bfl.ml/flux_2/flux2_image_editing)."""
+    return "input_image" if index == 0 else f"input_image_{index + 1}"
+
+
+def flux2_size(ratio: str, megapixels: int) -> tuple[int, int]:
+    """Width and height of ``ratio`` at about ``megapixels``, on BFL's grid."""
+    across, down = (int(part) for part in ratio.split(":"))
+    pixels = megapixels * 1_000_000
+    height = (pixels * down / across) ** 0.5
+    width = height * across / down
+    scale = min(1.0, _FLUX2_SIDE_MAX / max(width, height))
+
+    def snap(value: float) -> int:
+        return max(_FLUX2_STEP * 2, int(value * scale) // _FLUX2_STEP * _FLUX2_STEP)
+
+    return snap(width), snap(height)
+
+
+def bfl_inputs(request: ProviderRequest, profile: ModelProfile | None = None) -> dict[str, Any]:
     options = request.options
+    profile = profile or request.profile_at("bfl", "")
     body: dict[str, Any] = {
         "prompt": request.prompt,
         "output_format": "jpeg" if options.output_format == "jpg" else "png",
         "prompt_upsampling": options.upsample,
         "safety_tolerance": options.safety,
     }
-    if request.images:
-        body["input_image"] = base64.b64encode(request.images[0].data).decode("ascii")
-    if options.aspect_ratio is not None and options.aspect_ratio != "match_input_image":
+    for index, image in enumerate(request.images):
+        body[image_field(index)] = base64.b64encode(image.data).decode("ascii")
+    ratio = options.aspect_ratio
+    if profile.family == "flux2":
+        if ratio is None and not request.images:
+            ratio = "1:1"
+        if ratio is not None and ratio != "match_input_image":
+            body["width"], body["height"] = flux2_size(ratio, options.resolution or 1)
+    elif ratio is not None and ratio != "match_input_image":
         # BFL matches the input image when no ratio is given.
-        body["aspect_ratio"] = options.aspect_ratio
+        body["aspect_ratio"] = ratio
     if options.seed is not None:
         body["seed"] = options.seed
     if request.webhook_url:
@@ -97,7 +132,7 @@ class BflProvider(HttpProvider):
             f"{self.base_url}/v1/{endpoint_for(request.model or self.model)}",
             create=True,
             headers={**self.auth_headers, "accept": "application/json"},
-            json=bfl_inputs(request),
+            json=bfl_inputs(request, request.profile_at(self.name, self.model)),
         )
         if not isinstance(body, Mapping) or not body.get("id"):
             raise ProviderUnavailable(UNAVAILABLE, detail="create answer without id")

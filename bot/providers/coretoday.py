@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.errors import ProviderUnavailable
+from bot.model_profiles import ImageTransport, ModelProfile
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.http import (
     UNAVAILABLE,
@@ -85,6 +86,8 @@ def parse_prediction(body: Any) -> PredictionStatus:
 
 
 def provider_inputs(request: ProviderRequest) -> dict[str, Any]:
+    """The ``input`` object. ``resolution``: "Resolution in megapixels", shown with the
+    default "1 MP" on core.today's FLUX.2 pages, so the bot sends ``"2 MP"``."""
     options = request.options
     inputs: dict[str, Any] = {
         "prompt": request.prompt,
@@ -96,7 +99,24 @@ def provider_inputs(request: ProviderRequest) -> dict[str, Any]:
         inputs["aspect_ratio"] = options.aspect_ratio
     if options.seed is not None:
         inputs["seed"] = options.seed
+    if options.resolution is not None:
+        inputs["resolution"] = f"{options.resolution} MP"
     return inputs
+
+
+def upload_files(
+    request: ProviderRequest, profile: ModelProfile
+) -> list[tuple[str, tuple[str, bytes, str]]]:
+    """The multipart files of ``/v1/predictions/upload``: Kontext's one
+    ``file:input_image``; FLUX.2's ``input_images`` array as ``file:input_images``
+    repeated, one part per image in order (the first is the one edited). core.today's
+    FLUX.2 pages say files for ``input_images`` may be attached directly to the upload
+    route but name no spelling for an array; issue 26 reads it as the field repeated."""
+    if profile.transport == ImageTransport.MULTIPART:
+        field = "file:input_images"
+    else:
+        field = "file:input_image"
+    return [(field, (i.filename, i.data, i.content_type)) for i in request.images]
 
 
 class CoreTodayProvider(HttpProvider):
@@ -108,7 +128,7 @@ class CoreTodayProvider(HttpProvider):
         inputs = provider_inputs(request)
         headers = {**self.auth_headers, "Idempotency-Key": idempotency_key}
         if request.images:
-            image = request.images[0]
+            files = upload_files(request, request.profile_at(self.name, self.model))
             body = await self.call(
                 "POST",
                 f"{self.base_url}/v1/predictions/upload",
@@ -119,7 +139,7 @@ class CoreTodayProvider(HttpProvider):
                     "input": json.dumps(inputs),
                     **({"webhook": request.webhook_url} if request.webhook_url else {}),
                 },
-                files={"file:input_image": (image.filename, image.data, image.content_type)},
+                files=files,
             )
         else:
             body = await self.call(

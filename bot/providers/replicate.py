@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from bot.errors import ProviderUnavailable
+from bot.model_profiles import ImageTransport, ModelProfile
 from bot.providers.base import (
     PredictionState,
     PredictionStatus,
@@ -48,18 +49,32 @@ _STATES = {
 _FLAGGED = ("flagged as sensitive", "nsfw", "e005")
 
 
-def replicate_inputs(request: ProviderRequest) -> dict[str, Any]:
+def replicate_inputs(
+    request: ProviderRequest, profile: ModelProfile | None = None
+) -> dict[str, Any]:
+    """The ``input`` of a create. FLUX.2 takes ``input_images``, an array of URIs in
+    order (https://replicate.com/black-forest-labs/flux-2-pro/api), and ``resolution``
+    as "N MP"; FLUX.1 Kontext takes one ``input_image``. Data URIs carry the bytes, as
+    Replicate's file-input docs allow for files under 256 kB and our stripped inputs
+    mostly are; the create is one request either way."""
     options = request.options
+    profile = profile or request.profile_at("replicate", "")
     inputs: dict[str, Any] = {
         "prompt": request.prompt,
         "output_format": options.output_format,
         "safety_tolerance": options.safety,
         "prompt_upsampling": options.upsample,
     }
-    if request.images:
-        image = request.images[0]
-        encoded = base64.b64encode(image.data).decode("ascii")
-        inputs["input_image"] = f"data:{image.content_type};base64,{encoded}"
+    uris = [
+        f"data:{image.content_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+        for image in request.images
+    ]
+    if uris and profile.transport == ImageTransport.ARRAY:
+        inputs["input_images"] = uris
+    elif uris:
+        inputs["input_image"] = uris[0]
+    if options.resolution is not None:
+        inputs["resolution"] = f"{options.resolution} MP"
     if options.aspect_ratio is not None:
         inputs["aspect_ratio"] = options.aspect_ratio
     if options.seed is not None:
@@ -89,7 +104,8 @@ class ReplicateProvider(HttpProvider):
     name = "replicate"
 
     async def submit(self, request: ProviderRequest, *, idempotency_key: str) -> PredictionStatus:
-        body: dict[str, Any] = {"input": replicate_inputs(request)}
+        profile = request.profile_at(self.name, self.model)
+        body: dict[str, Any] = {"input": replicate_inputs(request, profile)}
         if request.webhook_url:
             body["webhook"] = request.webhook_url
             body["webhook_events_filter"] = ["completed"]

@@ -119,6 +119,9 @@ jobs = Table(
     Column("updated_at", Timestamp, nullable=False),
     Column("started_at", Timestamp, nullable=True),
     Column("finished_at", Timestamp, nullable=True),
+    # The requester or an admin asked to cancel the job while it ran (migration 0009): the
+    # process running it asks the provider to stop and refunds when it has.
+    Column("cancel_requested_at", Timestamp, nullable=True),
     Index(None, "state", "created_at"),
     Index(None, "user_ref", "state"),
     # A user's history, newest first (migration 0008).

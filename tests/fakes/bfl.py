@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.model_rules import bfl_refusal
 from tests.fakes.provider import FakeProvider, Received, Script
 
 DEFAULT_KEY = "bfl_test_key_0123456789abcdef"
@@ -28,6 +29,7 @@ class FakeBfl(FakeProvider):
     def __init__(self, api_key: str = DEFAULT_KEY, script: Script | None = None) -> None:
         super().__init__(api_key, script)
         self.credits = 1234.5
+        self.refusals: list[str] = []  # creates refused by tests/fakes/model_rules.py
 
     @property
     def creates(self) -> list[Received]:
@@ -76,22 +78,42 @@ class FakeBfl(FakeProvider):
             inputs = await request.json()
         except json.JSONDecodeError:
             inputs = None
-        file_bytes = None
-        if isinstance(inputs, dict) and isinstance(inputs.get("input_image"), str):
+        files: list[tuple[str, str | None, str | None, bytes]] = []
+        body = inputs if isinstance(inputs, dict) else {}
+        # input_image, input_image_2, ... in their numbered order.
+        numbered = sorted(
+            (k for k in body if k == "input_image" or k.startswith("input_image_")),
+            key=lambda k: int(k.rsplit("_", 1)[1]) if k != "input_image" else 1,
+        )
+        for key in numbered:
+            value = body[key]
             try:
-                file_bytes = base64.b64decode(inputs["input_image"], validate=True)
-            except binascii.Error:
-                file_bytes = b""
+                data = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+            except (binascii.Error, ValueError):
+                data = b""
+            files.append((key, None, None, data))
+        file_bytes = files[0][3] if files else None
+        endpoint = request.match_info["endpoint"]
         self.received.append(
             Received(
                 request.method,
                 request.path,
                 dict(request.headers),
-                model=request.match_info["endpoint"],
-                input={k: v for k, v in (inputs or {}).items() if k != "input_image"},
+                model=endpoint,
+                input={k: v for k, v in body.items() if k not in numbered},
                 file_bytes=file_bytes,
+                files=files,
             )
         )
+        reason = bfl_refusal(endpoint, body) if self.authorised(request) else None
+        if reason is not None:
+            # What the endpoint's schema refuses (tests/fakes/model_rules.py), answered
+            # as BFL's validation errors are.
+            self.refusals.append(reason)
+            return web.json_response(
+                {"detail": [{"loc": ["body"], "msg": reason, "type": "value_error"}]},
+                status=422,
+            )
         refusal = await self.refuse_create(request, inputs)
         if refusal is not None:
             return refusal

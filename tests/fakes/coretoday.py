@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from tests.fakes.model_rules import coretoday_refusal
 from tests.fakes.provider import FakeProvider, Prediction, Received, Script
 
 __all__ = ["DEFAULT_KEY", "FakeCoreToday", "Prediction", "Received", "Script"]
@@ -32,6 +33,9 @@ _RATIO_SIZES = {"1:1": (64, 64), "16:9": (112, 63), "9:16": (63, 112), "4:3": (8
 class FakeCoreToday(FakeProvider):
     def __init__(self, api_key: str = DEFAULT_KEY, script: Script | None = None) -> None:
         super().__init__(api_key, script)
+        # The reasons of the creates refused by the documented model rules
+        # (tests/fakes/model_rules.py), in order.
+        self.refusals: list[str] = []
 
     # -- counts tests assert on --------------------------------------------------------
 
@@ -61,8 +65,7 @@ class FakeCoreToday(FakeProvider):
 
     async def _create_upload(self, request: web.Request) -> web.StreamResponse:
         fields: dict[str, Any] = {}
-        file_bytes = None
-        file_type = file_field = file_name = None
+        files: list[tuple[str, str | None, str | None, bytes]] = []
         reader = await request.multipart()
         while True:
             part = await reader.next()
@@ -71,15 +74,23 @@ class FakeCoreToday(FakeProvider):
             if not isinstance(part, BodyPartReader):
                 continue
             if part.filename:
-                file_field, file_name = part.name, part.filename
-                file_type = part.headers.get("Content-Type")
-                file_bytes = bytes(await part.read())
+                # A field repeated (``file:input_images`` once per image) keeps its order.
+                files.append(
+                    (
+                        str(part.name),
+                        part.filename,
+                        part.headers.get("Content-Type"),
+                        bytes(await part.read()),
+                    )
+                )
             else:
                 fields[str(part.name)] = await part.text()
         try:
             inputs = json.loads(fields.get("input", "{}"))
         except json.JSONDecodeError:
             inputs = None
+        first = files[0] if files else (None, None, None, None)
+        file_field, file_name, file_type, file_bytes = first
         self.record(
             request,
             model=fields.get("model"),
@@ -89,7 +100,11 @@ class FakeCoreToday(FakeProvider):
             file_field=file_field,
             file_name=file_name,
             fields={k: v for k, v in fields.items() if k not in ("model", "input")},
+            files=files if self.script.keep_inputs else [],
         )
+        refused = self._model_refusal(request, fields.get("model"), [f[0] for f in files], inputs)
+        if refused is not None:
+            return refused
         return await self._create(
             request, inputs, file_bytes, (64, 48), webhook=fields.get("webhook")
         )
@@ -111,6 +126,12 @@ class FakeCoreToday(FakeProvider):
             input=inputs,
             fields=extra,
         )
+        model = body.get("model") if isinstance(body, dict) else None
+        refused = self._model_refusal(
+            request, model if isinstance(model, str) else None, [], inputs
+        )
+        if refused is not None:
+            return refused
         ratio = (inputs or {}).get("aspect_ratio", "1:1") if isinstance(inputs, dict) else "1:1"
         webhook = extra.get("webhook")
         return await self._create(
@@ -135,6 +156,19 @@ class FakeCoreToday(FakeProvider):
                 {"job_id": prediction.id, "status": "completed", "result": self._url(prediction)}
             )
         return web.json_response({"id": prediction.id, "status": "pending"}, status=201)
+
+    def _model_refusal(
+        self, request: web.Request, model: str | None, file_fields: list[str], inputs: Any
+    ) -> web.Response | None:
+        """A create the model's page says it does not take (tests/fakes/model_rules.py),
+        answered 422 with the reason as core.today's validation errors are."""
+        if not self.authorised(request) or not isinstance(inputs, dict):
+            return None
+        reason = coretoday_refusal(model, file_fields, inputs)
+        if reason is None:
+            return None
+        self.refusals.append(reason)
+        return web.json_response({"detail": reason}, status=422)
 
     def failure(self, code: int) -> web.Response:
         headers = {"Retry-After": self.script.retry_after} if code in (429, 503) else {}
@@ -177,7 +211,8 @@ class FakeCoreToday(FakeProvider):
         prediction = self.predictions.get(request.match_info["id"])
         if prediction is None:
             return web.json_response({"detail": "Not found"}, status=404)
-        prediction.canceled = True
+        if not self.script.cancel_ignored:
+            prediction.canceled = True
         return web.json_response({"id": prediction.id, "status": "canceled"})
 
 

@@ -573,8 +573,10 @@ class FakeDiscord:
         user_id: str,
         channel_id: str = CHANNEL_ID,
         attachment: dict[str, Any] | None = None,
+        attachments: dict[str, dict[str, Any]] | None = None,
     ) -> Interaction:
-        """``/name option:value ...``; an ``attachment`` fills the option typed 11."""
+        """``/name option:value ...``; an ``attachment`` fills the (first) option typed
+        11, ``attachments`` the attachment options it names (``image2``: ...)."""
         definition = self._command(name)
         types = {o["name"]: o["type"] for o in definition.get("options", [])}
         opts = [
@@ -586,6 +588,11 @@ class FakeDiscord:
             slot = next(k for k, t in types.items() if t == 11)
             opts.append({"name": slot, "type": 11, "value": attachment["id"]})
             data["resolved"] = {"attachments": {attachment["id"]: attachment}}
+        for slot, given in (attachments or {}).items():
+            assert types[slot] == 11, f"{slot} is not an attachment option"
+            opts.append({"name": slot, "type": 11, "value": given["id"]})
+            resolved_files = data.setdefault("resolved", {}).setdefault("attachments", {})
+            resolved_files[given["id"]] = given
         for key, value in (options or {}).items():
             if types[key] == 6:  # user: the user and their member object without "user"
                 resolved = data.setdefault("resolved", {})

@@ -48,6 +48,9 @@ class Script:
     # Where a result download is sent instead of the image: ``302 Location:`` this URL
     # with ``{id}`` filled in (e.g. a ``FileHost`` on another port). None: the image.
     output_location: str | None = None
+    # A cancel arrives after the prediction finished: answered as accepted, but the
+    # prediction keeps its outcome (a result that wins the race with a cancel).
+    cancel_ignored: bool = False
 
 
 @dataclass
@@ -62,6 +65,9 @@ class Received:
     file_field: str | None = None
     file_name: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)  # other form or body fields
+    # Every image of the create in order: (field, file name, content type, bytes); the
+    # ``file_*`` fields above describe the first.
+    files: list[tuple[str, str | None, str | None, bytes]] = field(default_factory=list)
 
 
 @dataclass

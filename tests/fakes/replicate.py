@@ -14,9 +14,18 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.model_rules import replicate_refusal
 from tests.fakes.provider import FakeProvider, Prediction, Received, Script
 
 DEFAULT_KEY = "r8_test_token_0123456789abcdefghij"
+
+
+def _data_uri(uri: str) -> tuple[str, bytes]:
+    header, _, encoded = uri.partition(",")
+    try:
+        return header[5:].split(";")[0], base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        return header[5:].split(";")[0], b""
 
 
 class FakeReplicate(FakeProvider):
@@ -25,6 +34,7 @@ class FakeReplicate(FakeProvider):
 
     def __init__(self, api_key: str = DEFAULT_KEY, script: Script | None = None) -> None:
         super().__init__(api_key, script)
+        self.refusals: list[str] = []  # creates refused by tests/fakes/model_rules.py
 
     @property
     def creates(self) -> list[Received]:
@@ -117,15 +127,20 @@ class FakeReplicate(FakeProvider):
         except json.JSONDecodeError:
             payload = {}
         inputs = dict(payload.get("input") or {}) if isinstance(payload, dict) else {}
+        model = f"{request.match_info['owner']}/{request.match_info['name']}"
+        reason = replicate_refusal(model, inputs)
         file_bytes = file_type = None
         image = inputs.pop("input_image", None)
         if isinstance(image, str) and image.startswith("data:"):
-            header, _, encoded = image.partition(",")
-            file_type = header[5:].split(";")[0]
-            try:
-                file_bytes = base64.b64decode(encoded, validate=True)
-            except binascii.Error:
-                file_bytes = b""
+            file_type, file_bytes = _data_uri(image)
+        files: list[tuple[str, str | None, str | None, bytes]] = []
+        listed = inputs.pop("input_images", None)
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, str) and item.startswith("data:"):
+                kind, data = _data_uri(item)
+                files.append(("input_images", None, kind, data))
+        if files and file_bytes is None:
+            file_type, file_bytes = files[0][2], files[0][3]
         extra = (
             {k: v for k, v in payload.items() if k != "input"} if isinstance(payload, dict) else {}
         )
@@ -139,8 +154,17 @@ class FakeReplicate(FakeProvider):
                 file_bytes=file_bytes,
                 file_content_type=file_type,
                 fields=extra,
+                files=files,
             )
         )
+        if reason is not None and self.authorised(request):
+            # What the model's schema refuses (tests/fakes/model_rules.py), as Replicate
+            # answers a create whose input fails validation.
+            self.refusals.append(reason)
+            return web.json_response(
+                {"title": "Input validation failed", "detail": reason, "status": 422},
+                status=422,
+            )
         refusal = await self.refuse_create(request, inputs)
         if refusal is not None:
             return refusal

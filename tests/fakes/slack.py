@@ -719,6 +719,9 @@ class FakeSlack:
         metadata = self._metadata(args)
         if metadata is not None:
             message["metadata"] = metadata
+        blocks = _json_arg(args.get("blocks")) if args.get("blocks") else None
+        if blocks:
+            message["blocks"] = blocks
         return message
 
     def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -743,6 +746,14 @@ class FakeSlack:
         if message.get("user") != BOT_USER_ID:
             raise SlackRefusal("cant_update_message")
         metadata = self._metadata(args)
+        # "If you don't include blocks, the message's previous blocks will only be
+        # retained if the text argument is not provided. If the text argument is provided
+        # and blocks are not provided, the blocks will be removed" (chat.update, blocks).
+        blocks = _json_arg(args.get("blocks")) if args.get("blocks") else None
+        if blocks:
+            message["blocks"] = blocks
+        elif args.get("text"):
+            message.pop("blocks", None)
         message["text"] = args.get("text") or ""
         if metadata is not None:
             message["metadata"] = metadata
