@@ -9,13 +9,13 @@ from __future__ import annotations
 import mimetypes
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import Any, Protocol
 
 from bot import cancellation, texts
 from bot.cancel_answers import CancelAnswer, Outcome
 from bot.commands import validate_prompt
+from bot.credit_status import CreditStatus
 from bot.domain import (
     SEED_MAX,
     Acknowledgement,
@@ -55,19 +55,6 @@ def _declared_format(source: AttachmentSource) -> str:
     if declared is None:
         return "unknown"
     return "image" if declared in _CONTENT_TYPES else "other"
-
-
-@dataclass(frozen=True)
-class CreditStatus:
-    user: UserRef
-    balance: int
-    cost_per_image: int
-    images_left: int
-    next_allowance_at: datetime | None
-    allowance: int
-    active_jobs: int
-    # Every model with its cost when there is a choice (bot.models); empty otherwise.
-    models: tuple[Model, ...] = ()
 
 
 class Wakeable(Protocol):

@@ -23,9 +23,9 @@ from bot.limits import Limits
 from bot.policies import Override
 
 if TYPE_CHECKING:
+    from bot.credit_status import CreditStatus
     from bot.model_profiles import ModelProfile
     from bot.models import Catalogue, Model
-    from bot.service import CreditStatus
 
 OPTIONS_HELP = """\
 Options:

@@ -1,0 +1,23 @@
+"""What a user's credits look like now: plain values, so the texts that word them need
+not import the service that computes them (no import cycle through bot.texts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.domain import UserRef
+from bot.models import Model
+
+
+@dataclass(frozen=True)
+class CreditStatus:
+    user: UserRef
+    balance: int
+    cost_per_image: int
+    images_left: int
+    next_allowance_at: datetime | None
+    allowance: int
+    active_jobs: int
+    # Every model with its cost when there is a choice (bot.models); empty otherwise.
+    models: tuple[Model, ...] = ()
