@@ -206,7 +206,8 @@ async def test_cancel_while_queued_refunds_at_once(tmp_path: Path, fake: FakeCor
         discord.add_user(ALICE, "alice")
         core, adapter, settings = await start_bot(tmp_path, fake, discord)
         # One job at the provider at a time: the second waits in the queue.
-        core.runner.limits = replace(core.runner.limits, max_concurrent=1)
+        assert core.runner is not None
+        core.runner.set_limits(replace(core.runner.limits, max_concurrent=1))
         bot = Bot(core, adapter, discord, fake, settings)
         try:
             first = discord.upload(png(), "a.png", "image/png")
