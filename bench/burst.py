@@ -57,9 +57,10 @@ async def _variant(paced: bool, mentions: int, speed: float, output: bytes) -> d
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         script = Script(duration=lambda: WORK_SECONDS, keep_inputs=False)
+        limits = SlackLimits().scaled(speed)  # what the fake enforces, and the bot's keys
         async with (
             SizedCoreToday(output, script=script) as provider,
-            FakeSlack(limits=SlackLimits().scaled(speed)) as slack,
+            FakeSlack(limits=limits) as slack,
         ):
             settings = make_settings(
                 tmp,
@@ -74,10 +75,7 @@ async def _variant(paced: bool, mentions: int, speed: float, output: bytes) -> d
                     "http_host": "127.0.0.1",
                     "http_port": 0,
                     "rate_limits": paced,
-                    "post_message_per_second": 1.0 * speed,
-                    "tier2_per_minute": 20.0 * speed,
-                    "tier3_per_minute": 50.0 * speed,
-                    "tier4_per_minute": 100.0 * speed,
+                    **limits.bot_keys(),
                 },
                 jobs={
                     "poll_initial_seconds": 1.0,

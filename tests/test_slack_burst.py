@@ -58,16 +58,6 @@ SPEED = 60.0
 BURST = 150
 
 
-def scaled_rate_keys(speed: float) -> dict[str, Any]:
-    """The bot's [slack] rate keys at Slack's documented values, ``speed`` times faster."""
-    return {
-        "post_message_per_second": 1.0 * speed,
-        "tier2_per_minute": 20.0 * speed,
-        "tier3_per_minute": 50.0 * speed,
-        "tier4_per_minute": 100.0 * speed,
-    }
-
-
 async def limited_bot(
     tmp_path: Path, fake: FakeCoreToday, slack: FakeSlack, **jobs: Any
 ) -> AsyncIterator[Bot]:
@@ -83,7 +73,8 @@ async def limited_bot(
             "signing_secret": SIGNING_SECRET,
             "http_host": "127.0.0.1",
             "http_port": 0,
-            **scaled_rate_keys(SPEED),
+            # The bot's rate keys at Slack's documented values, as fast as the fake's.
+            **SlackLimits().scaled(SPEED).bot_keys(),
         },
         jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05, **jobs},
     )

@@ -169,6 +169,17 @@ class SlackLimits:
     post_message_per_second: float = 1.0
     post_message_burst: float = 3.0
 
+    def bot_keys(self) -> dict[str, float]:
+        """The bot's ``[slack]`` rate keys that pace it at exactly these limits."""
+        # The bot paces no Tier 1 method (apps.connections.open), so it has no such key.
+        _tier1, tier2, tier3, tier4 = self.per_minute
+        return {
+            "post_message_per_second": self.post_message_per_second,
+            "tier2_per_minute": tier2,
+            "tier3_per_minute": tier3,
+            "tier4_per_minute": tier4,
+        }
+
     def scaled(self, factor: float) -> SlackLimits:
         """The same limits ``factor`` times faster: for a burst test that keeps Slack's
         shape without taking Slack's minutes (the bot's rate keys scaled alike)."""
