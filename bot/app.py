@@ -196,6 +196,7 @@ async def build_core(
         models=models,
         queued=doorbell if with_runner else None,
         max_total_input_bytes=settings.images.max_total_input_bytes,
+        default_language=settings.i18n.default,
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}
@@ -215,6 +216,7 @@ async def build_core(
             models=models if settings.models else None,
             doorbell=doorbell,
             webhook_base_url=settings.provider.webhook_base_url,
+            default_language=settings.i18n.default,
         )
     ops = None
     if with_runner and settings.ops.enabled:

@@ -28,6 +28,7 @@ from bot.domain import (
     OutputFormat,
 )
 from bot.errors import UserInputError
+from bot.i18n import _
 from bot.model_profiles import ImageTransport, ModelProfile
 from bot.models import Catalogue
 from bot.providers.base import ProviderCapabilities
@@ -162,7 +163,11 @@ def parse_command(
         name = _FLAG_NAMES.get(raw_name)
         if name is None:
             known = _KNOWN if models is None or models.several else _KNOWN_ONE_MODEL
-            raise UserInputError(f"I don't know the option --{raw_name}. The options are {known}.")
+            raise UserInputError(
+                _("I don't know the option --{name}. The options are {known}.").format(
+                    name=raw_name, known=known
+                )
+            )
         if name in values:
             raise UserInputError(f"--{name} is given twice; give it once.")
         if name not in _VALUE_FLAGS:
@@ -238,13 +243,15 @@ def validate_prompt(
     cleaned = " ".join(prompt.split())
     if not cleaned:
         raise UserInputError(
-            "Write what to change, e.g. /kontext make it a watercolor (or /kontext help)."
+            _("Write what to change, e.g. /kontext make it a watercolor (or /kontext help).")
         )
     limit = profile.max_prompt_chars if profile is not None else capabilities.max_prompt_chars
     if len(cleaned) > limit:
         raise UserInputError(
-            f"The prompt is {len(cleaned)} characters long; the limit is {limit}. "
-            "Shorten it and try again."
+            _(
+                "The prompt is {length} characters long; the limit is {limit}. "
+                "Shorten it and try again."
+            ).format(length=len(cleaned), limit=limit)
         )
     return cleaned
 
@@ -315,7 +322,9 @@ def build_options(
                 "such as 1:1 or 16:9."
             )
     if seed is not None and not 0 <= seed <= SEED_MAX:
-        raise UserInputError(f"--seed must be a whole number from 0 to {SEED_MAX}.")
+        raise UserInputError(
+            _("--seed must be a whole number from 0 to {most}.").format(most=SEED_MAX)
+        )
     fmt: OutputFormat = "png"
     if output_format is not None:
         chosen = _FORMATS.get(output_format.strip().lower())

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from bot import texts
+from bot import i18n, texts
 from bot.cancel_answers import Outcome
 from bot.commands import (
     CancelCommand,
@@ -37,6 +37,7 @@ from bot.domain import (
     UserRef,
 )
 from bot.errors import KontextError, UserInputError
+from bot.i18n import _
 from bot.service import KontextService
 from bot.texts import Style
 
@@ -104,6 +105,24 @@ class Conversation(AdminCommands):
     def __init__(self, service: KontextService, style: Style) -> None:
         self.service = service
         self.style = style
+
+    # -- the language of the answers (bot.i18n; issue 28) ---------------------------------------
+
+    async def speak(self, user: UserRef, *locales: str | None) -> str:
+        """Decide the language of everything said to ``user`` from here on in this task
+        (and of the job a request of theirs becomes), and speak it: the language an
+        admin set for their server or workspace, else the first of the platform's
+        ``locales`` (best first: a Discord user's client language, then the server's;
+        a Slack user's locale; the terminal's ``LANG``) the bot has texts for, else
+        ``[i18n] default``. A locale it has no texts for is passed over, never an
+        error. Returns the language's code."""
+        try:
+            chosen = await self.service.language_of(user)
+        except Exception:
+            chosen = None
+        code = chosen or i18n.choose(locales, self.service.default_language)
+        i18n.activate(code)
+        return i18n.current_code()
 
     # -- information, free ---------------------------------------------------------------------
 
@@ -300,7 +319,7 @@ class Conversation(AdminCommands):
         every one in order: a message without one, or with only files that are no
         image, is refused."""
         if not files:
-            return Said("That message has no image to edit.", mistake=True)
+            return Said(_("That message has no image to edit."), mistake=True)
         try:
             return self.service.pick_inputs(files)
         except UserInputError as exc:
@@ -344,7 +363,7 @@ class Conversation(AdminCommands):
         as a first edit's, from one generator); the one who clicks pays."""
         job = await self.service.job(job_id)
         if job is None:
-            return Said(texts.REROLL_GONE, mistake=True)
+            return Said(_(texts.REROLL_GONE), mistake=True)
         return Edit(job.prompt, replace(job.options, seed=None), tuple(job.attachments))
 
     async def edit_again(self, job_id: str, shown: AttachmentSource | None) -> NextEdit | Said:
@@ -359,7 +378,7 @@ class Conversation(AdminCommands):
             if isinstance(image, Mapping):
                 source = AttachmentSource.from_json(image)
         if source is None:
-            return Said(texts.RESULT_IMAGE_GONE, mistake=True)
+            return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
         inputs = tuple(self.edit_again_inputs(source, job))
         return NextEdit(inputs, job.options.model if job is not None else None)
 
@@ -376,7 +395,7 @@ class Conversation(AdminCommands):
             return None
         if self.service.is_admin(user, platform_admin=await platform_admin()):
             return None
-        return Said(texts.DELETE_NOT_YOURS, mistake=True)
+        return Said(_(texts.DELETE_NOT_YOURS), mistake=True)
 
     async def deleted(self, job_id: str) -> None:
         """The posted result was deleted: history no longer links to it nor offers its

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 
-from bot import texts
+from bot import i18n, texts
 from bot.domain import UserRef
 from bot.errors import UserInputError
 from bot.periods import parse_period
@@ -30,6 +30,8 @@ ADMIN_COMMANDS = {
     # A user's credit entries; "history" is everyone's own jobs (Conversation.history).
     "ledger": re.compile(rf"^ledger\s+{MENTION}$", re.I),
     "top": re.compile(r"^top$", re.I),
+    # The server's or workspace's language (bot.i18n): a code, or auto for each person's.
+    "language": re.compile(r"^language\s+(?P<code>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)$", re.I),
 }
 
 
@@ -68,6 +70,8 @@ class AdminCommands:
                 return await self.pause(admin, f"workspace:{space}", paused, platform_admin)
             if name == "ledger":
                 return await self.ledger(admin, same_space(admin, target), platform_admin)
+            if name == "language":
+                return await self.language(admin, match["code"], platform_admin)
             return await self.top(admin, platform_admin)
         return None
 
@@ -127,6 +131,21 @@ class AdminCommands:
         async def act(is_platform_admin: bool) -> str:
             rows = await self.service.admin_top_spenders(admin, platform_admin=is_platform_admin)
             return texts.top_spenders_text(self.style, rows)
+
+        return await self._answer(admin, platform_admin, act)
+
+    async def language(self, admin: UserRef, code: str, platform_admin: PlatformAdmin) -> str:
+        """Set the admin's server's or workspace's language (``auto``: each person's own
+        again); the answer is in the language now in force there."""
+
+        async def act(is_platform_admin: bool) -> str:
+            auto = code.lower() in ("auto", "off", "default")
+            override = await self.service.admin_set_language(
+                admin, None if auto else code, platform_admin=is_platform_admin
+            )
+            if override.language is not None:
+                i18n.activate(override.language)
+            return texts.language_text(self.style, override.scope, override.language)
 
         return await self._answer(admin, platform_admin, act)
 

@@ -251,6 +251,8 @@ class Job:
     model_name: str | None = None
     # Cancel was asked while it ran (bot.cancellation); the runner honours it.
     cancel_requested: bool = False
+    # The language its request was answered in (bot.i18n); None: ``[i18n] default``.
+    locale: str | None = None
 
     @property
     def delivered(self) -> Mapping[str, Any] | None:

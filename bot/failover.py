@@ -23,6 +23,7 @@ import structlog
 from bot import texts
 from bot.domain import Job
 from bot.errors import ProviderUnavailable
+from bot.i18n import _
 from bot.jobqueue import JobQueue
 from bot.model_profiles import ModelProfile, shipped_profile
 from bot.models import Catalogue
@@ -104,7 +105,7 @@ class Failover:
         if not candidates:
             serving = [p for p in self.providers if self.model_id(job, p) is not None]
             raise ProviderUnavailable(
-                texts.NO_PROVIDER_TAKES
+                _(texts.NO_PROVIDER_TAKES)
                 if serving
                 else "No configured image service offers this model now. Nothing was charged.",
                 detail=f"model {job.model_name!r}, {len(job.attachments)} images",

@@ -50,6 +50,7 @@ def row_to_job(row: Row[Any]) -> Job:
         output_meta=row.result or {},
         model_name=row.model_name,
         cancel_requested=row.cancel_requested_at is not None,
+        locale=row.locale,
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from bot import texts
+from bot import i18n, texts
 from bot.cancellation import CANCELED_KIND, cancel_requested
 from bot.domain import EditResult, Job, JobState, Reply
 from bot.errors import (
@@ -37,6 +37,7 @@ from bot.errors import (
     UserInputError,
 )
 from bot.failover import Failover, hold_delay
+from bot.i18n import _
 from bot.images import inspect_output_image, validate_input_image
 from bot.jobqueue import JobQueue, Refunded
 from bot.metrics import Metrics
@@ -82,8 +83,11 @@ class JobPipeline:
         metrics: Metrics,
         *,
         webhook_base_url: str = "",
+        default_language: str = i18n.SOURCE,
     ) -> None:
         self.queue = queue
+        # ``[i18n] default``: for a job stored before jobs kept their language.
+        self.default_language = default_language
         self.failover = failover
         self.frontends = frontends  # read-only, the worker's view (complete when built)
         self.output_dir = output_dir
@@ -128,7 +132,9 @@ class JobPipeline:
     async def run(self, job: Job, bound: Log) -> None:
         """Take the job as far as it goes: delivered, failed, or held in the queue."""
         try:
-            await self._execute(job, bound)
+            # Every word of the job (progress, result, failure) in its request's language.
+            with i18n.using(job.locale or self.default_language):
+                await self._execute(job, bound)
         finally:
             self._hints.pop(job.id, None)
             self._cancel_sent.discard(job.id)
@@ -172,7 +178,7 @@ class JobPipeline:
                 )
             await self._deliver(job, reply, started, bound, balance)
             if job.id in self._cancel_sent:  # the result won the race with a cancel
-                await show_told(reply, CANCEL_TOO_LATE, bound)
+                await show_told(reply, _(CANCEL_TOO_LATE), bound)
         except _Canceled:
             await self._canceled(job, reply, bound)
         except _Held:

@@ -51,6 +51,8 @@ class Override:
     # Restricted models (bot.models) allowed in this scope; None: not set here (a
     # stored row without it keeps the config's list for the scope).
     models: tuple[str, ...] | None = None
+    # The language an admin set here (bot.i18n code); None: not set.
+    language: str | None = None
 
     def changes(self) -> dict[str, Any]:
         """Every limit this scope sets, by its ``Limits`` name (None: not set)."""
@@ -64,6 +66,7 @@ class Override:
         *,
         paused: bool = False,
         models: tuple[str, ...] | None = None,
+        language: str | None = None,
     ) -> Override:
         """The override of ``scope`` that sets ``changes`` (limits by name; None: not set)."""
         rest = {
@@ -71,7 +74,9 @@ class Override:
             for name, value in changes.items()
             if value is not None and name not in ("allowance", "period")
         }
-        return cls(scope, changes.get("allowance"), changes.get("period"), paused, rest, models)
+        return cls(
+            scope, changes.get("allowance"), changes.get("period"), paused, rest, models, language
+        )
 
 
 def with_global(base: Limits, stored: Override | None) -> Limits:
@@ -140,7 +145,7 @@ class PolicyBook:
             if models is None and row.scope in self.configured:
                 models = self.configured[row.scope].models
             found[row.scope] = Override.setting(
-                row.scope, stored, paused=bool(row.paused), models=models
+                row.scope, stored, paused=bool(row.paused), models=models, language=row.language
             )
         return found
 
@@ -207,12 +212,14 @@ class PolicyBook:
         paused: bool | None = None,
         clear_allowance: bool = False,
         models: tuple[str, ...] | None = None,
+        language: str | None = None,
         **changes: Any,
     ) -> Override:
         """Change a scope's stored policy: ``changes`` are limits by their ``Limits``
         names (the caller has validated them, ``bot.limits.validate_changes``); unnamed
         or None ones keep their value (from the stored row, else the config). ``models``:
-        the restricted models allowed there (empty: none; None: unchanged)."""
+        the restricted models allowed there (empty: none; None: unchanged); ``language``:
+        the scope's language ("": none any more; None: unchanged)."""
         unknown = sorted(set(changes) - set(LIMITS))
         if unknown:
             raise TypeError(f"not limits: {', '.join(unknown)}")
@@ -225,6 +232,7 @@ class PolicyBook:
             kept,
             paused=current.paused if paused is None else paused,
             models=current.models if models is None else models,
+            language=current.language if language is None else (language or None),
         )
         sets = new.changes()
         values = {
@@ -235,5 +243,7 @@ class PolicyBook:
         }
         if models is not None:
             values["models"] = ",".join(models)
+        if language is not None:
+            values["language"] = language or None
         await upsert(conn, policies, {"scope": scope, **values}, ["scope"], values)
         return new

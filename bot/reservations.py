@@ -35,6 +35,7 @@ from bot import ledger
 from bot.bank import Bank
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
+from bot.i18n import _, ngettext
 from bot.job_reads import row_to_job, waiting_up_to
 from bot.jobqueue import JobQueue
 from bot.ledger import allowance_grant, allowance_key
@@ -66,6 +67,8 @@ class NewJob:
     context: RequestContext = field(default_factory=RequestContext)
     # The named model (bot.models) whose ``cost`` this is; None: no named models.
     model_name: str | None = None
+    # The language the request is answered in (bot.i18n), kept for its result.
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,16 @@ class NotBatchable(Exception):
 
 
 def quota_message(balance: int, cost: int, refill: str | None) -> str:
-    when = f" Your allowance refills {refill}." if refill else ""
+    when = " " + _("Your allowance refills {when}.").format(when=refill) if refill else ""
     return (
-        f"You have {balance} credits and an image costs {cost}.{when}"
-        " Ask an admin for a grant if you need more now."
+        ngettext(
+            "You have {balance} credit and an image costs {cost}.",
+            "You have {balance} credits and an image costs {cost}.",
+            balance,
+        ).format(balance=balance, cost=cost)
+        + when
+        + " "
+        + _("Ask an admin for a grant if you need more now.")
     )
 
 
@@ -111,7 +120,7 @@ def balance_refusal(available: int, cost: int, now: float, period: Period) -> Qu
 def paused_refusal(cost: int) -> QuotaError:
     """The answer to a request in a paused scope."""
     return QuotaError(
-        "An admin has paused the bot here for now. Nothing was charged.",
+        _("An admin has paused the bot here for now. Nothing was charged."),
         balance=0,
         cost=cost,
         refill_at=None,
@@ -120,15 +129,23 @@ def paused_refusal(cost: int) -> QuotaError:
 
 def cooldown_refusal(wait: float, cost: int) -> QuotaError:
     return QuotaError(
-        f"Please wait {wait:.0f} s before your next edit.", balance=0, cost=cost, refill_at=None
+        _("Please wait {seconds} s before your next edit.").format(seconds=f"{wait:.0f}"),
+        balance=0,
+        cost=cost,
+        refill_at=None,
     )
 
 
 def budget_refusal(cost: int, now: float, period: Period) -> QuotaError:
     refill = next_period_start(period, now)
-    when = f" It renews {refill:%Y-%m-%d %H:%M} UTC." if refill else ""
+    when = (
+        " " + _("It renews {when}.").format(when=f"{refill:%Y-%m-%d %H:%M} UTC") if refill else ""
+    )
     return QuotaError(
-        f"The bot's shared budget for this period is used up.{when} Nothing was charged.",
+        _("The bot's shared budget for this period is used up.")
+        + when
+        + " "
+        + _("Nothing was charged."),
         balance=0,
         cost=cost,
         refill_at=f"{refill:%Y-%m-%d %H:%M} UTC" if refill else None,
@@ -158,6 +175,7 @@ def queued_job(new: NewJob, job_id: str, now: float) -> Job:
         model=new.model,
         created_at=now,
         model_name=new.model_name,
+        locale=new.locale,
     )
 
 
@@ -177,6 +195,7 @@ def job_row(job: Job, now: float) -> dict[str, object]:
         "provider": job.provider,
         "model": job.model,
         "model_name": job.model_name,
+        "locale": job.locale,
         "created_at": now,
         "updated_at": now,
     }
@@ -337,7 +356,7 @@ async def reserve_batch(
     # Balances and whether this period's allowance was granted, in one read.
     keys = [
         key
-        for (job, _), (limits, paused) in zip(items, decided, strict=True)
+        for (job, _files), (limits, paused) in zip(items, decided, strict=True)
         if paused is None and (key := allowance_key(job.user, limits, now)) is not None
     ]
     rows = await conn.execute(
@@ -359,7 +378,7 @@ async def reserve_batch(
     # reservation it made possible, as on the single path, whose refusal rolls its
     # grant back (the next request grants it again, under the same key).
     grants: dict[str, dict[str, Any]] = {}
-    for (job, _), (limits, paused) in zip(items, decided, strict=True):
+    for (job, _files), (limits, paused) in zip(items, decided, strict=True):
         ref = str(job.user)
         if paused is not None or ref in granted:
             continue
@@ -372,7 +391,7 @@ async def reserve_batch(
 
     outcomes: list[Reserved | QuotaError] = []
     job_rows: list[dict[str, object]] = []
-    for (job, _), (limits, paused) in zip(items, decided, strict=True):
+    for (job, _files), (limits, paused) in zip(items, decided, strict=True):
         available = balances.get(str(job.user), 0)
         if paused is not None:
             outcomes.append(paused_refusal(job.cost))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from bot import cancellation, texts
+from bot import cancellation, i18n, texts
 from bot.cancel_answers import CancelAnswer, Outcome
 from bot.commands import validate_prompt
 from bot.credit_status import CreditStatus
@@ -27,6 +27,7 @@ from bot.domain import (
     UserRef,
 )
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
+from bot.i18n import _, number
 from bot.images import ACCEPTED_FORMATS, formats_phrase
 from bot.jobstore import JobStore
 from bot.ledger import LedgerEntry
@@ -98,12 +99,15 @@ class KontextService:
         models: Catalogue | None = None,
         queued: Wakeable | None = None,
         max_total_input_bytes: int = 50_000_000,
+        default_language: str = i18n.SOURCE,
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
         self.store = store
         # The cap on the sum of a job's inputs (``images.max_total_input_bytes``).
         self.max_total_input_bytes = max_total_input_bytes
+        # ``[i18n] default``: the language when nobody and nothing names one (bot.i18n).
+        self.default_language = default_language
         self.admins = frozenset(admins)
         self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
@@ -147,8 +151,10 @@ class KontextService:
         if not self.accepting:
             if await self.store.by_idempotency_key(request.idempotency_key) is None:
                 raise ProviderUnavailable(
-                    "The bot is restarting and not taking new edits. Please try again in a "
-                    "minute; nothing was charged."
+                    _(
+                        "The bot is restarting and not taking new edits. Please try again in a "
+                        "minute; nothing was charged."
+                    )
                 )
         else:
             self._validate(request)
@@ -175,6 +181,8 @@ class KontextService:
                 model=model_id,
                 context=request.context,
                 model_name=model.name if self.models.several else None,
+                # The language the conversation layer decided for this request (bot.i18n).
+                locale=i18n.current_code(),
             )
         )
         # The position at acceptance, before the runner may already have taken the job:
@@ -207,7 +215,7 @@ class KontextService:
                 res=options.resolution,
             ):
                 return provider, model_id
-        raise UserInputError(texts.NO_PROVIDER_TAKES)
+        raise UserInputError(_(texts.NO_PROVIDER_TAKES))
 
     async def _check_model_allowed(self, request: EditRequest, model: Model) -> None:
         """A restricted model is taken only where an override that applies lists it
@@ -273,7 +281,7 @@ class KontextService:
             )
         supports_text = self.capabilities.supports_text_to_image and profile.text_to_image
         if not request.attachments and not supports_text:
-            raise UserInputError("Attach an image to edit: this model only edits images.")
+            raise UserInputError(_("Attach an image to edit: this model only edits images."))
         declared = sum(a.source.size or 0 for a in request.attachments)
         if given > 1 and declared > self.max_total_input_bytes:
             raise UserInputError(texts.inputs_too_large(declared, self.max_total_input_bytes))
@@ -281,13 +289,21 @@ class KontextService:
             source = attachment.source
             if _declared_format(source) == "other":
                 raise UserInputError(
-                    f"'{source.name}' is not an image I can edit ({_declared_type(source)}). "
-                    f"Send one of: {self.accepted_formats()}."
+                    _(
+                        "'{name}' is not an image I can edit ({type}). Send one of: {formats}."
+                    ).format(
+                        name=source.name,
+                        type=_declared_type(source),
+                        formats=self.accepted_formats(),
+                    )
                 )
             if source.size is not None and source.size > self.max_input_bytes:
                 raise UserInputError(
-                    f"'{source.name}' is {source.size / 1e6:.1f} MB; the limit is "
-                    f"{self.max_input_bytes / 1e6:.0f} MB."
+                    _("'{name}' is {size} MB; the limit is {limit} MB.").format(
+                        name=source.name,
+                        size=number(source.size / 1e6, "0.0"),
+                        limit=number(round(self.max_input_bytes / 1e6), "0"),
+                    )
                 )
 
     async def job_for_key(self, idempotency_key: str) -> Job | None:
@@ -333,7 +349,10 @@ class KontextService:
         if job.state == JobState.QUEUED:
             balance = await cancellation.cancel_queued(self.store, job, texts.CANCELED_QUEUED)
             if balance is not None:
-                self._queued.withdrawn(job, texts.withdrawn_text(balance))
+                # Told to the requester, in their request's language (the canceler may
+                # be an admin who speaks another).
+                with i18n.using(job.locale or self.default_language):
+                    self._queued.withdrawn(job, texts.withdrawn_text(balance))
                 return CancelAnswer(Outcome.CANCELED, job, balance)
             job = await self.store.get(job.id) or job  # a runner took it meanwhile
             if job.state != JobState.RUNNING:
@@ -461,6 +480,33 @@ class KontextService:
             )
             await store.bank.audit(conn, scope, actor=str(admin), what=what, now=now)
         return override
+
+    # -- languages (bot.i18n; issue 28) ------------------------------------------------------
+
+    async def language_of(self, user: UserRef) -> str | None:
+        """The language an admin set for the user's server or workspace, if any."""
+        scope = f"workspace:{user.platform}:{user.workspace}"
+        async with self.store.db.read() as conn:
+            found = (await self.store.policy_book.overrides(conn, [scope])).get(scope)
+        return found.language if found is not None else None
+
+    async def admin_set_language(
+        self, admin: UserRef, code: str | None, *, platform_admin: bool = False
+    ) -> Override:
+        """Set the language of the admin's own server or workspace (``None``: each
+        person's own again). A language the bot has no catalog for is refused, naming
+        the ones it has."""
+        scope = f"workspace:{admin.platform}:{admin.workspace}"
+        self._require_admin(admin, platform_admin, scope)
+        chosen = i18n.match(code) if code is not None else None
+        if code is not None and chosen is None:
+            raise UserInputError(
+                _("I have no {language} texts; choose one of: {languages} (or auto).").format(
+                    language=code, languages=", ".join(i18n.SHIPPED)
+                )
+            )
+        what = f"language of {scope}: {chosen or 'auto'}"
+        return await self._store_policy(admin, scope, what, language=chosen or "")
 
     async def admin_policy(self, scope: str) -> Override | None:
         async with self.store.db.read() as conn:

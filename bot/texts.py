@@ -5,6 +5,11 @@ built through a ``Style`` (bold, mentions, timestamps, code, and how user-provid
 is made safe to echo). Front ends used to write these texts out themselves, and the
 copies drifted (Discord's help advertised Slack's syntax; allowance answers named the
 config's period instead of the one in force).
+
+Every text is translatable (bot.i18n): ``_()`` around a sentence, ``ngettext`` where a
+count decides the form, and module-level texts marked ``N_()`` and translated where they
+are used. Placeholders are named (``{balance}``), so a translation may put them in its
+own order; a command word, an option (``--seed``) or a model name stays as users type it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import TYPE_CHECKING
 from bot.cancel_answers import CancelAnswer, Outcome
 from bot.domain import Acknowledgement, Job, JobState
 from bot.errors import ErrorKind, KontextError
+from bot.i18n import N_, _, display_name, ngettext, number, pgettext
+from bot.i18n import when as plain_when
 from bot.job_reads import QUEUE_POSITION_CAP
 from bot.ledger import LedgerEntry
 from bot.limits import Limits
@@ -27,27 +34,28 @@ if TYPE_CHECKING:
     from bot.model_profiles import ModelProfile
     from bot.models import Catalogue, Model
 
-OPTIONS_HELP = """\
+OPTIONS_HELP = N_("""\
 Options:
   --ar RATIO       aspect ratio: match_input_image (default with an image), 1:1, 16:9,
                    9:16, 4:3, 3:4, 3:2, 2:3, 4:5, 5:4, 21:9, 9:21, 2:1, 1:2
   --seed N         repeatable results (0-4294967295; the bot picks one if you don't)
   --format png|jpg output format (default png)
   --upsample       let the model expand a short prompt
-  --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)"""
+  --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)""")
 
 # Said once, in the help: what several images mean (issue 26).
-SEVERAL_IMAGES_HELP = (
+SEVERAL_IMAGES_HELP = N_(
     "Several images: the first is the one edited, the others are references your prompt "
     'can name ("put the hat from image 2 on the cat").'
 )
-RES_OPTION_HELP = """
-  --res MP         output size in megapixels (1, 2 or 4), for models that have one"""
+RES_OPTION_HELP = N_("""
+  --res MP         output size in megapixels (1, 2 or 4), for models that have one""")
 
 
 @dataclass(frozen=True)
 class CommandNames:
-    """How a platform's users ask for each thing: its help names only these."""
+    """How a platform's users ask for each thing: its help names only these. Each line
+    is marked ``N_()`` where the platform writes it and translated in the help."""
 
     usage: str
     examples: Sequence[str]
@@ -62,14 +70,14 @@ class Style:
 
     workspace_word = "workspace"
     commands = CommandNames(
-        usage='kontext-bot console [--image PATH] "<what to change>" [options]',
+        usage=N_('kontext-bot console [--image PATH] "<what to change>" [options]'),
         examples=(
             'kontext-bot console --image cat.png "make it a watercolor"',
             'kontext-bot console --image cat.png "now make her wave" --seed 42',
         ),
         info=(
-            'kontext-bot console "credits"   your balance',
-            "kontext-bot console history [USERREF]   your last 10 edits (admins: anyone's)",
+            N_('kontext-bot console "credits"   your balance'),
+            N_("kontext-bot console history [USERREF]   your last 10 edits (admins: anyone's)"),
         ),
     )
 
@@ -83,13 +91,13 @@ class Style:
         return user_id
 
     def role(self, role_id: str) -> str:
-        return f"role {role_id}"
+        return _("role {role}").format(role=role_id)
 
     def channel(self, channel_id: str) -> str:
-        return f"channel {channel_id}"
+        return _("channel {channel}").format(channel=channel_id)
 
     def when(self, moment: datetime) -> str:
-        return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        return plain_when(moment)
 
     def echo(self, text: str) -> str:
         """User-provided text as it may be shown back (platforms escape mentions)."""
@@ -121,26 +129,36 @@ def short(text: str, limit: int = 150) -> str:
 def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None) -> str:
     names = style.commands
     several = models is not None and models.several
-    lines = [f"{names.usage}   edit the attached image (or make one from text)", ""]
+    lines = [
+        _("{usage}   edit the attached image (or make one from text)").format(usage=_(names.usage)),
+        "",
+    ]
     multi = models is not None and models.max_images > 1
     if names.text_options:
         res = models is not None and any(m.main_profile.resolutions for m in models.models)
         lines += [
-            OPTIONS_HELP
-            + (RES_OPTION_HELP if res else "")
-            + (MODEL_OPTION_HELP if several else ""),
+            _(OPTIONS_HELP)
+            + (_(RES_OPTION_HELP) if res else "")
+            + (_(MODEL_OPTION_HELP) if several else ""),
             "",
         ]
     if multi:
-        lines += [SEVERAL_IMAGES_HELP, ""]
-    lines += ["Examples:", *(f"  {example}" for example in names.examples), ""]
-    lines += list(names.info)
+        lines += [_(SEVERAL_IMAGES_HELP), ""]
+    lines += [_("Examples:"), *(f"  {_(example)}" for example in names.examples), ""]
+    lines += [_(line) for line in names.info]
     if names.admin:
-        lines += ["Admins: " + ", ".join(names.admin)]
+        lines += [_("Admins: {commands}").format(commands=", ".join(names.admin))]
     if models is not None and models.several:
         lines += ["", models_text(models)]
     else:
-        lines += ["", f"Each image costs {cost_per_image} credits."]
+        lines += [
+            "",
+            ngettext(
+                "Each image costs {cost} credit.",
+                "Each image costs {cost} credits.",
+                cost_per_image,
+            ).format(cost=cost_per_image),
+        ]
     return "\n".join(lines)
 
 
@@ -150,30 +168,43 @@ def welcome_text(style: Style, cost_per_image: int) -> str:
     greet a server (issue 29). Short: it lands in a channel everyone reads."""
     names = style.commands
     lines = [
-        "Hi! I edit images with FLUX.1 Kontext: tell me what to change and attach a photo "
-        f"(or none, to make one from text). Each image costs {cost_per_image} credits; "
-        "everyone gets an allowance.",
-        f"Try: {names.examples[0]}" if names.examples else "",
+        ngettext(
+            "Hi! I edit images with FLUX.1 Kontext: tell me what to change and attach a photo "
+            "(or none, to make one from text). Each image costs {cost} credit; "
+            "everyone gets an allowance.",
+            "Hi! I edit images with FLUX.1 Kontext: tell me what to change and attach a photo "
+            "(or none, to make one from text). Each image costs {cost} credits; "
+            "everyone gets an allowance.",
+            cost_per_image,
+        ).format(cost=cost_per_image),
+        _("Try: {example}").format(example=_(names.examples[0])) if names.examples else "",
         # The help's own line says "this text"; here it points at the help.
-        *(line.replace("   this text", "   how to use me, in full") for line in names.info),
+        *(
+            _("{command}   how to use me, in full").format(command=line.split("   ")[0])
+            if line.endswith("   this text")
+            else _(line)
+            for line in names.info
+        ),
     ]
     if names.admin:
         lines.append(
-            "Admins (the bot's credits.admins): " + ", ".join(names.admin) + " to give credits, "
-            "set allowances and pause me."
+            _(
+                "Admins (the bot's credits.admins): {commands} to give credits, "
+                "set allowances and pause me."
+            ).format(commands=", ".join(names.admin))
         )
     return "\n".join(line for line in lines if line)
 
 
 # -- named models (bot.models): only mentioned when there is a choice ------------------
 
-MODEL_OPTION_HELP = """
-  --model NAME     which model makes the image (each has its own price)"""
+MODEL_OPTION_HELP = N_("""
+  --model NAME     which model makes the image (each has its own price)""")
 
 
 def models_text(models: Catalogue) -> str:
     """The models, what an image of each costs and what each takes."""
-    lines = ["Models: " + models.price_list() + "."]
+    lines = [_("Models: {prices}.").format(prices=models.price_list())]
     if any(m.main_profile != models.default.main_profile for m in models.models):
         lines += [
             f"  {m.name}: {model_inputs(m.main_profile, m.extra_cost)}" for m in models.models
@@ -183,15 +214,23 @@ def models_text(models: Catalogue) -> str:
 
 def model_inputs(profile: ModelProfile, extra_cost: int = 0) -> str:
     """``up to 8 images (+10 credits each beyond the first); --ar ...; --safety 1-5; ...``"""
-    images = f"up to {profile.max_images} images" if profile.max_images > 1 else "1 image"
+    images = ngettext("up to {n} image", "up to {n} images", profile.max_images).format(
+        n=profile.max_images
+    )
+    if profile.max_images <= 1:
+        images = _("1 image")
     if extra_cost and profile.max_images > 1:
-        images += f" (+{extra_cost} credits each beyond the first)"
+        images += ngettext(
+            " (+{cost} credit each beyond the first)",
+            " (+{cost} credits each beyond the first)",
+            extra_cost,
+        ).format(cost=extra_cost)
     parts = [
         images,
         "--ar " + " ".join(profile.aspect_ratios),
         f"--safety {profile.safety_min}-{profile.safety_max}"
         + (
-            f" (at most {profile.safety_max_with_image} with an image)"
+            _(" (at most {safety} with an image)").format(safety=profile.safety_max_with_image)
             if profile.safety_max_with_image is not None
             else ""
         ),
@@ -204,55 +243,65 @@ def model_inputs(profile: ModelProfile, extra_cost: int = 0) -> str:
 
 def with_model(name: str | None) -> str:
     """`` with flux2`` inside a refusal when there is a choice of model, else nothing."""
-    return f" with {name}" if name else ""
+    return _(" with {model}").format(model=name) if name else ""
 
 
 def safety_range(model: str | None, low: int, high: int) -> str:
-    return f"--safety must be from {low} (strictest) to {high}{with_model(model)}."
+    return _("--safety must be from {low} (strictest) to {high}{with_model}.").format(
+        low=low, high=high, with_model=with_model(model)
+    )
 
 
 def res_refused(model: str | None, asked: int, allowed: Sequence[int]) -> str:
     if not allowed:
-        return (
-            f"--res is not something {model or 'this model'} takes; leave it out"
-            " (nothing was charged)."
-        )
+        if model is None:
+            return _("--res is not something this model takes; leave it out (nothing was charged).")
+        return _(
+            "--res is not something {model} takes; leave it out (nothing was charged)."
+        ).format(model=model)
     choices = ", ".join(str(r) for r in allowed)
-    return (
-        f"--res {asked} is not a size I can make{with_model(model)}; "
-        f"use one of: {choices} (megapixels)."
-    )
+    return _(
+        "--res {asked} is not a size I can make{with_model}; use one of: {choices} (megapixels)."
+    ).format(asked=asked, with_model=with_model(model), choices=choices)
 
 
 def res_not_a_number(raw: str) -> str:
-    return f"--res must be the megapixels as a whole number, e.g. --res 2; '{raw}' is not."
+    return _(
+        "--res must be the megapixels as a whole number, e.g. --res 2; '{raw}' is not."
+    ).format(raw=raw)
 
 
 def too_many_images(model: str, limit: int, given: int, other: Model | None) -> str:
     """More images than the chosen model takes: free, naming the limit and a model that
     takes that many, when one is configured."""
-    text = f"{model} takes at most {limit} image{'s' if limit != 1 else ''}; you gave {given}."
+    text = ngettext(
+        "{model} takes at most {limit} image; you gave {given}.",
+        "{model} takes at most {limit} images; you gave {given}.",
+        limit,
+    ).format(model=model, limit=limit, given=given)
     if other is not None:
-        text += f" {other.name} takes up to {other.max_images}: add --model {other.name}."
+        text += " " + _("{other} takes up to {most}: add --model {other}.").format(
+            other=other.name, most=other.max_images
+        )
     else:
-        text += f" Send at most {limit}."
-    return text + " Nothing was charged."
+        text += " " + _("Send at most {limit}.").format(limit=limit)
+    return text + " " + _("Nothing was charged.")
 
 
 def left_out_note(names: Sequence[str]) -> str:
     """The acknowledgement's word about files beside the images that are no image."""
     shown = ", ".join(f"'{n}'" for n in names[:3]) + (" …" if len(names) > 3 else "")
-    return f" Left out (not an image): {shown}."
+    return " " + _("Left out (not an image): {names}.").format(names=shown)
 
 
 def inputs_too_large(total: int, limit: int) -> str:
-    return (
-        f"Together the images are {total / 1e6:.1f} MB; the limit for one edit is "
-        f"{limit / 1e6:.0f} MB. Send fewer or smaller images; nothing was charged."
-    )
+    return _(
+        "Together the images are {total} MB; the limit for one edit is "
+        "{limit} MB. Send fewer or smaller images; nothing was charged."
+    ).format(total=number(total / 1e6, "0.0"), limit=number(round(limit / 1e6), "0"))
 
 
-NO_PROVIDER_TAKES = (
+NO_PROVIDER_TAKES = N_(
     "No configured image service takes this edit as asked (its images or options). "
     "Nothing was charged."
 )
@@ -262,8 +311,10 @@ def models_allowed_text(style: Style, scope: str, models: Sequence[str]) -> str:
     """An admin's answer after allowing restricted models in a scope."""
     where = describe_scope(style, scope)
     if not models:
-        return f"No restricted models are allowed for {where} now."
-    return f"Restricted models allowed for {where}: {', '.join(models)}."
+        return _("No restricted models are allowed for {where} now.").format(where=where)
+    return _("Restricted models allowed for {where}: {models}.").format(
+        where=where, models=", ".join(models)
+    )
 
 
 # -- end of named models ----------------------------------------------------------------
@@ -273,38 +324,60 @@ def credits_text(style: Style, status: CreditStatus) -> str:
     refill = (
         style.when(status.next_allowance_at)
         if status.next_allowance_at
-        else "never (one-time allowance)"
+        else _("never (one-time allowance)")
     )
-    running = f", {status.active_jobs} running" if status.active_jobs else ""
-    text = (
-        f"You have {style.bold(f'{status.balance} credits')}: {status.images_left} images at "
-        f"{status.cost_per_image} each{running}. Next allowance of {status.allowance}: {refill}."
+    running = _(", {count} running").format(count=status.active_jobs) if status.active_jobs else ""
+    balance = style.bold(
+        ngettext("{n} credit", "{n} credits", status.balance).format(n=status.balance)
+    )
+    left, cost = status.images_left, status.cost_per_image
+    default = next((m.name for m in status.models if m.default), None) if status.models else None
+    if default is None:
+        images = ngettext("{n} image at {cost} each", "{n} images at {cost} each", left).format(
+            n=left, cost=cost
+        )
+    else:
+        images = ngettext(
+            "{n} {model} image at {cost} each", "{n} {model} images at {cost} each", left
+        ).format(n=left, model=default, cost=cost)
+    text = _(
+        "You have {balance}: {images}{running}. Next allowance of {allowance}: {refill}."
+    ).format(
+        balance=balance, images=images, running=running, allowance=status.allowance, refill=refill
     )
     if status.models:
-        default = next(m.name for m in status.models if m.default)
         prices = ", ".join(f"{m.name} {m.cost}" for m in status.models)
-        text = text.replace(" images at ", f" {default} images at ", 1)
-        text += f" Credits per image: {prices}."
+        text += " " + _("Credits per image: {prices}.").format(prices=prices)
     return text
 
 
 def position_text(position: int) -> str:
     """A place in line; at the cap the count stops at (bot.job_reads), "1,000+"."""
-    return f"{position:,}+" if position >= QUEUE_POSITION_CAP else str(position)
+    return f"{number(position)}+" if position >= QUEUE_POSITION_CAP else str(position)
 
 
 def queued_text(style: Style, ack: Acknowledgement) -> str:
-    model = f", model {ack.job.model_name}" if ack.job.model_name else ""
+    model = _(", model {model}").format(model=ack.job.model_name) if ack.job.model_name else ""
     count = len(ack.job.attachments)
-    images = f", {count} images" if count > 1 else ""
-    return (
-        f"Queued (position {position_text(ack.queue_position)}{model}{images}): {ack.job.cost} "
-        f"credits reserved, {ack.balance_after} left. Seed {ack.job.options.seed}."
+    images = ngettext(", {n} image", ", {n} images", count).format(n=count) if count > 1 else ""
+    return ngettext(
+        "Queued (position {position}{model}{images}): {cost} credit reserved, "
+        "{left} left. Seed {seed}.",
+        "Queued (position {position}{model}{images}): {cost} credits reserved, "
+        "{left} left. Seed {seed}.",
+        ack.job.cost,
+    ).format(
+        position=position_text(ack.queue_position),
+        model=model,
+        images=images,
+        cost=ack.job.cost,
+        left=ack.balance_after,
+        seed=ack.job.options.seed,
     )
 
 
 def describe_scope(style: Style, scope: str) -> str:
-    kind, _, _, ident = [*scope.split(":"), "", "", ""][:4]
+    kind, _platform, _workspace, ident = [*scope.split(":"), "", "", ""][:4]
     if kind == "user":
         return style.user(scope.split(":")[-1])
     if kind == "role":
@@ -312,8 +385,8 @@ def describe_scope(style: Style, scope: str) -> str:
     if kind == "channel":
         return style.channel(ident)
     if kind == "global":
-        return "everyone"
-    return f"this {style.workspace_word}"
+        return _("everyone")
+    return _("this server") if style.workspace_word == "server" else _("this workspace")
 
 
 def allowance_text(style: Style, scope: str, override: Override, limits: Limits) -> str:
@@ -321,40 +394,84 @@ def allowance_text(style: Style, scope: str, override: Override, limits: Limits)
     config as changed at run time), never the config file's."""
     who = describe_scope(style, scope)
     if override.allowance is None:
-        return f"{who[:1].upper()}{who[1:]} has no allowance override now."
-    return f"Allowance for {who}: {override.allowance} credits {override.period or limits.period}."
+        text = _("{who} has no allowance override now.").format(who=who)
+        return text[:1].upper() + text[1:]
+    return ngettext(
+        "Allowance for {who}: {amount} credit {period}.",
+        "Allowance for {who}: {amount} credits {period}.",
+        override.allowance,
+    ).format(
+        who=who, amount=override.allowance, period=period_word(override.period or limits.period)
+    )
+
+
+def period_word(period: str) -> str:
+    """A period as said in a sentence (``daily``); the config's word where it has no other."""
+    words = {
+        "daily": pgettext("period", "daily"),
+        "weekly": pgettext("period", "weekly"),
+        "monthly": pgettext("period", "monthly"),
+        "never": pgettext("period", "never"),
+    }
+    return words.get(period, period)
 
 
 def pause_text(style: Style, scope: str, paused: bool) -> str:
     where = describe_scope(style, scope)
     if paused:
-        return (
-            f"Paused: the bot is paused in {where}; new edits are refused until an admin resumes."
-        )
-    return f"Resumed: taking edits again in {where}."
+        return _(
+            "Paused: the bot is paused in {where}; new edits are refused until an admin resumes."
+        ).format(where=where)
+    return _("Resumed: taking edits again in {where}.").format(where=where)
+
+
+def language_text(style: Style, scope: str, language: str | None) -> str:
+    """An admin's answer after setting the language of a server or workspace."""
+    where = describe_scope(style, scope)
+    if language is None:
+        return _(
+            "Each person in {where} now gets answers in their own language "
+            "(as their app is set), else in the bot's default."
+        ).format(where=where)
+    return _("I now answer in {language} in {where}.").format(
+        language=language_name(language), where=where
+    )
+
+
+def language_name(code: str) -> str:
+    """A language by its own name (한국어, Deutsch), as people pick it from a list."""
+    return display_name(code)
 
 
 def grant_text(style: Style, user_id: str, balance: int) -> str:
-    return f"{style.user(user_id)} now has {balance} credits."
+    return ngettext(
+        "{user} now has {balance} credit.", "{user} now has {balance} credits.", balance
+    ).format(user=style.user(user_id), balance=balance)
 
 
 def ledger_text(style: Style, user_id: str, entries: Iterable[LedgerEntry]) -> str:
     lines = [
         f"{style.code(f'#{e.id}')} {e.kind.value} {e.amount:+d}"
-        + (f" · job {style.code(e.job_id[:8])}" if e.job_id else "")
+        + (" · " + _("job {job}").format(job=style.code(e.job_id[:8])) if e.job_id else "")
         + (f" · {style.echo(e.note)}" if e.note else "")
         for e in entries
     ]
-    return f"Recent credits of {style.user(user_id)}:\n" + ("\n".join(lines) or "No entries yet.")
+    return (
+        _("Recent credits of {user}:").format(user=style.user(user_id))
+        + "\n"
+        + ("\n".join(lines) or _("No entries yet."))
+    )
 
 
 def top_spenders_text(style: Style, rows: Iterable[tuple[str, int]]) -> str:
     lines = [
         f"{n}. {style.user(ref.split(':')[-1])} {spent}" for n, (ref, spent) in enumerate(rows, 1)
     ]
-    return "Top spenders this period:\n" + ("\n".join(lines) or "Nobody yet.")
+    return _("Top spenders this period:") + "\n" + ("\n".join(lines) or _("Nobody yet."))
 
 
+# The operator's CLI answers (limits, policy) stay in English, as the dashboard does:
+# they are for the operator and name config keys.
 def limits_text(limits: Limits, budget_period: str | None = None) -> str:
     """The limits in force; ``budget_period``: ``credits.budget_period`` when set."""
     return (
@@ -384,12 +501,12 @@ def policy_text(scope: str, override: Override | None, limits: Limits) -> str:
 
 # What a demo result says first (provider.name = "demo", bot.providers.demo): it is
 # free at any image service and not a FLUX edit, so nobody mistakes it for one.
-DEMO_NOTE = "demo provider: an offline Pillow look, not FLUX"
+DEMO_NOTE = N_("demo provider: an offline Pillow look, not FLUX")
 
 
 def provider_note(provider: str) -> str | None:
     """The word a result carries about the provider that made it, when it needs one."""
-    return DEMO_NOTE if provider == "demo" else None
+    return _(DEMO_NOTE) if provider == "demo" else None
 
 
 def result_details(
@@ -400,42 +517,52 @@ def result_details(
     note = provider_note(provider)
     return [
         *([note] if note else []),
-        f"seed {seed if seed is not None else 'unknown'}",
-        f"{cost} credits",
-        f"{balance_after} left",
+        seed_text(seed),
+        ngettext("{n} credit", "{n} credits", cost).format(n=cost),
+        _("{n} left").format(n=balance_after),
     ]
+
+
+def seed_text(seed: int | None) -> str:
+    return _("seed {seed}").format(seed=seed) if seed is not None else _("seed unknown")
 
 
 # -- a platform that asks the bot to slow down (issue 24) ----------------------------------
 
-_PLATFORM_NAMES = {"slack": "Slack", "discord": "Discord", "console": "the console"}
+_PLATFORM_NAMES = {"slack": "Slack", "discord": "Discord", "console": N_("the console")}
 
 
 def platform_name(platform: str) -> str:
-    return _PLATFORM_NAMES.get(platform, platform)
+    return _(_PLATFORM_NAMES.get(platform, platform))
 
 
 def waiting_for_platform(platform: str) -> str:
     """The status of a finished image the platform's rate limit holds back; also what
     the dashboard's jobs page says of it."""
-    return f"done; waiting for {platform_name(platform)} to accept the post"
+    return _("done; waiting for {platform} to accept the post").format(
+        platform=platform_name(platform)
+    )
 
 
 def rate_limited_too_long(platform: str, seconds: float) -> str:
-    return (
-        f"{platform_name(platform)} kept asking the bot to slow down for "
-        f"{seconds / 60:.0f} minutes, so the edited image could not be posted."
-    )
+    minutes = round(seconds / 60)
+    return ngettext(
+        "{platform} kept asking the bot to slow down for {minutes} minute, "
+        "so the edited image could not be posted.",
+        "{platform} kept asking the bot to slow down for {minutes} minutes, "
+        "so the edited image could not be posted.",
+        minutes,
+    ).format(platform=platform_name(platform), minutes=f"{seconds / 60:.0f}")
 
 
 def failure_message(exc: KontextError, job_id: str) -> str:
     """What the user reads when a job fails after its credits were reserved."""
-    refunded = "Your credits were refunded."
+    refunded = _("Your credits were refunded.")
     if exc.kind == ErrorKind.INTERNAL:
-        return (
-            f"Something went wrong on the bot's side (job {job_id}). {refunded} "
+        return _(
+            "Something went wrong on the bot's side (job {job}). {refunded} "
             "An operator can look the job up in the logs."
-        )
+        ).format(job=job_id, refunded=refunded)
     return f"{exc.user_message} {refunded}"
 
 
@@ -451,11 +578,26 @@ def job_model(job: Job) -> str:
 def job_outcome(job: Job) -> tuple[str, str]:
     """What became of a job and what it cost, in words."""
     if job.state == JobState.SUCCEEDED:
-        return "delivered", f"{job.cost} credits"
+        return _("delivered"), ngettext("{n} credit", "{n} credits", job.cost).format(n=job.cost)
     if job.state in (JobState.FAILED, JobState.CANCELED):
-        why = f": {job.error_kind.replace('_', ' ')}" if job.error_kind else ""
-        return f"{job.state.value}{why}", "refunded"
-    return "in progress", f"{job.cost} reserved"
+        why = f": {error_kind_word(job.error_kind)}" if job.error_kind else ""
+        state = _("failed") if job.state == JobState.FAILED else _("canceled")
+        return f"{state}{why}", _("refunded")
+    return _("in progress"), _("{n} reserved").format(n=job.cost)
+
+
+def error_kind_word(kind: str) -> str:
+    """A failed job's kind (bot.errors.ErrorKind, and ``canceled``) in words."""
+    words = {
+        "user_input": N_("user input"),
+        "quota": N_("quota"),
+        "moderation": N_("moderation"),
+        "provider_unavailable": N_("provider unavailable"),
+        "platform": N_("platform"),
+        "internal": N_("internal"),
+        "canceled": N_("canceled"),
+    }
+    return _(words[kind]) if kind in words else kind.replace("_", " ")
 
 
 def history_text(
@@ -464,10 +606,18 @@ def history_text(
     """One line per job, newest first: when, the prompt (shortened), model, seed, outcome,
     cost, and a link to the posted result where the platform gave one. ``numbered``: the
     ids of the jobs that carry buttons, marked 1, 2, ... as the buttons are."""
-    whose = "Your" if own else f"{style.user(user_id)}'s"
     if not jobs:
-        return "You have no edits yet." if own else f"{style.user(user_id)} has no edits yet."
-    lines = [f"{whose} last {len(jobs)} edit{'s' if len(jobs) != 1 else ''}:"]
+        if own:
+            return _("You have no edits yet.")
+        return _("{user} has no edits yet.").format(user=style.user(user_id))
+    count = len(jobs)
+    if own:
+        header = ngettext("Your last {n} edit:", "Your last {n} edits:", count).format(n=count)
+    else:
+        header = ngettext("{user}'s last {n} edit:", "{user}'s last {n} edits:", count).format(
+            user=style.user(user_id), n=count
+        )
+    lines = [header]
     for job in jobs:
         outcome, cost = job_outcome(job)
         mark = f"{style.bold(f'#{numbered.index(job.id) + 1}')} " if job.id in numbered else ""
@@ -476,25 +626,34 @@ def history_text(
             f"{mark}{when}",
             style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
             job_model(job),
-            *([f"{len(job.attachments)} images"] if len(job.attachments) > 1 else []),
-            f"seed {job.seed if job.seed is not None else 'unknown'}",
+            *(
+                [
+                    ngettext("{n} image", "{n} images", len(job.attachments)).format(
+                        n=len(job.attachments)
+                    )
+                ]
+                if len(job.attachments) > 1
+                else []
+            ),
+            seed_text(job.seed),
             outcome,
             cost,
         ]
         where = job.delivered
         if where and where.get("link"):
-            parts.append(style.link(str(where["link"]), "result"))
+            parts.append(style.link(str(where["link"]), _("result")))
         lines.append(" · ".join(parts))
     return "\n".join(lines)
 
 
 # -- what a result's buttons answer when they cannot do their part (bot.conversation) ------
 
-REROLL_GONE = "I no longer have that edit's details, so I can't re-roll it."
-RESULT_IMAGE_GONE = "That result's image is gone, so there is nothing to edit."
-DELETE_NOT_YOURS = "Only the person who asked for this image or an admin can delete it."
+REROLL_GONE = N_("I no longer have that edit's details, so I can't re-roll it.")
+RESULT_IMAGE_GONE = N_("That result's image is gone, so there is nothing to edit.")
+DELETE_NOT_YOURS = N_("Only the person who asked for this image or an admin can delete it.")
 # -- cancel (bot.cancellation) ------------------------------------------------------------
 
+# Stored as a canceled job's error message (logs, the dashboard): English.
 CANCELED_QUEUED = "Canceled before it started."
 CANCELED_AT_PROVIDER = "Canceled at the image service."
 
@@ -505,40 +664,47 @@ def cancel_text(answer: CancelAnswer) -> str:
     short_id = job.id[:8] if job is not None else ""
     outcome = answer.outcome
     if outcome == Outcome.CANCELED:
-        return (
-            f"Canceled job {short_id} before it started: {job.cost if job else 0} credits "
-            f"refunded, {answer.balance} left."
-        )
+        cost = job.cost if job else 0
+        return ngettext(
+            "Canceled job {job} before it started: {cost} credit refunded, {left} left.",
+            "Canceled job {job} before it started: {cost} credits refunded, {left} left.",
+            cost,
+        ).format(job=short_id, cost=cost, left=answer.balance)
     if outcome == Outcome.ASKED:
-        return (
-            f"Asked the image service to stop job {short_id}. Its credits are refunded once "
+        return _(
+            "Asked the image service to stop job {job}. Its credits are refunded once "
             "it has stopped; if the image is already done, it is posted and charged."
-        )
+        ).format(job=short_id)
     if outcome == Outcome.ALREADY_ASKED:
-        return f"Job {short_id} is already being canceled."
+        return _("Job {job} is already being canceled.").format(job=short_id)
     if outcome == Outcome.CANNOT:
-        return (
-            f"Job {short_id} cannot be canceled: this image service has no way to stop an "
+        return _(
+            "Job {job} cannot be canceled: this image service has no way to stop an "
             "edit once it started. It goes on and is posted when done."
-        )
+        ).format(job=short_id)
     if outcome == Outcome.FINISHED:
-        return f"Job {short_id} has already finished; there is nothing to cancel."
+        return _("Job {job} has already finished; there is nothing to cancel.").format(job=short_id)
     if outcome == Outcome.NOT_YOURS:
-        return "Only the person who asked for this edit, or an admin, can cancel it."
-    return "You have no edit in progress to cancel."
+        return _("Only the person who asked for this edit, or an admin, can cancel it.")
+    return _("You have no edit in progress to cancel.")
 
 
 def withdrawn_text(balance: int) -> str:
     """Told to the requester when their queued job was canceled."""
-    return f"Canceled before it started: its credits were refunded, {balance} left."
+    return _("Canceled before it started: its credits were refunded, {left} left.").format(
+        left=balance
+    )
 
 
 def canceled_text(balance: int | None) -> str:
     """Told to the requester when a running job was stopped and refunded."""
-    left = f", {balance} left" if balance is not None else ""
-    return f"Canceled as asked: the edit was stopped and its credits refunded{left}."
+    if balance is None:
+        return _("Canceled as asked: the edit was stopped and its credits refunded.")
+    return _(
+        "Canceled as asked: the edit was stopped and its credits refunded, {left} left."
+    ).format(left=balance)
 
 
-CANCEL_TOO_LATE = (
+CANCEL_TOO_LATE = N_(
     "The edit finished before it could be stopped, so it was posted and charged as usual."
 )

@@ -76,6 +76,7 @@ class Worker:
         models: Catalogue | None = None,
         doorbell: Doorbell | None = None,
         webhook_base_url: str = "",
+        default_language: str = "en",
     ) -> None:
         """``frontends``: every platform this process answers for, complete when the
         worker is built (bot.app builds the adapters first); the worker and the pipeline
@@ -92,6 +93,7 @@ class Worker:
             data_dir / "outputs",
             self.metrics,
             webhook_base_url=webhook_base_url,
+            default_language=default_language,
         )
         self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = doorbell or Doorbell()

@@ -18,6 +18,7 @@ from typing import Any
 import discord
 import structlog
 import yarl
+from discord import app_commands
 from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 
@@ -31,6 +32,7 @@ from adapters.discord.reply import DiscordReply
 from adapters.discord.respond import Acks, answer_interaction, answer_message
 from adapters.discord.results import ResultButtons
 from adapters.discord.style import DiscordStyle, long_text
+from adapters.discord.translator import CatalogTranslator
 from adapters.discord.welcome import Welcomed, welcome
 from bot.commands import starts_with_trigger
 from bot.config import DiscordConfig
@@ -65,15 +67,37 @@ _SHARD_CLOSES = {
 }
 
 
+def _locale(locale: discord.Locale | None) -> str | None:
+    return locale.value if locale is not None else None
+
+
+class SpeakingTree(app_commands.CommandTree["KontextBot"]):
+    """Every app command answers in its user's language: the language is decided
+    (``DiscordAdapter.speak_to``) in the command's own task before it runs, so every text
+    the command builds is in it. discord.py awaits this check right before the command."""
+
+    async def interaction_check(self, interaction: discord.Interaction[KontextBot], /) -> bool:
+        await self.client.kontext.speak_to(interaction)
+        return True
+
+
 class KontextBot(commands.AutoShardedBot):
     """discord.py's bot with the adapter on it (``client.kontext``) for the buttons."""
 
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, help_command=None, **options)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            tree_cls=SpeakingTree,
+            **options,
+        )
         self.kontext = adapter
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*DYNAMIC_ITEMS, *STATUS_ITEMS)
+        # Before the commands are synced: their names and descriptions in every language
+        # the bot has (translator.py).
+        await self.tree.set_translator(CatalogTranslator())
         await self.add_cog(KontextCog(self.kontext, self.tree, self.kontext.service.models))
         config = self.kontext.config
         if config.syncs_commands:
@@ -91,6 +115,11 @@ class KontextBot(commands.AutoShardedBot):
         """Added to a server: greet it once (``discord.welcome``; adapters.discord.welcome)."""
         adapter = self.kontext
         if adapter.config.welcome:
+            # In the server's language (its admins may have set one; else its Community
+            # language, ``preferred_locale``).
+            await adapter.conversation.speak(
+                user_ref(guild.id, 0), getattr(guild.preferred_locale, "value", None)
+            )
             await welcome(guild, adapter.conversation.welcome(), Welcomed(adapter.data_dir))
 
 
@@ -235,6 +264,15 @@ class DiscordAdapter:
     def user_of(self, interaction: discord.Interaction[Any]) -> UserRef:
         return user_ref(interaction.guild_id, interaction.user.id)
 
+    async def speak_to(self, interaction: discord.Interaction[Any]) -> None:
+        """Answer this interaction in its user's language: the core decides from the
+        user's client language (``locale``), then the server's (``guild_locale``)."""
+        await self.conversation.speak(
+            self.user_of(interaction),
+            _locale(interaction.locale),
+            _locale(interaction.guild_locale),
+        )
+
     def context_of(self, interaction: discord.Interaction[Any]) -> RequestContext:
         return request_context(interaction.channel_id, interaction.user)
 
@@ -344,6 +382,10 @@ class DiscordAdapter:
         if not self.addresses_bot(message):
             return
         user = user_ref(message.guild.id if message.guild else None, message.author.id)
+        # A message carries no client language: the server's, else the default.
+        await self.conversation.speak(
+            user, _locale(message.guild.preferred_locale) if message.guild else None
+        )
         key = f"discord:{user.workspace}:msg:{message.id}"
         if await self.service.job_for_key(key) is not None:
             return  # a gateway replay of a message already taken

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import discord
 import structlog
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
 from adapters.discord import attachments
@@ -23,8 +24,10 @@ from adapters.discord.style import long_text
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import ASPECT_RATIOS, SEED_MAX, AttachmentSource, RequestContext, UserRef
 from bot.errors import UserInputError
+from bot.i18n import SHIPPED, _
 from bot.model_profiles import RESOLUTIONS_MP
 from bot.models import Catalogue
+from bot.texts import language_name
 
 log = structlog.get_logger("kontext.discord")
 RATIO_CHOICES = [app_commands.Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS]
@@ -35,6 +38,11 @@ RES_CHOICES: list[app_commands.Choice[int]] = [
 # ``image2`` … ``image10``: as many as the configured models take (at most 10, issue 26);
 # Discord shows optional options only when the user adds them.
 EXTRA_IMAGES = range(2, 11)
+# ``/kontext-admin language``: each shipped language by its own name (bot.i18n), or auto.
+LANGUAGE_CHOICES = [
+    app_commands.Choice(name="auto", value="auto"),
+    *(app_commands.Choice(name=language_name(code), value=code) for code in SHIPPED),
+]
 PERIOD_CHOICES = [
     app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")
 ]
@@ -76,7 +84,7 @@ class KontextCog(commands.Cog):
         # Context menus cannot be defined in a cog's body; discord.py's documented way is
         # to build one here and add it to the tree.
         self.edit_menu = app_commands.ContextMenu(
-            name="Edit with Kontext", callback=self.edit_message_image
+            name=locale_str("Edit with Kontext"), callback=self.edit_message_image
         )
         self._model_option()
         self._input_options()
@@ -133,7 +141,7 @@ class KontextCog(commands.Cog):
                 command=interaction.command.qualified_name if interaction.command else None,
                 error=repr(original),
             )
-            text = "Something went wrong on my side; nothing was charged. Please try again."
+            text = _("Something went wrong on my side; nothing was charged. Please try again.")
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True)
 
@@ -143,16 +151,18 @@ class KontextCog(commands.Cog):
     async def cog_unload(self) -> None:
         self.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
 
-    @app_commands.command(name="kontext", description="Edit an image with FLUX.1 Kontext")
+    @app_commands.command(
+        name="kontext", description=locale_str("Edit an image with FLUX.1 Kontext")
+    )
     @app_commands.describe(
-        prompt="What to change, e.g. make it a watercolor",
-        image="The image to edit (leave out to make one from text)",
-        aspect_ratio="Shape of the result (default: like the input)",
-        seed="Same seed + same prompt = same result",
-        format="File format of the result",
-        upsample="Let the model expand your prompt",
-        model="Which model makes the image (each has its own price)",
-        resolution="Size of the result in megapixels (models that have one)",
+        prompt=locale_str("What to change, e.g. make it a watercolor"),
+        image=locale_str("The image to edit (leave out to make one from text)"),
+        aspect_ratio=locale_str("Shape of the result (default: like the input)"),
+        seed=locale_str("Same seed + same prompt = same result"),
+        format=locale_str("File format of the result"),
+        upsample=locale_str("Let the model expand your prompt"),
+        model=locale_str("Which model makes the image (each has its own price)"),
+        resolution=locale_str("Size of the result in megapixels (models that have one)"),
         **{f"image{n}": f"Reference image {n} (the prompt can name it)" for n in EXTRA_IMAGES},
     )
     @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
@@ -195,7 +205,9 @@ class KontextCog(commands.Cog):
         )
         await adapter.answer_or_edit(interaction, outcome)
 
-    @app_commands.command(name="kontext-credits", description="Your credit balance")
+    @app_commands.command(
+        name=locale_str("kontext-credits"), description=locale_str("Your credit balance")
+    )
     async def credits(self, interaction: discord.Interaction[Any]) -> None:
         adapter = self.adapter
         text = await adapter.conversation.credits(
@@ -205,7 +217,9 @@ class KontextCog(commands.Cog):
 
     # -- /kontext-history (issue 19) -------------------------------------------------------------
 
-    @app_commands.command(name="kontext-history", description="Your last 10 edits")
+    @app_commands.command(
+        name=locale_str("kontext-history"), description=locale_str("Your last 10 edits")
+    )
     @app_commands.describe(user="Admins: someone else's edits")
     async def job_history(
         self, interaction: discord.Interaction[Any], user: discord.User | None = None
@@ -226,18 +240,23 @@ class KontextCog(commands.Cog):
 
     # ---------------------------------------------------------------------------------------------
 
-    @app_commands.command(name="kontext-help", description="How to use the Kontext bot")
+    @app_commands.command(
+        name=locale_str("kontext-help"), description=locale_str("How to use the Kontext bot")
+    )
     async def help(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.send_message(self.adapter.conversation.help(), ephemeral=True)
 
     admin = app_commands.Group(
-        name="kontext-admin",
-        description="Credits administration",
+        name=locale_str("kontext-admin"),
+        description=locale_str("Credits administration"),
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
     )
 
-    @admin.command(name="grant", description="Give (or with a negative amount, take) credits")
+    @admin.command(
+        name=locale_str("grant"),
+        description=locale_str("Give (or with a negative amount, take) credits"),
+    )
     @app_commands.describe(user="Who gets them", amount="Credits; negative to take away")
     async def grant(
         self,
@@ -255,7 +274,9 @@ class KontextCog(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True)
 
     # "ledger", as on Slack: "history" is everyone's own list of edits (/kontext-history).
-    @admin.command(name="ledger", description="A user's recent credit entries")
+    @admin.command(
+        name=locale_str("ledger"), description=locale_str("A user's recent credit entries")
+    )
     async def ledger(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
         adapter = self.adapter
         text = await adapter.conversation.ledger(
@@ -265,7 +286,9 @@ class KontextCog(commands.Cog):
         )
         await interaction.response.send_message(text[:2000], ephemeral=True)
 
-    @admin.command(name="top", description="Who spent the most credits this period")
+    @admin.command(
+        name=locale_str("top"), description=locale_str("Who spent the most credits this period")
+    )
     async def top(self, interaction: discord.Interaction[Any]) -> None:
         adapter = self.adapter
         text = await adapter.conversation.top(
@@ -274,15 +297,16 @@ class KontextCog(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True)
 
     @admin.command(
-        name="allowance", description="Set the allowance of the server, a role, a channel or a user"
+        name=locale_str("allowance"),
+        description=locale_str("Set the allowance of the server, a role, a channel or a user"),
     )
     @app_commands.describe(
-        amount="Credits per period",
-        period="How often it is granted (default: the bot's period)",
-        role="Only members with this role (the most generous allowance applies)",
-        channel="Only requests in this channel",
-        user="Only this user (overrides everything else for them)",
-        remove="Remove the override instead of setting it",
+        amount=locale_str("Credits per period"),
+        period=locale_str("How often it is granted (default: the bot's period)"),
+        role=locale_str("Only members with this role (the most generous allowance applies)"),
+        channel=locale_str("Only requests in this channel"),
+        user=locale_str("Only this user (overrides everything else for them)"),
+        remove=locale_str("Remove the override instead of setting it"),
     )
     @app_commands.choices(period=PERIOD_CHOICES)
     async def allowance(
@@ -306,13 +330,14 @@ class KontextCog(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True)
 
     @admin.command(
-        name="models", description="Allow restricted models for a role, a channel or a user"
+        name=locale_str("models"),
+        description=locale_str("Allow restricted models for a role, a channel or a user"),
     )
     @app_commands.describe(
-        names="Model names separated by spaces (e.g. max), or off for none",
-        role="Members with this role",
-        channel="Requests in this channel",
-        user="This user",
+        names=locale_str("Model names separated by spaces (e.g. max), or off for none"),
+        role=locale_str("Members with this role"),
+        channel=locale_str("Requests in this channel"),
+        user=locale_str("This user"),
     )
     async def models(
         self,
@@ -331,17 +356,35 @@ class KontextCog(commands.Cog):
         )
         await interaction.response.send_message(text, ephemeral=True)
 
-    @admin.command(name="pause", description="Stop taking new edits in the server or a channel")
+    @admin.command(
+        name=locale_str("pause"),
+        description=locale_str("Stop taking new edits in the server or a channel"),
+    )
     async def pause(
         self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
     ) -> None:
         await self._pause(interaction, channel, paused=True)
 
-    @admin.command(name="resume", description="Take new edits again")
+    @admin.command(name=locale_str("resume"), description=locale_str("Take new edits again"))
     async def resume(
         self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
     ) -> None:
         await self._pause(interaction, channel, paused=False)
+
+    @admin.command(
+        name=locale_str("language"),
+        description=locale_str("The language I answer in on this server (auto: each person's own)"),
+    )
+    @app_commands.describe(language=locale_str("A language, or auto"))
+    @app_commands.choices(language=LANGUAGE_CHOICES)
+    async def language(
+        self, interaction: discord.Interaction[Any], language: app_commands.Choice[str]
+    ) -> None:
+        adapter = self.adapter
+        text = await adapter.conversation.language(
+            adapter.user_of(interaction), language.value, adapter.platform_admin(interaction)
+        )
+        await interaction.response.send_message(text, ephemeral=True)
 
     async def _pause(
         self,
@@ -384,7 +427,7 @@ class KontextCog(commands.Cog):
             await interaction.response.send_message(inputs.text, ephemeral=True)
             return
         await interaction.response.send_modal(
-            self.adapter.prompt_modal("Edit with Kontext", inputs)
+            self.adapter.prompt_modal(_("Edit with Kontext"), inputs)
         )
 
     @commands.Cog.listener()

@@ -19,8 +19,16 @@ from discord import app_commands
 log = structlog.get_logger("kontext.discord")
 
 
-def _digest(tree: app_commands.CommandTree[Any], guild: discord.Object | None) -> str:
-    definitions = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+async def _digest(tree: app_commands.CommandTree[Any], guild: discord.Object | None) -> str:
+    """The definitions as they are synced: with their translations (translator.py), so a
+    changed translation syncs again and an unchanged one does not."""
+    translator = tree.translator
+    definitions = [
+        await command.get_translated_payload(tree, translator)
+        if translator is not None
+        else command.to_dict(tree)
+        for command in tree.get_commands(guild=guild)
+    ]
     definitions.sort(key=lambda d: (d.get("type", 1), d["name"]))
     return hashlib.sha256(json.dumps(definitions, sort_keys=True).encode()).hexdigest()
 
@@ -39,7 +47,7 @@ async def sync_if_changed(
         if guild is not None:
             tree.copy_global_to(guild=guild)
         scope = str(guild.id) if guild is not None else "global"
-        digest = _digest(tree, guild)
+        digest = await _digest(tree, guild)
         if known.get(scope) == digest:
             continue
         await tree.sync(guild=guild)

@@ -15,6 +15,8 @@ from typing import Any, Protocol, cast
 
 import discord
 
+from bot.i18n import N_, _
+
 JOB_ID = r"(?P<job>[0-9a-f]{32})"
 # Discord lists at most 25 choices on an option and 25 options in a select menu
 # (https://discord.com/developers/docs/interactions/application-commands, "Application
@@ -36,6 +38,13 @@ def _handler(interaction: discord.Interaction[Any]) -> ButtonHandler:
     return cast(ButtonHandler, interaction.client.kontext.buttons)  # set by KontextBot
 
 
+async def _speak(interaction: discord.Interaction[Any]) -> bool:
+    """A button or form answers in its user's language: decided in the component's own
+    task (discord.py awaits the check right before the callback), by the core."""
+    await interaction.client.kontext.speak_to(interaction)
+    return True
+
+
 class _JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"^$"):
     action = ""
     label = ""
@@ -45,13 +54,17 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"^$")
     def __init__(self, job_id: str) -> None:
         super().__init__(
             discord.ui.Button(
-                label=self.label,
+                # Translated when the button is made: in the language of the answer.
+                label=_(self.label),
                 emoji=self.emoji,
                 style=self.style,
                 custom_id=f"kontext:{self.action}:{job_id}",
             )
         )
         self.job_id = job_id
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await _speak(interaction)
 
     @classmethod
     async def from_custom_id(
@@ -65,7 +78,7 @@ class _JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"^$")
 
 
 class RerollButton(_JobButton, template=rf"^kontext:reroll:{JOB_ID}$"):
-    action, label, emoji = "reroll", "Re-roll", "🎲"
+    action, label, emoji = "reroll", N_("Re-roll"), "🎲"
     style = discord.ButtonStyle.primary
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
@@ -73,14 +86,14 @@ class RerollButton(_JobButton, template=rf"^kontext:reroll:{JOB_ID}$"):
 
 
 class EditAgainButton(_JobButton, template=rf"^kontext:again:{JOB_ID}$"):
-    action, label, emoji = "again", "Edit again", "✏️"
+    action, label, emoji = "again", N_("Edit again"), "✏️"
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _handler(interaction).edit_again(interaction, self.job_id)
 
 
 class DeleteButton(_JobButton, template=rf"^kontext:delete:{JOB_ID}$"):
-    action, label, emoji = "delete", "Delete", "🗑️"
+    action, label, emoji = "delete", N_("Delete"), "🗑️"
     style = discord.ButtonStyle.danger
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
@@ -91,7 +104,7 @@ class CancelButton(_JobButton, template=rf"^kontext:cancel:{JOB_ID}$"):
     """On the status message while the job waits or runs (bot.cancellation); the result
     replaces the message's buttons with its own."""
 
-    action, label, emoji = "cancel", "Cancel", "✖️"
+    action, label, emoji = "cancel", N_("Cancel"), "✖️"
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _handler(interaction).cancel_job(interaction, self.job_id)
@@ -125,7 +138,7 @@ def history_view(job_ids: Sequence[str]) -> discord.ui.View:
     view = discord.ui.View(timeout=None)  # empty: a message without components
     for row, job_id in enumerate(job_ids[:5]):
         for button in (RerollButton(job_id), EditAgainButton(job_id)):
-            button.item.label = f"{button.label} #{row + 1}"
+            button.item.label = f"{_(button.label)} #{row + 1}"
             button.item.row = row
             view.add_item(button)
     return view
@@ -152,6 +165,7 @@ class PromptModal(discord.ui.Modal):
         model: str | None = None,
     ) -> None:
         super().__init__(title=title, timeout=15 * 60)
+        self.prompt.label = _("What should change?")
         self.prompt.default = default or None
         self._on_submit = on_submit
         # A model select (named models, bot.models) only when there is a choice:
@@ -166,7 +180,10 @@ class PromptModal(discord.ui.Modal):
                     for value, label in models
                 ],
             )
-            self.add_item(discord.ui.Label(text="Model", component=self.model))
+            self.add_item(discord.ui.Label(text=_("Model"), component=self.model))
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await _speak(interaction)
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
         chosen = self.model.values[0] if self.model is not None and self.model.values else None

@@ -33,6 +33,7 @@ from adapters.discord.components import result_view
 from adapters.discord.pacing import ChannelSlots, rate_limited
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryImpossible
+from bot.i18n import N_, _, number
 from bot.images import fit_to_byte_limit
 from bot.texts import provider_note
 
@@ -43,7 +44,7 @@ TOKEN_LIFETIME_SECONDS = 14 * 60
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 ORIGINAL = "@original"
 NO_PINGS = discord.AllowedMentions.none()
-_STAGES = {"queued": "⏳ Queued", "editing": "🎨 Editing"}
+_STAGES = {"queued": N_("⏳ Queued"), "editing": N_("🎨 Editing")}
 # Statuses that mean "the webhook or message is gone" (expired token, deleted message).
 _GONE = (401, 404)
 _ACK_WAIT_SECONDS = 30.0  # a guard only: the adapter answers within Discord's 3 s
@@ -136,7 +137,7 @@ class DiscordReply:
     # -- the Reply protocol ---------------------------------------------------------------------
 
     async def progress(self, job: Job, stage: str) -> None:
-        text = _STAGES.get(stage, stage.capitalize())
+        text = _(_STAGES[stage]) if stage in _STAGES else stage.capitalize()
         await self._status(f"{text}… `{short(job.prompt, 150)}`")
 
     async def deliver(
@@ -391,17 +392,23 @@ class DiscordReply:
 def result_embed(result: EditResult, filename: str) -> discord.Embed:
     job = result.job
     embed = discord.Embed(description=short(job.prompt, 4000), colour=discord.Colour.blurple())
-    embed.add_field(name="Seed", value=str(job.seed) if job.seed is not None else "unknown")
-    embed.add_field(name="Aspect ratio", value=job.options.aspect_ratio or "as input")
-    embed.add_field(name="Credits", value=f"{job.cost} used · {result.balance_after} left")
-    embed.add_field(name="Time", value=f"{result.elapsed_seconds:.1f} s")
+    seed = str(job.seed) if job.seed is not None else _("unknown")
+    embed.add_field(name=_("Seed"), value=seed)
+    embed.add_field(name=_("Aspect ratio"), value=job.options.aspect_ratio or _("as input"))
+    embed.add_field(
+        name=_("Credits"),
+        value=_("{cost} used · {left} left").format(cost=job.cost, left=result.balance_after),
+    )
+    embed.add_field(name=_("Time"), value=f"{number(result.elapsed_seconds, '0.0')} s")
     note = provider_note(job.provider)
     if note:  # a demo result says so (bot.providers.demo)
-        embed.add_field(name="Demo", value=note, inline=False)
+        embed.add_field(name=_("Demo"), value=note, inline=False)
     embed.set_image(url=f"attachment://{filename}")
     embed.set_footer(
-        text=f"job {job.id} · Edit again to keep editing this result, or reply to it "
-        "with !kontext <change>"
+        text=_(
+            "job {job} · Edit again to keep editing this result, or reply to it "
+            "with !kontext <change>"
+        ).format(job=job.id)
     )
     return embed
 

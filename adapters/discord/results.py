@@ -18,6 +18,7 @@ from adapters.discord.reply import NO_PINGS
 from bot import texts
 from bot.conversation import Conversation, Said
 from bot.domain import AttachmentSource, EditOptions, UserRef
+from bot.i18n import _
 
 log = structlog.get_logger("kontext.discord")
 
@@ -75,7 +76,7 @@ class ResultButtons:
             await interaction.response.send_message(nxt.text, ephemeral=True)
             return
         await interaction.response.send_modal(
-            self.host.prompt_modal("Edit again", list(nxt.inputs), model=nxt.model)
+            self.host.prompt_modal(_("Edit again"), list(nxt.inputs), model=nxt.model)
         )
 
     async def cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -95,7 +96,7 @@ class ResultButtons:
             self.host.user_of(interaction), job_id, self.host.platform_admin(interaction)
         )
         if refused is not None or interaction.message is None:
-            text = refused.text if refused is not None else texts.DELETE_NOT_YOURS
+            text = refused.text if refused is not None else _(texts.DELETE_NOT_YOURS)
             await interaction.response.send_message(text, ephemeral=True)
             return
         await interaction.response.defer()

@@ -12,26 +12,36 @@ from typing import Any
 
 import discord
 
+from bot.i18n import N_
 from bot.texts import ChatStyle, CommandNames
 
 
 class DiscordStyle(ChatStyle):
     workspace_word = "server"
     commands = CommandNames(
-        usage="/kontext prompt:<what to change> [image] [aspect_ratio] [seed] [format] [upsample]",
+        usage=N_(
+            "/kontext prompt:<what to change> [image] [aspect_ratio] [seed] [format] [upsample]"
+        ),
         examples=(
-            "/kontext prompt:make it a watercolor image:<your photo>",
-            "Edit with Kontext (right-click a message > Apps): edit that message's image",
-            "Buttons on a result: Re-roll (new seed), Edit again (keep editing the result), Delete",
-            "In art channels: !kontext <change> [--ar RATIO] [--seed N] with an image, or as a "
-            "reply to one",
+            N_("/kontext prompt:make it a watercolor image:<your photo>"),
+            N_("Edit with Kontext (right-click a message > Apps): edit that message's image"),
+            N_(
+                "Buttons on a result: Re-roll (new seed), Edit again (keep editing the result), "
+                "Delete"
+            ),
+            N_(
+                "In art channels: !kontext <change> [--ar RATIO] [--seed N] with an image, or as a "
+                "reply to one"
+            ),
         ),
         info=(
-            "/kontext-credits   your balance",
-            "/kontext-history   your last 10 edits, with Edit again and Re-roll",
-            "/kontext-help   this text",
+            N_("/kontext-credits   your balance"),
+            N_("/kontext-history   your last 10 edits, with Edit again and Re-roll"),
+            N_("/kontext-help   this text"),
         ),
-        admin=("/kontext-admin grant | ledger | top | allowance | models | pause | resume",),
+        admin=(
+            "/kontext-admin grant | ledger | top | allowance | models | pause | resume | language",
+        ),
     )
 
     def bold(self, text: str) -> str:

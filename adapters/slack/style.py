@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.i18n import N_, _
 from bot.texts import ChatStyle, CommandNames
 
 
@@ -21,16 +22,18 @@ def escape(text: str) -> str:
 class SlackStyle(ChatStyle):
     workspace_word = "workspace"
     commands = CommandNames(
-        usage="/kontext <what to change> [options]",
+        usage=N_("/kontext <what to change> [options]"),
         examples=(
-            "/kontext make it a watercolor   (opens a form to attach the image)",
-            "@kontext replace the background with a beach at sunset --ar 16:9   (with an image)",
-            "@kontext now make her wave --seed 42   (in a thread: edits its latest image)",
+            N_("/kontext make it a watercolor   (opens a form to attach the image)"),
+            N_(
+                "@kontext replace the background with a beach at sunset --ar 16:9   (with an image)"
+            ),
+            N_("@kontext now make her wave --seed 42   (in a thread: edits its latest image)"),
         ),
         info=(
-            "/kontext credits   your balance",
-            "/kontext history   your last 10 edits, with links to the results",
-            "/kontext help   this text",
+            N_("/kontext credits   your balance"),
+            N_("/kontext history   your last 10 edits, with links to the results"),
+            N_("/kontext help   this text"),
         ),
         admin=(
             "/kontext grant @someone 600",
@@ -41,6 +44,7 @@ class SlackStyle(ChatStyle):
             "/kontext history @someone",
             "/kontext ledger @someone",
             "/kontext top",
+            "/kontext language ko|auto",
         ),
     )
 
@@ -50,10 +54,8 @@ class SlackStyle(ChatStyle):
     def when(self, moment: datetime) -> str:
         # Slack shows this in each reader's own time zone; the text after | is the
         # fallback for clients that cannot.
-        return (
-            f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|"
-            f"{super().when(moment)}>"
-        )
+        tokens = _("{date} at {time}").format(date="{date_short_pretty}", time="{time}")
+        return f"<!date^{int(moment.timestamp())}^{tokens}|{super().when(moment)}>"
 
     def echo(self, text: str) -> str:
         return escape(text)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.domain import EditOptions
+from bot.i18n import _
 
 CALLBACK_ID = "kontext_edit"
 # A static select holds at most 100 options
@@ -48,7 +49,7 @@ def edit_modal(
                 "type": "input",
                 "block_id": "image",
                 "optional": True,
-                "label": {"type": "plain_text", "text": "Image to edit (none: make one)"},
+                "label": {"type": "plain_text", "text": _("Image to edit (none: make one)")},
                 "element": {
                     "type": "file_input",
                     "action_id": "file",
@@ -85,27 +86,27 @@ def edit_modal(
         {
             "type": "input",
             "block_id": "prompt",
-            "label": {"type": "plain_text", "text": "What should change?"},
+            "label": {"type": "plain_text", "text": _("What should change?")},
             "element": prompt_element,
         },
         {
             "type": "input",
             "block_id": "ratio",
             "optional": True,
-            "label": {"type": "plain_text", "text": "Aspect ratio"},
+            "label": {"type": "plain_text", "text": _("Aspect ratio")},
             "element": ratio_element,
         },
         {
             "type": "input",
             "block_id": "seed",
             "optional": True,
-            "label": {"type": "plain_text", "text": "Seed (same seed, same result)"},
+            "label": {"type": "plain_text", "text": _("Seed (same seed, same result)")},
             "element": seed_element,
         },
         {
             "type": "input",
             "block_id": "format",
-            "label": {"type": "plain_text", "text": "Format"},
+            "label": {"type": "plain_text", "text": _("Format")},
             "element": {
                 "type": "static_select",
                 "action_id": "value",
@@ -120,9 +121,9 @@ def edit_modal(
         "type": "modal",
         "callback_id": CALLBACK_ID,
         "private_metadata": json.dumps(metadata, separators=(",", ":")),
-        "title": {"type": "plain_text", "text": "Edit with Kontext"},
-        "submit": {"type": "plain_text", "text": "Edit"},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "title": {"type": "plain_text", "text": _("Edit with Kontext")},
+        "submit": {"type": "plain_text", "text": _("Edit")},
+        "close": {"type": "plain_text", "text": _("Cancel")},
         "blocks": blocks,
     }
 
@@ -141,7 +142,7 @@ def model_block(models: Sequence[tuple[str, str]], chosen: str | None) -> dict[s
         "type": "input",
         "block_id": "model",
         "optional": True,
-        "label": {"type": "plain_text", "text": "Model"},
+        "label": {"type": "plain_text", "text": _("Model")},
         "element": element,
     }
 
@@ -195,7 +196,7 @@ def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
                 {
                     "type": "button",
                     "action_id": CANCEL_ACTION_ID,
-                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "text": {"type": "plain_text", "text": _("Cancel")},
                     "value": job_id,
                 }
             ],

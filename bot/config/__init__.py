@@ -41,6 +41,7 @@ from bot.config.sections import (
     CreditsConfig,
     DashboardConfig,
     DiscordConfig,
+    I18nConfig,
     ImagesConfig,
     JobsConfig,
     LogConfig,
@@ -61,6 +62,7 @@ __all__ = [
     "DashboardConfig",
     "DiscordConfig",
     "FallbackProviderConfig",
+    "I18nConfig",
     "ImagesConfig",
     "JobsConfig",
     "LogConfig",
@@ -106,6 +108,7 @@ class Settings(BaseSettings):
     ops: OpsConfig = Field(default_factory=OpsConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    i18n: I18nConfig = Field(default_factory=I18nConfig)
     models: list[ModelConfig] = Field(default_factory=list)
 
     toml_path: ClassVar[Path | None] = None

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.i18n import SHIPPED, match
 from bot.limits import config_field
 from bot.periods import Period
 
@@ -225,6 +226,21 @@ class DashboardConfig(Section):
 
 
 # --- end [dashboard] ---
+
+
+class I18nConfig(Section):
+    """``[i18n]``: the language when neither the platform nor an admin names one the bot
+    has (bot.i18n.SHIPPED; docs/languages.md)."""
+
+    default: str = "en"
+
+    @field_validator("default")
+    @classmethod
+    def _shipped(cls, value: str) -> str:
+        found = match(value)
+        if found is None:
+            raise ValueError(f"no catalog for {value!r}; the bot speaks {', '.join(SHIPPED)}")
+        return found
 
 
 class LogConfig(Section):

@@ -79,6 +79,9 @@ policies = Table(
     Column("per_user_concurrent", Integer, nullable=True),
     # Restricted models (bot.models) allowed in this scope, comma-separated; NULL: none.
     Column("models", Text, nullable=True),
+    # The language an admin set for a workspace scope (bot.i18n; migration 0011); NULL:
+    # each person's own (the platform's locale, else ``[i18n] default``).
+    Column("language", String(16), nullable=True),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )
@@ -122,6 +125,9 @@ jobs = Table(
     # The requester or an admin asked to cancel the job while it ran (migration 0009): the
     # process running it asks the provider to stop and refunds when it has.
     Column("cancel_requested_at", Timestamp, nullable=True),
+    # The language the request was answered in (bot.i18n; migration 0011): the result,
+    # the progress and a failure speak it too. NULL: ``[i18n] default``.
+    Column("locale", String(16), nullable=True),
     Index(None, "state", "created_at"),
     Index(None, "user_ref", "state"),
     # A user's history, newest first (migration 0008).
