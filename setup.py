@@ -32,7 +32,7 @@ def compile_catalogs(locale_dir: Path) -> list[Path]:
     return written
 
 
-class build_py_with_catalogs(build_py):  # noqa: N801 - setuptools' command naming
+class build_py_with_catalogs(build_py):
     def run(self) -> None:
         # Before the copy: package data (``locale/*/LC_MESSAGES/*.mo``) is listed when
         # first asked for, so the new files are part of it; in an editable install the

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import gettext
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -104,6 +104,12 @@ def match(tag: str | None) -> str | None:
     if found.language == "pt":
         return "pt_BR"
     return found.language if found.language in SHIPPED else None
+
+
+def environment_locales(environ: Mapping[str, str]) -> list[str]:
+    """A terminal's language, as POSIX ranks its variables: ``LC_ALL``, then
+    ``LC_MESSAGES``, then ``LANG`` (the console and the CLI)."""
+    return [environ[name] for name in ("LC_ALL", "LC_MESSAGES", "LANG") if environ.get(name)]
 
 
 def choose(preferences: Iterable[str | None], default: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from bot.config import Settings
 from bot.conversation import Conversation, Said
 from bot.domain import AttachmentSource, EditRequest, JobState, UserRef
 from bot.errors import ConfigError, ErrorKind, KontextError
+from bot.i18n import environment_locales
 from bot.texts import Style
 
 EXIT_OK = 0
@@ -99,6 +101,8 @@ async def run_console(
     user = console_user()
     conversation = Conversation(core.service, Style())
     try:
+        # The terminal's language (LC_ALL, LC_MESSAGES, LANG), decided by the core.
+        await conversation.speak(user, *environment_locales(os.environ))
         command = await conversation.read(user, text, files=sources)
         if isinstance(command, Said):
             if command.mistake:

@@ -17,6 +17,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 
 from adapters.slack.files import SlackFileFetcher
 from adapters.slack.listeners import PLATFORM, SlackListeners
+from adapters.slack.locales import Locales
 from adapters.slack.membership import Membership
 from adapters.slack.pacing import CountingRateLimitHandler, PacedWebClient, SlackPacer, SlackRates
 from adapters.slack.reply import SlackReply
@@ -77,6 +78,7 @@ class SlackAdapter:
         # The bot user's name, for "/invite @kontext" answers; auth.test tells it at start.
         self.bot_name = "kontext"
         self.membership = Membership(self.client, self.api_error)
+        self.locales = Locales(self.client, self.api_error)
         SlackListeners(self, Conversation(service, SlackStyle())).register()
 
     # -- the Platform side (the core finishing jobs) -------------------------------------

@@ -31,6 +31,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.locales import Locales
 from adapters.slack.membership import Membership
 from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
 from adapters.slack.status import StatusBoard
@@ -98,6 +99,9 @@ class SlackHost(Protocol):
     def membership(self) -> Membership: ...
 
     @property
+    def locales(self) -> Locales: ...  # each user's locale (locales.py)
+
+    @property
     def status(self) -> StatusBoard: ...  # the jobs' status lines (status.py)
 
     @property
@@ -118,6 +122,11 @@ class SlackListeners:
         self.adapter = adapter
         self.client = adapter.client
         self.conversation = conversation
+
+    async def _speak(self, user: UserRef) -> None:
+        """Answer ``user`` in their language from here on in this listener: the core
+        decides, from the locale Slack gives for them (looked up once and kept)."""
+        await self.conversation.speak(user, await self.adapter.locales.of(user.user))
 
     def register(self) -> None:
         from adapters.slack.views import CALLBACK_ID, CANCEL_ACTION_ID, SHORTCUT_CALLBACK_ID
@@ -152,6 +161,7 @@ class SlackListeners:
 
     async def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
         user = UserRef(PLATFORM, command["team_id"], command["user_id"])
+        await self._speak(user)
         text = str(command.get("text") or "")
         channel = str(command["channel_id"])
         metadata = {
@@ -223,6 +233,7 @@ class SlackListeners:
         ]
         team = str(metadata.get("team") or body["team"]["id"])
         user = UserRef(PLATFORM, team, body["user"]["id"])
+        await self._speak(user)
         channel = str(metadata.get("channel"))
         context = RequestContext(channel=channel)
         outcome = await self.conversation.read_options(
@@ -271,6 +282,7 @@ class SlackListeners:
         message = shortcut.get("message") or {}
         channel = shortcut["channel"]["id"]
         user = UserRef(PLATFORM, shortcut["team"]["id"], shortcut["user"]["id"])
+        await self._speak(user)
         files = [source_of(f) for f in message.get("files") or []]
         response_url = shortcut.get("response_url")
         reply = self._reply({"channel": channel, "user": user.user, "response_url": response_url})
@@ -317,6 +329,7 @@ class SlackListeners:
         ts = str(event["ts"])
         thread_ts = event.get("thread_ts")
         user = UserRef(PLATFORM, team, str(event["user"]))
+        await self._speak(user)
         key = f"slack:{team}:msg:{channel}:{ts}"
         target = {
             "channel": channel,
@@ -371,6 +384,7 @@ class SlackListeners:
         and words the answer, shown to the clicker alone."""
         await ack()
         user = UserRef(PLATFORM, str(body["team"]["id"]), str(body["user"]["id"]))
+        await self._speak(user)
         job_id = str((body.get("actions") or [{}])[0].get("value") or "")
         text = await self.conversation.cancel(user, job_id, self.adapter.platform_admin(user))
         if body.get("response_url"):

@@ -350,6 +350,10 @@ class FakeSlack:
     app_token: str = APP_TOKEN
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     workspace_admins: set[str] = field(default_factory=set)  # users.info says is_admin
+    # users.info's ``locale`` per user (Slack's default for a user is en-US), given only
+    # when the call asks ``include_locale=true`` as Slack does
+    # (https://docs.slack.dev/reference/methods/users.info#arguments).
+    user_locales: dict[str, str] = field(default_factory=dict)
     socket_connected: asyncio.Event = field(default_factory=asyncio.Event)
     acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     files_read_scope: bool = True  # False: file downloads get the HTML login page
@@ -704,14 +708,15 @@ class FakeSlack:
 
     def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = str(args.get("user"))
-        return {
-            "user": {
-                "id": user,
-                "team_id": TEAM_ID,
-                "is_admin": user in self.workspace_admins,
-                "is_owner": False,
-            },
+        info: dict[str, Any] = {
+            "id": user,
+            "team_id": TEAM_ID,
+            "is_admin": user in self.workspace_admins,
+            "is_owner": False,
         }
+        if str(args.get("include_locale", "")).lower() in ("true", "1"):
+            info["locale"] = self.user_locales.get(user, "en-US")
+        return {"user": info}
 
     def api_apps_connections_open(self, _args: dict[str, Any]) -> dict[str, Any]:
         return {"url": self.base_url.replace("http://", "ws://") + "/link"}
