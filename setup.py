@@ -41,4 +41,5 @@ class build_py_with_catalogs(build_py):
         super().run()
 
 
-setup(cmdclass={"build_py": build_py_with_catalogs})
+if __name__ == "__main__":  # as setuptools runs it; tests import compile_catalogs
+    setup(cmdclass={"build_py": build_py_with_catalogs})

@@ -153,6 +153,11 @@ class Result:
 
 def environment(tmp_path: Path, fake: FakeCoreToday, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
+    # The console answers in the terminal's language (bot.i18n): English here unless a
+    # test asks for another, whatever the machine running the tests speaks.
+    for name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE"):
+        env.pop(name, None)
+    env["LANG"] = "C.UTF-8"
     env.update(
         KONTEXT_PROVIDER__BASE_URL=fake.base_url,
         KONTEXT_PROVIDER__API_KEY=DEFAULT_KEY,

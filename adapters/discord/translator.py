@@ -5,7 +5,9 @@ their client's language (https://discord.com/developers/docs/interactions/
 application-commands#localization). The English definitions stay the commands' own.
 
 Only what the catalogs translate is sent: a choice such as ``16:9`` or a model name has
-no entry and keeps its name, and ``/kontext`` keeps its name everywhere.
+no entry and keeps its name, ``/kontext`` keeps its name everywhere, and option names
+(``prompt``, ``seed``) are never localized: they stay the words the help and the text
+grammar use.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class CatalogTranslator(app_commands.Translator):
         locale: discord.Locale,
         context: app_commands.TranslationContextTypes,
     ) -> str | None:
+        if context.location is app_commands.TranslationContextLocation.parameter_name:
+            return None  # option names stay as users type them (seed, image, prompt)
         code = i18n.match(locale.value)
         if code is None or code == i18n.SOURCE:
             return None

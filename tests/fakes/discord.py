@@ -69,6 +69,7 @@ import json
 import math
 import re
 import time
+import unicodedata
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -177,6 +178,10 @@ class FakeDiscord:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # attachment id -> data
     interactions: dict[str, Interaction] = field(default_factory=dict)  # by token
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # scope -> defs
+    # Each user's client language and the server's (an interaction's ``locale`` and
+    # ``guild_locale``, the guild's ``preferred_locale``); Discord's default is en-US.
+    user_locales: dict[str, str] = field(default_factory=dict)
+    guild_locale: str = "en-US"
     identifies: list[dict[str, Any]] = field(default_factory=list)
     cdn_requests: list[str] = field(default_factory=list)
     rate_limits: dict[str, int] = field(default_factory=dict)  # "METHOD path-prefix" -> count
@@ -512,7 +517,7 @@ class FakeDiscord:
             "features": [],
             "mfa_level": 0,
             "premium_tier": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.guild_locale,
             "nsfw_level": 0,
             "roles": [self._role(guild_id, "@everyone")]
             + [self._role(role_id, name) for role_id, name in roles],
@@ -555,8 +560,8 @@ class FakeDiscord:
             "token": token,
             "version": 1,
             "app_permissions": str(app_permissions),
-            "locale": "en-US",
-            "guild_locale": "en-US",
+            "locale": self.user_locales.get(user_id, "en-US"),
+            "guild_locale": self.guild_locale,
             "entitlements": [],
             "authorizing_integration_owners": {"0": guild_id},
             "context": 0,
@@ -1379,6 +1384,86 @@ def _refused_commands(body: list[dict[str, Any]]) -> web.Response | None:
                 return _error(400, 50035, "Invalid Form Body: choices: at most 25")
             if any(not 1 <= len(c.get("name", "")) <= 100 for c in choices):
                 return _error(400, 50035, "Invalid Form Body: choice name: 1-100 characters")
+    return _refused_localizations(body)
+
+
+# Discord's locales, the only keys a ``*_localizations`` map may have
+# (https://discord.com/developers/docs/reference#locales).
+DISCORD_LOCALES = frozenset(
+    {
+        *("id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt"),
+        *("hu", "nl", "no", "pl", "pt-BR", "ro", "fi", "sv-SE", "vi", "tr", "cs", "el"),
+        *("bg", "ru", "uk", "hi", "th", "zh-CN", "ja", "zh-TW", "ko"),
+    }
+)
+NAMING_DOCS = (
+    "https://discord.com/developers/docs/interactions/application-commands"
+    "#application-command-object-application-command-naming"
+)
+
+
+def chat_input_name_ok(name: str) -> bool:
+    """Discord's naming rule for CHAT_INPUT command and option names (NAMING_DOCS):
+    ``^[-_'\\p{L}\\p{N}\\p{sc=Deva}\\p{sc=Thai}]{1,32}$`` with the unicode flag, and "if
+    there is a lowercase variant of any letters used, you must use those"."""
+
+    def allowed(char: str) -> bool:
+        category = unicodedata.category(char)
+        return (
+            char in "-_'"
+            or category[0] in "LN"
+            or "\u0900" <= char <= "\u097f"  # Devanagari
+            or "\u0e00" <= char <= "\u0e7f"  # Thai
+        )
+
+    return (
+        1 <= len(name) <= 32
+        and all(allowed(c) for c in name)
+        and all(c.lower() == c for c in name if len(c.lower()) == 1)
+    )
+
+
+def _refused_localizations(body: list[dict[str, Any]]) -> web.Response | None:
+    """Localized names and descriptions as Discord checks them: every key one of
+    Discord's locales (https://discord.com/developers/docs/reference#locales); a name
+    under the naming rule of its command's type (NAMING_DOCS: CHAT_INPUT commands and
+    every option; USER and MESSAGE commands "may be mixed case and can include spaces",
+    1-32 characters); a description 1-100 characters. One bad entry fails the overwrite
+    with 400 / 50035, as the base fields do."""
+
+    def check(item: dict[str, Any], chat_input: bool) -> web.Response | None:
+        for field_name in ("name_localizations", "description_localizations"):
+            localized = item.get(field_name) or {}
+            for locale, text in localized.items():
+                if locale not in DISCORD_LOCALES:
+                    return _error(
+                        400,
+                        50035,
+                        f"Invalid Form Body: {field_name}: {locale!r} is not a Discord locale "
+                        "(https://discord.com/developers/docs/reference#locales)",
+                    )
+                if field_name == "description_localizations":
+                    ok = 1 <= len(text) <= 100
+                else:
+                    ok = chat_input_name_ok(text) if chat_input else 1 <= len(text) <= 32
+                if not ok:
+                    return _error(
+                        400,
+                        50035,
+                        f"Invalid Form Body: {field_name}.{locale}: APPLICATION_COMMAND_INVALID_"
+                        f"{'NAME' if field_name == 'name_localizations' else 'DESCRIPTION'} "
+                        f"{text!r} ({NAMING_DOCS})",
+                    )
+        for option in item.get("options") or []:
+            refused = check(option, True)
+            if refused is not None:
+                return refused
+        return None
+
+    for definition in body:
+        refused = check(definition, definition.get("type", 1) == 1)
+        if refused is not None:
+            return refused
     return None
 
 
