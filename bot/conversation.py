@@ -120,6 +120,7 @@ class Conversation(AdminCommands):
             chosen = await self.service.language_of(user)
         except Exception:
             chosen = None
+        i18n.remember(locales)
         code = chosen or i18n.choose(locales, self.service.default_language)
         i18n.activate(code)
         return i18n.current_code()

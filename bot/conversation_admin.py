@@ -143,8 +143,11 @@ class AdminCommands:
             override = await self.service.admin_set_language(
                 admin, None if auto else code, platform_admin=is_platform_admin
             )
-            if override.language is not None:
-                i18n.activate(override.language)
+            # The answer speaks what is now in force for the admin: the new language,
+            # or (auto) their own again.
+            i18n.activate(
+                override.language or i18n.choose(i18n.remembered(), self.service.default_language)
+            )
             return texts.language_text(self.style, override.scope, override.language)
 
         return await self._answer(admin, platform_admin, act)

@@ -126,6 +126,19 @@ def choose(preferences: Iterable[str | None], default: str) -> str:
 _current: ContextVar[Language | None] = ContextVar("kontext_language", default=None)
 
 
+# What the platform said of the person being answered (``Conversation.speak``), so a
+# decision can be made again in the same task (an admin set the language back to auto).
+_asked: ContextVar[tuple[str | None, ...]] = ContextVar("kontext_locales", default=())
+
+
+def remember(locales: Iterable[str | None]) -> None:
+    _asked.set(tuple(locales))
+
+
+def remembered() -> tuple[str | None, ...]:
+    return _asked.get()
+
+
 def current() -> Language:
     found = _current.get()
     return found if found is not None else language(SOURCE)
