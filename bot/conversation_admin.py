@@ -31,7 +31,9 @@ ADMIN_COMMANDS = {
     "ledger": re.compile(rf"^ledger\s+{MENTION}$", re.I),
     "top": re.compile(r"^top$", re.I),
     # The server's or workspace's language (bot.i18n): a code, or auto for each person's.
-    "language": re.compile(r"^language\s+(?P<code>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)$", re.I),
+    "language": re.compile(
+        r"^language\s+(?P<code>auto|off|default|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)$", re.I
+    ),
 }
 
 

@@ -382,12 +382,15 @@ class KontextService:
         if self.is_admin(admin, platform_admin=platform_admin):
             if scope is None or scope_workspace(scope) == (admin.platform, admin.workspace):
                 return
-            raise UserInputError("You can only change the bot's settings in your own workspace.")
-        raise UserInputError(
-            "Only the bot's admins can do that (credits.admins"
-            + (", or the platform's own admins" if self.platform_admins else "")
-            + ")."
-        )
+            raise UserInputError(_("You can only change the bot's settings in your own workspace."))
+        if self.platform_admins:
+            raise UserInputError(
+                _(
+                    "Only the bot's admins can do that "
+                    "(credits.admins, or the platform's own admins)."
+                )
+            )
+        raise UserInputError(_("Only the bot's admins can do that (credits.admins)."))
 
     async def admin_set_allowance(
         self,

@@ -433,9 +433,10 @@ def language_text(style: Style, scope: str, language: str | None) -> str:
             "Each person in {where} now gets answers in their own language "
             "(as their app is set), else in the bot's default."
         ).format(where=where)
-    return _("I now answer in {language} in {where}.").format(
+    text = _("I now answer in {language} in {where}.").format(
         language=language_name(language), where=where
     )
+    return text[:1].upper() + text[1:]
 
 
 def language_name(code: str) -> str:
