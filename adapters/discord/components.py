@@ -144,11 +144,14 @@ def history_view(job_ids: Sequence[str]) -> discord.ui.View:
     return view
 
 
+PROMPT_LABEL = N_("What should change?")
+
+
 class PromptModal(discord.ui.Modal):
     """Asks what to change; the caller decides what the input image is."""
 
     prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
-        label="What should change?",
+        label=PROMPT_LABEL,
         style=discord.TextStyle.paragraph,
         placeholder="make it a watercolor --ar 16:9",
         custom_id="prompt",
@@ -165,7 +168,7 @@ class PromptModal(discord.ui.Modal):
         model: str | None = None,
     ) -> None:
         super().__init__(title=title, timeout=15 * 60)
-        self.prompt.label = _("What should change?")
+        self.prompt.label = _(PROMPT_LABEL)  # in the language of the one it opens for
         self.prompt.default = default or None
         self._on_submit = on_submit
         # A model select (named models, bot.models) only when there is a choice:
