@@ -122,6 +122,9 @@ async def test_a_korean_edit_from_the_form_to_the_result(bot: Bot) -> None:
     said = [c.args.get("text", "") for c in bot.slack.calls_to("chat.postMessage")]
     said += [r.get("text", "") for r in bot.slack.responses]
     assert any("대기열에 추가됨" in text for text in said), said
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while not any("완료" in m["text"] for m in bot.slack.messages_in(CHANNEL)):
+            await asyncio.sleep(0.02)
 
 
 async def test_an_unknown_locale_reads_english(bot: Bot) -> None:

@@ -35,6 +35,7 @@ from adapters.slack.style import escape
 from adapters.slack.views import cancel_blocks
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
+from bot.i18n import N_, _
 from bot.texts import result_details, short
 
 log = structlog.get_logger("kontext.slack")
@@ -57,9 +58,10 @@ ACKNOWLEDGED = "acknowledged_in_status"
 _LOOK_MARGIN_SECONDS = 600.0
 _LOOK_LIMIT = 200
 
+# Translated where they are shown (the job's language, bot.i18n).
 _STAGES = {
-    "queued": ":hourglass_flowing_sand: Queued",
-    "editing": ":art: Editing",
+    "queued": (":hourglass_flowing_sand:", N_("Queued")),
+    "editing": (":art:", N_("Editing")),
 }
 
 
@@ -142,7 +144,8 @@ class SlackReply:
         self.line(job).show(line, job_metadata(job.id), blocks)
 
     async def progress(self, job: Job, stage: str) -> None:
-        await self._status(job, _STAGES.get(stage, stage) + "…", cancel=True)
+        emoji, word = _STAGES.get(stage, ("", stage))
+        await self._status(job, f"{emoji} {_(word)}…".lstrip(), cancel=True)
 
     async def deliver(
         self, result: EditResult, *, maybe_delivered: bool = False
@@ -176,7 +179,8 @@ class SlackReply:
         else:
             posted = await self._upload(result)
         if self.line(job).shown:
-            await self._status(job, f":white_check_mark: Done in {result.elapsed_seconds:.0f} s")
+            done = _("Done in {seconds} s").format(seconds=f"{result.elapsed_seconds:.0f}")
+            await self._status(job, f":white_check_mark: {done}")
         return self.delivered_at(posted)
 
     def delivered_at(self, file: Mapping[str, Any]) -> dict[str, Any] | None:
