@@ -28,7 +28,7 @@ from bot.domain import (
     OutputFormat,
 )
 from bot.errors import UserInputError
-from bot.i18n import _
+from bot.i18n import _, pgettext
 from bot.model_profiles import ImageTransport, ModelProfile
 from bot.models import Catalogue
 from bot.providers.base import ProviderCapabilities
@@ -169,19 +169,21 @@ def parse_command(
                 )
             )
         if name in values:
-            raise UserInputError(f"--{name} is given twice; give it once.")
+            raise UserInputError(_("--{name} is given twice; give it once.").format(name=name))
         if name not in _VALUE_FLAGS:
             if inline is not None:
-                raise UserInputError(f"--{name} takes no value; write just --{name}.")
+                raise UserInputError(
+                    _("--{name} takes no value; write just --{name}.").format(name=name)
+                )
             values[name] = None
             continue
         if inline is None:
             if index >= len(tokens) or _looks_like_flag(tokens[index]):
-                raise UserInputError(f"--{name} needs a value, e.g. {_EXAMPLES[name]}.")
+                raise UserInputError(_needs_value(name))
             inline = tokens[index]
             index += 1
         if not inline:
-            raise UserInputError(f"--{name} needs a value, e.g. {_EXAMPLES[name]}.")
+            raise UserInputError(_needs_value(name))
         values[name] = inline
 
     # Addressing that stood behind a leading flag ("--upsample <@U1> ...") is still
@@ -232,8 +234,16 @@ def _parse_int(raw: str | None, name: str) -> int:
     text = (raw or "").strip()
     if not re.fullmatch(r"[+-]?\d{1,20}", text):
         bounds = f"0 to {SEED_MAX}" if name == "seed" else f"0 to {SAFETY_MAX}"
-        raise UserInputError(f"--{name} must be a whole number from {bounds}; '{raw}' is not.")
+        raise UserInputError(
+            _("--{name} must be a whole number from {bounds}; '{raw}' is not.").format(
+                name=name, bounds=bounds, raw=raw
+            )
+        )
     return int(text)
+
+
+def _needs_value(name: str) -> str:
+    return _("--{name} needs a value, e.g. {example}.").format(name=name, example=_EXAMPLES[name])
 
 
 def validate_prompt(
@@ -313,13 +323,17 @@ def build_options(
         if ratio not in profile.aspect_ratios:
             allowed = ", ".join(profile.aspect_ratios)
             raise UserInputError(
-                f"'{aspect_ratio}' is not an aspect ratio I can make"
-                f"{texts.with_model(named)}. Choose one of: {allowed}."
+                _(
+                    "'{ratio}' is not an aspect ratio I can make{with_model}. "
+                    "Choose one of: {allowed}."
+                ).format(ratio=aspect_ratio, with_model=texts.with_model(named), allowed=allowed)
             )
         if ratio == "match_input_image" and not has_image:
             raise UserInputError(
-                "--ar match_input_image needs an input image; attach one or pick a ratio "
-                "such as 1:1 or 16:9."
+                _(
+                    "--ar match_input_image needs an input image; attach one or pick a ratio "
+                    "such as 1:1 or 16:9."
+                )
             )
     if seed is not None and not 0 <= seed <= SEED_MAX:
         raise UserInputError(
@@ -331,8 +345,13 @@ def build_options(
         allowed_formats = [f for f in profile.output_formats if f in _FORMATS]
         if chosen is None or chosen not in allowed_formats:
             raise UserInputError(
-                f"'{output_format}' is not an output format I can make"
-                f"{texts.with_model(named)}; use {' or '.join(allowed_formats)}."
+                _(
+                    "'{format}' is not an output format I can make{with_model}; use {formats}."
+                ).format(
+                    format=output_format,
+                    with_model=texts.with_model(named),
+                    formats=pgettext("a list's last joint", " or ").join(allowed_formats),
+                )
             )
         fmt = chosen
     level = DEFAULT_SAFETY if safety is None else safety
@@ -340,11 +359,13 @@ def build_options(
         # Kontext's rule, worded as before (BFL's Kontext docs: 0-6, at most 2 with
         # an image).
         if not 0 <= level <= SAFETY_MAX:
-            raise UserInputError(f"--safety must be from 0 (strictest) to {SAFETY_MAX}.")
+            raise UserInputError(texts.safety_range(None, 0, SAFETY_MAX))
         if has_image and level > SAFETY_MAX_WITH_IMAGE:
             raise UserInputError(
-                f"--safety can be at most {SAFETY_MAX_WITH_IMAGE} when an image is given "
-                f"(the provider's rule); it goes up to {SAFETY_MAX} for text-to-image."
+                _(
+                    "--safety can be at most {most} when an image is given "
+                    "(the provider's rule); it goes up to {text_most} for text-to-image."
+                ).format(most=SAFETY_MAX_WITH_IMAGE, text_most=SAFETY_MAX)
             )
     elif not profile.safety_min <= level <= profile.safety_limit(has_image):
         raise UserInputError(
