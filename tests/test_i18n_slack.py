@@ -162,3 +162,13 @@ async def test_the_fake_gives_a_users_locale_only_when_asked(bot: Bot) -> None:
     assert asked["user"]["locale"] == "ja-JP"
     default = await client.users_info(user="U0NOBODY", include_locale=True)
     assert default["user"]["locale"] == "en-US", "Slack's default locale"
+
+
+async def test_a_failed_locale_look_up_answers_in_english_and_is_asked_again(bot: Bot) -> None:
+    """users.info failing never holds a request up, and is not kept: the next request
+    asks again (the membership cache's rules)."""
+    bot.slack.user_locales[USER] = "ko-KR"
+    bot.slack.fail_methods["users.info"] = ["internal_error"]
+    assert (await bot.command("credits")).startswith("You have *1200 credits*")
+    assert (await bot.command("credits")).startswith("잔액은")
+    assert len(bot.locale_lookups()) == 2
