@@ -12,7 +12,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from bot import i18n, texts
+from bot import i18n
+from bot.chat import texts
 from bot.config import Settings
 from tests.fakes.coretoday import FakeCoreToday
 from tests.support import ROOT, cat_png, environment, run

@@ -17,7 +17,7 @@ import pytest
 
 from adapters.discord.adapter import DiscordAdapter
 from bot.app import Core, build_core
-from bot.service import KontextService
+from bot.jobs.service import KontextService
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
     APPLICATION_ID,

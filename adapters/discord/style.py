@@ -12,8 +12,8 @@ from typing import Any
 
 import discord
 
+from bot.chat.texts import ChatStyle, CommandNames
 from bot.i18n import N_
-from bot.texts import ChatStyle, CommandNames
 
 
 class DiscordStyle(ChatStyle):

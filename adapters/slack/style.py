@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.chat.texts import ChatStyle, CommandNames
 from bot.i18n import N_, _
-from bot.texts import ChatStyle, CommandNames
 
 
 def escape(text: str) -> str:

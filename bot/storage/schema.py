@@ -77,7 +77,7 @@ policies = Table(
     Column("budget", Integer, nullable=True),
     Column("cooldown_seconds", Timestamp, nullable=True),
     Column("per_user_concurrent", Integer, nullable=True),
-    # Restricted models (bot.models) allowed in this scope, comma-separated; NULL: none.
+    # Restricted models (bot.credits.models) allowed in this scope, comma-separated; NULL: none.
     Column("models", Text, nullable=True),
     # The language an admin set for a workspace scope (bot.i18n; migration 0011); NULL:
     # each person's own (the platform's locale, else ``[i18n] default``).
@@ -101,7 +101,7 @@ jobs = Table(
     Column("cost", Integer, nullable=False),
     Column("provider", String(32), nullable=False),
     Column("model", String(128), nullable=False),
-    # The named model (``--model NAME``, bot.models) the job was asked with and charged
+    # The named model (``--model NAME``, bot.credits.models) the job was asked with and charged
     # for; NULL for jobs stored before named models (the default one).
     Column("model_name", String(64), nullable=True),
     Column("prediction_id", String(200), nullable=True),
