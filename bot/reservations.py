@@ -5,7 +5,7 @@ one transaction, after the user's account is locked, the limits in force resolve
 period's allowance granted and the operator's limits checked. A redelivered event (same
 idempotency key) creates nothing and is answered with the job it already made.
 
-Group commit: one reservation alone is ~6 statements, and on this stack each
+Group commit: one reservation alone is 6 statements, and on this stack each
 statement's round trip costs far more CPU than the database's work (see
 docs/benchmarks.md, ledger). So while one transaction runs, the requests that arrive
 queue up, and the next transaction takes them all with set-based statements
@@ -31,7 +31,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot import job_reads, ledger
 from bot.bank import Bank
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
@@ -255,7 +255,8 @@ class Reservations:
                 return await redelivered(conn, row_to_job(row))
             # The batch's rules and statements, for a batch of one: one set of rules for
             # both paths, and a read of the balance with the allowance's key instead of
-            # an insert-to-see and a sum (7 statements instead of 8).
+            # an insert-to-see and a sum, and the queue ahead read with the balances (6
+            # statements; 8 before).
             try:
                 (outcome,) = await reserve_batch(conn, [(job, new.context)], self.policy_book, now)
             except NotBatchable:
@@ -310,6 +311,48 @@ async def redelivered(conn: AsyncConnection, job: Job) -> Reserved:
     return Reserved(job, True, await ledger.balance(conn, job.user))
 
 
+async def balances_and_queue(
+    conn: AsyncConnection, users: list[str], allowance_keys: list[str], now: float
+) -> tuple[dict[str, int], set[str], int]:
+    """Each user's balance, the users whose allowance for this period (``allowance_keys``)
+    is granted already, and the queued jobs created up to ``now`` (capped as
+    ``waiting_up_to`` caps it), in one statement: the count is a one-row derived table the
+    ledger is joined to, so a user with no entries yet still gets the count (one row with
+    no user). It was a statement of its own after the insert (7 per reservation, now 6).
+    """
+    waiting = (
+        select(func.count().label("ahead"))
+        .select_from(
+            select(jobs.c.created_at)
+            .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= now)
+            .limit(job_reads.QUEUE_POSITION_CAP)
+            .subquery()
+        )
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(
+            waiting.c.ahead,
+            ledger_table.c.user_ref,
+            func.sum(ledger_table.c.amount),
+            func.max(case((one_of(conn, ledger_table.c.dedupe_key, allowance_keys), 1), else_=0)),
+        )
+        .select_from(waiting.outerjoin(ledger_table, one_of(conn, ledger_table.c.user_ref, users)))
+        .group_by(waiting.c.ahead, ledger_table.c.user_ref)
+    )
+    balances: dict[str, int] = {}
+    granted: set[str] = set()
+    ahead = 0
+    for count, ref, total, has_grant in rows:
+        ahead = int(count or 0)
+        if ref is None:
+            continue
+        balances[str(ref)] = int(total or 0)
+        if has_grant:
+            granted.add(str(ref))
+    return balances, granted, ahead
+
+
 async def reserve_batch(
     conn: AsyncConnection,
     items: Sequence[tuple[Job, RequestContext]],
@@ -334,27 +377,14 @@ async def reserve_batch(
     if any(p.cooldown_seconds > 0 or p.budget > 0 for p, _ in decided):
         raise NotBatchable("cooldown or budget")
 
-    # Balances and whether this period's allowance was granted, in one read.
+    # Balances, whether this period's allowance was granted and the queue ahead, in one
+    # read (``balances_and_queue``).
     keys = [
         key
         for (job, _), (limits, paused) in zip(items, decided, strict=True)
         if paused is None and (key := allowance_key(job.user, limits, now)) is not None
     ]
-    rows = await conn.execute(
-        select(
-            ledger_table.c.user_ref,
-            func.sum(ledger_table.c.amount),
-            func.max(case((one_of(conn, ledger_table.c.dedupe_key, keys), 1), else_=0)),
-        )
-        .where(one_of(conn, ledger_table.c.user_ref, users))
-        .group_by(ledger_table.c.user_ref)
-    )
-    balances: dict[str, int] = {}
-    granted: set[str] = set()
-    for ref, total, has_grant in rows:
-        balances[str(ref)] = int(total or 0)
-        if has_grant:
-            granted.add(str(ref))
+    balances, granted, ahead = await balances_and_queue(conn, users, keys, now)
     # The allowances due count towards the balance; a grant is written only with the
     # reservation it made possible, as on the single path, whose refusal rolls its
     # grant back (the next request grants it again, under the same key).
@@ -390,8 +420,10 @@ async def reserve_batch(
     await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])
     if not job_rows:
         return outcomes
-    # One count for the whole batch: its jobs share one creation time, so one position.
-    position = await waiting_up_to(conn, now)
+    # One position for the whole batch: its jobs share one creation time, and they are
+    # queued behind what was waiting when the balances were read (this transaction's
+    # view: counting again after the insert would add exactly these jobs).
+    position = min(ahead + len(job_rows), job_reads.QUEUE_POSITION_CAP)
     return [
         replace(outcome, queue_position=position) if isinstance(outcome, Reserved) else outcome
         for outcome in outcomes

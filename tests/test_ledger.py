@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bot import job_reads, ledger
 from bot.domain import EditOptions, JobState, UserRef
@@ -424,3 +424,35 @@ async def test_the_config_key_reaches_the_budget(tmp_path: Path) -> None:
         assert core.store.policy_book.budget_period_of(await core.service.limits()) == "daily"
     finally:
         await core.close()
+
+
+async def test_a_reservation_is_six_statements_alone_and_together(store: JobStore) -> None:
+    """Issue 25: the queue ahead is read with the balances, so a reservation is six
+    statements (idempotency look-up, accounts locked, policies, balances and queue, the
+    job, the ledger entry); it was seven with the count after the insert. A batch of
+    three users is the same six statements, and the positions are what a count after
+    the insert gives."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "PRAGMA")):
+            statements.append(statement)
+
+    engine = store.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        alone = await store.create(new_job(user=ALICE, key="s1"))
+        assert len(statements) == 6, statements
+        statements.clear()
+        users = [UserRef("slack", "T1", f"U{i}") for i in range(3)]
+        together = await asyncio.gather(
+            *(store.create(new_job(user=u, key=f"b{i}")) for i, u in enumerate(users))
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert alone.queue_position == 1
+    # The first request of the three may have gone alone while the batch formed behind it.
+    assert len(statements) in (6, 12), statements
+    for reserved in together:
+        assert reserved.queue_position == await store.queue_position(reserved.job)
+    assert sorted(r.queue_position for r in together)[-1] == 4
