@@ -459,7 +459,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "greenlet",
             "bot/storage",
             "bot/jobqueue.py",
-            "bot/jobstore.py",
+            "bot/jobqueue.py",
             "bot/reservations.py",
             "bot/ledger.py",
             "alembic",

@@ -20,7 +20,7 @@ import structlog
 
 from bot.config import Settings
 from bot.dashboard import DashboardServer
-from bot.jobstore import JobStore
+from bot.jobqueue import JobQueue
 from bot.limits import LIMITS, Limits, spec
 from bot.metrics import Metrics
 from bot.models import catalogue_for
@@ -77,7 +77,7 @@ log = structlog.get_logger("kontext.app")
 class Core:
     settings: Settings
     db: Database
-    store: JobStore
+    store: JobQueue
     service: KontextService
     provider: Provider | None
     runner: Worker | None
@@ -179,7 +179,7 @@ async def build_core(
         for o in settings.credits.overrides
     ]
     budget_period = settings.credits.budget_period or None
-    store = JobStore(db, base_limits, clock, PolicyBook(base_limits, configured, budget_period))
+    store = JobQueue(db, base_limits, clock, PolicyBook(base_limits, configured, budget_period))
     metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
     models = catalogue_for(settings, capabilities.cost_per_image)

@@ -23,7 +23,7 @@ checks that one at a time and together give the same answers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,15 +35,14 @@ from bot import job_reads, ledger
 from bot.bank import Bank
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
-from bot.job_reads import row_to_job, waiting_up_to
-from bot.jobqueue import JobQueue
+from bot.job_reads import job_with_key, row_to_job, waiting_up_to
 from bot.ledger import allowance_grant, allowance_key
 from bot.limits import Limits
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import PolicyBook
 from bot.scopes import GLOBAL, scopes_for
-from bot.storage.database import completes_when_cancelled
-from bot.storage.dialect import create_and_lock, insert_many_ignoring_conflict, one_of
+from bot.storage.database import Database, completes_when_cancelled
+from bot.storage.dialect import create_and_lock, one_of
 from bot.storage.group_commit import GroupCommit, one_by_one
 from bot.storage.schema import accounts, jobs
 from bot.storage.schema import ledger as ledger_table
@@ -186,17 +185,16 @@ def job_row(job: Job, now: float) -> dict[str, object]:
 
 
 class Reservations:
-    """Adds jobs to ``queue`` (its database, clock and policy book) with their credits
-    reserved."""
+    """Adds jobs to the database with their credits reserved (through ``bank``)."""
 
-    def __init__(self, queue: JobQueue, bank: Bank) -> None:
-        self.queue = queue
+    def __init__(
+        self, db: Database, clock: Callable[[], float], policy_book: PolicyBook, bank: Bank
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.policy_book = policy_book
         self.bank = bank
         self._group = GroupCommit[NewJob, Reserved](self._create_many)
-
-    @property
-    def policy_book(self) -> PolicyBook:
-        return self.queue.policy_book
 
     async def create(self, new: NewJob) -> Reserved:
         """Store the job and reserve its cost in one transaction, or return the job that
@@ -205,10 +203,11 @@ class Reservations:
             return await self._group.submit(new)
         except IntegrityError:
             # Another task stored the same key between our look-up and insert.
-            existing = await self.queue.by_idempotency_key(new.idempotency_key)
-            if existing is None:
-                raise
-            return Reserved(existing, True, await self.queue.balance(existing.user))
+            async with self.db.read() as conn:
+                existing = await job_with_key(conn, new.idempotency_key)
+                if existing is None:
+                    raise
+                return await redelivered(conn, existing)
 
     async def _create_many(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
         """One transaction for everything that arrived together, or one at a time where
@@ -222,9 +221,9 @@ class Reservations:
 
     @completes_when_cancelled
     async def _create_batch(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
-        now = self.queue.clock()
+        now = self.clock()
         keys = [new.idempotency_key for new in batch]
-        async with self.queue.db.transaction() as conn:
+        async with self.db.transaction() as conn:
             # Redelivered events: answered with the job they already made.
             rows = await conn.execute(
                 select(jobs).where(one_of(conn, jobs.c.idempotency_key, keys))
@@ -232,7 +231,7 @@ class Reservations:
             existing = {row.idempotency_key: row_to_job(row) for row in rows}
             fresh = [new for new in batch if new.idempotency_key not in existing]
             items = [(queued_job(new, new_job_id(), now), new.context) for new in fresh]
-            reserved = iter(await reserve_batch(conn, items, self.policy_book, now))
+            reserved = iter(await reserve_batch(conn, items, self.policy_book, self.bank, now))
             outcomes: list[Reserved | BaseException] = []
             for new in batch:
                 old = existing.get(new.idempotency_key)
@@ -244,9 +243,9 @@ class Reservations:
 
     @completes_when_cancelled
     async def _create(self, new: NewJob) -> Reserved:
-        now = self.queue.clock()
+        now = self.clock()
         job = queued_job(new, new_job_id(), now)
-        async with self.queue.db.transaction() as conn:
+        async with self.db.transaction() as conn:
             # A redelivered event gets its job, never a refusal (cooldown, balance) that
             # the first delivery's own reservation would now cause.
             same_key = jobs.c.idempotency_key == new.idempotency_key
@@ -258,7 +257,9 @@ class Reservations:
             # an insert-to-see and a sum, and the queue ahead read with the balances (6
             # statements; 8 before).
             try:
-                (outcome,) = await reserve_batch(conn, [(job, new.context)], self.policy_book, now)
+                (outcome,) = await reserve_batch(
+                    conn, [(job, new.context)], self.policy_book, self.bank, now
+                )
             except NotBatchable:
                 return await self._create_with_limits(conn, new, job, now)
             if isinstance(outcome, QuotaError):
@@ -275,12 +276,12 @@ class Reservations:
         if paused is not None:
             raise paused_refusal(new.cost)
         await self._check_limits(conn, new, limits, now)
-        await ledger.ensure_allowance(conn, new.user, limits, now)
+        await self.bank.grant_allowance(conn, new.user, limits, now)
         available = await ledger.balance(conn, new.user)
         if available < new.cost:
             raise balance_refusal(available, new.cost, now, limits.period)
         await conn.execute(jobs.insert().values(**job_row(job, now)))
-        await ledger.reserve(conn, new.user, job.id, new.cost, now)
+        await self.bank.reserve(conn, job, now)
         position = await waiting_up_to(conn, now)
         return Reserved(job, False, available - new.cost, position)
 
@@ -357,6 +358,7 @@ async def reserve_batch(
     conn: AsyncConnection,
     items: Sequence[tuple[Job, RequestContext]],
     policy_book: PolicyBook,
+    bank: Bank,
     now: float,
 ) -> list[Reserved | QuotaError]:
     """Reserve every item's job in the caller's transaction; items are jobs not yet
@@ -417,7 +419,7 @@ async def reserve_batch(
         outcomes.append(Reserved(job, False, available - job.cost))
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)
-    await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])
+    await bank.post_entries(conn, entries)
     if not job_rows:
         return outcomes
     # One position for the whole batch: its jobs share one creation time, and they are

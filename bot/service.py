@@ -28,7 +28,7 @@ from bot.domain import (
 )
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS, formats_phrase
-from bot.jobstore import JobStore
+from bot.jobqueue import JobQueue
 from bot.ledger import LedgerEntry
 from bot.limits import LIMITS, Limits, validate_changes
 from bot.metrics import Metrics
@@ -86,7 +86,7 @@ class _NobodyListens:
 class KontextService:
     def __init__(
         self,
-        store: JobStore,
+        store: JobQueue,
         capabilities: ProviderCapabilities,
         *,
         provider_name: str,
@@ -213,8 +213,9 @@ class KontextService:
         """A restricted model is taken only where an override that applies lists it
         (docs/credits.md); elsewhere it is refused before anything is reserved."""
         book = self.store.policy_book
-        async with self.store.db.read() as conn:
-            found = await book.overrides(conn, [GLOBAL, *scopes_for(request.user, request.context)])
+        found = await self.store.bank.overrides(
+            [GLOBAL, *scopes_for(request.user, request.context)]
+        )
         allowed = book.allowed_models(found, request.user, request.context)
         if model.name.lower() in allowed:
             return
@@ -439,32 +440,19 @@ class KontextService:
         unknown = [name for name in names if name not in LIMITS]
         if unknown or not names:
             raise UserInputError(f"Name limits to reset: {', '.join(LIMITS)} (or 'all').")
-        store = self.store
-        now = store.clock()
-        async with store.db.transaction() as conn:
-            await store.policy_book.reset(conn, GLOBAL, names, actor=str(admin), now=now)
-            what = f"limits reset to the config: {', '.join(names)}"
-            await store.bank.audit(conn, GLOBAL, actor=str(admin), what=what, now=now)
+        what = f"limits reset to the config: {', '.join(names)}"
+        await self.store.bank.reset_limits(names, actor=str(admin), what=what)
         return await self.limits()
 
     async def limits(self) -> Limits:
         """The limits in force for everyone: the config with the stored global changes."""
-        async with self.store.db.read() as conn:
-            return await self.store.policy_book.for_everyone(conn)
+        return await self.store.bank.limits_in_force()
 
     async def _store_policy(self, admin: UserRef, scope: str, what: str, **change: Any) -> Override:
-        store = self.store
-        now = store.clock()
-        async with store.db.transaction() as conn:
-            override = await store.policy_book.store(
-                conn, scope, actor=str(admin), now=now, **change
-            )
-            await store.bank.audit(conn, scope, actor=str(admin), what=what, now=now)
-        return override
+        return await self.store.bank.change_policy(scope, actor=str(admin), what=what, **change)
 
     async def admin_policy(self, scope: str) -> Override | None:
-        async with self.store.db.read() as conn:
-            return (await self.store.policy_book.overrides(conn, [parse_scope(scope)])).get(scope)
+        return (await self.store.bank.overrides([parse_scope(scope)])).get(scope)
 
     async def admin_grant(
         self, admin: UserRef, user: UserRef, amount: int, *, platform_admin: bool = False

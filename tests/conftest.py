@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from bot.jobstore import JobStore
+from bot.jobqueue import JobQueue
 from bot.limits import Limits
 from bot.storage import Database, open_database
 from tests.fakes.coretoday import FakeCoreToday
@@ -123,5 +123,5 @@ def base_limits() -> Limits:
 
 
 @pytest.fixture
-def store(db: Database, base_limits: Limits, clock: FakeClock) -> JobStore:
-    return JobStore(db, base_limits, clock)
+def store(db: Database, base_limits: Limits, clock: FakeClock) -> JobQueue:
+    return JobQueue(db, base_limits, clock)

@@ -8,8 +8,7 @@ from adapters.slack.style import SlackStyle
 from bot import ledger
 from bot.conversation import Conversation, Edit, NextEdit, Said
 from bot.domain import SEED_MAX, AttachmentSource, EditOptions, EditRequest, UserRef
-from bot.jobqueue import Refunded
-from bot.jobstore import JobStore
+from bot.jobqueue import JobQueue, Refunded
 from bot.limits import Limits
 from bot.policies import PolicyBook
 from bot.providers.base import ProviderCapabilities
@@ -25,7 +24,7 @@ BASE = Limits(allowance=1200, period="daily")
 
 def service(db: Database, clock: FakeClock) -> KontextService:
     return KontextService(
-        JobStore(db, BASE, clock, PolicyBook(BASE, [])),
+        JobQueue(db, BASE, clock, PolicyBook(BASE, [])),
         ProviderCapabilities(cost_per_image=120),
         provider_name="coretoday",
         model="m",

@@ -12,7 +12,7 @@ import pytest
 from bot import ledger
 from bot.domain import EditOptions, EditRequest, RequestContext, UserRef
 from bot.errors import QuotaError, UserInputError
-from bot.jobstore import JobStore
+from bot.jobqueue import JobQueue
 from bot.ledger import EntryKind
 from bot.limits import Limits
 from bot.policies import Override, PolicyBook, effective_policy
@@ -35,7 +35,7 @@ BASE = Limits(allowance=1200, period="daily")
 def service(
     db: Database, clock: FakeClock, configured: list[Override] | None = None
 ) -> KontextService:
-    store = JobStore(db, BASE, clock, PolicyBook(BASE, configured or []))
+    store = JobQueue(db, BASE, clock, PolicyBook(BASE, configured or []))
     return KontextService(
         store,
         ProviderCapabilities(cost_per_image=120),

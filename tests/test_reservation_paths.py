@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from bot import ledger
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
-from bot.jobstore import JobStore
+from bot.jobqueue import JobQueue
 from bot.limits import Limits
 from bot.policies import Override, PolicyBook
 from bot.reservations import NewJob, Reserved, new_job_id, queued_job
@@ -96,7 +96,7 @@ async def both_ways(base: Limits, people: list[Asker], url: str) -> None:
     db = await open_database(url)
     try:
         clock = FakeClock(1_750_000_000.0)
-        store = JobStore(db, base, clock, PolicyBook(base, overrides))
+        store = JobQueue(db, base, clock, PolicyBook(base, overrides))
         for space in SPACES:
             for i, a in enumerate(people):
                 if a.granted:

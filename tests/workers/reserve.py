@@ -11,8 +11,7 @@ import time
 
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
-from bot.jobqueue import Charged
-from bot.jobstore import JobStore
+from bot.jobqueue import Charged, JobQueue
 from bot.limits import Limits
 from bot.reservations import NewJob
 from bot.storage import open_database
@@ -20,7 +19,7 @@ from bot.storage import open_database
 
 async def main(url: str, seed: int, tasks: int, users: list[str]) -> None:
     db = await open_database(url, run_migrations=False)
-    store = JobStore(db, Limits(1200, "daily"), time.time)
+    store = JobQueue(db, Limits(1200, "daily"), time.time)
     rng = random.Random(seed)
 
     async def one(index: int) -> str | None:
