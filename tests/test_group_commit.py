@@ -16,10 +16,10 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot.credits import ledger
 from bot.domain import EditOptions, Job, JobState, UserRef
-from bot.jobqueue import Charged, JobQueue, Refunded
-from bot.reservations import NewJob
+from bot.jobs.queue import Charged, JobQueue, Refunded
+from bot.jobs.reservations import NewJob
 
 # Rounds of the event loop a test waits for callers to queue before it gives up (each
 # caller queues within a round or two; this only guards against a hang).

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.chat.platforms import NoConnection
+from bot.chat.texts import result_details
 from bot.domain import Attachment, AttachmentSource, EditResult, Job
 from bot.errors import UserInputError
-from bot.platforms import NoConnection
-from bot.texts import result_details
 
 PLATFORM = "console"
 

@@ -1,7 +1,7 @@
 """How a job is read: its row turned into a ``Job``, a key's job, the queue ahead.
 
-The functions the queue (``bot.jobqueue``, which holds every job query) and the
-reservations (``bot.reservations``) both read with, inside their own transactions.
+The functions the queue (``bot.jobs.queue``, which holds every job query) and the
+reservations (``bot.jobs.reservations``) both read with, inside their own transactions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, UserRef
 from bot.storage.schema import jobs
 
-# A queue position is shown exactly up to here; beyond, as "1,000+" (bot.texts).
+# A queue position is shown exactly up to here; beyond, as "1,000+" (bot.chat.texts).
 QUEUE_POSITION_CAP = 1000
 
 # The key of ``Job.output_meta`` (the jobs.result column) holding where the result was

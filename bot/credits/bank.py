@@ -1,6 +1,6 @@
 """The bank: the one door to a user's credits outside a job's own steps.
 
-``bot.ledger`` is the rows (what each entry kind means, how each is written once);
+``bot.credits.ledger`` is the rows (what each entry kind means, how each is written once);
 this is the transactions that move or show money on their own: opening an account
 (lock, the limits in force, the period's allowance), a balance with what it buys, an
 admin's grant or adjustment, a user's entries, the top spenders, and the audit row of
@@ -8,10 +8,10 @@ an admin action. The service asks the bank and opens no money transaction of its
 
 The money a job moves is written here too, inside the job's own transactions, where it
 must be atomic with the job's row (the caller passes its connection): the allowance and
-the reservation when the job is stored (``bot.reservations``: ``grant_allowance``,
+the reservation when the job is stored (``bot.jobs.reservations``: ``grant_allowance``,
 ``reserve``, ``post_entries`` for a batch), the charge or the refund when it finishes
-(``bot.jobqueue``'s ``finish``: ``charge``, ``refund``). Nothing else writes a ledger
-row; ``bot.ledger`` is how each row looks.
+(``bot.jobs.queue``'s ``finish``: ``charge``, ``refund``). Nothing else writes a ledger
+row; ``bot.credits.ledger`` is how each row looks.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot.credits import ledger
+from bot.credits.ledger import EntryKind, LedgerEntry
+from bot.credits.limits import Limits
+from bot.credits.policies import Override, PolicyBook
+from bot.credits.scopes import GLOBAL
 from bot.domain import Job, RequestContext, UserRef
-from bot.ledger import EntryKind, LedgerEntry
-from bot.limits import Limits
-from bot.policies import Override, PolicyBook
-from bot.scopes import GLOBAL
 from bot.storage.database import Database
 from bot.storage.dialect import insert_many_ignoring_conflict
 from bot.storage.schema import ledger as ledger_table
@@ -127,7 +127,7 @@ class Bank:
 
     @staticmethod
     async def post_entries(conn: AsyncConnection, entries: list[dict[str, Any]]) -> None:
-        """A batch's grants and reservations (rows built by ``bot.ledger``) in one
+        """A batch's grants and reservations (rows built by ``bot.credits.ledger``) in one
         statement; an entry whose dedupe key exists already is not written again."""
         await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])
 

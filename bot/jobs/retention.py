@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 
 from bot.domain import TERMINAL_STATES
-from bot.jobqueue import JobQueue
+from bot.jobs.queue import JobQueue
 from bot.storage.schema import jobs
 
 HOUR = 3600.0

@@ -8,8 +8,8 @@ over once the lease expires.
 The transitions that move money (succeed+charge, fail+refund) happen in one transaction
 with the state change, guarded by the state they expect, so a repeated or concurrent
 transition is a no-op rather than a second charge or refund. Creating a job (and
-reserving its credits) is ``bot.reservations``' work, and every money row the bank's
-(``bot.bank``); this class is the one door to both.
+reserving its credits) is ``bot.jobs.reservations``' work, and every money row the bank's
+(``bot.credits.bank``); this class is the one door to both.
 
 The runner's small transitions (submit started, prediction id, provider switch,
 delivering, succeed/fail, requeue) are group-committed (``WriteBatch``): those that
@@ -26,8 +26,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
-from bot.bank import Bank
+from bot.credits import ledger
+from bot.credits.bank import Bank
+from bot.credits.limits import Limits
+from bot.credits.policies import PolicyBook
 from bot.domain import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -35,10 +37,8 @@ from bot.domain import (
     JobState,
     UserRef,
 )
-from bot.job_reads import DELIVERED, WAITING_FOR, job_with_key, row_to_job, waiting_up_to
-from bot.limits import Limits
-from bot.policies import PolicyBook
-from bot.reservations import NewJob, Reservations, Reserved
+from bot.jobs.reads import DELIVERED, WAITING_FOR, job_with_key, row_to_job, waiting_up_to
+from bot.jobs.reservations import NewJob, Reservations, Reserved
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.group_commit import WriteBatch
 from bot.storage.schema import jobs

@@ -16,9 +16,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from bot.jobqueue import JobQueue
-from bot.local_server import LocalServer
-from bot.metrics import Metrics
+from bot.jobs.queue import JobQueue
+from bot.server.local_server import LocalServer
+from bot.server.metrics import Metrics
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT_SECONDS = 3.0
