@@ -459,7 +459,6 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "greenlet",
             "bot/storage",
             "bot/jobs/queue.py",
-            "bot/jobstore.py",
             "bot/jobs/reservations.py",
             "bot/credits/ledger.py",
             "alembic",

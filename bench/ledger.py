@@ -2,7 +2,7 @@
 
 Two units of work, each reservation with its own job id:
 
-- "create": ``JobStore.create``, what ``KontextService.submit`` calls to accept an edit:
+- "create": ``JobQueue.create``, what ``KontextService.submit`` calls to accept an edit:
   lock the account, resolve the user's policy and the operator's limits, ensure the period
   allowance, read the balance, store the job and append the ``reserve`` entry, in one
   write transaction. Whatever the store does to get there is measured; concurrent creates
@@ -63,8 +63,8 @@ from bot.credits import ledger
 from bot.credits.limits import Limits
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
+from bot.jobs.queue import JobQueue
 from bot.jobs.reservations import NewJob
-from bot.jobstore import JobStore
 from bot.storage import Database, open_database
 from bot.storage.schema import jobs
 from bot.storage.schema import ledger as ledger_table
@@ -128,8 +128,8 @@ def new_job(user: UserRef, key: str) -> NewJob:
 
 
 def create_unit(db: Database) -> Reserve:
-    """The bot's reservation: ``JobStore.create``, as ``KontextService.submit`` calls it."""
-    store = JobStore(db, bot_policy(), lambda: NOW)
+    """The bot's reservation: ``JobQueue.create``, as ``KontextService.submit`` calls it."""
+    store = JobQueue(db, bot_policy(), lambda: NOW)
 
     async def reserve(user: UserRef) -> int:
         try:
@@ -343,7 +343,7 @@ async def seed_history(db: Database) -> None:
 
     Without them PostgreSQL plans the store's queries once, on empty tables, and keeps
     those plans (sequential scans) for the whole run: nothing analyses the tables in a
-    run this short. ``SEED_USERS`` users spend their allowance through ``JobStore.create``
+    run this short. ``SEED_USERS`` users spend their allowance through ``JobQueue.create``
     (64 at a time), then ``ANALYZE``; they live in their own workspace.
     """
     reserve = create_unit(db)

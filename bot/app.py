@@ -24,11 +24,11 @@ from bot.credits.limits import LIMITS, Limits, spec
 from bot.credits.models import catalogue_for
 from bot.credits.policies import Override, PolicyBook
 from bot.dashboard import DashboardServer
+from bot.jobs.queue import JobQueue
 from bot.jobs.retention import PruneReport, prune
 from bot.jobs.runner_limits import RunnerLimits
 from bot.jobs.service import KontextService
 from bot.jobs.worker import Doorbell, Worker
-from bot.jobstore import JobStore
 from bot.providers.base import Provider
 from bot.providers.factory import build_fallbacks, build_provider, capabilities_for
 from bot.server.metrics import Metrics
@@ -77,7 +77,7 @@ log = structlog.get_logger("kontext.app")
 class Core:
     settings: Settings
     db: Database
-    store: JobStore
+    store: JobQueue
     service: KontextService
     provider: Provider | None
     runner: Worker | None
@@ -179,7 +179,7 @@ async def build_core(
         for o in settings.credits.overrides
     ]
     budget_period = settings.credits.budget_period or None
-    store = JobStore(db, base_limits, clock, PolicyBook(base_limits, configured, budget_period))
+    store = JobQueue(db, base_limits, clock, PolicyBook(base_limits, configured, budget_period))
     metrics = Metrics()
     capabilities = provider.capabilities if provider else capabilities_for(settings)
     models = catalogue_for(settings, capabilities.cost_per_image)

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from bot.credits.limits import Limits
-from bot.jobstore import JobStore
+from bot.jobs.queue import JobQueue
 from bot.storage import Database, open_database
 from tests.fakes.coretoday import FakeCoreToday
 from tests.pg import Cluster, ClusterUnavailable, start_cluster
@@ -123,5 +123,5 @@ def base_limits() -> Limits:
 
 
 @pytest.fixture
-def store(db: Database, base_limits: Limits, clock: FakeClock) -> JobStore:
-    return JobStore(db, base_limits, clock)
+def store(db: Database, base_limits: Limits, clock: FakeClock) -> JobQueue:
+    return JobQueue(db, base_limits, clock)

@@ -150,3 +150,59 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     graph.add_import(importer="b", imported="a")
     graph.add_import(importer="b", imported="c")
     assert _cycles(graph, {"a", "b", "c"}) == [["a", "b"]]
+
+
+# The ledger's writing functions (bot.credits.ledger) and the table's own insert.
+_MONEY_WRITES = {"reserve", "settle_charge", "refund", "append", "ensure_allowance"}
+
+
+def _money_writes(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value
+        if isinstance(owner, ast.Name) and owner.id == "ledger" and node.func.attr in _MONEY_WRITES:
+            found.append(f"ledger.{node.func.attr} (line {node.lineno})")
+        if (
+            node.func.attr == "insert"
+            and isinstance(owner, ast.Name)
+            and owner.id
+            in (
+                "ledger_table",
+                "ledger",
+            )
+        ):
+            found.append(f"{owner.id}.insert (line {node.lineno})")
+    return found
+
+
+def test_only_the_bank_writes_money() -> None:
+    """Issue 25, step 1: every ledger row is written by ``bot.credits.bank`` (``bot.credits.ledger``
+    is how a row looks); the reservations and the queue call the bank inside their own
+    transactions. A module that wrote a ledger row of its own fails here."""
+    writers = {
+        str(path.relative_to(ROOT)): found
+        for path in sorted((ROOT / "bot").rglob("*.py"))
+        if path.name not in ("bank.py", "ledger.py") and (found := _money_writes(path))
+    }
+    assert writers == {}
+    # The check sees what it looks for: the bank does write.
+    assert _money_writes(ROOT / "bot" / "credits" / "bank.py")
+
+
+def test_the_service_and_the_conversation_open_no_transaction() -> None:
+    """Issue 25, step 1: the service asks the store and the bank; it opens no
+    transaction or read of its own (``db.transaction()`` / ``db.read()``)."""
+    opened = {
+        name: [
+            node.lineno
+            for node in ast.walk(ast.parse((ROOT / "bot" / name).read_text(encoding="utf-8")))
+            if isinstance(node, ast.Attribute)
+            and node.attr in ("transaction", "read")
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "db"
+        ]
+        for name in ("jobs/service.py", "chat/conversation.py", "chat/admin.py")
+    }
+    assert opened == {name: [] for name in opened}

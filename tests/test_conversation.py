@@ -11,9 +11,8 @@ from bot.credits import ledger
 from bot.credits.limits import Limits
 from bot.credits.policies import PolicyBook
 from bot.domain import SEED_MAX, AttachmentSource, EditOptions, EditRequest, UserRef
-from bot.jobs.queue import Refunded
+from bot.jobs.queue import JobQueue, Refunded
 from bot.jobs.service import KontextService
-from bot.jobstore import JobStore
 from bot.providers.base import ProviderCapabilities
 from bot.storage import Database
 from tests.support import FakeClock
@@ -25,7 +24,7 @@ BASE = Limits(allowance=1200, period="daily")
 
 def service(db: Database, clock: FakeClock) -> KontextService:
     return KontextService(
-        JobStore(db, BASE, clock, PolicyBook(BASE, [])),
+        JobQueue(db, BASE, clock, PolicyBook(BASE, [])),
         ProviderCapabilities(cost_per_image=120),
         provider_name="coretoday",
         model="m",

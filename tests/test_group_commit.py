@@ -18,9 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.credits import ledger
 from bot.domain import EditOptions, Job, JobState, UserRef
-from bot.jobs.queue import Charged, Refunded
+from bot.jobs.queue import Charged, JobQueue, Refunded
 from bot.jobs.reservations import NewJob
-from bot.jobstore import JobStore
 
 # Rounds of the event loop a test waits for callers to queue before it gives up (each
 # caller queues within a round or two; this only guards against a hang).
@@ -41,7 +40,7 @@ def new_job(i: int) -> NewJob:
     )
 
 
-async def running_jobs(store: JobStore, count: int) -> list[Job]:
+async def running_jobs(store: JobQueue, count: int) -> list[Job]:
     """``count`` jobs of different users, claimed (running), in creation order."""
     for i in range(count):
         await store.create(new_job(i))
@@ -51,7 +50,7 @@ async def running_jobs(store: JobStore, count: int) -> list[Job]:
 
 
 @contextmanager
-def transactions(store: JobStore) -> Iterator[Counter[str]]:
+def transactions(store: JobQueue) -> Iterator[Counter[str]]:
     """Count the engine's commits and rollbacks while the block runs."""
     seen: Counter[str] = Counter()
 
@@ -71,7 +70,7 @@ def transactions(store: JobStore) -> Iterator[Counter[str]]:
         event.remove(engine, "rollback", rollback)
 
 
-async def queued(store: JobStore, count: int) -> None:
+async def queued(store: JobQueue, count: int) -> None:
     """Until ``count`` writes wait for the next batch (callers queue as they start)."""
     for _ in range(QUEUE_ROUNDS):
         if store.writes.waiting >= count:
@@ -94,19 +93,19 @@ class Hold:
         return "held"
 
 
-async def ledger_kinds(store: JobStore, job: Job) -> list[str]:
+async def ledger_kinds(store: JobQueue, job: Job) -> list[str]:
     async with store.db.read() as conn:
         entries = await ledger.recent_entries(conn, job.user, 100)
     return sorted(e.kind.value for e in entries if e.job_id == job.id)
 
 
-async def state(store: JobStore, job: Job) -> Job:
+async def state(store: JobQueue, job: Job) -> Job:
     stored = await store.get(job.id)
     assert stored is not None
     return stored
 
 
-async def test_transitions_started_together_commit_in_one_transaction(store: JobStore) -> None:
+async def test_transitions_started_together_commit_in_one_transaction(store: JobQueue) -> None:
     """Fails on the old code: one commit per transition (6, not 1)."""
     jobs = await running_jobs(store, 6)
     a, b, c, d, e, f = jobs
@@ -134,7 +133,7 @@ async def test_transitions_started_together_commit_in_one_transaction(store: Job
     assert (await state(store, f)).state == JobState.QUEUED
 
 
-async def test_transitions_arriving_during_a_batch_share_the_next(store: JobStore) -> None:
+async def test_transitions_arriving_during_a_batch_share_the_next(store: JobQueue) -> None:
     """While one batch's transaction runs, every transition that arrives waits for it and
     then all go in one transaction together. (New mechanism: the old code has no
     ``writes``; its transitions took one transaction each, see the test above.)"""
@@ -160,7 +159,7 @@ async def test_transitions_arriving_during_a_batch_share_the_next(store: JobStor
         assert stored.state == JobState.RUNNING and stored.prediction_id == f"pred-{job.id}"
 
 
-async def test_one_failing_write_fails_only_its_caller(store: JobStore) -> None:
+async def test_one_failing_write_fails_only_its_caller(store: JobQueue) -> None:
     """A job whose settle raises (its refund breaks a NOT NULL column): its caller gets
     the error and its job is untouched; the batch it was in was rolled back and the
     other writes, run again alone, commit. Fails on the old code only at the rollback
@@ -193,7 +192,7 @@ async def test_one_failing_write_fails_only_its_caller(store: JobStore) -> None:
     assert await ledger_kinds(store, bad) == ["refund", "reserve"]
 
 
-async def test_a_cancelled_callers_write_still_lands(store: JobStore) -> None:
+async def test_a_cancelled_callers_write_still_lands(store: JobQueue) -> None:
     """The caller stops waiting (and sees its cancellation); its write completes with the
     batch, and the others in that batch get their outcomes. The old code gave the same
     guarantee (``completes_when_cancelled``) and has no ``writes`` to hold a batch with:
@@ -219,7 +218,7 @@ async def test_a_cancelled_callers_write_still_lands(store: JobStore) -> None:
     assert (await state(store, prediction)).prediction_id == "pred"
 
 
-async def test_succeed_twice_in_one_batch_charges_once(store: JobStore) -> None:
+async def test_succeed_twice_in_one_batch_charges_once(store: JobQueue) -> None:
     """The state guard inside one transaction: the second succeed and a late fail are
     no-ops. Fails on the old code only at the commit count (3, one per call): the guards
     are unchanged; what is new is that the three meet in one transaction."""
@@ -237,7 +236,7 @@ async def test_succeed_twice_in_one_batch_charges_once(store: JobStore) -> None:
 
 
 async def test_one_jobs_transitions_in_one_batch_apply_in_arrival_order(
-    store: JobStore,
+    store: JobQueue,
 ) -> None:
     """Fails on the old code at the commit count (one per transition); the order held
     there too on SQLite, where writers queued in order for the lock."""

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bot.chat.texts import position_text
 from bot.credits import ledger
@@ -15,9 +15,8 @@ from bot.credits.policies import PolicyBook
 from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
 from bot.jobs import reads as job_reads
-from bot.jobs.queue import Charged, Refunded
+from bot.jobs.queue import Charged, JobQueue, Refunded
 from bot.jobs.reservations import NewJob
-from bot.jobstore import JobStore
 from bot.storage import Database
 from tests.support import FakeClock
 
@@ -39,13 +38,13 @@ def new_job(user: UserRef = ALICE, key: str = "k1", cost: int = 120) -> NewJob:
     )
 
 
-async def entries(store: JobStore, user: UserRef) -> list[tuple[str, int]]:
+async def entries(store: JobQueue, user: UserRef) -> list[tuple[str, int]]:
     async with store.db.transaction() as conn:
         rows = await ledger.recent_entries(conn, user, 100)
     return [(e.kind.value, e.amount) for e in reversed(rows)]
 
 
-async def test_first_job_grants_allowance_then_reserves(store: JobStore) -> None:
+async def test_first_job_grants_allowance_then_reserves(store: JobQueue) -> None:
     stored = await store.create(new_job())
     assert not stored.duplicate
     assert stored.balance_after == 1080
@@ -53,7 +52,7 @@ async def test_first_job_grants_allowance_then_reserves(store: JobStore) -> None
     assert await entries(store, ALICE) == [("grant", 1200), ("reserve", -120)]
 
 
-async def test_allowance_is_granted_once_per_period(store: JobStore, clock: FakeClock) -> None:
+async def test_allowance_is_granted_once_per_period(store: JobQueue, clock: FakeClock) -> None:
     await store.create(new_job(key="a"))
     await store.create(new_job(key="b"))
     assert await store.balance(ALICE) == 960
@@ -64,7 +63,7 @@ async def test_allowance_is_granted_once_per_period(store: JobStore, clock: Fake
     assert grants == [("grant", 1200), ("grant", 1200)]
 
 
-async def test_quota_error_stores_nothing_and_says_when_it_refills(store: JobStore) -> None:
+async def test_quota_error_stores_nothing_and_says_when_it_refills(store: JobQueue) -> None:
     with pytest.raises(QuotaError) as info:
         await store.create(new_job(cost=5000))
     assert info.value.balance == 1200
@@ -75,7 +74,7 @@ async def test_quota_error_stores_nothing_and_says_when_it_refills(store: JobSto
     assert all(kind != "reserve" for kind, _ in await entries(store, ALICE))
 
 
-async def test_same_idempotency_key_returns_first_job(store: JobStore) -> None:
+async def test_same_idempotency_key_returns_first_job(store: JobQueue) -> None:
     first = await store.create(new_job(key="event-1"))
     second = await store.create(new_job(key="event-1"))
     assert second.duplicate
@@ -83,14 +82,14 @@ async def test_same_idempotency_key_returns_first_job(store: JobStore) -> None:
     assert await store.balance(ALICE) == 1080
 
 
-async def test_concurrent_duplicates_create_one_job(store: JobStore) -> None:
+async def test_concurrent_duplicates_create_one_job(store: JobQueue) -> None:
     results = await asyncio.gather(*(store.create(new_job(key="same")) for _ in range(12)))
     assert len({r.job.id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
     assert await store.balance(ALICE) == 1080
 
 
-async def test_concurrent_reservations_never_overspend(store: JobStore) -> None:
+async def test_concurrent_reservations_never_overspend(store: JobQueue) -> None:
     async def attempt(i: int, user: UserRef) -> bool:
         try:
             await store.create(new_job(user=user, key=f"{user}-{i}"))
@@ -107,7 +106,7 @@ async def test_concurrent_reservations_never_overspend(store: JobStore) -> None:
         assert await entries(store, user) == [("grant", 1200)] + [("reserve", -120)] * 10
 
 
-async def test_charge_and_refund_happen_once(store: JobStore) -> None:
+async def test_charge_and_refund_happen_once(store: JobQueue) -> None:
     ok = (await store.create(new_job(key="ok"))).job
     bad = (await store.create(new_job(key="bad"))).job
     assert await store.finish(ok, Charged())
@@ -127,7 +126,7 @@ async def test_charge_and_refund_happen_once(store: JobStore) -> None:
     assert failed.error_kind == "provider_unavailable"
 
 
-async def test_claim_respects_caps_and_leases(store: JobStore, clock: FakeClock) -> None:
+async def test_claim_respects_caps_and_leases(store: JobQueue, clock: FakeClock) -> None:
     for i in range(3):
         await store.create(new_job(key=f"a{i}"))
         clock.advance(1)
@@ -147,7 +146,7 @@ async def test_claim_respects_caps_and_leases(store: JobStore, clock: FakeClock)
 
 
 async def test_claim_follows_the_per_user_cap_an_admin_stored(
-    store: JobStore, clock: FakeClock
+    store: JobQueue, clock: FakeClock
 ) -> None:
     for i in range(3):
         await store.create(new_job(key=f"a{i}"))
@@ -167,7 +166,7 @@ async def test_claim_follows_the_per_user_cap_an_admin_stored(
     ]
 
 
-async def test_renewed_leases_keep_jobs(store: JobStore, clock: FakeClock) -> None:
+async def test_renewed_leases_keep_jobs(store: JobQueue, clock: FakeClock) -> None:
     await store.create(new_job())
     assert len(await store.claim("one", ["slack"], 1, 30)) == 1
     clock.advance(20)
@@ -178,7 +177,7 @@ async def test_renewed_leases_keep_jobs(store: JobStore, clock: FakeClock) -> No
     assert len(await store.claim("two", ["slack"], 1, 30)) == 1
 
 
-async def test_queue_position_counts_waiting_jobs(store: JobStore, clock: FakeClock) -> None:
+async def test_queue_position_counts_waiting_jobs(store: JobQueue, clock: FakeClock) -> None:
     jobs = []
     for i in range(3):
         jobs.append((await store.create(new_job(user=BOB, key=f"q{i}"))).job)
@@ -189,7 +188,7 @@ async def test_queue_position_counts_waiting_jobs(store: JobStore, clock: FakeCl
 
 
 async def test_balance_cap_limits_what_allowances_add(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, Limits(1200, "daily", max_balance=2000), clock)
+    store = JobQueue(db, Limits(1200, "daily", max_balance=2000), clock)
     await store.create(new_job(key="a"))  # grant 1200, reserve 120 -> 1080
     clock.advance(86_400)
     await store.create(new_job(key="b"))  # the allowance tops up to 2000 at most: +920
@@ -201,7 +200,7 @@ async def test_balance_cap_limits_what_allowances_add(db: Database, clock: FakeC
 
 
 async def test_shared_budget_refuses_and_renews(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, Limits(1200, "daily", budget=360), clock)
+    store = JobQueue(db, Limits(1200, "daily", budget=360), clock)
     await store.create(new_job(user=ALICE, key="a1"))
     bob_job = (await store.create(new_job(user=BOB, key="b1"))).job
     await store.create(new_job(user=ALICE, key="a2"))
@@ -216,7 +215,7 @@ async def test_shared_budget_refuses_and_renews(db: Database, clock: FakeClock) 
 
 
 async def test_shared_budget_holds_under_concurrency(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, Limits(1200, "daily", budget=600), clock)
+    store = JobQueue(db, Limits(1200, "daily", budget=600), clock)
     users = [UserRef("slack", "T1", f"U{i}") for i in range(8)]
 
     async def attempt(i: int) -> bool:
@@ -230,7 +229,7 @@ async def test_shared_budget_holds_under_concurrency(db: Database, clock: FakeCl
 
 
 async def test_cooldown_between_requests(db: Database, clock: FakeClock) -> None:
-    store = JobStore(db, Limits(1200, "daily", cooldown_seconds=30), clock)
+    store = JobQueue(db, Limits(1200, "daily", cooldown_seconds=30), clock)
     await store.create(new_job(key="a"))
     clock.advance(10)
     with pytest.raises(QuotaError) as info:
@@ -247,7 +246,7 @@ async def test_a_redelivered_request_gets_its_job_not_a_refusal(
     """Slack and Discord redeliver events: a second delivery of a request that was taken
     is answered with its job, although the first delivery's own reservation (a cooldown
     started, the balance spent) would refuse a new request."""
-    store = JobStore(db, Limits(120, "daily", cooldown_seconds=30), clock)
+    store = JobQueue(db, Limits(120, "daily", cooldown_seconds=30), clock)
     first = await store.create(new_job(key="same event"))
     clock.advance(1)
     again = await store.create(new_job(key="same event"))
@@ -259,7 +258,7 @@ async def test_a_redelivered_request_gets_its_job_not_a_refusal(
 
 
 async def test_the_queue_position_is_counted_when_the_job_is_stored(
-    store: JobStore, clock: FakeClock, db: Database
+    store: JobQueue, clock: FakeClock, db: Database
 ) -> None:
     """The acknowledgement's position comes from the reserving transaction, together or
     alone, and agrees with a read afterwards."""
@@ -275,7 +274,7 @@ async def test_the_queue_position_is_counted_when_the_job_is_stored(
 
 
 async def test_a_long_queue_is_counted_only_up_to_the_cap(
-    store: JobStore, monkeypatch: pytest.MonkeyPatch
+    store: JobQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The position walks the queue's index: a backlog of tens of thousands is counted
     up to the cap (1,000; 3 here) and shown as "1,000+", not walked whole each time."""
@@ -335,7 +334,7 @@ async def test_locking_an_existing_account_leaves_its_row_as_it_was(db: Database
     assert after == before  # same version, and created_at kept from the first lock
 
 
-async def test_mark_delivering_leaves_a_finished_job_alone(store: JobStore) -> None:
+async def test_mark_delivering_leaves_a_finished_job_alone(store: JobQueue) -> None:
     stored = await store.create(new_job())
     balance = await store.mark_delivering(stored.job.id, "/out/a.png", {}, user=ALICE)
     assert balance == 1200 - 120
@@ -351,9 +350,9 @@ async def test_mark_delivering_leaves_a_finished_job_alone(store: JobStore) -> N
 # -- credits.budget_period: the budget's own period (issue 29) ------------------------------
 
 
-def monthly_budget_store(db: Database, clock: FakeClock, budget: int) -> JobStore:
+def monthly_budget_store(db: Database, clock: FakeClock, budget: int) -> JobQueue:
     limits = Limits(1200, "daily", budget=budget)
-    return JobStore(db, limits, clock, PolicyBook(limits, budget_period="monthly"))
+    return JobQueue(db, limits, clock, PolicyBook(limits, budget_period="monthly"))
 
 
 async def test_a_monthly_budget_outlasts_the_daily_allowance(
@@ -378,7 +377,7 @@ async def test_a_monthly_budget_outlasts_the_daily_allowance(
 
 async def test_the_budget_period_defaults_to_the_allowances(db: Database, clock: FakeClock) -> None:
     limits = Limits(1200, "daily", budget=120)
-    store = JobStore(db, limits, clock, PolicyBook(limits))
+    store = JobQueue(db, limits, clock, PolicyBook(limits))
     await store.create(new_job(user=ALICE, key="x1"))
     with pytest.raises(QuotaError):
         await store.create(new_job(user=BOB, key="x2"))
@@ -425,3 +424,35 @@ async def test_the_config_key_reaches_the_budget(tmp_path: Path) -> None:
         assert core.store.policy_book.budget_period_of(await core.service.limits()) == "daily"
     finally:
         await core.close()
+
+
+async def test_a_reservation_is_six_statements_alone_and_together(store: JobQueue) -> None:
+    """Issue 25: the queue ahead is read with the balances, so a reservation is six
+    statements (idempotency look-up, accounts locked, policies, balances and queue, the
+    job, the ledger entry); it was seven with the count after the insert. A batch of
+    three users is the same six statements, and the positions are what a count after
+    the insert gives."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "PRAGMA")):
+            statements.append(statement)
+
+    engine = store.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        alone = await store.create(new_job(user=ALICE, key="s1"))
+        assert len(statements) == 6, statements
+        statements.clear()
+        users = [UserRef("slack", "T1", f"U{i}") for i in range(3)]
+        together = await asyncio.gather(
+            *(store.create(new_job(user=u, key=f"b{i}")) for i, u in enumerate(users))
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert alone.queue_position == 1
+    # The first request of the three may have gone alone while the batch formed behind it.
+    assert len(statements) in (6, 12), statements
+    for reserved in together:
+        assert reserved.queue_position == await store.queue_position(reserved.job)
+    assert sorted(r.queue_position for r in together)[-1] == 4

@@ -17,8 +17,7 @@ from sqlalchemy import func, select
 
 from bot.credits.limits import Limits
 from bot.domain import UserRef
-from bot.jobs.queue import Charged
-from bot.jobstore import JobStore
+from bot.jobs.queue import Charged, JobQueue
 from bot.storage import open_database
 from bot.storage.schema import ledger
 from tests.fakes.coretoday import FakeCoreToday
@@ -69,7 +68,7 @@ async def test_four_processes_reserving_for_the_same_users(pg_url: str) -> None:
     assert len(stored) == len(set(stored)) == 3 * 10  # 1200 / 120 credits for each user
 
     db = await open_database(pg_url, run_migrations=False)
-    store = JobStore(db, Limits(1200, "daily"), lambda: 0.0)
+    store = JobQueue(db, Limits(1200, "daily"), lambda: 0.0)
     try:
         async with db.transaction() as conn:
             rows = (

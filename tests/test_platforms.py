@@ -16,7 +16,7 @@ from bot.errors import ConfigError
 
 def test_the_registry_names_every_platform_without_importing_an_sdk() -> None:
     code = (
-        "import sys; from bot import platforms; "
+        "import sys; from bot.chat import platforms; "
         "print(sorted(platforms.registered())); "
         "print(any(m in sys.modules for m in ('discord', 'slack_bolt', 'slack_sdk')))"
     )

@@ -15,8 +15,8 @@ from bot.credits.limits import Limits
 from bot.credits.policies import Override, PolicyBook, effective_policy
 from bot.domain import EditOptions, EditRequest, RequestContext, UserRef
 from bot.errors import QuotaError, UserInputError
+from bot.jobs.queue import JobQueue
 from bot.jobs.service import KontextService
-from bot.jobstore import JobStore
 from bot.providers.base import ProviderCapabilities
 from bot.storage import Database
 from tests.fakes.coretoday import FakeCoreToday
@@ -35,7 +35,7 @@ BASE = Limits(allowance=1200, period="daily")
 def service(
     db: Database, clock: FakeClock, configured: list[Override] | None = None
 ) -> KontextService:
-    store = JobStore(db, BASE, clock, PolicyBook(BASE, configured or []))
+    store = JobQueue(db, BASE, clock, PolicyBook(BASE, configured or []))
     return KontextService(
         store,
         ProviderCapabilities(cost_per_image=120),

@@ -26,8 +26,8 @@ from bot.credits.limits import Limits
 from bot.credits.policies import Override, PolicyBook
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
+from bot.jobs.queue import JobQueue
 from bot.jobs.reservations import NewJob, Reserved, new_job_id, queued_job
-from bot.jobstore import JobStore
 from bot.storage import open_database
 from tests.pg import Cluster
 from tests.support import FakeClock, fresh_database
@@ -96,7 +96,7 @@ async def both_ways(base: Limits, people: list[Asker], url: str) -> None:
     db = await open_database(url)
     try:
         clock = FakeClock(1_750_000_000.0)
-        store = JobStore(db, base, clock, PolicyBook(base, overrides))
+        store = JobQueue(db, base, clock, PolicyBook(base, overrides))
         for space in SPACES:
             for i, a in enumerate(people):
                 if a.granted:

@@ -155,7 +155,7 @@ class AdminCommands:
 
         return await self._answer(admin, platform_admin, act)
 
-    # -- restricted models (bot.credits.models; docs/credits.md) --------------------------------------
+    # -- restricted models (bot.credits.models; docs/credits.md) ----------------------------------
 
     async def allow_models(
         self, admin: UserRef, scope: str, names: Sequence[str], platform_admin: PlatformAdmin

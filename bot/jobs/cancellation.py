@@ -66,7 +66,7 @@ async def cancel_queued(queue: JobQueue, job: Job, message: str) -> int | None:
         )
         if moved.rowcount != 1:
             return None
-        await ledger.refund(conn, job.user, job.id, job.cost, now, reason="canceled")
+        await queue.bank.refund(conn, job, "canceled", now)
         return await ledger.balance(conn, job.user)
 
     return await queue.writes.run(cancel)

@@ -8,7 +8,8 @@ over once the lease expires.
 The transitions that move money (succeed+charge, fail+refund) happen in one transaction
 with the state change, guarded by the state they expect, so a repeated or concurrent
 transition is a no-op rather than a second charge or refund. Creating a job (and
-reserving its credits) is ``bot.jobs.reservations``' concern.
+reserving its credits) is ``bot.jobs.reservations``' work, and every money row the bank's
+(``bot.credits.bank``); this class is the one door to both.
 
 The runner's small transitions (submit started, prediction id, provider switch,
 delivering, succeed/fail, requeue) are group-committed (``WriteBatch``): those that
@@ -26,6 +27,8 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.credits import ledger
+from bot.credits.bank import Bank
+from bot.credits.limits import Limits
 from bot.credits.policies import PolicyBook
 from bot.domain import (
     ACTIVE_STATES,
@@ -34,7 +37,8 @@ from bot.domain import (
     JobState,
     UserRef,
 )
-from bot.jobs.reads import DELIVERED, WAITING_FOR, JobReads, row_to_job
+from bot.jobs.reads import DELIVERED, WAITING_FOR, job_with_key, row_to_job, waiting_up_to
+from bot.jobs.reservations import NewJob, Reservations, Reserved
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.group_commit import WriteBatch
 from bot.storage.schema import jobs
@@ -53,14 +57,89 @@ async def _set_if_active(conn: AsyncConnection, job_id: str, **values: Any) -> b
     return bool(result.rowcount)
 
 
-class JobQueue(JobReads):
-    def __init__(self, db: Database, clock: Clock, policy_book: PolicyBook) -> None:
+class JobQueue:
+    """Every job query: created with its reservation (``create``), read, claimed,
+    moved, and finished with its money settled (``finish``). Composed of the parts that
+    do the work: ``reservations`` (creating), ``bank`` (every money row), ``writes``
+    (the group-committed transitions); the service, the runner, the operator's
+    endpoints and the tests hold this one object."""
+
+    def __init__(
+        self,
+        db: Database,
+        base_limits: Limits,
+        clock: Clock,
+        policy_book: PolicyBook | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
-        # The claim reads the per-user concurrency cap in force from here.
-        self.policy_book = policy_book
+        # The config's limits; what admins changed, and the overrides per scope, are in
+        # ``policy_book`` (the claim reads the per-user concurrency cap in force there).
+        self.base_limits = base_limits
+        self.policy_book = policy_book or PolicyBook(base_limits)
+        self.bank = Bank(db, clock, self.policy_book)
+        self.reservations = Reservations(db, clock, self.policy_book, self.bank)
         # The transitions below go through here, group-committed.
         self.writes = WriteBatch(db)
+
+    async def create(self, new: NewJob) -> Reserved:
+        """Store the job with its cost reserved (``Reservations.create``)."""
+        return await self.reservations.create(new)
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        return row_to_job(row) if row else None
+
+    async def by_idempotency_key(self, key: str) -> Job | None:
+        async with self.db.read() as conn:
+            return await job_with_key(conn, key)
+
+    async def queue_position(self, job: Job) -> int:
+        """1 for the next job to run; 0 when the job is no longer waiting."""
+        if job.state != JobState.QUEUED:
+            return 0
+        async with self.db.read() as conn:
+            return await waiting_up_to(conn, job.created_at)
+
+    async def balance(self, user: UserRef) -> int:
+        async with self.db.read() as conn:
+            return await ledger.balance(conn, user)
+
+    async def counts_by_state(self) -> dict[str, int]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+            counts = {state.value: 0 for state in JobState}
+            counts.update({state: count for state, count in rows})
+        return counts
+
+    async def active_for_user(self, user: UserRef) -> int:
+        async with self.db.read() as conn:
+            count = await conn.scalar(
+                select(func.count())
+                .select_from(jobs)
+                .where(
+                    jobs.c.user_ref == str(user),
+                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
+                )
+            )
+        return int(count or 0)
+
+    async def recent_for_user(self, user: UserRef, limit: int = 10) -> list[Job]:
+        """The user's newest jobs first (``/kontext history``): one query on the
+        (user_ref, created_at) index."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(jobs)
+                .where(jobs.c.user_ref == str(user))
+                .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+                .limit(limit)
+            )
+            return [row_to_job(row) for row in rows]
+
+    # -- the runner's transitions ------------------------------------------------------
 
     @completes_when_cancelled
     async def forget_delivery(self, job_id: str) -> None:
@@ -268,14 +347,14 @@ class JobQueue(JobReads):
         second attempt (any process, any outcome) a no-op: False, nothing settled twice."""
         now = self.clock()
         if isinstance(outcome, Charged):
-            state, settle = JobState.SUCCEEDED, _charge(job)
+            state, settle = JobState.SUCCEEDED, self._charge(job)
             values: dict[str, Any] = {}
             if outcome.delivered:
                 # Where the platform says the result is now (its ``Reply.deliver``
                 # answer), kept with the output metadata so that history can link to it.
                 values["result"] = {**job.output_meta, DELIVERED: dict(outcome.delivered)}
         else:
-            state, settle = outcome.state, _refund(job, outcome.error_kind)
+            state, settle = outcome.state, self._refund(job, outcome.error_kind)
             values = {"error_kind": outcome.error_kind, "error_message": outcome.message[:2000]}
 
         async def finish(conn: AsyncConnection) -> bool:
@@ -300,6 +379,18 @@ class JobQueue(JobReads):
             return True
 
         return await self.writes.run(finish)
+
+    def _charge(self, job: Job) -> Settle:
+        async def charge(conn: AsyncConnection, now: float) -> None:
+            await self.bank.charge(conn, job, now)
+
+        return charge
+
+    def _refund(self, job: Job, reason: str) -> Settle:
+        async def refund(conn: AsyncConnection, now: float) -> None:
+            await self.bank.refund(conn, job, reason, now)
+
+        return refund
 
     # The pipeline's names for the two outcomes (its delivery code calls these).
 
@@ -331,20 +422,6 @@ Outcome = Charged | Refunded
 
 
 Settle = Callable[[AsyncConnection, float], Awaitable[None]]
-
-
-def _charge(job: Job) -> Settle:
-    async def charge(conn: AsyncConnection, now: float) -> None:
-        await ledger.settle_charge(conn, job.user, job.id, job.cost, now)
-
-    return charge
-
-
-def _refund(job: Job, reason: str) -> Settle:
-    async def refund(conn: AsyncConnection, now: float) -> None:
-        await ledger.refund(conn, job.user, job.id, job.cost, now, reason=reason)
-
-    return refund
 
 
 def _leased_by(owner: str) -> tuple[ColumnElement[bool], ...]:

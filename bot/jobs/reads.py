@@ -1,7 +1,7 @@
-"""Reading jobs: one job, a user's recent ones, counts, a queue position.
+"""How a job is read: its row turned into a ``Job``, a key's job, the queue ahead.
 
-Part of the job store (``JobQueue`` extends it); the reads that the claim and the
-transitions do inside their own transactions stay with them in ``bot.jobs.queue``.
+The functions the queue (``bot.jobs.queue``, which holds every job query) and the
+reservations (``bot.jobs.reservations``) both read with, inside their own transactions.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.credits import ledger
-from bot.domain import ACTIVE_STATES, AttachmentSource, EditOptions, Job, JobState, UserRef
-from bot.storage.database import Database
+from bot.domain import AttachmentSource, EditOptions, Job, JobState, UserRef
 from bot.storage.schema import jobs
 
 # A queue position is shown exactly up to here; beyond, as "1,000+" (bot.chat.texts).
@@ -54,60 +52,10 @@ def row_to_job(row: Row[Any]) -> Job:
     )
 
 
-class JobReads:
-    db: Database
-
-    async def get(self, job_id: str) -> Job | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
-        return row_to_job(row) if row else None
-
-    async def by_idempotency_key(self, key: str) -> Job | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))).first()
-        return row_to_job(row) if row else None
-
-    async def queue_position(self, job: Job) -> int:
-        """1 for the next job to run; 0 when the job is no longer waiting."""
-        if job.state != JobState.QUEUED:
-            return 0
-        async with self.db.read() as conn:
-            return await waiting_up_to(conn, job.created_at)
-
-    async def balance(self, user: UserRef) -> int:
-        async with self.db.read() as conn:
-            return await ledger.balance(conn, user)
-
-    async def counts_by_state(self) -> dict[str, int]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
-            counts = {state.value: 0 for state in JobState}
-            counts.update({state: count for state, count in rows})
-        return counts
-
-    async def active_for_user(self, user: UserRef) -> int:
-        async with self.db.read() as conn:
-            count = await conn.scalar(
-                select(func.count())
-                .select_from(jobs)
-                .where(
-                    jobs.c.user_ref == str(user),
-                    jobs.c.state.in_([s.value for s in ACTIVE_STATES]),
-                )
-            )
-        return int(count or 0)
-
-    async def recent_for_user(self, user: UserRef, limit: int = 10) -> list[Job]:
-        """The user's newest jobs first (``/kontext history``): one query on the
-        (user_ref, created_at) index."""
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(jobs)
-                .where(jobs.c.user_ref == str(user))
-                .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-                .limit(limit)
-            )
-            return [row_to_job(row) for row in rows]
+async def job_with_key(conn: AsyncConnection, key: str) -> Job | None:
+    """The job a request's idempotency key made, if any."""
+    row = (await conn.execute(select(jobs).where(jobs.c.idempotency_key == key))).first()
+    return row_to_job(row) if row else None
 
 
 async def waiting_up_to(conn: AsyncConnection, created_at: float) -> int:

@@ -5,7 +5,7 @@ one transaction, after the user's account is locked, the limits in force resolve
 period's allowance granted and the operator's limits checked. A redelivered event (same
 idempotency key) creates nothing and is answered with the job it already made.
 
-Group commit: one reservation alone is ~6 statements, and on this stack each
+Group commit: one reservation alone is 6 statements, and on this stack each
 statement's round trip costs far more CPU than the database's work (see
 docs/benchmarks.md, ledger). So while one transaction runs, the requests that arrive
 queue up, and the next transaction takes them all with set-based statements
@@ -23,7 +23,7 @@ checks that one at a time and together give the same answers.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,10 +41,10 @@ from bot.credits.scopes import GLOBAL, scopes_for
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
 from bot.i18n import _, ngettext
-from bot.jobs.queue import JobQueue
-from bot.jobs.reads import row_to_job, waiting_up_to
-from bot.storage.database import completes_when_cancelled
-from bot.storage.dialect import create_and_lock, insert_many_ignoring_conflict, one_of
+from bot.jobs import reads as job_reads
+from bot.jobs.reads import job_with_key, row_to_job, waiting_up_to
+from bot.storage.database import Database, completes_when_cancelled
+from bot.storage.dialect import create_and_lock, one_of
 from bot.storage.group_commit import GroupCommit, one_by_one
 from bot.storage.schema import accounts, jobs
 from bot.storage.schema import ledger as ledger_table
@@ -205,17 +205,16 @@ def job_row(job: Job, now: float) -> dict[str, object]:
 
 
 class Reservations:
-    """Adds jobs to ``queue`` (its database, clock and policy book) with their credits
-    reserved."""
+    """Adds jobs to the database with their credits reserved (through ``bank``)."""
 
-    def __init__(self, queue: JobQueue, bank: Bank) -> None:
-        self.queue = queue
+    def __init__(
+        self, db: Database, clock: Callable[[], float], policy_book: PolicyBook, bank: Bank
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.policy_book = policy_book
         self.bank = bank
         self._group = GroupCommit[NewJob, Reserved](self._create_many)
-
-    @property
-    def policy_book(self) -> PolicyBook:
-        return self.queue.policy_book
 
     async def create(self, new: NewJob) -> Reserved:
         """Store the job and reserve its cost in one transaction, or return the job that
@@ -224,10 +223,11 @@ class Reservations:
             return await self._group.submit(new)
         except IntegrityError:
             # Another task stored the same key between our look-up and insert.
-            existing = await self.queue.by_idempotency_key(new.idempotency_key)
-            if existing is None:
-                raise
-            return Reserved(existing, True, await self.queue.balance(existing.user))
+            async with self.db.read() as conn:
+                existing = await job_with_key(conn, new.idempotency_key)
+                if existing is None:
+                    raise
+                return await redelivered(conn, existing)
 
     async def _create_many(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
         """One transaction for everything that arrived together, or one at a time where
@@ -241,9 +241,9 @@ class Reservations:
 
     @completes_when_cancelled
     async def _create_batch(self, batch: list[NewJob]) -> list[Reserved | BaseException]:
-        now = self.queue.clock()
+        now = self.clock()
         keys = [new.idempotency_key for new in batch]
-        async with self.queue.db.transaction() as conn:
+        async with self.db.transaction() as conn:
             # Redelivered events: answered with the job they already made.
             rows = await conn.execute(
                 select(jobs).where(one_of(conn, jobs.c.idempotency_key, keys))
@@ -251,7 +251,7 @@ class Reservations:
             existing = {row.idempotency_key: row_to_job(row) for row in rows}
             fresh = [new for new in batch if new.idempotency_key not in existing]
             items = [(queued_job(new, new_job_id(), now), new.context) for new in fresh]
-            reserved = iter(await reserve_batch(conn, items, self.policy_book, now))
+            reserved = iter(await reserve_batch(conn, items, self.policy_book, self.bank, now))
             outcomes: list[Reserved | BaseException] = []
             for new in batch:
                 old = existing.get(new.idempotency_key)
@@ -263,9 +263,9 @@ class Reservations:
 
     @completes_when_cancelled
     async def _create(self, new: NewJob) -> Reserved:
-        now = self.queue.clock()
+        now = self.clock()
         job = queued_job(new, new_job_id(), now)
-        async with self.queue.db.transaction() as conn:
+        async with self.db.transaction() as conn:
             # A redelivered event gets its job, never a refusal (cooldown, balance) that
             # the first delivery's own reservation would now cause.
             same_key = jobs.c.idempotency_key == new.idempotency_key
@@ -274,9 +274,12 @@ class Reservations:
                 return await redelivered(conn, row_to_job(row))
             # The batch's rules and statements, for a batch of one: one set of rules for
             # both paths, and a read of the balance with the allowance's key instead of
-            # an insert-to-see and a sum (7 statements instead of 8).
+            # an insert-to-see and a sum, and the queue ahead read with the balances (6
+            # statements; 8 before).
             try:
-                (outcome,) = await reserve_batch(conn, [(job, new.context)], self.policy_book, now)
+                (outcome,) = await reserve_batch(
+                    conn, [(job, new.context)], self.policy_book, self.bank, now
+                )
             except NotBatchable:
                 return await self._create_with_limits(conn, new, job, now)
             if isinstance(outcome, QuotaError):
@@ -293,12 +296,12 @@ class Reservations:
         if paused is not None:
             raise paused_refusal(new.cost)
         await self._check_limits(conn, new, limits, now)
-        await ledger.ensure_allowance(conn, new.user, limits, now)
+        await self.bank.grant_allowance(conn, new.user, limits, now)
         available = await ledger.balance(conn, new.user)
         if available < new.cost:
             raise balance_refusal(available, new.cost, now, limits.period)
         await conn.execute(jobs.insert().values(**job_row(job, now)))
-        await ledger.reserve(conn, new.user, job.id, new.cost, now)
+        await self.bank.reserve(conn, job, now)
         position = await waiting_up_to(conn, now)
         return Reserved(job, False, available - new.cost, position)
 
@@ -329,10 +332,53 @@ async def redelivered(conn: AsyncConnection, job: Job) -> Reserved:
     return Reserved(job, True, await ledger.balance(conn, job.user))
 
 
+async def balances_and_queue(
+    conn: AsyncConnection, users: list[str], allowance_keys: list[str], now: float
+) -> tuple[dict[str, int], set[str], int]:
+    """Each user's balance, the users whose allowance for this period (``allowance_keys``)
+    is granted already, and the queued jobs created up to ``now`` (capped as
+    ``waiting_up_to`` caps it), in one statement: the count is a one-row derived table the
+    ledger is joined to, so a user with no entries yet still gets the count (one row with
+    no user). It was a statement of its own after the insert (7 per reservation, now 6).
+    """
+    waiting = (
+        select(func.count().label("ahead"))
+        .select_from(
+            select(jobs.c.created_at)
+            .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= now)
+            .limit(job_reads.QUEUE_POSITION_CAP)
+            .subquery()
+        )
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(
+            waiting.c.ahead,
+            ledger_table.c.user_ref,
+            func.sum(ledger_table.c.amount),
+            func.max(case((one_of(conn, ledger_table.c.dedupe_key, allowance_keys), 1), else_=0)),
+        )
+        .select_from(waiting.outerjoin(ledger_table, one_of(conn, ledger_table.c.user_ref, users)))
+        .group_by(waiting.c.ahead, ledger_table.c.user_ref)
+    )
+    balances: dict[str, int] = {}
+    granted: set[str] = set()
+    ahead = 0
+    for count, ref, total, has_grant in rows:
+        ahead = int(count or 0)
+        if ref is None:
+            continue
+        balances[str(ref)] = int(total or 0)
+        if has_grant:
+            granted.add(str(ref))
+    return balances, granted, ahead
+
+
 async def reserve_batch(
     conn: AsyncConnection,
     items: Sequence[tuple[Job, RequestContext]],
     policy_book: PolicyBook,
+    bank: Bank,
     now: float,
 ) -> list[Reserved | QuotaError]:
     """Reserve every item's job in the caller's transaction; items are jobs not yet
@@ -353,27 +399,14 @@ async def reserve_batch(
     if any(p.cooldown_seconds > 0 or p.budget > 0 for p, _ in decided):
         raise NotBatchable("cooldown or budget")
 
-    # Balances and whether this period's allowance was granted, in one read.
+    # Balances, whether this period's allowance was granted and the queue ahead, in one
+    # read (``balances_and_queue``).
     keys = [
         key
         for (job, _files), (limits, paused) in zip(items, decided, strict=True)
         if paused is None and (key := allowance_key(job.user, limits, now)) is not None
     ]
-    rows = await conn.execute(
-        select(
-            ledger_table.c.user_ref,
-            func.sum(ledger_table.c.amount),
-            func.max(case((one_of(conn, ledger_table.c.dedupe_key, keys), 1), else_=0)),
-        )
-        .where(one_of(conn, ledger_table.c.user_ref, users))
-        .group_by(ledger_table.c.user_ref)
-    )
-    balances: dict[str, int] = {}
-    granted: set[str] = set()
-    for ref, total, has_grant in rows:
-        balances[str(ref)] = int(total or 0)
-        if has_grant:
-            granted.add(str(ref))
+    balances, granted, ahead = await balances_and_queue(conn, users, keys, now)
     # The allowances due count towards the balance; a grant is written only with the
     # reservation it made possible, as on the single path, whose refusal rolls its
     # grant back (the next request grants it again, under the same key).
@@ -406,11 +439,13 @@ async def reserve_batch(
         outcomes.append(Reserved(job, False, available - job.cost))
     if job_rows:
         await conn.execute(jobs.insert(), job_rows)
-    await insert_many_ignoring_conflict(conn, ledger_table, entries, ["dedupe_key"])
+    await bank.post_entries(conn, entries)
     if not job_rows:
         return outcomes
-    # One count for the whole batch: its jobs share one creation time, so one position.
-    position = await waiting_up_to(conn, now)
+    # One position for the whole batch: its jobs share one creation time, and they are
+    # queued behind what was waiting when the balances were read (this transaction's
+    # view: counting again after the insert would add exactly these jobs).
+    position = min(ahead + len(job_rows), job_reads.QUEUE_POSITION_CAP)
     return [
         replace(outcome, queue_position=position) if isinstance(outcome, Reserved) else outcome
         for outcome in outcomes

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 
 from bot.domain import TERMINAL_STATES
-from bot.jobstore import JobStore
+from bot.jobs.queue import JobQueue
 from bot.storage.schema import jobs
 
 HOUR = 3600.0
@@ -44,7 +44,7 @@ def _unlink(paths: list[Path]) -> int:
 
 
 async def prune(
-    store: JobStore,
+    store: JobQueue,
     output_dir: Path,
     *,
     keep_images_hours: float,

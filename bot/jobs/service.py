@@ -37,8 +37,8 @@ from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputEr
 from bot.i18n import _, number
 from bot.images import ACCEPTED_FORMATS, formats_phrase
 from bot.jobs import cancellation
+from bot.jobs.queue import JobQueue
 from bot.jobs.reservations import NewJob
-from bot.jobstore import JobStore
 from bot.providers.base import ProviderCapabilities
 from bot.server.metrics import Metrics
 
@@ -89,7 +89,7 @@ class _NobodyListens:
 class KontextService:
     def __init__(
         self,
-        store: JobStore,
+        store: JobQueue,
         capabilities: ProviderCapabilities,
         *,
         provider_name: str,
@@ -223,8 +223,9 @@ class KontextService:
         """A restricted model is taken only where an override that applies lists it
         (docs/credits.md); elsewhere it is refused before anything is reserved."""
         book = self.store.policy_book
-        async with self.store.db.read() as conn:
-            found = await book.overrides(conn, [GLOBAL, *scopes_for(request.user, request.context)])
+        found = await self.store.bank.overrides(
+            [GLOBAL, *scopes_for(request.user, request.context)]
+        )
         allowed = book.allowed_models(found, request.user, request.context)
         if model.name.lower() in allowed:
             return
@@ -463,36 +464,23 @@ class KontextService:
         unknown = [name for name in names if name not in LIMITS]
         if unknown or not names:
             raise UserInputError(f"Name limits to reset: {', '.join(LIMITS)} (or 'all').")
-        store = self.store
-        now = store.clock()
-        async with store.db.transaction() as conn:
-            await store.policy_book.reset(conn, GLOBAL, names, actor=str(admin), now=now)
-            what = f"limits reset to the config: {', '.join(names)}"
-            await store.bank.audit(conn, GLOBAL, actor=str(admin), what=what, now=now)
+        what = f"limits reset to the config: {', '.join(names)}"
+        await self.store.bank.reset_limits(names, actor=str(admin), what=what)
         return await self.limits()
 
     async def limits(self) -> Limits:
         """The limits in force for everyone: the config with the stored global changes."""
-        async with self.store.db.read() as conn:
-            return await self.store.policy_book.for_everyone(conn)
+        return await self.store.bank.limits_in_force()
 
     async def _store_policy(self, admin: UserRef, scope: str, what: str, **change: Any) -> Override:
-        store = self.store
-        now = store.clock()
-        async with store.db.transaction() as conn:
-            override = await store.policy_book.store(
-                conn, scope, actor=str(admin), now=now, **change
-            )
-            await store.bank.audit(conn, scope, actor=str(admin), what=what, now=now)
-        return override
+        return await self.store.bank.change_policy(scope, actor=str(admin), what=what, **change)
 
     # -- languages (bot.i18n; issue 28) ------------------------------------------------------
 
     async def language_of(self, user: UserRef) -> str | None:
         """The language an admin set for the user's server or workspace, if any."""
         scope = f"workspace:{user.platform}:{user.workspace}"
-        async with self.store.db.read() as conn:
-            found = (await self.store.policy_book.overrides(conn, [scope])).get(scope)
+        found = (await self.store.bank.overrides([scope])).get(scope)
         return found.language if found is not None else None
 
     async def admin_set_language(
@@ -514,8 +502,7 @@ class KontextService:
         return await self._store_policy(admin, scope, what, language=chosen or "")
 
     async def admin_policy(self, scope: str) -> Override | None:
-        async with self.store.db.read() as conn:
-            return (await self.store.policy_book.overrides(conn, [parse_scope(scope)])).get(scope)
+        return (await self.store.bank.overrides([parse_scope(scope)])).get(scope)
 
     async def admin_grant(
         self, admin: UserRef, user: UserRef, amount: int, *, platform_admin: bool = False

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from bot.jobstore import JobStore
+from bot.jobs.queue import JobQueue
 from bot.server.local_server import LocalServer
 from bot.server.metrics import Metrics
 
@@ -29,7 +29,7 @@ log = structlog.get_logger("kontext.ops")
 class OpsServer(LocalServer):
     label = "ops endpoint"
 
-    def __init__(self, host: str, port: int, metrics: Metrics, store: JobStore) -> None:
+    def __init__(self, host: str, port: int, metrics: Metrics, store: JobQueue) -> None:
         super().__init__(host, port)
         self.metrics = metrics
         self.store = store

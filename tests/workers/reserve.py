@@ -12,15 +12,14 @@ import time
 from bot.credits.limits import Limits
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
-from bot.jobs.queue import Charged
+from bot.jobs.queue import Charged, JobQueue
 from bot.jobs.reservations import NewJob
-from bot.jobstore import JobStore
 from bot.storage import open_database
 
 
 async def main(url: str, seed: int, tasks: int, users: list[str]) -> None:
     db = await open_database(url, run_migrations=False)
-    store = JobStore(db, Limits(1200, "daily"), time.time)
+    store = JobQueue(db, Limits(1200, "daily"), time.time)
     rng = random.Random(seed)
 
     async def one(index: int) -> str | None:
