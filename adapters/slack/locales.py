@@ -11,13 +11,14 @@ answer is then in the workspace's language or the bot's default.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.in_flight import InFlight
 
 log = structlog.get_logger("kontext.slack")
 
@@ -37,19 +38,14 @@ class Locales:
         self.clock = clock
         # user -> (their locale, until when it holds)
         self._known: dict[str, tuple[str | None, float]] = {}
-        self._asking: dict[str, asyncio.Task[str | None]] = {}
+        self._asking = InFlight[str, str | None]()
 
     async def of(self, user: str) -> str | None:
         """The user's locale as Slack gives it (``ko-KR``), or None when unknown."""
         known = self._known.get(user)
         if known is not None and known[1] > self.clock():
             return known[0]
-        task = self._asking.get(user)
-        if task is None:
-            task = asyncio.ensure_future(self._ask(user))
-            self._asking[user] = task
-            task.add_done_callback(lambda _: self._asking.pop(user, None))
-        return await asyncio.shield(task)
+        return await self._asking.run(user, lambda: self._ask(user))
 
     async def _ask(self, user: str) -> str | None:
         try:

@@ -16,13 +16,14 @@ of the bot's configuration or a hiccup, and delivery failures are still refunded
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.in_flight import InFlight
 
 log = structlog.get_logger("kontext.slack")
 
@@ -47,7 +48,7 @@ class Membership:
         self.clock = clock
         # Only a "yes" is kept: channel -> until when it holds.
         self._member_until: dict[str, float] = {}
-        self._asking: dict[str, asyncio.Task[bool]] = {}
+        self._asking = InFlight[str, bool]()
 
     async def is_member(self, channel: str) -> bool:
         """False only when Slack says the bot is not in ``channel``."""
@@ -55,12 +56,7 @@ class Membership:
             return True  # a DM: is_member does not describe it; delivery falls back
         if self._member_until.get(channel, 0.0) > self.clock():
             return True
-        task = self._asking.get(channel)
-        if task is None:
-            task = asyncio.ensure_future(self._ask(channel))
-            self._asking[channel] = task
-            task.add_done_callback(lambda _: self._asking.pop(channel, None))
-        return await asyncio.shield(task)
+        return await self._asking.run(channel, lambda: self._ask(channel))
 
     def forget(self, channel: str) -> None:
         """Drop what is known of ``channel`` (the bot was found missing at delivery)."""
