@@ -200,6 +200,7 @@ class Conversation(AdminCommands):
                 capabilities=self.service.capabilities,
                 bot_mentions=bot_mentions,
                 models=self.service.models,
+                max_count=self.service.max_variations,
             )
             if isinstance(parsed, HelpCommand):
                 return Said(self.help())
@@ -227,6 +228,7 @@ class Conversation(AdminCommands):
         upsample: bool = False,
         model: str | None = None,
         resolution: int | None = None,
+        count: int | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
@@ -252,6 +254,8 @@ class Conversation(AdminCommands):
                 model=model,
                 models=self.service.models,
                 resolution=resolution,
+                count=count,
+                max_count=self.service.max_variations,
             )
             validate_prompt(
                 prompt,

@@ -39,6 +39,10 @@ class JobStore(JobQueue):
         """See ``Reservations.create``."""
         return await self.reservations.create(new)
 
+    async def create_group(self, news: list[NewJob]) -> list[Reserved]:
+        """See ``Reservations.create_group``."""
+        return await self.reservations.create_group(news)
+
     async def open_account(
         self, conn: AsyncConnection, user: UserRef, context: RequestContext, now: float
     ) -> Limits:

@@ -31,7 +31,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot import ledger, texts
 from bot.bank import Bank
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
@@ -66,6 +66,10 @@ class NewJob:
     context: RequestContext = field(default_factory=RequestContext)
     # The named model (bot.models) whose ``cost`` this is; None: no named models.
     model_name: str | None = None
+    # Variations (``--n``): the group this job is number ``group_index`` of.
+    group_id: str | None = None
+    group_index: int = 1
+    group_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,20 @@ def balance_refusal(available: int, cost: int, now: float, period: Period) -> Qu
         quota_message(available, cost, refill_text),
         balance=available,
         cost=cost,
+        refill_at=refill_text,
+    )
+
+
+def group_balance_refusal(
+    available: int, total: int, count: int, now: float, period: Period
+) -> QuotaError:
+    """Too few credits for every variation asked (``--n``): refused whole."""
+    refill = next_period_start(period, now)
+    refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
+    return QuotaError(
+        texts.group_quota_message(available, total, count, refill_text),
+        balance=available,
+        cost=total,
         refill_at=refill_text,
     )
 
@@ -158,6 +176,9 @@ def queued_job(new: NewJob, job_id: str, now: float) -> Job:
         model=new.model,
         created_at=now,
         model_name=new.model_name,
+        group_id=new.group_id,
+        group_index=new.group_index,
+        group_size=new.group_size,
     )
 
 
@@ -177,6 +198,9 @@ def job_row(job: Job, now: float) -> dict[str, object]:
         "provider": job.provider,
         "model": job.model,
         "model_name": job.model_name,
+        "group_id": job.group_id,
+        "group_index": job.group_index if job.group_id else None,
+        "group_size": job.group_size if job.group_id else None,
         "created_at": now,
         "updated_at": now,
     }
@@ -270,38 +294,81 @@ class Reservations:
         """The path for the operator's cooldown and shared budget, which need reads under
         their locks that the set-based path does not make. The account is locked already
         (``reserve_batch`` locked it before it found the cooldown or budget)."""
+        (reserved,) = await self._reserve_together(conn, [(new, job)], now)
+        return reserved
+
+    async def _reserve_together(
+        self, conn: AsyncConnection, items: Sequence[tuple[NewJob, Job]], now: float
+    ) -> list[Reserved]:
+        """Reserve the jobs of one user whole or not at all, in the caller's transaction
+        with the account locked: one job (the path above), or the variations of one
+        request (``create_group``), whose limits and balance are checked against their
+        total, so that a request that cannot have them all is refused whole."""
+        new = items[0][0]
+        total = sum(n.cost for n, _ in items)
         limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
         if paused is not None:
-            raise paused_refusal(new.cost)
-        await self._check_limits(conn, new, limits, now)
+            raise paused_refusal(total)
+        await self._check_limits(conn, new, limits, now, total)
         await ledger.ensure_allowance(conn, new.user, limits, now)
         available = await ledger.balance(conn, new.user)
-        if available < new.cost:
-            raise balance_refusal(available, new.cost, now, limits.period)
-        await conn.execute(jobs.insert().values(**job_row(job, now)))
-        await ledger.reserve(conn, new.user, job.id, new.cost, now)
+        if available < total:
+            if len(items) > 1:
+                raise group_balance_refusal(available, total, len(items), now, limits.period)
+            raise balance_refusal(available, total, now, limits.period)
+        await conn.execute(jobs.insert(), [job_row(job, now) for _, job in items])
+        for each, job in items:
+            await ledger.reserve(conn, each.user, job.id, each.cost, now)
+        left = available - total
         position = await waiting_up_to(conn, now)
-        return Reserved(job, False, available - new.cost, position)
+        return [Reserved(job, False, left, position) for _, job in items]
+
+    @completes_when_cancelled
+    async def create_group(self, news: Sequence[NewJob]) -> list[Reserved]:
+        """The variations of one request (``--n``): every job stored and reserved in one
+        transaction, or none (a ``QuotaError`` naming the total). A redelivered event
+        (the first job's idempotency key) creates nothing and gets the group it made."""
+        now = self.queue.clock()
+        first = news[0]
+        async with self.queue.db.transaction() as conn:
+            same_key = jobs.c.idempotency_key == first.idempotency_key
+            row = (await conn.execute(select(jobs).where(same_key))).first()
+            if row is not None:
+                old = row_to_job(row)
+                members = [old]
+                if old.group_id is not None:
+                    rows = await conn.execute(
+                        select(jobs)
+                        .where(jobs.c.group_id == old.group_id)
+                        .order_by(jobs.c.group_index)
+                    )
+                    members = [row_to_job(r) for r in rows]
+                balance = await ledger.balance(conn, old.user)
+                return [Reserved(job, True, balance) for job in members]
+            await ledger.lock_account(conn, first.user, now)
+            items = [(new, queued_job(new, new_job_id(), now)) for new in news]
+            return await self._reserve_together(conn, items, now)
 
     async def _check_limits(
-        self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float
+        self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float, total: int
     ) -> None:
-        """The operator's limits beyond the balance: cooldown and the shared budget."""
+        """The operator's limits beyond the balance: cooldown and the shared budget
+        (``total``: what the request reserves, its variations together)."""
         if limits.cooldown_seconds > 0:
             last = await conn.scalar(
                 select(func.max(jobs.c.created_at)).where(jobs.c.user_ref == str(new.user))
             )
             wait = (last or 0.0) + limits.cooldown_seconds - now
             if last is not None and wait > 0:
-                raise cooldown_refusal(wait, new.cost)
+                raise cooldown_refusal(wait, total)
         if limits.budget > 0:
             # Serialise every reservation on one row while the budget is counted, so
             # that processes cannot overspend it together.
             await ledger.lock_account(conn, BUDGET_ACCOUNT, now)
             period = self.policy_book.budget_period_of(limits)  # credits.budget_period
             spent = await ledger.spent_since(conn, period_start(period, now))
-            if spent + new.cost > limits.budget:
-                raise budget_refusal(new.cost, now, period)
+            if spent + total > limits.budget:
+                raise budget_refusal(total, now, period)
 
 
 async def redelivered(conn: AsyncConnection, job: Job) -> Reserved:

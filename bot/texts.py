@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.cancel_answers import CancelAnswer, Outcome
-from bot.domain import Acknowledgement, Job, JobState
+from bot.domain import Acknowledgement, GroupMember, GroupResult, Job, JobState
 from bot.errors import ErrorKind, KontextError
 from bot.job_reads import QUEUE_POSITION_CAP
 from bot.ledger import LedgerEntry
@@ -34,7 +34,8 @@ Options:
   --seed N         repeatable results (0-4294967295; the bot picks one if you don't)
   --format png|jpg output format (default png)
   --upsample       let the model expand a short prompt
-  --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)"""
+  --safety N       moderation tolerance 0-6 (default 2; at most 2 with an image)
+  --n COUNT        that many variations, each its own seed and charged on its own (1-4)"""
 
 # Said once, in the help: what several images mean (issue 26).
 SEVERAL_IMAGES_HELP = (
@@ -297,6 +298,15 @@ def queued_text(style: Style, ack: Acknowledgement) -> str:
     model = f", model {ack.job.model_name}" if ack.job.model_name else ""
     count = len(ack.job.attachments)
     images = f", {count} images" if count > 1 else ""
+    if len(ack.jobs) > 1:
+        # The total first: each variation is charged on its own (issue 27).
+        seeds = ", ".join(str(job.options.seed) for job in ack.jobs)
+        return (
+            f"Queued {len(ack.jobs)} variations (position {position_text(ack.queue_position)}"
+            f"{model}{images}): {ack.total_cost} credits reserved ({len(ack.jobs)} x "
+            f"{ack.job.cost}), {ack.balance_after} left. Seeds {seeds}. Each is charged only "
+            "if it succeeds; they are posted together when the last one ends."
+        )
     return (
         f"Queued (position {position_text(ack.queue_position)}{model}{images}): {ack.job.cost} "
         f"credits reserved, {ack.balance_after} left. Seed {ack.job.options.seed}."
@@ -404,6 +414,63 @@ def result_details(
         f"{cost} credits",
         f"{balance_after} left",
     ]
+
+
+# -- variations (``--n``, issue 27) -----------------------------------------------------------
+
+
+def count_refused(written: str, most: int) -> str:
+    """``--n`` out of range or not a number: refused free."""
+    if most <= 1:
+        return f"This bot makes one image per request; leave out --n ('{written}' was asked)."
+    return (
+        f"--n must be a whole number from 1 to {most} (the number of variations); "
+        f"'{written}' is not. Nothing was charged."
+    )
+
+
+def group_quota_message(balance: int, total: int, count: int, refill: str | None) -> str:
+    when = f" Your allowance refills {refill}." if refill else ""
+    return (
+        f"You have {balance} credits and {count} variations cost {total} together, so none "
+        f"was started and nothing was charged. Ask for fewer (--n) or wait.{when}"
+    )
+
+
+def group_heading(group: GroupResult) -> str:
+    """The first line of a posted group: how many came out, what they cost."""
+    made = len(group.results)
+    charged = sum(r.job.cost for r in group.results)
+    return (
+        f"{made} of {len(group.members)} variations · {charged} credits used · "
+        f"{group.balance_after} left"
+    )
+
+
+def group_member_line(member: GroupMember) -> str:
+    """One variation in a posted group: its number and seed, or why it failed and that
+    it was refunded."""
+    job = member.job
+    if member.result is not None:
+        return f"#{job.group_index}: seed {job.seed if job.seed is not None else 'unknown'}"
+    reason = (member.failure or "it failed").removesuffix(" Your credits were refunded.")
+    return f"#{job.group_index} failed: {reason} Its {job.cost} credits were refunded."
+
+
+def group_all_failed(group: GroupResult) -> str:
+    """Every variation failed: one message for all of them."""
+    lines = [f"None of the {len(group.members)} variations could be made."]
+    lines += [group_member_line(m) for m in group.members]
+    return "\n".join(lines)
+
+
+def edit_label(index: int) -> str:
+    """A group's button that edits variation ``index`` again."""
+    return f"Edit #{index}"
+
+
+def reroll_label(index: int) -> str:
+    return f"Re-roll #{index}"
 
 
 # -- a platform that asks the bot to slow down (issue 24) ----------------------------------

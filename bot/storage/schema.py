@@ -122,10 +122,20 @@ jobs = Table(
     # The requester or an admin asked to cancel the job while it ran (migration 0009): the
     # process running it asks the provider to stop and refunds when it has.
     Column("cancel_requested_at", Timestamp, nullable=True),
+    # Variations (``--n``, migration 0010): the jobs of one request share ``group_id``;
+    # ``group_index`` (1-based) of ``group_size``. ``group_state``: a finished member
+    # "waiting" for its siblings (not claimed again), "posting" the group (its lease is
+    # the poster's), "posted" (bot.groups decides, under the group's row locks).
+    Column("group_id", String(32), nullable=True),
+    Column("group_index", Integer, nullable=True),
+    Column("group_size", Integer, nullable=True),
+    Column("group_state", String(16), nullable=True),
     Index(None, "state", "created_at"),
     Index(None, "user_ref", "state"),
     # A user's history, newest first (migration 0008).
     Index(None, "user_ref", "created_at"),
     # The dashboard's reads by time (migration 0007).
     Index(None, "created_at"),
+    # A group's members, read and locked together (migration 0010).
+    Index(None, "group_id"),
 )
