@@ -272,6 +272,16 @@ class Job:
         return where if isinstance(where, Mapping) and where else None
 
     @property
+    def request_key(self) -> str:
+        """The idempotency key of the request that made the job: a variation beyond the
+        first carries ``<key>#<index>`` (bot.service), the platform's own key is the
+        first's, which is what a front end knows its answer by."""
+        suffix = f"#{self.group_index}"
+        if self.group_id is not None and self.group_index > 1:
+            return self.idempotency_key.removesuffix(suffix)
+        return self.idempotency_key
+
+    @property
     def seed(self) -> int | None:
         """The seed that made (or will make) the image: the provider's word if it gave
         one, else the one the bot chose and sent."""

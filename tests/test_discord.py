@@ -128,7 +128,7 @@ async def start_bot(
         tmp_path,
         fake.base_url,
         discord=discord_section,
-        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05, **sections.pop("jobs", {})},
         **sections,
     )
 

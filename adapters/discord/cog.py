@@ -20,6 +20,7 @@ from adapters.discord import attachments
 from adapters.discord.components import MAX_CHOICES, history_view
 from adapters.discord.people import user_ref
 from adapters.discord.style import long_text
+from bot.commands import MAX_VARIATIONS
 from bot.conversation import Conversation, Edit, Said
 from bot.domain import ASPECT_RATIOS, SEED_MAX, AttachmentSource, RequestContext, UserRef
 from bot.errors import UserInputError
@@ -35,6 +36,10 @@ RES_CHOICES: list[app_commands.Choice[int]] = [
 # ``image2`` … ``image10``: as many as the configured models take (at most 10, issue 26);
 # Discord shows optional options only when the user adds them.
 EXTRA_IMAGES = range(2, 11)
+# ``count``: variations (``--n``, issue 27), up to ``jobs.max_variations``.
+COUNT_CHOICES: list[app_commands.Choice[int]] = [
+    app_commands.Choice(name=str(n), value=n) for n in range(1, MAX_VARIATIONS + 1)
+]
 PERIOD_CHOICES = [
     app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")
 ]
@@ -93,6 +98,18 @@ class KontextCog(commands.Cog):
                 params.pop(f"image{n}", None)
         if not any(m.main_profile.resolutions for m in models):
             params.pop("resolution", None)
+        most_variations = self.adapter.conversation.service.max_variations
+        if most_variations <= 1:
+            params.pop("count", None)
+        else:
+            params["count"] = dataclasses.replace(
+                params["count"],
+                choices=[
+                    app_commands.Choice[str | int | float](name=c.name, value=c.value)
+                    for c in COUNT_CHOICES
+                    if c.value <= most_variations
+                ],
+            )
         if not any("webp" in m.main_profile.output_formats for m in models):
             params["format"] = dataclasses.replace(
                 params["format"],
@@ -153,10 +170,11 @@ class KontextCog(commands.Cog):
         upsample="Let the model expand your prompt",
         model="Which model makes the image (each has its own price)",
         resolution="Size of the result in megapixels (models that have one)",
+        count="How many variations, each its own seed and charged on its own",
         **{f"image{n}": f"Reference image {n} (the prompt can name it)" for n in EXTRA_IMAGES},
     )
     @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
-    @app_commands.choices(resolution=RES_CHOICES)
+    @app_commands.choices(resolution=RES_CHOICES, count=COUNT_CHOICES)
     async def kontext(
         self,
         interaction: discord.Interaction[Any],
@@ -168,6 +186,7 @@ class KontextCog(commands.Cog):
         upsample: bool = False,
         model: str | None = None,
         resolution: app_commands.Choice[int] | None = None,
+        count: app_commands.Choice[int] | None = None,
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
         image4: discord.Attachment | None = None,
@@ -192,6 +211,7 @@ class KontextCog(commands.Cog):
             upsample=upsample,
             model=model,
             resolution=resolution.value if resolution else None,
+            count=count.value if count else None,
         )
         await adapter.answer_or_edit(interaction, outcome)
 
