@@ -604,7 +604,7 @@ class JobPipeline:
         posted = [m.job for m in entries if m.result is not None]
         try:
             if not posted:
-                raise DeliveryImpossible("Every image of the group is gone.")
+                raise DeliveryImpossible(texts.GROUP_IMAGES_GONE)
             where = await self._post(
                 poster,
                 reply,

@@ -464,6 +464,12 @@ def group_all_failed(group: GroupResult) -> str:
     return "\n".join(lines)
 
 
+GROUP_IMAGES_GONE = (
+    "The finished images of these variations are gone from the bot's disk, so they could "
+    "not be posted."
+)
+
+
 def edit_label(index: int) -> str:
     """A group's button that edits variation ``index`` again."""
     return f"Edit #{index}"
