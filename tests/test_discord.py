@@ -188,6 +188,7 @@ async def test_login_identifies_and_syncs_commands_to_the_guild(bot: Bot) -> Non
         "seed": 4,
         "format": 3,
         "upsample": 5,
+        "count": 4,  # variations (issue 27)
     }
     assert await bot.adapter.ready()
 
