@@ -209,39 +209,48 @@ async def test_n_out_of_range_is_refused_free(tmp_path: Path, fake: FakeCoreToda
 
 
 async def test_siblings_finishing_at_once_post_the_group_once(
-    tmp_path: Path, fake: FakeCoreToday
+    tmp_path: Path, fake: FakeCoreToday, db_url: str
 ) -> None:
-    """Two runners decide about the last two members of a group at the same moment:
-    exactly one of them is told to post."""
+    """Runners record the last members' images and decide about their group at the same
+    moment (each its own connection: on PostgreSQL, concurrent transactions on the
+    rows): in every round exactly one of them is told to post."""
     frontend = RecordingFrontend()
-    settings = make_settings(tmp_path, fake.base_url)
+    settings = make_settings(
+        tmp_path,
+        fake.base_url,
+        storage={"url": db_url},
+        jobs={"per_user_concurrent": 100},
+        credits={"allowance": 10_000},
+    )
     core = await build_core(settings, {"slack": frontend}, with_runner=False)
+    store = core.store
     try:
-        ack = await core.service.submit(request(frontend, 2))
-        store = core.store
-        for job in ack.jobs:
-            claimed = await store.claim(f"runner-{job.group_index}", ["slack"], 1, 60.0)
-            assert claimed
-        for job in ack.jobs:
-            path = tmp_path / f"{job.id}.png"
-            path.write_bytes(png())
-            await store.mark_delivering(job.id, str(path), {"width": 64}, user=ALICE)
-        turns = await asyncio.gather(
-            *(store.group_turn(job, f"runner-{job.group_index}", 60.0) for job in ack.jobs)
-        )
-        assert sorted(t.post for t in turns) == [False, True]
-        # Asked again (a redelivered finish), nobody posts a second time.
-        again = await store.group_turn(ack.jobs[0], "runner-1", 60.0)
-        assert not again.post or again.resumed
+        for round_ in range(5):
+            ack = await core.service.submit(request(frontend, 3, key=f"round{round_}"))
+            for job in ack.jobs:
+                assert await store.claim(f"runner-{job.group_index}", ["slack"], 1, 60.0)
+
+            async def finish(job: Any) -> Any:
+                path = tmp_path / f"{job.id}.png"
+                path.write_bytes(png())
+                await store.mark_delivering(job.id, str(path), {"width": 64}, user=ALICE)
+                return await store.group_turn(job, f"runner-{job.group_index}", 60.0)
+
+            turns = await asyncio.gather(*(finish(job) for job in ack.jobs))
+            assert sorted(t.post for t in turns) == [False, False, True], round_
+            # Asked again (a redelivered finish), nobody else is told to post.
+            for job in ack.jobs:
+                again = await store.group_turn(job, f"runner-{job.group_index}", 60.0)
+                assert not again.post or again.resumed
     finally:
         await core.close()
 
 
 async def test_a_waiting_variation_is_not_claimed_again(
-    tmp_path: Path, fake: FakeCoreToday
+    tmp_path: Path, fake: FakeCoreToday, db_url: str
 ) -> None:
     frontend = RecordingFrontend()
-    settings = make_settings(tmp_path, fake.base_url)
+    settings = make_settings(tmp_path, fake.base_url, storage={"url": db_url})
     core = await build_core(settings, {"slack": frontend}, with_runner=False)
     try:
         ack = await core.service.submit(request(frontend, 2))
