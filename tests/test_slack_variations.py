@@ -54,6 +54,8 @@ async def test_n4_posts_one_message_with_four_files_and_charges_four(bot: Bot) -
     assert len(bot.provider.creates) == 4
     assert any("Queued 4 variations" in t and "480 credits" in t for t in await bot.ephemerals())
     assert await balance(bot) == 1200 - 480
+    statuses = [m for m in bot.slack.messages_in(CHANNEL) if m.get("metadata")]
+    assert len(statuses) == 1, "the variations share one status message"
 
 
 async def test_a_repeated_group_delivery_is_found_not_posted_again(bot: Bot) -> None:
@@ -100,3 +102,17 @@ async def test_one_failing_variation_is_named_with_its_refund(bot: Bot) -> None:
     assert "2 of 3 variations" in message["text"]
     assert "failed" in message["text"] and "120 credits were refunded" in message["text"]
     assert await balance(bot) == 1200 - 240
+
+
+async def test_n4_without_the_credits_is_refused_privately_and_free(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    async for bot in serving("http", tmp_path, fake, credits={"allowance": 300}):
+        await bot.command("make it a watercolor --n 4")
+        view = await bot.opened_view()
+        file = bot.slack.add_file("cat.png", png())
+        await bot.interact(with_count(submission(bot, view, prompt="make it ink", file=file), 4))
+        said = await bot.ephemerals()
+        assert any("4 variations cost 480" in text for text in said), said
+        assert fake.creates == [] and file_shares(bot) == []
+        assert await balance(bot) == 300

@@ -343,3 +343,28 @@ async def test_console_killed_mid_group_posts_once_after_restart(
     assert len(fake.creates) == 2, "no variation was submitted twice"
     assert err.decode().count("2 of 2 variations") == 1
     assert await ledger_kinds(env) == ["charge", "charge", "grant", "reserve", "reserve"]
+
+
+async def test_console_n4_without_the_credits_is_refused_whole(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    image = cat_png(tmp_path / "cat.png")
+    env = environment(tmp_path, fake, KONTEXT_CREDITS__ALLOWANCE="300")
+    result = await run(
+        ["console", "--image", str(image), "a watercolor", "--n", "4"], env, tmp_path
+    )
+    assert result.code == 1, result.stderr
+    assert "4 variations cost 480" in result.stderr
+    assert fake.creates == []
+    assert await balance(tmp_path, fake, env) == 300
+
+
+async def test_console_n_out_of_range_is_refused_free(tmp_path: Path, fake: FakeCoreToday) -> None:
+    image = cat_png(tmp_path / "cat.png")
+    result = await run(
+        ["console", "--image", str(image), "a watercolor", "--n", "9"],
+        environment(tmp_path, fake),
+        tmp_path,
+    )
+    assert result.code == 1 and "from 1 to 4" in result.stderr
+    assert fake.creates == []

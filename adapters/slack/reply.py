@@ -142,6 +142,9 @@ class SlackReply:
         self.line(job).show(line, job_metadata(job.id), blocks)
 
     async def progress(self, job: Job, stage: str) -> None:
+        if job.group_id is not None and job.group_index > 1:
+            # Variations share the first one's status message (one post for the group).
+            return
         await self._status(job, _STAGES.get(stage, stage) + "…", cancel=True)
 
     async def deliver(
