@@ -28,7 +28,7 @@ from bench import (
     polling,
     scale,
 )
-from bot.logs import configure_logging
+from bot.server.logs import configure_logging
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {

@@ -444,10 +444,10 @@ def compare(other: str, rounds: int) -> dict[str, Any]:
 # first module that names a stage (the gprof assumption: a shared function costs every
 # caller alike per unit of its time).
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("logging", ("structlog", "logging", "bot/logs.py")),
+    ("logging", ("structlog", "logging", "bot/server/logs.py")),
     (
         "image work",
-        ("PIL", "bot/images", "hashlib", "zlib", "bot/pipeline.py:_write_atomically"),
+        ("PIL", "bot/images", "hashlib", "zlib", "bot/jobs/pipeline.py:_write_atomically"),
     ),
     (
         "database",
@@ -458,10 +458,10 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "asyncpg",
             "greenlet",
             "bot/storage",
-            "bot/jobqueue.py",
+            "bot/jobs/queue.py",
             "bot/jobstore.py",
-            "bot/reservations.py",
-            "bot/ledger.py",
+            "bot/jobs/reservations.py",
+            "bot/credits/ledger.py",
             "alembic",
         ),
     ),
@@ -474,9 +474,9 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "aiohttp/http_parser",
             "adapters/slack/listeners.py",
             "adapters/slack/adapter.py",
-            "bot/conversation.py",
-            "bot/service.py",
-            "bot/commands.py",
+            "bot/chat/conversation.py",
+            "bot/jobs/service.py",
+            "bot/chat/commands.py",
         ),
     ),
     (
@@ -487,10 +487,10 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
             "h11",
             "anyio",
             "bot/providers",
-            "bot/webhooks.py",
+            "bot/server/webhooks.py",
             "files.py",
             "bot/http_transport.py",
-            "bot/downloads.py",
+            "bot/jobs/downloads.py",
         ),
     ),
 ]

@@ -182,11 +182,11 @@ async def run_core() -> int:
     from adapters.console.frontend import PLATFORM, ConsoleFrontend
     from adapters.console.main import describe_image
     from bot.app import build_core
+    from bot.chat.conversation import Conversation, Said
+    from bot.chat.texts import Style
     from bot.config import load_settings, secret_values
-    from bot.conversation import Conversation, Said
     from bot.domain import EditRequest, JobState, UserRef
-    from bot.logs import configure_logging
-    from bot.texts import Style
+    from bot.server.logs import configure_logging
 
     def cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -6,7 +6,7 @@ Two units of work, each reservation with its own job id:
   lock the account, resolve the user's policy and the operator's limits, ensure the period
   allowance, read the balance, store the job and append the ``reserve`` entry, in one
   write transaction. Whatever the store does to get there is measured; concurrent creates
-  are group-committed (``bot/reservations.py``), one alone takes the single path
+  are group-committed (``bot/jobs/reservations.py``), one alone takes the single path
   (``Reservations._create``). This is the bot's reservation; the goals apply to it.
 - "ledger": the single path's ledger sequence alone, one transaction per reservation,
   with the ledger's functions in the store's order (``lock_account``,
@@ -59,12 +59,12 @@ from typing import Any
 
 from sqlalchemy import case, event, func, select, text
 
-from bot import ledger
+from bot.credits import ledger
+from bot.credits.limits import Limits
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
+from bot.jobs.reservations import NewJob
 from bot.jobstore import JobStore
-from bot.limits import Limits
-from bot.reservations import NewJob
 from bot.storage import Database, open_database
 from bot.storage.schema import jobs
 from bot.storage.schema import ledger as ledger_table

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.polling import PollPlanner
+from bot.jobs.polling import PollPlanner
 
 FIXED_INTERVAL = 0.5
 MODEL = "black-forest-labs/flux-kontext-pro"

@@ -1,7 +1,7 @@
 """kontext-bot: the platform-neutral core.
 
 Adapters (Discord, Slack, console) turn platform events into ``EditRequest``s and hand
-them to ``bot.service.KontextService``; everything else (credits, jobs, providers,
+them to ``bot.jobs.service.KontextService``; everything else (credits, jobs, providers,
 storage) lives here so that each platform behaves the same way.
 """
 

@@ -18,23 +18,23 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from bot.chat.platforms import Platform
 from bot.config import Settings
+from bot.credits.limits import LIMITS, Limits, spec
+from bot.credits.models import catalogue_for
+from bot.credits.policies import Override, PolicyBook
 from bot.dashboard import DashboardServer
+from bot.jobs.retention import PruneReport, prune
+from bot.jobs.runner_limits import RunnerLimits
+from bot.jobs.service import KontextService
+from bot.jobs.worker import Doorbell, Worker
 from bot.jobstore import JobStore
-from bot.limits import LIMITS, Limits, spec
-from bot.metrics import Metrics
-from bot.models import catalogue_for
-from bot.ops import OpsServer
-from bot.platforms import Platform
-from bot.policies import Override, PolicyBook
 from bot.providers.base import Provider
 from bot.providers.factory import build_fallbacks, build_provider, capabilities_for
-from bot.retention import PruneReport, prune
-from bot.runner_limits import RunnerLimits
-from bot.service import KontextService
+from bot.server.metrics import Metrics
+from bot.server.ops import OpsServer
+from bot.server.webhooks import WebhookServer
 from bot.storage import Database, open_database
-from bot.webhooks import WebhookServer
-from bot.worker import Doorbell, Worker
 
 # The front ends the worker answers for: given ready-made (tests, the console), or built
 # from the service (the adapters need it to take requests).

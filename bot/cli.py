@@ -20,17 +20,17 @@ import structlog
 
 from bot import __version__
 from bot import cli_operator as operator
-from bot import platforms as platforms_registry
+from bot.chat import platforms as platforms_registry
+from bot.chat.platforms import Platform
 from bot.config import Settings, effective_config, load_settings, secret_values
 from bot.config_check import Problem, problems
+from bot.credits.limits import add_options as add_limit_options
+from bot.credits.periods import PERIODS
 from bot.errors import ConfigError, ProviderUnavailable, UserInputError
-from bot.limits import add_options as add_limit_options
-from bot.logs import configure_logging
-from bot.periods import PERIODS
-from bot.platforms import Platform
+from bot.server.logs import configure_logging
 
 if TYPE_CHECKING:
-    from bot.service import KontextService
+    from bot.jobs.service import KontextService
 
 log = structlog.get_logger("kontext.cli")
 
@@ -216,7 +216,7 @@ async def _check_config(settings: Settings, args: argparse.Namespace) -> int:
         _refuse(found)
         code = EXIT_CONFIG
     if args.online:
-        from bot.online_check import check_online
+        from bot.server.online_check import check_online
 
         if not await check_online(settings):
             code = code or EXIT_ONLINE

@@ -10,11 +10,11 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot import texts
+from bot.chat import texts
 from bot.config import Settings
+from bot.credits.limits import LIMITS
 from bot.domain import UserRef
 from bot.errors import UserInputError
-from bot.limits import LIMITS
 
 
 async def policy(settings: Settings, args: argparse.Namespace) -> int:
@@ -112,7 +112,7 @@ async def stored_limits(settings: Settings) -> list[str]:
     from sqlalchemy.exc import DBAPIError
 
     from bot.app import limits_from_settings
-    from bot.scopes import GLOBAL
+    from bot.credits.scopes import GLOBAL
     from bot.storage.database import open_database
     from bot.storage.schema import policies
 
@@ -152,7 +152,7 @@ async def provider_status(settings: Settings) -> int:
         print(f"base_url: {base_url_for(settings)}")
         print(f"model: {provider.model}")
         if settings.models:
-            from bot.models import catalogue_for
+            from bot.credits.models import catalogue_for
 
             for model in catalogue_for(settings).models:
                 served = ", ".join(f"{name}: {mid}" for name, mid in model.ids.items())

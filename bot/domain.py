@@ -58,7 +58,7 @@ class UserRef:
         return f"{self.platform}:{self.workspace}:{self.user}"
 
 
-OutputFormat = Literal["png", "jpg", "webp"]  # webp: FLUX.2 (bot.model_profiles)
+OutputFormat = Literal["png", "jpg", "webp"]  # webp: FLUX.2 (bot.credits.model_profiles)
 
 ASPECT_RATIOS: tuple[str, ...] = (
     "match_input_image",
@@ -95,7 +95,7 @@ class EditOptions:
     output_format: OutputFormat = "png"
     upsample: bool = False
     safety: int = DEFAULT_SAFETY
-    # The named model (``--model NAME``, bot.models); None: the default one. A stored
+    # The named model (``--model NAME``, bot.credits.models); None: the default one. A stored
     # job carries the name it was made with, so a re-roll keeps it.
     model: str | None = None
     # ``--res MP``: the output's size in megapixels, for models that have one (FLUX.2);
@@ -249,10 +249,10 @@ class Job:
     # What the output looked like when downloaded (content type, width, height); the
     # ``jobs.result`` column (bot/storage/schema.py).
     output_meta: Mapping[str, Any] = field(default_factory=dict)
-    # The named model (bot.models) whose cost was reserved; None for jobs from before
+    # The named model (bot.credits.models) whose cost was reserved; None for jobs from before
     # named models (the default one).
     model_name: str | None = None
-    # Cancel was asked while it ran (bot.cancellation); the runner honours it.
+    # Cancel was asked while it ran (bot.jobs.cancellation); the runner honours it.
     cancel_requested: bool = False
     # Variations (``--n``, issue 27): the jobs of one request share a group id; each is
     # number ``group_index`` (1-based) of ``group_size``; None for a job alone.
@@ -274,7 +274,7 @@ class Job:
     @property
     def request_key(self) -> str:
         """The idempotency key of the request that made the job: a variation beyond the
-        first carries ``<key>#<index>`` (bot.service), the platform's own key is the
+        first carries ``<key>#<index>`` (bot.jobs.service), the platform's own key is the
         first's, which is what a front end knows its answer by."""
         suffix = f"#{self.group_index}"
         if self.group_id is not None and self.group_index > 1:

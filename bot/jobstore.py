@@ -1,7 +1,7 @@
 """``JobStore``: the queue and the reservations behind one object, for their callers.
 
-The two concerns live apart: ``bot.jobqueue`` (claim, leases, state transitions,
-succeed/fail, queue position) and ``bot.reservations`` (create-and-reserve and the
+The two concerns live apart: ``bot.jobs.queue`` (claim, leases, state transitions,
+succeed/fail, queue position) and ``bot.jobs.reservations`` (create-and-reserve and the
 quota refusals). The service, the runner, the operator's endpoints and the tests hold
 one store; this class gives them both sets of methods without either module knowing
 the other's callers.
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.bank import Bank
+from bot.credits.bank import Bank
+from bot.credits.limits import Limits
+from bot.credits.policies import PolicyBook
 from bot.domain import RequestContext, UserRef
-from bot.jobqueue import Clock, JobQueue
-from bot.limits import Limits
-from bot.policies import PolicyBook
-from bot.reservations import NewJob, Reservations, Reserved
+from bot.jobs.queue import Clock, JobQueue
+from bot.jobs.reservations import NewJob, Reservations, Reserved
 from bot.storage.database import Database
 
 

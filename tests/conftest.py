@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from bot.credits.limits import Limits
 from bot.jobstore import JobStore
-from bot.limits import Limits
 from bot.storage import Database, open_database
 from tests.fakes.coretoday import FakeCoreToday
 from tests.pg import Cluster, ClusterUnavailable, start_cluster

@@ -346,14 +346,14 @@ async def seed_dashboard(url: str, now: float, days: int = 28) -> SeededLedger:
     """Three users' jobs and ledger entries over the ``days`` UTC days up to ``now``
     (a few days without any), every outcome, and prompts and notes full of markup.
 
-    Written through ``bot.ledger`` and plain inserts into ``jobs``, all in the past and
+    Written through ``bot.credits.ledger`` and plain inserts into ``jobs``, all in the past and
     all finished (a bot started on this database has nothing to run).
     """
     import random
 
-    from bot import ledger
+    from bot.credits import ledger
+    from bot.credits.ledger import EntryKind
     from bot.domain import EditOptions, UserRef
-    from bot.ledger import EntryKind
     from bot.storage.schema import jobs
     from bot.storage.schema import ledger as ledger_table
 

@@ -3,7 +3,7 @@
 The import graph has no cycle, type-only imports included (the contracts leave those
 out): a cycle is where a newcomer reading one module must already know the other.
 
-An adapter translates and renders; what a user reads is written once in ``bot/texts.py``
+An adapter translates and renders; what a user reads is written once in ``bot/chat/texts.py``
 (DESIGN.md: "every user-facing decision ... lives once in the core's conversation
 layer"). This test reads the adapters' source for answer sentences so that a new one
 written in an adapter fails here, and the ones written there before the rule was checked
@@ -28,7 +28,7 @@ _LOG_CALL = re.compile(r"(^|\.)(log|logger|bound)\b|\.(debug|info|warning|error|
 
 # Answer sentences adapters wrote before issue 25 checked the rule, per module: the
 # platform's own failures (files Slack or Discord would not hand over) and form labels.
-# Move one into bot/texts.py and lower its count here; never raise a count.
+# Move one into bot/chat/texts.py and lower its count here; never raise a count.
 KNOWN_ADAPTER_SENTENCES = {
     "adapters/discord/attachments.py": 1,
     "adapters/discord/cog.py": 1,
@@ -96,7 +96,7 @@ def test_adapters_write_no_new_answer_sentences() -> None:
     )
     counts = +counts  # drop the modules without any
     assert dict(counts) == KNOWN_ADAPTER_SENTENCES, (
-        "an adapter writes an answer sentence: put it in bot/texts.py (or, if you moved "
+        "an adapter writes an answer sentence: put it in bot/chat/texts.py (or, if you moved "
         "one there, lower its count in KNOWN_ADAPTER_SENTENCES)"
     )
 

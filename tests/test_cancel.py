@@ -1,4 +1,4 @@
-"""Cancel (issue 26, bot.cancellation): the requester or an admin stops a job. Queued:
+"""Cancel (issue 26, bot.jobs.cancellation): the requester or an admin stops a job. Queued:
 removed and refunded at once. At the provider: the provider's own cancel (the real
 core.today client against the fake, which records the DELETE), refunded when the
 provider says it stopped; a result that wins the race is delivered and charged, and the
@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot import texts
 from bot.app import build_core
-from bot.conversation import Conversation, Said
+from bot.chat import texts
+from bot.chat.conversation import Conversation, Said
+from bot.credits.ledger import EntryKind
 from bot.domain import EditOptions, EditRequest, Job, JobState, UserRef
-from bot.ledger import EntryKind
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
 from tests.fakes import replicate as replicate_fake
@@ -251,7 +251,7 @@ async def test_at_replicate_the_cancel_is_its_cancel_route(tmp_path: Path) -> No
 
 async def test_a_cancel_before_the_create_sends_nothing_to_the_provider(tmp_path: Path) -> None:
     """Asked after a runner took the job, before its create: nothing is sent, refunded."""
-    from bot.cancellation import ask_to_cancel
+    from bot.jobs.cancellation import ask_to_cancel
 
     frontend = RecordingFrontend()
     async with coretoday_fake.FakeCoreToday() as fake:

@@ -306,7 +306,7 @@ async def test_sampler_steps_reach_the_chat_as_step_n_of_m(
 
 
 async def test_with_webhooks_on_comfyui_is_still_polled(tmp_path: Path, comfy: FakeComfyUI) -> None:
-    """ComfyUI never calls a webhook: webhook-first waiting (bot.polling) must not apply
+    """ComfyUI never calls a webhook: webhook-first waiting (bot.jobs.polling) must not apply
     to it, or its jobs would wait for the safety-net poll, here an hour away."""
     comfy.script.polls_before_done = 2
     webhooks = {
@@ -565,7 +565,7 @@ async def test_a_named_dev_model_runs_on_comfyui_at_its_own_price(tmp_path: Path
     assert dev.model_name == "dev" and start_balance - after_dev == 20
     assert len(comfy.creates) == 1 and creates_after_dev == 0
     # pro is not served by ComfyUI: through the primary's 503s it is held for
-    # core.today (bot.failover), and the GPU never sees it.
+    # core.today (bot.jobs.failover), and the GPU never sees it.
     assert pro.state == JobState.SUCCEEDED and pro.provider == "coretoday"
     assert after_dev - after_pro == 120 and len(comfy.creates) == 1
     assert len(primary.creates) == 3  # two refused with 503, then the one it made

@@ -15,7 +15,7 @@ import yaml
 
 from bot.cli import main
 from bot.config import Settings
-from bot.online_check import SLACK_BOT_SCOPES, check_online
+from bot.server.online_check import SLACK_BOT_SCOPES, check_online
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import comfyui as comfyui_fake
 from tests.fakes import replicate as replicate_fake

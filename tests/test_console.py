@@ -234,7 +234,7 @@ async def test_console_model_max_charges_max_and_sends_the_max_id(
     assert "Models: pro (120 credits, default), max (240 credits)." in helped.stdout
 
 
-# -- kontext-bot console history (issue 19) -------------------------------------------------------
+# -- kontext-bot console history (issue 19) ------------------------------------------------------
 
 
 async def test_console_history_shows_own_jobs_free_and_others_only_to_admins(

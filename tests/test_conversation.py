@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from adapters.discord.style import DiscordStyle
 from adapters.slack.style import SlackStyle
-from bot import ledger
-from bot.conversation import Conversation, Edit, NextEdit, Said
+from bot.chat.conversation import Conversation, Edit, NextEdit, Said
+from bot.chat.texts import Style
+from bot.credits import ledger
+from bot.credits.limits import Limits
+from bot.credits.policies import PolicyBook
 from bot.domain import SEED_MAX, AttachmentSource, EditOptions, EditRequest, UserRef
-from bot.jobqueue import Refunded
+from bot.jobs.queue import Refunded
+from bot.jobs.service import KontextService
 from bot.jobstore import JobStore
-from bot.limits import Limits
-from bot.policies import PolicyBook
 from bot.providers.base import ProviderCapabilities
-from bot.service import KontextService
 from bot.storage import Database
-from bot.texts import Style
 from tests.support import FakeClock
 
 ALICE = UserRef("slack", "T1", "U1")

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.chat.texts import DEMO_NOTE
 from bot.domain import EditOptions
 from bot.errors import ProviderUnavailable
 from bot.providers.base import InputImage, PredictionState, ProviderRequest
 from bot.providers.demo import DemoProvider, looks_for, render, sample_image
-from bot.texts import DEMO_NOTE
 from tests.support import ROOT, FakeClock, cat_png, png, run
 
 

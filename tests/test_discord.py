@@ -24,7 +24,7 @@ from bot.app import Core, build_core
 from bot.config import Settings
 from bot.domain import UserRef
 from bot.errors import ConfigError
-from bot.service import KontextService
+from bot.jobs.service import KontextService
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
     ART_CHANNEL_ID,

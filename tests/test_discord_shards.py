@@ -24,7 +24,7 @@ from adapters.discord.adapter import DiscordAdapter
 from bot.app import build_core
 from bot.config import load_settings
 from bot.errors import ConfigError
-from bot.service import KontextService
+from bot.jobs.service import KontextService
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import BOT_TOKEN, CHANNEL_ID, GUILD_ID, FakeDiscord, Interaction
 from tests.pg import Cluster

@@ -81,7 +81,7 @@ def test_every_command_the_docs_show_exists() -> None:
             command = nested.get(rest[0], command)
             rest = rest[1:]
         if first == "console":
-            continue  # the grammar's own options follow the prompt (bot.commands)
+            continue  # the grammar's own options follow the prompt (bot.chat.commands)
         known = options(command) | options(parser)  # --debug goes anywhere
         for word in rest:
             flag = word.split("=", 1)[0].strip("[]")

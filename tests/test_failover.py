@@ -1,11 +1,11 @@
-"""The hold-or-fail decision on a create no provider took (bot.failover.hold_delay)."""
+"""The hold-or-fail decision on a create no provider took (bot.jobs.failover.hold_delay)."""
 
 from __future__ import annotations
 
 import pytest
 
 from bot.errors import ProviderUnavailable
-from bot.failover import MAX_HOLD_SECONDS, hold_delay
+from bot.jobs.failover import MAX_HOLD_SECONDS, hold_delay
 
 
 def busy(retry_after: float | None = None, *, retryable: bool = True) -> ProviderUnavailable:

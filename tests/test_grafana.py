@@ -3,7 +3,7 @@
 A dashboard is checked by nothing else: a renamed metric or a typo in a panel shows as
 "No data" on the operator's screen, long after the change. So every PromQL expression in
 the dashboard is parsed with a real PromQL parser and each metric and label it names is
-looked up in the registry of ``bot.metrics.Metrics``, the one the ops endpoint serves.
+looked up in the registry of ``bot.server.metrics.Metrics``, the one the ops endpoint serves.
 The compose profile that starts Prometheus and Grafana is checked by reading it (Docker
 has no engine on the test machines): the files it mounts exist and fit together.
 """
@@ -22,7 +22,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from bot.metrics import Metrics
+from bot.server.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "docs" / "grafana"

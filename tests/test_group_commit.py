@@ -16,11 +16,11 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot.credits import ledger
 from bot.domain import EditOptions, Job, JobState, UserRef
-from bot.jobqueue import Charged, Refunded
+from bot.jobs.queue import Charged, Refunded
+from bot.jobs.reservations import NewJob
 from bot.jobstore import JobStore
-from bot.reservations import NewJob
 
 # Rounds of the event loop a test waits for callers to queue before it gives up (each
 # caller queues within a round or two; this only guards against a hang).

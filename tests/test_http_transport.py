@@ -18,8 +18,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.downloads import read_capped
 from bot.http_transport import new_http_client
+from bot.jobs.downloads import read_capped
 from tests.support import HANG_GUARD_SECONDS, serving
 
 BODY = os.urandom(1_200_000)  # a Kontext-sized result

@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot import job_reads, ledger
+from bot.chat.texts import position_text
+from bot.credits import ledger
+from bot.credits.limits import Limits
+from bot.credits.policies import PolicyBook
 from bot.domain import EditOptions, JobState, UserRef
 from bot.errors import QuotaError
-from bot.jobqueue import Charged, Refunded
+from bot.jobs import reads as job_reads
+from bot.jobs.queue import Charged, Refunded
+from bot.jobs.reservations import NewJob
 from bot.jobstore import JobStore
-from bot.limits import Limits
-from bot.policies import PolicyBook
-from bot.reservations import NewJob
 from bot.storage import Database
-from bot.texts import position_text
 from tests.support import FakeClock
 
 ALICE = UserRef("slack", "T1", "UALICE")

@@ -8,7 +8,7 @@ import logging
 
 import structlog
 
-from bot.logs import configure_logging
+from bot.server.logs import configure_logging
 
 
 def capture(

@@ -1,4 +1,4 @@
-"""Named models (``[[models]]``, bot.models): config validation, the grammar, failover
+"""Named models (``[[models]]``, bot.credits.models): config validation, the grammar, failover
 that keeps the model, and restricted models allowed by stored policies.
 
 The flows through the platforms (Discord, Slack, console) are in their own test
@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from bot.app import build_core
-from bot.commands import EditCommand, parse_command
+from bot.chat.commands import EditCommand, parse_command
 from bot.config import Settings, load_settings
+from bot.credits.models import Catalogue, Model
 from bot.domain import EditOptions, EditRequest, JobState, RequestContext, UserRef
 from bot.errors import ConfigError, UserInputError
-from bot.models import Catalogue, Model
 from bot.providers.base import ProviderCapabilities
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
@@ -58,7 +58,7 @@ def test_the_contract_example_loads_and_ids_resolve_per_provider(tmp_path: Path)
             + 'ids = { bfl = "flux-kontext-max" }\n',
         )
     )
-    from bot.models import catalogue_for
+    from bot.credits.models import catalogue_for
 
     models = catalogue_for(settings)
     assert models.several and models.default.name == "pro"
@@ -67,7 +67,7 @@ def test_the_contract_example_loads_and_ids_resolve_per_provider(tmp_path: Path)
 
 
 def test_without_models_there_is_one_model_from_the_provider(tmp_path: Path) -> None:
-    from bot.models import catalogue_for
+    from bot.credits.models import catalogue_for
 
     models = catalogue_for(load_settings(write(tmp_path, "[credits]\ncost_per_image = 90\n")))
     assert not models.several

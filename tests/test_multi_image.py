@@ -17,17 +17,22 @@ import pytest
 from PIL import Image
 
 from bot.app import build_core
-from bot.commands import EditCommand, parse_command
-from bot.conversation import Conversation
+from bot.chat.commands import EditCommand, parse_command
+from bot.chat.conversation import Conversation
+from bot.chat.texts import Style
+from bot.credits.model_profiles import (
+    ImageTransport,
+    ProfileOverrides,
+    profile_for,
+    shipped_profile,
+)
+from bot.credits.models import Catalogue, Model
 from bot.domain import EditOptions, EditRequest, JobState, UserRef
 from bot.errors import UserInputError
-from bot.model_profiles import ImageTransport, ProfileOverrides, profile_for, shipped_profile
-from bot.models import Catalogue, Model
 from bot.providers.base import InputImage, ProviderCapabilities, ProviderRequest
 from bot.providers.bfl import BflProvider, flux2_size
 from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.replicate import ReplicateProvider
-from bot.texts import Style
 from tests.fakes import bfl as bfl_fake
 from tests.fakes import coretoday as coretoday_fake
 from tests.fakes import replicate as replicate_fake
@@ -115,7 +120,7 @@ def test_an_unknown_model_is_conservative_until_the_operator_says_more() -> None
 
 
 def test_the_models_keys_reach_the_catalogue(tmp_path: Path) -> None:
-    from bot.models import catalogue_for
+    from bot.credits.models import catalogue_for
 
     models = [
         {**THREE_MODELS[0]},
@@ -190,7 +195,7 @@ def test_flux2_allows_higher_safety_with_an_image_and_a_long_prompt() -> None:
 
 
 def test_help_lists_each_models_inputs_and_says_what_several_images_mean() -> None:
-    from bot import texts
+    from bot.chat import texts
 
     text = texts.help_text(texts.Style(), 120, catalogue())
     assert "the first is the one edited" in text

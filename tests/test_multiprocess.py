@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from bot.credits.limits import Limits
 from bot.domain import UserRef
-from bot.jobqueue import Charged
+from bot.jobs.queue import Charged
 from bot.jobstore import JobStore
-from bot.limits import Limits
 from bot.storage import open_database
 from bot.storage.schema import ledger
 from tests.fakes.coretoday import FakeCoreToday

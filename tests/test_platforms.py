@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from bot import platforms
+from bot.chat import platforms
+from bot.chat.platforms import PlatformSpec
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.platforms import PlatformSpec
 
 
 def test_the_registry_names_every_platform_without_importing_an_sdk() -> None:

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from bot import ledger
+from bot.credits import ledger
+from bot.credits.ledger import EntryKind
+from bot.credits.limits import Limits
+from bot.credits.policies import Override, PolicyBook, effective_policy
 from bot.domain import EditOptions, EditRequest, RequestContext, UserRef
 from bot.errors import QuotaError, UserInputError
+from bot.jobs.service import KontextService
 from bot.jobstore import JobStore
-from bot.ledger import EntryKind
-from bot.limits import Limits
-from bot.policies import Override, PolicyBook, effective_policy
 from bot.providers.base import ProviderCapabilities
-from bot.service import KontextService
 from bot.storage import Database
 from tests.fakes.coretoday import FakeCoreToday
 from tests.support import FakeClock, environment, run
@@ -275,16 +275,16 @@ async def test_requests_arriving_together_are_reserved_in_one_batch(
     db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Group commit: same outcomes as one at a time, in fewer transactions."""
-    import bot.reservations
+    import bot.jobs.reservations
 
     sizes: list[int] = []
-    real = bot.reservations.reserve_batch
+    real = bot.jobs.reservations.reserve_batch
 
     async def counting(conn: Any, items: Any, *args: Any) -> Any:
         sizes.append(len(items))
         return await real(conn, items, *args)
 
-    monkeypatch.setattr(bot.reservations, "reserve_batch", counting)
+    monkeypatch.setattr(bot.jobs.reservations, "reserve_batch", counting)
     svc = service(db, clock, [Override("workspace:discord:5555", paused=True)])
     await svc.admin_set_allowance(OWNER, f"user:{BOB}", 120)  # one image for Bob
     first = await svc.submit(request(ALICE, "alice-0"))
@@ -318,12 +318,12 @@ async def test_requests_arriving_together_are_reserved_in_one_batch(
 
 def test_each_limit_is_named_once_in_the_schema() -> None:
     """The config, the stored ``global`` row, the admin API and the CLI all go by the
-    schema in bot.limits: a limit there is a config key with the same default, a column
+    schema in bot.credits.limits: a limit there is a config key with the same default, a column
     of ``policies`` and an option of ``kontext-bot policy limits``."""
     from bot.app import limits_from_settings
     from bot.cli import build_parser
     from bot.config import Settings
-    from bot.limits import LIMITS, validate_changes
+    from bot.credits.limits import LIMITS, validate_changes
     from bot.storage.schema import policies
 
     assert limits_from_settings(Settings()) == Limits(), "config defaults are the schema's"

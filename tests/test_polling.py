@@ -12,7 +12,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.polling import MIN_HISTORY, PollPlanner
+from bot.jobs.polling import MIN_HISTORY, PollPlanner
 
 MODEL = "black-forest-labs/flux-kontext-pro"
 TYPICAL = [5.0, 5.5, 6.0, 6.0, 6.5, 7.0, 8.0, 6.2, 5.8, 6.1]

@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import ledger
+from bot.credits import ledger
+from bot.credits.limits import Limits
+from bot.credits.policies import Override, PolicyBook
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
+from bot.jobs.reservations import NewJob, Reserved, new_job_id, queued_job
 from bot.jobstore import JobStore
-from bot.limits import Limits
-from bot.policies import Override, PolicyBook
-from bot.reservations import NewJob, Reserved, new_job_id, queued_job
 from bot.storage import open_database
 from tests.pg import Cluster
 from tests.support import FakeClock, fresh_database

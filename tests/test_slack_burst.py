@@ -26,7 +26,7 @@ from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata
 from adapters.slack.status import StatusBoard
 from bot.app import build_core
 from bot.domain import EditOptions, Job, JobState, UserRef
-from bot.job_reads import row_to_job
+from bot.jobs.reads import row_to_job
 from bot.storage.schema import jobs, ledger
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import (

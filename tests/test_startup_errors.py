@@ -115,7 +115,7 @@ async def test_a_name_that_does_not_resolve_is_named() -> None:
 def test_discord_voice_warnings_are_not_shown() -> None:
     import logging
 
-    from bot.logs import configure_logging
+    from bot.server.logs import configure_logging
 
     stream = io.StringIO()
     configure_logging(stream=stream)

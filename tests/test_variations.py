@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from bot.app import build_core
-from bot.commands import EditCommand, parse_command
-from bot.conversation import Conversation, Edit
+from bot.chat.commands import EditCommand, parse_command
+from bot.chat.conversation import Conversation, Edit
+from bot.chat.texts import Style
 from bot.domain import EditOptions, EditRequest, JobState, UserRef
 from bot.errors import UserInputError
 from bot.providers.base import ProviderCapabilities
-from bot.texts import Style
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
 from tests.support import (

@@ -19,7 +19,7 @@ from bot.providers.base import WebhookRefused
 from bot.providers.coretoday import CoreTodayProvider
 from bot.providers.registry import ProviderSpec
 from bot.providers.replicate import replicate_signature
-from bot.webhooks import WebhookServer
+from bot.server.webhooks import WebhookServer
 from tests.fakes.coretoday import FakeCoreToday
 from tests.recording import RecordingFrontend
 from tests.support import HANG_GUARD_SECONDS, make_settings, png

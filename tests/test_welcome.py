@@ -161,7 +161,7 @@ async def greeted_once(bot: Any, slack: FakeSlack) -> None:
 async def test_slack_stays_quiet_when_turned_off(tmp_path: Path, fake: FakeCoreToday) -> None:
     from adapters.slack.listeners import SlackListeners
     from adapters.slack.style import SlackStyle
-    from bot.conversation import Conversation
+    from bot.chat.conversation import Conversation
     from tests.test_slack import serving
 
     async for bot in serving("http", tmp_path, fake):

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import texts
+from bot.chat import texts
+from bot.chat.platforms import NoConnection
+from bot.chat.texts import result_details
 from bot.domain import Attachment, AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import UserInputError
-from bot.platforms import NoConnection
-from bot.texts import result_details
 
 PLATFORM = "console"
 

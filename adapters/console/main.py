@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TextIO
 
 from adapters.console.frontend import PLATFORM, ConsoleFrontend, variation_path
-from bot import texts
 from bot.app import build_core
+from bot.chat import texts
+from bot.chat.conversation import Conversation, Said
+from bot.chat.texts import Style
 from bot.config import Settings
-from bot.conversation import Conversation, Said
 from bot.domain import AttachmentSource, EditRequest, JobState, UserRef
 from bot.errors import ConfigError, ErrorKind, KontextError
-from bot.texts import Style
 
 EXIT_OK = 0
 EXIT_USER = 1

@@ -1,4 +1,4 @@
-"""The console platform's entry in the registry (see bot/platforms.py). It is enabled in
+"""The console platform's entry in the registry (see bot/chat/platforms.py). It is enabled in
 every ``kontext-bot run`` process, so a console job a crash left behind is finished and
 written where its owner asked."""
 
@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.platforms import Platform, PlatformSpec
+from bot.chat.platforms import Platform, PlatformSpec
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.service import KontextService
+    from bot.jobs.service import KontextService
 
 
 def _build(settings: Settings, service: KontextService) -> Platform:

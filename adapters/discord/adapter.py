@@ -32,9 +32,9 @@ from adapters.discord.respond import Acks, answer_interaction, answer_message
 from adapters.discord.results import ResultButtons
 from adapters.discord.style import DiscordStyle, long_text
 from adapters.discord.welcome import Welcomed, welcome
-from bot.commands import starts_with_trigger
+from bot.chat.commands import starts_with_trigger
+from bot.chat.conversation import Conversation, Edit, Said
 from bot.config import DiscordConfig
-from bot.conversation import Conversation, Edit, Said
 from bot.domain import (
     Attachment,
     AttachmentSource,
@@ -45,7 +45,7 @@ from bot.domain import (
     UserRef,
 )
 from bot.errors import ConfigError
-from bot.service import KontextService
+from bot.jobs.service import KontextService
 
 log = structlog.get_logger("kontext.discord")
 _START_TIMEOUT = 60.0

@@ -20,12 +20,12 @@ from adapters.discord import attachments
 from adapters.discord.components import MAX_CHOICES, history_view
 from adapters.discord.people import user_ref
 from adapters.discord.style import long_text
-from bot.commands import MAX_VARIATIONS
-from bot.conversation import Conversation, Edit, Said
+from bot.chat.commands import MAX_VARIATIONS
+from bot.chat.conversation import Conversation, Edit, Said
+from bot.credits.model_profiles import RESOLUTIONS_MP
+from bot.credits.models import Catalogue
 from bot.domain import ASPECT_RATIOS, SEED_MAX, AttachmentSource, RequestContext, UserRef
 from bot.errors import UserInputError
-from bot.model_profiles import RESOLUTIONS_MP
-from bot.models import Catalogue
 
 log = structlog.get_logger("kontext.discord")
 RATIO_CHOICES = [app_commands.Choice(name=r.replace("_", " "), value=r) for r in ASPECT_RATIOS]

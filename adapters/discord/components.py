@@ -15,7 +15,7 @@ from typing import Any, Protocol, cast
 
 import discord
 
-from bot import texts
+from bot.chat import texts
 
 JOB_ID = r"(?P<job>[0-9a-f]{32})"
 # Discord lists at most 25 choices on an option and 25 options in a select menu
@@ -90,7 +90,7 @@ class DeleteButton(_JobButton, template=rf"^kontext:delete:{JOB_ID}$"):
 
 
 class CancelButton(_JobButton, template=rf"^kontext:cancel:{JOB_ID}$"):
-    """On the status message while the job waits or runs (bot.cancellation); the result
+    """On the status message while the job waits or runs (bot.jobs.cancellation); the result
     replaces the message's buttons with its own."""
 
     action, label, emoji = "cancel", "Cancel", "✖️"
@@ -176,7 +176,7 @@ class PromptModal(discord.ui.Modal):
         super().__init__(title=title, timeout=15 * 60)
         self.prompt.default = default or None
         self._on_submit = on_submit
-        # A model select (named models, bot.models) only when there is a choice:
+        # A model select (named models, bot.credits.models) only when there is a choice:
         # (value, label) pairs, ``model`` preselected (the job an Edit again continues).
         self.model: discord.ui.Select[PromptModal] | None = None
         if models:

@@ -1,15 +1,15 @@
-"""The Discord platform's entry in the registry (see bot/platforms.py); discord.py is
+"""The Discord platform's entry in the registry (see bot/chat/platforms.py); discord.py is
 imported only when Discord is enabled."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.platforms import Platform, PlatformSpec
+from bot.chat.platforms import Platform, PlatformSpec
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.service import KontextService
+    from bot.jobs.service import KontextService
 
 
 def _build(settings: Settings, service: KontextService) -> Platform:

@@ -31,10 +31,10 @@ import structlog
 from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import group_view, result_view
 from adapters.discord.pacing import ChannelSlots, rate_limited
+from bot.chat.texts import group_heading, group_member_line, provider_note
 from bot.domain import EditResult, GroupResult, Job
 from bot.errors import DeliveryImpossible
 from bot.images import fit_to_byte_limit
-from bot.texts import group_heading, group_member_line, provider_note
 
 log = structlog.get_logger("kontext.discord")
 

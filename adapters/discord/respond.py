@@ -45,7 +45,7 @@ from adapters.discord.reply import (
     pings,
     short,
 )
-from bot.conversation import Conversation, Submitted
+from bot.chat.conversation import Conversation, Submitted
 from bot.domain import EditRequest
 
 log = structlog.get_logger("kontext.discord")

@@ -15,8 +15,8 @@ import structlog
 
 from adapters.discord import attachments
 from adapters.discord.reply import NO_PINGS
-from bot import texts
-from bot.conversation import Conversation, Said
+from bot.chat import texts
+from bot.chat.conversation import Conversation, Said
 from bot.domain import AttachmentSource, EditOptions, UserRef
 
 log = structlog.get_logger("kontext.discord")

@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from bot.texts import ChatStyle, CommandNames
+from bot.chat.texts import ChatStyle, CommandNames
 
 
 class DiscordStyle(ChatStyle):

@@ -22,12 +22,12 @@ from adapters.slack.pacing import CountingRateLimitHandler, PacedWebClient, Slac
 from adapters.slack.reply import SlackReply
 from adapters.slack.status import StatusBoard
 from adapters.slack.style import SlackStyle
+from bot.chat.conversation import Conversation
 from bot.config import SlackConfig
-from bot.conversation import Conversation
 from bot.domain import Attachment, AttachmentSource, Job, UserRef
 from bot.errors import UserInputError
 from bot.http_transport import new_http_client
-from bot.service import KontextService
+from bot.jobs.service import KontextService
 
 log = structlog.get_logger("kontext.slack")
 

@@ -13,8 +13,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from bot.downloads import read_capped
 from bot.errors import ProviderUnavailable, UserInputError
+from bot.jobs.downloads import read_capped
 
 MAX_REDIRECTS = 3
 _MISSING_SCOPE = (

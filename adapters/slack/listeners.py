@@ -40,8 +40,8 @@ from adapters.slack.views import (
     edit_modal,
     read_submission,
 )
+from bot.chat.conversation import Conversation, Edit, Said
 from bot.config import SlackConfig
-from bot.conversation import Conversation, Edit, Said
 from bot.domain import (
     Attachment,
     AttachmentSource,

@@ -35,7 +35,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.metrics import Metrics
+from bot.server.metrics import Metrics
 
 # Each method's tier, from its reference page (https://docs.slack.dev/reference/methods/
 # + the name: "Rate limits" fact). chat.postMessage is "Special" (per channel, below).

@@ -1,15 +1,15 @@
-"""The Slack platform's entry in the registry (see bot/platforms.py); slack_bolt is
+"""The Slack platform's entry in the registry (see bot/chat/platforms.py); slack_bolt is
 imported only when Slack is enabled."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.platforms import Platform, PlatformSpec
+from bot.chat.platforms import Platform, PlatformSpec
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.service import KontextService
+    from bot.jobs.service import KontextService
 
 
 def _build(settings: Settings, service: KontextService) -> Platform:

@@ -33,9 +33,9 @@ from adapters.slack.pacing import is_rate_limited, retry_after
 from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
 from adapters.slack.views import cancel_blocks
+from bot.chat.texts import group_heading, group_member_line, provider_note, result_details, short
 from bot.domain import EditResult, GroupResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
-from bot.texts import group_heading, group_member_line, provider_note, result_details, short
 
 log = structlog.get_logger("kontext.slack")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.texts import ChatStyle, CommandNames
+from bot.chat.texts import ChatStyle, CommandNames
 
 
 def escape(text: str) -> str:

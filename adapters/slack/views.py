@@ -19,7 +19,7 @@ CALLBACK_ID = "kontext_edit"
 # (https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element).
 MAX_SELECT_OPTIONS = 100
 SHORTCUT_CALLBACK_ID = "kontext_edit_message"
-# The Cancel button of a queued job's acknowledgement (bot.cancellation).
+# The Cancel button of a queued job's acknowledgement (bot.jobs.cancellation).
 CANCEL_ACTION_ID = "kontext_cancel"
 IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
 
@@ -131,7 +131,7 @@ def edit_modal(
 
 
 def model_block(models: Sequence[tuple[str, str]], chosen: str | None) -> dict[str, Any]:
-    """The named models (bot.models) as a select, only shown when there is a choice:
+    """The named models (bot.credits.models) as a select, only shown when there is a choice:
     (value, label) pairs, ``chosen`` preselected."""
     options = [
         {"text": {"type": "plain_text", "text": label}, "value": value} for value, label in models

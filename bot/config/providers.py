@@ -133,7 +133,7 @@ class ProviderConfig(ComfyUISettings, DemoSettings, Section):
         return value.rstrip("/")
 
 
-# -- [[models]] (docs/configuration.md, bot.models) ------------------------------------
+# -- [[models]] (docs/configuration.md, bot.credits.models) ------------------------------------
 
 
 class ModelConfig(Section):

@@ -17,8 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from bot.limits import config_field
-from bot.periods import Period
+from bot.credits.limits import config_field
+from bot.credits.periods import Period
 
 
 class Section(BaseModel):
@@ -55,8 +55,8 @@ class OverrideConfig(Section):
     @field_validator("scope")
     @classmethod
     def _scope(cls, value: str) -> str:
+        from bot.credits.scopes import parse_scope
         from bot.errors import UserInputError
-        from bot.scopes import parse_scope
 
         try:
             return parse_scope(value)
@@ -66,7 +66,7 @@ class OverrideConfig(Section):
 
 class CreditsConfig(Section):
     cost_per_image: int = Field(120, ge=0)
-    # The operator's limits (bot.limits: defaults and bounds there).
+    # The operator's limits (bot.credits.limits: defaults and bounds there).
     allowance: int = config_field("allowance")
     period: Period = config_field("period")
     admins: list[str] = Field(default_factory=list)
@@ -99,7 +99,7 @@ class CreditsConfig(Section):
 
 class JobsConfig(Section):
     max_concurrent: int = Field(8, ge=1, le=1000)
-    per_user_concurrent: int = config_field("per_user_concurrent")  # a limit (bot.limits)
+    per_user_concurrent: int = config_field("per_user_concurrent")  # a limit (bot.credits.limits)
     timeout_seconds: float = Field(300.0, gt=0)
     lease_seconds: float = Field(60.0, gt=0)
     poll_initial_seconds: float = Field(2.0, gt=0)

@@ -21,19 +21,19 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot import ledger
+from bot.credits import ledger
+from bot.credits.periods import period_start
+from bot.credits.policies import effective_policy, with_global
+from bot.credits.scopes import GLOBAL
 from bot.dashboard import queries
 from bot.dashboard.auth import basic_auth
 from bot.dashboard.charts import Gauge, day_label, stacked_by_day
 from bot.dashboard.pages import SECURITY_HEADERS, plain, render, static_file
 from bot.domain import JobState, UserRef
 from bot.errors import UserInputError
-from bot.local_server import LocalServer
-from bot.periods import period_start
-from bot.policies import effective_policy, with_global
+from bot.jobs.service import KontextService
 from bot.providers.base import Provider
-from bot.scopes import GLOBAL
-from bot.service import KontextService
+from bot.server.local_server import LocalServer
 
 log = structlog.get_logger("kontext.dashboard")
 

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bot import texts
+from bot.chat import texts
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -54,7 +54,7 @@ ENV.filters["when"] = when
 ENV.filters["shorten"] = shorten
 # A job's model as history names it: the name people chose, else the provider's id.
 ENV.filters["model"] = texts.job_model
-# A delivering job whose result a platform's rate limit holds back (bot.pipeline).
+# A delivering job whose result a platform's rate limit holds back (bot.jobs.pipeline).
 ENV.filters["waiting"] = texts.waiting_for_platform
 
 

@@ -5,7 +5,7 @@ Every query is bounded by time (the last 30 days, this period, a date range) or 
 limit, and each filters on an indexed column (``ledger.created_at``, ``jobs.created_at``,
 ``ledger.user_ref``; migration 0007), so a page stays fast on a year of data
 (bench/dashboard.py measures each page at 1M ledger entries). Days are UTC days,
-``floor(created_at / 86400)``, as ``bot.periods`` counts them.
+``floor(created_at / 86400)``, as ``bot.credits.periods`` counts them.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.credits.ledger import SPENDING, EntryKind
 from bot.domain import Job, UserRef
-from bot.job_reads import row_to_job
-from bot.ledger import SPENDING, EntryKind
+from bot.jobs.reads import row_to_job
 from bot.storage.database import Database
 from bot.storage.schema import jobs, ledger
 
@@ -63,7 +63,7 @@ class Daily:
 
 
 async def ledger_per_day(conn: AsyncConnection, first_day: int) -> Daily:
-    """Credits spent (reserved and not refunded: the sum ``bot.ledger.spent_since``
+    """Credits spent (reserved and not refunded: the sum ``bot.credits.ledger.spent_since``
     takes) per (UTC day, platform) from ``first_day`` on, and the refunds booked per day,
     in one pass over those days' entries."""
     day = day_of(conn, ledger.c.created_at).label("day")

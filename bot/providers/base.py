@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from bot.credits.model_profiles import ModelProfile, shipped_profile
 from bot.domain import ASPECT_RATIOS, EditOptions
-from bot.model_profiles import ModelProfile, shipped_profile
 
 
 class PredictionState(StrEnum):
@@ -72,11 +72,11 @@ class ProviderRequest:
     images: tuple[InputImage, ...] = field(default_factory=tuple)
     # Where the provider may announce the end of the job (a hint to poll; optional).
     webhook_url: str | None = None
-    # The model id for this provider of the job's named model (bot.models); None: the
+    # The model id for this provider of the job's named model (bot.credits.models); None: the
     # provider's own configured ``model``.
     model: str | None = None
     # What the model takes at this provider and how its images travel
-    # (bot.model_profiles); None: the shipped profile of ``model``.
+    # (bot.credits.model_profiles); None: the shipped profile of ``model``.
     profile: ModelProfile | None = None
 
     def profile_at(self, provider: str, default_model: str) -> ModelProfile:
@@ -91,7 +91,7 @@ class Provider(Protocol):
     model: str
     capabilities: ProviderCapabilities
     # Whether it calls ``ProviderRequest.webhook_url`` when a job ends: then the runner
-    # waits for that call and polls only as a safety net (bot.pipeline).
+    # waits for that call and polls only as a safety net (bot.jobs.pipeline).
     sends_webhooks: bool
 
     async def submit(self, request: ProviderRequest, *, idempotency_key: str) -> PredictionStatus:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlencode, urlsplit
 
+from bot.credits.model_profiles import ModelProfile
 from bot.errors import ProviderUnavailable
-from bot.model_profiles import ModelProfile
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.http import UNAVAILABLE, HttpProvider
 

@@ -15,8 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bot.credits.model_profiles import ImageTransport, ModelProfile
 from bot.errors import ProviderUnavailable
-from bot.model_profiles import ImageTransport, ModelProfile
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.http import (
     UNAVAILABLE,

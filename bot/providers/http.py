@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import httpx
 import stamina
 
-from bot.downloads import read_capped
 from bot.errors import KontextError, ProviderUnavailable, UserInputError
 from bot.http_transport import new_http_client
+from bot.jobs.downloads import read_capped
 from bot.providers.base import PredictionStatus, ProviderCapabilities, ProviderRequest
 
 T = TypeVar("T")

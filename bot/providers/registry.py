@@ -64,7 +64,7 @@ class ProviderSpec:
     key_label: str  # how the operator's key is called in messages and docs
     key_required: bool = True
     # Checks a webhook's authenticity under provider.webhook_secret; None: the provider
-    # does not sign its webhooks, so a webhook is only ever a hint to poll (bot.webhooks).
+    # does not sign its webhooks, so a webhook is only ever a hint to poll (bot.server.webhooks).
     verify_webhook: WebhookVerifier | None = None
     # The provider's own constructor arguments from its settings (ComfyUI's workflow).
     options: Callable[[ProviderSettings], dict[str, Any]] | None = None

@@ -21,8 +21,8 @@ from typing import Any
 
 import structlog
 
+from bot.credits.model_profiles import ImageTransport, ModelProfile
 from bot.errors import ProviderUnavailable
-from bot.model_profiles import ImageTransport, ModelProfile
 from bot.providers.base import (
     PredictionState,
     PredictionStatus,

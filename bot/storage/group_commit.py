@@ -3,8 +3,8 @@
 On this stack a round trip to the database costs more CPU than the database's work, so
 writes that would each be a transaction are cheaper as one transaction when they come
 together (a burst of requests, or 20-50 jobs in flight whose transitions meet). Two
-users: the reservations (``bot/reservations.py``), whose batch is set-based statements
-of its own, and the job store's small transitions (``bot/jobqueue.py``: submit started,
+users: the reservations (``bot/jobs/reservations.py``), whose batch is set-based statements
+of its own, and the job store's small transitions (``bot/jobs/queue.py``: submit started,
 prediction id, provider switch, delivering, succeed+charge, fail+refund, requeue), which
 go through ``WriteBatch``: one transaction runs the waiting operations one after the
 other, as each would have run alone.

@@ -77,7 +77,7 @@ policies = Table(
     Column("budget", Integer, nullable=True),
     Column("cooldown_seconds", Timestamp, nullable=True),
     Column("per_user_concurrent", Integer, nullable=True),
-    # Restricted models (bot.models) allowed in this scope, comma-separated; NULL: none.
+    # Restricted models (bot.credits.models) allowed in this scope, comma-separated; NULL: none.
     Column("models", Text, nullable=True),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
@@ -98,7 +98,7 @@ jobs = Table(
     Column("cost", Integer, nullable=False),
     Column("provider", String(32), nullable=False),
     Column("model", String(128), nullable=False),
-    # The named model (``--model NAME``, bot.models) the job was asked with and charged
+    # The named model (``--model NAME``, bot.credits.models) the job was asked with and charged
     # for; NULL for jobs stored before named models (the default one).
     Column("model_name", String(64), nullable=True),
     Column("prediction_id", String(200), nullable=True),

@@ -4,7 +4,7 @@ A fake refuses what the real service documents it refuses, not only what the bot
 happens to send (DESIGN.md, testing doctrine): a FLUX.2 create with ``input_image``,
 more images than the model takes, a safety value out of the model's range, Kontext
 with two images where only one is documented. Each rule cites its page; the bot's own
-reading of the same pages is bot/model_profiles.py, written separately on purpose so
+reading of the same pages is bot/credits/model_profiles.py, written separately on purpose so
 that a mistake there shows up as a refusal here.
 """
 

@@ -9,12 +9,12 @@ import random
 import sys
 import time
 
+from bot.credits.limits import Limits
 from bot.domain import EditOptions, UserRef
 from bot.errors import QuotaError
-from bot.jobqueue import Charged
+from bot.jobs.queue import Charged
+from bot.jobs.reservations import NewJob
 from bot.jobstore import JobStore
-from bot.limits import Limits
-from bot.reservations import NewJob
 from bot.storage import open_database
 
 

@@ -1,13 +1,13 @@
 """One job's way from the queue to the user: prepare input, submit, wait, fetch, deliver.
 
-``bot.worker`` decides when a job runs; this module is what running it means. Each step
+``bot.jobs.worker`` decides when a job runs; this module is what running it means. Each step
 that matters after a crash is recorded before it is taken (``submit_started_at`` before
 the create call, the prediction id right after it, the output file before delivery),
 which is what lets a restart resume a job without submitting it twice: a job claimed
 in ``delivering`` with its file is only delivered, one with a prediction id is only
 waited for. Every way a job can end settles its credits: charged once delivered,
 refunded (and the user told why) on any failure, or held back in the queue when the
-provider asks for time (``bot.failover.hold_delay``).
+provider asks for time (``bot.jobs.failover.hold_delay``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ from typing import TypeVar
 
 import structlog
 
-from bot import texts
-from bot.cancellation import CANCELED_KIND, cancel_requested
+from bot.chat import texts
+from bot.chat.platforms import Platform
+from bot.chat.texts import (
+    CANCEL_TOO_LATE,
+    CANCELED_AT_PROVIDER,
+    canceled_text,
+    inputs_too_large,
+)
 from bot.domain import EditResult, GroupMember, GroupResult, Job, JobState, Reply
 from bot.errors import (
     DeliveryDeferred,
@@ -36,21 +42,15 @@ from bot.errors import (
     ProviderUnavailable,
     UserInputError,
 )
-from bot.failover import Failover, hold_delay
 from bot.images import inspect_output_image, validate_input_image
-from bot.jobqueue import Charged, JobQueue, Refunded
-from bot.metrics import Metrics
-from bot.platforms import Platform
-from bot.polling import PollPlanner
+from bot.jobs.cancellation import CANCELED_KIND, cancel_requested
+from bot.jobs.failover import Failover, hold_delay
+from bot.jobs.polling import PollPlanner
+from bot.jobs.progress import StepRelay, show_progress
+from bot.jobs.queue import Charged, JobQueue, Refunded
+from bot.jobs.runner_limits import RunnerLimits
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
-from bot.runner_limits import RunnerLimits
-from bot.step_progress import StepRelay, show_progress
-from bot.texts import (
-    CANCEL_TOO_LATE,
-    CANCELED_AT_PROVIDER,
-    canceled_text,
-    inputs_too_large,
-)
+from bot.server.metrics import Metrics
 
 Log = structlog.typing.FilteringBoundLogger
 Posted = TypeVar("Posted")
@@ -61,7 +61,7 @@ class _Held(Exception):
 
 
 class _Canceled(Exception):
-    """The provider stopped the job after a cancel was asked (bot.cancellation)."""
+    """The provider stopped the job after a cancel was asked (bot.jobs.cancellation)."""
 
 
 async def show_told(reply: Reply, text: str, bound: Log) -> None:
@@ -101,7 +101,7 @@ class JobPipeline:
         )
         self._hints: dict[str, asyncio.Event] = {}
         self._limits = limits
-        # Jobs whose provider was asked to stop (bot.cancellation), while they run here.
+        # Jobs whose provider was asked to stop (bot.jobs.cancellation), while they run here.
         self._cancel_sent: set[str] = set()
         self._preparing = asyncio.Semaphore(limits.max_preparing)
 
@@ -111,7 +111,7 @@ class JobPipeline:
 
     @property
     def keep_outputs(self) -> bool:
-        """With image retention on, delivered results stay for ``bot.retention`` to prune."""
+        """With image retention on, delivered results stay for ``bot.jobs.retention`` to prune."""
         return self._limits.keep_images_hours > 0
 
     def set_limits(self, limits: RunnerLimits) -> None:
@@ -244,7 +244,7 @@ class JobPipeline:
             images = await self._fetch_inputs(job, provider)
             if job.cancel_requested or await cancel_requested(self.queue, job.id):
                 # Canceled after a runner took it, before anything reached the provider:
-                # nothing to stop there, refunded now (bot.cancellation).
+                # nothing to stop there, refunded now (bot.jobs.cancellation).
                 raise _Canceled
             try:
                 return await self.failover.submit(
@@ -308,7 +308,7 @@ class JobPipeline:
         pending_at = 0.0  # the create's answer saw it running
         model = job.model
         hint = self._hints.setdefault(job.id, asyncio.Event())
-        # Webhook first (bot.polling): the provider will call back when it is done.
+        # Webhook first (bot.jobs.polling): the provider will call back when it is done.
         webhook = provider.sends_webhooks and bool(self.webhook_base_url)
         try:
             while not status.state.terminal:
@@ -318,7 +318,7 @@ class JobPipeline:
                     await asyncio.wait_for(hint.wait(), timeout=delay)
                 hint.clear()
                 if job.id not in self._cancel_sent and await cancel_requested(self.queue, job.id):
-                    # Asked by the requester or an admin (bot.cancellation): tell the
+                    # Asked by the requester or an admin (bot.jobs.cancellation): tell the
                     # provider, then go on polling for what it says it became.
                     self._cancel_sent.add(job.id)
                     await provider.cancel(status.id)

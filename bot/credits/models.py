@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bot.credits.model_profiles import ModelProfile, ProfileOverrides, profile_for
 from bot.errors import UserInputError
-from bot.model_profiles import ModelProfile, ProfileOverrides, profile_for
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -42,7 +42,7 @@ class Model:
         return self.ids.get(provider)
 
     def profile(self, provider: str) -> ModelProfile:
-        """What this model takes at ``provider`` (bot.model_profiles)."""
+        """What this model takes at ``provider`` (bot.credits.model_profiles)."""
         return profile_for(provider, self.ids.get(provider, ""), self.overrides)
 
     @property

@@ -5,7 +5,7 @@ another process queued and a job a crash left behind: the dispatcher claims what
 has room for (woken when a job is queued, and every ``idle_scan_seconds`` for other
 processes' jobs and expired leases), a heartbeat renews the leases of the jobs it runs,
 and a stop hands unfinished jobs back. What running one job means is
-``bot.pipeline``'s; this module only decides when, how many, and for how long.
+``bot.jobs.pipeline``'s; this module only decides when, how many, and for how long.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from types import MappingProxyType
 
 import structlog
 
+from bot.chat.platforms import Platform
+from bot.credits.models import Catalogue
 from bot.domain import Job
-from bot.failover import Failover
-from bot.jobqueue import JobQueue
-from bot.metrics import Metrics
-from bot.models import Catalogue
-from bot.pipeline import JobPipeline
-from bot.platforms import Platform
+from bot.jobs.failover import Failover
+from bot.jobs.pipeline import JobPipeline
+from bot.jobs.queue import JobQueue
+from bot.jobs.runner_limits import RunnerLimits
 from bot.providers.base import Provider
-from bot.runner_limits import RunnerLimits
+from bot.server.metrics import Metrics
 
 log = structlog.get_logger("kontext.runner")
 
@@ -141,7 +141,7 @@ class Worker:
             self.pipeline.hint(job_id)
 
     def withdrawn(self, job: Job, text: str) -> None:
-        """A queued job was canceled (bot.cancellation): its status message is taken
+        """A queued job was canceled (bot.jobs.cancellation): its status message is taken
         down and the requester told, in the background, so the canceller's own answer
         is not held up by the platform."""
         frontend = self.frontends.get(job.user.platform)

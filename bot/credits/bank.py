@@ -1,6 +1,6 @@
 """The bank: the one door to a user's credits outside a job's own steps.
 
-``bot.ledger`` is the rows (what each entry kind means, how each is written once);
+``bot.credits.ledger`` is the rows (what each entry kind means, how each is written once);
 this is the transactions that move or show money on their own: opening an account
 (lock, the limits in force, the period's allowance), a balance with what it buys, an
 admin's grant or adjustment, a user's entries, the top spenders, and the audit row of
@@ -8,8 +8,8 @@ an admin action. The service asks the bank and opens no money transaction of its
 
 The money a job moves is written inside the job's own transactions, where it must be
 atomic with the job's row: the reservation when the job is stored
-(``bot.reservations``, through ``open_account`` and ``ledger.reserve_entry``), the
-charge or refund when it finishes (``bot.jobqueue``'s ``finish``).
+(``bot.jobs.reservations``, through ``open_account`` and ``ledger.reserve_entry``), the
+charge or refund when it finishes (``bot.jobs.queue``'s ``finish``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot.credits import ledger
+from bot.credits.ledger import EntryKind, LedgerEntry
+from bot.credits.limits import Limits
+from bot.credits.policies import PolicyBook
 from bot.domain import RequestContext, UserRef
-from bot.ledger import EntryKind, LedgerEntry
-from bot.limits import Limits
-from bot.policies import PolicyBook
 from bot.storage.database import Database
 
 

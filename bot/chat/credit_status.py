@@ -1,13 +1,13 @@
 """What a user's credits look like now: plain values, so the texts that word them need
-not import the service that computes them (no import cycle through bot.texts)."""
+not import the service that computes them (no import cycle through bot.chat.texts)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.credits.models import Model
 from bot.domain import UserRef
-from bot.models import Model
 
 
 @dataclass(frozen=True)
@@ -19,5 +19,5 @@ class CreditStatus:
     next_allowance_at: datetime | None
     allowance: int
     active_jobs: int
-    # Every model with its cost when there is a choice (bot.models); empty otherwise.
+    # Every model with its cost when there is a choice (bot.credits.models); empty otherwise.
     models: tuple[Model, ...] = ()

@@ -1,7 +1,7 @@
 """Reading jobs: one job, a user's recent ones, counts, a queue position.
 
 Part of the job store (``JobQueue`` extends it); the reads that the claim and the
-transitions do inside their own transactions stay with them in ``bot.jobqueue``.
+transitions do inside their own transactions stay with them in ``bot.jobs.queue``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot.credits import ledger
 from bot.domain import ACTIVE_STATES, AttachmentSource, EditOptions, Job, JobState, UserRef
 from bot.storage.database import Database
 from bot.storage.schema import jobs
 
-# A queue position is shown exactly up to here; beyond, as "1,000+" (bot.texts).
+# A queue position is shown exactly up to here; beyond, as "1,000+" (bot.chat.texts).
 QUEUE_POSITION_CAP = 1000
 
 # The key of ``Job.output_meta`` (the jobs.result column) holding where the result was

@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from bot.jobstore import JobStore
-from bot.local_server import LocalServer
-from bot.metrics import Metrics
+from bot.server.local_server import LocalServer
+from bot.server.metrics import Metrics
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT_SECONDS = 3.0

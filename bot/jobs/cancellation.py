@@ -17,11 +17,11 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot.credits import ledger
 from bot.domain import ACTIVE_STATES, Job, JobState, UserRef
 from bot.errors import ErrorKind
-from bot.job_reads import row_to_job
-from bot.jobqueue import JobQueue
+from bot.jobs.queue import JobQueue
+from bot.jobs.reads import row_to_job
 from bot.storage.schema import jobs
 
 # Providers without a cancel route: BFL's API reference lists create, get_result and

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bot.cancel_answers import CancelAnswer, Outcome
+from bot.chat.cancel_answers import CancelAnswer, Outcome
+from bot.credits.ledger import LedgerEntry
+from bot.credits.limits import Limits
+from bot.credits.policies import Override
 from bot.domain import Acknowledgement, GroupMember, GroupResult, Job, JobState
 from bot.errors import ErrorKind, KontextError
-from bot.job_reads import QUEUE_POSITION_CAP
-from bot.ledger import LedgerEntry
-from bot.limits import Limits
-from bot.policies import Override
+from bot.jobs.reads import QUEUE_POSITION_CAP
 
 if TYPE_CHECKING:
-    from bot.credit_status import CreditStatus
-    from bot.model_profiles import ModelProfile
-    from bot.models import Catalogue, Model
+    from bot.chat.credit_status import CreditStatus
+    from bot.credits.model_profiles import ModelProfile
+    from bot.credits.models import Catalogue, Model
 
 OPTIONS_HELP = """\
 Options:
@@ -166,7 +166,7 @@ def welcome_text(style: Style, cost_per_image: int) -> str:
     return "\n".join(line for line in lines if line)
 
 
-# -- named models (bot.models): only mentioned when there is a choice ------------------
+# -- named models (bot.credits.models): only mentioned when there is a choice ------------------
 
 MODEL_OPTION_HELP = """
   --model NAME     which model makes the image (each has its own price)"""
@@ -290,7 +290,7 @@ def credits_text(style: Style, status: CreditStatus) -> str:
 
 
 def position_text(position: int) -> str:
-    """A place in line; at the cap the count stops at (bot.job_reads), "1,000+"."""
+    """A place in line; at the cap the count stops at (bot.jobs.reads), "1,000+"."""
     return f"{position:,}+" if position >= QUEUE_POSITION_CAP else str(position)
 
 
@@ -561,12 +561,12 @@ def history_text(
     return "\n".join(lines)
 
 
-# -- what a result's buttons answer when they cannot do their part (bot.conversation) ------
+# -- what a result's buttons answer when they cannot do their part (bot.chat.conversation) ------
 
 REROLL_GONE = "I no longer have that edit's details, so I can't re-roll it."
 RESULT_IMAGE_GONE = "That result's image is gone, so there is nothing to edit."
 DELETE_NOT_YOURS = "Only the person who asked for this image or an admin can delete it."
-# -- cancel (bot.cancellation) ------------------------------------------------------------
+# -- cancel (bot.jobs.cancellation) ------------------------------------------------------------
 
 CANCELED_QUEUED = "Canceled before it started."
 CANCELED_AT_PROVIDER = "Canceled at the image service."

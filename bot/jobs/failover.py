@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from bot import texts
+from bot.chat import texts
+from bot.credits.model_profiles import ModelProfile, shipped_profile
+from bot.credits.models import Catalogue
 from bot.domain import Job
 from bot.errors import ProviderUnavailable
-from bot.jobqueue import JobQueue
-from bot.model_profiles import ModelProfile, shipped_profile
-from bot.models import Catalogue
+from bot.jobs.queue import JobQueue
 from bot.providers.base import InputImage, PredictionStatus, Provider, ProviderRequest
 
 # The longest a held job waits, whatever the provider's Retry-After says.
@@ -44,7 +44,7 @@ class Failover:
         self.primary = primary
         # The primary first, then the operator's fallbacks, in order.
         self.providers: list[Provider] = [primary, *fallbacks]
-        # The named models (bot.models): which provider serves a job's model, under
+        # The named models (bot.credits.models): which provider serves a job's model, under
         # which id. None: every provider serves every job with its own ``model``.
         self.models = models
 

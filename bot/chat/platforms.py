@@ -21,7 +21,7 @@ from bot.errors import ConfigError
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.service import KontextService
+    from bot.jobs.service import KontextService
 
 ENTRY_POINT_GROUP = "kontext_bot.platforms"
 # settings, input images (one, several in order, or none), output path, the request's

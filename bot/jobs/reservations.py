@@ -31,17 +31,18 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger, texts
-from bot.bank import Bank
+from bot.chat import texts
+from bot.credits import ledger
+from bot.credits.bank import Bank
+from bot.credits.ledger import allowance_grant, allowance_key
+from bot.credits.limits import Limits
+from bot.credits.periods import Period, next_period_start, period_start
+from bot.credits.policies import PolicyBook
+from bot.credits.scopes import GLOBAL, scopes_for
 from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestContext, UserRef
 from bot.errors import QuotaError
-from bot.job_reads import row_to_job, waiting_up_to
-from bot.jobqueue import JobQueue
-from bot.ledger import allowance_grant, allowance_key
-from bot.limits import Limits
-from bot.periods import Period, next_period_start, period_start
-from bot.policies import PolicyBook
-from bot.scopes import GLOBAL, scopes_for
+from bot.jobs.queue import JobQueue
+from bot.jobs.reads import row_to_job, waiting_up_to
 from bot.storage.database import completes_when_cancelled
 from bot.storage.dialect import create_and_lock, insert_many_ignoring_conflict, one_of
 from bot.storage.group_commit import GroupCommit, one_by_one
@@ -64,7 +65,7 @@ class NewJob:
     provider: str
     model: str
     context: RequestContext = field(default_factory=RequestContext)
-    # The named model (bot.models) whose ``cost`` this is; None: no named models.
+    # The named model (bot.credits.models) whose ``cost`` this is; None: no named models.
     model_name: str | None = None
     # Variations (``--n``): the group this job is number ``group_index`` of.
     group_id: str | None = None

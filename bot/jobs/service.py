@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from bot import cancellation, texts
-from bot.cancel_answers import CancelAnswer, Outcome
-from bot.commands import MAX_VARIATIONS, validate_prompt
-from bot.credit_status import CreditStatus
+from bot.chat import texts
+from bot.chat.cancel_answers import CancelAnswer, Outcome
+from bot.chat.commands import MAX_VARIATIONS, validate_prompt
+from bot.chat.credit_status import CreditStatus
+from bot.credits.ledger import LedgerEntry
+from bot.credits.limits import LIMITS, Limits, validate_changes
+from bot.credits.models import Catalogue, Model, short_name
+from bot.credits.periods import Period, next_period_start, period_start
+from bot.credits.policies import Override
+from bot.credits.scopes import GLOBAL, parse_scope, scope_workspace, scopes_for
 from bot.domain import (
     SEED_MAX,
     Acknowledgement,
@@ -29,16 +35,11 @@ from bot.domain import (
 )
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
 from bot.images import ACCEPTED_FORMATS, formats_phrase
+from bot.jobs import cancellation
+from bot.jobs.reservations import NewJob
 from bot.jobstore import JobStore
-from bot.ledger import LedgerEntry
-from bot.limits import LIMITS, Limits, validate_changes
-from bot.metrics import Metrics
-from bot.models import Catalogue, Model, short_name
-from bot.periods import Period, next_period_start, period_start
-from bot.policies import Override
 from bot.providers.base import ProviderCapabilities
-from bot.reservations import NewJob
-from bot.scopes import GLOBAL, parse_scope, scope_workspace, scopes_for
+from bot.server.metrics import Metrics
 
 _CONTENT_TYPES = {f"image/{name}" for name in ACCEPTED_FORMATS} | {"image/jpg"}
 
@@ -372,7 +373,7 @@ class KontextService:
         self, user: UserRef, job_id: str | None = None, *, platform_admin: bool = False
     ) -> CancelAnswer:
         """Cancel ``job_id``, or the asker's newest unfinished job: only the requester or
-        an admin may (bot.cancellation says what happens at each stage)."""
+        an admin may (bot.jobs.cancellation says what happens at each stage)."""
         if job_id is None:
             job = await cancellation.newest_unfinished(self.store, user)
         else:
@@ -474,7 +475,7 @@ class KontextService:
 
     async def admin_set_limits(self, admin: UserRef, **changes: Any) -> Limits:
         """Change the operator's limits for everyone at run time (stored, over the
-        config); only ``credits.admins`` may. ``changes`` name limits as ``bot.limits``
+        config); only ``credits.admins`` may. ``changes`` name limits as ``bot.credits.limits``
         does (None: unchanged), checked against its bounds. Returns the limits now in
         force."""
         self._require_admin(admin, False, GLOBAL)

@@ -1,5 +1,5 @@
 """What a cancel came to: plain values, so the texts that word them need not import the
-job store that decides them (bot.cancellation)."""
+job store that decides them (bot.jobs.cancellation)."""
 
 from __future__ import annotations
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import Field as ConfigField
 
+from bot.credits.periods import PERIODS, Period
 from bot.errors import UserInputError
-from bot.periods import PERIODS, Period
 
 NEGATIVE = "Limits cannot be negative (0 means no limit)."
 

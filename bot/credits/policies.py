@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.credits.limits import LIMITS, Limits
+from bot.credits.periods import Period
+from bot.credits.scopes import GLOBAL, scopes_for
 from bot.domain import RequestContext, UserRef
-from bot.limits import LIMITS, Limits
-from bot.periods import Period
-from bot.scopes import GLOBAL, scopes_for
 from bot.storage.dialect import one_of, upsert
 from bot.storage.schema import policies
 
@@ -48,7 +48,7 @@ class Override:
     # The other limits changed at run time, by their ``Limits`` names (only the
     # ``global`` scope carries them); a limit not here keeps the config's value.
     limits: Mapping[str, Any] = field(default_factory=dict)
-    # Restricted models (bot.models) allowed in this scope; None: not set here (a
+    # Restricted models (bot.credits.models) allowed in this scope; None: not set here (a
     # stored row without it keeps the config's list for the scope).
     models: tuple[str, ...] | None = None
 
@@ -134,7 +134,7 @@ class PolicyBook:
         found = {s: self.configured[s] for s in scopes if s in self.configured}
         rows = await conn.execute(select(policies).where(one_of(conn, policies.c.scope, scopes)))
         for row in rows:
-            # Each limit's column is named as the limit (bot.limits).
+            # Each limit's column is named as the limit (bot.credits.limits).
             stored = {name: row._mapping[name] for name in LIMITS}
             models = _stored_models(row.models)
             if models is None and row.scope in self.configured:
@@ -167,7 +167,7 @@ class PolicyBook:
         base = with_global(self.base_limits, mine.pop(GLOBAL, None))
         return effective_policy(base, user, mine), paused
 
-    # -- restricted models (bot.models; docs/credits.md) -------------------------------
+    # -- restricted models (bot.credits.models; docs/credits.md) -------------------------------
 
     def allowed_models(
         self, found: Mapping[str, Override], user: UserRef, context: RequestContext
@@ -210,7 +210,7 @@ class PolicyBook:
         **changes: Any,
     ) -> Override:
         """Change a scope's stored policy: ``changes`` are limits by their ``Limits``
-        names (the caller has validated them, ``bot.limits.validate_changes``); unnamed
+        names (the caller has validated them, ``bot.credits.limits.validate_changes``); unnamed
         or None ones keep their value (from the stored row, else the config). ``models``:
         the restricted models allowed there (empty: none; None: unchanged)."""
         unknown = sorted(set(changes) - set(LIMITS))

@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 import structlog
 from aiohttp import web
 
-from bot.local_server import LocalServer
 from bot.providers.base import WebhookRefused
 from bot.providers.registry import SPECS, ProviderSpec
+from bot.server.local_server import LocalServer
 
 log = structlog.get_logger("kontext.webhooks")
 

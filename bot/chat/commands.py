@@ -3,7 +3,7 @@
 ``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg|webp] [--upsample]
 [--safety N] [--model NAME] [--res MP] [--n COUNT]``
 
-Which values each option may take is the chosen model's profile (bot.model_profiles):
+Which values each option may take is the chosen model's profile (bot.credits.model_profiles):
 the options are checked against it here, before anything is reserved.
 
 People type this on phones and in chat clients that "fix" their typing, so the parser is
@@ -18,7 +18,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot import texts
+from bot.chat import texts
+from bot.credits.model_profiles import ImageTransport, ModelProfile
+from bot.credits.models import Catalogue
 from bot.domain import (
     DEFAULT_SAFETY,
     SAFETY_MAX,
@@ -28,8 +30,6 @@ from bot.domain import (
     OutputFormat,
 )
 from bot.errors import UserInputError
-from bot.model_profiles import ImageTransport, ModelProfile
-from bot.models import Catalogue
 from bot.providers.base import ProviderCapabilities
 
 
@@ -51,7 +51,7 @@ class CreditsCommand:
 
 @dataclass(frozen=True)
 class CancelCommand:
-    """``cancel``: stop the asker's newest unfinished job (bot.cancellation)."""
+    """``cancel``: stop the asker's newest unfinished job (bot.jobs.cancellation)."""
 
 
 # -- history (issue 19) ---------------------------------------------------------------------
@@ -278,7 +278,7 @@ def options_profile(
     capabilities: ProviderCapabilities, models: Catalogue | None, model: str | None
 ) -> ModelProfile:
     """The profile the options are checked against: the chosen model's (its first
-    provider's, bot.models) when there is a catalogue; else one made of the provider's
+    provider's, bot.credits.models) when there is a catalogue; else one made of the provider's
     capabilities, as the options were checked before model profiles."""
     if models is not None:
         chosen = models.get(model)

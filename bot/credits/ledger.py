@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.credits.limits import Limits
+from bot.credits.periods import period_key
 from bot.domain import UserRef
-from bot.limits import Limits
-from bot.periods import period_key
 from bot.storage.dialect import create_and_lock, insert_ignoring_conflict
 from bot.storage.schema import accounts, ledger
 

@@ -8,7 +8,7 @@
 
 A pure module (no config, no storage) because both sides need it: config validation
 checks ``[[credits.overrides]]`` scopes with it, and the policies read stored rows by it.
-Importing it from ``bot.policies`` made the config import the storage schema.
+Importing it from ``bot.credits.policies`` made the config import the storage schema.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from bot import texts
-from bot.cancel_answers import Outcome
-from bot.commands import (
+from bot.chat import texts
+from bot.chat.admin import MENTION, AdminCommands, PlatformAdmin, same_space
+from bot.chat.cancel_answers import Outcome
+from bot.chat.commands import (
     CancelCommand,
     CreditsCommand,
     HelpCommand,
@@ -26,7 +27,7 @@ from bot.commands import (
     parse_history,
     validate_prompt,
 )
-from bot.conversation_admin import MENTION, AdminCommands, PlatformAdmin, same_space
+from bot.chat.texts import Style
 from bot.domain import (
     AttachmentSource,
     EditOptions,
@@ -37,8 +38,7 @@ from bot.domain import (
     UserRef,
 )
 from bot.errors import KontextError, UserInputError
-from bot.service import KontextService
-from bot.texts import Style
+from bot.jobs.service import KontextService
 
 
 async def _not_platform_admin() -> bool:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 
-from bot import texts
+from bot.chat import texts
+from bot.chat.texts import Style
+from bot.credits.periods import parse_period
 from bot.domain import UserRef
 from bot.errors import UserInputError
-from bot.periods import parse_period
-from bot.service import KontextService
-from bot.texts import Style
+from bot.jobs.service import KontextService
 
 # Asks the platform, only when it matters, whether it calls this user an admin.
 PlatformAdmin = Callable[[], Awaitable[bool]]
@@ -130,7 +130,7 @@ class AdminCommands:
 
         return await self._answer(admin, platform_admin, act)
 
-    # -- restricted models (bot.models; docs/credits.md) --------------------------------------
+    # -- restricted models (bot.credits.models; docs/credits.md) ----------------------------------
 
     async def allow_models(
         self, admin: UserRef, scope: str, names: Sequence[str], platform_admin: PlatformAdmin

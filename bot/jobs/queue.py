@@ -8,7 +8,7 @@ over once the lease expires.
 The transitions that move money (succeed+charge, fail+refund) happen in one transaction
 with the state change, guarded by the state they expect, so a repeated or concurrent
 transition is a no-op rather than a second charge or refund. Creating a job (and
-reserving its credits) is ``bot.reservations``' concern.
+reserving its credits) is ``bot.jobs.reservations``' concern.
 
 The runner's small transitions (submit started, prediction id, provider switch,
 delivering, succeed/fail, requeue) are group-committed (``WriteBatch``): those that
@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import ledger
+from bot.credits import ledger
+from bot.credits.policies import PolicyBook
 from bot.domain import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -33,8 +34,7 @@ from bot.domain import (
     JobState,
     UserRef,
 )
-from bot.job_reads import DELIVERED, WAITING_FOR, JobReads, row_to_job
-from bot.policies import PolicyBook
+from bot.jobs.reads import DELIVERED, WAITING_FOR, JobReads, row_to_job
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.group_commit import WriteBatch
 from bot.storage.schema import jobs
