@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from bot.config import Settings
+from bot.config.presets import preset_book
 from bot.dashboard import DashboardServer
 from bot.jobstore import JobStore
 from bot.limits import LIMITS, Limits, spec
@@ -196,6 +197,8 @@ async def build_core(
         models=models,
         queued=doorbell if with_runner else None,
         max_total_input_bytes=settings.images.max_total_input_bytes,
+        presets=preset_book(settings.presets),
+        result_buttons=settings.results.buttons,
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

@@ -35,6 +35,7 @@ from bot.metrics import Metrics
 from bot.models import Catalogue, Model, short_name
 from bot.periods import Period, next_period_start, period_start
 from bot.policies import Override
+from bot.presets import PresetBook
 from bot.providers.base import ProviderCapabilities
 from bot.reservations import NewJob
 from bot.scopes import GLOBAL, parse_scope, scope_workspace, scopes_for
@@ -98,6 +99,8 @@ class KontextService:
         models: Catalogue | None = None,
         queued: Wakeable | None = None,
         max_total_input_bytes: int = 50_000_000,
+        presets: PresetBook | None = None,
+        result_buttons: Sequence[str] = (),
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
@@ -117,6 +120,10 @@ class KontextService:
         self.models = models or Catalogue.single(
             short_name(model), capabilities.cost_per_image, {provider_name: model}
         )
+        # The presets in force and a result's buttons (``[[presets]]``, ``[results]``;
+        # the conversation layer decides what they mean, bot.presets).
+        self.presets = presets if presets is not None else PresetBook()
+        self.result_buttons = tuple(result_buttons)
 
     @property
     def cost_per_image(self) -> int:

@@ -118,7 +118,13 @@ def short(text: str, limit: int = 150) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None) -> str:
+def help_text(
+    style: Style,
+    cost_per_image: int,
+    models: Catalogue | None = None,
+    presets: Sequence[tuple[str, str]] = (),
+) -> str:
+    """``presets``: (name, what it does) of the presets in force, named after the options."""
     names = style.commands
     several = models is not None and models.several
     lines = [f"{names.usage}   edit the attached image (or make one from text)", ""]
@@ -133,6 +139,8 @@ def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None
         ]
     if multi:
         lines += [SEVERAL_IMAGES_HELP, ""]
+    if presets:
+        lines += [f"Presets (--preset NAME, or a result's buttons): {presets_list(presets)}", ""]
     lines += ["Examples:", *(f"  {example}" for example in names.examples), ""]
     lines += list(names.info)
     if names.admin:
@@ -542,3 +550,22 @@ def canceled_text(balance: int | None) -> str:
 CANCEL_TOO_LATE = (
     "The edit finished before it could be stopped, so it was posted and charged as usual."
 )
+
+
+# -- presets and a result's buttons (issue 27) -------------------------------------------------
+
+
+def preset_unknown(name: str, known: Sequence[str]) -> str:
+    if not known:
+        return f"There is no preset named '{name}': no presets are set up here."
+    return f"There is no preset named '{name}'. The presets are: {', '.join(known)}."
+
+
+PRESET_GONE = "That preset is no longer set up here, so this button does nothing now."
+MORE_PLACEHOLDER = "More…"
+PRESET_NEEDS_IMAGE = "A preset changes an image: attach one (or use it on a result's button)."
+
+
+def presets_list(presets: Iterable[tuple[str, str]]) -> str:
+    """The help's line of presets: name and what it does."""
+    return "; ".join(f"{name} ({what})" if what else name for name, what in presets)
