@@ -567,5 +567,6 @@ PRESET_NEEDS_IMAGE = "A preset changes an image: attach one (or use it on a resu
 
 
 def presets_list(presets: Iterable[tuple[str, str]]) -> str:
-    """The help's line of presets: name and what it does."""
-    return "; ".join(f"{name} ({what})" if what else name for name, what in presets)
+    """The help's line of presets: their names (what each does is in docs/presets.md;
+    the help stays within Discord's 2,000 characters)."""
+    return ", ".join(name for name, _ in presets)

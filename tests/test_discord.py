@@ -188,7 +188,16 @@ async def test_login_identifies_and_syncs_commands_to_the_guild(bot: Bot) -> Non
         "seed": 4,
         "format": 3,
         "upsample": 5,
+        "preset": 3,
     }
+    # A preset may be the whole request: the prompt is optional; the presets are choices.
+    options = {o["name"]: o for o in kontext["options"]}
+    assert not options["prompt"].get("required")
+    assert [c["value"] for c in options["preset"]["choices"]][:3] == [
+        "zoom-out",
+        "make-square",
+        "vary-subtle",
+    ]
     assert await bot.adapter.ready()
 
 
@@ -215,8 +224,14 @@ async def test_slash_command_with_image_acknowledges_and_posts_the_result_with_b
     assert fields["Seed"] == "42"
     assert fields["Credits"] == "120 used · 1080 left"
     assert embed["image"]["url"] == f"attachment://{result['attachments'][0]['filename']}"
-    labels = [c["label"] for row in result["components"] for c in row["components"]]
-    assert labels == ["Re-roll", "Edit again", "Delete"]
+    rows = [[c.get("label") or c.get("placeholder") for c in r["components"]] for r in result["components"]]
+    # [results] buttons' default (Upscale left out: no upscale model), 5 to a row, and the
+    # More… select on a row of its own.
+    assert rows == [
+        ["Re-roll", "Edit again", "Vary (subtle)", "Zoom out", "Make square"],
+        ["Delete"],
+        ["More…"],
+    ]
     output = bot.discord.attachment_bytes(result["attachments"][0])
     assert Image.open(io.BytesIO(output)).convert("RGB").getpixel((0, 0)) == tuple(
         bot.provider.output_color

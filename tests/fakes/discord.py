@@ -1385,6 +1385,14 @@ def _refused_commands(body: list[dict[str, Any]]) -> web.Response | None:
 # 400 and JSON error 50035 "Invalid Form Body".
 MAX_ACTION_ROWS = 5
 MAX_ROW_BUTTONS = 5
+# "String Select ... options: Specified choices in a select menu; max 25", and an action
+# row holds "up to 5 buttons, or a single select component"
+# (https://discord.com/developers/docs/components/reference#string-select, #action-row).
+MAX_SELECT_OPTIONS = 25
+SELECT_TYPES = {3, 5, 6, 7, 8}
+# "files[n]: Contents of the file being sent... up to 10 files" per message
+# (https://discord.com/developers/docs/resources/message#create-message, jsonform params).
+MAX_ATTACHMENTS = 10
 MAX_CONTENT = 2000
 MAX_EMBED_DESCRIPTION = 4096
 
@@ -1406,6 +1414,8 @@ def _invalid_components(body: Any) -> web.Response | None:
         len(e.get("description") or "") > MAX_EMBED_DESCRIPTION for e in message.get("embeds") or []
     ):
         return _error(400, 50035, "Invalid Form Body: embed description: at most 4096")
+    if len(message.get("attachments") or []) > MAX_ATTACHMENTS:
+        return _error(400, 50035, "Invalid Form Body: attachments: at most 10 files")
     rows = message.get("components")
     if not rows or body.get("type") == 9:  # modals: their own layout rules
         return None
@@ -1416,6 +1426,11 @@ def _invalid_components(body: Any) -> web.Response | None:
         inner = row.get("components") or []
         if row.get("type") == 1 and len(inner) > MAX_ROW_BUTTONS:
             return _error(400, 50035, "Invalid Form Body: an action row holds at most 5")
+        selects = [c for c in inner if c.get("type") in SELECT_TYPES]
+        if selects and len(inner) > 1:
+            return _error(400, 50035, "Invalid Form Body: a select fills its action row")
+        if any(len(c.get("options") or []) > MAX_SELECT_OPTIONS for c in selects):
+            return _error(400, 50035, "Invalid Form Body: a select lists at most 25 options")
         ids += [str(c["custom_id"]) for c in inner if c.get("custom_id")]
     if len(ids) != len(set(ids)):
         return _error(400, 50035, "Invalid Form Body: custom_id must be unique per message")
