@@ -669,6 +669,22 @@ class FakeDiscord:
         await self._send_interaction(payload)
         return self.interactions[payload["token"]]
 
+    async def choose(
+        self, message: dict[str, Any], placeholder: str, value: str, *, user_id: str
+    ) -> Interaction:
+        """Pick ``value`` in the string select with that placeholder on a bot message."""
+        select = next(
+            component
+            for row in message["components"]
+            for component in row["components"]
+            if component.get("type") == 3 and component.get("placeholder") == placeholder
+        )
+        data = {"custom_id": select["custom_id"], "component_type": 3, "values": [value]}
+        payload = self._interaction(3, user_id, message["channel_id"], data, message=message)
+        self.interactions[payload["token"]].component_message_id = str(message["id"])
+        await self._send_interaction(payload)
+        return self.interactions[payload["token"]]
+
     async def submit_modal(
         self, opened_by: Interaction, values: dict[str, str], *, user_id: str
     ) -> Interaction:
