@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-
 # The result's own buttons, beside the presets, as ``[results] buttons`` names them.
 REROLL, EDIT, UPSCALE, DELETE = "reroll", "edit", "upscale", "delete"
 BUILT_IN_BUTTONS = (REROLL, EDIT, UPSCALE, DELETE)

@@ -225,7 +225,10 @@ async def test_slash_command_with_image_acknowledges_and_posts_the_result_with_b
     assert fields["Seed"] == "42"
     assert fields["Credits"] == "120 used · 1080 left"
     assert embed["image"]["url"] == f"attachment://{result['attachments'][0]['filename']}"
-    rows = [[c.get("label") or c.get("placeholder") for c in r["components"]] for r in result["components"]]
+    rows = [
+        [c.get("label") or c.get("placeholder") for c in r["components"]]
+        for r in result["components"]
+    ]
     # [results] buttons' default (Upscale left out: no upscale model), 5 to a row, and the
     # More… select on a row of its own.
     assert rows == [

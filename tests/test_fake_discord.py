@@ -9,8 +9,8 @@ the 3-second and 15-minute limits are crossed without sleeping.
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 

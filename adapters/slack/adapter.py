@@ -77,7 +77,8 @@ class SlackAdapter:
         # The bot user's name, for "/invite @kontext" answers; auth.test tells it at start.
         self.bot_name = "kontext"
         self.membership = Membership(self.client, self.api_error)
-        SlackListeners(self, Conversation(service, SlackStyle())).register()
+        self.conversation = Conversation(service, SlackStyle())
+        SlackListeners(self, self.conversation).register()
 
     # -- the Platform side (the core finishing jobs) -------------------------------------
 
@@ -88,6 +89,7 @@ class SlackAdapter:
             bot_name=self.bot_name,
             on_unreachable=self.membership.forget,
             board=self.status,
+            layout=self.conversation.result_layout(),
         )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:

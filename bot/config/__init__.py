@@ -30,6 +30,12 @@ from pydantic_settings import (
 )
 
 from bot.config.envsource import LenientEnvSource, env_error_line
+from bot.config.presets import (
+    PresetConfig,
+    ResultsConfig,
+    merge_presets,
+    shipped_preset_configs,
+)
 from bot.config.providers import (
     ComfyUISettings,
     FallbackProviderConfig,
@@ -37,12 +43,6 @@ from bot.config.providers import (
     ProviderConfig,
     ProviderName,
     check_models,
-)
-from bot.config.presets import (
-    PresetConfig,
-    ResultsConfig,
-    merge_presets,
-    shipped_preset_configs,
 )
 from bot.config.sections import (
     CreditsConfig,
@@ -199,7 +199,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 "jobs.poll_max_seconds must not be smaller than jobs.poll_initial_seconds"
             )
-
 
     def _presets_consistent(self) -> None:
         """A preset's model is a configured one; the result buttons fit every platform."""
