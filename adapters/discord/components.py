@@ -172,7 +172,7 @@ class MoreSelect(
         return cls(match["job"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        values = (interaction.data or {}).get("values") or []
+        values = self.item.values
         chosen = str(values[0]) if values else ""
         await _handler(interaction).apply_preset(interaction, self.job_id, chosen)
 
@@ -216,11 +216,11 @@ def result_view(job_id: str, layout: ResultLayout | None = None) -> discord.ui.V
         else:
             item = None  # Upscale: not served yet
         if item is not None:
-            item.row = row  # type: ignore[misc]
+            item.row = row
             view.add_item(item)
     if layout.more:
         select = MoreSelect(job_id, layout.more)
-        select.row = (len(layout.buttons) + 4) // 5  # type: ignore[misc]
+        select.row = (len(layout.buttons) + 4) // 5
         view.add_item(select)
     return view
 
