@@ -196,6 +196,7 @@ async def build_core(
         models=models,
         queued=doorbell if with_runner else None,
         max_total_input_bytes=settings.images.max_total_input_bytes,
+        dashboard_url=settings.dashboard.public_url if settings.dashboard.enabled else "",
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

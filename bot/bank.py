@@ -66,6 +66,12 @@ class Bank:
         async with self.db.read() as conn:
             return await ledger.recent_entries(conn, user, limit)
 
+    async def spent_since(self, since: float) -> int:
+        """Credits everyone spent (reserved and not refunded) since a moment: what the
+        shared budget is held against."""
+        async with self.db.read() as conn:
+            return await ledger.spent_since(conn, since)
+
     async def top_spenders(self, since: float, limit: int) -> list[tuple[str, int]]:
         async with self.db.read() as conn:
             return await ledger.top_spenders(conn, since, limit)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from bot import cancellation, texts
 from bot.cancel_answers import CancelAnswer, Outcome
 from bot.commands import validate_prompt
-from bot.credit_status import CreditStatus
+from bot.credit_status import BudgetStatus, CreditStatus
 from bot.domain import (
     SEED_MAX,
     Acknowledgement,
@@ -98,6 +98,7 @@ class KontextService:
         models: Catalogue | None = None,
         queued: Wakeable | None = None,
         max_total_input_bytes: int = 50_000_000,
+        dashboard_url: str = "",
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
@@ -105,6 +106,9 @@ class KontextService:
         # The cap on the sum of a job's inputs (``images.max_total_input_bytes``).
         self.max_total_input_bytes = max_total_input_bytes
         self.admins = frozenset(admins)
+        # Where admins open the operator's dashboard (``dashboard.public_url`` of an
+        # enabled dashboard); empty: no link is shown.
+        self.dashboard_url = dashboard_url
         self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
         self.accepting = True
@@ -479,6 +483,19 @@ class KontextService:
     ) -> list[LedgerEntry]:
         self._require_admin(admin, platform_admin, f"user:{user}")
         return await self.history(user, limit)
+
+    async def budget(self) -> BudgetStatus:
+        """The shared budget and today's spend (the App Home's admin section); free."""
+        store = self.store
+        now = store.clock()
+        limits = await self.limits()
+        period = store.policy_book.budget_period_of(limits)
+        return BudgetStatus(
+            budget=limits.budget,
+            period=period,
+            spent_in_period=await store.bank.spent_since(period_start(period, now)),
+            spent_today=await store.bank.spent_since(period_start("daily", now)),
+        )
 
     async def admin_top_spenders(
         self, admin: UserRef, *, limit: int = 10, platform_admin: bool = False

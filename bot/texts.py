@@ -23,7 +23,7 @@ from bot.limits import Limits
 from bot.policies import Override
 
 if TYPE_CHECKING:
-    from bot.credit_status import CreditStatus
+    from bot.credit_status import BudgetStatus, CreditStatus
     from bot.model_profiles import ModelProfile
     from bot.models import Catalogue, Model
 
@@ -458,6 +458,26 @@ def job_outcome(job: Job) -> tuple[str, str]:
     return "in progress", f"{job.cost} reserved"
 
 
+def job_line(style: Style, job: Job, mark: str = "") -> str:
+    """One job as history shows it: when, the prompt (shortened), model, seed, outcome,
+    cost, and a link to the posted result where the platform gave one."""
+    outcome, cost = job_outcome(job)
+    when = style.when(datetime.fromtimestamp(job.created_at, UTC))
+    parts = [
+        f"{mark}{when}",
+        style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
+        job_model(job),
+        *([f"{len(job.attachments)} images"] if len(job.attachments) > 1 else []),
+        f"seed {job.seed if job.seed is not None else 'unknown'}",
+        outcome,
+        cost,
+    ]
+    where = job.delivered
+    if where and where.get("link"):
+        parts.append(style.link(str(where["link"]), "result"))
+    return " · ".join(parts)
+
+
 def history_text(
     style: Style, user_id: str, jobs: Sequence[Job], *, own: bool, numbered: Sequence[str] = ()
 ) -> str:
@@ -469,23 +489,54 @@ def history_text(
         return "You have no edits yet." if own else f"{style.user(user_id)} has no edits yet."
     lines = [f"{whose} last {len(jobs)} edit{'s' if len(jobs) != 1 else ''}:"]
     for job in jobs:
-        outcome, cost = job_outcome(job)
         mark = f"{style.bold(f'#{numbered.index(job.id) + 1}')} " if job.id in numbered else ""
-        when = style.when(datetime.fromtimestamp(job.created_at, UTC))
-        parts = [
-            f"{mark}{when}",
-            style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
-            job_model(job),
-            *([f"{len(job.attachments)} images"] if len(job.attachments) > 1 else []),
-            f"seed {job.seed if job.seed is not None else 'unknown'}",
-            outcome,
-            cost,
-        ]
-        where = job.delivered
-        if where and where.get("link"):
-            parts.append(style.link(str(where["link"]), "result"))
-        lines.append(" · ".join(parts))
+        lines.append(job_line(style, job, mark))
     return "\n".join(lines)
+
+
+# -- the App Home (Slack's Home tab; bot.home) ---------------------------------------------
+
+HOME_TITLE = "Kontext: edit images with FLUX"
+HOME_EDITS_TITLE = "Your last edits"
+HOME_NEW_EDIT = "New edit"
+HOME_REROLL = "Re-roll"
+HOME_EDIT_AGAIN = "Edit again"
+HOME_ADMIN_TITLE = "Shared budget (admins only)"
+HOME_DASHBOARD = "Open the dashboard"
+HOME_THUMBNAIL = "The edited image"
+HOME_CHANNEL_LABEL = "Post the result in"
+HOME_CHOOSE_CHANNEL = "Choose the channel the result goes to."
+
+
+def result_goes_to(style: Style, channel_id: str) -> str:
+    """Said with a request started from the home screen, which is in no channel."""
+    return f"The result will be posted in {style.channel(channel_id)}."
+
+
+def home_empty_text(style: Style, cost_per_image: int) -> str:
+    """The Home tab of someone who has not edited anything yet."""
+    return (
+        f"You have no edits yet. Press {style.bold(HOME_NEW_EDIT)} to make your first one: "
+        "attach an image (or none, to make one from words), say what should change and "
+        f"choose the channel the result goes to. An image costs {cost_per_image} credits."
+    )
+
+
+def budget_text(style: Style, budget: BudgetStatus) -> str:
+    """The shared budget's use and today's spend, for admins."""
+    period = f"this {budget.period} period" if budget.period != "never" else "in all"
+    if budget.budget:
+        left = max(0, budget.budget - budget.spent_in_period)
+        used = (
+            f"{style.bold(f'{budget.spent_in_period:,} of {budget.budget:,} credits')} spent "
+            f"{period}, {left:,} left."
+        )
+    else:
+        used = (
+            f"No shared budget (credits.budget is 0): {budget.spent_in_period:,} credits "
+            f"spent {period}."
+        )
+    return f"{used} Today (UTC): {budget.spent_today:,} credits spent."
 
 
 # -- what a result's buttons answer when they cannot do their part (bot.conversation) ------
