@@ -144,13 +144,15 @@ class SlackListeners:
 
     # -- the welcome (issue 29) ---------------------------------------------------------------
 
-    async def on_app_home_opened(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def on_app_home_opened(
+        self, event: dict[str, Any], body: dict[str, Any] | None = None
+    ) -> None:
         """Someone opened the bot's Home tab: it is published anew (``home.py``). Or they
         opened its Messages tab: while their DM with the bot is empty, the bot says what
         it does (the Discord welcome's words), so it is said once, whichever process
         gets the event, with nothing to remember (``slack.welcome``)."""
         if event.get("tab") == "home":
-            team = str(body.get("team_id") or event.get("team") or "")
+            team = str((body or {}).get("team_id") or event.get("team") or "")
             await self.publish_home(UserRef(PLATFORM, team, str(event["user"])))
             return
         channel = str(event.get("channel") or "")
