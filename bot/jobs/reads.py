@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,11 +58,11 @@ async def job_with_key(conn: AsyncConnection, key: str) -> Job | None:
     return row_to_job(row) if row else None
 
 
-async def waiting_up_to(conn: AsyncConnection, created_at: float) -> int:
-    """The queued jobs created at or before ``created_at``: a new job's place in line
-    (the reservations count it in the transaction that stores the job). Counted up to
-    ``QUEUE_POSITION_CAP``: the count walks the queue's index, and a backlog of tens of
-    thousands must not make every reservation pay for walking it all."""
+def count_waiting_up_to(created_at: float) -> Select[int]:
+    """The count of ``waiting_up_to`` as a statement (the reservations read it inside
+    their balances statement). Counted up to ``QUEUE_POSITION_CAP``: the count walks the
+    queue's index, and a backlog of tens of thousands must not make every reservation
+    pay for walking it all."""
     ahead = (
         # Only what the (state, created_at) index holds: no row is read, on either database.
         select(jobs.c.created_at)
@@ -70,4 +70,9 @@ async def waiting_up_to(conn: AsyncConnection, created_at: float) -> int:
         .limit(QUEUE_POSITION_CAP)
         .subquery()
     )
-    return int(await conn.scalar(select(func.count()).select_from(ahead)) or 0)
+    return select(func.count().label("ahead")).select_from(ahead)
+
+
+async def waiting_up_to(conn: AsyncConnection, created_at: float) -> int:
+    """The queued jobs created at or before ``created_at``: a job's place in line."""
+    return int(await conn.scalar(count_waiting_up_to(created_at)) or 0)

@@ -42,7 +42,7 @@ from bot.domain import AttachmentSource, EditOptions, Job, JobState, RequestCont
 from bot.errors import QuotaError
 from bot.i18n import _, ngettext
 from bot.jobs import reads as job_reads
-from bot.jobs.reads import job_with_key, row_to_job, waiting_up_to
+from bot.jobs.reads import count_waiting_up_to, job_with_key, row_to_job, waiting_up_to
 from bot.storage.database import Database, completes_when_cancelled
 from bot.storage.dialect import create_and_lock, one_of
 from bot.storage.group_commit import GroupCommit, one_by_one
@@ -341,16 +341,7 @@ async def balances_and_queue(
     ledger is joined to, so a user with no entries yet still gets the count (one row with
     no user). It was a statement of its own after the insert (7 per reservation, now 6).
     """
-    waiting = (
-        select(func.count().label("ahead"))
-        .select_from(
-            select(jobs.c.created_at)
-            .where(jobs.c.state == JobState.QUEUED.value, jobs.c.created_at <= now)
-            .limit(job_reads.QUEUE_POSITION_CAP)
-            .subquery()
-        )
-        .subquery()
-    )
+    waiting = count_waiting_up_to(now).subquery()
     rows = await conn.execute(
         select(
             waiting.c.ahead,
