@@ -25,7 +25,7 @@ from aiohttp import web
 from PIL import Image
 
 from adapters.console.main import console_user
-from bot.app import build_core
+from bot.app import Core, build_core
 from bot.config import Settings
 from bot.domain import EditOptions, EditRequest, Job, UserRef
 from bot.storage import open_database
@@ -33,6 +33,8 @@ from tests.fakes.coretoday import DEFAULT_KEY, FakeCoreToday
 from tests.recording import RecordingFrontend
 
 if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordAdapter
+    from bot.jobs.service import KontextService
     from tests.pg import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -435,3 +437,24 @@ async def seed_dashboard(url: str, now: float, days: int = 28) -> SeededLedger:
     finally:
         await database.dispose()
     return SeededLedger(now, written, entries)
+
+
+async def discord_core(settings: Settings) -> tuple[Core, DiscordAdapter]:
+    """A core whose one front end is the Discord adapter (its guilds awaited for 0.1 s),
+    built through ``build_core`` as ``run`` builds it; not started."""
+    from adapters.discord.adapter import DiscordAdapter
+
+    def discord_adapter(service: KontextService) -> list[DiscordAdapter]:
+        return [
+            DiscordAdapter(
+                settings.discord,
+                service,
+                data_dir=settings.storage.data_dir,
+                guild_ready_timeout=0.1,
+            )
+        ]
+
+    core = await build_core(settings, discord_adapter)
+    adapter = core.frontends["discord"]
+    assert isinstance(adapter, DiscordAdapter)
+    return core, adapter

@@ -20,11 +20,10 @@ import pytest
 from PIL import Image
 
 from adapters.discord.adapter import DiscordAdapter
-from bot.app import Core, build_core
+from bot.app import Core
 from bot.config import Settings
 from bot.domain import UserRef
 from bot.errors import ConfigError
-from bot.jobs.service import KontextService
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
     ART_CHANNEL_ID,
@@ -40,6 +39,7 @@ from tests.fakes.discord import (
 from tests.support import (
     HANG_GUARD_SECONDS,
     TWO_MODELS,
+    discord_core,
     environment,
     make_settings,
     png,
@@ -132,19 +132,7 @@ async def start_bot(
         **sections,
     )
 
-    def discord_adapter(service: KontextService) -> list[DiscordAdapter]:
-        return [
-            DiscordAdapter(
-                settings.discord,
-                service,
-                data_dir=settings.storage.data_dir,
-                guild_ready_timeout=0.1,
-            )
-        ]
-
-    core = await build_core(settings, discord_adapter)
-    adapter = core.frontends["discord"]
-    assert isinstance(adapter, DiscordAdapter)
+    core, adapter = await discord_core(settings)
     assert core.runner is not None
     core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
     await core.start()

@@ -21,14 +21,19 @@ import aiohttp
 import pytest
 
 from adapters.discord.adapter import DiscordAdapter
-from bot.app import build_core
 from bot.config import load_settings
 from bot.errors import ConfigError
-from bot.jobs.service import KontextService
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import BOT_TOKEN, CHANNEL_ID, GUILD_ID, FakeDiscord, Interaction
 from tests.pg import Cluster
-from tests.support import HANG_GUARD_SECONDS, environment, make_settings, migrated_database, png
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    discord_core,
+    environment,
+    make_settings,
+    migrated_database,
+    png,
+)
 from tests.support import start as start_process
 
 ALICE = "5000000000000000001"
@@ -161,19 +166,7 @@ async def _adapter(
         discord={"enabled": True, "token": BOT_TOKEN, "api_base_url": fake.api_url, **discord},
     )
 
-    def discord_adapter(service: KontextService) -> list[DiscordAdapter]:
-        return [
-            DiscordAdapter(
-                settings.discord,
-                service,
-                data_dir=settings.storage.data_dir,
-                guild_ready_timeout=0.1,
-            )
-        ]
-
-    core = await build_core(settings, discord_adapter)
-    adapter = core.frontends["discord"]
-    assert isinstance(adapter, DiscordAdapter)
+    core, adapter = await discord_core(settings)
     await core.start()
     try:
         await adapter.start()

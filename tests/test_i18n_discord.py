@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from adapters.discord.adapter import DiscordAdapter
-from bot.app import Core, build_core
-from bot.jobs.service import KontextService
+from bot.app import Core
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.discord import (
     APPLICATION_ID,
@@ -29,7 +28,7 @@ from tests.fakes.discord import (
     FakeDiscord,
     chat_input_name_ok,
 )
-from tests.support import HANG_GUARD_SECONDS, make_settings, png
+from tests.support import HANG_GUARD_SECONDS, discord_core, make_settings, png
 
 ALICE, BOB, MOD = "1001", "1002", "1003"
 
@@ -74,19 +73,8 @@ async def bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
             credits={"platform_admins": True},
         )
 
-        def discord_adapter(service: KontextService) -> list[DiscordAdapter]:
-            return [
-                DiscordAdapter(
-                    settings.discord,
-                    service,
-                    data_dir=settings.storage.data_dir,
-                    guild_ready_timeout=0.1,
-                )
-            ]
-
-        core = await build_core(settings, discord_adapter)
-        adapter = core.frontends["discord"]
-        assert isinstance(adapter, DiscordAdapter) and core.runner is not None
+        core, adapter = await discord_core(settings)
+        assert core.runner is not None
         core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
         await core.start()
         await adapter.start()
