@@ -20,6 +20,7 @@ import structlog
 
 from bot.chat.platforms import Platform
 from bot.config import Settings
+from bot.config.presets import preset_book
 from bot.credits.limits import LIMITS, Limits, spec
 from bot.credits.models import catalogue_for
 from bot.credits.policies import Override, PolicyBook
@@ -197,6 +198,8 @@ async def build_core(
         queued=doorbell if with_runner else None,
         max_total_input_bytes=settings.images.max_total_input_bytes,
         default_language=settings.i18n.default,
+        presets=preset_book(settings.presets),
+        result_buttons=settings.results.buttons,
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

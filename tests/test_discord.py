@@ -22,6 +22,7 @@ from PIL import Image
 from adapters.discord.adapter import DiscordAdapter
 from bot.app import Core
 from bot.config import Settings
+from bot.config.presets import SHIPPED_PRESETS
 from bot.domain import UserRef
 from bot.errors import ConfigError
 from tests.fakes.coretoday import FakeCoreToday
@@ -176,7 +177,16 @@ async def test_login_identifies_and_syncs_commands_to_the_guild(bot: Bot) -> Non
         "seed": 4,
         "format": 3,
         "upsample": 5,
+        "preset": 3,
     }
+    # A preset may be the whole request: the prompt is optional; the presets are choices.
+    options = {o["name"]: o for o in kontext["options"]}
+    assert not options["prompt"].get("required")
+    assert [c["value"] for c in options["preset"]["choices"]][:3] == [
+        "zoom-out",
+        "make-square",
+        "vary-subtle",
+    ]
     assert await bot.adapter.ready()
 
 
@@ -203,8 +213,17 @@ async def test_slash_command_with_image_acknowledges_and_posts_the_result_with_b
     assert fields["Seed"] == "42"
     assert fields["Credits"] == "120 used · 1080 left"
     assert embed["image"]["url"] == f"attachment://{result['attachments'][0]['filename']}"
-    labels = [c["label"] for row in result["components"] for c in row["components"]]
-    assert labels == ["Re-roll", "Edit again", "Delete"]
+    rows = [
+        [c.get("label") or c.get("placeholder") for c in r["components"]]
+        for r in result["components"]
+    ]
+    # [results] buttons' default (Upscale left out: no upscale model), 5 to a row, and the
+    # More… select on a row of its own.
+    assert rows == [
+        ["Re-roll", "Edit again", "Vary (subtle)", "Zoom out", "Make square"],
+        ["Delete"],
+        ["More…"],
+    ]
     output = bot.discord.attachment_bytes(result["attachments"][0])
     assert Image.open(io.BytesIO(output)).convert("RGB").getpixel((0, 0)) == tuple(
         bot.provider.output_color
@@ -1192,3 +1211,82 @@ async def test_ten_jobs_fit_and_buttons_stay_within_discords_five_rows(bot: Bot)
     (embed,) = callback["data"]["embeds"]
     assert embed["description"].count("[result](https://discord.com/channels/") == 10
     assert len(bot.provider.creates) == creates
+
+
+# -- presets on a result and in /kontext (issue 27) -------------------------------------------
+
+ZOOM_OUT = next(p for p in SHIPPED_PRESETS if p["name"] == "zoom-out")["prompt"]
+
+
+async def test_zoom_out_on_a_result_edits_that_result_with_the_preset_instruction(
+    bot: Bot,
+) -> None:
+    first = await bot.edited()
+    zoom = await bot.discord.click(first, "Zoom out", user_id=BOB)
+    await bot.results(2)
+    assert [c["type"] for c in zoom.callbacks] == [4]
+    assert "120 credits reserved" in zoom.callbacks[0]["data"]["content"], "the cost is said"
+    created = bot.provider.creates[1]
+    assert created.input is not None
+    assert created.input["prompt"] == " ".join(ZOOM_OUT.replace("{prompt}", "").split())
+    assert created.input["aspect_ratio"] == "match_input_image"
+    # The result, not the original upload, is the image edited; the seed is the result's.
+    assert created.file_bytes == bot.discord.attachment_bytes(first["attachments"][0])
+    assert created.input["seed"] == int(_field(first, "Seed"))
+    assert await bot.balance(BOB) == 1080 and await bot.balance(ALICE) == 1080
+
+
+async def test_more_select_applies_any_preset_and_vary_picks_a_new_seed(bot: Bot) -> None:
+    first = await bot.edited()
+    colorize = await bot.discord.choose(first, "More…", "colorize", user_id=ALICE)
+    await bot.results(2)
+    assert [c["type"] for c in colorize.callbacks] == [4]
+    created = bot.provider.creates[1]
+    assert created.input is not None and created.input["prompt"].startswith("Colorize this photo")
+    assert created.file_bytes == bot.discord.attachment_bytes(first["attachments"][0])
+
+    await bot.discord.click(first, "Vary (subtle)", user_id=ALICE)
+    await bot.results(3)
+    varied = bot.provider.creates[2]
+    assert varied.input is not None and varied.input["prompt"].startswith("Make a subtle variation")
+    assert varied.input["seed"] != int(_field(first, "Seed")), "a vary preset picks a new seed"
+    assert await bot.balance(ALICE) == 1200 - 3 * 120
+
+
+async def test_kontext_with_a_preset_option_and_no_prompt_and_an_unknown_one_refused_free(
+    bot: Bot,
+) -> None:
+    image = bot.discord.upload(png(), "room.png", "image/png")
+    await bot.discord.slash_command(
+        "kontext", {"preset": "make-square"}, user_id=ALICE, attachment=image
+    )
+    await bot.results(1)
+    (created,) = bot.provider.creates
+    assert created.input is not None
+    assert created.input["prompt"].startswith("Extend the scene to a square 1:1 frame")
+    assert created.input["aspect_ratio"] == "1:1"
+
+    other = bot.discord.upload(png(), "room.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext", {"preset": "sparkle", "prompt": "x"}, user_id=ALICE, attachment=other
+    )
+    await bot.until(lambda: asked.callbacks)
+    assert_refused_privately(bot.discord, asked, "There is no preset named 'sparkle'")
+    assert len(bot.provider.creates) == 1 and await bot.balance() == 1080
+
+
+async def test_a_preset_button_left_on_an_old_result_says_the_preset_is_gone(bot: Bot) -> None:
+    """A preset the operator removed since: its button is answered clearly, and free."""
+    first = await bot.edited()
+    old = {**first, "components": [dict(r) for r in first["components"]]}
+    row = old["components"][0]
+    row["components"] = [
+        {**c, "custom_id": c["custom_id"].replace("zoom-out", "retired")}
+        if c.get("label") == "Zoom out"
+        else c
+        for c in row["components"]
+    ]
+    pressed = await bot.discord.click(old, "Zoom out", user_id=ALICE)
+    await bot.until(lambda: pressed.callbacks)
+    assert "no longer set up" in pressed.callbacks[0]["data"]["content"]
+    assert len(bot.provider.creates) == 1 and await bot.balance() == 1080

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from bot import __version__
 from bot.cli import build_parser
-from bot.config import ModelConfig, Settings
+from bot.config import ModelConfig, PresetConfig, Settings
 from tests.support import ROOT
 
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md", ROOT / "CHANGELOG.md"]
@@ -131,6 +131,9 @@ def model_keys() -> set[str]:
     for section, field in Settings.model_fields.items():
         if section == "models":
             keys |= {f"models.{name}" for name in ModelConfig.model_fields}
+            continue
+        if section == "presets":
+            keys |= {f"presets.{name}" for name in PresetConfig.model_fields}
             continue
         annotation = field.annotation
         assert isinstance(annotation, type) and issubclass(annotation, BaseModel)

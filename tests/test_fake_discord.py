@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -469,6 +470,34 @@ async def test_messages_hold_2000_characters_and_5_rows_of_5_buttons_with_unique
     path = fits.json()["id"]
     edit = await http.patch(f"{create}/{path}", json={"components": _rows(6, 1)}, headers=BOT)
     assert refused(edit, 400, 50035)
+
+
+async def test_a_select_fills_its_row_and_lists_at_most_25_options_and_10_files_a_message(
+    http: httpx.AsyncClient,
+) -> None:
+    """Discord: an action row holds "up to 5 buttons, or a single select component", a
+    select "max 25" options, a message up to 10 files; each refused with 50035."""
+    create = f"/channels/{CHANNEL_ID}/messages"
+
+    def select(options: int) -> dict[str, Any]:
+        choices = [{"label": f"p{i}", "value": f"p{i}"} for i in range(options)]
+        return {"type": 3, "custom_id": "more", "options": choices}
+
+    alone = [{"type": 1, "components": [select(25)]}]
+    fits = await http.post(create, json={"content": "ok", "components": alone}, headers=BOT)
+    assert fits.status_code == 200
+    beside = [{"type": 1, "components": [select(3), *_rows(1, 1)[0]["components"]]}]
+    for rows in (beside, [{"type": 1, "components": [select(26)]}]):
+        answer = await http.post(create, json={"content": "x", "components": rows}, headers=BOT)
+        assert refused(answer, 400, 50035)
+    files = [{"id": i, "filename": f"{i}.png"} for i in range(11)]
+    answer = await http.post(create, json={"content": "x", "attachments": files}, headers=BOT)
+    assert refused(answer, 400, 50035)
+    ten = {"content": "x", "attachments": files[:10]}
+    parts = {f"files[{i}]": (f"{i}.png", b"png", "image/png") for i in range(10)}
+    payload = {"payload_json": json.dumps(ten)}
+    answer = await http.post(create, data=payload, files=parts, headers=BOT)
+    assert answer.status_code == 200 and len(answer.json()["attachments"]) == 10
 
 
 async def test_a_command_option_with_more_than_25_choices_is_refused(

@@ -258,6 +258,38 @@ async def test_file_input_outside_a_modals_input_block_is_refused(
     assert (answer["error"], answer["needed"]) == ("missing_scope", "files:read")
 
 
+async def test_an_actions_block_holds_25_elements_and_a_select_100_options(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    """Block Kit: at most 25 elements in an actions block, 100 options in a static
+    select, 75 characters of button text; more is ``invalid_blocks``."""
+
+    def button(n: int, text: str = "") -> dict[str, Any]:
+        label = {"type": "plain_text", "text": text or f"b{n}"}
+        return {"type": "button", "action_id": f"a{n}", "text": label, "value": "v"}
+
+    def select(count: int) -> dict[str, Any]:
+        options = [
+            {"text": {"type": "plain_text", "text": f"o{i}"}, "value": f"o{i}"}
+            for i in range(count)
+        ]
+        return {"type": "static_select", "action_id": "s", "options": options}
+
+    fits = [{"type": "actions", "elements": [*(button(n) for n in range(24)), select(100)]}]
+    posted = await client.chat_postMessage(channel=CHANNEL, text="x", blocks=fits)
+    assert posted["ok"]
+    for elements in (
+        [button(n) for n in range(26)],
+        [select(101)],
+        [button(1, "x" * 76)],
+    ):
+        blocks = [{"type": "actions", "elements": elements}]
+        answer = await refused(client.chat_postMessage(channel=CHANNEL, text="x", blocks=blocks))
+        assert answer["error"] == "invalid_blocks"
+        update = client.chat_update(channel=CHANNEL, ts=str(posted["ts"]), text="x", blocks=blocks)
+        assert (await refused(update))["error"] == "invalid_blocks"
+
+
 # -- message metadata -------------------------------------------------------------------------
 
 

@@ -196,6 +196,7 @@ class DiscordAdapter:
             ack=ack,
             answered_by=answered_by,
             slots=self.slots,
+            layout=self.conversation.result_layout(),
         )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:

@@ -87,6 +87,7 @@ class KontextCog(commands.Cog):
             name=locale_str("Edit with Kontext"), callback=self.edit_message_image
         )
         self._model_option()
+        self._preset_option()
         self._input_options()
 
     def _input_options(self) -> None:
@@ -127,6 +128,26 @@ class KontextCog(commands.Cog):
             choices=[app_commands.Choice(name=label, value=value) for value, label in choices],
         )
 
+    def _preset_option(self) -> None:
+        """The ``preset`` option lists the presets in force (bot.chat.presets; the config
+        holds at most Discord's 25 choices); without presets there is no option."""
+        params = self.kontext._params
+        presets = list(self.adapter.conversation.service.presets)
+        if not presets:
+            params.pop("preset", None)
+            return
+        params["preset"] = dataclasses.replace(
+            params["preset"],
+            choices=[
+                # A shipped label is translated per locale (translator.py); the
+                # operator's own label is shown as written.
+                app_commands.Choice[str | int | float](
+                    name=locale_str(p.label) if p.translated else p.label, value=p.name
+                )
+                for p in presets[:MAX_CHOICES]
+            ],
+        )
+
     async def cog_app_command_error(
         self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
     ) -> None:
@@ -163,6 +184,7 @@ class KontextCog(commands.Cog):
         upsample=locale_str("Let the model expand your prompt"),
         model=locale_str("Which model makes the image (each has its own price)"),
         resolution=locale_str("Size of the result in megapixels (models that have one)"),
+        preset=locale_str("A named instruction, e.g. Zoom out (your prompt is added to it)"),
         **{f"image{n}": f"Reference image {n} (the prompt can name it)" for n in EXTRA_IMAGES},
     )
     @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
@@ -170,7 +192,7 @@ class KontextCog(commands.Cog):
     async def kontext(
         self,
         interaction: discord.Interaction[Any],
-        prompt: app_commands.Range[str, 1, 2000],
+        prompt: app_commands.Range[str, 1, 2000] | None = None,
         image: discord.Attachment | None = None,
         aspect_ratio: app_commands.Choice[str] | None = None,
         seed: app_commands.Range[int, 0, SEED_MAX] | None = None,
@@ -178,6 +200,7 @@ class KontextCog(commands.Cog):
         upsample: bool = False,
         model: str | None = None,
         resolution: app_commands.Choice[int] | None = None,
+        preset: str | None = None,
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
         image4: discord.Attachment | None = None,
@@ -192,7 +215,7 @@ class KontextCog(commands.Cog):
         given = (image, image2, image3, image4, image5, image6, image7, image8, image9, image10)
         outcome = await adapter.conversation.read_options(
             adapter.user_of(interaction),
-            prompt,
+            prompt or "",
             # Every image given, in the order of the options (the first is edited).
             files=[attachments.source_of(a) for a in given if a is not None],
             context=adapter.context_of(interaction),
@@ -202,6 +225,7 @@ class KontextCog(commands.Cog):
             upsample=upsample,
             model=model,
             resolution=resolution.value if resolution else None,
+            preset=preset,
         )
         await adapter.answer_or_edit(interaction, outcome)
 

@@ -15,6 +15,8 @@ from typing import Any, Protocol, cast
 
 import discord
 
+from bot.chat.presets import ResultLayout
+from bot.chat.texts import MORE_PLACEHOLDER
 from bot.i18n import N_, _
 
 JOB_ID = r"(?P<job>[0-9a-f]{32})"
@@ -32,6 +34,10 @@ class ButtonHandler(Protocol):
     async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
 
     async def cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
+
+    async def apply_preset(
+        self, interaction: discord.Interaction[Any], job_id: str, preset: str
+    ) -> None: ...
 
 
 def _handler(interaction: discord.Interaction[Any]) -> ButtonHandler:
@@ -110,7 +116,91 @@ class CancelButton(_JobButton, template=rf"^kontext:cancel:{JOB_ID}$"):
         await _handler(interaction).cancel_job(interaction, self.job_id)
 
 
-DYNAMIC_ITEMS = (RerollButton, EditAgainButton, DeleteButton)
+class PresetButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=rf"^kontext:preset:(?P<preset>[a-z0-9][a-z0-9-]{{0,39}}):{JOB_ID}$",
+):
+    """A preset's button (Zoom out, Make square …): the preset's name and the job id
+    are in the custom id (at most 100 characters: 15 + 40 + 32), so it works after a
+    restart; what the preset does is the conversation layer's (bot.chat.presets)."""
+
+    def __init__(self, job_id: str, preset: str, label: str = "", emoji: str = "") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label or preset,
+                emoji=emoji or None,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"kontext:preset:{preset}:{job_id}",
+            )
+        )
+        self.job_id = job_id
+        self.preset = preset
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await _speak(interaction)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> PresetButton:
+        return cls(match["job"], match["preset"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handler(interaction).apply_preset(interaction, self.job_id, self.preset)
+
+
+class MoreSelect(
+    discord.ui.DynamicItem[discord.ui.Select[Any]], template=rf"^kontext:more:{JOB_ID}$"
+):
+    """The "More…" select: every preset, the chosen one applied to the result. The
+    options are rebuilt from the message's own when the item is recreated after a
+    restart (only the chosen value matters then)."""
+
+    def __init__(self, job_id: str, presets: Sequence[tuple[str, str]] = ()) -> None:
+        options = [
+            discord.SelectOption(label=label[:100], value=name)
+            for name, label in presets[:MAX_CHOICES]
+        ] or [discord.SelectOption(label="…", value="-")]
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"kontext:more:{job_id}",
+                placeholder=_(MORE_PLACEHOLDER),
+                options=options,
+                min_values=1,
+                max_values=1,
+            )
+        )
+        self.job_id = job_id
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await _speak(interaction)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> MoreSelect:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        values = self.item.values
+        chosen = str(values[0]) if values else ""
+        await _handler(interaction).apply_preset(interaction, self.job_id, chosen)
+
+
+DYNAMIC_ITEMS = (RerollButton, EditAgainButton, DeleteButton, PresetButton, MoreSelect)
+_BUILT_IN: dict[str, type[_JobButton]] = {
+    "reroll": RerollButton,
+    "edit": EditAgainButton,
+    "delete": DeleteButton,
+}
 # Registered with the client beside the result's buttons (``DYNAMIC_ITEMS``).
 STATUS_ITEMS = (CancelButton,)
 
@@ -122,10 +212,34 @@ def cancel_view(job_id: str) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: str) -> discord.ui.View:
+def result_view(job_id: str, layout: ResultLayout | None = None) -> discord.ui.View:
+    """A result's buttons as the conversation layer lists them (bot.chat.presets), 5 to an
+    action row, then the More… select on a row of its own (a select fills a row;
+    https://discord.com/developers/docs/components/reference#action-row). The config
+    refuses a list that needs more than Discord's 5 rows. Without a layout: Re-roll,
+    Edit again, Delete."""
     view = discord.ui.View(timeout=None)
-    for button in DYNAMIC_ITEMS:
-        view.add_item(button(job_id))
+    if layout is None:
+        for button in (RerollButton, EditAgainButton, DeleteButton):
+            view.add_item(button(job_id))
+        return view
+    row = 0
+    for index, spec in enumerate(layout.buttons):
+        row = index // 5
+        item: discord.ui.Item[Any] | None
+        if spec.action == "preset" and spec.preset:
+            item = PresetButton(job_id, spec.preset, spec.shown_label(), spec.emoji)
+        elif spec.action in _BUILT_IN:
+            item = _BUILT_IN[spec.action](job_id)
+        else:
+            item = None  # Upscale: not served yet
+        if item is not None:
+            item.row = row
+            view.add_item(item)
+    if layout.more:
+        select = MoreSelect(job_id, layout.more_options())
+        select.row = (len(layout.buttons) + 4) // 5
+        view.add_item(select)
     return view
 
 

@@ -31,6 +31,7 @@ import structlog
 from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import result_view
 from adapters.discord.pacing import ChannelSlots, rate_limited
+from bot.chat.presets import ResultLayout
 from bot.chat.texts import provider_note
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryImpossible
@@ -83,8 +84,11 @@ class DiscordReply:
         ack: asyncio.Future[dict[str, Any]] | None = None,
         answered_by: float | None = None,
         slots: ChannelSlots | None = None,
+        layout: ResultLayout | None = None,
     ) -> None:
         self.client = client
+        # The result's buttons, as the conversation layer lists them (bot.chat.presets).
+        self._layout = layout
         # The adapter's: a few of a channel's calls in flight at once (pacing.py).
         self._slots = slots or ChannelSlots(4)
         # For a job another process received: when its interaction must have been
@@ -178,7 +182,7 @@ class DiscordReply:
         post: dict[str, Any] = {
             "content": f"<@{self._user}>",
             "embed": result_embed(result, filename),
-            "view": result_view(job.id),
+            "view": result_view(job.id, self._layout),
             "allowed_mentions": pings(self._user),
         }
 

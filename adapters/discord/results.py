@@ -1,4 +1,4 @@
-"""What the buttons on a result do: Re-roll, Edit again and Delete.
+"""What the buttons on a result do: Re-roll, Edit again, the presets and Delete.
 
 They are pressed on the result message and on a history answer alike, long after the
 edit (components.py keeps the job id in the button); so each action starts from the
@@ -60,6 +60,20 @@ class ResultButtons:
     async def reroll(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """Same input and prompt, a new seed; the one who clicks pays."""
         edit = await self.host.conversation.reroll(job_id)
+        if isinstance(edit, Said):
+            await interaction.response.send_message(edit.text, ephemeral=True)
+            return
+        await self.host.edit_from_interaction(
+            interaction, prompt=edit.prompt, options=edit.options, sources=edit.inputs
+        )
+
+    async def apply_preset(
+        self, interaction: discord.Interaction[Any], job_id: str, preset: str
+    ) -> None:
+        """A preset's button or the More… select: that result, the preset's instruction;
+        the one who clicks pays (the acknowledgement says how much)."""
+        shown = attachments.first_image(interaction.message) if interaction.message else None
+        edit = await self.host.conversation.apply_preset(job_id, preset, shown)
         if isinstance(edit, Said):
             await interaction.response.send_message(edit.text, ephemeral=True)
             return

@@ -79,7 +79,8 @@ class SlackAdapter:
         self.bot_name = "kontext"
         self.membership = Membership(self.client, self.api_error)
         self.locales = Locales(self.client, self.api_error)
-        SlackListeners(self, Conversation(service, SlackStyle())).register()
+        self.conversation = Conversation(service, SlackStyle())
+        SlackListeners(self, self.conversation).register()
 
     # -- the Platform side (the core finishing jobs) -------------------------------------
 
@@ -90,6 +91,7 @@ class SlackAdapter:
             bot_name=self.bot_name,
             on_unreachable=self.membership.forget,
             board=self.status,
+            layout=self.conversation.result_layout(),
         )
 
     def attachment_for(self, source: AttachmentSource) -> Attachment:

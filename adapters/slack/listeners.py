@@ -23,6 +23,7 @@ message's channel and ts), so a redelivered event, or the ``message`` and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -36,7 +37,12 @@ from adapters.slack.membership import Membership
 from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
 from adapters.slack.status import StatusBoard
 from adapters.slack.views import (
+    AGAIN_ACTION_ID,
     MAX_SELECT_OPTIONS,
+    MORE_ACTION_ID,
+    PRESET_ACTION_PREFIX,
+    REROLL_ACTION_ID,
+    RESULT_BLOCK_PREFIX,
     cancel_blocks,
     edit_modal,
     read_submission,
@@ -136,6 +142,10 @@ class SlackListeners:
         app.view(CALLBACK_ID)(self.on_view_submission)
         app.shortcut(SHORTCUT_CALLBACK_ID)(self.on_message_shortcut)
         app.action(CANCEL_ACTION_ID)(self.on_cancel)
+        app.action(REROLL_ACTION_ID)(self.on_result_action)
+        app.action(AGAIN_ACTION_ID)(self.on_result_action)
+        app.action(MORE_ACTION_ID)(self.on_result_action)
+        app.action(re.compile("^" + re.escape(PRESET_ACTION_PREFIX)))(self.on_result_action)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
         app.event("app_home_opened")(self.on_app_home_opened)
@@ -391,6 +401,74 @@ class SlackListeners:
             await respond(text=text, response_type="ephemeral", replace_original=False)
             return
         channel = str((body.get("channel") or {}).get("id") or "")
+        await self._reply({"channel": channel, "user": user.user}).tell(text)
+
+    async def on_result_action(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        """A result's Re-roll, Edit again, preset button or More… select (on the job's
+        "Done" status line, views.result_blocks): the conversation layer says what it
+        means; an edit is reserved before Slack gets its 200 (process_before_response),
+        answered to the clicker alone, and posted in the result's thread."""
+        action = (body.get("actions") or [{}])[0]
+        action_id = str(action.get("action_id") or "")
+        team = str(body["team"]["id"])
+        user = UserRef(PLATFORM, team, str(body["user"]["id"]))
+        channel = str((body.get("channel") or {}).get("id") or "")
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or message.get("ts")
+        if action_id == MORE_ACTION_ID:
+            job_id = str(action.get("block_id") or "").removeprefix(RESULT_BLOCK_PREFIX)
+            preset: str | None = str((action.get("selected_option") or {}).get("value") or "")
+        else:
+            job_id = str(action.get("value") or "")
+            preset = (
+                action_id.removeprefix(PRESET_ACTION_PREFIX)
+                if action_id.startswith(PRESET_ACTION_PREFIX)
+                else None
+            )
+        if action_id == AGAIN_ACTION_ID:
+            await ack()
+            nxt = await self.conversation.edit_again(job_id, None)
+            if isinstance(nxt, Said):
+                await self._answer(body, respond, user, channel, nxt.text)
+                return
+            metadata = {
+                "channel": channel,
+                "user": user.user,
+                "team": team,
+                "thread_ts": thread_ts,
+                "files": [s.to_json() for s in nxt.inputs[:_METADATA_FILES]],
+            }
+            await self._open_modal(
+                str(body["trigger_id"]),
+                metadata,
+                options=EditOptions(model=nxt.model),
+                with_file_input=False,
+            )
+            return
+        outcome = (
+            await self.conversation.apply_preset(job_id, preset, None)
+            if preset is not None
+            else await self.conversation.reroll(job_id)
+        )
+        if isinstance(outcome, Said):
+            await ack()
+            await self._answer(body, respond, user, channel, outcome.text)
+            return
+        target = {"channel": channel, "user": user.user, "thread_ts": thread_ts}
+        key = f"slack:{team}:action:{action.get('action_ts') or body.get('trigger_id')}"
+        here = RequestContext(channel=channel)
+        submitted = await self.conversation.submit(self._request(user, outcome, target, key, here))
+        await ack()
+        if not submitted.duplicate:
+            await self._answer(body, respond, user, channel, submitted.text)
+
+    async def _answer(
+        self, body: dict[str, Any], respond: Respond, user: UserRef, channel: str, text: str
+    ) -> None:
+        """To the clicker alone: through the action's response_url, else an ephemeral."""
+        if body.get("response_url"):
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+            return
         await self._reply({"channel": channel, "user": user.user}).tell(text)
 
     async def _bot_is_in(self, channel: str) -> bool:

@@ -32,9 +32,10 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters.slack.pacing import is_rate_limited, retry_after
 from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
-from adapters.slack.views import cancel_blocks
+from adapters.slack.views import cancel_blocks, result_blocks
+from bot.chat.presets import ResultLayout
 from bot.chat.texts import result_details, short
-from bot.domain import EditResult, Job
+from bot.domain import AttachmentSource, EditResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
 
@@ -76,8 +77,11 @@ class SlackReply:
         bot_name: str = "kontext",
         on_unreachable: Callable[[str], None] | None = None,
         board: StatusBoard | None = None,
+        layout: ResultLayout | None = None,
     ) -> None:
         self.client = client
+        # A result's buttons (the conversation layer's), put on the "Done" status line.
+        self.layout = layout
         self.channel = str(target["channel"])
         self.user = str(target["user"])
         self.thread_ts: str | None = target.get("thread_ts")
@@ -136,11 +140,16 @@ class SlackReply:
             )
         return list(answer.get("messages") or [])
 
-    async def _status(self, job: Job, text: str, *, cancel: bool = False) -> None:
+    async def _status(
+        self, job: Job, text: str, *, cancel: bool = False, result: bool = False
+    ) -> None:
         """Shown when Slack allows (``status.py``): never waited for, never raises.
-        ``cancel``: the job can still be stopped, so the line keeps its Cancel button."""
+        ``cancel``: the job can still be stopped, so the line keeps its Cancel button;
+        ``result``: the job is done, the line carries the result's buttons."""
         line = f"{self._about(job)} — {text}"
         blocks = cancel_blocks(line, job.id) if cancel else None
+        if result and self.layout is not None:
+            blocks = result_blocks(line, job.id, self.layout)
         self.line(job).show(line, job_metadata(job.id), blocks)
 
     async def progress(self, job: Job, stage: str) -> None:
@@ -180,7 +189,7 @@ class SlackReply:
             posted = await self._upload(result)
         if self.line(job).shown:
             done = _("Done in {seconds} s").format(seconds=f"{result.elapsed_seconds:.0f}")
-            await self._status(job, f":white_check_mark: {done}")
+            await self._status(job, f":white_check_mark: {done}", result=True)
         return self.delivered_at(posted)
 
     def delivered_at(self, file: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -191,6 +200,14 @@ class SlackReply:
         if not file.get("id"):
             return None
         where: dict[str, Any] = {"channel": self.channel, "file": str(file["id"])}
+        # The result as an input (a preset's button, Edit again): looked up by its id
+        # with files.info when used, like a file Slack did not describe.
+        where["image"] = AttachmentSource(
+            name=str(file.get("name") or file["id"]),
+            content_type=file.get("mimetype"),
+            size=file.get("size"),
+            locator=f"file:{file['id']}",
+        ).to_json()
         if self.thread_ts:
             where["thread_ts"] = self.thread_ts
         ts = file.get("ts") or _share_ts(file, self.channel)

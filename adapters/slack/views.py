@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.chat.presets import ResultLayout
+from bot.chat.texts import MORE_PLACEHOLDER
 from bot.domain import EditOptions
 from bot.i18n import _
 
@@ -202,3 +204,65 @@ def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
             ],
         },
     ]
+
+
+# -- a result's buttons (issue 27) ------------------------------------------------------------
+
+# The action ids of a result's buttons; a preset's is ``kontext_preset:<name>`` and the
+# More… select's block id carries the job (``kontext_result:<job id>``).
+REROLL_ACTION_ID = "kontext_reroll"
+AGAIN_ACTION_ID = "kontext_again"
+PRESET_ACTION_PREFIX = "kontext_preset:"
+MORE_ACTION_ID = "kontext_more"
+RESULT_BLOCK_PREFIX = "kontext_result:"
+# An actions block holds at most 25 elements
+# (https://docs.slack.dev/reference/block-kit/blocks/actions-block); the config refuses
+# a [results] list that would not fit (bot.chat.presets).
+MAX_ACTIONS_ELEMENTS = 25
+_SLACK_BUTTONS = {"reroll": REROLL_ACTION_ID, "edit": AGAIN_ACTION_ID}
+
+
+def result_blocks(text: str, job_id: str, layout: ResultLayout) -> list[dict[str, Any]]:
+    """The finished job's status line with the result's buttons (the conversation
+    layer's layout): Re-roll, Edit again, the listed presets and the More… select. The
+    job id is each button's value, so they work after a restart. Delete and Upscale are
+    Discord's only (a Slack file is deleted from its own menu)."""
+    elements: list[dict[str, Any]] = []
+    for button in layout.buttons:
+        if button.action == "preset" and button.preset:
+            action_id = PRESET_ACTION_PREFIX + button.preset
+        elif button.action in _SLACK_BUTTONS:
+            action_id = _SLACK_BUTTONS[button.action]
+        else:
+            continue
+        label = f"{button.emoji} {button.shown_label()}".strip()
+        elements.append(
+            {
+                "type": "button",
+                "action_id": action_id,
+                "text": {"type": "plain_text", "text": label[:75], "emoji": True},
+                "value": job_id,
+            }
+        )
+    if layout.more:
+        elements.append(
+            {
+                "type": "static_select",
+                "action_id": MORE_ACTION_ID,
+                "placeholder": {"type": "plain_text", "text": _(MORE_PLACEHOLDER)},
+                "options": [
+                    {"text": {"type": "plain_text", "text": label[:75]}, "value": name}
+                    for name, label in layout.more_options()[:MAX_SELECT_OPTIONS]
+                ],
+            }
+        )
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    if elements:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": RESULT_BLOCK_PREFIX + job_id,
+                "elements": elements[:MAX_ACTIONS_ELEMENTS],
+            }
+        )
+    return blocks

@@ -1,7 +1,7 @@
 """The ``/kontext`` text grammar shared by every platform.
 
 ``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg|webp] [--upsample]
-[--safety N] [--model NAME] [--res MP]``
+[--safety N] [--model NAME] [--res MP] [--preset NAME]``
 
 Which values each option may take is the chosen model's profile (bot.credits.model_profiles):
 the options are checked against it here, before anything is reserved.
@@ -36,8 +36,12 @@ from bot.providers.base import ProviderCapabilities
 
 @dataclass(frozen=True)
 class EditCommand:
+    """``preset``: the name after ``--preset`` as written; the conversation layer finds
+    it and expands it (bot.chat.presets), so ``prompt`` may then be empty."""
+
     prompt: str
     options: EditOptions
+    preset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,12 @@ _FLAG_NAMES = {
     "model": "model",
     "res": "res",
     "resolution": "res",
+    "preset": "preset",
 }
-_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res"}
-_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res"
+_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res", "preset"}
+_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res, --preset"
 # With one model there is nothing to choose: --model is not offered (still understood).
-_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res"
+_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res, --preset"
 # Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
 _DASHES = ("--", "\u2014", "\u2013")
 _LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -209,6 +214,10 @@ def parse_command(
         models=models,
         resolution=_parse_res(values["res"]) if values.get("res") is not None else None,
     )
+    preset = values.get("preset")
+    if preset is not None:
+        # The preset's template is the prompt; the user's words may be none at all.
+        return EditCommand(prompt=" ".join(prompt.split()), options=options, preset=preset)
     profile = options_profile(capabilities, models, options.model)
     return EditCommand(prompt=validate_prompt(prompt, capabilities, profile), options=options)
 
@@ -220,6 +229,7 @@ _EXAMPLES = {
     "safety": "--safety 2",
     "model": "--model max",
     "res": "--res 2",
+    "preset": "--preset zoom-out",
 }
 
 

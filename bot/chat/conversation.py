@@ -28,6 +28,15 @@ from bot.chat.commands import (
     parse_history,
     validate_prompt,
 )
+from bot.chat.presets import (
+    DELETE,
+    EDIT,
+    REROLL,
+    UPSCALE,
+    Preset,
+    ResultButton,
+    ResultLayout,
+)
 from bot.chat.texts import Style
 from bot.domain import (
     AttachmentSource,
@@ -129,7 +138,12 @@ class Conversation(AdminCommands):
     # -- information, free ---------------------------------------------------------------------
 
     def help(self) -> str:
-        return texts.help_text(self.style, self.service.cost_per_image, self.service.models)
+        return texts.help_text(
+            self.style,
+            self.service.cost_per_image,
+            self.service.models,
+            self.service.presets.names,
+        )
 
     def welcome(self) -> str:
         """The greeting posted once when the bot joins a server (``discord.welcome``)."""
@@ -231,7 +245,12 @@ class Conversation(AdminCommands):
             options = parsed.options
             if options.model is None and model is not None:
                 options = replace(options, model=model)
-            return Edit(parsed.prompt, options, inputs, self.service.left_out(files))
+            prompt = parsed.prompt
+            if parsed.preset is not None:
+                prompt, options = self.with_preset(
+                    parsed.preset, prompt, options, has_image=bool(inputs) or image_follows
+                )
+            return Edit(prompt, options, inputs, self.service.left_out(files))
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
 
@@ -248,6 +267,7 @@ class Conversation(AdminCommands):
         upsample: bool = False,
         model: str | None = None,
         resolution: int | None = None,
+        preset: str | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
@@ -274,6 +294,8 @@ class Conversation(AdminCommands):
                 models=self.service.models,
                 resolution=resolution,
             )
+            if preset:
+                prompt, options = self.with_preset(preset, prompt, options, has_image=bool(inputs))
             validate_prompt(
                 prompt,
                 self.service.capabilities,
@@ -282,6 +304,122 @@ class Conversation(AdminCommands):
         except UserInputError as exc:
             return Said(exc.user_message, mistake=True)
         return Edit(" ".join(prompt.split()), options, inputs, self.service.left_out(files))
+
+    # -- presets (issue 27) --------------------------------------------------------------------
+
+    def preset(self, name: str) -> Preset:
+        """The preset of that name, or a free refusal that lists the ones there are."""
+        found = self.service.presets.get(name)
+        if found is None:
+            raise UserInputError(texts.preset_unknown(name, self.service.presets.names))
+        return found
+
+    def preset_choices(self) -> list[tuple[str, str]]:
+        """(name, label in the language in force) of every preset, for a platform's
+        choice list or select."""
+        return [(p.name, p.shown_label()) for p in self.service.presets]
+
+    def with_preset(
+        self, name: str, words: str, options: EditOptions, *, has_image: bool
+    ) -> tuple[str, EditOptions]:
+        """A preset expanded: its template around the user's words, its aspect ratio and
+        model unless the user chose their own, checked as if typed (a refusal is free).
+        The template stays in English: it is the model's instruction, not an answer."""
+        chosen = self.preset(name)
+        if not has_image:
+            raise UserInputError(_(texts.PRESET_NEEDS_IMAGE))
+        checked = build_options(
+            has_image=has_image,
+            capabilities=self.service.capabilities,
+            aspect_ratio=options.aspect_ratio or chosen.aspect_ratio,
+            seed=options.seed,
+            output_format=options.output_format,
+            upsample=options.upsample,
+            safety=options.safety,
+            model=options.model or chosen.model,
+            models=self.service.models,
+            resolution=options.resolution,
+        )
+        prompt = validate_prompt(
+            chosen.expand(words),
+            self.service.capabilities,
+            options_profile(self.service.capabilities, self.service.models, checked.model),
+        )
+        return prompt, checked
+
+    async def apply_preset(
+        self, job_id: str, name: str, shown: AttachmentSource | None
+    ) -> Edit | Said:
+        """A preset's button (or the More… select) on a result: that result is the image
+        edited, with the references of the edit it continues, the preset's instruction as
+        the prompt, the result's options under the preset's; the one who clicks pays.
+        The vary presets pick a new seed; the others keep the result's."""
+        job = await self.service.job(job_id)
+        if job is None:
+            return Said(_(texts.REROLL_GONE), mistake=True)
+        source = shown or self._delivered_image(job)
+        if source is None:
+            return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
+        preset = self.service.presets.get(name)
+        if preset is None:
+            return Said(_(texts.PRESET_GONE), mistake=True)
+        base = replace(
+            job.options,
+            # The result's own ratio is the input's now; the preset's, if any, applies.
+            aspect_ratio=None,
+            seed=None if preset.new_seed else job.seed,
+            # The preset's own model, else the one of the result it edits.
+            model=preset.model or job.options.model,
+        )
+        try:
+            prompt, options = self.with_preset(preset.name, "", base, has_image=True)
+        except UserInputError as exc:
+            return Said(exc.user_message, mistake=True)
+        return Edit(prompt, options, tuple(self.edit_again_inputs(source, job)))
+
+    def _upscaler(self) -> str | None:
+        """The upscale model a result's Upscale button would use. None until upscaling
+        is served (branch land-upscale: model kind "upscale", ``--upscale 2``): until
+        then the button is not shown even where ``[results] buttons`` lists it."""
+        return None
+
+    def result_layout(self) -> ResultLayout:
+        """A result's buttons, as ``[results] buttons`` lists them: the built-in ones
+        and the presets' (Upscale only when an upscale model is served), and the More…
+        select with every preset. The platform only lays them out, translating the labels
+        when it makes the message. What a click costs (the model's price) is said in the
+        acknowledgement, as for any edit."""
+        buttons: list[ResultButton] = []
+        built_in = {
+            REROLL: ResultButton(REROLL, texts.REROLL_LABEL, "🎲"),
+            EDIT: ResultButton(EDIT, texts.EDIT_LABEL, "✏️"),
+            UPSCALE: ResultButton(UPSCALE, texts.UPSCALE_LABEL, "🔎"),
+            DELETE: ResultButton(DELETE, texts.DELETE_LABEL, "🗑️"),
+        }
+        for name in self.service.result_buttons:
+            if name == UPSCALE and self._upscaler() is None:
+                continue
+            if name in built_in:
+                buttons.append(built_in[name])
+                continue
+            found = self.service.presets.get(name)
+            if found is not None:
+                buttons.append(
+                    ResultButton(
+                        "preset",
+                        found.label,
+                        found.emoji,
+                        found.name,
+                        translated=found.translated,
+                    )
+                )
+        return ResultLayout(tuple(buttons), tuple(self.service.presets))
+
+    @staticmethod
+    def _delivered_image(job: Job) -> AttachmentSource | None:
+        """The result where its delivery recorded it (the platform's ``delivered_at``)."""
+        image = job.delivered.get("image") if job.delivered else None
+        return AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
 
     def message_files(
         self,

@@ -126,7 +126,14 @@ def short(text: str, limit: int = 150) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None) -> str:
+def help_text(
+    style: Style,
+    cost_per_image: int,
+    models: Catalogue | None = None,
+    presets: Sequence[str] = (),
+) -> str:
+    """``presets``: the names of the presets in force, listed after the options (what
+    each does is in docs/presets.md; the help stays within Discord's 2,000 characters)."""
     names = style.commands
     several = models is not None and models.several
     lines = [
@@ -144,6 +151,13 @@ def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None
         ]
     if multi:
         lines += [_(SEVERAL_IMAGES_HELP), ""]
+    if presets:
+        lines += [
+            _("Presets (--preset NAME, or a result's buttons): {names}").format(
+                names=", ".join(presets)
+            ),
+            "",
+        ]
     lines += [_("Examples:"), *(f"  {_(example)}" for example in names.examples), ""]
     lines += [_(line) for line in names.info]
     if names.admin:
@@ -711,3 +725,26 @@ def canceled_text(balance: int | None) -> str:
 CANCEL_TOO_LATE = N_(
     "The edit finished before it could be stopped, so it was posted and charged as usual."
 )
+
+
+# -- presets and a result's buttons (issue 27, bot.chat.presets) -------------------------------
+
+
+def preset_unknown(name: str, known: Sequence[str]) -> str:
+    """A ``--preset`` (or a button) naming no preset in force: free, with the names."""
+    if not known:
+        return _("There is no preset named '{name}': no presets are set up here.").format(name=name)
+    return _("There is no preset named '{name}'. The presets are: {known}.").format(
+        name=name, known=", ".join(known)
+    )
+
+
+PRESET_GONE = N_("That preset is no longer set up here, so this button does nothing now.")
+PRESET_NEEDS_IMAGE = N_("A preset changes an image: attach one (or use it on a result's button).")
+# The "More…" select of every preset under a result.
+MORE_PLACEHOLDER = N_("More…")
+# The result's own buttons as ``[results] buttons`` names them (bot.chat.presets).
+REROLL_LABEL = N_("Re-roll")
+EDIT_LABEL = N_("Edit again")
+UPSCALE_LABEL = N_("Upscale")
+DELETE_LABEL = N_("Delete")

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -28,7 +29,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.chat.presets import layout_problems
 from bot.config.envsource import LenientEnvSource, env_error_line
+from bot.config.presets import (
+    PresetConfig,
+    ResultsConfig,
+    merge_presets,
+    shipped_preset_configs,
+)
 from bot.config.providers import (
     ComfyUISettings,
     FallbackProviderConfig,
@@ -69,8 +77,10 @@ __all__ = [
     "ModelConfig",
     "OpsConfig",
     "OverrideConfig",
+    "PresetConfig",
     "ProviderConfig",
     "ProviderName",
+    "ResultsConfig",
     "Section",
     "Settings",
     "SlackConfig",
@@ -110,6 +120,9 @@ class Settings(BaseSettings):
     log: LogConfig = Field(default_factory=LogConfig)
     i18n: I18nConfig = Field(default_factory=I18nConfig)
     models: list[ModelConfig] = Field(default_factory=list)
+    # The shipped presets, changed, removed or added to by [[presets]] (bot.config.presets).
+    presets: list[PresetConfig] = Field(default_factory=shipped_preset_configs)
+    results: ResultsConfig = Field(default_factory=ResultsConfig)
 
     toml_path: ClassVar[Path | None] = None
 
@@ -128,6 +141,11 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
 
+    @field_validator("presets", mode="before")
+    @classmethod
+    def _merge_presets(cls, value: Any) -> Any:
+        return merge_presets(value)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         """The checks across sections, all of them at once: an operator fixing a config
@@ -138,6 +156,7 @@ class Settings(BaseSettings):
             self._models_consistent,
             self._dashboard_password,
             self._jobs_consistent,
+            self._presets_consistent,
         ):
             try:
                 check()
@@ -183,6 +202,28 @@ class Settings(BaseSettings):
             raise ValueError(
                 "jobs.poll_max_seconds must not be smaller than jobs.poll_initial_seconds"
             )
+
+    def _presets_consistent(self) -> None:
+        """A preset's model is a configured one; the result buttons fit every platform."""
+        problems: list[str] = []
+        names = {m.name.lower(): m for m in self.models}
+        for preset in self.presets:
+            if preset.model is None:
+                continue
+            chosen = names.get(preset.model.lower())
+            if chosen is None:
+                known = ", ".join(m.name for m in self.models) or "none: no [[models]] list"
+                problems.append(
+                    f"presets ({preset.name}): no model named '{preset.model}' (models: {known})"
+                )
+            elif chosen.kind != "edit":
+                problems.append(
+                    f"presets ({preset.name}): the model '{preset.model}' is an "
+                    f"{chosen.kind} model; a preset needs an edit model"
+                )
+        problems += layout_problems(self.results.buttons, [p.name for p in self.presets])
+        if problems:
+            raise ValueError("\n  ".join(problems))
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:

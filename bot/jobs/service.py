@@ -17,6 +17,7 @@ from bot.chat import texts
 from bot.chat.cancel_answers import CancelAnswer, Outcome
 from bot.chat.commands import validate_prompt
 from bot.chat.credit_status import CreditStatus
+from bot.chat.presets import PresetBook
 from bot.credits.ledger import LedgerEntry
 from bot.credits.limits import LIMITS, Limits, validate_changes
 from bot.credits.models import Catalogue, Model, short_name
@@ -102,6 +103,8 @@ class KontextService:
         queued: Wakeable | None = None,
         max_total_input_bytes: int = 50_000_000,
         default_language: str = i18n.SOURCE,
+        presets: PresetBook | None = None,
+        result_buttons: Sequence[str] = (),
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
@@ -123,6 +126,10 @@ class KontextService:
         self.models = models or Catalogue.single(
             short_name(model), capabilities.cost_per_image, {provider_name: model}
         )
+        # The presets in force and a result's buttons (``[[presets]]``, ``[results]``;
+        # the conversation layer decides what they mean, bot.chat.presets).
+        self.presets = presets if presets is not None else PresetBook()
+        self.result_buttons = tuple(result_buttons)
 
     @property
     def cost_per_image(self) -> int:

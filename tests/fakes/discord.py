@@ -674,6 +674,22 @@ class FakeDiscord:
         await self._send_interaction(payload)
         return self.interactions[payload["token"]]
 
+    async def choose(
+        self, message: dict[str, Any], placeholder: str, value: str, *, user_id: str
+    ) -> Interaction:
+        """Pick ``value`` in the string select with that placeholder on a bot message."""
+        select = next(
+            component
+            for row in message["components"]
+            for component in row["components"]
+            if component.get("type") == 3 and component.get("placeholder") == placeholder
+        )
+        data = {"custom_id": select["custom_id"], "component_type": 3, "values": [value]}
+        payload = self._interaction(3, user_id, message["channel_id"], data, message=message)
+        self.interactions[payload["token"]].component_message_id = str(message["id"])
+        await self._send_interaction(payload)
+        return self.interactions[payload["token"]]
+
     async def submit_modal(
         self, opened_by: Interaction, values: dict[str, str], *, user_id: str
     ) -> Interaction:
@@ -1470,6 +1486,14 @@ def _refused_localizations(body: list[dict[str, Any]]) -> web.Response | None:
 # 400 and JSON error 50035 "Invalid Form Body".
 MAX_ACTION_ROWS = 5
 MAX_ROW_BUTTONS = 5
+# "String Select ... options: Specified choices in a select menu; max 25", and an action
+# row holds "up to 5 buttons, or a single select component"
+# (https://discord.com/developers/docs/components/reference#string-select, #action-row).
+MAX_SELECT_OPTIONS = 25
+SELECT_TYPES = {3, 5, 6, 7, 8}
+# "files[n]: Contents of the file being sent... up to 10 files" per message
+# (https://discord.com/developers/docs/resources/message#create-message, jsonform params).
+MAX_ATTACHMENTS = 10
 MAX_CONTENT = 2000
 MAX_EMBED_DESCRIPTION = 4096
 
@@ -1491,6 +1515,8 @@ def _invalid_components(body: Any) -> web.Response | None:
         len(e.get("description") or "") > MAX_EMBED_DESCRIPTION for e in message.get("embeds") or []
     ):
         return _error(400, 50035, "Invalid Form Body: embed description: at most 4096")
+    if len(message.get("attachments") or []) > MAX_ATTACHMENTS:
+        return _error(400, 50035, "Invalid Form Body: attachments: at most 10 files")
     rows = message.get("components")
     if not rows or body.get("type") == 9:  # modals: their own layout rules
         return None
@@ -1501,6 +1527,11 @@ def _invalid_components(body: Any) -> web.Response | None:
         inner = row.get("components") or []
         if row.get("type") == 1 and len(inner) > MAX_ROW_BUTTONS:
             return _error(400, 50035, "Invalid Form Body: an action row holds at most 5")
+        selects = [c for c in inner if c.get("type") in SELECT_TYPES]
+        if selects and len(inner) > 1:
+            return _error(400, 50035, "Invalid Form Body: a select fills its action row")
+        if any(len(c.get("options") or []) > MAX_SELECT_OPTIONS for c in selects):
+            return _error(400, 50035, "Invalid Form Body: a select lists at most 25 options")
         ids += [str(c["custom_id"]) for c in inner if c.get("custom_id")]
     if len(ids) != len(set(ids)):
         return _error(400, 50035, "Invalid Form Body: custom_id must be unique per message")

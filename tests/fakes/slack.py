@@ -314,6 +314,11 @@ def _valid_static_select(element: dict[str, Any]) -> bool:
     return initial is None or initial in options
 
 
+MAX_ACTIONS_ELEMENTS = 25
+MAX_SELECT_OPTIONS = 100
+MAX_BUTTON_TEXT = 75
+
+
 def _has_file_input(blocks: Any) -> bool:
     return "file_input" in json.dumps(blocks or [])
 
@@ -690,8 +695,26 @@ class FakeSlack:
         # belong to modals and Home tabs, not messages
         # (https://docs.slack.dev/reference/block-kit/block-elements/file-input-element,
         # https://docs.slack.dev/reference/block-kit/blocks/input-block).
-        if _has_file_input(_json_arg(args.get("blocks") or "[]")):
+        blocks = _json_arg(args.get("blocks") or "[]")
+        if _has_file_input(blocks):
             raise SlackRefusal("invalid_blocks")
+        # An actions block: "elements: An array of interactive element objects ... There
+        # is a maximum of 25 elements in each action block"; a static select's options:
+        # "Maximum number of options is 100"; a button's text "Maximum length for the
+        # text in this field is 75 characters"
+        # (https://docs.slack.dev/reference/block-kit/blocks/actions-block,
+        # .../block-elements/select-menu-element, .../block-elements/button-element).
+        for block in blocks if isinstance(blocks, list) else []:
+            if not isinstance(block, dict) or block.get("type") != "actions":
+                continue
+            elements = block.get("elements") or []
+            if len(elements) > MAX_ACTIONS_ELEMENTS:
+                raise SlackRefusal("invalid_blocks")
+            for element in elements:
+                if len(element.get("options") or []) > MAX_SELECT_OPTIONS:
+                    raise SlackRefusal("invalid_blocks")
+                if len((element.get("text") or {}).get("text") or "") > MAX_BUTTON_TEXT:
+                    raise SlackRefusal("invalid_blocks")
 
     def _next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
