@@ -262,7 +262,10 @@ async def test_an_actions_block_holds_25_elements_and_a_select_100_options(
     slack: FakeSlack, client: AsyncWebClient
 ) -> None:
     """Block Kit: at most 25 elements in an actions block, 100 options in a static
-    select, 75 characters of button text; more is ``invalid_blocks``."""
+    select, 75 characters of button text, 255 of an action_id, 2000 of a button's value;
+    more is ``invalid_blocks``
+    (https://docs.slack.dev/reference/block-kit/blocks/actions-block,
+    https://docs.slack.dev/reference/block-kit/block-elements/button-element)."""
 
     def button(n: int, text: str = "") -> dict[str, Any]:
         label = {"type": "plain_text", "text": text or f"b{n}"}
@@ -278,10 +281,17 @@ async def test_an_actions_block_holds_25_elements_and_a_select_100_options(
     fits = [{"type": "actions", "elements": [*(button(n) for n in range(24)), select(100)]}]
     posted = await client.chat_postMessage(channel=CHANNEL, text="x", blocks=fits)
     assert posted["ok"]
+    long_id = {**button(1), "action_id": "a" * 256}
+    long_value = {**button(1), "value": "v" * 2001}
+    edge = {**button(1, "x" * 75), "action_id": "a" * 255, "value": "v" * 2000}
+    at_the_limits = [{"type": "actions", "elements": [edge]}]
+    assert (await client.chat_postMessage(channel=CHANNEL, text="x", blocks=at_the_limits))["ok"]
     for elements in (
         [button(n) for n in range(26)],
         [select(101)],
         [button(1, "x" * 76)],
+        [long_id],
+        [long_value],
     ):
         blocks = [{"type": "actions", "elements": elements}]
         answer = await refused(client.chat_postMessage(channel=CHANNEL, text="x", blocks=blocks))

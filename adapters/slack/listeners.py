@@ -227,6 +227,7 @@ class SlackListeners:
             models=self.conversation.service.models.choices(MAX_SELECT_OPTIONS),
             default_model=self.conversation.service.models.default.name,
             max_files=self.conversation.service.models.max_images,
+            presets=self.conversation.preset_choices(),
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
@@ -255,6 +256,7 @@ class SlackListeners:
             seed=submission.seed,
             output_format=submission.output_format,
             model=submission.model,
+            preset=submission.preset,
         )
         if isinstance(outcome, Said):
             # Shown under the prompt field: the modal stays open to be corrected.

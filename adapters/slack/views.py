@@ -41,9 +41,12 @@ def edit_modal(
     models: Sequence[tuple[str, str]] = (),
     default_model: str | None = None,
     max_files: int = 1,
+    presets: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """``max_files``: the most images the configured models take (Slack's file_input
-    allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element)."""
+    allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element).
+    ``presets``: (name, label) of the presets in force, offered as a select; with one
+    chosen the prompt may stay empty (the preset's instruction is the prompt)."""
     blocks: list[dict[str, Any]] = []
     if with_file_input:
         blocks.append(
@@ -88,6 +91,7 @@ def edit_modal(
         {
             "type": "input",
             "block_id": "prompt",
+            "optional": bool(presets),
             "label": {"type": "plain_text", "text": _("What should change?")},
             "element": prompt_element,
         },
@@ -119,6 +123,8 @@ def edit_modal(
     ]
     if models:
         blocks.append(model_block(models, options.model or default_model))
+    if presets:
+        blocks.append(preset_block(presets))
     return {
         "type": "modal",
         "callback_id": CALLBACK_ID,
@@ -149,6 +155,23 @@ def model_block(models: Sequence[tuple[str, str]], chosen: str | None) -> dict[s
     }
 
 
+def preset_block(presets: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The presets (bot.chat.presets) as an optional select: the chosen one's
+    instruction is applied, the prompt's words added to it. A static select lists at
+    most 100 options (MAX_SELECT_OPTIONS); the config holds fewer (Discord's 25)."""
+    options = [
+        {"text": {"type": "plain_text", "text": label[:75]}, "value": name}
+        for name, label in presets[:MAX_SELECT_OPTIONS]
+    ]
+    return {
+        "type": "input",
+        "block_id": "preset",
+        "optional": True,
+        "label": {"type": "plain_text", "text": _("Preset")},
+        "element": {"type": "static_select", "action_id": "value", "options": options},
+    }
+
+
 @dataclass(frozen=True)
 class Submission:
     prompt: str
@@ -158,6 +181,7 @@ class Submission:
     files: tuple[dict[str, Any], ...]
     metadata: dict[str, Any]
     model: str | None = None
+    preset: str | None = None
 
 
 def read_submission(view: dict[str, Any]) -> Submission:
@@ -170,6 +194,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
     selected_ratio = value("ratio", "value").get("selected_option") or {}
     selected_format = value("format", "value").get("selected_option") or {}
     selected_model = value("model", "value").get("selected_option") or {}
+    selected_preset = value("preset", "value").get("selected_option") or {}
     seed_text = value("seed", "value").get("value")
     files = value("image", "file").get("files") or []
     try:
@@ -184,6 +209,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
         files=tuple(f for f in files if isinstance(f, dict) and "id" in f),
         metadata=metadata if isinstance(metadata, dict) else {},
         model=selected_model.get("value"),
+        preset=selected_preset.get("value"),
     )
 
 

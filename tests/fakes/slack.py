@@ -317,6 +317,13 @@ def _valid_static_select(element: dict[str, Any]) -> bool:
 MAX_ACTIONS_ELEMENTS = 25
 MAX_SELECT_OPTIONS = 100
 MAX_BUTTON_TEXT = 75
+# An element's "action_id ... Maximum length is 255 characters"; a button's "value ...
+# Maximum length is 2000 characters"; a block's "block_id ... Maximum length is 255"
+# (https://docs.slack.dev/reference/block-kit/block-elements/button-element,
+# https://docs.slack.dev/reference/block-kit/blocks/actions-block).
+MAX_ACTION_ID = 255
+MAX_BUTTON_VALUE = 2000
+MAX_BLOCK_ID = 255
 
 
 def _has_file_input(blocks: Any) -> bool:
@@ -710,10 +717,16 @@ class FakeSlack:
             elements = block.get("elements") or []
             if len(elements) > MAX_ACTIONS_ELEMENTS:
                 raise SlackRefusal("invalid_blocks")
+            if len(str(block.get("block_id") or "")) > MAX_BLOCK_ID:
+                raise SlackRefusal("invalid_blocks")
             for element in elements:
                 if len(element.get("options") or []) > MAX_SELECT_OPTIONS:
                     raise SlackRefusal("invalid_blocks")
                 if len((element.get("text") or {}).get("text") or "") > MAX_BUTTON_TEXT:
+                    raise SlackRefusal("invalid_blocks")
+                if len(str(element.get("action_id") or "")) > MAX_ACTION_ID:
+                    raise SlackRefusal("invalid_blocks")
+                if len(str(element.get("value") or "")) > MAX_BUTTON_VALUE:
                     raise SlackRefusal("invalid_blocks")
 
     def _next_ts(self) -> str:

@@ -1,0 +1,226 @@
+"""Presets and a result's buttons on Slack (issue 27), through the real slack_bolt and
+slack_sdk against the fake Slack and the fake core.today: the "Done" status line of a
+result carries Re-roll, Edit again, the listed presets and the More… select; a click
+is a new job whose input is that result's file and whose prompt is the preset's
+instruction, paid by the one who clicks; the modal offers the presets as a select."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config.presets import SHIPPED_PRESETS
+from bot.domain import UserRef
+from tests.fakes.coretoday import FakeCoreToday
+from tests.fakes.slack import BOT_USER_ID, TEAM_ID
+from tests.support import HANG_GUARD_SECONDS, png
+from tests.test_slack import (
+    CHANNEL,
+    USER,
+    Bot,
+    balance,
+    message_event,
+    responses,
+    serving,
+    submission,
+)
+
+BOB = "U0BOB"
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, fake: FakeCoreToday) -> AsyncIterator[Bot]:
+    async for served in serving("http", tmp_path, fake):
+        yield served
+
+
+def shipped_prompt(name: str) -> str:
+    """A shipped preset's instruction with nothing added, as the provider gets it."""
+    template = next(str(p["prompt"]) for p in SHIPPED_PRESETS if p["name"] == name)
+    return " ".join(template.replace("{prompt}", "").split())
+
+
+async def result_line(bot: Bot, ts: str) -> tuple[Any, dict[str, Any]]:
+    """A mention with an image at ``ts``, its posted result, and its status message once
+    that carries the result's buttons."""
+    file = bot.slack.add_file("portrait.png", png((10, 200, 10)))
+    await bot.event(
+        message_event("app_mention", ts, f"<@{BOT_USER_ID}> make her smile", [file]), ts
+    )
+    (result,) = await bot.uploaded()
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while True:
+            lines = [
+                m
+                for m in bot.slack.messages_in(CHANNEL)
+                if m.get("metadata")
+                and any(b.get("type") == "actions" for b in m.get("blocks") or [])
+            ]
+            if lines:
+                return result, lines[0]
+            await asyncio.sleep(0.02)
+
+
+def actions_of(message: dict[str, Any]) -> dict[str, Any]:
+    return next(b for b in message["blocks"] if b["type"] == "actions")
+
+
+def click(
+    bot: Bot, message: dict[str, Any], element: dict[str, Any], user: str, n: int, **chosen: Any
+) -> dict[str, Any]:
+    """The block_actions payload Slack sends for ``element`` of ``message``
+    (https://docs.slack.dev/reference/interaction-payloads/block_actions-payload)."""
+    block = actions_of(message)
+    action = {
+        "type": element["type"],
+        "action_id": element["action_id"],
+        "block_id": block.get("block_id", "b"),
+        "action_ts": f"{time.time():.6f}{n}",
+        **({"value": element["value"]} if "value" in element else {}),
+        **chosen,
+    }
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user},
+        "channel": {"id": CHANNEL},
+        "container": {"type": "message", "message_ts": message["ts"], "channel_id": CHANNEL},
+        "message": message,
+        "trigger_id": f"t-result-{n}",
+        "actions": [action],
+        "response_url": f"{bot.slack.base_url}/response/result-{n}",
+    }
+
+
+def button(message: dict[str, Any], text: str) -> dict[str, Any]:
+    return next(
+        e
+        for e in actions_of(message)["elements"]
+        if e["type"] == "button" and e["text"]["text"].endswith(text)
+    )
+
+
+async def creates(bot: Bot, count: int) -> None:
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while len(bot.provider.creates) < count:
+            await asyncio.sleep(0.02)
+
+
+async def test_the_done_line_carries_the_buttons_and_zoom_out_edits_that_result(bot: Bot) -> None:
+    ts = f"{time.time() - 60:.6f}"
+    result, line = await result_line(bot, ts)
+    elements = actions_of(line)["elements"]
+    labels = [
+        e["text"]["text"] if e["type"] == "button" else e["placeholder"]["text"] for e in elements
+    ]
+    # [results] buttons' default; Upscale is not shown (no upscale model is served) and
+    # Delete is Discord's only (a Slack file is deleted from Slack's own menu).
+    assert labels == [
+        "🎲 Re-roll",
+        "✏️ Edit again",
+        "🌱 Vary (subtle)",
+        "🔍 Zoom out",
+        "⬛ Make square",
+        "More…",
+    ]
+    more = elements[-1]
+    assert [o["value"] for o in more["options"]][:2] == ["zoom-out", "make-square"]
+
+    await bot.interact(click(bot, line, button(line, "Zoom out"), BOB, 1))
+    await creates(bot, 2)
+    (answer,) = await responses(bot, 1)
+    assert answer.get("response_type") == "ephemeral"
+    assert "120 credits reserved" in answer["text"], "the cost is said to the clicker"
+    created = bot.provider.creates[1]
+    assert created.input is not None
+    assert created.input["prompt"] == shipped_prompt("zoom-out")
+    assert created.input["aspect_ratio"] == "match_input_image"
+    # The result's file, not the original upload, is the image edited.
+    assert created.file_bytes == result.data
+    uploads = await bot.uploaded(2)
+    assert uploads[1].thread_ts == ts, "posted in the result's thread"
+    assert await balance(bot) == 1200 - 120
+    bob = await bot.core.service.credits(UserRef("slack", TEAM_ID, BOB))
+    assert bob.balance == 1200 - 120, "the one who clicks pays"
+
+
+async def test_the_more_select_applies_any_preset_and_re_roll_repeats_the_edit(bot: Bot) -> None:
+    result, line = await result_line(bot, f"{time.time() - 60:.6f}")
+    more = actions_of(line)["elements"][-1]
+    assert more["type"] == "static_select"
+    chosen = {
+        "selected_option": {"text": {"type": "plain_text", "text": "Colorize"}, "value": "colorize"}
+    }
+    await bot.interact(click(bot, line, more, USER, 1, **chosen))
+    await creates(bot, 2)
+    colorized = bot.provider.creates[1]
+    assert colorized.input is not None and colorized.input["prompt"] == shipped_prompt("colorize")
+    assert colorized.file_bytes == result.data
+
+    await bot.interact(click(bot, line, button(line, "Re-roll"), USER, 2))
+    await creates(bot, 3)
+    again = bot.provider.creates[2]
+    assert again.input is not None and again.input["prompt"] == "make her smile"
+    assert again.file_bytes != result.data, "a re-roll edits the original again"
+    assert await balance(bot) == 1200 - 3 * 120
+
+
+async def test_a_removed_preset_or_an_unknown_pick_is_answered_privately_and_free(bot: Bot) -> None:
+    _, line = await result_line(bot, f"{time.time() - 60:.6f}")
+    retired = {**button(line, "Zoom out"), "action_id": "kontext_preset:retired"}
+    await bot.interact(click(bot, line, retired, USER, 1))
+    more = actions_of(line)["elements"][-1]
+    unknown = {"selected_option": {"text": {"type": "plain_text", "text": "x"}, "value": "sparkle"}}
+    await bot.interact(click(bot, line, more, USER, 2, **unknown))
+    first, second = await responses(bot, 2)
+    assert "no longer set up" in first["text"] and "no longer set up" in second["text"]
+    assert all(r.get("response_type") == "ephemeral" for r in (first, second))
+    assert len(bot.provider.creates) == 1 and await balance(bot) == 1200 - 120
+
+
+async def test_the_modal_offers_the_presets_and_a_preset_needs_no_prompt(bot: Bot) -> None:
+    await bot.command("")
+    view = await bot.opened_view()
+    block = next(b for b in view["blocks"] if b["block_id"] == "preset")
+    assert [o["value"] for o in block["element"]["options"]][:3] == [
+        "zoom-out",
+        "make-square",
+        "vary-subtle",
+    ]
+    prompt_block = next(b for b in view["blocks"] if b["block_id"] == "prompt")
+    assert prompt_block["optional"], "with a preset the prompt may stay empty"
+    file = bot.slack.add_file("room.png", png())
+    payload = submission(bot, view, prompt="", file=file)
+    payload["view"]["state"]["values"]["preset"] = {
+        "value": {"selected_option": {"value": "make-square"}}
+    }
+    await bot.interact(payload)
+    await creates(bot, 1)
+    (created,) = bot.provider.creates
+    assert created.input is not None
+    assert created.input["prompt"] == shipped_prompt("make-square")
+    assert created.input["aspect_ratio"] == "1:1"
+
+
+async def test_without_presets_there_is_no_select_and_buttons_follow_the_config(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    """``[results] buttons`` chooses the buttons in order; a preset removed with
+    ``enabled = false`` is in neither the buttons nor the More… select."""
+    presets = [{"name": "colorize", "enabled": False}]
+    results = {"buttons": ["zoom-out", "reroll"]}
+    async for bot in serving("http", tmp_path, fake, presets=presets, results=results):
+        _, line = await result_line(bot, f"{time.time() - 60:.6f}")
+        elements = actions_of(line)["elements"]
+        assert [e["action_id"] for e in elements] == [
+            "kontext_preset:zoom-out",
+            "kontext_reroll",
+            "kontext_more",
+        ]
+        assert "colorize" not in json.dumps(elements[-1]["options"])
