@@ -500,6 +500,26 @@ async def test_a_select_fills_its_row_and_lists_at_most_25_options_and_10_files_
     assert answer.status_code == 200 and len(answer.json()["attachments"]) == 10
 
 
+async def test_a_custom_id_holds_100_characters_and_a_button_label_80(
+    http: httpx.AsyncClient,
+) -> None:
+    """Discord: "custom_id ... max 100 characters", a button's label "max 80
+    characters"; more is refused with 50035, at the limit it is taken."""
+    create = f"/channels/{CHANNEL_ID}/messages"
+
+    def row(custom_id: str, label: str) -> list[dict[str, Any]]:
+        button = {"type": 2, "style": 2, "custom_id": custom_id, "label": label}
+        return [{"type": 1, "components": [button]}]
+
+    fits = await http.post(
+        create, json={"content": "ok", "components": row("c" * 100, "l" * 80)}, headers=BOT
+    )
+    assert fits.status_code == 200
+    for rows in (row("c" * 101, "ok"), row("ok", "l" * 81)):
+        answer = await http.post(create, json={"content": "x", "components": rows}, headers=BOT)
+        assert refused(answer, 400, 50035)
+
+
 async def test_a_command_option_with_more_than_25_choices_is_refused(
     discord: FakeDiscord, http: httpx.AsyncClient
 ) -> None:

@@ -1496,6 +1496,12 @@ SELECT_TYPES = {3, 5, 6, 7, 8}
 MAX_ATTACHMENTS = 10
 MAX_CONTENT = 2000
 MAX_EMBED_DESCRIPTION = 4096
+# A component's "custom_id ... max 100 characters"; a button's "label: Text that appears
+# on the button; max 80 characters"
+# (https://discord.com/developers/docs/components/reference#anatomy-of-a-component,
+# #button-button-structure).
+MAX_CUSTOM_ID = 100
+MAX_BUTTON_LABEL = 80
 
 
 def _invalid_components(body: Any) -> web.Response | None:
@@ -1532,6 +1538,10 @@ def _invalid_components(body: Any) -> web.Response | None:
             return _error(400, 50035, "Invalid Form Body: a select fills its action row")
         if any(len(c.get("options") or []) > MAX_SELECT_OPTIONS for c in selects):
             return _error(400, 50035, "Invalid Form Body: a select lists at most 25 options")
+        if any(len(str(c.get("custom_id") or "")) > MAX_CUSTOM_ID for c in inner):
+            return _error(400, 50035, "Invalid Form Body: custom_id: at most 100 characters")
+        if any(len(str(c.get("label") or "")) > MAX_BUTTON_LABEL for c in inner):
+            return _error(400, 50035, "Invalid Form Body: label: at most 80 characters")
         ids += [str(c["custom_id"]) for c in inner if c.get("custom_id")]
     if len(ids) != len(set(ids)):
         return _error(400, 50035, "Invalid Form Body: custom_id must be unique per message")
