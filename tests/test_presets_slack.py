@@ -54,6 +54,11 @@ async def result_line(bot: Bot, ts: str) -> tuple[Any, dict[str, Any]]:
         message_event("app_mention", ts, f"<@{BOT_USER_ID}> make her smile", [file]), ts
     )
     (result,) = await bot.uploaded()
+    return result, await buttons_line(bot)
+
+
+async def buttons_line(bot: Bot) -> dict[str, Any]:
+    """The first status message that carries a result's buttons, once it does."""
     async with asyncio.timeout(HANG_GUARD_SECONDS):
         while True:
             lines = [
@@ -63,7 +68,7 @@ async def result_line(bot: Bot, ts: str) -> tuple[Any, dict[str, Any]]:
                 and any(b.get("type") == "actions" for b in m.get("blocks") or [])
             ]
             if lines:
-                return result, lines[0]
+                return lines[0]
             await asyncio.sleep(0.02)
 
 
@@ -206,6 +211,11 @@ async def test_the_modal_offers_the_presets_and_a_preset_needs_no_prompt(bot: Bo
     assert created.input is not None
     assert created.input["prompt"] == shipped_prompt("make-square")
     assert created.input["aspect_ratio"] == "1:1"
+    # A result made from the form has the same buttons on its status line.
+    await bot.uploaded()
+    line = await buttons_line(bot)
+    job = await bot.core.service.job_for_key(f"slack:{TEAM_ID}:view:{view['id']}")
+    assert job is not None and button(line, "Zoom out")["value"] == job.id
 
 
 async def test_without_presets_there_is_no_select_and_buttons_follow_the_config(
