@@ -444,3 +444,21 @@ async def test_without_limits_the_fake_takes_any_pace(
     for n in range(10):
         await client.chat_postMessage(channel=CHANNEL, text=f"message {n}")
     assert slack.ratelimited == [] and len(slack.calls_to("chat.postMessage")) == 10
+
+
+async def test_files_delete_takes_the_bots_own_uploads_only(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    """files.delete: a file nobody has is ``file_not_found``, a user's file
+    ``cant_delete_file`` for the bot (https://docs.slack.dev/reference/methods/files.delete);
+    the bot's own upload goes, with its share message."""
+    theirs = slack.add_file("cat.png", b"png")
+    assert (await refused(client.files_delete(file=theirs["id"])))["error"] == "cant_delete_file"
+    assert (await refused(client.files_delete(file="F0NONE")))["error"] == "file_not_found"
+    uploaded = await client.files_upload_v2(channel=CHANNEL, content=b"png", filename="r.png")
+    file_id = str(uploaded["files"][0]["id"])
+    assert any(m.get("files") for m in slack.messages_in(CHANNEL))
+    assert (await client.files_delete(file=file_id))["ok"]
+    assert slack.deleted_files == [file_id]
+    assert not any(m.get("files") for m in slack.messages_in(CHANNEL)), "the share is gone"
+    assert (await refused(client.files_delete(file=file_id)))["error"] == "file_not_found"

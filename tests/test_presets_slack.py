@@ -124,14 +124,14 @@ async def test_the_done_line_carries_the_buttons_and_zoom_out_edits_that_result(
     labels = [
         e["text"]["text"] if e["type"] == "button" else e["placeholder"]["text"] for e in elements
     ]
-    # [results] buttons' default; Upscale is not shown (no upscale model is served) and
-    # Delete is Discord's only (a Slack file is deleted from Slack's own menu).
+    # [results] buttons' default in its order; Upscale is not shown (not served yet).
     assert labels == [
         "🎲 Re-roll",
         "✏️ Edit again",
         "🌱 Vary (subtle)",
         "🔍 Zoom out",
         "⬛ Make square",
+        "🗑️ Delete",
         "More…",
     ]
     more = elements[-1]
@@ -234,3 +234,35 @@ async def test_without_presets_there_is_no_select_and_buttons_follow_the_config(
             "kontext_more",
         ]
         assert "colorize" not in json.dumps(elements[-1]["options"])
+
+
+async def test_delete_removes_the_result_for_its_owner_and_refuses_anyone_else(bot: Bot) -> None:
+    _, line = await result_line(bot, f"{time.time() - 60:.6f}")
+    delete = button(line, "Delete")
+    assert delete["style"] == "danger"
+    job = await bot.core.service.job(delete["value"])
+    assert job is not None and job.delivered is not None
+    file_id = str(job.delivered["file"])
+
+    await bot.interact(click(bot, line, delete, BOB, 1))
+    (refusal,) = await responses(bot, 1)
+    assert "Only the person who asked for this image or an admin" in refusal["text"]
+    assert refusal.get("response_type") == "ephemeral"
+    assert bot.slack.deleted_files == []
+
+    await bot.interact(click(bot, line, delete, USER, 2))
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while not bot.slack.deleted_files:
+            await asyncio.sleep(0.02)
+        while any(b.get("type") == "actions" for b in (await buttons_gone(bot, line))):
+            await asyncio.sleep(0.02)
+    assert bot.slack.deleted_files == [file_id]
+    after = await bot.core.service.job(job.id)
+    assert after is not None and not (after.delivered or {}).get("file"), "history forgets it"
+    assert len(bot.provider.creates) == 1 and await balance(bot) == 1200 - 120, "free"
+
+
+async def buttons_gone(bot: Bot, line: dict[str, Any]) -> list[dict[str, Any]]:
+    """The blocks the status message ``line`` has now."""
+    now = next(m for m in bot.slack.messages_in(CHANNEL) if m["ts"] == line["ts"])
+    return list(now.get("blocks") or [])

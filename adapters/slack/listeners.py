@@ -38,6 +38,7 @@ from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_
 from adapters.slack.status import StatusBoard
 from adapters.slack.views import (
     AGAIN_ACTION_ID,
+    DELETE_ACTION_ID,
     MAX_SELECT_OPTIONS,
     MORE_ACTION_ID,
     PRESET_ACTION_PREFIX,
@@ -47,6 +48,7 @@ from adapters.slack.views import (
     edit_modal,
     read_submission,
 )
+from bot.chat import texts
 from bot.chat.conversation import Conversation, Edit, Said
 from bot.config import SlackConfig
 from bot.domain import (
@@ -57,6 +59,7 @@ from bot.domain import (
     RequestContext,
     UserRef,
 )
+from bot.i18n import _
 
 log = structlog.get_logger("kontext.slack")
 PLATFORM = "slack"
@@ -145,6 +148,7 @@ class SlackListeners:
         app.action(REROLL_ACTION_ID)(self.on_result_action)
         app.action(AGAIN_ACTION_ID)(self.on_result_action)
         app.action(MORE_ACTION_ID)(self.on_result_action)
+        app.action(DELETE_ACTION_ID)(self.on_delete_result)
         app.action(re.compile("^" + re.escape(PRESET_ACTION_PREFIX)))(self.on_result_action)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
@@ -415,6 +419,7 @@ class SlackListeners:
         team = str(body["team"]["id"])
         user = UserRef(PLATFORM, team, str(body["user"]["id"]))
         channel = str((body.get("channel") or {}).get("id") or "")
+        await self._speak(user)
         message = body.get("message") or {}
         thread_ts = message.get("thread_ts") or message.get("ts")
         if action_id == MORE_ACTION_ID:
@@ -463,6 +468,45 @@ class SlackListeners:
         await ack()
         if not submitted.duplicate:
             await self._answer(body, respond, user, channel, submitted.text)
+
+    async def on_delete_result(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        """A result's Delete: the person who asked for it or an admin (the conversation
+        layer decides) removes the result's file (files.delete: the bot uploaded it), and
+        the status line loses its buttons; history no longer links to it. Anyone else is
+        told privately, and nothing changes."""
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        job_id = str(action.get("value") or "")
+        user = UserRef(PLATFORM, str(body["team"]["id"]), str(body["user"]["id"]))
+        await self._speak(user)
+        channel = str((body.get("channel") or {}).get("id") or "")
+        refused = await self.conversation.may_delete(
+            user, job_id, self.adapter.platform_admin(user)
+        )
+        job = await self.conversation.service.job(job_id) if refused is None else None
+        file_id = str((job.delivered or {}).get("file") or "") if job is not None else ""
+        if refused is not None or not file_id:
+            text = refused.text if refused is not None else _(texts.RESULT_IMAGE_GONE)
+            await self._answer(body, respond, user, channel, text)
+            return
+        try:
+            await self.client.files_delete(file=file_id)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "file_not_found":  # already gone: done
+                log.warning("files.delete failed", job_id=job_id, error=exc.response.get("error"))
+                await self._answer(body, respond, user, channel, _(texts.DELETE_FAILED))
+                return
+        await self.conversation.deleted(job_id)
+        message = body.get("message") or {}
+        if message.get("ts"):
+            # chat.update with text and no blocks removes the message's blocks (its
+            # reference page, https://docs.slack.dev/reference/methods/chat.update).
+            try:
+                await self.client.chat_update(
+                    channel=channel, ts=str(message["ts"]), text=str(message.get("text") or "")
+                )
+            except SlackApiError as exc:
+                log.warning("chat.update failed", job_id=job_id, error=exc.response.get("error"))
 
     async def _answer(
         self, body: dict[str, Any], respond: Respond, user: UserRef, channel: str, text: str

@@ -240,19 +240,24 @@ REROLL_ACTION_ID = "kontext_reroll"
 AGAIN_ACTION_ID = "kontext_again"
 PRESET_ACTION_PREFIX = "kontext_preset:"
 MORE_ACTION_ID = "kontext_more"
+DELETE_ACTION_ID = "kontext_delete"
 RESULT_BLOCK_PREFIX = "kontext_result:"
 # An actions block holds at most 25 elements
 # (https://docs.slack.dev/reference/block-kit/blocks/actions-block); the config refuses
 # a [results] list that would not fit (bot.chat.presets).
 MAX_ACTIONS_ELEMENTS = 25
-_SLACK_BUTTONS = {"reroll": REROLL_ACTION_ID, "edit": AGAIN_ACTION_ID}
+_SLACK_BUTTONS = {
+    "reroll": REROLL_ACTION_ID,
+    "edit": AGAIN_ACTION_ID,
+    "delete": DELETE_ACTION_ID,
+}
 
 
 def result_blocks(text: str, job_id: str, layout: ResultLayout) -> list[dict[str, Any]]:
     """The finished job's status line with the result's buttons (the conversation
-    layer's layout): Re-roll, Edit again, the listed presets and the More… select. The
-    job id is each button's value, so they work after a restart. Delete and Upscale are
-    Discord's only (a Slack file is deleted from its own menu)."""
+    layer's layout): Re-roll, Edit again, the listed presets, Delete (the result's file,
+    files.delete) and the More… select. The job id is each button's value, so they work
+    after a restart. Upscale is not served yet (the layout leaves it out)."""
     elements: list[dict[str, Any]] = []
     for button in layout.buttons:
         if button.action == "preset" and button.preset:
@@ -262,14 +267,15 @@ def result_blocks(text: str, job_id: str, layout: ResultLayout) -> list[dict[str
         else:
             continue
         label = f"{button.emoji} {button.shown_label()}".strip()
-        elements.append(
-            {
-                "type": "button",
-                "action_id": action_id,
-                "text": {"type": "plain_text", "text": label[:75], "emoji": True},
-                "value": job_id,
-            }
-        )
+        element: dict[str, Any] = {
+            "type": "button",
+            "action_id": action_id,
+            "text": {"type": "plain_text", "text": label[:75], "emoji": True},
+            "value": job_id,
+        }
+        if action_id == DELETE_ACTION_ID:
+            element["style"] = "danger"
+        elements.append(element)
     if layout.more:
         elements.append(
             {

@@ -667,6 +667,7 @@ def history_text(
 
 REROLL_GONE = N_("I no longer have that edit's details, so I can't re-roll it.")
 RESULT_IMAGE_GONE = N_("That result's image is gone, so there is nothing to edit.")
+DELETE_FAILED = N_("I couldn't delete that image. Please try again later.")
 DELETE_NOT_YOURS = N_("Only the person who asked for this image or an admin can delete it.")
 # -- cancel (bot.jobs.cancellation) ------------------------------------------------------------
 

@@ -56,6 +56,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.update": ("chat:write",),  # DOCS chat.update
     "chat.postEphemeral": ("chat:write",),  # DOCS chat.postEphemeral
     "files.info": ("files:read",),  # DOCS files.info
+    "files.delete": ("files:write",),  # DOCS files.delete
     "files.getUploadURLExternal": ("files:write",),  # DOCS files.getUploadURLExternal
     "files.completeUploadExternal": ("files:write",),  # DOCS files.completeUploadExternal
     "users.info": ("users:read",),  # DOCS users.info
@@ -340,6 +341,7 @@ class FakeSlack:
     files: dict[str, SlackFile] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)  # posts to response_url
+    deleted_files: list[str] = field(default_factory=list)  # files.delete, in order
     file_requests: list[tuple[str, str | None]] = field(default_factory=list)
     # (channel, thread_ts) -> messages in the thread, oldest first, the parent (when the
     # fake knows it) included; the bot's posts and uploads land here too.
@@ -856,6 +858,24 @@ class FakeSlack:
         opened = {"id": view_id, "team_id": TEAM_ID, "app_id": "A0KONTEXT", **view}
         self.views[view_id] = opened
         return {"view": opened}
+
+    def api_files_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        """DOCS files.delete: "file_not_found: The file does not exist, or is not
+        visible to the calling user"; "cant_delete_file: Authenticated user does not have
+        permission to delete this file" (a bot deletes the files it uploaded). The file
+        and its share messages are gone after it."""
+        file_id = str(args.get("file"))
+        if file_id not in self.files:
+            raise SlackRefusal("file_not_found")
+        if file_id not in self.uploads:
+            raise SlackRefusal("cant_delete_file")
+        del self.files[file_id]
+        self.deleted_files.append(file_id)
+        for messages in [*self.threads.values(), *self.history.values()]:
+            messages[:] = [
+                m for m in messages if file_id not in {f.get("id") for f in m.get("files") or []}
+            ]
+        return {}
 
     def api_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
         file_id = str(args.get("file"))
