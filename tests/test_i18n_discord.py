@@ -103,8 +103,18 @@ async def test_a_korean_client_gets_korean_queued_and_result_texts(
     assert fields["시드"] == "42"
     assert fields["크레딧"] == "120 사용 · 1080 남음"
     assert embed["footer"]["text"].startswith("작업 ")
-    labels = [c["label"] for row in result["components"] for c in row["components"]]
-    assert labels == ["다시 생성", "이어서 편집", "삭제"]
+    rows = [
+        [c.get("label") or c.get("placeholder") for c in row["components"]]
+        for row in result["components"]
+    ]
+    # The default [results] buttons, the shipped presets' labels and More… in Korean.
+    assert rows == [
+        ["다시 생성", "이어서 편집", "변형(약하게)", "줌 아웃", "정사각형으로"],
+        ["삭제"],
+        ["더 보기…"],
+    ]
+    more = result["components"][2]["components"][0]
+    assert {o["value"]: o["label"] for o in more["options"]}["colorize"] == "컬러화"
     (create,) = fake.creates
     assert create.input is not None and create.input["prompt"] == "make it a watercolor"
 
