@@ -19,7 +19,7 @@ from bot.config.presets import SHIPPED_PRESETS
 from bot.domain import UserRef
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.slack import BOT_USER_ID, TEAM_ID
-from tests.support import HANG_GUARD_SECONDS, png
+from tests.support import HANG_GUARD_SECONDS, TWO_MODELS, png
 from tests.test_slack import (
     CHANNEL,
     USER,
@@ -54,7 +54,14 @@ async def result_line(bot: Bot, ts: str) -> tuple[Any, dict[str, Any]]:
         message_event("app_mention", ts, f"<@{BOT_USER_ID}> make her smile", [file]), ts
     )
     (result,) = await bot.uploaded()
-    return result, await buttons_line(bot)
+    line = await buttons_line(bot)
+    # Where the result is gets stored right after the post (the Done line may come
+    # first); a click before that finds no image and says so.
+    job_id = str(actions_of(line)["block_id"]).removeprefix("kontext_result:")
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while (job := await bot.core.service.job(job_id)) is None or not job.delivered:
+            await asyncio.sleep(0.02)
+    return result, line
 
 
 async def buttons_line(bot: Bot) -> dict[str, Any]:
@@ -65,15 +72,22 @@ async def buttons_line(bot: Bot) -> dict[str, Any]:
                 m
                 for m in bot.slack.messages_in(CHANNEL)
                 if m.get("metadata")
-                and any(b.get("type") == "actions" for b in m.get("blocks") or [])
+                # The result's buttons, not the Cancel of a job still running.
+                and any(is_result_actions(b) for b in m.get("blocks") or [])
             ]
             if lines:
                 return lines[0]
             await asyncio.sleep(0.02)
 
 
+def is_result_actions(block: dict[str, Any]) -> bool:
+    return block.get("type") == "actions" and str(block.get("block_id")).startswith(
+        "kontext_result:"
+    )
+
+
 def actions_of(message: dict[str, Any]) -> dict[str, Any]:
-    return next(b for b in message["blocks"] if b["type"] == "actions")
+    return next(b for b in message["blocks"] if is_result_actions(b))
 
 
 def click(
@@ -240,8 +254,11 @@ async def test_delete_removes_the_result_for_its_owner_and_refuses_anyone_else(b
     _, line = await result_line(bot, f"{time.time() - 60:.6f}")
     delete = button(line, "Delete")
     assert delete["style"] == "danger"
-    job = await bot.core.service.job(delete["value"])
-    assert job is not None and job.delivered is not None
+    # Where the result is gets stored right after the post (the Done line may be first).
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while (job := await bot.core.service.job(delete["value"])) is None or not job.delivered:
+            await asyncio.sleep(0.02)
+    assert job.delivered is not None
     file_id = str(job.delivered["file"])
 
     await bot.interact(click(bot, line, delete, BOB, 1))
@@ -254,7 +271,7 @@ async def test_delete_removes_the_result_for_its_owner_and_refuses_anyone_else(b
     async with asyncio.timeout(HANG_GUARD_SECONDS):
         while not bot.slack.deleted_files:
             await asyncio.sleep(0.02)
-        while any(b.get("type") == "actions" for b in (await buttons_gone(bot, line))):
+        while any(b.get("type") == "actions" for b in buttons_now(bot, line)):
             await asyncio.sleep(0.02)
     assert bot.slack.deleted_files == [file_id]
     after = await bot.core.service.job(job.id)
@@ -262,7 +279,41 @@ async def test_delete_removes_the_result_for_its_owner_and_refuses_anyone_else(b
     assert len(bot.provider.creates) == 1 and await balance(bot) == 1200 - 120, "free"
 
 
-async def buttons_gone(bot: Bot, line: dict[str, Any]) -> list[dict[str, Any]]:
+def buttons_now(bot: Bot, line: dict[str, Any]) -> list[dict[str, Any]]:
     """The blocks the status message ``line`` has now."""
     now = next(m for m in bot.slack.messages_in(CHANNEL) if m["ts"] == line["ts"])
     return list(now.get("blocks") or [])
+
+
+async def test_a_presets_own_model_is_what_its_button_costs_and_the_answer_says_so(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    """A preset with ``model = "max"`` costs max's 240 whatever the result was made
+    with; its operator-written label is shown as written."""
+    presets = [
+        {
+            "name": "ink",
+            "prompt": "Redraw as ink. Keep the subject. {prompt}",
+            "model": "max",
+            "button": "Ink it",
+        }
+    ]
+    results = {"buttons": ["ink", "reroll"]}
+    async for bot in serving(
+        "http", tmp_path, fake, models=TWO_MODELS, presets=presets, results=results
+    ):
+        result, line = await result_line(bot, f"{time.time() - 60:.6f}")
+        ink = button(line, "Ink it")
+        assert ink["text"]["text"] == "Ink it"
+        await bot.interact(click(bot, line, ink, USER, 1))
+        await creates(bot, 2)
+        (answer,) = await responses(bot, 1)
+        assert "240 credits reserved" in answer["text"]
+        created = bot.provider.creates[1]
+        assert (created.model or "").endswith("flux-kontext-max")
+        assert (
+            created.input is not None
+            and created.input["prompt"] == "Redraw as ink. Keep the subject."
+        )
+        assert created.file_bytes == result.data
+        assert await balance(bot) == 1200 - 120 - 240
