@@ -317,3 +317,28 @@ async def test_a_presets_own_model_is_what_its_button_costs_and_the_answer_says_
         )
         assert created.file_bytes == result.data
         assert await balance(bot) == 1200 - 120 - 240
+
+
+async def test_the_typed_preset_opens_the_form_with_its_instruction_and_ratio(bot: Bot) -> None:
+    """``/kontext --preset make-square at dusk``: a slash command carries no file, so the
+    form opens with the preset's instruction (the words added) and its ratio filled in;
+    an unknown preset is answered in the command's acknowledgement, no form opened."""
+    await bot.command("--preset make-square at dusk")
+    view = await bot.opened_view()
+    blocks = {b["block_id"]: b for b in view["blocks"]}
+    prompt = blocks["prompt"]["element"]["initial_value"]
+    assert prompt == " ".join(
+        next(str(p["prompt"]) for p in SHIPPED_PRESETS if p["name"] == "make-square")
+        .replace("{prompt}", "at dusk")
+        .split()
+    )
+    assert blocks["ratio"]["element"]["initial_option"]["value"] == "1:1"
+    file = bot.slack.add_file("room.png", png())
+    await bot.interact(submission(bot, view, prompt=prompt, file=file, ratio="1:1"))
+    await creates(bot, 1)
+    (created,) = bot.provider.creates
+    assert created.input is not None and created.input["prompt"] == prompt
+
+    answer = await bot.command("--preset sparkle")
+    assert "There is no preset named 'sparkle'" in answer.text
+    assert len(bot.slack.calls_to("views.open")) == 1
