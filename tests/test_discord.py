@@ -505,6 +505,17 @@ async def test_restart_with_a_job_in_flight_then_a_button_clicked_after_it(
             assert [c["type"] for c in reroll.callbacks] == [4]  # acknowledged in the answer
             assert len(fake.creates) == 2
             assert await bot.balance(ALICE) == 1080
+            # A preset's button and the More… select, made before the restart, work
+            # after it (their custom ids carry the preset and the job).
+            await discord.click(result, "Zoom out", user_id=BOB)
+            await discord.choose(result, "More…", "colorize", user_id=BOB)
+            await bot.results(4)
+            prompts = [c.input["prompt"] for c in fake.creates[2:] if c.input is not None]
+            assert sorted(p.split()[0] for p in prompts) == ["Colorize", "Zoom"]
+            assert all(
+                c.file_bytes == discord.attachment_bytes(result["attachments"][0])
+                for c in fake.creates[2:]
+            )
             # The resumed delivery recorded where the result is (issue 19).
             key = f"discord:{GUILD_ID}:interaction:{asked.id}"
             async with asyncio.timeout(HANG_GUARD_SECONDS):
