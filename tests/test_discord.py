@@ -128,7 +128,7 @@ async def start_bot(
         tmp_path,
         fake.base_url,
         discord=discord_section,
-        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05, **sections.pop("jobs", {})},
         **sections,
     )
 
@@ -176,6 +176,7 @@ async def test_login_identifies_and_syncs_commands_to_the_guild(bot: Bot) -> Non
         "seed": 4,
         "format": 3,
         "upsample": 5,
+        "count": 4,  # variations (issue 27)
     }
     assert await bot.adapter.ready()
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 import discord
 
+from bot.chat import texts
 from bot.i18n import N_, _
 
 JOB_ID = r"(?P<job>[0-9a-f]{32})"
@@ -126,6 +127,26 @@ def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for button in DYNAMIC_ITEMS:
         view.add_item(button(job_id))
+    return view
+
+
+def group_view(indexed: Sequence[tuple[int, str]], delete_job: str) -> discord.ui.View:
+    """A group of variations' buttons (``--n``, issue 27): a row of "Edit #k", a row of
+    "Re-roll #k" (the same custom ids as a single result's, so the same handlers, after
+    restarts too), and Delete for the message. At most 4 variations: within Discord's 5
+    buttons per row and 5 rows (https://discord.com/developers/docs/components/reference
+    #action-row)."""
+    view = discord.ui.View(timeout=None)
+    for index, job_id in indexed[:5]:
+        edit = EditAgainButton(job_id)
+        edit.item.label, edit.item.row = texts.edit_label(index), 0
+        view.add_item(edit)
+        reroll = RerollButton(job_id)
+        reroll.item.label, reroll.item.row = texts.reroll_label(index), 1
+        view.add_item(reroll)
+    delete = DeleteButton(delete_job)
+    delete.item.row = 2
+    view.add_item(delete)
     return view
 
 

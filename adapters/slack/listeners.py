@@ -217,6 +217,7 @@ class SlackListeners:
             models=self.conversation.service.models.choices(MAX_SELECT_OPTIONS),
             default_model=self.conversation.service.models.default.name,
             max_files=self.conversation.service.models.max_images,
+            max_count=self.conversation.service.max_variations,
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
@@ -245,6 +246,7 @@ class SlackListeners:
             seed=submission.seed,
             output_format=submission.output_format,
             model=submission.model,
+            count=submission.count,
         )
         if isinstance(outcome, Said):
             # Shown under the prompt field: the modal stays open to be corrected.

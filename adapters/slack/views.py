@@ -39,6 +39,7 @@ def edit_modal(
     models: Sequence[tuple[str, str]] = (),
     default_model: str | None = None,
     max_files: int = 1,
+    max_count: int = 1,
 ) -> dict[str, Any]:
     """``max_files``: the most images the configured models take (Slack's file_input
     allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element)."""
@@ -117,6 +118,8 @@ def edit_modal(
     ]
     if models:
         blocks.append(model_block(models, options.model or default_model))
+    if max_count > 1:
+        blocks.append(count_block(max_count, options.count))
     return {
         "type": "modal",
         "callback_id": CALLBACK_ID,
@@ -147,6 +150,29 @@ def model_block(models: Sequence[tuple[str, str]], chosen: str | None) -> dict[s
     }
 
 
+def count_block(most: int, chosen: int) -> dict[str, Any]:
+    """Variations (``--n``, issue 27): how many images one request makes, 1 to ``most``
+    (``jobs.max_variations``), ``chosen`` preselected (a typed ``--n`` that opened the
+    modal)."""
+    options = [_option(str(n)) for n in range(1, most + 1)]
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "value",
+        "options": options,
+        "initial_option": _option(str(min(max(chosen, 1), most))),
+    }
+    return {
+        "type": "input",
+        "block_id": "count",
+        "optional": True,
+        "label": {
+            "type": "plain_text",
+            "text": "Variations (each its own seed, charged on its own)",
+        },
+        "element": element,
+    }
+
+
 @dataclass(frozen=True)
 class Submission:
     prompt: str
@@ -156,6 +182,7 @@ class Submission:
     files: tuple[dict[str, Any], ...]
     metadata: dict[str, Any]
     model: str | None = None
+    count: int | None = None
 
 
 def read_submission(view: dict[str, Any]) -> Submission:
@@ -168,6 +195,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
     selected_ratio = value("ratio", "value").get("selected_option") or {}
     selected_format = value("format", "value").get("selected_option") or {}
     selected_model = value("model", "value").get("selected_option") or {}
+    selected_count = str((value("count", "value").get("selected_option") or {}).get("value", ""))
     seed_text = value("seed", "value").get("value")
     files = value("image", "file").get("files") or []
     try:
@@ -182,6 +210,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
         files=tuple(f for f in files if isinstance(f, dict) and "id" in f),
         metadata=metadata if isinstance(metadata, dict) else {},
         model=selected_model.get("value"),
+        count=int(selected_count) if selected_count.isdigit() else None,
     )
 
 

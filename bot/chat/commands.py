@@ -1,7 +1,7 @@
 """The ``/kontext`` text grammar shared by every platform.
 
 ``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg|webp] [--upsample]
-[--safety N] [--model NAME] [--res MP]``
+[--safety N] [--model NAME] [--res MP] [--n COUNT]``
 
 Which values each option may take is the chosen model's profile (bot.credits.model_profiles):
 the options are checked against it here, before anything is reserved.
@@ -96,11 +96,17 @@ _FLAG_NAMES = {
     "model": "model",
     "res": "res",
     "resolution": "res",
+    "n": "n",
+    "count": "n",
+    "variations": "n",
 }
-_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res"}
-_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res"
+_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res", "n"}
+_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res, --n"
 # With one model there is nothing to choose: --model is not offered (still understood).
-_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res"
+_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res, --n"
+# The most variations one request may ask (``--n``); the operator's
+# ``jobs.max_variations`` may lower it.
+MAX_VARIATIONS = 4
 # Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
 _DASHES = ("--", "\u2014", "\u2013")
 _LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -148,6 +154,7 @@ def parse_command(
     capabilities: ProviderCapabilities,
     bot_mentions: Iterable[str] = (),
     models: Catalogue | None = None,
+    max_count: int = MAX_VARIATIONS,
 ) -> ParsedCommand:
     tokens = strip_addressing(text, bot_mentions).split()
     words: list[str] = []
@@ -208,6 +215,8 @@ def parse_command(
         model=values.get("model"),
         models=models,
         resolution=_parse_res(values["res"]) if values.get("res") is not None else None,
+        count=_parse_count(values["n"], max_count) if values.get("n") is not None else None,
+        max_count=max_count,
     )
     profile = options_profile(capabilities, models, options.model)
     return EditCommand(prompt=validate_prompt(prompt, capabilities, profile), options=options)
@@ -220,7 +229,15 @@ _EXAMPLES = {
     "safety": "--safety 2",
     "model": "--model max",
     "res": "--res 2",
+    "n": "--n 4",
 }
+
+
+def _parse_count(raw: str | None, most: int) -> int:
+    text = (raw or "").strip()
+    if not re.fullmatch(r"\d{1,3}", text):
+        raise UserInputError(texts.count_refused(raw or "", most))
+    return int(text)
 
 
 def _parse_res(raw: str | None) -> int:
@@ -307,6 +324,8 @@ def build_options(
     model: str | None = None,
     models: Catalogue | None = None,
     resolution: int | None = None,
+    count: int | None = None,
+    max_count: int = MAX_VARIATIONS,
 ) -> EditOptions:
     """Validate options however they arrived (text flags or real slash-command options),
     against the chosen model's profile: each refusal is free and names what it takes."""
@@ -373,6 +392,8 @@ def build_options(
         )
     if resolution is not None and resolution not in profile.resolutions:
         raise UserInputError(texts.res_refused(named, resolution, profile.resolutions))
+    if count is not None and not 1 <= count <= max_count:
+        raise UserInputError(texts.count_refused(str(count), max_count))
     return EditOptions(
         aspect_ratio=ratio,
         seed=seed,
@@ -381,4 +402,5 @@ def build_options(
         safety=level,
         model=chosen_model,
         resolution=resolution,
+        count=count or 1,
     )

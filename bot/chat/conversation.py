@@ -129,7 +129,12 @@ class Conversation(AdminCommands):
     # -- information, free ---------------------------------------------------------------------
 
     def help(self) -> str:
-        return texts.help_text(self.style, self.service.cost_per_image, self.service.models)
+        return texts.help_text(
+            self.style,
+            self.service.cost_per_image,
+            self.service.models,
+            max_variations=self.service.max_variations,
+        )
 
     def welcome(self) -> str:
         """The greeting posted once when the bot joins a server (``discord.welcome``)."""
@@ -221,6 +226,7 @@ class Conversation(AdminCommands):
                 capabilities=self.service.capabilities,
                 bot_mentions=bot_mentions,
                 models=self.service.models,
+                max_count=self.service.max_variations,
             )
             if isinstance(parsed, HelpCommand):
                 return Said(self.help())
@@ -248,6 +254,7 @@ class Conversation(AdminCommands):
         upsample: bool = False,
         model: str | None = None,
         resolution: int | None = None,
+        count: int | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
@@ -273,6 +280,8 @@ class Conversation(AdminCommands):
                 model=model,
                 models=self.service.models,
                 resolution=resolution,
+                count=count,
+                max_count=self.service.max_variations,
             )
             validate_prompt(
                 prompt,
