@@ -17,6 +17,7 @@ from bot.chat.platforms import NoConnection
 from bot.chat.texts import result_details
 from bot.domain import Attachment, AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import UserInputError
+from bot.i18n import _
 
 PLATFORM = "console"
 
@@ -74,7 +75,8 @@ class ConsoleReply:
         for member in group.members:
             line = texts.group_member_line(member)
             if member.result is not None:
-                line += f" written to {variation_path(self.out_path, member.job.group_index)}"
+                path = variation_path(self.out_path, member.job.group_index)
+                line += " " + _("written to {path}").format(path=path)
             lines.append(line)
         self._say(first, "\n".join(lines))
         return where

@@ -313,7 +313,8 @@ class SlackReply:
             )
             files = [dict(f) for f in answer.get("files") or [] if isinstance(f, Mapping)]
         if self.line(first).shown:
-            await self._status(first, f":white_check_mark: Done in {group.elapsed_seconds:.0f} s")
+            done = _("Done in {seconds} s").format(seconds=f"{group.elapsed_seconds:.0f}")
+            await self._status(first, f":white_check_mark: {done}")
         by_name = {str(f.get("name") or f.get("title")): f for f in files}
         where: dict[str, dict[str, Any]] = {}
         for result in results:

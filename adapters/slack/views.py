@@ -167,7 +167,7 @@ def count_block(most: int, chosen: int) -> dict[str, Any]:
         "optional": True,
         "label": {
             "type": "plain_text",
-            "text": "Variations (each its own seed, charged on its own)",
+            "text": _("Variations (each its own seed, charged on its own)"),
         },
         "element": element,
     }
