@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bot.chat.platforms import NoConnection
+from bot.chat.texts import group_heading, group_member_line
 from bot.domain import Attachment, AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import UserInputError
 
@@ -34,6 +35,10 @@ class RecordingReply:
             self.frontend.deliver_failures -= 1
             raise ConnectionError("platform is down")
         self.frontend.groups.append(group)
+        # The words a platform would post, in the language the pipeline speaks now.
+        self.frontend.group_texts.append(
+            "\n".join([group_heading(group), *(group_member_line(m) for m in group.members)])
+        )
         self.frontend.done.set()
 
     async def fail(self, job: Job, message: str) -> None:
@@ -52,6 +57,7 @@ class RecordingFrontend(NoConnection):
     delivered: list[EditResult] = field(default_factory=list)
     # Groups of variations (``--n``) posted together.
     groups: list[GroupResult] = field(default_factory=list)
+    group_texts: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     told: list[str] = field(default_factory=list)
     deliver_failures: int = 0

@@ -177,6 +177,43 @@ async def test_too_few_credits_for_all_refuses_whole_and_free(
         await core.close()
 
 
+async def test_a_group_speaks_the_language_of_its_request(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    """Every variation keeps its request's language (``jobs.locale``): the refusal, the
+    acknowledgement and the group's message, with its failed member and refund, are in
+    German, though the runner's own tasks were started in English."""
+    frontend = RecordingFrontend()
+    fake.script.create_failures = [422]
+    core = await started_core(tmp_path, fake, frontend, credits={"allowance": 400})
+    try:
+        conversation = Conversation(core.service, Style())
+        assert await conversation.speak(ALICE, "de-DE") == "de"
+        refused = await conversation.submit(request(frontend, 4))
+        assert not refused.accepted
+        assert refused.text.startswith(
+            "Du hast 400 Credits und 4 Varianten kosten zusammen 480, daher wurde keine "
+            "gestartet und nichts berechnet. Bitte um weniger (--n) oder warte."
+        )
+        assert await core.store.recent_for_user(ALICE, 10) == []
+        answer = await conversation.submit(request(frontend, 3, key="k2"))
+        assert answer.accepted and answer.text.startswith("3 Varianten eingereiht")
+        assert "360 Credits reserviert (3 x 120), 40 übrig" in answer.text
+        ack = await core.service.submit(request(frontend, 3, key="k2"))  # the event again
+        assert [j.locale for j in ack.jobs] == ["de"] * 3
+        jobs = await wait_done(core, [j.id for j in ack.jobs])
+        assert sorted(j.state.value for j in jobs) == ["failed", "succeeded", "succeeded"]
+        (text,) = frontend.group_texts
+        heading, *lines = text.splitlines()
+        assert heading == "2 von 3 Varianten · 240 Credits verbraucht · 160 übrig"
+        (failed,) = [line for line in lines if "fehlgeschlagen" in line]
+        assert failed.endswith("Seine 120 Credits wurden erstattet.")
+        assert sum(line.startswith("#") and ": Seed " in line for line in lines) == 2
+        assert await core.store.balance(ALICE) == 400 - 2 * 120
+    finally:
+        await core.close()
+
+
 async def test_the_shared_budget_counts_the_whole_group(
     tmp_path: Path, fake: FakeCoreToday
 ) -> None:
