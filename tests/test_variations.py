@@ -214,6 +214,39 @@ async def test_a_group_speaks_the_language_of_its_request(
         await core.close()
 
 
+async def test_a_canceled_variation_is_named_refunded_in_the_group(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    """Cancel one queued variation: refunded at once, not told alone, and named with its
+    refund in the group's one message when its siblings end (the runner starts only
+    after the cancel, so the member is queued when it is canceled)."""
+    frontend = RecordingFrontend()
+    settings = make_settings(tmp_path, fake.base_url, jobs={"per_user_concurrent": 4})
+    core = await build_core(settings, {"slack": frontend})
+    core.provider.wait_initial = 0.01
+    core.runner.set_limits(replace(core.runner.limits, idle_scan_seconds=0.1))
+    try:
+        ack = await core.service.submit(request(frontend, 3))
+        third = ack.jobs[2]
+        answer = await core.service.cancel(ALICE, third.id)
+        assert answer.job is not None and answer.job.id == third.id
+        assert await core.store.balance(ALICE) == 1200 - 2 * 120
+        await core.start()
+        jobs = await wait_done(core, [j.id for j in ack.jobs])
+        assert [j.state for j in jobs] == [JobState.SUCCEEDED] * 2 + [JobState.CANCELED]
+        (group,) = frontend.groups
+        assert [m.job.group_index for m in group.failed] == [3]
+        (text,) = frontend.group_texts
+        assert "#3 failed:" in text and "Its 120 credits were refunded." in text
+        assert text.splitlines()[0] == "2 of 3 variations · 240 credits used · 960 left"
+        assert frontend.failures == [], "the canceled one is told in the group's message"
+        kinds = await ledger_of(core)
+        assert kinds.count("charge") == 2 and kinds.count("refund") == 1
+        assert len(fake.creates) == 2, "the canceled one never reached the provider"
+    finally:
+        await core.close()
+
+
 async def test_the_shared_budget_counts_the_whole_group(
     tmp_path: Path, fake: FakeCoreToday
 ) -> None:
