@@ -33,7 +33,14 @@ from adapters.slack.pacing import is_rate_limited, retry_after
 from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
 from adapters.slack.views import cancel_blocks
-from bot.chat.texts import group_heading, group_member_line, provider_note, result_details, short
+from bot.chat.texts import (
+    channel_unreachable,
+    group_heading,
+    group_member_line,
+    provider_note,
+    result_details,
+    short,
+)
 from bot.domain import EditResult, GroupResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
@@ -168,9 +175,7 @@ class SlackReply:
             if self.on_unreachable is not None:
                 self.on_unreachable(self.channel)
             raise DeliveryImpossible(
-                "I can't post in that channel any more (I was removed from it, or it was "
-                f"archived), so the edited image could not be delivered. To use me there, "
-                f"invite me back with `/invite @{self.bot_name}`.",
+                channel_unreachable(self.bot_name),
                 detail=f"slack {error}",
             ) from exc
 
@@ -274,9 +279,7 @@ class SlackReply:
             if self.on_unreachable is not None:
                 self.on_unreachable(self.channel)
             raise DeliveryImpossible(
-                "I can't post in that channel any more (I was removed from it, or it was "
-                f"archived), so the edited images could not be delivered. To use me there, "
-                f"invite me back with `/invite @{self.bot_name}`.",
+                channel_unreachable(self.bot_name, len(group.results)),
                 detail=f"slack {error}",
             ) from exc
 

@@ -552,6 +552,20 @@ def seed_text(seed: int | None) -> str:
     return _("seed {seed}").format(seed=seed) if seed is not None else _("seed unknown")
 
 
+def channel_unreachable(bot_name: str, images: int = 1) -> str:
+    """Slack: the channel is closed to the bot (removed, archived), so the result (or a
+    group's ``images``) could not be posted; the credits come back."""
+    return ngettext(
+        "I can't post in that channel any more (I was removed from it, or it was "
+        "archived), so the edited image could not be delivered. To use me there, "
+        "invite me back with `/invite @{bot}`.",
+        "I can't post in that channel any more (I was removed from it, or it was "
+        "archived), so the edited images could not be delivered. To use me there, "
+        "invite me back with `/invite @{bot}`.",
+        images,
+    ).format(bot=bot_name)
+
+
 # -- a platform that asks the bot to slow down (issue 24) ----------------------------------
 
 _PLATFORM_NAMES = {"slack": "Slack", "discord": "Discord", "console": N_("the console")}
