@@ -116,3 +116,36 @@ async def test_n4_without_the_credits_is_refused_privately_and_free(
         assert any("4 variations cost 480" in text for text in said), said
         assert fake.creates == [] and file_shares(bot) == []
         assert await balance(bot) == 300
+
+
+async def test_the_bot_removed_before_a_group_is_posted_refunds_every_variation(
+    bot: Bot,
+) -> None:
+    """The channel closed to the bot (removed) while the variations ran: the group
+    cannot be posted, every member is refunded, and the requester is told once,
+    privately, in the plural."""
+    bot.provider.script.outcome = "never"  # the provider works until the test says
+    await bot.command("")
+    view = await bot.opened_view()
+    file = bot.slack.add_file("cat.png", png())
+    await bot.interact(with_count(submission(bot, view, prompt="make it ink", file=file), 2))
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while len(bot.provider.creates) < 2:
+            await asyncio.sleep(0.02)
+    assert await balance(bot) == 1200 - 240
+    bot.slack.channel(CHANNEL).bot_member = False  # someone removed the bot meanwhile
+    for prediction in bot.provider.predictions.values():
+        prediction.outcome = "succeeded"
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        while await balance(bot) != 1200:
+            await asyncio.sleep(0.02)
+        while not any("could not be delivered" in r["text"] for r in bot.slack.responses):
+            await asyncio.sleep(0.02)
+    # Told through the form's response_url (chat.postEphemeral is refused: the bot is
+    # no longer in the channel), once for the group.
+    (notice,) = [r["text"] for r in bot.slack.responses if "could not be delivered" in r["text"]]
+    assert "the edited images could not be delivered" in notice
+    assert "/invite @kontext" in notice and "refunded" in notice
+    assert file_shares(bot) == [] and len(bot.provider.creates) == 2
+    jobs = await bot.core.store.recent_for_user(UserRef("slack", TEAM_ID, USER), 10)
+    assert sorted(j.state.value for j in jobs) == ["failed", "failed"]
