@@ -103,3 +103,21 @@ async def test_count_4_without_the_credits_is_refused_privately_and_free(
         finally:
             await adapter.stop()
             await core.close()
+
+
+async def test_a_group_is_posted_in_the_requesters_language(bot: Bot) -> None:
+    """A German Discord client: the acknowledgement, the group's lines and its buttons
+    are German (the job's language, kept by every variation)."""
+    bot.discord.user_locales[ALICE] = "de"
+    image = bot.discord.upload(png(), "cat.png", "image/png")
+    asked = await bot.discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor", "count": 2}, user_id=ALICE, attachment=image
+    )
+    await bot.until(lambda: asked.callbacks)
+    queued = asked.callbacks[0]["data"]["content"]
+    assert "2 Varianten eingereiht" in queued and "240 Credits reserviert (2 x 120)" in queued
+    (message,) = await bot.results(1)
+    assert "2 von 2 Varianten · 240 Credits verbraucht · 960 übrig" in message["content"]
+    assert "#1: Seed " in message["content"] and "#2: Seed " in message["content"]
+    rows = [[c["label"] for c in row["components"]] for row in message["components"]]
+    assert rows[:2] == [["Bearbeiten #1", "Bearbeiten #2"], ["Neu würfeln #1", "Neu würfeln #2"]]
