@@ -200,6 +200,7 @@ async def build_core(
         default_language=settings.i18n.default,
         presets=preset_book(settings.presets),
         result_buttons=settings.results.buttons,
+        max_variations=settings.jobs.max_variations,
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

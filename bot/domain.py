@@ -101,6 +101,9 @@ class EditOptions:
     # ``--res MP``: the output's size in megapixels, for models that have one (FLUX.2);
     # None: the model's default.
     resolution: int | None = None
+    # ``--n COUNT``: how many variations one request makes (issue 27); each becomes a
+    # job of its own with count 1, so it is not stored with a job (``to_json``).
+    count: int = 1
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -253,6 +256,14 @@ class Job:
     cancel_requested: bool = False
     # The language its request was answered in (bot.i18n); None: ``[i18n] default``.
     locale: str | None = None
+    # Variations (``--n``, issue 27): the jobs of one request share a group id; each is
+    # number ``group_index`` (1-based) of ``group_size``; None for a job alone.
+    group_id: str | None = None
+    group_index: int = 1
+    group_size: int = 1
+    # Where a finished member stands in its group's delivery (bot.jobs.queue.group_turn): "waiting"
+    # for its siblings, "posting" the group, "posted"; None before.
+    group_state: str | None = None
 
     @property
     def delivered(self) -> Mapping[str, Any] | None:
@@ -263,6 +274,16 @@ class Job:
         return where if isinstance(where, Mapping) and where else None
 
     @property
+    def request_key(self) -> str:
+        """The idempotency key of the request that made the job: a variation beyond the
+        first carries ``<key>#<index>`` (bot.service), the platform's own key is the
+        first's, which is what a front end knows its answer by."""
+        suffix = f"#{self.group_index}"
+        if self.group_id is not None and self.group_index > 1:
+            return self.idempotency_key.removesuffix(suffix)
+        return self.idempotency_key
+
+    @property
     def seed(self) -> int | None:
         """The seed that made (or will make) the image: the provider's word if it gave
         one, else the one the bot chose and sent."""
@@ -271,12 +292,22 @@ class Job:
 
 @dataclass(frozen=True)
 class Acknowledgement:
-    """What the adapter tells the user at once: the job and its place in the queue."""
+    """What the adapter tells the user at once: the job and its place in the queue.
+    For variations (``--n``), ``job`` is the first and ``group`` every one, in order."""
 
     job: Job
     queue_position: int
     balance_after: int
     duplicate: bool
+    group: tuple[Job, ...] = ()
+
+    @property
+    def jobs(self) -> tuple[Job, ...]:
+        return self.group or (self.job,)
+
+    @property
+    def total_cost(self) -> int:
+        return sum(job.cost for job in self.jobs)
 
 
 @dataclass(frozen=True)
@@ -291,6 +322,37 @@ class EditResult:
     height: int
     balance_after: int
     elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One variation of a group as it is posted: its image (``result``), or why it
+    failed (``failure``; its credits were refunded)."""
+
+    job: Job
+    result: EditResult | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """Every variation of one request, in order, posted together once the last ends."""
+
+    members: tuple[GroupMember, ...]
+    balance_after: int
+    elapsed_seconds: float
+
+    @property
+    def first(self) -> Job:
+        return self.members[0].job
+
+    @property
+    def results(self) -> tuple[EditResult, ...]:
+        return tuple(m.result for m in self.members if m.result is not None)
+
+    @property
+    def failed(self) -> tuple[GroupMember, ...]:
+        return tuple(m for m in self.members if m.result is None)
 
 
 class Reply(Protocol):
@@ -315,6 +377,14 @@ class Reply(Protocol):
         died after posting but before recording it, or an attempt raised after the
         platform took the post). A platform where a post is a new message should look
         for it first and not post it again; returning means "the image is there"."""
+
+    async def deliver_group(
+        self, group: GroupResult, *, maybe_delivered: bool = False
+    ) -> Mapping[str, Mapping[str, Any]] | None:
+        """Post every image of a group of variations in one message, naming those that
+        failed (``--n``, issue 27); raising means "not delivered" and is retried, as
+        ``deliver``. Returns where each image now is, by job id (what ``deliver``
+        returns for one), or None."""
 
     async def fail(self, job: Job, message: str) -> None:
         """Tell the user the job failed and why, in plain words."""

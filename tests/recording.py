@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bot.chat.platforms import NoConnection
-from bot.domain import Attachment, AttachmentSource, EditResult, Job
+from bot.chat.texts import group_heading, group_member_line
+from bot.domain import Attachment, AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import UserInputError
 
 
@@ -28,6 +29,18 @@ class RecordingReply:
         self.frontend.delivered.append(result)
         self.frontend.done.set()
 
+    async def deliver_group(self, group: GroupResult, *, maybe_delivered: bool = False) -> None:
+        self.frontend.maybe_delivered.append(maybe_delivered)
+        if self.frontend.deliver_failures > 0:
+            self.frontend.deliver_failures -= 1
+            raise ConnectionError("platform is down")
+        self.frontend.groups.append(group)
+        # The words a platform would post, in the language the pipeline speaks now.
+        self.frontend.group_texts.append(
+            "\n".join([group_heading(group), *(group_member_line(m) for m in group.members)])
+        )
+        self.frontend.done.set()
+
     async def fail(self, job: Job, message: str) -> None:
         self.frontend.failures.append((job.id, message))
         self.frontend.done.set()
@@ -42,6 +55,9 @@ class RecordingFrontend(NoConnection):
     files: dict[str, bytes] = field(default_factory=dict)
     progress: list[tuple[str, str]] = field(default_factory=list)
     delivered: list[EditResult] = field(default_factory=list)
+    # Groups of variations (``--n``) posted together.
+    groups: list[GroupResult] = field(default_factory=list)
+    group_texts: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     told: list[str] = field(default_factory=list)
     deliver_failures: int = 0

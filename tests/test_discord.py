@@ -129,7 +129,7 @@ async def start_bot(
         tmp_path,
         fake.base_url,
         discord=discord_section,
-        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05, **sections.pop("jobs", {})},
         **sections,
     )
 
@@ -178,6 +178,7 @@ async def test_login_identifies_and_syncs_commands_to_the_guild(bot: Bot) -> Non
         "format": 3,
         "upsample": 5,
         "preset": 3,
+        "count": 4,  # variations (issue 27)
     }
     # A preset may be the whole request: the prompt is optional; the presets are choices.
     options = {o["name"]: o for o in kontext["options"]}

@@ -540,6 +540,30 @@ async def test_a_command_option_with_more_than_25_choices_is_refused(
     assert len(discord.commands[GUILD_ID][0]["options"][1]["choices"]) == 25
 
 
+async def test_a_message_with_more_than_10_attachments_is_refused(
+    discord: FakeDiscord, http: httpx.AsyncClient
+) -> None:
+    """Discord: up to 10 files per message (Uploading Files); more is 400 / 50035 and
+    nothing is posted (discord.py refuses them before sending, so this is raw HTTP)."""
+    path = f"/channels/{CHANNEL_ID}/messages"
+
+    def upload(count: int) -> dict[str, Any]:
+        described = [{"id": i, "filename": f"v{i}.png"} for i in range(count)]
+        files: dict[str, Any] = {
+            f"files[{i}]": (f"v{i}.png", b"\x89PNG", "image/png") for i in range(count)
+        }
+        files["payload_json"] = (None, json.dumps({"content": "x", "attachments": described}))
+        return files
+
+    posted_before = len(discord.channel_messages(CHANNEL_ID))
+    refused = await http.post(path, files=upload(11), headers=BOT)
+    assert refused.status_code == 400 and refused.json()["code"] == 50035
+    assert "at most 10" in refused.json()["message"]
+    assert len(discord.channel_messages(CHANNEL_ID)) == posted_before
+    taken = await http.post(path, files=upload(10), headers=BOT)
+    assert taken.status_code == 200 and len(taken.json()["attachments"]) == 10
+
+
 # -- rate limits (https://discord.com/developers/docs/topics/rate-limits) -------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -456,3 +457,46 @@ async def test_a_reservation_is_six_statements_alone_and_together(store: JobQueu
     for reserved in together:
         assert reserved.queue_position == await store.queue_position(reserved.job)
     assert sorted(r.queue_position for r in together)[-1] == 4
+
+
+async def test_a_group_reservation_is_the_same_statements_for_two_and_four(
+    store: JobQueue,
+) -> None:
+    """Variations (``--n``): a group's jobs go in as one insert and their reservations
+    as one statement through the bank's batch path (``post_entries``), so four members
+    cost the statements of two; each member still has its own reserve entry."""
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "PRAGMA")):
+            statements.append(statement)
+
+    def group(user: UserRef, key: str, size: int) -> list[NewJob]:
+        return [
+            replace(
+                new_job(user=user, key=key if i == 1 else f"{key}#{i}"),
+                group_id=f"{key:0<32}"[:32],
+                group_index=i,
+                group_size=size,
+            )
+            for i in range(1, size + 1)
+        ]
+
+    engine = store.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await store.create_group(group(ALICE, "g2", 2))
+        two = len(statements)
+        statements.clear()
+        bob = UserRef("slack", "T1", "UBOB")
+        four = await store.create_group(group(bob, "g4", 4))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == two, statements
+    ledger_inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO LEDGER")]
+    assert len(ledger_inserts) <= 2, "the allowance and the four reservations, batched"
+    assert [r.job.group_index for r in four] == [1, 2, 3, 4]
+    assert all(r.balance_after == 1200 - 4 * 120 for r in four)
+    assert await store.balance(bob) == 1200 - 4 * 120
+    entries = await store.bank.history(bob, 10)
+    assert sorted(e.kind.value for e in entries) == ["grant"] + ["reserve"] * 4

@@ -188,7 +188,11 @@ async def serving(
                 "file_hosts": ["127.0.0.1"],
                 **credentials,
             },
-            jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+            jobs={
+                "poll_initial_seconds": 0.02,
+                "poll_max_seconds": 0.05,
+                **sections.pop("jobs", {}),
+            },
             credits={"admins": [f"slack:{TEAM_ID}:{ADMIN}"], **sections.pop("credits", {})},
             **sections,
         )

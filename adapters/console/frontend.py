@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.chat import texts
 from bot.chat.platforms import NoConnection
 from bot.chat.texts import result_details
-from bot.domain import Attachment, AttachmentSource, EditResult, Job
+from bot.domain import Attachment, AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import UserInputError
+from bot.i18n import _
 
 PLATFORM = "console"
 
@@ -58,11 +60,38 @@ class ConsoleReply:
         # History points at the file (the console's "link").
         return {"link": str(self.out_path)}
 
+    async def deliver_group(
+        self, group: GroupResult, *, maybe_delivered: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """Each variation to its own file beside the one asked for (``out-1.png`` ...),
+        and one report naming every variation, failed ones with their refund."""
+        where: dict[str, dict[str, Any]] = {}
+        for result in group.results:
+            path = variation_path(self.out_path, result.job.group_index)
+            await asyncio.to_thread(_write_file, path, result.image)
+            where[result.job.id] = {"link": str(path)}
+        first = group.first
+        lines = [texts.group_heading(group)]
+        for member in group.members:
+            line = texts.group_member_line(member)
+            if member.result is not None:
+                path = variation_path(self.out_path, member.job.group_index)
+                line += " " + _("written to {path}").format(path=path)
+            lines.append(line)
+        self._say(first, "\n".join(lines))
+        return where
+
     async def fail(self, job: Job, message: str) -> None:
         self._say(job, f"failed: {message}")
 
     async def tell(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
+
+
+def variation_path(out: Path, index: int) -> Path:
+    """Where variation ``index`` of a group is written: ``cat-kontext-1.png`` for
+    ``cat-kontext.png``."""
+    return out.with_name(f"{out.stem}-{index}{out.suffix}")
 
 
 def _write_file(path: Path, data: bytes) -> None:

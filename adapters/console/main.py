@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from adapters.console.frontend import PLATFORM, ConsoleFrontend
+from adapters.console.frontend import PLATFORM, ConsoleFrontend, variation_path
 from bot.app import build_core
 from bot.chat import texts
 from bot.chat.conversation import Conversation, Said
@@ -136,13 +136,21 @@ async def run_console(
         say(f"[{ack.job.id[:8]}] {queued}")
         assert core.runner is not None
         async with asyncio.timeout(settings.jobs.timeout_seconds + 120):
-            job = await core.runner.wait_for(ack.job.id)
+            # Variations (--n): every one ends before the group is posted.
+            ended = [await core.runner.wait_for(each.id) for each in ack.jobs]
+        job = ended[0]
         balance = await core.store.balance(user)
         cost = core.service.cost_per_image
         # With named models, what is left is counted in images of the default one.
         default = f"{core.service.models.default.name} " if core.service.models.several else ""
         say(f"balance: {balance} credits ({balance // cost if cost else 0} {default}images)")
-        if job.state == JobState.SUCCEEDED:
+        if len(ended) > 1:
+            made = [each for each in ended if each.state == JobState.SUCCEEDED]
+            for each in made:
+                print(variation_path(out_path, each.group_index), file=stdout, flush=True)
+            if made:
+                return EXIT_OK
+        elif job.state == JobState.SUCCEEDED:
             print(out_path, file=stdout, flush=True)
             return EXIT_OK
         return _EXIT_BY_KIND.get(ErrorKind(job.error_kind or "internal"), EXIT_INTERNAL)

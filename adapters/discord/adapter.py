@@ -170,7 +170,7 @@ class DiscordAdapter:
     # -- the Frontend side ----------------------------------------------------------------------
 
     def reply_for(self, job: Job) -> DiscordReply:
-        ack = self.acks.get(job.idempotency_key)
+        ack = self.acks.get(job.request_key)
         # Received by another process (several processes or shards share the queue): its
         # answer to Discord may still be in flight for up to Discord's 3 seconds.
         answered_by = (

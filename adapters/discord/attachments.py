@@ -47,11 +47,15 @@ def sources_of(message: discord.Message) -> list[AttachmentSource]:
     ]
 
 
-def first_image(message: discord.Message) -> AttachmentSource | None:
-    for attachment in message.attachments:
-        if is_image(attachment):
-            return source_of(attachment, channel_id=message.channel.id, message_id=message.id)
-    return None
+def first_image(message: discord.Message, prefix: str = "") -> AttachmentSource | None:
+    """The message's first image; with ``prefix``, the first whose file name starts with
+    it (a group of variations names each ``kontext-<job>-<k>``), else the first."""
+    images = [a for a in message.attachments if is_image(a)]
+    chosen = next((a for a in images if prefix and a.filename.startswith(prefix)), None)
+    chosen = chosen or (images[0] if images else None)
+    if chosen is None:
+        return None
+    return source_of(chosen, channel_id=message.channel.id, message_id=message.id)
 
 
 async def referenced_image(message: discord.Message) -> AttachmentSource | None:

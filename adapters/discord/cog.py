@@ -21,6 +21,7 @@ from adapters.discord import attachments
 from adapters.discord.components import MAX_CHOICES, history_view
 from adapters.discord.people import user_ref
 from adapters.discord.style import long_text
+from bot.chat.commands import MAX_VARIATIONS
 from bot.chat.conversation import Conversation, Edit, Said
 from bot.chat.texts import language_name
 from bot.credits.model_profiles import RESOLUTIONS_MP
@@ -42,6 +43,10 @@ EXTRA_IMAGES = range(2, 11)
 LANGUAGE_CHOICES = [
     app_commands.Choice(name="auto", value="auto"),
     *(app_commands.Choice(name=language_name(code), value=code) for code in SHIPPED),
+]
+# ``count``: variations (``--n``, issue 27), up to ``jobs.max_variations``.
+COUNT_CHOICES: list[app_commands.Choice[int]] = [
+    app_commands.Choice(name=str(n), value=n) for n in range(1, MAX_VARIATIONS + 1)
 ]
 PERIOD_CHOICES = [
     app_commands.Choice(name=p, value=p) for p in ("daily", "weekly", "monthly", "never")
@@ -102,6 +107,18 @@ class KontextCog(commands.Cog):
                 params.pop(f"image{n}", None)
         if not any(m.main_profile.resolutions for m in models):
             params.pop("resolution", None)
+        most_variations = self.adapter.conversation.service.max_variations
+        if most_variations <= 1:
+            params.pop("count", None)
+        else:
+            params["count"] = dataclasses.replace(
+                params["count"],
+                choices=[
+                    app_commands.Choice[str | int | float](name=c.name, value=c.value)
+                    for c in COUNT_CHOICES
+                    if c.value <= most_variations
+                ],
+            )
         if not any("webp" in m.main_profile.output_formats for m in models):
             params["format"] = dataclasses.replace(
                 params["format"],
@@ -185,10 +202,11 @@ class KontextCog(commands.Cog):
         model=locale_str("Which model makes the image (each has its own price)"),
         resolution=locale_str("Size of the result in megapixels (models that have one)"),
         preset=locale_str("A named instruction, e.g. Zoom out (your prompt is added to it)"),
+        count=locale_str("How many variations, each its own seed and charged on its own"),
         **{f"image{n}": f"Reference image {n} (the prompt can name it)" for n in EXTRA_IMAGES},
     )
     @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
-    @app_commands.choices(resolution=RES_CHOICES)
+    @app_commands.choices(resolution=RES_CHOICES, count=COUNT_CHOICES)
     async def kontext(
         self,
         interaction: discord.Interaction[Any],
@@ -201,6 +219,7 @@ class KontextCog(commands.Cog):
         model: str | None = None,
         resolution: app_commands.Choice[int] | None = None,
         preset: str | None = None,
+        count: app_commands.Choice[int] | None = None,
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
         image4: discord.Attachment | None = None,
@@ -226,6 +245,7 @@ class KontextCog(commands.Cog):
             model=model,
             resolution=resolution.value if resolution else None,
             preset=preset,
+            count=count.value if count else None,
         )
         await adapter.answer_or_edit(interaction, outcome)
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 import discord
 
+from bot.chat import texts
 from bot.chat.presets import ResultLayout
 from bot.chat.texts import MORE_PLACEHOLDER
 from bot.i18n import N_, _
@@ -240,6 +241,26 @@ def result_view(job_id: str, layout: ResultLayout | None = None) -> discord.ui.V
         select = MoreSelect(job_id, layout.more_options())
         select.row = (len(layout.buttons) + 4) // 5
         view.add_item(select)
+    return view
+
+
+def group_view(indexed: Sequence[tuple[int, str]], delete_job: str) -> discord.ui.View:
+    """A group of variations' buttons (``--n``, issue 27): a row of "Edit #k", a row of
+    "Re-roll #k" (the same custom ids as a single result's, so the same handlers, after
+    restarts too), and Delete for the message. At most 4 variations: within Discord's 5
+    buttons per row and 5 rows (https://discord.com/developers/docs/components/reference
+    #action-row)."""
+    view = discord.ui.View(timeout=None)
+    for index, job_id in indexed[:5]:
+        edit = EditAgainButton(job_id)
+        edit.item.label, edit.item.row = texts.edit_label(index), 0
+        view.add_item(edit)
+        reroll = RerollButton(job_id)
+        reroll.item.label, reroll.item.row = texts.reroll_label(index), 1
+        view.add_item(reroll)
+    delete = DeleteButton(delete_job)
+    delete.item.row = 2
+    view.add_item(delete)
     return view
 
 

@@ -29,11 +29,11 @@ import discord
 import structlog
 
 from adapters.discord.attachments import is_image, source_of
-from adapters.discord.components import result_view
+from adapters.discord.components import group_view, result_view
 from adapters.discord.pacing import ChannelSlots, rate_limited
 from bot.chat.presets import ResultLayout
-from bot.chat.texts import provider_note
-from bot.domain import EditResult, Job
+from bot.chat.texts import group_heading, group_member_line, provider_note
+from bot.domain import EditResult, GroupResult, Job
 from bot.errors import DeliveryImpossible
 from bot.i18n import N_, _, number
 from bot.images import fit_to_byte_limit
@@ -201,6 +201,78 @@ class DiscordReply:
             return self._edited
         # The token expired or the status message is gone: a new message, same channel.
         return await self._post_in_channel(file=file(), **post)
+
+    async def deliver_group(
+        self, group: GroupResult, *, maybe_delivered: bool = False
+    ) -> dict[str, dict[str, Any]] | None:
+        """Every variation in one message (``--n``): its images (Discord takes 10 files a
+        message; a group has at most 4), a line per variation (seed, or why it failed and
+        its refund), and "Edit #k" / "Re-roll #k" buttons; posted where a single result
+        is (the status message, or a new one), so editing it again is harmless."""
+        try:
+            posted = await self._post_group(group)
+        except discord.HTTPException as exc:
+            deferred = rate_limited(exc)
+            if deferred is None:
+                raise
+            raise deferred from exc
+        if posted is None:
+            return None
+        try:
+            return group_delivered_at(posted, group, self.target.get("channel"))
+        except Exception as exc:
+            log.warning("could not record where the group is", error=repr(exc))
+            return None
+
+    async def _post_group(self, group: GroupResult) -> discord.Message | None:
+        await self._ready()
+        self._cancel_pending()
+        limit = int(self.target.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
+        # The files of one message share the upload limit; leave room for the envelope.
+        room = max(limit - 64 * 1024, limit // 2) // max(1, len(group.results))
+        fitted: list[tuple[bytes, str]] = []
+        for result in group.results:
+            data, content_type = await asyncio.to_thread(
+                fit_to_byte_limit, result.image, max_bytes=room
+            )
+            filename = result.filename
+            if content_type == "image/jpeg" and not filename.lower().endswith((".jpg", ".jpeg")):
+                filename = filename.rsplit(".", 1)[0] + ".jpg"
+            fitted.append((data, filename))
+        first = group.first
+        lines = [
+            f"<@{self._user}> `{short(first.prompt, 150)}`",
+            group_heading(group),
+            *(group_member_line(m) for m in group.members),
+        ]
+        note = provider_note(first.provider)
+        if note:
+            lines.append(note)
+        post: dict[str, Any] = {
+            "content": short("\n".join(lines), 2000),
+            "embed": None,
+            "view": group_view(
+                [(r.job.group_index, r.job.id) for r in group.results], group.results[0].job.id
+            ),
+            "allowed_mentions": pings(self._user),
+        }
+
+        def files() -> list[discord.File]:
+            return [discord.File(io.BytesIO(data), filename=name) for data, name in fitted]
+
+        if self._token_alive() and await self._status_is_private():
+            async with self._slot():
+                message = await self._interaction().followup.send(
+                    **{k: v for k, v in post.items() if k != "embed"}, files=files(), wait=True
+                )
+            await self._quietly(self._interaction().delete_original_response())
+            return message
+        self._edited = None
+        if await self._edit_status(attachments=files(), raise_other=True, **post):
+            return self._edited
+        return await self._post_in_channel(
+            files=files(), **{k: v for k, v in post.items() if k != "embed"}
+        )
 
     async def fail(self, job: Job, message: str) -> None:
         await self._ready()
@@ -423,6 +495,29 @@ def result_embed(result: EditResult, filename: str) -> discord.Embed:
 def jump_url(guild: str, channel: int | str, message: int | str) -> str:
     """Discord's link to a message: ``@me`` stands for the server in direct messages."""
     return f"https://discord.com/channels/{guild}/{channel}/{message}"
+
+
+def group_delivered_at(
+    message: discord.Message, group: GroupResult, channel_id: Any = None
+) -> dict[str, dict[str, Any]]:
+    """Where each variation of a posted group is: the one message, and its own image
+    (found by the file name the pipeline gave it), for history and Edit again."""
+    where: dict[str, dict[str, Any]] = {}
+    for result in group.results:
+        job = result.job
+        place = delivered_at(message, job, channel_id)
+        prefix = f"kontext-{job.id[:8]}"
+        image = next(
+            (a for a in message.attachments if is_image(a) and a.filename.startswith(prefix)),
+            None,
+        )
+        if image is not None:
+            channel = place["channel"]
+            place["image"] = source_of(
+                image, channel_id=int(channel), message_id=message.id
+            ).to_json()
+        where[job.id] = place
+    return where
 
 
 def delivered_at(message: discord.Message, job: Job, channel_id: Any = None) -> dict[str, Any]:

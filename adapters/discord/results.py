@@ -84,7 +84,9 @@ class ResultButtons:
     async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """The result becomes the next edit's input: the image on the message the button
         is on, or (a history answer has none) the result where it was posted."""
-        shown = attachments.first_image(interaction.message) if interaction.message else None
+        message = interaction.message
+        # On a group of variations, "Edit #k" edits image k (named after its job).
+        shown = attachments.first_image(message, f"kontext-{job_id[:8]}") if message else None
         nxt = await self.host.conversation.edit_again(job_id, shown)
         if isinstance(nxt, Said):
             await interaction.response.send_message(nxt.text, ephemeral=True)

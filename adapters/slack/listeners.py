@@ -232,6 +232,7 @@ class SlackListeners:
             default_model=self.conversation.service.models.default.name,
             max_files=self.conversation.service.models.max_images,
             presets=self.conversation.preset_choices(),
+            max_count=self.conversation.service.max_variations,
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
@@ -261,6 +262,7 @@ class SlackListeners:
             output_format=submission.output_format,
             model=submission.model,
             preset=submission.preset,
+            count=submission.count,
         )
         if isinstance(outcome, Said):
             # Shown under the prompt field: the modal stays open to be corrected.

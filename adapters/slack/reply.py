@@ -34,8 +34,15 @@ from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
 from adapters.slack.views import cancel_blocks, result_blocks
 from bot.chat.presets import ResultLayout
-from bot.chat.texts import result_details, short
-from bot.domain import AttachmentSource, EditResult, Job
+from bot.chat.texts import (
+    channel_unreachable,
+    group_heading,
+    group_member_line,
+    provider_note,
+    result_details,
+    short,
+)
+from bot.domain import AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
 
@@ -153,6 +160,9 @@ class SlackReply:
         self.line(job).show(line, job_metadata(job.id), blocks)
 
     async def progress(self, job: Job, stage: str) -> None:
+        if job.group_id is not None and job.group_index > 1:
+            # Variations share the first one's status message (one post for the group).
+            return
         emoji, word = _STAGES.get(stage, ("", stage))
         await self._status(job, f"{emoji} {_(word)}…".lstrip(), cancel=True)
 
@@ -174,9 +184,7 @@ class SlackReply:
             if self.on_unreachable is not None:
                 self.on_unreachable(self.channel)
             raise DeliveryImpossible(
-                "I can't post in that channel any more (I was removed from it, or it was "
-                f"archived), so the edited image could not be delivered. To use me there, "
-                f"invite me back with `/invite @{self.bot_name}`.",
+                channel_unreachable(self.bot_name),
                 detail=f"slack {error}",
             ) from exc
 
@@ -268,6 +276,73 @@ class SlackReply:
             if files and (filename in names or marker in str(message.get("text"))):
                 found = {**files[0], "ts": message.get("ts")}
         return found
+
+    async def deliver_group(
+        self, group: GroupResult, *, maybe_delivered: bool = False
+    ) -> dict[str, dict[str, Any]] | None:
+        """Every variation in one message (``--n``): one files_upload_v2 with all the
+        images and one comment naming each (seed, or why it failed and its refund);
+        findable like a single result by the first image's name and the group's marker,
+        so a repeated attempt does not post it twice."""
+        try:
+            return await self._deliver_group(group, maybe_delivered=maybe_delivered)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if is_rate_limited(exc):
+                method = str(exc.response.api_url).rstrip("/").rsplit("/", 1)[-1]
+                raise DeliveryDeferred("slack", method, retry_after(exc)) from exc
+            if error not in UNREACHABLE:
+                raise
+            if self.on_unreachable is not None:
+                self.on_unreachable(self.channel)
+            raise DeliveryImpossible(
+                channel_unreachable(self.bot_name, len(group.results)),
+                detail=f"slack {error}",
+            ) from exc
+
+    async def _deliver_group(
+        self, group: GroupResult, *, maybe_delivered: bool
+    ) -> dict[str, dict[str, Any]] | None:
+        first = group.first
+        results = group.results
+        files: list[dict[str, Any]] = []
+        found = await self._already_posted(first, results[0].filename) if maybe_delivered else None
+        if found is not None:
+            log.info("group already in the conversation; not posted again", job_id=first.id)
+            files = [found]
+        else:
+            lines = [
+                f"{self._about(first)} ({group_heading(group)}, {job_marker(first)})",
+                *(group_member_line(m) for m in group.members),
+            ]
+            note = provider_note(first.provider)
+            if note:
+                lines.append(note)
+            answer = await self.client.files_upload_v2(
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                file_uploads=[
+                    {
+                        "file": r.image,
+                        "filename": r.filename,
+                        "title": f"#{r.job.group_index} {short(first.prompt, 240)}",
+                    }
+                    for r in results
+                ],
+                initial_comment="\n".join(lines),
+            )
+            files = [dict(f) for f in answer.get("files") or [] if isinstance(f, Mapping)]
+        if self.line(first).shown:
+            done = _("Done in {seconds} s").format(seconds=f"{group.elapsed_seconds:.0f}")
+            await self._status(first, f":white_check_mark: {done}")
+        by_name = {str(f.get("name") or f.get("title")): f for f in files}
+        where: dict[str, dict[str, Any]] = {}
+        for result in results:
+            file = by_name.get(result.filename) or (files[0] if files else {})
+            place = self.delivered_at(file)
+            if place is not None:
+                where[result.job.id] = place
+        return where
 
     async def fail(self, job: Job, message: str) -> None:
         if self.line(job).shown:

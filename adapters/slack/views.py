@@ -42,6 +42,7 @@ def edit_modal(
     default_model: str | None = None,
     max_files: int = 1,
     presets: Sequence[tuple[str, str]] = (),
+    max_count: int = 1,
 ) -> dict[str, Any]:
     """``max_files``: the most images the configured models take (Slack's file_input
     allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element).
@@ -125,6 +126,8 @@ def edit_modal(
         blocks.append(model_block(models, options.model or default_model))
     if presets:
         blocks.append(preset_block(presets))
+    if max_count > 1:
+        blocks.append(count_block(max_count, options.count))
     return {
         "type": "modal",
         "callback_id": CALLBACK_ID,
@@ -172,6 +175,29 @@ def preset_block(presets: Sequence[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def count_block(most: int, chosen: int) -> dict[str, Any]:
+    """Variations (``--n``, issue 27): how many images one request makes, 1 to ``most``
+    (``jobs.max_variations``), ``chosen`` preselected (a typed ``--n`` that opened the
+    modal)."""
+    options = [_option(str(n)) for n in range(1, most + 1)]
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "value",
+        "options": options,
+        "initial_option": _option(str(min(max(chosen, 1), most))),
+    }
+    return {
+        "type": "input",
+        "block_id": "count",
+        "optional": True,
+        "label": {
+            "type": "plain_text",
+            "text": _("Variations (each its own seed, charged on its own)"),
+        },
+        "element": element,
+    }
+
+
 @dataclass(frozen=True)
 class Submission:
     prompt: str
@@ -182,6 +208,7 @@ class Submission:
     metadata: dict[str, Any]
     model: str | None = None
     preset: str | None = None
+    count: int | None = None
 
 
 def read_submission(view: dict[str, Any]) -> Submission:
@@ -195,6 +222,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
     selected_format = value("format", "value").get("selected_option") or {}
     selected_model = value("model", "value").get("selected_option") or {}
     selected_preset = value("preset", "value").get("selected_option") or {}
+    selected_count = str((value("count", "value").get("selected_option") or {}).get("value", ""))
     seed_text = value("seed", "value").get("value")
     files = value("image", "file").get("files") or []
     try:
@@ -210,6 +238,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
         metadata=metadata if isinstance(metadata, dict) else {},
         model=selected_model.get("value"),
         preset=selected_preset.get("value"),
+        count=int(selected_count) if selected_count.isdigit() else None,
     )
 
 

@@ -1,7 +1,7 @@
 """The ``/kontext`` text grammar shared by every platform.
 
 ``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg|webp] [--upsample]
-[--safety N] [--model NAME] [--res MP] [--preset NAME]``
+[--safety N] [--model NAME] [--res MP] [--preset NAME] [--n COUNT]``
 
 Which values each option may take is the chosen model's profile (bot.credits.model_profiles):
 the options are checked against it here, before anything is reserved.
@@ -101,11 +101,17 @@ _FLAG_NAMES = {
     "res": "res",
     "resolution": "res",
     "preset": "preset",
+    "n": "n",
+    "count": "n",
+    "variations": "n",
 }
-_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res", "preset"}
-_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res, --preset"
+_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res", "preset", "n"}
+_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res, --preset, --n"
 # With one model there is nothing to choose: --model is not offered (still understood).
-_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res, --preset"
+_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res, --preset, --n"
+# The most variations one request may ask (``--n``); the operator's
+# ``jobs.max_variations`` may lower it.
+MAX_VARIATIONS = 4
 # Autocorrect turns "--" into an em or en dash; a leading "—ar" means "--ar".
 _DASHES = ("--", "\u2014", "\u2013")
 _LEADING_MENTION = re.compile(r"^\s*(?:<@!?[A-Za-z0-9]+(?:\|[^>]*)?>\s*)+")
@@ -153,6 +159,7 @@ def parse_command(
     capabilities: ProviderCapabilities,
     bot_mentions: Iterable[str] = (),
     models: Catalogue | None = None,
+    max_count: int = MAX_VARIATIONS,
 ) -> ParsedCommand:
     tokens = strip_addressing(text, bot_mentions).split()
     words: list[str] = []
@@ -213,6 +220,8 @@ def parse_command(
         model=values.get("model"),
         models=models,
         resolution=_parse_res(values["res"]) if values.get("res") is not None else None,
+        count=_parse_count(values["n"], max_count) if values.get("n") is not None else None,
+        max_count=max_count,
     )
     preset = values.get("preset")
     if preset is not None:
@@ -230,7 +239,15 @@ _EXAMPLES = {
     "model": "--model max",
     "res": "--res 2",
     "preset": "--preset zoom-out",
+    "n": "--n 4",
 }
+
+
+def _parse_count(raw: str | None, most: int) -> int:
+    text = (raw or "").strip()
+    if not re.fullmatch(r"\d{1,3}", text):
+        raise UserInputError(texts.count_refused(raw or "", most))
+    return int(text)
 
 
 def _parse_res(raw: str | None) -> int:
@@ -317,6 +334,8 @@ def build_options(
     model: str | None = None,
     models: Catalogue | None = None,
     resolution: int | None = None,
+    count: int | None = None,
+    max_count: int = MAX_VARIATIONS,
 ) -> EditOptions:
     """Validate options however they arrived (text flags or real slash-command options),
     against the chosen model's profile: each refusal is free and names what it takes."""
@@ -383,6 +402,8 @@ def build_options(
         )
     if resolution is not None and resolution not in profile.resolutions:
         raise UserInputError(texts.res_refused(named, resolution, profile.resolutions))
+    if count is not None and not 1 <= count <= max_count:
+        raise UserInputError(texts.count_refused(str(count), max_count))
     return EditOptions(
         aspect_ratio=ratio,
         seed=seed,
@@ -391,4 +412,5 @@ def build_options(
         safety=level,
         model=chosen_model,
         resolution=resolution,
+        count=count or 1,
     )

@@ -143,6 +143,7 @@ class Conversation(AdminCommands):
             self.service.cost_per_image,
             self.service.models,
             self.service.presets.names,
+            max_variations=self.service.max_variations,
         )
 
     def welcome(self) -> str:
@@ -235,6 +236,7 @@ class Conversation(AdminCommands):
                 capabilities=self.service.capabilities,
                 bot_mentions=bot_mentions,
                 models=self.service.models,
+                max_count=self.service.max_variations,
             )
             if isinstance(parsed, HelpCommand):
                 return Said(self.help())
@@ -268,6 +270,7 @@ class Conversation(AdminCommands):
         model: str | None = None,
         resolution: int | None = None,
         preset: str | None = None,
+        count: int | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
@@ -293,6 +296,8 @@ class Conversation(AdminCommands):
                 model=model,
                 models=self.service.models,
                 resolution=resolution,
+                count=count,
+                max_count=self.service.max_variations,
             )
             if preset:
                 prompt, options = self.with_preset(preset, prompt, options, has_image=bool(inputs))
@@ -339,6 +344,9 @@ class Conversation(AdminCommands):
             model=options.model or chosen.model,
             models=self.service.models,
             resolution=options.resolution,
+            # ``--n`` with a preset: that many variations of the preset's edit.
+            count=options.count,
+            max_count=self.service.max_variations,
         )
         prompt = validate_prompt(
             chosen.expand(words),

@@ -23,7 +23,7 @@ from bot.chat.cancel_answers import CancelAnswer, Outcome
 from bot.credits.ledger import LedgerEntry
 from bot.credits.limits import Limits
 from bot.credits.policies import Override
-from bot.domain import Acknowledgement, Job, JobState
+from bot.domain import Acknowledgement, GroupMember, GroupResult, Job, JobState
 from bot.errors import ErrorKind, KontextError
 from bot.i18n import N_, _, display_name, ngettext, number, pgettext
 from bot.i18n import when as plain_when
@@ -48,6 +48,11 @@ SEVERAL_IMAGES_HELP = N_(
     "Several images: the first is the one edited, the others are references your prompt "
     'can name ("put the hat from image 2 on the cat").'
 )
+# ``--n COUNT`` (issue 27), shown when the operator allows more than one.
+COUNT_OPTION_HELP = N_(
+    "\n  --n COUNT        that many variations, each its own seed and charged on its own (1-{most})"
+)
+
 RES_OPTION_HELP = N_("""
   --res MP         output size in megapixels (1, 2 or 4), for models that have one""")
 
@@ -131,6 +136,7 @@ def help_text(
     cost_per_image: int,
     models: Catalogue | None = None,
     presets: Sequence[str] = (),
+    max_variations: int = 1,
 ) -> str:
     """``presets``: the names of the presets in force, listed after the options (what
     each does is in docs/presets.md; the help stays within Discord's 2,000 characters)."""
@@ -145,6 +151,7 @@ def help_text(
         res = models is not None and any(m.main_profile.resolutions for m in models.models)
         lines += [
             _(OPTIONS_HELP)
+            + (_(COUNT_OPTION_HELP).format(most=max_variations) if max_variations > 1 else "")
             + (_(RES_OPTION_HELP) if res else "")
             + (_(MODEL_OPTION_HELP) if several else ""),
             "",
@@ -374,6 +381,22 @@ def queued_text(style: Style, ack: Acknowledgement) -> str:
     model = _(", model {model}").format(model=ack.job.model_name) if ack.job.model_name else ""
     count = len(ack.job.attachments)
     images = ngettext(", {n} image", ", {n} images", count).format(n=count) if count > 1 else ""
+    if len(ack.jobs) > 1:
+        # The total first: each variation is charged on its own (issue 27).
+        return _(
+            "Queued {count} variations (position {position}{model}{images}): {total} credits "
+            "reserved ({count} x {cost}), {left} left. Seeds {seeds}. Each is charged only "
+            "if it succeeds; they are posted together when the last one ends."
+        ).format(
+            count=len(ack.jobs),
+            position=position_text(ack.queue_position),
+            model=model,
+            images=images,
+            total=ack.total_cost,
+            cost=ack.job.cost,
+            left=ack.balance_after,
+            seeds=", ".join(str(job.options.seed) for job in ack.jobs),
+        )
     return ngettext(
         "Queued (position {position}{model}{images}): {cost} credit reserved, "
         "{left} left. Seed {seed}.",
@@ -542,6 +565,20 @@ def seed_text(seed: int | None) -> str:
     return _("seed {seed}").format(seed=seed) if seed is not None else _("seed unknown")
 
 
+def channel_unreachable(bot_name: str, images: int = 1) -> str:
+    """Slack: the channel is closed to the bot (removed, archived), so the result (or a
+    group's ``images``) could not be posted; the credits come back."""
+    return ngettext(
+        "I can't post in that channel any more (I was removed from it, or it was "
+        "archived), so the edited image could not be delivered. To use me there, "
+        "invite me back with `/invite @{bot}`.",
+        "I can't post in that channel any more (I was removed from it, or it was "
+        "archived), so the edited images could not be delivered. To use me there, "
+        "invite me back with `/invite @{bot}`.",
+        images,
+    ).format(bot=bot_name)
+
+
 # -- a platform that asks the bot to slow down (issue 24) ----------------------------------
 
 _PLATFORM_NAMES = {"slack": "Slack", "discord": "Discord", "console": N_("the console")}
@@ -579,6 +616,76 @@ def failure_message(exc: KontextError, job_id: str) -> str:
             "An operator can look the job up in the logs."
         ).format(job=job_id, refunded=refunded)
     return f"{exc.user_message} {refunded}"
+
+
+# -- variations (``--n``, issue 27) ----------------------------------------------------------
+
+
+def count_refused(written: str, most: int) -> str:
+    """``--n`` out of range or not a number: refused free."""
+    if most <= 1:
+        return _(
+            "This bot makes one image per request; leave out --n ('{written}' was asked)."
+        ).format(written=written)
+    return _(
+        "--n must be a whole number from 1 to {most} (the number of variations); "
+        "'{written}' is not. Nothing was charged."
+    ).format(most=most, written=written)
+
+
+def group_heading(group: GroupResult) -> str:
+    """The first line of a posted group: how many came out, what they cost."""
+    charged = sum(r.job.cost for r in group.results)
+    return ngettext(
+        "{made} of {count} variations · {charged} credit used · {left} left",
+        "{made} of {count} variations · {charged} credits used · {left} left",
+        charged,
+    ).format(
+        made=len(group.results),
+        count=len(group.members),
+        charged=charged,
+        left=group.balance_after,
+    )
+
+
+def group_member_line(member: GroupMember) -> str:
+    """One variation in a posted group: its number and seed, or why it failed and that
+    it was refunded."""
+    job = member.job
+    if member.result is not None:
+        seed = str(job.seed) if job.seed is not None else _("unknown")
+        return _("#{index}: seed {seed}").format(index=job.group_index, seed=seed)
+    reason = (member.failure or _("It failed.")).removesuffix(
+        " " + _("Your credits were refunded.")
+    )
+    return ngettext(
+        "#{index} failed: {reason} Its {cost} credit was refunded.",
+        "#{index} failed: {reason} Its {cost} credits were refunded.",
+        job.cost,
+    ).format(index=job.group_index, reason=reason, cost=job.cost)
+
+
+def group_all_failed(group: GroupResult) -> str:
+    """Every variation failed: one message for all of them."""
+    lines = [_("None of the {count} variations could be made.").format(count=len(group.members))]
+    lines += [group_member_line(m) for m in group.members]
+    return "\n".join(lines)
+
+
+GROUP_IMAGES_GONE = N_(
+    "The finished images of these variations are gone from the bot's disk, so they could "
+    "not be posted."
+)
+
+
+def edit_label(index: int) -> str:
+    """A group's button that edits variation ``index`` again."""
+    return _("Edit #{index}").format(index=index)
+
+
+def reroll_label(index: int) -> str:
+    """A group's button that makes variation ``index`` again with a new seed."""
+    return _("Re-roll #{index}").format(index=index)
 
 
 # -- history (issue 19): a user's recent jobs ------------------------------------------------

@@ -116,6 +116,9 @@ class JobsConfig(Section):
     # Step progress from the provider (ComfyUI's sampler steps): at most one
     # "step 12 of 28" message per job this often.
     progress_interval_seconds: float = Field(1.5, ge=0.0, le=60.0)
+    # ``--n COUNT``: the most variations one request may ask (each a job of its own,
+    # charged on its own, posted together); 1 turns variations off.
+    max_variations: int = Field(4, ge=1, le=4)
 
 
 class ImagesConfig(Section):

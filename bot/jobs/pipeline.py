@@ -16,10 +16,10 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
@@ -32,7 +32,7 @@ from bot.chat.texts import (
     canceled_text,
     inputs_too_large,
 )
-from bot.domain import EditResult, Job, JobState, Reply
+from bot.domain import EditResult, GroupMember, GroupResult, Job, JobState, Reply
 from bot.errors import (
     DeliveryDeferred,
     DeliveryImpossible,
@@ -49,12 +49,13 @@ from bot.jobs.cancellation import CANCELED_KIND, cancel_requested
 from bot.jobs.failover import Failover, hold_delay
 from bot.jobs.polling import PollPlanner
 from bot.jobs.progress import StepRelay, show_progress
-from bot.jobs.queue import JobQueue, Refunded
+from bot.jobs.queue import Charged, JobQueue, Refunded
 from bot.jobs.runner_limits import RunnerLimits
 from bot.providers.base import InputImage, PredictionState, PredictionStatus, Provider
 from bot.server.metrics import Metrics
 
 Log = structlog.typing.FilteringBoundLogger
+Posted = TypeVar("Posted")
 
 
 class _Held(Exception):
@@ -85,7 +86,11 @@ class JobPipeline:
         *,
         webhook_base_url: str = "",
         default_language: str = i18n.SOURCE,
+        owner: str = "",
     ) -> None:
+        """``owner``: the runner's lease name, taken for the member of a group of
+        variations that this runner posts (``JobQueue.group_turn``)."""
+        self.owner = owner
         self.queue = queue
         # ``[i18n] default``: for a job stored before jobs kept their language.
         self.default_language = default_language
@@ -149,6 +154,9 @@ class JobPipeline:
         try:
             async with deadline:
                 if job.state == JobState.DELIVERING and job.output_path:
+                    if job.group_id is not None:  # a variation: its group decides
+                        await self.group_finished(job, bound)
+                        return
                     # A restart: the last run may have posted the image and died before
                     # recording it, so the reply looks before it posts.
                     await self._deliver(job, reply, started, bound, maybe_delivered=True)
@@ -177,6 +185,10 @@ class JobPipeline:
                     output_path=str(output_path),
                     output_meta=dict(meta),
                 )
+            if job.group_id is not None:
+                # A variation: posted with its siblings once the last one ends.
+                await self.group_finished(job, bound)
+                return
             await self._deliver(job, reply, started, bound, balance)
             if job.id in self._cancel_sent:  # the result won the race with a cancel
                 await show_told(reply, _(CANCEL_TOO_LATE), bound)
@@ -406,7 +418,12 @@ class JobPipeline:
             elapsed_seconds=max(0.0, self.queue.clock() - job.created_at),
         )
         try:
-            delivered = await self._post(job, reply, result, bound, maybe_delivered)
+            delivered = await self._post(
+                job,
+                reply,
+                bound,
+                lambda again: reply.deliver(result, maybe_delivered=maybe_delivered or again),
+            )
         except KontextError as exc:
             await self._fail(job, reply, exc, bound)
             return
@@ -423,9 +440,14 @@ class JobPipeline:
         )
 
     async def _post(
-        self, job: Job, reply: Reply, result: EditResult, bound: Log, maybe_delivered: bool
-    ) -> Mapping[str, Any] | None:
-        """Post the paid result: what the platform says "not yet" to (a rate limit) is
+        self,
+        job: Job,
+        reply: Reply,
+        bound: Log,
+        attempt: Callable[[bool], Awaitable[Posted]],
+    ) -> Posted:
+        """Post the paid result (``attempt``, told whether an earlier one may have
+        reached the platform): what the platform says "not yet" to (a rate limit) is
         tried again after its ``Retry-After`` until ``delivery_deadline``; any other
         failure ``delivery_attempts`` times; what it says can never happen is final.
         Raises the ``KontextError`` to fail the job with."""
@@ -437,9 +459,7 @@ class JobPipeline:
             while True:
                 try:
                     # A failed attempt may have reached the platform before it failed.
-                    return await reply.deliver(
-                        result, maybe_delivered=maybe_delivered or failures > 0
-                    )
+                    return await attempt(failures > 0)
                 except DeliveryDeferred as deferred:
                     self.metrics.platform_rate_limited.labels(
                         deferred.platform, deferred.method
@@ -484,7 +504,10 @@ class JobPipeline:
 
     async def _fail(self, job: Job, reply: Reply, exc: KontextError, bound: Log) -> None:
         message = texts.failure_message(exc, job.id)
-        if not await self.queue.mark_failed(job, error_kind=exc.kind.value, message=str(exc)):
+        # A variation's reason is read back for its group's message: the user's words
+        # (the detail is in the log line below).
+        stored = exc.user_message if job.group_id is not None else str(exc)
+        if not await self.queue.mark_failed(job, error_kind=exc.kind.value, message=stored):
             return  # someone else already finished this job
         self.metrics.jobs_finished.labels(JobState.FAILED.value).inc()
         self.metrics.credits_refunded.inc(job.cost)
@@ -493,6 +516,10 @@ class JobPipeline:
         level("job failed and was refunded", error_kind=exc.kind.value, detail=str(exc))
         if job.output_path:
             await asyncio.to_thread(_remove_quietly, Path(job.output_path))
+        if job.group_id is not None:
+            # A variation: named, with its refund, in its group's message.
+            await self.group_finished(job, bound)
+            return
         try:
             await reply.fail(job, message)
         except Exception:
@@ -507,10 +534,149 @@ class JobPipeline:
         self.metrics.jobs_finished.labels(JobState.CANCELED.value).inc()
         self.metrics.credits_refunded.inc(job.cost)
         bound.info("job canceled at the provider and refunded")
+        if job.group_id is not None:
+            await self.group_finished(job, bound)
+            return
         try:
             await reply.fail(job, canceled_text(balance))
         except Exception:
             bound.exception("could not tell the user about the cancel")
+
+    # -- variations (``--n``, issue 27): a group posted together, once -----------------------
+
+    async def group_finished(self, job: Job, bound: Log) -> None:
+        """A member of a group ended (its image kept on disk, or failed and refunded):
+        the last one to end posts the group (``JobQueue.group_turn`` decides, once);
+        the others wait, their outputs kept until the post. Spoken in the group's
+        language (every member keeps its request's, ``jobs.locale``), also when a
+        canceled member ends its group from the worker."""
+        with i18n.using(job.locale or self.default_language):
+            await self._group_finished(job, bound)
+
+    async def _group_finished(self, job: Job, bound: Log) -> None:
+        turn = await self.queue.group_turn(job, self.owner, self.limits.lease_seconds)
+        if not turn.post:
+            bound.info("variation waits for its siblings", group=job.group_id)
+            return
+        if turn.poster is None:
+            await self._group_all_failed(turn.members, bound)
+            return
+        await self._post_group(turn.poster, turn.members, bound, resumed=turn.resumed)
+
+    def _failure_text(self, member: Job) -> str:
+        if member.error_kind == ErrorKind.INTERNAL.value:
+            return texts.failure_message(InternalError("internal"), member.id)
+        return member.error_message or _("It failed.")
+
+    async def _group_all_failed(self, members: tuple[Job, ...], bound: Log) -> None:
+        group = GroupResult(
+            tuple(GroupMember(m, failure=self._failure_text(m)) for m in members),
+            balance_after=await self.queue.balance(members[0].user),
+            elapsed_seconds=max(0.0, self.queue.clock() - members[0].created_at),
+        )
+        first = members[0]
+        try:
+            await (
+                self.frontends[first.user.platform]
+                .reply_for(first)
+                .fail(first, texts.group_all_failed(group))
+            )
+        except Exception:
+            bound.exception("could not tell the user that every variation failed")
+
+    async def _post_group(
+        self, poster: Job, members: tuple[Job, ...], bound: Log, *, resumed: bool
+    ) -> None:
+        """Post every image of the group in one message and settle each member: the
+        ones posted charged, those whose image is gone refunded, in one transaction
+        (``finish_many``). A post that can never be made refunds them all."""
+        bound = bound.bind(group=poster.group_id)
+        reply = self.frontends[poster.user.platform].reply_for(poster)
+        entries: list[GroupMember] = []
+        lost: list[tuple[Job, Refunded]] = []
+        balance = await self.queue.balance(poster.user)
+        for member in members:
+            if member.state != JobState.DELIVERING:
+                entries.append(GroupMember(member, failure=self._failure_text(member)))
+                continue
+            result = await self._group_result(member, balance)
+            if result is None:
+                missing = InternalError("output missing", detail=f"{member.output_path} is gone")
+                text = texts.failure_message(missing, member.id)
+                lost.append((member, Refunded(missing.kind.value, str(missing))))
+                entries.append(GroupMember(member, failure=text))
+            else:
+                entries.append(GroupMember(member, result=result))
+        # What the refunds of lost images give back is the user's after the post.
+        returned = sum(job.cost for job, _outcome in lost)
+        group = GroupResult(
+            tuple(entries),
+            balance_after=balance + returned,
+            elapsed_seconds=max(0.0, self.queue.clock() - poster.created_at),
+        )
+        posted = [m.job for m in entries if m.result is not None]
+        try:
+            if not posted:
+                raise DeliveryImpossible(_(texts.GROUP_IMAGES_GONE))
+            where = await self._post(
+                poster,
+                reply,
+                bound,
+                lambda again: reply.deliver_group(group, maybe_delivered=resumed or again),
+            )
+        except KontextError as exc:
+            refunds = [(job, Refunded(exc.kind.value, str(exc))) for job in posted]
+            done = await self.queue.finish_many([*lost, *refunds])
+            self._count_refunds([*lost, *refunds], done)
+            bound.warning("group could not be posted and was refunded", detail=str(exc))
+            try:
+                await reply.fail(poster, texts.failure_message(exc, poster.id))
+            except Exception:
+                bound.exception("could not tell the user about the failure")
+            self._remove_outputs(members)
+            return
+        charges = [(job, Charged((where or {}).get(job.id))) for job in posted]
+        done = await self.queue.finish_many([*lost, *charges])
+        self._count_refunds(lost, done[: len(lost)])
+        for (job, _outcome), charged in zip(charges, done[len(lost) :], strict=True):
+            if charged:
+                self.metrics.jobs_finished.labels(JobState.SUCCEEDED.value).inc()
+                self.metrics.credits_charged.inc(job.cost)
+        if not self.keep_outputs:
+            self._remove_outputs(members)
+        bound.info("group posted", images=len(posted), failed=len(members) - len(posted))
+
+    def _count_refunds(self, refunds: list[tuple[Job, Refunded]], done: list[bool]) -> None:
+        for (job, outcome), refunded in zip(refunds, done, strict=False):
+            if refunded:
+                self.metrics.jobs_finished.labels(JobState.FAILED.value).inc()
+                self.metrics.credits_refunded.inc(job.cost)
+                self.metrics.errors.labels(outcome.error_kind).inc()
+
+    def _remove_outputs(self, members: tuple[Job, ...]) -> None:
+        for member in members:
+            if member.output_path:
+                _remove_quietly(Path(member.output_path))
+
+    async def _group_result(self, job: Job, balance: int) -> EditResult | None:
+        """A finished variation's image as kept on disk; None when it is gone."""
+        assert job.output_path is not None
+        path = Path(job.output_path)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            return None
+        meta = job.output_meta
+        return EditResult(
+            job=job,
+            image=data,
+            content_type=str(meta.get("content_type", "image/png")),
+            filename=f"kontext-{job.id[:8]}-{job.group_index}{path.suffix}",
+            width=int(meta.get("width", 0)),
+            height=int(meta.get("height", 0)),
+            balance_after=balance,
+            elapsed_seconds=max(0.0, self.queue.clock() - job.created_at),
+        )
 
     async def _cancel_at_provider(self, job: Job) -> None:
         fresh = await self._refresh(job)

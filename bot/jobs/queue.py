@@ -19,7 +19,7 @@ once its own write is committed, and a failed batch is re-run one write at a tim
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -85,6 +85,10 @@ class JobQueue:
     async def create(self, new: NewJob) -> Reserved:
         """Store the job with its cost reserved (``Reservations.create``)."""
         return await self.reservations.create(new)
+
+    async def create_group(self, news: Sequence[NewJob]) -> list[Reserved]:
+        """The variations of one request, reserved together (``Reservations.create_group``)."""
+        return await self.reservations.create_group(news)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -184,6 +188,9 @@ class JobQueue:
                 and_(
                     jobs.c.state.in_([JobState.RUNNING.value, JobState.DELIVERING.value]),
                     ~live_lease,
+                    # A variation waiting for its siblings is taken up by the one that
+                    # posts the group (``group_turn``), never claimed on its own.
+                    or_(jobs.c.group_state.is_(None), jobs.c.group_state != GROUP_WAITING),
                 ),
             ),
         )
@@ -345,40 +352,96 @@ class JobQueue:
         a ``Charged`` job succeeded (the reservation becomes the charge), a ``Refunded``
         one failed or was canceled (the reservation comes back). The state guard makes a
         second attempt (any process, any outcome) a no-op: False, nothing settled twice."""
-        now = self.clock()
-        if isinstance(outcome, Charged):
-            state, settle = JobState.SUCCEEDED, self._charge(job)
-            values: dict[str, Any] = {}
-            if outcome.delivered:
-                # Where the platform says the result is now (its ``Reply.deliver``
-                # answer), kept with the output metadata so that history can link to it.
-                values["result"] = {**job.output_meta, DELIVERED: dict(outcome.delivered)}
-        else:
-            state, settle = outcome.state, self._refund(job, outcome.error_kind)
-            values = {"error_kind": outcome.error_kind, "error_message": outcome.message[:2000]}
+        return await self.writes.run(self._finisher(job, outcome, self.clock()))
 
-        async def finish(conn: AsyncConnection) -> bool:
-            moved = await conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id == job.id,
-                    jobs.c.state.not_in([s.value for s in TERMINAL_STATES]),
+    async def finish_many(self, settled: Sequence[tuple[Job, Outcome]]) -> list[bool]:
+        """``finish`` for the members of a group posted together, in one transaction:
+        after a crash either every one is settled or none is (and the group's poster,
+        still unfinished, posts again and settles them)."""
+        now = self.clock()
+        finishers = [
+            self._finisher(job, outcome, now, group_state=GROUP_POSTED) for job, outcome in settled
+        ]
+
+        async def finish_all(conn: AsyncConnection) -> list[bool]:
+            return [await finish(conn) for finish in finishers]
+
+        return await self.writes.run(finish_all)
+
+    # -- variations (``--n``, issue 27): who posts a group, once --------------------------
+
+    @completes_when_cancelled
+    async def group_turn(self, job: Job, owner: str, lease_seconds: float) -> GroupTurn:
+        """A member of a group has finished (its image downloaded, or failed): decide,
+        under the lock of every member's row, whether the group is posted now and by
+        whom. Posted once all its members have finished, by exactly one runner: the
+        rows are locked in one order (PostgreSQL: each waits for the other's decision,
+        and reads it after; SQLite holds the whole database), and a member is made the
+        poster only where none is. A member finished before its siblings waits
+        ("waiting": not claimed again, its output kept); the poster is a member with an
+        image, whose lease this runner takes, so that a crash while posting is resumed
+        by whoever claims it next, and the post is looked for before it is made again."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    select(jobs)
+                    .where(jobs.c.group_id == job.group_id)
+                    .order_by(jobs.c.id)
+                    .with_for_update()
                 )
+            ).all()
+            members = tuple(sorted((row_to_job(r) for r in rows), key=lambda m: m.group_index))
+            me = next((m for m in members if m.id == job.id), job)
+
+            async def wait() -> GroupTurn:
+                if me.state == JobState.DELIVERING:
+                    await conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == me.id)
+                        .values(
+                            group_state=GROUP_WAITING,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            updated_at=now,
+                        )
+                    )
+                return GroupTurn(False, None, members)
+
+            if any(m.group_state == GROUP_POSTED for m in members):
+                return GroupTurn(False, None, members)
+            if any(not m.state.terminal and m.state != JobState.DELIVERING for m in members):
+                return await wait()
+            posting = next((m for m in members if m.group_state == GROUP_POSTING), None)
+            if posting is not None:
+                if posting.id == me.id:  # a restart of the poster: its post may exist
+                    return GroupTurn(True, me, members, resumed=True)
+                return await wait()
+            delivering = [m for m in members if m.state == JobState.DELIVERING]
+            if not delivering:
+                # Every member failed or was canceled (and refunded): one message says so.
+                await conn.execute(
+                    update(jobs).where(jobs.c.id == me.id).values(group_state=GROUP_POSTED)
+                )
+                return GroupTurn(True, None, members)
+            poster = me if me.state == JobState.DELIVERING else delivering[0]
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == poster.id)
                 .values(
-                    state=state.value,
-                    finished_at=now,
+                    group_state=GROUP_POSTING,
+                    lease_owner=owner,
+                    lease_expires_at=now + lease_seconds,
                     updated_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    **values,
                 )
             )
-            if moved.rowcount != 1:
-                return False
-            await settle(conn, now)
-            return True
+            return GroupTurn(True, replace(poster, group_state=GROUP_POSTING), members)
 
-        return await self.writes.run(finish)
+    def _finisher(self, job: Job, outcome: Outcome, now: float, **extra: Any) -> Finish:
+        """The guarded terminal transition of ``finish``, its money through the bank."""
+        if isinstance(outcome, Charged):
+            return _finisher(job, outcome, now, self._charge(job), **extra)
+        return _finisher(job, outcome, now, self._refund(job, outcome.error_kind), **extra)
 
     def _charge(self, job: Job) -> Settle:
         async def charge(conn: AsyncConnection, now: float) -> None:
@@ -420,8 +483,69 @@ class Refunded:
 
 Outcome = Charged | Refunded
 
+# ``jobs.group_state`` (migration 0010): a variation's place in its group's delivery.
+GROUP_WAITING = "waiting"
+GROUP_POSTING = "posting"
+GROUP_POSTED = "posted"
+
+
+@dataclass(frozen=True)
+class GroupTurn:
+    """``group_turn``'s decision. ``post``: this runner posts the group now, as
+    ``poster`` (a member with an image, its lease now this runner's; None when every
+    member failed); ``resumed``: the poster was posting already (a restart), so the post
+    may exist. ``members``: the group as read under the lock, in order."""
+
+    post: bool
+    poster: Job | None
+    members: tuple[Job, ...]
+    resumed: bool = False
+
+
+def _finisher(job: Job, outcome: Outcome, now: float, settle: Settle, **extra: Any) -> Finish:
+    """The guarded terminal transition of ``finish``, for the caller's transaction;
+    ``settle`` moves the job's money (the bank's charge or refund)."""
+    if isinstance(outcome, Charged):
+        state = JobState.SUCCEEDED
+        values: dict[str, Any] = dict(extra)
+        if outcome.delivered:
+            # Where the platform says the result is now (its ``Reply.deliver``
+            # answer), kept with the output metadata so that history can link to it.
+            values["result"] = {**job.output_meta, DELIVERED: dict(outcome.delivered)}
+    else:
+        state = outcome.state
+        values = {
+            "error_kind": outcome.error_kind,
+            "error_message": outcome.message[:2000],
+            **extra,
+        }
+
+    async def finish(conn: AsyncConnection) -> bool:
+        moved = await conn.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == job.id,
+                jobs.c.state.not_in([s.value for s in TERMINAL_STATES]),
+            )
+            .values(
+                state=state.value,
+                finished_at=now,
+                updated_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                **values,
+            )
+        )
+        if moved.rowcount != 1:
+            return False
+        await settle(conn, now)
+        return True
+
+    return finish
+
 
 Settle = Callable[[AsyncConnection, float], Awaitable[None]]
+Finish = Callable[[AsyncConnection], Awaitable[bool]]
 
 
 def _leased_by(owner: str) -> tuple[ColumnElement[bool], ...]:

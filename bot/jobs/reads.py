@@ -48,6 +48,10 @@ def row_to_job(row: Row[Any]) -> Job:
         output_meta=row.result or {},
         model_name=row.model_name,
         cancel_requested=row.cancel_requested_at is not None,
+        group_id=row.group_id,
+        group_index=row.group_index or 1,
+        group_size=row.group_size or 1,
+        group_state=row.group_state,
         locale=row.locale,
     )
 

@@ -69,6 +69,10 @@ class NewJob:
     model_name: str | None = None
     # The language the request is answered in (bot.i18n), kept for its result.
     locale: str | None = None
+    # Variations (``--n``): the group this job is number ``group_index`` of.
+    group_id: str | None = None
+    group_index: int = 1
+    group_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,23 @@ def quota_message(balance: int, cost: int, refill: str | None) -> str:
     )
 
 
+def group_quota_message(balance: int, total: int, count: int, refill: str | None) -> str:
+    """Too few credits for every variation asked: none started, nothing charged."""
+    when = " " + _("Your allowance refills {when}.").format(when=refill) if refill else ""
+    return (
+        ngettext(
+            "You have {balance} credit and {count} variations cost {total} together, so "
+            "none was started and nothing was charged.",
+            "You have {balance} credits and {count} variations cost {total} together, so "
+            "none was started and nothing was charged.",
+            balance,
+        ).format(balance=balance, count=count, total=total)
+        + " "
+        + _("Ask for fewer (--n) or wait.")
+        + when
+    )
+
+
 def balance_refusal(available: int, cost: int, now: float, period: Period) -> QuotaError:
     """Too few credits for this image, with when the allowance refills."""
     refill = next_period_start(period, now)
@@ -113,6 +134,20 @@ def balance_refusal(available: int, cost: int, now: float, period: Period) -> Qu
         quota_message(available, cost, refill_text),
         balance=available,
         cost=cost,
+        refill_at=refill_text,
+    )
+
+
+def group_balance_refusal(
+    available: int, total: int, count: int, now: float, period: Period
+) -> QuotaError:
+    """Too few credits for every variation asked (``--n``): refused whole."""
+    refill = next_period_start(period, now)
+    refill_text = refill.strftime("%Y-%m-%d %H:%M UTC") if refill else None
+    return QuotaError(
+        group_quota_message(available, total, count, refill_text),
+        balance=available,
+        cost=total,
         refill_at=refill_text,
     )
 
@@ -176,6 +211,9 @@ def queued_job(new: NewJob, job_id: str, now: float) -> Job:
         created_at=now,
         model_name=new.model_name,
         locale=new.locale,
+        group_id=new.group_id,
+        group_index=new.group_index,
+        group_size=new.group_size,
     )
 
 
@@ -196,6 +234,9 @@ def job_row(job: Job, now: float) -> dict[str, object]:
         "model": job.model,
         "model_name": job.model_name,
         "locale": job.locale,
+        "group_id": job.group_id,
+        "group_index": job.group_index if job.group_id else None,
+        "group_size": job.group_size if job.group_id else None,
         "created_at": now,
         "updated_at": now,
     }
@@ -292,38 +333,89 @@ class Reservations:
         """The path for the operator's cooldown and shared budget, which need reads under
         their locks that the set-based path does not make. The account is locked already
         (``reserve_batch`` locked it before it found the cooldown or budget)."""
+        (reserved,) = await self._reserve_together(conn, [(new, job)], now)
+        return reserved
+
+    async def _reserve_together(
+        self, conn: AsyncConnection, items: Sequence[tuple[NewJob, Job]], now: float
+    ) -> list[Reserved]:
+        """Reserve the jobs of one user whole or not at all, in the caller's transaction
+        with the account locked: one job (the path above), or the variations of one
+        request (``create_group``), whose limits and balance are checked against their
+        total, so that a request that cannot have them all is refused whole."""
+        new = items[0][0]
+        total = sum(n.cost for n, _ in items)
         limits, paused = await self.policy_book.resolve(conn, new.user, new.context)
         if paused is not None:
-            raise paused_refusal(new.cost)
-        await self._check_limits(conn, new, limits, now)
+            raise paused_refusal(total)
+        await self._check_limits(conn, new, limits, now, total)
         await self.bank.grant_allowance(conn, new.user, limits, now)
         available = await ledger.balance(conn, new.user)
-        if available < new.cost:
-            raise balance_refusal(available, new.cost, now, limits.period)
-        await conn.execute(jobs.insert().values(**job_row(job, now)))
-        await self.bank.reserve(conn, job, now)
+        if available < total:
+            if len(items) > 1:
+                raise group_balance_refusal(available, total, len(items), now, limits.period)
+            raise balance_refusal(available, total, now, limits.period)
+        if len(items) == 1:
+            # One job: the single path's statements (tests/test_ledger.py counts them).
+            await conn.execute(jobs.insert().values(**job_row(items[0][1], now)))
+            await self.bank.reserve(conn, items[0][1], now)
+        else:
+            # A group: one insert of the jobs, one of their reservations (the bank's
+            # batch path, as ``reserve_batch`` posts a batch's entries).
+            await conn.execute(jobs.insert(), [job_row(job, now) for _, job in items])
+            await self.bank.post_entries(
+                conn, [ledger.reserve_entry(job.user, job.id, job.cost, now) for _, job in items]
+            )
+        left = available - total
         position = await waiting_up_to(conn, now)
-        return Reserved(job, False, available - new.cost, position)
+        return [Reserved(job, False, left, position) for _, job in items]
+
+    @completes_when_cancelled
+    async def create_group(self, news: Sequence[NewJob]) -> list[Reserved]:
+        """The variations of one request (``--n``): every job stored and reserved in one
+        transaction, or none (a ``QuotaError`` naming the total). A redelivered event
+        (the first job's idempotency key) creates nothing and gets the group it made."""
+        now = self.clock()
+        first = news[0]
+        async with self.db.transaction() as conn:
+            same_key = jobs.c.idempotency_key == first.idempotency_key
+            row = (await conn.execute(select(jobs).where(same_key))).first()
+            if row is not None:
+                old = row_to_job(row)
+                members = [old]
+                if old.group_id is not None:
+                    rows = await conn.execute(
+                        select(jobs)
+                        .where(jobs.c.group_id == old.group_id)
+                        .order_by(jobs.c.group_index)
+                    )
+                    members = [row_to_job(r) for r in rows]
+                balance = await ledger.balance(conn, old.user)
+                return [Reserved(job, True, balance) for job in members]
+            await ledger.lock_account(conn, first.user, now)
+            items = [(new, queued_job(new, new_job_id(), now)) for new in news]
+            return await self._reserve_together(conn, items, now)
 
     async def _check_limits(
-        self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float
+        self, conn: AsyncConnection, new: NewJob, limits: Limits, now: float, total: int
     ) -> None:
-        """The operator's limits beyond the balance: cooldown and the shared budget."""
+        """The operator's limits beyond the balance: cooldown and the shared budget
+        (``total``: what the request reserves, its variations together)."""
         if limits.cooldown_seconds > 0:
             last = await conn.scalar(
                 select(func.max(jobs.c.created_at)).where(jobs.c.user_ref == str(new.user))
             )
             wait = (last or 0.0) + limits.cooldown_seconds - now
             if last is not None and wait > 0:
-                raise cooldown_refusal(wait, new.cost)
+                raise cooldown_refusal(wait, total)
         if limits.budget > 0:
             # Serialise every reservation on one row while the budget is counted, so
             # that processes cannot overspend it together.
             await ledger.lock_account(conn, BUDGET_ACCOUNT, now)
             period = self.policy_book.budget_period_of(limits)  # credits.budget_period
             spent = await ledger.spent_since(conn, period_start(period, now))
-            if spent + new.cost > limits.budget:
-                raise budget_refusal(new.cost, now, period)
+            if spent + total > limits.budget:
+                raise budget_refusal(total, now, period)
 
 
 async def redelivered(conn: AsyncConnection, job: Job) -> Reserved:

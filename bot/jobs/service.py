@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 import secrets
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 from bot import i18n
 from bot.chat import texts
 from bot.chat.cancel_answers import CancelAnswer, Outcome
-from bot.chat.commands import validate_prompt
+from bot.chat.commands import MAX_VARIATIONS, validate_prompt
 from bot.chat.credit_status import CreditStatus
 from bot.chat.presets import PresetBook
 from bot.credits.ledger import LedgerEntry
@@ -105,6 +106,7 @@ class KontextService:
         default_language: str = i18n.SOURCE,
         presets: PresetBook | None = None,
         result_buttons: Sequence[str] = (),
+        max_variations: int = MAX_VARIATIONS,
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
@@ -113,6 +115,8 @@ class KontextService:
         self.max_total_input_bytes = max_total_input_bytes
         # ``[i18n] default``: the language when nobody and nothing names one (bot.i18n).
         self.default_language = default_language
+        # ``--n``: the most variations one request may ask (``jobs.max_variations``).
+        self.max_variations = max_variations
         self.admins = frozenset(admins)
         self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
@@ -171,29 +175,33 @@ class KontextService:
         if model.restricted:
             await self._check_model_allowed(request, model)
         provider, model_id = self._first_taker(model, request)
-        options = replace(request.options, model=model.name if self.models.several else None)
+        options = replace(
+            request.options, model=model.name if self.models.several else None, count=1
+        )
+        new = NewJob(
+            idempotency_key=request.idempotency_key,
+            user=request.user,
+            prompt=request.prompt,
+            options=options,
+            attachments=tuple(a.source for a in request.attachments),
+            reply_target=request.reply_target,
+            # One amount, reserved, charged or refunded whole (docs/models.md).
+            cost=model.cost_for(len(request.attachments)),
+            provider=provider,
+            model=model_id,
+            context=request.context,
+            model_name=model.name if self.models.several else None,
+            # The language the conversation layer decided for this request (bot.i18n);
+            # every variation of a group keeps it, as a single job does.
+            locale=i18n.current_code(),
+        )
+        if request.options.count > 1:
+            return await self._submit_group(new, request.options.count)
         if options.seed is None:
             # Chosen here, stored with the job and shown with the result, so a good edit
             # can be reproduced and a re-roll differs from something known.
-            options = replace(options, seed=secrets.randbelow(SEED_MAX + 1))
-        stored = await self.store.create(
-            NewJob(
-                idempotency_key=request.idempotency_key,
-                user=request.user,
-                prompt=request.prompt,
-                options=options,
-                attachments=tuple(a.source for a in request.attachments),
-                reply_target=request.reply_target,
-                # One amount, reserved, charged or refunded whole (docs/models.md).
-                cost=model.cost_for(len(request.attachments)),
-                provider=provider,
-                model=model_id,
-                context=request.context,
-                model_name=model.name if self.models.several else None,
-                # The language the conversation layer decided for this request (bot.i18n).
-                locale=i18n.current_code(),
-            )
-        )
+            new = replace(new, options=replace(options, seed=secrets.randbelow(SEED_MAX + 1)))
+        stored = await self.store.create(new)
         # The position at acceptance, before the runner may already have taken the job:
         # counted when the job was stored, read now only for a redelivered event's job.
         position = stored.queue_position
@@ -206,6 +214,48 @@ class KontextService:
             queue_position=position,
             balance_after=stored.balance_after,
             duplicate=stored.duplicate,
+        )
+
+    async def _submit_group(self, new: NewJob, count: int) -> Acknowledgement:
+        """``--n COUNT``: that many jobs, each with its own seed (the user's seed, then
+        seed+1 ...; else each picked here), reserved together or refused whole."""
+        if count > self.max_variations:
+            raise UserInputError(texts.count_refused(str(count), self.max_variations))
+        given = new.options.seed
+        group_id = uuid.uuid4().hex
+        members = []
+        for index in range(1, count + 1):
+            seed = (
+                (given + index - 1) % (SEED_MAX + 1)
+                if given is not None
+                else secrets.randbelow(SEED_MAX + 1)
+            )
+            members.append(
+                replace(
+                    new,
+                    # The first keeps the platform's key: a redelivered event finds it.
+                    idempotency_key=(
+                        new.idempotency_key if index == 1 else f"{new.idempotency_key}#{index}"
+                    ),
+                    options=replace(new.options, seed=seed),
+                    group_id=group_id,
+                    group_index=index,
+                    group_size=count,
+                )
+            )
+        stored = await self.store.create_group(members)
+        first = stored[0]
+        position = first.queue_position
+        if position is None:
+            position = await self.store.queue_position(first.job)
+        if not first.duplicate:
+            self._queued.wake()
+        return Acknowledgement(
+            job=first.job,
+            queue_position=position,
+            balance_after=first.balance_after,
+            duplicate=first.duplicate,
+            group=tuple(r.job for r in stored),
         )
 
     def _first_taker(self, model: Model, request: EditRequest) -> tuple[str, str]:
@@ -281,6 +331,10 @@ class KontextService:
         model = self.models.choose(request.options.model)
         profile = model.main_profile
         validate_prompt(request.prompt, self.capabilities, profile)
+        if not 1 <= request.options.count <= self.max_variations:
+            raise UserInputError(
+                texts.count_refused(str(request.options.count), self.max_variations)
+            )
         given = len(request.attachments)
         if given > model.max_images:
             other = self.models.taking(given)

@@ -85,6 +85,7 @@ class Worker:
         self.queue = queue
         self.metrics = metrics or Metrics()
         self.frontends: Mapping[str, Platform] = MappingProxyType(dict(frontends))
+        self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pipeline = JobPipeline(
             queue,
             Failover(queue, provider, fallbacks, models),
@@ -94,8 +95,8 @@ class Worker:
             self.metrics,
             webhook_base_url=webhook_base_url,
             default_language=default_language,
+            owner=self.owner,
         )
-        self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = doorbell or Doorbell()
         self._wake.answered_by(self)
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -153,6 +154,13 @@ class Worker:
         task.add_done_callback(self._notices.discard)
 
     async def _tell_withdrawn(self, frontend: Platform, job: Job, text: str) -> None:
+        if job.group_id is not None:
+            # A variation: named in its group's message, which it may be the last to end.
+            try:
+                await self.pipeline.group_finished(job, log.bind(job_id=job.id))
+            except Exception:
+                log.exception("could not finish the group of a canceled job", job_id=job.id)
+            return
         try:
             await frontend.reply_for(job).fail(job, text)
         except Exception:

@@ -128,10 +128,20 @@ jobs = Table(
     # The language the request was answered in (bot.i18n; migration 0011): the result,
     # the progress and a failure speak it too. NULL: ``[i18n] default``.
     Column("locale", String(16), nullable=True),
+    # Variations (``--n``, migration 0012): the jobs of one request share ``group_id``;
+    # ``group_index`` (1-based) of ``group_size``. ``group_state``: a finished member
+    # "waiting" for its siblings (not claimed again), "posting" the group (its lease is
+    # the poster's), "posted" (bot.groups decides, under the group's row locks).
+    Column("group_id", String(32), nullable=True),
+    Column("group_index", Integer, nullable=True),
+    Column("group_size", Integer, nullable=True),
+    Column("group_state", String(16), nullable=True),
     Index(None, "state", "created_at"),
     Index(None, "user_ref", "state"),
     # A user's history, newest first (migration 0008).
     Index(None, "user_ref", "created_at"),
     # The dashboard's reads by time (migration 0007).
     Index(None, "created_at"),
+    # A group's members, read and locked together (migration 0012).
+    Index(None, "group_id"),
 )

@@ -868,7 +868,7 @@ class FakeDiscord:
         if not webhook_route and request.headers.get("Authorization") != f"Bot {self.token}":
             return _error(401, 0, "401: Unauthorized")
         parts = path.strip("/").split("/")
-        refused = _invalid_components(body)
+        refused = _invalid_components(body) or _too_many_files(body, files)
         if refused is not None:
             return refused
         try:
@@ -1545,6 +1545,25 @@ def _invalid_components(body: Any) -> web.Response | None:
         ids += [str(c["custom_id"]) for c in inner if c.get("custom_id")]
     if len(ids) != len(set(ids)):
         return _error(400, 50035, "Invalid Form Body: custom_id must be unique per message")
+    return None
+
+
+# A message carries at most 10 attachments: "You may upload up to 10 files per message"
+# (Uploading Files, https://discord.com/developers/docs/reference#uploading-files; the
+# Create Message and webhook routes take ``files[n]`` described by ``attachments``).
+# discord.py itself refuses more before sending ("files parameter must be a list of up
+# to 10 elements"); the fake refuses them like Discord, 400 / 50035.
+MAX_ATTACHMENTS = 10
+
+
+def _too_many_files(body: Any, files: dict[str, bytes]) -> web.Response | None:
+    message = (
+        body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), dict) else body
+    )
+    described = message.get("attachments") if isinstance(message, dict) else None
+    count = max(len(files), len(described or []))
+    if count > MAX_ATTACHMENTS:
+        return _error(400, 50035, "Invalid Form Body: attachments: at most 10 per message")
     return None
 
 
