@@ -101,6 +101,9 @@ class EditOptions:
     # ``--res MP``: the output's size in megapixels, for models that have one (FLUX.2);
     # None: the model's default.
     resolution: int | None = None
+    # ``--upscale N``: an upscale job at this scale (the model is then an upscaler,
+    # bot.credits.models); None: an edit.
+    upscale: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -114,6 +117,8 @@ class EditOptions:
             data["model"] = self.model
         if self.resolution is not None:
             data["resolution"] = self.resolution
+        if self.upscale is not None:
+            data["upscale"] = self.upscale
         return data
 
     @classmethod
@@ -126,6 +131,7 @@ class EditOptions:
             safety=int(data.get("safety", DEFAULT_SAFETY)),
             model=data.get("model"),
             resolution=data.get("resolution"),
+            upscale=data.get("upscale"),
         )
 
 
