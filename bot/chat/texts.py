@@ -625,7 +625,7 @@ def history_text(
         when = style.when(datetime.fromtimestamp(job.created_at, UTC))
         parts = [
             f"{mark}{when}",
-            style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
+            style.code(style.echo(short(job_about(job), 60).replace("`", "'"))),
             job_model(job),
             *(
                 [
@@ -783,3 +783,10 @@ def fitted_note(platform: str, limit: int, width: int, height: int, smaller: boo
         "The full-size image is over {platform}'s {limit} MB limit, so it is posted as a "
         "high-quality JPEG ({width}×{height})."
     ).format(**values)
+
+
+def job_about(job: Job) -> str:
+    """What a job's messages show of it: its prompt, or for an upscale "Upscaled 2x"."""
+    if job.options.upscale is not None:
+        return upscaled_about(job.options.upscale)
+    return job.prompt
