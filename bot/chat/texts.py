@@ -770,7 +770,7 @@ def fitted_note(platform: str, limit: int, width: int, height: int, smaller: boo
     made to fit (bot.images.fitting)."""
     values = {
         "platform": platform_name(platform),
-        "limit": number(limit / 1e6, "0.#"),
+        "limit": number(limit / 1024**2, "0.#"),
         "width": width,
         "height": height,
     }
