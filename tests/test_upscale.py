@@ -4,6 +4,7 @@ the fitting of a large result into an upload limit."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
 from collections.abc import AsyncIterator
@@ -15,14 +16,27 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from bot.app import build_core
 from bot.chat.commands import EditCommand, parse_command
+from bot.chat.conversation import Conversation, Edit, Said
+from bot.chat.texts import Style
 from bot.config import Settings
 from bot.credits.models import Catalogue, catalogue_for
+from bot.domain import EditRequest, JobState, UserRef
 from bot.errors import UserInputError
 from bot.images import fit_upload
 from bot.providers.base import ProviderCapabilities
 from tests.fakes.replicate import DEFAULT_KEY, FakeReplicate
-from tests.support import balance, cat_png, environment, run
+from tests.recording import RecordingFrontend
+from tests.support import (
+    HANG_GUARD_SECONDS,
+    balance,
+    cat_png,
+    edit_and_wait,
+    environment,
+    make_settings,
+    run,
+)
 
 UPSCALE_MODELS = """
 [provider]
@@ -311,3 +325,61 @@ def test_fitting_never_raises_when_nothing_can_fit(big_noisy_png: bytes) -> None
     assert len(fitted.data) < len(big_noisy_png)
     garbage = fit_upload(b"not an image", max_bytes=5)
     assert garbage.data == b"not an image" and not garbage.fits
+
+
+# -- the entry point of a result's Upscale button (Conversation.upscale) ---------------------------
+
+
+async def test_upscaling_a_stored_result_makes_an_upscale_job_of_it(
+    tmp_path: Path, replicate: FakeReplicate
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        replicate.base_url,
+        provider={"name": "replicate", "api_key": DEFAULT_KEY},
+        models=[{**PRO, "default": True}, {**UPSCALER, "providers": ["replicate"]}],  # type: ignore[arg-type]
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+    )
+    frontend = RecordingFrontend()
+    core = await build_core(settings, {"slack": frontend})
+    await core.start()
+    try:
+        conversation = Conversation(core.service, Style())
+        user = UserRef("slack", "T1", "U1")
+        edited = await edit_and_wait(core, frontend, user, "first", model="pro")
+        assert edited.state == JobState.SUCCEEDED
+        (result,) = frontend.delivered
+        # The button's message shows the result: it is the upscale's one input.
+        shown = frontend.attach("result.png", result.image).source
+        gone = await conversation.upscale(edited.id)
+        assert isinstance(gone, Said) and gone.mistake  # no image recorded, none shown
+        made = await conversation.upscale(edited.id, shown)
+        assert isinstance(made, Edit)
+        assert made.inputs == (shown,) and made.prompt == ""
+        assert (made.options.upscale, made.options.model) == (2, "upscale")
+        ack = await core.service.submit(
+            EditRequest(
+                user, made.prompt, made.options, (frontend.attachment_for(shown),), {}, "up"
+            )
+        )
+        assert ack.job.cost == 10
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            upscaled = await core.runner.wait_for(ack.job.id)
+        assert upscaled.state == JobState.SUCCEEDED
+        assert replicate.creates[-1].file_bytes == result.image
+        assert (frontend.delivered[-1].width, frontend.delivered[-1].height) == (
+            result.width * 2,
+            result.height * 2,
+        )
+    finally:
+        await core.close()
+
+
+async def test_an_upscale_button_without_an_upscaler_is_answered_free(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, models=[{**PRO, "default": True}])  # type: ignore[arg-type]
+    core = await build_core(settings, with_runner=False)
+    try:
+        answer = await Conversation(core.service, Style()).upscale("any-job")
+        assert isinstance(answer, Said) and "No upscaler is set up here" in answer.text
+    finally:
+        await core.close()

@@ -123,7 +123,7 @@ async def test_kontext_upscale_option_posts_a_fitted_larger_image(
 async def test_kontext_without_prompt_or_upscale_is_refused_free(
     world: tuple[Core, FakeDiscord, FakeReplicate],
 ) -> None:
-    core, discord, replicate = world
+    _core, discord, replicate = world
     await until(lambda: discord.commands.get(GUILD_ID))
     image = discord.upload(png(), "cat.png", "image/png")
     asked = await discord.slash_command("kontext", {}, user_id=ALICE, attachment=image)
