@@ -139,7 +139,8 @@ def help_text(style: Style, cost_per_image: int, models: Catalogue | None = None
         lines += [
             _(OPTIONS_HELP)
             + (_(RES_OPTION_HELP) if res else "")
-            + (_(MODEL_OPTION_HELP) if several else ""),
+            + (_(MODEL_OPTION_HELP) if several else "")
+            + upscale_help(models),
             "",
         ]
     if multi:
@@ -720,6 +721,14 @@ UPSCALE_NEEDS_IMAGE = N_(
     "Attach the image to upscale, e.g. /kontext --upscale 2 with a photo. Nothing was charged."
 )
 UPSCALE_ONE_IMAGE = N_("--upscale takes one image; attach just the one to make larger.")
+
+
+def upscale_help(models: Catalogue | None) -> str:
+    """The help's ``--upscale N`` line, only where an upscaler is configured."""
+    upscaler = models.upscaler() if models is not None else None
+    if upscaler is None:
+        return ""
+    return _(UPSCALE_OPTION_HELP).format(scales=upscale_scales(upscaler.scales))
 
 
 def upscale_scales(scales: Sequence[int]) -> str:
