@@ -222,8 +222,14 @@ def _check_upscaler(entry: ModelConfig, serving: list[str]) -> None:
                 'serve it with providers = ["replicate"] or a ComfyUI'
             )
         model_id = entry.ids.get(provider) or entry.model
+        known = ", ".join(m for p, m in UPSCALERS if p == provider and m != "*")
+        if not any(p == provider for p, _ in UPSCALERS):
+            raise ValueError(
+                f'models ({entry.name}): kind = "upscale" cannot be served by '
+                f"'{provider}' yet: the bot has no upscaler there (docs/models.md); "
+                'serve it with providers = ["replicate"]'
+            )
         if not model_id or upscale_profile(provider, model_id) is None:
-            known = ", ".join(m for p, m in UPSCALERS if p == provider and m != "*")
             raise ValueError(
                 f"models ({entry.name}): the bot knows no upscaler {model_id!r} at "
                 f"'{provider}'"
