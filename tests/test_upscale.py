@@ -108,7 +108,6 @@ def test_an_upscaler_loads_and_is_never_the_edit_default() -> None:
     [
         ("coretoday", [{**PRO, "default": True}, UPSCALER], "its public docs list no upscaler"),
         ("bfl", [{**PRO, "default": True}, UPSCALER], "its public docs list no upscaler"),
-        ("comfyui", [{**PRO, "default": True}, UPSCALER], "the bot has no upscaler there"),
         ("replicate", [PRO, {**UPSCALER, "default": True}], "cannot be the default"),
         (
             "replicate",

@@ -47,9 +47,10 @@ edit's options: the field their one image goes in, and the scales ``--upscale`` 
   upscaling", default false). The bot offers 2 and 4: a 4x of a 1-2 MP Kontext result
   is already 16-32 MP, larger than any chat platform shows, and sends
   ``face_enhance = false`` (GFPGAN repaints faces, which is an edit, not an upscale).
-- ComfyUI: not yet. ComfyUI can upscale (``UpscaleModelLoader`` +
-  ``ImageUpscaleWithModel``, comfy_extras/nodes_upscale_model.py), but the bot ships no
-  upscale workflow yet, so the config refuses an upscaler served by ComfyUI.
+- ComfyUI: the shipped ``upscale.json`` (``UpscaleModelLoader`` +
+  ``ImageUpscaleWithModel``, comfy_extras/nodes_upscale_model.py) runs a 4x model file
+  (the model id names it when it is a file name, e.g. ``RealESRGAN_x4plus.pth`` under
+  ``models/upscale_models``), then ``ImageScaleBy`` to the asked scale: 2 or 4.
 - core.today and BFL document no upscaler (docs/models.md): the config refuses an
   upscale model served by them.
 
@@ -195,9 +196,11 @@ SHIPPED: dict[tuple[str, str], ModelProfile] = {
 }
 
 
-# (provider, short model id) -> the upscaler's profile; ``*`` would be any id there.
+# (provider, short model id) -> the upscaler's profile; ``*``: any id (ComfyUI's id is
+# the upscale model's file name the shipped workflow loads).
 UPSCALERS: dict[tuple[str, str], UpscaleProfile] = {
     ("replicate", "real-esrgan"): UpscaleProfile(image_field="image", scales=(2, 4)),
+    ("comfyui", "*"): UpscaleProfile(image_field="image", scales=(2, 4)),
 }
 # Where the docs list none (checked December 2026, docs/models.md): said by the config.
 NO_UPSCALER = ("coretoday", "bfl")
