@@ -17,6 +17,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from bot.app import build_core
+from bot.chat import texts
 from bot.chat.commands import EditCommand, parse_command
 from bot.chat.conversation import Conversation, Edit, Said
 from bot.chat.texts import Style
@@ -383,3 +384,12 @@ async def test_an_upscale_button_without_an_upscaler_is_answered_free(tmp_path: 
         assert isinstance(answer, Said) and "No upscaler is set up here" in answer.text
     finally:
         await core.close()
+
+
+def test_the_help_names_upscale_only_with_an_upscaler() -> None:
+    style = Style()
+    with_upscaler = texts.help_text(style, 120, catalogue())
+    assert "--upscale N      make the attached image N times larger" in with_upscaler
+    assert "2 or 4" in with_upscaler
+    without = texts.help_text(style, 120, catalogue_for(settings_of([{**PRO, "default": True}])))
+    assert "--upscale" not in without
