@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from bot.app import build_core
 from bot.chat import texts
 from bot.chat.commands import EditCommand, parse_command
-from bot.chat.conversation import Conversation, Edit, Said
+from bot.chat.conversation import Conversation, Edit, NextEdit, Said
 from bot.chat.texts import Style
 from bot.config import Settings
 from bot.credits.models import Catalogue, catalogue_for
@@ -372,6 +372,13 @@ async def test_upscaling_a_stored_result_makes_an_upscale_job_of_it(
             result.width * 2,
             result.height * 2,
         )
+        # Edit again on the upscaled result edits with the default model, not the upscaler.
+        again = await conversation.edit_again(upscaled.id, shown)
+        assert isinstance(again, NextEdit) and again.model is None
+        # Re-roll of an upscale is another upscale (no seed: the upscaler takes none).
+        rerolled = await conversation.reroll(upscaled.id)
+        assert isinstance(rerolled, Edit) and rerolled.options.upscale == 2
+        assert upscaled.options.seed is None
     finally:
         await core.close()
 

@@ -388,7 +388,9 @@ class Conversation(AdminCommands):
         if source is None:
             return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
         inputs = tuple(self.edit_again_inputs(source, job))
-        return NextEdit(inputs, job.options.model if job is not None else None)
+        # An upscale's model is an upscaler: editing its result goes to the default model.
+        model = job.options.model if job is not None and job.options.upscale is None else None
+        return NextEdit(inputs, model)
 
     async def upscale(
         self, job_id: str, shown: AttachmentSource | None = None, scale: int | None = None
