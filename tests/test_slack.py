@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 import re
 import signal
 import socket
@@ -29,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.reply import SlackReply
 from bot.app import Core, build_core
-from bot.domain import UserRef
+from bot.domain import EditOptions, EditResult, Job, JobState, UserRef
 from tests.fakes.coretoday import FakeCoreToday
 from tests.fakes.replicate import DEFAULT_KEY as REPLICATE_KEY
 from tests.fakes.replicate import FakeReplicate
@@ -1023,3 +1024,39 @@ async def test_slash_upscale_opens_the_form_for_the_image_and_keeps_the_scale(
     (create,) = bot.provider.creates
     assert create.input == {"scale": 2, "face_enhance": False}
     assert await balance(bot) == 1200 - 10
+
+
+async def test_a_result_over_the_workspaces_upload_limit_is_fitted_and_said() -> None:
+    """A restricted workspace (files.getUploadURLExternal's file_upload_size_restricted):
+    the reply fits the result under its limit first, and the comment says what it did."""
+    noise = random.Random(27).randbytes(600 * 600 * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (600, 600), noise).save(buffer, format="PNG")
+    job = Job(
+        id="job-fit-0001",
+        idempotency_key="k",
+        user=UserRef("slack", TEAM_ID, USER),
+        state=JobState.DELIVERING,
+        prompt="",
+        options=EditOptions(model="upscale", upscale=2),
+        attachments=(),
+        reply_target={"channel": CHANNEL, "user": USER},
+        cost=10,
+        provider="replicate",
+        model="nightmareai/real-esrgan",
+    )
+    result = EditResult(
+        job, buffer.getvalue(), "image/png", "kontext-job-fit.png", 600, 600, 1190, 1.0
+    )
+    async with FakeSlack() as slack:
+        slack.upload_limit = 150_000
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
+        reply = SlackReply(client, job.reply_target, upload_limit=slack.upload_limit)
+        await reply.deliver(result)
+        (upload,) = [u for u in slack.uploads.values() if u.channel]
+    assert len(upload.data) <= 150_000 and upload.filename.endswith(".jpg")
+    with Image.open(io.BytesIO(upload.data)) as posted:
+        assert posted.format == "JPEG"
+        size = posted.size
+    assert f"posted as a JPEG at {size[0]}×{size[1]}" in (upload.initial_comment or "")
+    assert "Upscaled 2x" in (upload.initial_comment or "")
