@@ -21,6 +21,10 @@ class ErrorKind(StrEnum):
     # the dashboard must not blame it.
     PLATFORM = "platform"
     INTERNAL = "internal"
+    # Not a failure: the asker (or an admin) stopped the job, which is refunded. Its own
+    # kind so that history, the dashboard and the failure metric do not count a change
+    # of mind as bad input.
+    CANCELED = "canceled"
 
 
 class KontextError(Exception):

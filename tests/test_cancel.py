@@ -89,6 +89,9 @@ async def test_a_queued_job_is_removed_and_refunded_at_once(tmp_path: Path) -> N
     assert isinstance(said, Said) and not said.mistake
     assert f"Canceled job {job.id[:8]} before it started: 120 credits refunded" in said.text
     assert stored is not None and stored.state == JobState.CANCELED
+    # Its own kind, not bad input: history says "canceled", not "canceled: user input".
+    assert stored.error_kind == "canceled"
+    assert texts.job_outcome(stored) == ("canceled", "refunded")
     assert "already finished" in again
     assert isinstance(nothing, Said) and "no edit in progress" in nothing.text
     assert isinstance(slash, Said) and slash.text == nothing.text
@@ -117,7 +120,7 @@ async def test_at_the_provider_the_cancel_is_sent_and_refunded_once_confirmed(
         finally:
             await core.close()
     assert "Asked the image service to stop" in answer, "an admin may cancel anyone's"
-    assert done.state == JobState.CANCELED
+    assert done.state == JobState.CANCELED and done.error_kind == "canceled"
     assert fake.cancels == 1
     assert balance == 1200 and refunded == 1
     assert frontend.delivered == [], "nothing posted"

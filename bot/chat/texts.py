@@ -582,7 +582,9 @@ def job_outcome(job: Job) -> tuple[str, str]:
     if job.state == JobState.SUCCEEDED:
         return _("delivered"), ngettext("{n} credit", "{n} credits", job.cost).format(n=job.cost)
     if job.state in (JobState.FAILED, JobState.CANCELED):
-        why = f": {error_kind_word(job.error_kind)}" if job.error_kind else ""
+        # A canceled job's kind is "canceled" (older rows: "user_input"): the state says it.
+        shown = job.error_kind if job.state == JobState.FAILED else None
+        why = f": {error_kind_word(shown)}" if shown else ""
         state = _("failed") if job.state == JobState.FAILED else _("canceled")
         return f"{state}{why}", _("refunded")
     return _("in progress"), _("{n} reserved").format(n=job.cost)

@@ -27,7 +27,7 @@ from bot.storage.schema import jobs
 # Providers without a cancel route: BFL's API reference lists create, get_result and
 # credits only ("BFL documents no way to cancel a task", bot/providers/bfl.py).
 CANNOT_CANCEL = frozenset({"bfl"})
-CANCELED_KIND = ErrorKind.USER_INPUT.value  # the asker's own decision, refunded
+CANCELED_KIND = ErrorKind.CANCELED.value  # the asker's own decision, refunded
 
 
 async def newest_unfinished(queue: JobQueue, user: UserRef) -> Job | None:
