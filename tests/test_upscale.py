@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bot.app import build_core
 from bot.chat import texts
-from bot.chat.commands import EditCommand, parse_command
+from bot.chat.commands import EditCommand, build_options, parse_command
 from bot.chat.conversation import Conversation, Edit, NextEdit, Said
 from bot.chat.texts import Style
 from bot.config import Settings
@@ -400,3 +400,21 @@ def test_the_help_names_upscale_only_with_an_upscaler() -> None:
     assert "2 or 4" in with_upscaler
     without = texts.help_text(style, 120, catalogue_for(settings_of([{**PRO, "default": True}])))
     assert "--upscale" not in without
+
+
+def test_an_upscale_from_a_forms_fields_refuses_an_edits_options() -> None:
+    """Discord's options arrive as fields (build_options), not typed flags."""
+    with pytest.raises(UserInputError) as refused:
+        build_options(
+            has_image=True,
+            capabilities=ProviderCapabilities(),
+            aspect_ratio="16:9",
+            output_format="jpg",
+            models=catalogue(),
+            upscale=2,
+        )
+    assert "leave out --ar, --format" in refused.value.user_message
+    options = build_options(
+        has_image=True, capabilities=ProviderCapabilities(), models=catalogue(), upscale=4
+    )
+    assert (options.upscale, options.model) == (4, "upscale")

@@ -340,7 +340,7 @@ def build_options(
             given
             if given is not None
             else _asked(
-                aspect_ratio=aspect_ratio,
+                ar=aspect_ratio,
                 seed=seed,
                 format=output_format,
                 upsample=upsample or None,
