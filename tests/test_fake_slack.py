@@ -402,3 +402,18 @@ async def test_without_limits_the_fake_takes_any_pace(
     for n in range(10):
         await client.chat_postMessage(channel=CHANNEL, text=f"message {n}")
     assert slack.ratelimited == [] and len(slack.calls_to("chat.postMessage")) == 10
+
+
+# -- files.getUploadURLExternal's size rules (issue 27) --------------------------------------
+
+
+async def test_an_upload_needs_its_length_and_fits_the_workspaces_limit(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    slack.upload_limit = 1000
+    missing = await refused(client.files_getUploadURLExternal(filename="a.png", length=0))
+    assert missing["error"] == "missing_argument"
+    big = await refused(client.files_getUploadURLExternal(filename="a.png", length=1001))
+    assert big["error"] == "file_upload_size_restricted"
+    fits = await client.files_getUploadURLExternal(filename="a.png", length=1000)
+    assert fits["ok"] and fits["file_id"]

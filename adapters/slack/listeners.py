@@ -42,6 +42,7 @@ from adapters.slack.views import (
     read_submission,
 )
 from bot.chat.conversation import Conversation, Edit, Said
+from bot.chat.texts import upscaled_about
 from bot.config import SlackConfig
 from bot.domain import (
     Attachment,
@@ -191,10 +192,16 @@ class SlackListeners:
             await ack(text=self._invite())
             return
         await ack()
+        prompt = outcome.prompt
+        if outcome.options.upscale is not None:
+            # ``/kontext --upscale 2``: the modal is for the image; the scale travels in
+            # the metadata and the form's other fields are not read (issue 27).
+            metadata["upscale"] = outcome.options.upscale
+            prompt = prompt or upscaled_about(outcome.options.upscale)
         await self._open_modal(
             command["trigger_id"],
             metadata,
-            prompt=outcome.prompt,
+            prompt=prompt,
             options=outcome.options,
             with_file_input=True,
         )
@@ -237,17 +244,23 @@ class SlackListeners:
         await self._speak(user)
         channel = str(metadata.get("channel"))
         context = RequestContext(channel=channel)
-        outcome = await self.conversation.read_options(
-            user,
-            submission.prompt,
-            files=files,
-            context=context,
-            aspect_ratio=submission.aspect_ratio,
-            seed=submission.seed,
-            output_format=submission.output_format,
-            model=submission.model,
-            count=submission.count,
-        )
+        scale = metadata.get("upscale")
+        if isinstance(scale, int):
+            outcome = await self.conversation.read_options(
+                user, "", files=files, context=context, upscale=scale
+            )
+        else:
+            outcome = await self.conversation.read_options(
+                user,
+                submission.prompt,
+                files=files,
+                context=context,
+                aspect_ratio=submission.aspect_ratio,
+                seed=submission.seed,
+                output_format=submission.output_format,
+                model=submission.model,
+                count=submission.count,
+            )
         if isinstance(outcome, Said):
             # Shown under the prompt field: the modal stays open to be corrected.
             await ack(response_action="errors", errors={"prompt": outcome.text})

@@ -21,6 +21,7 @@ conversation first and posts only if the image is not there.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,8 +36,10 @@ from adapters.slack.style import escape
 from adapters.slack.views import cancel_blocks
 from bot.chat.texts import (
     channel_unreachable,
+    fitted_note,
     group_heading,
     group_member_line,
+    job_about,
     provider_note,
     result_details,
     short,
@@ -44,6 +47,7 @@ from bot.chat.texts import (
 from bot.domain import EditResult, GroupResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
+from bot.images import fit_upload
 
 log = structlog.get_logger("kontext.slack")
 
@@ -63,6 +67,9 @@ ACKNOWLEDGED = "acknowledged_in_status"
 # margin for clock skew between this host and Slack) cannot be its post, and a page of
 # recent messages is the most one look reads.
 _LOOK_MARGIN_SECONDS = 600.0
+# "Files uploaded to Slack can be up to 1 GB" (https://slack.com/help/articles/201330736,
+# and files.getUploadURLExternal's ``length``); a result over it is fitted.
+UPLOAD_LIMIT = 1024**3
 _LOOK_LIMIT = 200
 
 # Translated where they are shown (the job's language, bot.i18n).
@@ -83,8 +90,10 @@ class SlackReply:
         bot_name: str = "kontext",
         on_unreachable: Callable[[str], None] | None = None,
         board: StatusBoard | None = None,
+        upload_limit: int = UPLOAD_LIMIT,
     ) -> None:
         self.client = client
+        self.upload_limit = upload_limit
         self.channel = str(target["channel"])
         self.user = str(target["user"])
         self.thread_ts: str | None = target.get("thread_ts")
@@ -101,7 +110,7 @@ class SlackReply:
     def _about(self, job: Job) -> str:
         """Whose request and what it asked, as every public post of the job opens; the
         prompt escaped, so it cannot ping anyone."""
-        return status_about(self.user, job.prompt)
+        return status_about(self.user, job_about(job))
 
     def line(self, job: Job) -> StatusLine:
         async def find() -> str | None:
@@ -215,12 +224,20 @@ class SlackReply:
             job_marker(job),
         ]
         comment = f"{self._about(job)} ({', '.join(details)})"
+        # Slack's file size limit (bot.images.fitting never raises); said when used.
+        fitted = await asyncio.to_thread(fit_upload, result.image, max_bytes=self.upload_limit)
+        filename = result.filename
+        if fitted.change:
+            filename = filename.rsplit(".", 1)[0] + ".jpg"
+            smaller = fitted.change == "smaller"
+            note = fitted_note("slack", self.upload_limit, fitted.width, fitted.height, smaller)
+            comment = f"{comment}\n{note}"
         answer = await self.client.files_upload_v2(
             channel=self.channel,
             thread_ts=self.thread_ts,
-            file=result.image,
-            filename=result.filename,
-            title=short(job.prompt, 250),
+            file=fitted.data,
+            filename=filename,
+            title=short(job_about(job), 250),
             initial_comment=comment,
         )
         # files.completeUploadExternal answers with the file objects (id, permalink,

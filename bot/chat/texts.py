@@ -147,7 +147,8 @@ def help_text(
             _(OPTIONS_HELP)
             + (_(COUNT_OPTION_HELP).format(most=max_variations) if max_variations > 1 else "")
             + (_(RES_OPTION_HELP) if res else "")
-            + (_(MODEL_OPTION_HELP) if several else ""),
+            + (_(MODEL_OPTION_HELP) if several else "")
+            + upscale_help(models),
             "",
         ]
     if multi:
@@ -735,7 +736,7 @@ def history_text(
         when = style.when(datetime.fromtimestamp(job.created_at, UTC))
         parts = [
             f"{mark}{when}",
-            style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
+            style.code(style.echo(short(job_about(job), 60).replace("`", "'"))),
             job_model(job),
             *(
                 [
@@ -819,3 +820,93 @@ def canceled_text(balance: int | None) -> str:
 CANCEL_TOO_LATE = N_(
     "The edit finished before it could be stopped, so it was posted and charged as usual."
 )
+
+
+# -- upscale (issue 27; docs/models.md) ----------------------------------------------------
+
+UPSCALE_OPTION_HELP = N_("""
+  --upscale N      make the attached image N times larger (no prompt needed): {scales}""")
+NO_UPSCALER = N_("No upscaler is set up here, so --upscale is not available. Nothing was charged.")
+UPSCALE_NEEDS_IMAGE = N_(
+    "Attach the image to upscale, e.g. /kontext --upscale 2 with a photo. Nothing was charged."
+)
+UPSCALE_ONCE = N_("--n makes variations of an edit; an upscale is made once, so leave --n out.")
+UPSCALE_ONE_IMAGE = N_("--upscale takes one image; attach just the one to make larger.")
+
+
+def upscale_help(models: Catalogue | None) -> str:
+    """The help's ``--upscale N`` line, only where an upscaler is configured."""
+    upscaler = models.upscaler() if models is not None else None
+    if upscaler is None:
+        return ""
+    return _(UPSCALE_OPTION_HELP).format(scales=upscale_scales(upscaler.scales))
+
+
+def upscale_scales(scales: Sequence[int]) -> str:
+    return pgettext("a list's last joint", " or ").join(str(s) for s in scales)
+
+
+def upscale_scale_refused(raw: str, scales: Sequence[int]) -> str:
+    return _(
+        "--upscale {asked} is not a scale I can make; use {scales}. Nothing was charged."
+    ).format(asked=raw, scales=upscale_scales(scales))
+
+
+def upscale_alone(options: Sequence[str]) -> str:
+    return _(
+        "--upscale only makes the image larger; leave out {options}. Nothing was charged."
+    ).format(options=", ".join(options))
+
+
+def model_is_upscaler(model: str, scales: Sequence[int]) -> str:
+    return _(
+        "{model} is an upscaler, not an edit model: use it as --upscale {scale} on an image."
+    ).format(model=model, scale=scales[0] if scales else 2)
+
+
+def model_not_upscaler(model: str, upscalers: Sequence[str]) -> str:
+    return _(
+        "{model} edits images and does not upscale; for --upscale leave out --model "
+        "or name one of: {upscalers}."
+    ).format(model=model, upscalers=", ".join(upscalers))
+
+
+def upscale_too_large(width: int, height: int, scale: int, most: int) -> str:
+    """An input that would upscale past the output cap: refused before the provider runs."""
+    return _(
+        "The image is {width}×{height}; {scale}x larger it would be over the "
+        "{most} megapixels I can handle. Try --upscale with a smaller scale or image; "
+        "nothing was charged."
+    ).format(width=width, height=height, scale=scale, most=number(most / 1e6, "0"))
+
+
+def upscaled_about(scale: int) -> str:
+    """What a posted upscale says instead of a prompt."""
+    return _("Upscaled {scale}x").format(scale=scale)
+
+
+def fitted_note(platform: str, limit: int, width: int, height: int, smaller: bool) -> str:
+    """Said with a result that was too large for the platform's upload limit and was
+    made to fit (bot.images.fitting)."""
+    values = {
+        "platform": platform_name(platform),
+        "limit": number(limit / 1024**2, "0.#"),
+        "width": width,
+        "height": height,
+    }
+    if smaller:
+        return _(
+            "The full-size image is over {platform}'s {limit} MB limit, so it is posted "
+            "as a JPEG at {width}×{height}."
+        ).format(**values)
+    return _(
+        "The full-size image is over {platform}'s {limit} MB limit, so it is posted as a "
+        "high-quality JPEG ({width}×{height})."
+    ).format(**values)
+
+
+def job_about(job: Job) -> str:
+    """What a job's messages show of it: its prompt, or for an upscale "Upscaled 2x"."""
+    if job.options.upscale is not None:
+        return upscaled_about(job.options.upscale)
+    return job.prompt

@@ -164,7 +164,7 @@ class KontextService:
                 )
         else:
             self._validate(request)
-        model = self.models.choose(request.options.model)
+        model = self.model_of(request)
         if model.restricted:
             await self._check_model_allowed(request, model)
         provider, model_id = self._first_taker(model, request)
@@ -190,7 +190,7 @@ class KontextService:
         )
         if request.options.count > 1:
             return await self._submit_group(new, request.options.count)
-        if options.seed is None:
+        if options.seed is None and options.upscale is None:
             # Chosen here, stored with the job and shown with the result, so a good edit
             # can be reproduced and a re-roll differs from something known.
             new = replace(new, options=replace(options, seed=secrets.randbelow(SEED_MAX + 1)))
@@ -258,6 +258,12 @@ class KontextService:
         if not model.ids:
             return self.provider_name, self.model
         options = request.options
+        if options.upscale is not None:
+            for provider, model_id in model.ids.items():
+                upscale = model.profile(provider).upscale
+                if upscale is not None and options.upscale in upscale.scales:
+                    return provider, model_id
+            raise UserInputError(texts.upscale_scale_refused(str(options.upscale), model.scales))
         for provider, model_id in model.ids.items():
             if model.profile(provider).takes(
                 images=len(request.attachments),
@@ -320,15 +326,42 @@ class KontextService:
     def accepted_formats(self) -> str:
         return formats_phrase(self.capabilities.input_formats)
 
+    def model_of(self, request: EditRequest) -> Model:
+        """The model a request is for: an upscale's upscaler (``--upscale``), else the
+        edit model named or the default. An upscaler is never an edit's model, nor an
+        edit model an upscale's (refused free)."""
+        options = request.options
+        if options.upscale is not None:
+            upscaler = self.models.upscaler(options.model)
+            if upscaler is None:
+                named = self.models.get(options.model) if options.model else None
+                if named is not None:
+                    names = [m.name for m in self.models.upscalers]
+                    raise UserInputError(texts.model_not_upscaler(named.name, names))
+                raise UserInputError(_(texts.NO_UPSCALER))
+            return upscaler
+        model = self.models.choose(options.model)
+        if model.upscales:
+            raise UserInputError(texts.model_is_upscaler(model.name, model.scales))
+        return model
+
     def _validate(self, request: EditRequest) -> None:
-        model = self.models.choose(request.options.model)
+        model = self.model_of(request)
         profile = model.main_profile
-        validate_prompt(request.prompt, self.capabilities, profile)
         if not 1 <= request.options.count <= self.max_variations:
             raise UserInputError(
                 texts.count_refused(str(request.options.count), self.max_variations)
             )
+        if request.options.upscale is not None and request.options.count > 1:
+            raise UserInputError(_(texts.UPSCALE_ONCE))
         given = len(request.attachments)
+        if request.options.upscale is not None:
+            if given == 0:
+                raise UserInputError(_(texts.UPSCALE_NEEDS_IMAGE))
+            if given > 1:
+                raise UserInputError(_(texts.UPSCALE_ONE_IMAGE))
+        else:
+            validate_prompt(request.prompt, self.capabilities, profile)
         if given > model.max_images:
             other = self.models.taking(given)
             raise UserInputError(

@@ -327,6 +327,9 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     files: dict[str, SlackFile] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
+    # The largest upload the workspace allows: 1 GB by Slack's help ("Files uploaded to
+    # Slack can be up to 1 GB"), less where an admin restricted large uploads.
+    upload_limit: int = 1024**3
     responses: list[dict[str, Any]] = field(default_factory=list)  # posts to response_url
     file_requests: list[tuple[str, str | None]] = field(default_factory=list)
     # (channel, thread_ts) -> messages in the thread, oldest first, the parent (when the
@@ -860,6 +863,19 @@ class FakeSlack:
         return {"messages": self._with_metadata(newest_first, args), "has_more": False}
 
     def api_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        # "length: Size in bytes of the file being uploaded" (required); errors
+        # "missing_argument ... Typically only occurs when the length provided is 0" and
+        # "file_upload_size_restricted: The size of provided file is too large, as the
+        # team has restricted uploads of large files"
+        # (https://docs.slack.dev/reference/methods/files.getUploadURLExternal).
+        try:
+            length = int(args.get("length") or 0)
+        except (TypeError, ValueError):
+            length = 0
+        if length <= 0:
+            raise SlackRefusal("missing_argument")
+        if length > self.upload_limit:
+            raise SlackRefusal("file_upload_size_restricted")
         file_id = f"FUP{len(self.uploads) + 1:05d}"
         self.uploads[file_id] = Upload(file_id, str(args.get("filename")))
         return {"upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
