@@ -197,6 +197,7 @@ async def build_core(
         queued=doorbell if with_runner else None,
         max_total_input_bytes=settings.images.max_total_input_bytes,
         default_language=settings.i18n.default,
+        dashboard_url=settings.dashboard.public_url if settings.dashboard.enabled else "",
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

@@ -34,7 +34,7 @@ from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
 from adapters.slack.views import cancel_blocks
 from bot.chat.texts import result_details, short
-from bot.domain import EditResult, Job
+from bot.domain import AttachmentSource, EditResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
 
@@ -198,6 +198,14 @@ class SlackReply:
             where["ts"] = str(ts)
         if file.get("permalink"):
             where["link"] = str(file["permalink"])
+        # The result as an input (Edit again from history or the Home tab): the file id,
+        # looked up with files.info when it is used, since download URLs can change.
+        where["image"] = AttachmentSource(
+            name=str(file.get("name") or file["id"]),
+            content_type=file.get("mimetype"),
+            size=file.get("size"),
+            locator=f"file:{file['id']}",
+        ).to_json()
         return where
 
     async def _upload(self, result: EditResult) -> dict[str, Any]:

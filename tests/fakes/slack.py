@@ -52,6 +52,7 @@ DOCS = "https://docs.slack.dev/reference/methods/"
 METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "auth.test": (),  # DOCS auth.test: no scope required
     "views.open": (),  # DOCS views.open: no scope required
+    "views.publish": (),  # DOCS views.publish: no scope required
     "chat.postMessage": ("chat:write",),  # DOCS chat.postMessage
     "chat.update": ("chat:write",),  # DOCS chat.update
     "chat.postEphemeral": ("chat:write",),  # DOCS chat.postEphemeral
@@ -359,6 +360,8 @@ class FakeSlack:
     files_read_scope: bool = True  # False: file downloads get the HTML login page
     # Views opened with views.open, by the id the fake gave them.
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Home tabs published with views.publish, by user id (the latest).
+    home_views: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The client address of every Web API call and upload: one per TCP connection.
     api_peers: list[Any] = field(default_factory=list)
     base_url: str = ""
@@ -820,6 +823,20 @@ class FakeSlack:
         opened = {"id": view_id, "team_id": TEAM_ID, "app_id": "A0KONTEXT", **view}
         self.views[view_id] = opened
         return {"view": opened}
+
+    def api_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        """DOCS views.publish: ``user_id`` and a ``view`` of type ``home``, else
+        invalid_arguments; a view holds at most 100 blocks
+        (https://docs.slack.dev/reference/views). The full Block Kit limits are not
+        enforced yet (issue 28's follow-up)."""
+        view = _json_arg(args.get("view")) or {}
+        if not args.get("user_id") or view.get("type") != "home":
+            raise SlackRefusal("invalid_arguments")
+        if len(view.get("blocks") or []) > 100:
+            raise SlackRefusal("invalid_arguments")
+        published = {"id": f"VH{args['user_id']}", "team_id": TEAM_ID, **view}
+        self.home_views[str(args["user_id"])] = published
+        return {"view": published}
 
     def api_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
         file_id = str(args.get("file"))
