@@ -369,3 +369,32 @@ async def test_more_history_than_fits_stays_within_slacks_limits(bot: Bot) -> No
     assert USER in bot.slack.home_views, "the fake took it: every Block Kit limit held"
     assert len(view["blocks"]) <= VIEW_MAX_BLOCKS
     assert len(thumbnails(view)) == 5, "the five latest, not all eight"
+
+
+async def test_edit_again_from_home_edits_the_result_where_it_was(bot: Bot) -> None:
+    await bot.edit("make it a watercolor", 1)
+    (first,) = await bot.uploaded(1)
+    view = await bot.open_home()
+    (job_id,) = [v for a, _, v in buttons(view) if a == "kontext_edit_again"]
+    await bot.click("kontext_edit_again", job_id)
+    modal = await bot.opened(2)
+    blocks = {b.get("block_id") for b in modal["blocks"]}
+    assert "image" not in blocks and "channel" not in blocks, "the result is the image"
+    assert json.loads(modal["private_metadata"])["channel"] == CHANNEL
+    await bot.submit_modal(modal, "now make it night")
+    uploads = await bot.uploaded(2)
+    assert uploads[1].channel == CHANNEL
+    assert "now make it night" in (uploads[1].initial_comment or "")
+    # The second edit's input was the first one's posted result.
+    assert bot.provider.creates[1].file_bytes == first.data
+
+
+async def test_edit_again_of_an_unknown_job_says_the_image_is_gone(bot: Bot) -> None:
+    await bot.open_home()
+    await bot.click("kontext_edit_again", "no-such-job")
+    notice = await bot.opened(1)
+    assert notice["type"] == "modal" and "submit" not in notice
+    assert notice["blocks"][0]["text"]["text"] == (
+        "That result's image is gone, so there is nothing to edit."
+    )
+    assert bot.provider.creates == []
