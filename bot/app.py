@@ -198,6 +198,7 @@ async def build_core(
         max_total_input_bytes=settings.images.max_total_input_bytes,
         default_language=settings.i18n.default,
         max_variations=settings.jobs.max_variations,
+        dashboard_url=settings.dashboard.public_url if settings.dashboard.enabled else "",
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

@@ -44,7 +44,7 @@ from bot.chat.texts import (
     result_details,
     short,
 )
-from bot.domain import EditResult, GroupResult, Job
+from bot.domain import AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
 from bot.images import fit_upload
@@ -215,6 +215,14 @@ class SlackReply:
             where["ts"] = str(ts)
         if file.get("permalink"):
             where["link"] = str(file["permalink"])
+        # The result as an input (Edit again from history or the Home tab): the file id,
+        # looked up with files.info when it is used, since download URLs can change.
+        where["image"] = AttachmentSource(
+            name=str(file.get("name") or file["id"]),
+            content_type=file.get("mimetype"),
+            size=file.get("size"),
+            locator=f"file:{file['id']}",
+        ).to_json()
         return where
 
     async def _upload(self, result: EditResult) -> dict[str, Any]:

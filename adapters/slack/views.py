@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.chat.texts import HOME_NOTICE_CLOSE
 from bot.domain import EditOptions
 from bot.i18n import _
 
@@ -23,6 +24,13 @@ SHORTCUT_CALLBACK_ID = "kontext_edit_message"
 # The Cancel button of a queued job's acknowledgement (bot.jobs.cancellation).
 CANCEL_ACTION_ID = "kontext_cancel"
 IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
+# The result buttons (the Home tab's last edits): the job id is the value, so they work
+# after a restart; they mean what Discord's Re-roll and Edit again mean (bot.conversation).
+REROLL_ACTION_ID = "kontext_reroll"
+EDIT_AGAIN_ACTION_ID = "kontext_edit_again"
+# The Home tab's "New edit": the modal with a channel picker for where the result goes.
+NEW_EDIT_ACTION_ID = "kontext_new_edit"
+CHANNEL_BLOCK = "channel"
 
 
 def _option(value: str) -> dict[str, Any]:
@@ -40,10 +48,28 @@ def edit_modal(
     default_model: str | None = None,
     max_files: int = 1,
     max_count: int = 1,
+    channel_label: str | None = None,
 ) -> dict[str, Any]:
     """``max_files``: the most images the configured models take (Slack's file_input
-    allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element)."""
+    allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element).
+    ``channel_label``: opened from the Home tab, which is in no channel: a channel picker
+    with this label chooses where the result goes (the submission checks that the bot
+    is there; a conversations_select cannot filter by the bot's membership,
+    https://docs.slack.dev/reference/block-kit/composition-objects/conversation-filter-object)."""
     blocks: list[dict[str, Any]] = []
+    if channel_label:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": CHANNEL_BLOCK,
+                "label": {"type": "plain_text", "text": channel_label},
+                "element": {
+                    "type": "conversations_select",
+                    "action_id": "value",
+                    "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+                },
+            }
+        )
     if with_file_input:
         blocks.append(
             {
@@ -183,6 +209,7 @@ class Submission:
     metadata: dict[str, Any]
     model: str | None = None
     count: int | None = None
+    channel: str | None = None  # the channel picker's choice (opened from the Home tab)
 
 
 def read_submission(view: dict[str, Any]) -> Submission:
@@ -211,6 +238,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
         metadata=metadata if isinstance(metadata, dict) else {},
         model=selected_model.get("value"),
         count=int(selected_count) if selected_count.isdigit() else None,
+        channel=value(CHANNEL_BLOCK, "value").get("selected_conversation") or None,
     )
 
 
@@ -231,3 +259,16 @@ def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
             ],
         },
     ]
+
+
+def notice_modal(text: str) -> dict[str, Any]:
+    """A modal that only says something: the answer to a button on the Home tab, which
+    is in no channel (no ephemeral message, no response_url to answer through). A
+    modal's title holds at most 24 characters
+    (https://docs.slack.dev/reference/views/modal-views)."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Kontext"},
+        "close": {"type": "plain_text", "text": _(HOME_NOTICE_CLOSE)[:24]},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}],
+    }

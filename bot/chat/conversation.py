@@ -29,6 +29,7 @@ from bot.chat.commands import (
     upscale_options,
     validate_prompt,
 )
+from bot.chat.home import HOME_EDITS, HomeAdmin, HomeScreen, home_edit
 from bot.chat.texts import Style
 from bot.domain import (
     AttachmentSource,
@@ -190,6 +191,31 @@ class Conversation(AdminCommands):
             )[:HISTORY_BUTTON_JOBS]
         text = texts.history_text(self.style, user.user, jobs, own=own, numbered=chosen)
         return HistoryAnswer(text, chosen)
+
+    # -- the home screen (Slack's App Home, issue 28), free ----------------------------------
+
+    async def home(
+        self,
+        user: UserRef,
+        platform_admin: PlatformAdmin = _not_platform_admin,
+        context: RequestContext | None = None,
+    ) -> HomeScreen:
+        """What ``user``'s home screen shows: their credits, their last edits (Re-roll
+        and Edit again on delivered results), a friendly start when they have none, and
+        for admins the shared budget, today's spend and the dashboard's address."""
+        status = await self.service.credits(user, context)
+        jobs = await self.service.job_history(user, user, limit=HOME_EDITS)
+        edits = tuple(home_edit(job, texts.job_line(self.style, job)) for job in jobs)
+        empty = None if edits else texts.home_empty_text(self.style, self.service.cost_per_image)
+        admin = None
+        if self.service.is_admin(user, platform_admin=await self._asks(user, platform_admin)):
+            budget = await self.service.budget()
+            admin = HomeAdmin(
+                texts.budget_text(self.style, budget),
+                budget,
+                self.service.dashboard_url or None,
+            )
+        return HomeScreen(texts.credits_text(self.style, status), edits, empty, admin)
 
     # -- reading a request ---------------------------------------------------------------------
 

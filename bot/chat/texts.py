@@ -30,7 +30,7 @@ from bot.i18n import when as plain_when
 from bot.jobs.reads import QUEUE_POSITION_CAP
 
 if TYPE_CHECKING:
-    from bot.chat.credit_status import CreditStatus
+    from bot.chat.credit_status import BudgetStatus, CreditStatus
     from bot.credits.model_profiles import ModelProfile
     from bot.credits.models import Catalogue, Model
 
@@ -731,31 +731,90 @@ def history_text(
         )
     lines = [header]
     for job in jobs:
-        outcome, cost = job_outcome(job)
         mark = f"{style.bold(f'#{numbered.index(job.id) + 1}')} " if job.id in numbered else ""
-        when = style.when(datetime.fromtimestamp(job.created_at, UTC))
-        parts = [
-            f"{mark}{when}",
-            style.code(style.echo(short(job_about(job), 60).replace("`", "'"))),
-            job_model(job),
-            *(
-                [
-                    ngettext("{n} image", "{n} images", len(job.attachments)).format(
-                        n=len(job.attachments)
-                    )
-                ]
-                if len(job.attachments) > 1
-                else []
-            ),
-            seed_text(job.seed),
-            outcome,
-            cost,
-        ]
-        where = job.delivered
-        if where and where.get("link"):
-            parts.append(style.link(str(where["link"]), _("result")))
-        lines.append(" · ".join(parts))
+        lines.append(job_line(style, job, mark))
     return "\n".join(lines)
+
+
+def job_line(style: Style, job: Job, mark: str = "") -> str:
+    """One job as history (and the Home tab) shows it: when, the prompt (shortened),
+    model, seed, outcome, cost, and a link to the posted result where the platform gave
+    one."""
+    outcome, cost = job_outcome(job)
+    when = style.when(datetime.fromtimestamp(job.created_at, UTC))
+    count = len(job.attachments)
+    parts = [
+        f"{mark}{when}",
+        style.code(style.echo(short(job_about(job), 60).replace("`", "'"))),
+        job_model(job),
+        *([ngettext("{n} image", "{n} images", count).format(n=count)] if count > 1 else []),
+        seed_text(job.seed),
+        outcome,
+        cost,
+    ]
+    where = job.delivered
+    if where and where.get("link"):
+        parts.append(style.link(str(where["link"]), _("result")))
+    return " · ".join(parts)
+
+
+# -- the home screen (Slack's Home tab, issue 28; bot.chat.home) ------------------------------
+
+HOME_TITLE = N_("Kontext: edit images with FLUX")
+HOME_EDITS_TITLE = N_("Your last edits")
+HOME_NEW_EDIT = N_("New edit")
+HOME_REROLL = N_("Re-roll")
+HOME_EDIT_AGAIN = N_("Edit again")
+HOME_ADMIN_TITLE = N_("Shared budget (admins only)")
+HOME_DASHBOARD = N_("Open the dashboard")
+HOME_THUMBNAIL = N_("The edited image")
+HOME_CHANNEL_LABEL = N_("Post the result in")
+HOME_CHOOSE_CHANNEL = N_("Choose the channel the result goes to.")
+HOME_NOTICE_CLOSE = N_("OK")
+
+
+def result_goes_to(style: Style, channel_id: str) -> str:
+    """Said with a request started from the home screen, which is in no channel."""
+    return _("The result will be posted in {channel}.").format(channel=style.channel(channel_id))
+
+
+def home_empty_text(style: Style, cost_per_image: int) -> str:
+    """The home screen of someone who has not edited anything yet: how to start."""
+    return _(
+        "You have no edits yet. Press {button} to make your first one: attach an image "
+        "(or none, to make one from words), say what should change and choose the channel "
+        "the result goes to. An image costs {cost} credits."
+    ).format(button=style.bold(_(HOME_NEW_EDIT)), cost=number(cost_per_image))
+
+
+# The span a shared budget counts over, as the budget's sentence says it.
+_BUDGET_SPAN = {
+    "daily": N_("today"),
+    "weekly": N_("this week"),
+    "monthly": N_("this month"),
+    "never": N_("in all"),
+}
+
+
+def budget_text(style: Style, budget: BudgetStatus) -> str:
+    """The shared budget's use in its period and today's spend, for admins."""
+    span = _(_BUDGET_SPAN.get(budget.period, _BUDGET_SPAN["never"]))
+    spent = budget.spent_in_period
+    if budget.budget:
+        used = _("{spent} of {budget} credits spent {span}, {left} left.").format(
+            spent=style.bold(number(spent)),
+            budget=style.bold(number(budget.budget)),
+            span=span,
+            left=number(max(0, budget.budget - spent)),
+        )
+    else:
+        used = _("No shared budget (credits.budget is 0): {spent} credits spent {span}.").format(
+            spent=number(spent), span=span
+        )
+    today = ngettext(
+        "Today (UTC): {n} credit spent.", "Today (UTC): {n} credits spent.", budget.spent_today
+    ).format(n=number(budget.spent_today))
+    return f"{used} {today}"
 
 
 # -- what a result's buttons answer when they cannot do their part (bot.chat.conversation) ------

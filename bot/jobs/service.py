@@ -17,7 +17,7 @@ from bot import i18n
 from bot.chat import texts
 from bot.chat.cancel_answers import CancelAnswer, Outcome
 from bot.chat.commands import MAX_VARIATIONS, validate_prompt
-from bot.chat.credit_status import CreditStatus
+from bot.chat.credit_status import BudgetStatus, CreditStatus
 from bot.credits.ledger import LedgerEntry
 from bot.credits.limits import LIMITS, Limits, validate_changes
 from bot.credits.models import Catalogue, Model, short_name
@@ -104,6 +104,7 @@ class KontextService:
         max_total_input_bytes: int = 50_000_000,
         default_language: str = i18n.SOURCE,
         max_variations: int = MAX_VARIATIONS,
+        dashboard_url: str = "",
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
@@ -115,6 +116,9 @@ class KontextService:
         # ``--n``: the most variations one request may ask (``jobs.max_variations``).
         self.max_variations = max_variations
         self.admins = frozenset(admins)
+        # Where admins open the operator's dashboard (``dashboard.public_url`` of an
+        # enabled dashboard); empty: no link is shown.
+        self.dashboard_url = dashboard_url
         self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
         self.accepting = True
@@ -604,6 +608,20 @@ class KontextService:
     ) -> list[LedgerEntry]:
         self._require_admin(admin, platform_admin, f"user:{user}")
         return await self.history(user, limit)
+
+    async def budget(self) -> BudgetStatus:
+        """The shared budget, its period's spend and today's (the admins' part of the
+        Home tab): the limits in force and one read of the ledger; free."""
+        store = self.store
+        now = store.clock()
+        limits = await self.limits()
+        period = store.policy_book.budget_period_of(limits)
+        in_period, today = await store.bank.spent_since(
+            period_start(period, now), period_start("daily", now)
+        )
+        return BudgetStatus(
+            budget=limits.budget, period=period, spent_in_period=in_period, spent_today=today
+        )
 
     async def admin_top_spenders(
         self, admin: UserRef, *, limit: int = 10, platform_admin: bool = False
