@@ -201,6 +201,7 @@ async def build_core(
         presets=preset_book(settings.presets),
         result_buttons=settings.results.buttons,
         max_variations=settings.jobs.max_variations,
+        dashboard_url=settings.dashboard.public_url if settings.dashboard.enabled else "",
     )
     if callable(frontends):
         platforms: Mapping[str, Platform] = {p.platform: p for p in frontends(service)}

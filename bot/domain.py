@@ -104,6 +104,9 @@ class EditOptions:
     # ``--n COUNT``: how many variations one request makes (issue 27); each becomes a
     # job of its own with count 1, so it is not stored with a job (``to_json``).
     count: int = 1
+    # ``--upscale N``: an upscale job at this scale (the model is then an upscaler,
+    # bot.credits.models); None: an edit.
+    upscale: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -117,6 +120,8 @@ class EditOptions:
             data["model"] = self.model
         if self.resolution is not None:
             data["resolution"] = self.resolution
+        if self.upscale is not None:
+            data["upscale"] = self.upscale
         return data
 
     @classmethod
@@ -129,6 +134,7 @@ class EditOptions:
             safety=int(data.get("safety", DEFAULT_SAFETY)),
             model=data.get("model"),
             resolution=data.get("resolution"),
+            upscale=data.get("upscale"),
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import structlog.testing
 from PIL import Image
@@ -23,7 +24,7 @@ from bot.domain import EditOptions, EditRequest, JobState, UserRef
 from bot.errors import ConfigError
 from bot.providers.base import InputImage, PredictionState, ProviderCapabilities, ProviderRequest
 from bot.providers.comfyui import WORKFLOW_REFUSED, ComfyUIProvider, prompt_id_for
-from bot.providers.comfyui_workflow import shipped_workflow
+from bot.providers.comfyui_workflow import shipped_upscale_workflow, shipped_workflow
 from bot.providers.factory import build_provider
 from tests.fakes.comfyui import DEFAULT_KEY, FakeComfyUI
 from tests.fakes.coretoday import DEFAULT_KEY as CORE_KEY
@@ -569,3 +570,66 @@ async def test_a_named_dev_model_runs_on_comfyui_at_its_own_price(tmp_path: Path
     assert pro.state == JobState.SUCCEEDED and pro.provider == "coretoday"
     assert after_dev - after_pro == 120 and len(comfy.creates) == 1
     assert len(primary.creates) == 3  # two refused with 503, then the one it made
+
+
+# -- upscale (issue 27): the shipped upscale workflow --------------------------------------------
+
+
+def test_the_shipped_upscale_workflow_has_the_upscale_nodes() -> None:
+    graph = json.loads((SHIPPED / "upscale.json").read_text())
+    classes = {node["class_type"] for node in graph.values()}
+    assert {"UpscaleModelLoader", "ImageUpscaleWithModel", "ImageScaleBy"} <= classes
+    filled = shipped_upscale_workflow().fill(image="in.png", scale=2)
+    (scale,) = [n for n in filled.values() if n["class_type"] == "ImageScaleBy"]
+    assert scale["inputs"]["scale_by"] == 0.5  # 4x model, then half: 2x
+
+
+async def test_an_upscale_runs_the_upscale_workflow_at_its_scale(
+    tmp_path: Path, comfy: FakeComfyUI
+) -> None:
+    models = [
+        {"name": "dev", "model": "flux-kontext-dev", "cost_per_image": 20, "default": True},
+        {"name": "upscale", "kind": "upscale", "model": "4x-UltraSharp.pth", "cost_per_image": 5},
+    ]
+    settings = make_settings(
+        tmp_path,
+        comfy.base_url,
+        provider={"name": "comfyui", "api_key": DEFAULT_KEY, "max_retries": 1},
+        models=models,  # type: ignore[arg-type]
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+    )
+    frontend = RecordingFrontend()
+    app = await build_core(settings, {"slack": frontend})
+    app.provider.wait_initial = 0.01
+    await app.start()
+    try:
+        image = frontend.attach("in.png", png(size=(64, 48)))
+        ack = await app.service.submit(
+            EditRequest(USER, "", EditOptions(model="upscale", upscale=2), (image,), {}, "up-1")
+        )
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            job = await app.runner.wait_for(ack.job.id)
+    finally:
+        await app.close()
+    assert job.state == JobState.SUCCEEDED and job.cost == 5
+    (create,) = comfy.creates
+    graph = create.input["graph"]  # type: ignore[index]
+    loader = next(n for n in graph.values() if n["class_type"] == "UpscaleModelLoader")
+    assert loader["inputs"]["model_name"] == "4x-UltraSharp.pth"
+    (result,) = frontend.delivered
+    assert (result.width, result.height) == (128, 96)
+
+
+async def test_fake_comfyui_refuses_an_upscale_model_it_does_not_have(comfy: FakeComfyUI) -> None:
+    graph = shipped_upscale_workflow().fill(image="missing.png", scale=4, model_file="nope.pth")
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"{comfy.base_url}/prompt",
+            headers={"Authorization": f"Bearer {DEFAULT_KEY}"},
+            json={"prompt": graph},
+        )
+    assert answer.status_code == 400
+    errors = answer.json()["node_errors"]
+    kinds = {e["errors"][0]["type"] for e in errors.values()}
+    assert kinds == {"value_not_in_list", "custom_validation_failed"}
+    assert comfy.prompts == {}

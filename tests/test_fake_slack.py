@@ -397,6 +397,94 @@ async def test_a_static_select_beyond_block_kits_limits_is_refused(
     assert (await client.views_open(trigger_id="t", view=view))["view"]["id"]
 
 
+# -- views.publish: a Home tab within Block Kit's limits -------------------------------------
+
+
+def home(blocks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"type": "home", "blocks": blocks, **extra}
+
+
+def section(text: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
+
+
+def button(text: str = "Go", **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": "a",
+        "text": {"type": "plain_text", "text": text},
+        **extra,
+    }
+
+
+THUMB = {"type": "image", "slack_file": {"id": "F1"}, "alt_text": "the image"}
+
+
+@pytest.mark.parametrize(
+    ("view", "pointer"),
+    [
+        (home([section("x")] * 101), "/view/blocks"),
+        (home([section("x" * 3001)]), "/view/blocks/0/text/text"),
+        (
+            home([{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]),
+            "/view/blocks/0/text/text",
+        ),
+        (
+            home([{"type": "actions", "elements": [button("b" * 76)]}]),
+            "/view/blocks/0/elements/0/text/text",
+        ),
+        (home([{"type": "actions", "elements": [button()] * 26}]), "/view/blocks/0/elements"),
+        (home([section("x", accessory={**THUMB, "alt_text": ""})]), "/view/blocks/0/accessory"),
+        (
+            home([section("x", accessory={**THUMB, "image_url": "https://x/y.png"})]),
+            "/view/blocks/0/accessory",
+        ),
+        (home([section("x", block_id="b" * 256)]), "/view/blocks/0/block_id"),
+        (home([section("x")], private_metadata="m" * 3001), "/view/private_metadata"),
+        (home([section("x")], callback_id="c" * 256), "/view/callback_id"),
+        ({"type": "modal", "blocks": [section("x")]}, "/view/type"),
+    ],
+    ids=[
+        "101 blocks",
+        "section text 3001",
+        "header 151",
+        "button text 76",
+        "26 elements",
+        "image without alt_text",
+        "image with two sources",
+        "block_id 256",
+        "private_metadata 3001",
+        "callback_id 256",
+        "not a home view",
+    ],
+)
+async def test_views_publish_refuses_what_block_kit_refuses(
+    client: AsyncWebClient, slack: FakeSlack, view: dict[str, Any], pointer: str
+) -> None:
+    answer = await refused(client.views_publish(user_id="U0ALICE", view=view))
+    assert answer["ok"] is False and answer["error"] == "invalid_arguments"
+    messages = answer["response_metadata"]["messages"]
+    assert any(m.startswith("[ERROR] ") and f"[json-pointer:{pointer}]" in m for m in messages)
+    assert slack.home_views == {}
+
+
+async def test_views_publish_needs_a_user_and_takes_a_view_at_the_limits(
+    client: AsyncWebClient, slack: FakeSlack
+) -> None:
+    answer = await refused(client.api_call("views.publish", json={"view": home([section("x")])}))
+    assert answer["error"] == "invalid_arguments"
+    assert "[json-pointer:/user_id]" in answer["response_metadata"]["messages"][0]
+    at_limits = home(
+        [section("x" * 3000, accessory=THUMB)]
+        + [{"type": "actions", "elements": [button("b" * 75)] * 25}] * 99,
+        private_metadata="m" * 3000,
+        callback_id="c" * 255,
+    )
+    published = await client.views_publish(user_id="U0ALICE", view=at_limits)
+    assert published["view"]["type"] == "home"
+    assert len(slack.home_views["U0ALICE"]["blocks"]) == 100
+
+
 # -- rate limits (https://docs.slack.dev/apis/web-api/rate-limits) --------------------------
 
 
@@ -462,3 +550,18 @@ async def test_files_delete_takes_the_bots_own_uploads_only(
     assert slack.deleted_files == [file_id]
     assert not any(m.get("files") for m in slack.messages_in(CHANNEL)), "the share is gone"
     assert (await refused(client.files_delete(file=file_id)))["error"] == "file_not_found"
+
+
+# -- files.getUploadURLExternal's size rules (issue 27) --------------------------------------
+
+
+async def test_an_upload_needs_its_length_and_fits_the_workspaces_limit(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    slack.upload_limit = 1000
+    missing = await refused(client.files_getUploadURLExternal(filename="a.png", length=0))
+    assert missing["error"] == "missing_argument"
+    big = await refused(client.files_getUploadURLExternal(filename="a.png", length=1001))
+    assert big["error"] == "file_upload_size_restricted"
+    fits = await client.files_getUploadURLExternal(filename="a.png", length=1000)
+    assert fits["ok"] and fits["file_id"]

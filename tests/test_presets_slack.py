@@ -244,7 +244,7 @@ async def test_without_presets_there_is_no_select_and_buttons_follow_the_config(
         elements = actions_of(line)["elements"]
         assert [e["action_id"] for e in elements] == [
             "kontext_preset:zoom-out",
-            "kontext_reroll",
+            "kontext_result_reroll",
             "kontext_more",
         ]
         assert "colorize" not in json.dumps(elements[-1]["options"])

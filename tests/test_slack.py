@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 import re
 import signal
 import socket
@@ -29,8 +30,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.reply import SlackReply
 from bot.app import Core, build_core
-from bot.domain import UserRef
+from bot.domain import EditOptions, EditResult, Job, JobState, UserRef
 from tests.fakes.coretoday import FakeCoreToday
+from tests.fakes.replicate import DEFAULT_KEY as REPLICATE_KEY
+from tests.fakes.replicate import FakeReplicate
 from tests.fakes.slack import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -961,3 +964,103 @@ async def test_an_acknowledgement_slack_does_not_answer_in_time_is_not_an_error(
     assert len(slack.calls_to("chat.postEphemeral")) == 1
     assert slack.calls_to("chat.postMessage") == []
     assert slack.calls_to("conversations.open") == []
+
+
+# -- --upscale (issue 27): served by the fake Replicate's real-esrgan ---------------------------
+
+UPSCALE_MODELS: list[dict[str, object]] = [
+    {**TWO_MODELS[0]},
+    {
+        "name": "upscale",
+        "kind": "upscale",
+        "model": "nightmareai/real-esrgan",
+        "providers": ["replicate"],
+        "cost_per_image": 10,
+    },
+]
+
+
+@pytest.fixture
+async def upscale_bot(tmp_path: Path) -> AsyncIterator[Bot]:
+    async with FakeReplicate() as replicate:
+        provider = {"name": "replicate", "api_key": REPLICATE_KEY}
+        async for served in serving(
+            "http",
+            tmp_path,
+            replicate,
+            provider=provider,
+            models=UPSCALE_MODELS,  # type: ignore[arg-type]
+        ):
+            yield served
+
+
+async def test_a_mention_with_upscale_posts_the_larger_image_and_charges_its_cost(
+    upscale_bot: Bot,
+) -> None:
+    bot = upscale_bot
+    file = bot.slack.add_file("portrait.png", png((10, 200, 10), (80, 60)))
+    ts = f"{time.time() - 60:.6f}"
+    text = f"<@{BOT_USER_ID}> --upscale 4"
+    await bot.event(message_event("app_mention", ts, text, [file]), "EvUp")
+    (upload,) = await bot.uploaded()
+    assert Image.open(io.BytesIO(upload.data)).size == (320, 240)
+    assert "Upscaled 4x" in (upload.initial_comment or "")
+    (create,) = bot.provider.creates
+    assert create.model == "nightmareai/real-esrgan"
+    assert create.input == {"scale": 4, "face_enhance": False}
+    assert await balance(bot) == 1200 - 10
+
+
+async def test_slash_upscale_opens_the_form_for_the_image_and_keeps_the_scale(
+    upscale_bot: Bot,
+) -> None:
+    bot = upscale_bot
+    refused = await bot.command("--upscale 3")
+    assert "use 2 or 4" in refused.text
+    answer = await bot.command("--upscale 2")
+    assert answer.text == ""
+    view = await bot.opened_view()
+    assert json.loads(view["private_metadata"])["upscale"] == 2
+    file = bot.slack.add_file("cat.png", png(size=(40, 30)))
+    await bot.interact(submission(bot, view, prompt="Upscaled 2x", file=file))
+    (upload,) = await bot.uploaded()
+    assert Image.open(io.BytesIO(upload.data)).size == (80, 60)
+    (create,) = bot.provider.creates
+    assert create.input == {"scale": 2, "face_enhance": False}
+    assert await balance(bot) == 1200 - 10
+
+
+async def test_a_result_over_the_workspaces_upload_limit_is_fitted_and_said() -> None:
+    """A restricted workspace (files.getUploadURLExternal's file_upload_size_restricted):
+    the reply fits the result under its limit first, and the comment says what it did."""
+    noise = random.Random(27).randbytes(600 * 600 * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (600, 600), noise).save(buffer, format="PNG")
+    job = Job(
+        id="job-fit-0001",
+        idempotency_key="k",
+        user=UserRef("slack", TEAM_ID, USER),
+        state=JobState.DELIVERING,
+        prompt="",
+        options=EditOptions(model="upscale", upscale=2),
+        attachments=(),
+        reply_target={"channel": CHANNEL, "user": USER},
+        cost=10,
+        provider="replicate",
+        model="nightmareai/real-esrgan",
+    )
+    result = EditResult(
+        job, buffer.getvalue(), "image/png", "kontext-job-fit.png", 600, 600, 1190, 1.0
+    )
+    async with FakeSlack() as slack:
+        slack.upload_limit = 150_000
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
+        reply = SlackReply(client, job.reply_target, upload_limit=slack.upload_limit)
+        await reply.deliver(result)
+        (upload,) = [u for u in slack.uploads.values() if u.channel]
+    assert len(upload.data) <= 150_000 and upload.filename.endswith(".jpg")
+    with Image.open(io.BytesIO(upload.data)) as posted:
+        assert posted.format == "JPEG"
+        size = posted.size
+    assert f"posted as a JPEG at {size[0]}×{size[1]}" in (upload.initial_comment or "")
+    assert "Upscaled 2x" in (upload.initial_comment or "")

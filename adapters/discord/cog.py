@@ -134,7 +134,9 @@ class KontextCog(commands.Cog):
         this cog's own copy of the command; with one model there is no option, and with
         more than Discord lists it takes a typed name (checked like ``--model``)."""
         params = self.kontext._params
-        if not self.catalogue.several:
+        self._upscale_option()
+        if len(self.catalogue.editors) < 2:
+            # No edit model to choose (an upscaler is chosen by ``upscale``).
             params.pop("model", None)
             return
         choices = self.catalogue.choices(MAX_CHOICES)
@@ -162,6 +164,22 @@ class KontextCog(commands.Cog):
                     name=locale_str(p.label) if p.translated else p.label, value=p.name
                 )
                 for p in presets[:MAX_CHOICES]
+            ],
+        )
+
+    def _upscale_option(self) -> None:
+        """``upscale``: the scales of the configured upscaler as choices; no option
+        without one (issue 27)."""
+        params = self.kontext._params
+        upscaler = self.catalogue.upscaler()
+        if upscaler is None:
+            params.pop("upscale", None)
+            return
+        params["upscale"] = dataclasses.replace(
+            params["upscale"],
+            choices=[
+                app_commands.Choice[str | int | float](name=f"{n}x", value=n)
+                for n in upscaler.scales
             ],
         )
 
@@ -203,6 +221,7 @@ class KontextCog(commands.Cog):
         resolution=locale_str("Size of the result in megapixels (models that have one)"),
         preset=locale_str("A named instruction, e.g. Zoom out (your prompt is added to it)"),
         count=locale_str("How many variations, each its own seed and charged on its own"),
+        upscale=locale_str("Make the image this many times larger instead (no prompt needed)"),
         **{f"image{n}": f"Reference image {n} (the prompt can name it)" for n in EXTRA_IMAGES},
     )
     @app_commands.choices(aspect_ratio=RATIO_CHOICES, format=FORMAT_CHOICES)
@@ -229,11 +248,13 @@ class KontextCog(commands.Cog):
         image8: discord.Attachment | None = None,
         image9: discord.Attachment | None = None,
         image10: discord.Attachment | None = None,
+        upscale: int | None = None,
     ) -> None:
         adapter = self.adapter
         given = (image, image2, image3, image4, image5, image6, image7, image8, image9, image10)
         outcome = await adapter.conversation.read_options(
             adapter.user_of(interaction),
+            # Optional since ``upscale`` needs none; an edit without one is refused.
             prompt or "",
             # Every image given, in the order of the options (the first is edited).
             files=[attachments.source_of(a) for a in given if a is not None],
@@ -246,6 +267,7 @@ class KontextCog(commands.Cog):
             resolution=resolution.value if resolution else None,
             preset=preset,
             count=count.value if count else None,
+            upscale=upscale,
         )
         await adapter.answer_or_edit(interaction, outcome)
 

@@ -32,11 +32,11 @@ from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import group_view, result_view
 from adapters.discord.pacing import ChannelSlots, rate_limited
 from bot.chat.presets import ResultLayout
-from bot.chat.texts import group_heading, group_member_line, provider_note
+from bot.chat.texts import fitted_note, group_heading, group_member_line, job_about, provider_note
 from bot.domain import EditResult, GroupResult, Job
 from bot.errors import DeliveryImpossible
 from bot.i18n import N_, _, number
-from bot.images import fit_to_byte_limit
+from bot.images import fit_upload
 
 log = structlog.get_logger("kontext.discord")
 
@@ -142,7 +142,7 @@ class DiscordReply:
 
     async def progress(self, job: Job, stage: str) -> None:
         text = _(_STAGES[stage]) if stage in _STAGES else stage.capitalize()
-        await self._status(f"{text}… `{short(job.prompt, 150)}`")
+        await self._status(f"{text}… `{short(job_about(job), 150)}`")
 
     async def deliver(
         self, result: EditResult, *, maybe_delivered: bool = False
@@ -173,14 +173,22 @@ class DiscordReply:
         limit = int(self.target.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
         # Leave room for the multipart envelope and the embed.
         room = max(limit - 64 * 1024, limit // 2)
-        data, content_type = await asyncio.to_thread(
-            fit_to_byte_limit, result.image, max_bytes=room
-        )
+        # The interaction's ``attachment_size_limit`` (discord.py's
+        # ``Interaction.filesize_limit``), stored with the target: fitted to it, and
+        # the message says what was done (bot.images.fitting never raises).
+        fitted = await asyncio.to_thread(fit_upload, result.image, max_bytes=room)
+        data = fitted.data
         filename = result.filename
-        if content_type == "image/jpeg" and not filename.lower().endswith((".jpg", ".jpeg")):
+        if fitted.change and not filename.lower().endswith((".jpg", ".jpeg")):
             filename = filename.rsplit(".", 1)[0] + ".jpg"
+        mention = f"<@{self._user}>"
+        if fitted.change:
+            note = fitted_note(
+                "discord", limit, fitted.width, fitted.height, fitted.change == "smaller"
+            )
+            mention = f"{mention} {note}"
         post: dict[str, Any] = {
-            "content": f"<@{self._user}>",
+            "content": mention,
             "embed": result_embed(result, filename),
             "view": result_view(job.id, self._layout),
             "allowed_mentions": pings(self._user),
@@ -232,13 +240,12 @@ class DiscordReply:
         room = max(limit - 64 * 1024, limit // 2) // max(1, len(group.results))
         fitted: list[tuple[bytes, str]] = []
         for result in group.results:
-            data, content_type = await asyncio.to_thread(
-                fit_to_byte_limit, result.image, max_bytes=room
-            )
+            # fit_upload never raises: the provider was paid, so the group is posted.
+            one = await asyncio.to_thread(fit_upload, result.image, max_bytes=room)
             filename = result.filename
-            if content_type == "image/jpeg" and not filename.lower().endswith((".jpg", ".jpeg")):
-                filename = filename.rsplit(".", 1)[0] + ".jpg"
-            fitted.append((data, filename))
+            if one.change and not filename.lower().endswith(f".{one.extension}"):
+                filename = filename.rsplit(".", 1)[0] + f".{one.extension}"
+            fitted.append((one.data, filename))
         first = group.first
         lines = [
             f"<@{self._user}> `{short(first.prompt, 150)}`",
@@ -277,7 +284,7 @@ class DiscordReply:
     async def fail(self, job: Job, message: str) -> None:
         await self._ready()
         self._cancel_pending()
-        text = f"❌ {message}\n`{short(job.prompt, 150)}`"
+        text = f"❌ {message}\n`{short(job_about(job), 150)}`"
         if self._token_alive():
             interaction = self._interaction()
             try:
@@ -467,7 +474,7 @@ class DiscordReply:
 
 def result_embed(result: EditResult, filename: str) -> discord.Embed:
     job = result.job
-    embed = discord.Embed(description=short(job.prompt, 4000), colour=discord.Colour.blurple())
+    embed = discord.Embed(description=short(job_about(job), 4000), colour=discord.Colour.blurple())
     seed = str(job.seed) if job.seed is not None else _("unknown")
     embed.add_field(name=_("Seed"), value=seed)
     embed.add_field(name=_("Aspect ratio"), value=job.options.aspect_ratio or _("as input"))

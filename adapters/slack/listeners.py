@@ -32,24 +32,31 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.home import DASHBOARD_ACTION_ID, home_view
 from adapters.slack.locales import Locales
 from adapters.slack.membership import Membership
 from adapters.slack.reply import ACKNOWLEDGED, SlackReply, job_metadata, status_about
 from adapters.slack.status import StatusBoard
 from adapters.slack.views import (
     AGAIN_ACTION_ID,
+    CHANNEL_BLOCK,
     DELETE_ACTION_ID,
+    EDIT_AGAIN_ACTION_ID,
     MAX_SELECT_OPTIONS,
     MORE_ACTION_ID,
+    NEW_EDIT_ACTION_ID,
     PRESET_ACTION_PREFIX,
     REROLL_ACTION_ID,
     RESULT_BLOCK_PREFIX,
+    RESULT_REROLL_ACTION_ID,
     cancel_blocks,
     edit_modal,
+    notice_modal,
     read_submission,
 )
 from bot.chat import texts
 from bot.chat.conversation import Conversation, Edit, Said
+from bot.chat.texts import upscaled_about
 from bot.config import SlackConfig
 from bot.domain import (
     Attachment,
@@ -145,7 +152,7 @@ class SlackListeners:
         app.view(CALLBACK_ID)(self.on_view_submission)
         app.shortcut(SHORTCUT_CALLBACK_ID)(self.on_message_shortcut)
         app.action(CANCEL_ACTION_ID)(self.on_cancel)
-        app.action(REROLL_ACTION_ID)(self.on_result_action)
+        app.action(RESULT_REROLL_ACTION_ID)(self.on_result_action)
         app.action(AGAIN_ACTION_ID)(self.on_result_action)
         app.action(MORE_ACTION_ID)(self.on_result_action)
         app.action(DELETE_ACTION_ID)(self.on_delete_result)
@@ -153,13 +160,24 @@ class SlackListeners:
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
         app.event("app_home_opened")(self.on_app_home_opened)
+        app.action(NEW_EDIT_ACTION_ID)(self.on_new_edit)
+        app.action(REROLL_ACTION_ID)(self.on_reroll)
+        app.action(EDIT_AGAIN_ACTION_ID)(self.on_edit_again)
+        app.action(DASHBOARD_ACTION_ID)(self.on_link)
 
     # -- the welcome (issue 29) ---------------------------------------------------------------
 
-    async def on_app_home_opened(self, event: dict[str, Any]) -> None:
-        """Someone opened the bot's Messages tab: while their DM with the bot is empty,
-        the bot says what it does (the Discord welcome's words), so it is said once,
-        whichever process gets the event, with nothing to remember (``slack.welcome``)."""
+    async def on_app_home_opened(
+        self, event: dict[str, Any], body: dict[str, Any] | None = None
+    ) -> None:
+        """Someone opened the bot's Home tab: it is published anew (``home.py``). Or they
+        opened its Messages tab: while their DM with the bot is empty, the bot says what
+        it does (the Discord welcome's words), so it is said once, whichever process
+        gets the event, with nothing to remember (``slack.welcome``)."""
+        if event.get("tab") == "home":
+            team = str((body or {}).get("team_id") or event.get("team") or "")
+            await self.publish_home(UserRef(PLATFORM, team, str(event["user"])))
+            return
         channel = str(event.get("channel") or "")
         if not self.adapter.config.welcome or event.get("tab") != "messages" or not channel:
             return
@@ -170,6 +188,110 @@ class SlackListeners:
             await self.client.chat_postMessage(channel=channel, text=self.conversation.welcome())
         except SlackApiError as exc:
             self.adapter.api_error("welcome", exc)
+
+    # -- the Home tab (issue 28) ----------------------------------------------------------------
+
+    async def publish_home(self, user: UserRef) -> None:
+        """What the conversation says the person's home screen is, published (Slack keeps
+        it until the next publish)."""
+        await self._speak(user)
+        screen = await self.conversation.home(user, self.adapter.platform_admin(user))
+        try:
+            await self.client.views_publish(user_id=user.user, view=home_view(screen))
+        except SlackApiError as exc:
+            self.adapter.api_error("views.publish", exc)
+
+    def _home_user(self, body: dict[str, Any]) -> UserRef:
+        team = (body.get("team") or {}).get("id") or body["user"].get("team_id")
+        return UserRef(PLATFORM, str(team), str(body["user"]["id"]))
+
+    async def _notice(self, trigger_id: str, text: str) -> None:
+        """An answer to a Home tab button, which is in no channel: a small modal."""
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=notice_modal(text))
+        except SlackApiError as exc:
+            self.adapter.api_error("views.open", exc)
+
+    async def on_new_edit(self, ack: Ack, body: dict[str, Any]) -> None:
+        """The Home tab's New edit: the /kontext modal with a channel picker."""
+        await ack()
+        user = self._home_user(body)
+        await self._speak(user)
+        metadata = {"user": user.user, "team": user.workspace, "home": True}
+        await self._open_modal(
+            body["trigger_id"], metadata, with_file_input=True, channel_picker=True
+        )
+
+    async def _job_target(self, job_id: str) -> dict[str, Any] | None:
+        """Where the result of ``job_id`` went: a new edit from it goes there too."""
+        job = await self.conversation.service.job(job_id)
+        if job is None or not job.reply_target.get("channel"):
+            return None
+        return {
+            "channel": str(job.reply_target["channel"]),
+            "thread_ts": job.reply_target.get("thread_ts"),
+        }
+
+    async def on_reroll(self, ack: Ack, body: dict[str, Any]) -> None:
+        """Re-roll: the same edit with a new seed, posted where the first one was; the
+        one who clicks pays (``Conversation.reroll``)."""
+        await ack()
+        user = self._home_user(body)
+        await self._speak(user)
+        action = (body.get("actions") or [{}])[0]
+        job_id = str(action.get("value") or "")
+        trigger = str(body.get("trigger_id") or "")
+        edit = await self.conversation.reroll(job_id)
+        where = await self._job_target(job_id)
+        if isinstance(edit, Said) or where is None:
+            await self._notice(
+                trigger, edit.text if isinstance(edit, Said) else _(texts.REROLL_GONE)
+            )
+            return
+        channel = where["channel"]
+        if not await self._bot_is_in(channel):
+            await self._notice(trigger, self._invite())
+            return
+        target = {**where, "user": user.user}
+        key = f"slack:{user.workspace}:reroll:{user.user}:{job_id}:{action.get('action_ts')}"
+        context = RequestContext(channel=channel)
+        submitted = await self.conversation.submit(self._request(user, edit, target, key, context))
+        if submitted.duplicate:
+            return
+        text = submitted.text
+        if submitted.accepted:
+            text += " " + texts.result_goes_to(self.conversation.style, channel)
+        await self._notice(trigger, text)
+        self.adapter.status.spawn(self.publish_home(user))
+
+    async def on_edit_again(self, ack: Ack, body: dict[str, Any]) -> None:
+        """Edit again: the result (where its delivery recorded it) is the next edit's
+        input, in the modal without a file field; posted where the result was."""
+        await ack()
+        user = self._home_user(body)
+        await self._speak(user)
+        job_id = str((body.get("actions") or [{}])[0].get("value") or "")
+        trigger = str(body.get("trigger_id") or "")
+        nxt = await self.conversation.edit_again(job_id, None)
+        where = await self._job_target(job_id)
+        if isinstance(nxt, Said) or where is None:
+            gone = nxt.text if isinstance(nxt, Said) else _(texts.RESULT_IMAGE_GONE)
+            await self._notice(trigger, gone)
+            return
+        metadata = {
+            **where,
+            "user": user.user,
+            "team": user.workspace,
+            "home": True,
+            "files": [s.to_json() for s in nxt.inputs[:_METADATA_FILES]],
+        }
+        await self._open_modal(
+            trigger, metadata, options=EditOptions(model=nxt.model), with_file_input=False
+        )
+
+    async def on_link(self, ack: Ack) -> None:
+        """A link button (the dashboard): Slack opens the link; the click is only acked."""
+        await ack()
 
     # -- slash command and modal -----------------------------------------------------------
 
@@ -205,10 +327,16 @@ class SlackListeners:
             await ack(text=self._invite())
             return
         await ack()
+        prompt = outcome.prompt
+        if outcome.options.upscale is not None:
+            # ``/kontext --upscale 2``: the modal is for the image; the scale travels in
+            # the metadata and the form's other fields are not read (issue 27).
+            metadata["upscale"] = outcome.options.upscale
+            prompt = prompt or upscaled_about(outcome.options.upscale)
         await self._open_modal(
             command["trigger_id"],
             metadata,
-            prompt=outcome.prompt,
+            prompt=prompt,
             options=outcome.options,
             with_file_input=True,
         )
@@ -221,6 +349,7 @@ class SlackListeners:
         prompt: str = "",
         options: EditOptions | None = None,
         with_file_input: bool,
+        channel_picker: bool = False,
     ) -> None:
         view = edit_modal(
             metadata=metadata,
@@ -233,6 +362,7 @@ class SlackListeners:
             max_files=self.conversation.service.models.max_images,
             presets=self.conversation.preset_choices(),
             max_count=self.conversation.service.max_variations,
+            channel_label=_(texts.HOME_CHANNEL_LABEL) if channel_picker else None,
         )
         try:
             await self.client.views_open(trigger_id=trigger_id, view=view)
@@ -250,27 +380,42 @@ class SlackListeners:
         team = str(metadata.get("team") or body["team"]["id"])
         user = UserRef(PLATFORM, team, body["user"]["id"])
         await self._speak(user)
-        channel = str(metadata.get("channel"))
+        # From the Home tab's New edit the channel is the picker's choice.
+        channel = str(metadata.get("channel") or submission.channel or "")
+        from_home = bool(metadata.get("home"))
+        if not channel:
+            await ack(
+                response_action="errors", errors={CHANNEL_BLOCK: _(texts.HOME_CHOOSE_CHANNEL)}
+            )
+            return
         context = RequestContext(channel=channel)
-        outcome = await self.conversation.read_options(
-            user,
-            submission.prompt,
-            files=files,
-            context=context,
-            aspect_ratio=submission.aspect_ratio,
-            seed=submission.seed,
-            output_format=submission.output_format,
-            model=submission.model,
-            preset=submission.preset,
-            count=submission.count,
-        )
+        scale = metadata.get("upscale")
+        if isinstance(scale, int):
+            outcome = await self.conversation.read_options(
+                user, "", files=files, context=context, upscale=scale
+            )
+        else:
+            outcome = await self.conversation.read_options(
+                user,
+                submission.prompt,
+                files=files,
+                context=context,
+                aspect_ratio=submission.aspect_ratio,
+                seed=submission.seed,
+                output_format=submission.output_format,
+                model=submission.model,
+                preset=submission.preset,
+                count=submission.count,
+            )
         if isinstance(outcome, Said):
             # Shown under the prompt field: the modal stays open to be corrected.
             await ack(response_action="errors", errors={"prompt": outcome.text})
             return
         if not await self._bot_is_in(channel):
-            # The modal stays open: the user can invite the bot and submit again.
-            await ack(response_action="errors", errors={"prompt": self._invite()})
+            # The modal stays open: the user can invite the bot (or, from the Home tab,
+            # choose another channel) and submit again.
+            field = CHANNEL_BLOCK if submission.channel else "prompt"
+            await ack(response_action="errors", errors={field: self._invite()})
             return
         target = {
             "channel": channel,
@@ -294,6 +439,8 @@ class SlackListeners:
             )
             answer = reply.respond(submitted.text, blocks) if reply.response_url else None
             self.adapter.status.spawn(answer or reply.tell(submitted.text, blocks))
+            if from_home:
+                self.adapter.status.spawn(self.publish_home(user))
 
     async def on_message_shortcut(self, ack: Ack, shortcut: dict[str, Any]) -> None:
         await ack()

@@ -21,6 +21,7 @@ conversation first and posts only if the image is not there.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,8 +37,10 @@ from adapters.slack.views import cancel_blocks, result_blocks
 from bot.chat.presets import ResultLayout
 from bot.chat.texts import (
     channel_unreachable,
+    fitted_note,
     group_heading,
     group_member_line,
+    job_about,
     provider_note,
     result_details,
     short,
@@ -45,6 +48,7 @@ from bot.chat.texts import (
 from bot.domain import AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
+from bot.images import fit_upload
 
 log = structlog.get_logger("kontext.slack")
 
@@ -64,6 +68,9 @@ ACKNOWLEDGED = "acknowledged_in_status"
 # margin for clock skew between this host and Slack) cannot be its post, and a page of
 # recent messages is the most one look reads.
 _LOOK_MARGIN_SECONDS = 600.0
+# "Files uploaded to Slack can be up to 1 GB" (https://slack.com/help/articles/201330736,
+# and files.getUploadURLExternal's ``length``); a result over it is fitted.
+UPLOAD_LIMIT = 1024**3
 _LOOK_LIMIT = 200
 
 # Translated where they are shown (the job's language, bot.i18n).
@@ -85,8 +92,10 @@ class SlackReply:
         on_unreachable: Callable[[str], None] | None = None,
         board: StatusBoard | None = None,
         layout: ResultLayout | None = None,
+        upload_limit: int = UPLOAD_LIMIT,
     ) -> None:
         self.client = client
+        self.upload_limit = upload_limit
         # A result's buttons (the conversation layer's), put on the "Done" status line.
         self.layout = layout
         self.channel = str(target["channel"])
@@ -105,7 +114,7 @@ class SlackReply:
     def _about(self, job: Job) -> str:
         """Whose request and what it asked, as every public post of the job opens; the
         prompt escaped, so it cannot ping anyone."""
-        return status_about(self.user, job.prompt)
+        return status_about(self.user, job_about(job))
 
     def line(self, job: Job) -> StatusLine:
         async def find() -> str | None:
@@ -223,6 +232,14 @@ class SlackReply:
             where["ts"] = str(ts)
         if file.get("permalink"):
             where["link"] = str(file["permalink"])
+        # The result as an input (Edit again from history or the Home tab): the file id,
+        # looked up with files.info when it is used, since download URLs can change.
+        where["image"] = AttachmentSource(
+            name=str(file.get("name") or file["id"]),
+            content_type=file.get("mimetype"),
+            size=file.get("size"),
+            locator=f"file:{file['id']}",
+        ).to_json()
         return where
 
     async def _upload(self, result: EditResult) -> dict[str, Any]:
@@ -232,12 +249,20 @@ class SlackReply:
             job_marker(job),
         ]
         comment = f"{self._about(job)} ({', '.join(details)})"
+        # Slack's file size limit (bot.images.fitting never raises); said when used.
+        fitted = await asyncio.to_thread(fit_upload, result.image, max_bytes=self.upload_limit)
+        filename = result.filename
+        if fitted.change:
+            filename = filename.rsplit(".", 1)[0] + ".jpg"
+            smaller = fitted.change == "smaller"
+            note = fitted_note("slack", self.upload_limit, fitted.width, fitted.height, smaller)
+            comment = f"{comment}\n{note}"
         answer = await self.client.files_upload_v2(
             channel=self.channel,
             thread_ts=self.thread_ts,
-            file=result.image,
-            filename=result.filename,
-            title=short(job.prompt, 250),
+            file=fitted.data,
+            filename=filename,
+            title=short(job_about(job), 250),
             initial_comment=comment,
         )
         # files.completeUploadExternal answers with the file objects (id, permalink,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.chat.presets import ResultLayout
-from bot.chat.texts import MORE_PLACEHOLDER
+from bot.chat.texts import HOME_NOTICE_CLOSE, MORE_PLACEHOLDER
 from bot.domain import EditOptions
 from bot.i18n import _
 
@@ -25,6 +25,13 @@ SHORTCUT_CALLBACK_ID = "kontext_edit_message"
 # The Cancel button of a queued job's acknowledgement (bot.jobs.cancellation).
 CANCEL_ACTION_ID = "kontext_cancel"
 IMAGE_EXTENSIONS = ["png", "jpg", "jpeg", "gif", "webp"]
+# The result buttons (the Home tab's last edits): the job id is the value, so they work
+# after a restart; they mean what Discord's Re-roll and Edit again mean (bot.conversation).
+REROLL_ACTION_ID = "kontext_reroll"
+EDIT_AGAIN_ACTION_ID = "kontext_edit_again"
+# The Home tab's "New edit": the modal with a channel picker for where the result goes.
+NEW_EDIT_ACTION_ID = "kontext_new_edit"
+CHANNEL_BLOCK = "channel"
 
 
 def _option(value: str) -> dict[str, Any]:
@@ -43,12 +50,30 @@ def edit_modal(
     max_files: int = 1,
     presets: Sequence[tuple[str, str]] = (),
     max_count: int = 1,
+    channel_label: str | None = None,
 ) -> dict[str, Any]:
     """``max_files``: the most images the configured models take (Slack's file_input
     allows 1-10, https://docs.slack.dev/reference/block-kit/block-elements/file-input-element).
     ``presets``: (name, label) of the presets in force, offered as a select; with one
-    chosen the prompt may stay empty (the preset's instruction is the prompt)."""
+    chosen the prompt may stay empty (the preset's instruction is the prompt).
+    ``channel_label``: opened from the Home tab, which is in no channel: a channel picker
+    with this label chooses where the result goes (the submission checks that the bot
+    is there; a conversations_select cannot filter by the bot's membership,
+    https://docs.slack.dev/reference/block-kit/composition-objects/conversation-filter-object)."""
     blocks: list[dict[str, Any]] = []
+    if channel_label:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": CHANNEL_BLOCK,
+                "label": {"type": "plain_text", "text": channel_label},
+                "element": {
+                    "type": "conversations_select",
+                    "action_id": "value",
+                    "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+                },
+            }
+        )
     if with_file_input:
         blocks.append(
             {
@@ -209,6 +234,7 @@ class Submission:
     model: str | None = None
     preset: str | None = None
     count: int | None = None
+    channel: str | None = None  # the channel picker's choice (opened from the Home tab)
 
 
 def read_submission(view: dict[str, Any]) -> Submission:
@@ -239,6 +265,7 @@ def read_submission(view: dict[str, Any]) -> Submission:
         model=selected_model.get("value"),
         preset=selected_preset.get("value"),
         count=int(selected_count) if selected_count.isdigit() else None,
+        channel=value(CHANNEL_BLOCK, "value").get("selected_conversation") or None,
     )
 
 
@@ -265,8 +292,8 @@ def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
 
 # The action ids of a result's buttons; a preset's is ``kontext_preset:<name>`` and the
 # More… select's block id carries the job (``kontext_result:<job id>``).
-REROLL_ACTION_ID = "kontext_reroll"
-AGAIN_ACTION_ID = "kontext_again"
+RESULT_REROLL_ACTION_ID = "kontext_result_reroll"
+AGAIN_ACTION_ID = "kontext_result_again"
 PRESET_ACTION_PREFIX = "kontext_preset:"
 MORE_ACTION_ID = "kontext_more"
 DELETE_ACTION_ID = "kontext_delete"
@@ -276,7 +303,7 @@ RESULT_BLOCK_PREFIX = "kontext_result:"
 # a [results] list that would not fit (bot.chat.presets).
 MAX_ACTIONS_ELEMENTS = 25
 _SLACK_BUTTONS = {
-    "reroll": REROLL_ACTION_ID,
+    "reroll": RESULT_REROLL_ACTION_ID,
     "edit": AGAIN_ACTION_ID,
     "delete": DELETE_ACTION_ID,
 }
@@ -327,3 +354,16 @@ def result_blocks(text: str, job_id: str, layout: ResultLayout) -> list[dict[str
             }
         )
     return blocks
+
+
+def notice_modal(text: str) -> dict[str, Any]:
+    """A modal that only says something: the answer to a button on the Home tab, which
+    is in no channel (no ephemeral message, no response_url to answer through). A
+    modal's title holds at most 24 characters
+    (https://docs.slack.dev/reference/views/modal-views)."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Kontext"},
+        "close": {"type": "plain_text", "text": _(HOME_NOTICE_CLOSE)[:24]},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}],
+    }

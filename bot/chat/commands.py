@@ -1,7 +1,8 @@
 """The ``/kontext`` text grammar shared by every platform.
 
 ``/kontext <prompt> [--ar RATIO] [--seed N] [--format png|jpg|webp] [--upsample]
-[--safety N] [--model NAME] [--res MP] [--preset NAME] [--n COUNT]``
+[--safety N] [--model NAME] [--res MP] [--preset NAME] [--n COUNT]``, and
+``/kontext --upscale N`` with an image (an upscaler makes it N times larger; no prompt).
 
 Which values each option may take is the chosen model's profile (bot.credits.model_profiles):
 the options are checked against it here, before anything is reserved.
@@ -104,11 +105,12 @@ _FLAG_NAMES = {
     "n": "n",
     "count": "n",
     "variations": "n",
+    "upscale": "upscale",
 }
-_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res", "preset", "n"}
-_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res, --preset, --n"
+_VALUE_FLAGS = {"ar", "seed", "format", "safety", "model", "res", "preset", "n", "upscale"}
+_KNOWN = "--ar, --seed, --format, --upsample, --safety, --model, --res, --preset, --n, --upscale"
 # With one model there is nothing to choose: --model is not offered (still understood).
-_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res, --preset, --n"
+_KNOWN_ONE_MODEL = "--ar, --seed, --format, --upsample, --safety, --res, --preset, --n, --upscale"
 # The most variations one request may ask (``--n``); the operator's
 # ``jobs.max_variations`` may lower it.
 MAX_VARIATIONS = 4
@@ -175,6 +177,8 @@ def parse_command(
         name = _FLAG_NAMES.get(raw_name)
         if name is None:
             known = _KNOWN if models is None or models.several else _KNOWN_ONE_MODEL
+            if models is not None and models.upscalers:
+                known += ", --upscale"
             raise UserInputError(
                 _("I don't know the option --{name}. The options are {known}.").format(
                     name=raw_name, known=known
@@ -209,6 +213,7 @@ def parse_command(
         return CreditsCommand()
     if not values and prompt.strip().lower() == "cancel":
         return CancelCommand()
+    upscale = values.get("upscale")
     options = build_options(
         has_image=has_image,
         capabilities=capabilities,
@@ -222,7 +227,12 @@ def parse_command(
         resolution=_parse_res(values["res"]) if values.get("res") is not None else None,
         count=_parse_count(values["n"], max_count) if values.get("n") is not None else None,
         max_count=max_count,
+        upscale=_parse_scale(upscale, models) if upscale is not None else None,
+        given=frozenset(values),
     )
+    if options.upscale is not None:
+        # An upscale reads no prompt: the words, if any, are kept only to show.
+        return EditCommand(prompt=" ".join(prompt.split()), options=options)
     preset = values.get("preset")
     if preset is not None:
         # The preset's template is the prompt; the user's words may be none at all.
@@ -240,6 +250,7 @@ _EXAMPLES = {
     "res": "--res 2",
     "preset": "--preset zoom-out",
     "n": "--n 4",
+    "upscale": "--upscale 2",
 }
 
 
@@ -247,6 +258,17 @@ def _parse_count(raw: str | None, most: int) -> int:
     text = (raw or "").strip()
     if not re.fullmatch(r"\d{1,3}", text):
         raise UserInputError(texts.count_refused(raw or "", most))
+    return int(text)
+
+
+def _parse_scale(raw: str, models: Catalogue | None) -> int:
+    """``--upscale 2`` (also ``2x``); a refusal names the upscaler's scales."""
+    text = raw.strip().lower().removesuffix("x").strip()
+    upscaler = models.upscaler() if models is not None else None
+    if upscaler is None:
+        raise UserInputError(_(texts.NO_UPSCALER))
+    if not re.fullmatch(r"\d{1,3}", text):
+        raise UserInputError(texts.upscale_scale_refused(raw, upscaler.scales))
     return int(text)
 
 
@@ -336,13 +358,37 @@ def build_options(
     resolution: int | None = None,
     count: int | None = None,
     max_count: int = MAX_VARIATIONS,
+    upscale: int | None = None,
+    given: frozenset[str] | None = None,
 ) -> EditOptions:
     """Validate options however they arrived (text flags or real slash-command options),
-    against the chosen model's profile: each refusal is free and names what it takes."""
+    against the chosen model's profile: each refusal is free and names what it takes.
+    ``given``: the options typed (text grammar), so an upscale refuses edit options."""
+    if upscale is not None:
+        if count is not None and count > 1:
+            raise UserInputError(_(texts.UPSCALE_ONCE))
+        asked = (
+            given
+            if given is not None
+            else _asked(
+                ar=aspect_ratio,
+                seed=seed,
+                format=output_format,
+                upsample=upsample or None,
+                safety=safety,
+                res=resolution,
+            )
+        )
+        return upscale_options(
+            has_image=has_image, scale=upscale, model=model, models=models, given=asked
+        )
     chosen_model: str | None = None
     if model is not None and model.strip():
         # The catalogue's spelling of the name; an unknown one is refused with the list.
         chosen_model = models.choose(model).name if models is not None else model.strip()
+        upscaler = models.upscaler(chosen_model) if models is not None else None
+        if upscaler is not None:
+            raise UserInputError(texts.model_is_upscaler(upscaler.name, upscaler.scales))
     profile = options_profile(capabilities, models, chosen_model)
     # Refusals name the model when there is a choice of them (the default included).
     named = (chosen_model or models.default.name) if models is not None and models.several else None
@@ -414,3 +460,44 @@ def build_options(
         resolution=resolution,
         count=count or 1,
     )
+
+
+# -- --upscale (issue 27) -----------------------------------------------------------------------
+
+# What an upscale does not read: an edit's options, refused by name when given with it.
+_NOT_FOR_UPSCALE = ("ar", "seed", "format", "upsample", "safety", "res")
+
+
+def _asked(**values: object) -> frozenset[str]:
+    return frozenset(name for name, value in values.items() if value is not None)
+
+
+def upscale_options(
+    *,
+    has_image: bool,
+    scale: int,
+    model: str | None,
+    models: Catalogue | None,
+    given: frozenset[str] = frozenset(),
+) -> EditOptions:
+    """The options of an upscale job: the configured upscaler (or the one ``--model``
+    names) at a scale of its profile. Refusals are free: no upscaler configured, an
+    edit model named, a scale it does not make, edit options beside it, no image."""
+    upscaler = models.upscaler() if models is not None else None
+    if upscaler is None or models is None:
+        raise UserInputError(_(texts.NO_UPSCALER))
+    if model is not None and model.strip():
+        named = models.choose(model)
+        if not named.upscales:
+            raise UserInputError(
+                texts.model_not_upscaler(named.name, [m.name for m in models.upscalers])
+            )
+        upscaler = named
+    extra = [f"--{name}" for name in _NOT_FOR_UPSCALE if name in given]
+    if extra:
+        raise UserInputError(texts.upscale_alone(extra))
+    if scale not in upscaler.scales:
+        raise UserInputError(texts.upscale_scale_refused(str(scale), upscaler.scales))
+    if not has_image:
+        raise UserInputError(_(texts.UPSCALE_NEEDS_IMAGE))
+    return EditOptions(model=upscaler.name, upscale=scale)

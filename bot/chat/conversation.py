@@ -26,8 +26,10 @@ from bot.chat.commands import (
     options_profile,
     parse_command,
     parse_history,
+    upscale_options,
     validate_prompt,
 )
+from bot.chat.home import HOME_EDITS, HomeAdmin, HomeScreen, home_edit
 from bot.chat.presets import (
     DELETE,
     EDIT,
@@ -200,6 +202,31 @@ class Conversation(AdminCommands):
         text = texts.history_text(self.style, user.user, jobs, own=own, numbered=chosen)
         return HistoryAnswer(text, chosen)
 
+    # -- the home screen (Slack's App Home, issue 28), free ----------------------------------
+
+    async def home(
+        self,
+        user: UserRef,
+        platform_admin: PlatformAdmin = _not_platform_admin,
+        context: RequestContext | None = None,
+    ) -> HomeScreen:
+        """What ``user``'s home screen shows: their credits, their last edits (Re-roll
+        and Edit again on delivered results), a friendly start when they have none, and
+        for admins the shared budget, today's spend and the dashboard's address."""
+        status = await self.service.credits(user, context)
+        jobs = await self.service.job_history(user, user, limit=HOME_EDITS)
+        edits = tuple(home_edit(job, texts.job_line(self.style, job)) for job in jobs)
+        empty = None if edits else texts.home_empty_text(self.style, self.service.cost_per_image)
+        admin = None
+        if self.service.is_admin(user, platform_admin=await self._asks(user, platform_admin)):
+            budget = await self.service.budget()
+            admin = HomeAdmin(
+                texts.budget_text(self.style, budget),
+                budget,
+                self.service.dashboard_url or None,
+            )
+        return HomeScreen(texts.credits_text(self.style, status), edits, empty, admin)
+
     # -- reading a request ---------------------------------------------------------------------
 
     async def read(
@@ -271,10 +298,12 @@ class Conversation(AdminCommands):
         resolution: int | None = None,
         preset: str | None = None,
         count: int | None = None,
+        upscale: int | None = None,
     ) -> Said | Edit:
         """A request whose options came as the platform's own fields (a slash command's
         options, a modal): a prompt of just ``help`` or ``credits`` answers as those
-        commands do, free, instead of becoming a paid edit of that word."""
+        commands do, free, instead of becoming a paid edit of that word. ``upscale``:
+        an upscale at that scale (no prompt needed)."""
         word = prompt.strip().lower()
         if word == "help":
             return Said(self.help())
@@ -298,9 +327,12 @@ class Conversation(AdminCommands):
                 resolution=resolution,
                 count=count,
                 max_count=self.service.max_variations,
+                upscale=upscale,
             )
             if preset:
                 prompt, options = self.with_preset(preset, prompt, options, has_image=bool(inputs))
+            if options.upscale is not None:
+                return Edit(" ".join(prompt.split()), options, inputs, self.service.left_out(files))
             validate_prompt(
                 prompt,
                 self.service.capabilities,
@@ -528,7 +560,38 @@ class Conversation(AdminCommands):
         if source is None:
             return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
         inputs = tuple(self.edit_again_inputs(source, job))
-        return NextEdit(inputs, job.options.model if job is not None else None)
+        # An upscale's model is an upscaler: editing its result goes to the default model.
+        model = job.options.model if job is not None and job.options.upscale is None else None
+        return NextEdit(inputs, model)
+
+    async def upscale(
+        self, job_id: str, shown: AttachmentSource | None = None, scale: int | None = None
+    ) -> Edit | Said:
+        """A result's Upscale button (and any front end's way to upscale a stored
+        result): an upscale job whose input is that result, at ``scale`` or the
+        upscaler's smallest. ``shown`` is the image on the message the button is on;
+        without it, where the result's delivery recorded it. The one who clicks pays,
+        as for a re-roll; submitted like any edit (``submit``)."""
+        models = self.service.models
+        upscaler = models.upscaler()
+        if upscaler is None:
+            return Said(_(texts.NO_UPSCALER), mistake=True)
+        job = await self.service.job(job_id)
+        source = shown
+        if source is None and job is not None and job.delivered:
+            image = job.delivered.get("image")
+            if isinstance(image, Mapping):
+                source = AttachmentSource.from_json(image)
+        if source is None:
+            return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
+        chosen = scale if scale is not None else upscaler.scales[0]
+        try:
+            options = upscale_options(
+                has_image=True, scale=chosen, model=upscaler.name, models=models
+            )
+        except UserInputError as exc:
+            return Said(exc.user_message, mistake=True)
+        return Edit("", options, (source,))
 
     async def may_delete(
         self,

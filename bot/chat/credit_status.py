@@ -21,3 +21,14 @@ class CreditStatus:
     active_jobs: int
     # Every model with its cost when there is a choice (bot.credits.models); empty otherwise.
     models: tuple[Model, ...] = ()
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """The operator's shared budget now (``credits.budget``, 0: none), for admins: what
+    everyone spent in its period and since midnight UTC."""
+
+    budget: int
+    period: str
+    spent_in_period: int
+    spent_today: int

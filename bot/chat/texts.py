@@ -30,7 +30,7 @@ from bot.i18n import when as plain_when
 from bot.jobs.reads import QUEUE_POSITION_CAP
 
 if TYPE_CHECKING:
-    from bot.chat.credit_status import CreditStatus
+    from bot.chat.credit_status import BudgetStatus, CreditStatus
     from bot.credits.model_profiles import ModelProfile
     from bot.credits.models import Catalogue, Model
 
@@ -153,7 +153,8 @@ def help_text(
             _(OPTIONS_HELP)
             + (_(COUNT_OPTION_HELP).format(most=max_variations) if max_variations > 1 else "")
             + (_(RES_OPTION_HELP) if res else "")
-            + (_(MODEL_OPTION_HELP) if several else ""),
+            + (_(MODEL_OPTION_HELP) if several else "")
+            + upscale_help(models),
             "",
         ]
     if multi:
@@ -743,31 +744,90 @@ def history_text(
         )
     lines = [header]
     for job in jobs:
-        outcome, cost = job_outcome(job)
         mark = f"{style.bold(f'#{numbered.index(job.id) + 1}')} " if job.id in numbered else ""
-        when = style.when(datetime.fromtimestamp(job.created_at, UTC))
-        parts = [
-            f"{mark}{when}",
-            style.code(style.echo(short(job.prompt, 60).replace("`", "'"))),
-            job_model(job),
-            *(
-                [
-                    ngettext("{n} image", "{n} images", len(job.attachments)).format(
-                        n=len(job.attachments)
-                    )
-                ]
-                if len(job.attachments) > 1
-                else []
-            ),
-            seed_text(job.seed),
-            outcome,
-            cost,
-        ]
-        where = job.delivered
-        if where and where.get("link"):
-            parts.append(style.link(str(where["link"]), _("result")))
-        lines.append(" · ".join(parts))
+        lines.append(job_line(style, job, mark))
     return "\n".join(lines)
+
+
+def job_line(style: Style, job: Job, mark: str = "") -> str:
+    """One job as history (and the Home tab) shows it: when, the prompt (shortened),
+    model, seed, outcome, cost, and a link to the posted result where the platform gave
+    one."""
+    outcome, cost = job_outcome(job)
+    when = style.when(datetime.fromtimestamp(job.created_at, UTC))
+    count = len(job.attachments)
+    parts = [
+        f"{mark}{when}",
+        style.code(style.echo(short(job_about(job), 60).replace("`", "'"))),
+        job_model(job),
+        *([ngettext("{n} image", "{n} images", count).format(n=count)] if count > 1 else []),
+        seed_text(job.seed),
+        outcome,
+        cost,
+    ]
+    where = job.delivered
+    if where and where.get("link"):
+        parts.append(style.link(str(where["link"]), _("result")))
+    return " · ".join(parts)
+
+
+# -- the home screen (Slack's Home tab, issue 28; bot.chat.home) ------------------------------
+
+HOME_TITLE = N_("Kontext: edit images with FLUX")
+HOME_EDITS_TITLE = N_("Your last edits")
+HOME_NEW_EDIT = N_("New edit")
+HOME_REROLL = N_("Re-roll")
+HOME_EDIT_AGAIN = N_("Edit again")
+HOME_ADMIN_TITLE = N_("Shared budget (admins only)")
+HOME_DASHBOARD = N_("Open the dashboard")
+HOME_THUMBNAIL = N_("The edited image")
+HOME_CHANNEL_LABEL = N_("Post the result in")
+HOME_CHOOSE_CHANNEL = N_("Choose the channel the result goes to.")
+HOME_NOTICE_CLOSE = N_("OK")
+
+
+def result_goes_to(style: Style, channel_id: str) -> str:
+    """Said with a request started from the home screen, which is in no channel."""
+    return _("The result will be posted in {channel}.").format(channel=style.channel(channel_id))
+
+
+def home_empty_text(style: Style, cost_per_image: int) -> str:
+    """The home screen of someone who has not edited anything yet: how to start."""
+    return _(
+        "You have no edits yet. Press {button} to make your first one: attach an image "
+        "(or none, to make one from words), say what should change and choose the channel "
+        "the result goes to. An image costs {cost} credits."
+    ).format(button=style.bold(_(HOME_NEW_EDIT)), cost=number(cost_per_image))
+
+
+# The span a shared budget counts over, as the budget's sentence says it.
+_BUDGET_SPAN = {
+    "daily": N_("today"),
+    "weekly": N_("this week"),
+    "monthly": N_("this month"),
+    "never": N_("in all"),
+}
+
+
+def budget_text(style: Style, budget: BudgetStatus) -> str:
+    """The shared budget's use in its period and today's spend, for admins."""
+    span = _(_BUDGET_SPAN.get(budget.period, _BUDGET_SPAN["never"]))
+    spent = budget.spent_in_period
+    if budget.budget:
+        used = _("{spent} of {budget} credits spent {span}, {left} left.").format(
+            spent=style.bold(number(spent)),
+            budget=style.bold(number(budget.budget)),
+            span=span,
+            left=number(max(0, budget.budget - spent)),
+        )
+    else:
+        used = _("No shared budget (credits.budget is 0): {spent} credits spent {span}.").format(
+            spent=number(spent), span=span
+        )
+    today = ngettext(
+        "Today (UTC): {n} credit spent.", "Today (UTC): {n} credits spent.", budget.spent_today
+    ).format(n=number(budget.spent_today))
+    return f"{used} {today}"
 
 
 # -- what a result's buttons answer when they cannot do their part (bot.chat.conversation) ------
@@ -856,3 +916,93 @@ REROLL_LABEL = N_("Re-roll")
 EDIT_LABEL = N_("Edit again")
 UPSCALE_LABEL = N_("Upscale")
 DELETE_LABEL = N_("Delete")
+
+
+# -- upscale (issue 27; docs/models.md) ----------------------------------------------------
+
+UPSCALE_OPTION_HELP = N_("""
+  --upscale N      make the attached image N times larger (no prompt needed): {scales}""")
+NO_UPSCALER = N_("No upscaler is set up here, so --upscale is not available. Nothing was charged.")
+UPSCALE_NEEDS_IMAGE = N_(
+    "Attach the image to upscale, e.g. /kontext --upscale 2 with a photo. Nothing was charged."
+)
+UPSCALE_ONCE = N_("--n makes variations of an edit; an upscale is made once, so leave --n out.")
+UPSCALE_ONE_IMAGE = N_("--upscale takes one image; attach just the one to make larger.")
+
+
+def upscale_help(models: Catalogue | None) -> str:
+    """The help's ``--upscale N`` line, only where an upscaler is configured."""
+    upscaler = models.upscaler() if models is not None else None
+    if upscaler is None:
+        return ""
+    return _(UPSCALE_OPTION_HELP).format(scales=upscale_scales(upscaler.scales))
+
+
+def upscale_scales(scales: Sequence[int]) -> str:
+    return pgettext("a list's last joint", " or ").join(str(s) for s in scales)
+
+
+def upscale_scale_refused(raw: str, scales: Sequence[int]) -> str:
+    return _(
+        "--upscale {asked} is not a scale I can make; use {scales}. Nothing was charged."
+    ).format(asked=raw, scales=upscale_scales(scales))
+
+
+def upscale_alone(options: Sequence[str]) -> str:
+    return _(
+        "--upscale only makes the image larger; leave out {options}. Nothing was charged."
+    ).format(options=", ".join(options))
+
+
+def model_is_upscaler(model: str, scales: Sequence[int]) -> str:
+    return _(
+        "{model} is an upscaler, not an edit model: use it as --upscale {scale} on an image."
+    ).format(model=model, scale=scales[0] if scales else 2)
+
+
+def model_not_upscaler(model: str, upscalers: Sequence[str]) -> str:
+    return _(
+        "{model} edits images and does not upscale; for --upscale leave out --model "
+        "or name one of: {upscalers}."
+    ).format(model=model, upscalers=", ".join(upscalers))
+
+
+def upscale_too_large(width: int, height: int, scale: int, most: int) -> str:
+    """An input that would upscale past the output cap: refused before the provider runs."""
+    return _(
+        "The image is {width}×{height}; {scale}x larger it would be over the "
+        "{most} megapixels I can handle. Try --upscale with a smaller scale or image; "
+        "nothing was charged."
+    ).format(width=width, height=height, scale=scale, most=number(most / 1e6, "0"))
+
+
+def upscaled_about(scale: int) -> str:
+    """What a posted upscale says instead of a prompt."""
+    return _("Upscaled {scale}x").format(scale=scale)
+
+
+def fitted_note(platform: str, limit: int, width: int, height: int, smaller: bool) -> str:
+    """Said with a result that was too large for the platform's upload limit and was
+    made to fit (bot.images.fitting)."""
+    values = {
+        "platform": platform_name(platform),
+        "limit": number(limit / 1024**2, "0.#"),
+        "width": width,
+        "height": height,
+    }
+    if smaller:
+        return _(
+            "The full-size image is over {platform}'s {limit} MB limit, so it is posted "
+            "as a JPEG at {width}×{height}."
+        ).format(**values)
+    return _(
+        "The full-size image is over {platform}'s {limit} MB limit, so it is posted as a "
+        "high-quality JPEG ({width}×{height})."
+    ).format(**values)
+
+
+def job_about(job: Job) -> str:
+    """What a job's messages show of it: its prompt, or for an upscale "Upscaled 2x"."""
+    if job.options.upscale is not None:
+        return upscaled_about(job.options.upscale)
+    return job.prompt

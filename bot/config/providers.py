@@ -152,7 +152,7 @@ class ModelConfig(Section):
     restricted: bool = False
     # Per reference image beyond the first (docs/models.md); 0: one price per job.
     cost_per_extra_image: int = Field(default=0, ge=0)
-    # edit | upscale; only edit models are served yet.
+    # edit | upscale: an upscaler is used by ``--upscale N`` only (docs/models.md).
     kind: Literal["edit", "upscale"] = "edit"
     # The most images one job may carry; overrides the profile of the model id (for a
     # model the bot does not know). None: the shipped profile's own limit.
@@ -193,6 +193,8 @@ def check_models(
                 )
         if entry.default and entry.restricted:
             raise ValueError(f"models ({entry.name}): the default model cannot be restricted")
+        if entry.kind == "upscale":
+            _check_upscaler(entry, entry.providers or providers)
     for override in overrides:
         for name in override.models:
             if name.lower() not in seen:
@@ -200,6 +202,40 @@ def check_models(
                     f"credits.overrides ({override.scope}): no model named '{name}' "
                     f"(models: {', '.join(m.name for m in models)})"
                 )
+
+
+def _check_upscaler(entry: ModelConfig, serving: list[str]) -> None:
+    """An upscaler is never the default edit model, and each provider serving it must
+    have that upscaler (bot.credits.model_profiles.UPSCALERS; docs/models.md)."""
+    from bot.credits.model_profiles import NO_UPSCALER, UPSCALERS, upscale_profile
+
+    if entry.default:
+        raise ValueError(
+            f"models ({entry.name}): an upscale model cannot be the default; "
+            "mark an edit model default = true"
+        )
+    for provider in serving:
+        if provider in NO_UPSCALER:
+            raise ValueError(
+                f'models ({entry.name}): kind = "upscale" cannot be served by '
+                f"'{provider}': its public docs list no upscaler (docs/models.md); "
+                'serve it with providers = ["replicate"] or a ComfyUI'
+            )
+        model_id = entry.ids.get(provider) or entry.model
+        known = ", ".join(m for p, m in UPSCALERS if p == provider and m != "*")
+        if not any(p == provider for p, _ in UPSCALERS):
+            raise ValueError(
+                f'models ({entry.name}): kind = "upscale" cannot be served by '
+                f"'{provider}' yet: the bot has no upscaler there (docs/models.md); "
+                'serve it with providers = ["replicate"]'
+            )
+        if not model_id or upscale_profile(provider, model_id) is None:
+            raise ValueError(
+                f"models ({entry.name}): the bot knows no upscaler {model_id!r} at "
+                f"'{provider}'"
+                + (f" (it knows: {known})" if known else "")
+                + "; set model to one (docs/models.md)"
+            )
 
 
 # -- end of [[models]] ------------------------------------------------------------------

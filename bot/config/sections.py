@@ -226,6 +226,9 @@ class DashboardConfig(Section):
     port: int = Field(8090, ge=0, le=65535)  # 0: any free port (tests)
     # HTTP Basic, user "admin"; prefer KONTEXT_DASHBOARD__PASSWORD. Required when enabled.
     password: SecretStr = SecretStr("")
+    # The address admins open it at (behind your proxy), linked from Slack's Home tab
+    # for admins; empty: no link.
+    public_url: str = ""
 
 
 # --- end [dashboard] ---

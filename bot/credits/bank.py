@@ -72,6 +72,13 @@ class Bank:
         async with self.db.read() as conn:
             return await ledger.recent_entries(conn, user, limit)
 
+    async def spent_since(self, *moments: float) -> tuple[int, ...]:
+        """Credits everyone spent (reserved and not refunded) since each moment, in one
+        read: what the shared budget is held against, and today's spend beside it (the
+        admins' part of the Home tab)."""
+        async with self.db.read() as conn:
+            return tuple([await ledger.spent_since(conn, since) for since in moments])
+
     async def top_spenders(self, since: float, limit: int) -> list[tuple[str, int]]:
         async with self.db.read() as conn:
             return await ledger.top_spenders(conn, since, limit)

@@ -38,6 +38,22 @@ The rules, each from the provider's public docs (fetched December 2026):
   FLUX.1 Kontext on Replicate takes one ``input_image``.
 - ComfyUI, FLUX.1 Kontext [dev]: the shipped workflow loads one image.
 
+Upscalers (``kind = "upscale"``, issue 27) have an ``UpscaleProfile`` instead of an
+edit's options: the field their one image goes in, and the scales ``--upscale`` may ask.
+
+- Replicate, ``nightmareai/real-esrgan``: https://replicate.com/nightmareai/real-esrgan/api
+  ``image`` (file), ``scale`` "Factor to scale image by" (number, minimum 0, maximum 10,
+  default 4), ``face_enhance`` (boolean, "Run GFPGAN face enhancement along with
+  upscaling", default false). The bot offers 2 and 4: a 4x of a 1-2 MP Kontext result
+  is already 16-32 MP, larger than any chat platform shows, and sends
+  ``face_enhance = false`` (GFPGAN repaints faces, which is an edit, not an upscale).
+- ComfyUI: the shipped ``upscale.json`` (``UpscaleModelLoader`` +
+  ``ImageUpscaleWithModel``, comfy_extras/nodes_upscale_model.py) runs a 4x model file
+  (the model id names it when it is a file name, e.g. ``RealESRGAN_x4plus.pth`` under
+  ``models/upscale_models``), then ``ImageScaleBy`` to the asked scale: 2 or 4.
+- core.today and BFL document no upscaler (docs/models.md): the config refuses an
+  upscale model served by them.
+
 A model id the bot does not know gets ``UNKNOWN``: one image, Kontext's options; the
 operator widens it with ``[[models]]`` keys (``max_images``).
 """
@@ -67,6 +83,20 @@ RESOLUTIONS_MP: tuple[int, ...] = (1, 2, 4)
 
 
 @dataclass(frozen=True)
+class UpscaleProfile:
+    """What an upscaler takes: its one image's field and the scales people may ask."""
+
+    image_field: str
+    scales: tuple[int, ...]
+    scale_field: str = "scale"
+
+    @property
+    def default_scale(self) -> int:
+        """The scale a result's Upscale button asks: the smallest (fastest, smallest file)."""
+        return self.scales[0]
+
+
+@dataclass(frozen=True)
 class ModelProfile:
     """What one model takes at one provider. ``safety_max_with_image`` None: the same
     range with or without an image (FLUX.2); Kontext allows at most 2 with one."""
@@ -83,6 +113,8 @@ class ModelProfile:
     text_to_image: bool = True
     max_prompt_chars: int = 2000
     suggested_cost: int | None = None  # credits, for docs/models.md and the defaults
+    # Set for an upscaler (``kind = "upscale"``): it takes one image and a scale only.
+    upscale: UpscaleProfile | None = None
 
     def safety_limit(self, has_image: bool) -> int:
         if has_image and self.safety_max_with_image is not None:
@@ -94,6 +126,8 @@ class ModelProfile:
     ) -> bool:
         """Whether a job of these options and this many images can go to this model at
         this provider (the failover's test; the parser gives the reasons)."""
+        if self.upscale is not None:
+            return images == 1
         if images > self.max_images or (images == 0 and not self.text_to_image):
             return False
         if ratio is not None and ratio not in self.aspect_ratios:
@@ -162,6 +196,32 @@ SHIPPED: dict[tuple[str, str], ModelProfile] = {
 }
 
 
+# (provider, short model id) -> the upscaler's profile; ``*``: any id (ComfyUI's id is
+# the upscale model's file name the shipped workflow loads).
+UPSCALERS: dict[tuple[str, str], UpscaleProfile] = {
+    ("replicate", "real-esrgan"): UpscaleProfile(image_field="image", scales=(2, 4)),
+    ("comfyui", "*"): UpscaleProfile(image_field="image", scales=(2, 4)),
+}
+# Where the docs list none (checked December 2026, docs/models.md): said by the config.
+NO_UPSCALER = ("coretoday", "bfl")
+
+
+def upscale_profile(provider: str, model_id: str) -> UpscaleProfile | None:
+    """The upscaler ``model_id`` is at ``provider``; None when the bot knows none there."""
+    return UPSCALERS.get((provider, model_key(model_id))) or UPSCALERS.get((provider, "*"))
+
+
+def upscaler_profile(provider: str, model_id: str) -> ModelProfile:
+    """The whole profile of an upscale model: one image, no prompt, its scales."""
+    upscale = upscale_profile(provider, model_id)
+    return replace(
+        _KONTEXT,
+        family="upscale",
+        text_to_image=False,
+        upscale=upscale or UpscaleProfile(image_field="image", scales=(2, 4)),
+    )
+
+
 @dataclass(frozen=True)
 class ProfileOverrides:
     """The ``[[models]]`` keys that change a profile (docs/configuration.md)."""
@@ -180,11 +240,16 @@ def shipped_profile(provider: str, model_id: str) -> ModelProfile:
 
 
 def profile_for(
-    provider: str, model_id: str, overrides: ProfileOverrides | None = None
+    provider: str,
+    model_id: str,
+    overrides: ProfileOverrides | None = None,
+    kind: str = "edit",
 ) -> ModelProfile:
     """The profile with the operator's keys applied. ``max_images`` beyond one on a
     one-image transport sends the images numbered (``input_image_2`` …): the common
-    spelling of the providers that take several."""
+    spelling of the providers that take several. An upscaler's is ``upscaler_profile``."""
+    if kind == "upscale":
+        return upscaler_profile(provider, model_id)
     profile = shipped_profile(provider, model_id)
     if provider == "comfyui":
         return profile  # the shipped workflow has one LoadImage, whatever the key says

@@ -35,7 +35,7 @@ class Model:
     # Per reference image beyond the first (``cost_per_extra_image``): core.today bills
     # FLUX.2 by its inputs, so an operator may pass that on.
     extra_cost: int = 0
-    kind: str = "edit"  # edit | upscale (only edit is served yet)
+    kind: str = "edit"  # edit | upscale (``--upscale N``, docs/models.md)
     overrides: ProfileOverrides = field(default_factory=ProfileOverrides)
 
     def id_for(self, provider: str) -> str | None:
@@ -43,13 +43,26 @@ class Model:
 
     def profile(self, provider: str) -> ModelProfile:
         """What this model takes at ``provider`` (bot.credits.model_profiles)."""
-        return profile_for(provider, self.ids.get(provider, ""), self.overrides)
+        return profile_for(provider, self.ids.get(provider, ""), self.overrides, self.kind)
 
     @property
     def main_profile(self) -> ModelProfile:
         """The profile of the first provider serving it: what help and refusals name."""
         first = next(iter(self.ids), None)
-        return self.profile(first) if first is not None else profile_for("", "", self.overrides)
+        if first is not None:
+            return self.profile(first)
+        return profile_for("", "", self.overrides, self.kind)
+
+    @property
+    def upscales(self) -> bool:
+        """An upscaler: used by ``--upscale`` only, never as an edit model."""
+        return self.kind == "upscale"
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        """The scales ``--upscale`` may ask of it (empty for an edit model)."""
+        upscale = self.main_profile.upscale
+        return upscale.scales if upscale is not None and self.upscales else ()
 
     @property
     def max_images(self) -> int:
@@ -70,6 +83,8 @@ class Catalogue:
         defaults = [m for m in self.models if m.default]
         if len(defaults) != 1:
             raise ValueError("exactly one model must be the default")
+        if defaults[0].upscales:
+            raise ValueError("the default model must be an edit model, not an upscaler")
         self.default = defaults[0]
         self._by_name = {m.name.lower(): m for m in self.models}
 
@@ -104,14 +119,31 @@ class Catalogue:
         return model
 
     @property
+    def editors(self) -> tuple[Model, ...]:
+        """The edit models: what ``--model`` offers for an edit (upscalers are not)."""
+        return tuple(m for m in self.models if not m.upscales)
+
+    @property
+    def upscalers(self) -> tuple[Model, ...]:
+        return tuple(m for m in self.models if m.upscales)
+
+    def upscaler(self, name: str | None = None) -> Model | None:
+        """The upscaler ``--upscale`` uses: the one named (None when that name is no
+        upscaler), else the first configured; None when none is configured."""
+        if name is None:
+            return next(iter(self.upscalers), None)
+        model = self.get(name)
+        return model if model is not None and model.upscales else None
+
+    @property
     def max_images(self) -> int:
         """The most images any configured model takes (Discord's ``image2`` … options)."""
-        return max((m.max_images for m in self.models), default=1)
+        return max((m.max_images for m in self.editors), default=1)
 
     def taking(self, images: int) -> Model | None:
         """A configured model that takes this many images, the cheapest first, to name
         in a refusal; None when none does."""
-        able = [m for m in self.models if m.max_images >= images]
+        able = [m for m in self.editors if m.max_images >= images]
         return min(able, key=lambda m: m.cost_for(images)) if able else None
 
     def choices(self, most: int) -> list[tuple[str, str]]:
@@ -120,9 +152,10 @@ class Catalogue:
         look as before, and none when there are more models than the platform's list
         may hold (``most``): the platform would refuse the whole form or command, while
         ``--model NAME`` typed in the prompt still works."""
-        if not self.several or len(self.models) > most:
+        editors = self.editors
+        if len(editors) < 2 or len(editors) > most:
             return []
-        return [(m.name, f"{m.name} · {m.cost} credits") for m in self.models]
+        return [(m.name, f"{m.name} · {m.cost} credits") for m in editors]
 
     def price_list(self) -> str:
         """``pro (120 credits, default), max (240 credits)``."""

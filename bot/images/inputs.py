@@ -21,8 +21,8 @@ from bot.images.codec import (
     normalise_format,
     open_and_load,
 )
+from bot.images.fitting import fit_to_byte_limit
 from bot.images.metadata import without_metadata
-from bot.images.outputs import fit_to_byte_limit
 from bot.providers.base import InputImage
 
 ACCEPTED_FORMATS: frozenset[str] = frozenset({"jpeg", "png", "gif", "webp"})

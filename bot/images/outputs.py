@@ -2,32 +2,20 @@
 
 A result comes from the provider, so a broken one is the provider's fault: it becomes
 ``ProviderUnavailable`` and the job is refunded. A result too large for a platform's upload
-limit is made smaller, losing as little as possible.
+limit is made smaller by ``bot.images.fitting``.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 from PIL import Image
 
 from bot.errors import ProviderUnavailable
-from bot.images.codec import (
-    PASS_THROUGH,
-    Rejected,
-    bomb_guard,
-    has_alpha,
-    icc_profile_for,
-    normalise_format,
-    open_checked,
-)
+from bot.images.codec import PASS_THROUGH, Rejected, open_checked
 
 _OUTPUT_FORMATS = PASS_THROUGH
 _DAMAGED_OUTPUT = "The image service returned a damaged image."
-_FIT_QUALITIES = (90, 80, 70, 60)
-_FIT_DOWNSCALE_QUALITY = 75
-_FIT_MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -85,62 +73,3 @@ def _check_output(data: bytes, *, max_pixels: int) -> tuple[str, tuple[int, int]
         data, max_pixels=max_pixels, accepted=_OUTPUT_FORMATS, finish=prove_whole
     )
     return fmt, size
-
-
-def _flatten_to_rgb(img: Image.Image) -> Image.Image:
-    # JPEG has no alpha; white is what chat clients in light mode show behind it anyway.
-    if has_alpha(img):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return img if img.mode == "RGB" else img.convert("RGB")
-
-
-def _jpeg_bytes(img: Image.Image, quality: int, icc: bytes | None) -> bytes:
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=quality, icc_profile=icc, exif=b"")
-    return out.getvalue()
-
-
-def fit_to_byte_limit(data: bytes, *, max_bytes: int) -> tuple[bytes, str]:
-    """Make a result postable on a platform with an upload limit, losing as little as possible.
-
-    Lowering JPEG quality costs less than losing pixels, so quality goes first and
-    the image is downscaled only when that is not enough. Raises ``ProviderUnavailable``
-    if the data is not an image, ``ValueError`` if ``max_bytes`` cannot hold even a
-    tiny JPEG (a caller bug, not a user's problem).
-    """
-    try:
-        with bomb_guard():
-            img = Image.open(io.BytesIO(data))
-            if len(data) <= max_bytes:
-                known = PASS_THROUGH.get(normalise_format(img.format))
-                if known is not None:
-                    return data, known[0]
-                return data, img.get_format_mimetype() or "application/octet-stream"
-            img.seek(0)
-            img.load()
-            source: Image.Image = img
-            rgb = _flatten_to_rgb(source)
-    except Exception as exc:
-        raise ProviderUnavailable(
-            _DAMAGED_OUTPUT, detail=f"cannot fit output: {exc!r}", retryable=False
-        ) from exc
-    icc = icc_profile_for(source, rgb)
-    out = b""
-    for quality in _FIT_QUALITIES:
-        out = _jpeg_bytes(rgb, quality, icc)
-        if len(out) <= max_bytes:
-            return out, "image/jpeg"
-    while True:
-        # JPEG size grows roughly with the pixel count, so scale by the square root of
-        # the overshoot, a little more to converge in one or two rounds.
-        scale = min(0.9, (max_bytes / len(out)) ** 0.5 * 0.95)
-        width, height = round(rgb.width * scale), round(rgb.height * scale)
-        if min(width, height) < _FIT_MIN_SIDE:
-            raise ValueError(f"max_bytes={max_bytes} is too small for any image")
-        rgb = rgb.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        out = _jpeg_bytes(rgb, _FIT_DOWNSCALE_QUALITY, icc)
-        if len(out) <= max_bytes:
-            return out, "image/jpeg"

@@ -44,7 +44,7 @@ from bot.errors import (
     UserInputError,
 )
 from bot.i18n import _
-from bot.images import inspect_output_image, validate_input_image
+from bot.images import inspect_output_image, pixel_size, validate_input_image
 from bot.jobs.cancellation import CANCELED_KIND, cancel_requested
 from bot.jobs.failover import Failover, hold_delay
 from bot.jobs.polling import PollPlanner
@@ -288,7 +288,36 @@ class JobPipeline:
                     accepted_formats=provider.capabilities.input_formats,
                 )
             )
+        if job.options.upscale is not None and images:
+            self._check_upscaled_size(images[0], job.options.upscale)
         return tuple(images)
+
+    @property
+    def max_output_pixels(self) -> int:
+        """The largest result the runner downloads and inspects."""
+        return self.limits.max_input_pixels * 4
+
+    def _check_upscaled_size(self, image: InputImage, scale: int) -> None:
+        """An upscale whose result would be over the output cap is refused before the
+        provider runs (and is paid): afterwards it could only fail, refunded to the user
+        but not to the operator."""
+        size = pixel_size(image.data)
+        if size is None:
+            return
+        width, height = size
+        if width * height * scale * scale > self.max_output_pixels:
+            raise UserInputError(
+                texts.upscale_too_large(width, height, scale, self.max_output_pixels)
+            )
+
+    def _output_cap(self, job: Job) -> int:
+        """The bytes a result may have: ``max_output_bytes``, or for an upscale what its
+        pixel cap can take as a PNG (three bytes a pixel, and headroom): its results
+        are many times an edit's, and the provider has been paid for them."""
+        cap = self.limits.max_output_bytes
+        if job.options.upscale is not None:
+            cap = max(cap, self.max_output_pixels * 3 + 1_000_000)
+        return cap
 
     async def _hold(self, job: Job, exc: ProviderUnavailable, reply: Reply) -> bool:
         """Put the job back in line when ``hold_delay`` says so; False: fail it."""
@@ -365,14 +394,10 @@ class JobPipeline:
     async def _download(
         self, job: Job, status: PredictionStatus, provider: Provider
     ) -> tuple[Path, dict[str, object]]:
-        data = await provider.fetch_output(
-            status.output_urls[0], max_bytes=self.limits.max_output_bytes
-        )
+        cap = self._output_cap(job)
+        data = await provider.fetch_output(status.output_urls[0], max_bytes=cap)
         info = await asyncio.to_thread(
-            inspect_output_image,
-            data,
-            max_bytes=self.limits.max_output_bytes,
-            max_pixels=self.limits.max_input_pixels * 4,
+            inspect_output_image, data, max_bytes=cap, max_pixels=self.max_output_pixels
         )
         path = self.output_dir / f"{job.id}.{info.extension}"
         await asyncio.to_thread(_write_atomically, path, data)

@@ -17,7 +17,7 @@ from bot import i18n
 from bot.chat import texts
 from bot.chat.cancel_answers import CancelAnswer, Outcome
 from bot.chat.commands import MAX_VARIATIONS, validate_prompt
-from bot.chat.credit_status import CreditStatus
+from bot.chat.credit_status import BudgetStatus, CreditStatus
 from bot.chat.presets import PresetBook
 from bot.credits.ledger import LedgerEntry
 from bot.credits.limits import LIMITS, Limits, validate_changes
@@ -107,6 +107,7 @@ class KontextService:
         presets: PresetBook | None = None,
         result_buttons: Sequence[str] = (),
         max_variations: int = MAX_VARIATIONS,
+        dashboard_url: str = "",
     ) -> None:
         """``queued`` hears of each job stored: the runner's doorbell, made before both
         (bot.app), so neither is handed to the other after it is built."""
@@ -118,6 +119,9 @@ class KontextService:
         # ``--n``: the most variations one request may ask (``jobs.max_variations``).
         self.max_variations = max_variations
         self.admins = frozenset(admins)
+        # Where admins open the operator's dashboard (``dashboard.public_url`` of an
+        # enabled dashboard); empty: no link is shown.
+        self.dashboard_url = dashboard_url
         self.platform_admins = platform_admins
         self.metrics = metrics or Metrics()
         self.accepting = True
@@ -171,7 +175,7 @@ class KontextService:
                 )
         else:
             self._validate(request)
-        model = self.models.choose(request.options.model)
+        model = self.model_of(request)
         if model.restricted:
             await self._check_model_allowed(request, model)
         provider, model_id = self._first_taker(model, request)
@@ -197,7 +201,7 @@ class KontextService:
         )
         if request.options.count > 1:
             return await self._submit_group(new, request.options.count)
-        if options.seed is None:
+        if options.seed is None and options.upscale is None:
             # Chosen here, stored with the job and shown with the result, so a good edit
             # can be reproduced and a re-roll differs from something known.
             new = replace(new, options=replace(options, seed=secrets.randbelow(SEED_MAX + 1)))
@@ -265,6 +269,12 @@ class KontextService:
         if not model.ids:
             return self.provider_name, self.model
         options = request.options
+        if options.upscale is not None:
+            for provider, model_id in model.ids.items():
+                upscale = model.profile(provider).upscale
+                if upscale is not None and options.upscale in upscale.scales:
+                    return provider, model_id
+            raise UserInputError(texts.upscale_scale_refused(str(options.upscale), model.scales))
         for provider, model_id in model.ids.items():
             if model.profile(provider).takes(
                 images=len(request.attachments),
@@ -327,15 +337,42 @@ class KontextService:
     def accepted_formats(self) -> str:
         return formats_phrase(self.capabilities.input_formats)
 
+    def model_of(self, request: EditRequest) -> Model:
+        """The model a request is for: an upscale's upscaler (``--upscale``), else the
+        edit model named or the default. An upscaler is never an edit's model, nor an
+        edit model an upscale's (refused free)."""
+        options = request.options
+        if options.upscale is not None:
+            upscaler = self.models.upscaler(options.model)
+            if upscaler is None:
+                named = self.models.get(options.model) if options.model else None
+                if named is not None:
+                    names = [m.name for m in self.models.upscalers]
+                    raise UserInputError(texts.model_not_upscaler(named.name, names))
+                raise UserInputError(_(texts.NO_UPSCALER))
+            return upscaler
+        model = self.models.choose(options.model)
+        if model.upscales:
+            raise UserInputError(texts.model_is_upscaler(model.name, model.scales))
+        return model
+
     def _validate(self, request: EditRequest) -> None:
-        model = self.models.choose(request.options.model)
+        model = self.model_of(request)
         profile = model.main_profile
-        validate_prompt(request.prompt, self.capabilities, profile)
         if not 1 <= request.options.count <= self.max_variations:
             raise UserInputError(
                 texts.count_refused(str(request.options.count), self.max_variations)
             )
+        if request.options.upscale is not None and request.options.count > 1:
+            raise UserInputError(_(texts.UPSCALE_ONCE))
         given = len(request.attachments)
+        if request.options.upscale is not None:
+            if given == 0:
+                raise UserInputError(_(texts.UPSCALE_NEEDS_IMAGE))
+            if given > 1:
+                raise UserInputError(_(texts.UPSCALE_ONE_IMAGE))
+        else:
+            validate_prompt(request.prompt, self.capabilities, profile)
         if given > model.max_images:
             other = self.models.taking(given)
             raise UserInputError(
@@ -578,6 +615,20 @@ class KontextService:
     ) -> list[LedgerEntry]:
         self._require_admin(admin, platform_admin, f"user:{user}")
         return await self.history(user, limit)
+
+    async def budget(self) -> BudgetStatus:
+        """The shared budget, its period's spend and today's (the admins' part of the
+        Home tab): the limits in force and one read of the ledger; free."""
+        store = self.store
+        now = store.clock()
+        limits = await self.limits()
+        period = store.policy_book.budget_period_of(limits)
+        in_period, today = await store.bank.spent_since(
+            period_start(period, now), period_start("daily", now)
+        )
+        return BudgetStatus(
+            budget=limits.budget, period=period, spent_in_period=in_period, spent_today=today
+        )
 
     async def admin_top_spenders(
         self, admin: UserRef, *, limit: int = 10, platform_admin: bool = False

@@ -40,7 +40,13 @@ import structlog
 
 from bot.errors import ConfigError, KontextError, ProviderUnavailable, UserInputError
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
-from bot.providers.comfyui_workflow import WorkflowError, Workflows, load_workflows
+from bot.providers.comfyui_workflow import (
+    UpscaleWorkflow,
+    WorkflowError,
+    Workflows,
+    load_workflows,
+    shipped_upscale_workflow,
+)
 from bot.providers.http import UNAVAILABLE, HttpProvider, classify_response
 
 log = structlog.get_logger("kontext.providers.comfyui")
@@ -114,6 +120,7 @@ class ComfyUIProvider(HttpProvider):
         except WorkflowError as exc:
             raise ConfigError(f"provider.workflow: {exc}") from None
         self._auth_header = auth_header
+        self.upscale_workflow: UpscaleWorkflow = shipped_upscale_workflow()
         # One websocket per process; ComfyUI sends a prompt's progress to the client
         # that queued it. After a restart another id listens, so a resumed job is
         # followed by polling alone (its steps are not shown).
@@ -151,6 +158,16 @@ class ComfyUIProvider(HttpProvider):
     async def submit(self, request: ProviderRequest, *, idempotency_key: str) -> PredictionStatus:
         prompt_id = prompt_id_for(idempotency_key)
         options = request.options
+        profile = request.profile_at(self.name, self.model)
+        if profile.upscale is not None and request.images:
+            # An upscaler (issue 27): the shipped upscale workflow, no prompt or seed.
+            uploaded = await self._upload(request, prompt_id)
+            graph = self.upscale_workflow.fill(
+                image=uploaded,
+                scale=options.upscale or profile.upscale.default_scale,
+                model_file=request.model,
+            )
+            return await self._queue(graph, prompt_id)
         if request.images:
             workflow = self.workflows.edit
             image_name: str | None = await self._upload(request, prompt_id)
@@ -162,6 +179,10 @@ class ComfyUIProvider(HttpProvider):
         graph = workflow.fill(
             prompt=request.prompt, seed=seed, image=image_name, ratio=options.aspect_ratio
         )
+        return await self._queue(graph, prompt_id)
+
+    async def _queue(self, graph: dict[str, Any], prompt_id: str) -> PredictionStatus:
+        """``POST /prompt`` with a filled-in graph under the bot's own prompt id."""
         await self._listen()
         try:
             body = await self.call(

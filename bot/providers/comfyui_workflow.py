@@ -32,6 +32,12 @@ SIZE_TITLE = "kontext size"
 
 SHIPPED_EDIT = "kontext_dev_edit.json"
 SHIPPED_TEXT = "kontext_dev_text.json"
+SHIPPED_UPSCALE = "upscale.json"
+UPSCALE_MODEL_TITLE = "kontext upscale model"
+UPSCALE_SCALE_TITLE = "kontext scale"
+# The shipped upscale workflow's model is a 4x one (RealESRGAN_x4plus.pth): ImageScaleBy
+# then takes its output to the asked scale (0.5 for 2x).
+UPSCALE_NATIVE = 4
 
 _PROMPT_INPUTS = ("text", "prompt", "t5xxl", "clip_l")
 _SEED_INPUTS = ("seed", "noise_seed")
@@ -213,3 +219,42 @@ def load_workflows(path: str) -> Workflows:
             text=shipped_workflow(SHIPPED_TEXT, needs_image=False),
         )
     return Workflows(edit=load_workflow(Path(path), needs_image=True), text=None)
+
+
+# -- the upscale workflow (issue 27) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpscaleWorkflow:
+    """The shipped upscale graph: ``LoadImage`` -> ``UpscaleModelLoader`` +
+    ``ImageUpscaleWithModel`` (comfy_extras/nodes_upscale_model.py: inputs
+    ``model_name``; ``upscale_model`` and ``image``) -> ``ImageScaleBy`` (nodes.py:
+    ``image``, ``upscale_method``, ``scale_by`` 0.01-8.0) -> ``SaveImage``."""
+
+    graph: Mapping[str, Any]
+    image_node: str
+    model_node: str
+    scale_node: str
+
+    def fill(self, *, image: str, scale: int, model_file: str | None = None) -> dict[str, Any]:
+        """A copy with the uploaded image, the model file (the model id at ComfyUI when
+        it names a file, else the shipped one) and the scale relative to the model's."""
+        graph: dict[str, Any] = copy.deepcopy(dict(self.graph))
+        graph[self.image_node]["inputs"]["image"] = image
+        if model_file and model_file.endswith((".pth", ".safetensors", ".pt", ".ckpt")):
+            graph[self.model_node]["inputs"]["model_name"] = model_file
+        graph[self.scale_node]["inputs"]["scale_by"] = scale / UPSCALE_NATIVE
+        return graph
+
+
+def shipped_upscale_workflow() -> UpscaleWorkflow:
+    """bot/providers/comfyui_workflows/upscale.json, its nodes found by their titles."""
+    text = resources.files("bot.providers").joinpath("comfyui_workflows", SHIPPED_UPSCALE)
+    graph = json.loads(text.read_text("utf-8"))
+    titles = _titled(graph, f"shipped {SHIPPED_UPSCALE}")
+    return UpscaleWorkflow(
+        graph=graph,
+        image_node=titles[IMAGE_TITLE],
+        model_node=titles[UPSCALE_MODEL_TITLE],
+        scale_node=titles[UPSCALE_SCALE_TITLE],
+    )

@@ -59,6 +59,8 @@ def replicate_inputs(
     mostly are; the create is one request either way."""
     options = request.options
     profile = profile or request.profile_at("replicate", "")
+    if profile.upscale is not None:
+        return upscale_inputs(request, profile)
     inputs: dict[str, Any] = {
         "prompt": request.prompt,
         "output_format": options.output_format,
@@ -80,6 +82,21 @@ def replicate_inputs(
     if options.seed is not None:
         inputs["seed"] = options.seed
     return inputs
+
+
+def upscale_inputs(request: ProviderRequest, profile: ModelProfile) -> dict[str, Any]:
+    """An upscaler's ``input`` (``nightmareai/real-esrgan``,
+    https://replicate.com/nightmareai/real-esrgan/api): ``image``, ``scale`` (a number,
+    0-10) and ``face_enhance``, sent false: GFPGAN repaints faces, an edit nobody asked
+    for. The prompt and an edit's options are no inputs of that model."""
+    assert profile.upscale is not None
+    image = request.images[0]
+    uri = f"data:{image.content_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+    return {
+        profile.upscale.image_field: uri,
+        profile.upscale.scale_field: request.options.upscale or profile.upscale.default_scale,
+        "face_enhance": False,
+    }
 
 
 def parse_prediction(body: Any) -> PredictionStatus:

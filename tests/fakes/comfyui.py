@@ -81,7 +81,19 @@ NODES: dict[str, tuple[tuple[str, ...], bool]] = {
     ),
     "VAEDecode": (("samples", "vae"), False),
     "SaveImage": (("images", "filename_prefix"), True),
+    # comfy_extras/nodes_upscale_model.py: UpscaleModelLoader's INPUT_TYPES is
+    # {"model_name": (the files in models/upscale_models,)}; ImageUpscaleWithModel's
+    # {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)}.
+    "UpscaleModelLoader": (("model_name",), False),
+    "ImageUpscaleWithModel": (("upscale_model", "image"), False),
+    # nodes.py ImageScaleBy: "image", "upscale_method" (nearest-exact, bilinear, area,
+    # bicubic, lanczos), "scale_by" (FLOAT, min 0.01, max 8.0).
+    "ImageScaleBy": (("image", "upscale_method", "scale_by"), False),
 }
+# The upscale model files this fake server has (a COMBO input's list: another value is
+# "Value not in list", as execution.validate_inputs answers it), each with its scale.
+UPSCALE_MODELS = {"RealESRGAN_x4plus.pth": 4, "4x-UltraSharp.pth": 4}
+UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
 TEXT_ENCODERS = ("CLIPTextEncode",)
 SAMPLERS = ("KSampler",)
 KONTEXT_RESOLUTIONS = (
@@ -121,6 +133,21 @@ class Prompt:
     @property
     def filename(self) -> str:
         return f"kontext-bot_{self.id[:8]}_00001_.png"
+
+
+def _combo_refusal(class_type: str, inputs: dict[str, Any]) -> str | None:
+    """What ComfyUI's validation says of a list input (COMBO) or a FLOAT out of range."""
+    if class_type == "UpscaleModelLoader" and inputs.get("model_name") not in UPSCALE_MODELS:
+        return f"model_name: '{inputs.get('model_name')}' not in {list(UPSCALE_MODELS)}"
+    if class_type == "ImageScaleBy":
+        if inputs.get("upscale_method") not in UPSCALE_METHODS:
+            return (
+                f"upscale_method: '{inputs.get('upscale_method')}' not in {list(UPSCALE_METHODS)}"
+            )
+        scale = inputs.get("scale_by")
+        if not isinstance(scale, int | float) or not 0.01 <= scale <= 8.0:
+            return f"scale_by: {scale} is outside 0.01-8.0"
+    return None
 
 
 def _node_error(node_id: str, graph: dict[str, Any], kind: str, message: str, details: str) -> Any:
@@ -286,6 +313,11 @@ class FakeComfyUI(FakeProvider):
                     node_errors[node_id] = _node_error(
                         node_id, graph, "bad_linked_input", "Bad linked input", name
                     )
+            combo = _combo_refusal(node["class_type"], inputs)
+            if combo is not None:
+                node_errors[node_id] = _node_error(
+                    node_id, graph, "value_not_in_list", "Value not in list", combo
+                )
             if node["class_type"] == "LoadImage" and inputs.get("image") not in self.uploads:
                 node_errors[node_id] = _node_error(
                     node_id,
@@ -311,13 +343,23 @@ class FakeComfyUI(FakeProvider):
             for n in graph.values()
             if n["class_type"] in TEXT_ENCODERS and n["inputs"].get("text")
         ]
-        sampler_id, sampler = next((i, n) for i, n in graph.items() if n["class_type"] in SAMPLERS)
+        sampler_id, sampler = next(
+            ((i, n) for i, n in graph.items() if n["class_type"] in SAMPLERS),
+            ("", {"inputs": {"seed": None, "steps": 1}}),
+        )
         images = [
             self.uploads[n["inputs"]["image"]]
             for n in graph.values()
             if n["class_type"] == "LoadImage"
         ]
+        factor = 1.0
+        for node in graph.values():  # an upscale graph: the model's scale, then ScaleBy
+            if node["class_type"] == "UpscaleModelLoader":
+                factor *= UPSCALE_MODELS[node["inputs"]["model_name"]]
+            if node["class_type"] == "ImageScaleBy":
+                factor *= float(node["inputs"]["scale_by"])
         return None, {
+            "upscale": factor if factor != 1.0 else None,
             "prompt": texts[0] if texts else "",
             "seed": sampler["inputs"]["seed"],
             "steps": int(sampler["inputs"]["steps"]),
@@ -370,7 +412,11 @@ class FakeComfyUI(FakeProvider):
         size = self.script.output_size or asked["size"]
         if size is None and asked["image"]:
             with Image.open(io.BytesIO(asked["image"])) as image:
-                size = kontext_size(image.width, image.height)
+                if asked["upscale"] is not None:
+                    factor = asked["upscale"]
+                    size = (round(image.width * factor), round(image.height * factor))
+                else:
+                    size = kontext_size(image.width, image.height)
         prompt = Prompt(
             id=client_prompt_id or str(uuid.uuid4()),
             number=next(self._numbers),

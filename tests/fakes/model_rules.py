@@ -20,6 +20,8 @@ def family(model: str | None) -> str:
         return "flux2"
     if name.startswith("flux-kontext-"):
         return "kontext"
+    if name == "real-esrgan":
+        return "upscale"
     return "other"
 
 
@@ -94,6 +96,8 @@ def replicate_refusal(model: str, inputs: Mapping[str, Any]) -> str | None:
     ``input_images`` (array), ``safety_tolerance`` "Min: 1 Max: 6" on its page;
     ``flux-kontext-pro``: one ``input_image``."""
     kind = family(model)
+    if kind == "upscale":
+        return real_esrgan_refusal(inputs)
     if kind == "flux2":
         if "input_image" in inputs:
             return "input_image: Additional property is not allowed (use input_images)"
@@ -106,4 +110,32 @@ def replicate_refusal(model: str, inputs: Mapping[str, Any]) -> str | None:
             return "safety_tolerance: must be between 1 and 6"
     elif kind == "kontext" and "input_images" in inputs:
         return "input_images: Additional property is not allowed"
+    return None
+
+
+# ``nightmareai/real-esrgan``'s input schema (https://replicate.com/nightmareai/real-esrgan/api):
+# ``image`` (file, required), ``scale`` (number, "minimum: 0, maximum: 10", default 4),
+# ``face_enhance`` (boolean, default false); nothing else.
+REAL_ESRGAN_INPUTS = frozenset({"image", "scale", "face_enhance"})
+
+
+def real_esrgan_refusal(inputs: Mapping[str, Any]) -> str | None:
+    """What real-esrgan's schema refuses, worded as Replicate's validation errors."""
+    for key in inputs:
+        if key not in REAL_ESRGAN_INPUTS:
+            return f"{key}: Additional property is not allowed"
+    image = inputs.get("image")
+    if not isinstance(image, str) or not image:
+        return "image is required"
+    scale = inputs.get("scale", 4)
+    if isinstance(scale, bool) or not isinstance(scale, int | float):
+        return "scale: Invalid type. Expected: number"
+    if not 0 <= scale <= 10:
+        return (
+            "scale: Must be less than or equal to 10"
+            if scale > 10
+            else ("scale: Must be greater than or equal to 0")
+        )
+    if not isinstance(inputs.get("face_enhance", False), bool):
+        return "face_enhance: Invalid type. Expected: boolean"
     return None

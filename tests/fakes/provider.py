@@ -243,16 +243,17 @@ class FakeProvider(ABC):
         return item
 
     async def refuse_create(
-        self, request: web.Request, inputs: dict[str, Any] | None
+        self, request: web.Request, inputs: dict[str, Any] | None, *, needs_prompt: bool = True
     ) -> web.Response | None:
-        """The scripted gate every create passes: auth, delay, failures, a prompt."""
+        """The scripted gate every create passes: auth, delay, failures, a prompt (an
+        upscaler reads none: ``needs_prompt=False``)."""
         if not self.authorised(request):
             return self.failure(401)
         if self.script.create_delay:
             await asyncio.sleep(self.script.create_delay)
         if self.script.create_failures:
             return self.failure(self.script.create_failures.pop(0))
-        if not isinstance(inputs, dict) or not inputs.get("prompt"):
+        if not isinstance(inputs, dict) or (needs_prompt and not inputs.get("prompt")):
             return self.failure(422)
         return None
 
@@ -263,14 +264,19 @@ class FakeProvider(ABC):
         file_bytes: bytes | None,
         default_size: tuple[int, int] = (64, 48),
         webhook: str | None = None,
+        scale: float | None = None,
     ) -> Prediction:
-        """Book a prediction (a quarter of the input's size), or drop the connection
-        unanswered when scripted to, as a create whose answer was lost."""
+        """Book a prediction (a quarter of the input's size; an upscaler's ``scale``
+        times it), or drop the connection unanswered when scripted to, as a create whose
+        answer was lost."""
         size = default_size
         if file_bytes:
             try:
                 with Image.open(io.BytesIO(file_bytes)) as image:
-                    size = (max(8, image.width // 4), max(8, image.height // 4))
+                    if scale is not None:
+                        size = (round(image.width * scale), round(image.height * scale))
+                    else:
+                        size = (max(8, image.width // 4), max(8, image.height // 4))
             except OSError:
                 pass
         prediction = Prediction(

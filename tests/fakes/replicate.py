@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.model_rules import replicate_refusal
+from tests.fakes.model_rules import family, replicate_refusal
 from tests.fakes.provider import FakeProvider, Prediction, Received, Script
 
 DEFAULT_KEY = "r8_test_token_0123456789abcdefghij"
@@ -130,7 +130,8 @@ class FakeReplicate(FakeProvider):
         model = f"{request.match_info['owner']}/{request.match_info['name']}"
         reason = replicate_refusal(model, inputs)
         file_bytes = file_type = None
-        image = inputs.pop("input_image", None)
+        upscaler = family(model) == "upscale"
+        image = inputs.pop("image" if upscaler else "input_image", None)
         if isinstance(image, str) and image.startswith("data:"):
             file_type, file_bytes = _data_uri(image)
         files: list[tuple[str, str | None, str | None, bytes]] = []
@@ -165,10 +166,12 @@ class FakeReplicate(FakeProvider):
                 {"title": "Input validation failed", "detail": reason, "status": 422},
                 status=422,
             )
-        refusal = await self.refuse_create(request, inputs)
+        refusal = await self.refuse_create(request, inputs, needs_prompt=not upscaler)
         if refusal is not None:
             return refusal
-        prediction = self.new_prediction(request, inputs, file_bytes)
+        # real-esrgan's output is its input ``scale`` times larger (default 4).
+        scale = float(inputs.get("scale", 4)) if upscaler else None
+        prediction = self.new_prediction(request, inputs, file_bytes, scale=scale)
         script = self.script
         waited = request.headers.get("Prefer", "").startswith("wait")
         if waited and script.shape == "sync" and prediction.outcome == "succeeded":

@@ -52,6 +52,7 @@ DOCS = "https://docs.slack.dev/reference/methods/"
 METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "auth.test": (),  # DOCS auth.test: no scope required
     "views.open": (),  # DOCS views.open: no scope required
+    "views.publish": (),  # DOCS views.publish: no scope required
     "chat.postMessage": ("chat:write",),  # DOCS chat.postMessage
     "chat.update": ("chat:write",),  # DOCS chat.update
     "chat.postEphemeral": ("chat:write",),  # DOCS chat.postEphemeral
@@ -218,6 +219,96 @@ class SlackRefusal(Exception):
         self.extra = extra
 
 
+# Block Kit's limits a published view is held to. A view: "blocks: An array of blocks
+# ... Maximum of 100 blocks", "private_metadata: ... Max length of 3000 characters",
+# "callback_id: ... Max length of 255 characters"
+# (https://docs.slack.dev/reference/views/home-tab-views, the view object's fields, and
+# https://docs.slack.dev/reference/methods/views.publish). The blocks and elements
+# (https://docs.slack.dev/reference/block-kit/blocks,
+# https://docs.slack.dev/reference/block-kit/block-elements): a section's text "Minimum
+# length ... 1 and maximum length ... 3000 characters"; a header's text 150; a button's
+# text 75, its value 2000, its url 3000; an actions block at most 25 elements; a
+# block_id and an action_id 255; an image element has alt_text (at most 2000) and
+# exactly one of image_url and slack_file
+# (https://docs.slack.dev/reference/block-kit/block-elements/image-element).
+VIEW_MAX_BLOCKS = 100
+VIEW_METADATA_MAX = 3000
+VIEW_CALLBACK_ID_MAX = 255
+SECTION_TEXT_MAX = 3000
+HEADER_TEXT_MAX = 150
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+URL_MAX = 3000
+ACTIONS_MAX_ELEMENTS = 25
+ID_MAX = 255
+ALT_TEXT_MAX = 2000
+
+
+def _too_long(value: Any, limit: int, pointer: str) -> list[str]:
+    if isinstance(value, str) and len(value) > limit:
+        return [f"[ERROR] must be less than {limit + 1} characters [json-pointer:{pointer}]"]
+    return []
+
+
+def _element_problems(element: dict[str, Any], pointer: str) -> list[str]:
+    problems = _too_long(element.get("action_id"), ID_MAX, f"{pointer}/action_id")
+    kind = element.get("type")
+    if kind == "button":
+        problems += _too_long(
+            (element.get("text") or {}).get("text"), BUTTON_TEXT_MAX, f"{pointer}/text/text"
+        )
+        problems += _too_long(element.get("value"), BUTTON_VALUE_MAX, f"{pointer}/value")
+        problems += _too_long(element.get("url"), URL_MAX, f"{pointer}/url")
+    elif kind == "image":
+        sources = [k for k in ("image_url", "slack_file") if element.get(k)]
+        if len(sources) != 1:
+            problems.append(
+                "[ERROR] must provide exactly one of image_url, slack_file "
+                f"[json-pointer:{pointer}]"
+            )
+        if not element.get("alt_text"):
+            problems.append(f"[ERROR] missing required field: alt_text [json-pointer:{pointer}]")
+        problems += _too_long(element.get("alt_text"), ALT_TEXT_MAX, f"{pointer}/alt_text")
+    return problems
+
+
+def view_problems(view: dict[str, Any], kind: str) -> list[str]:
+    """What Slack would refuse in ``view`` (of type ``kind``), in its own words."""
+    problems: list[str] = []
+    if view.get("type") != kind:
+        problems.append(f"[ERROR] must be {kind} [json-pointer:/view/type]")
+    problems += _too_long(view.get("private_metadata"), VIEW_METADATA_MAX, "/view/private_metadata")
+    problems += _too_long(view.get("callback_id"), VIEW_CALLBACK_ID_MAX, "/view/callback_id")
+    blocks = view.get("blocks") or []
+    if len(blocks) > VIEW_MAX_BLOCKS:
+        problems.append(
+            f"[ERROR] must contain less than {VIEW_MAX_BLOCKS + 1} items "
+            "[json-pointer:/view/blocks]"
+        )
+    for i, block in enumerate(blocks):
+        at = f"/view/blocks/{i}"
+        problems += _too_long(block.get("block_id"), ID_MAX, f"{at}/block_id")
+        text = (block.get("text") or {}).get("text")
+        if block.get("type") == "section":
+            problems += _too_long(text, SECTION_TEXT_MAX, f"{at}/text/text")
+            if isinstance(block.get("accessory"), dict):
+                problems += _element_problems(block["accessory"], f"{at}/accessory")
+        elif block.get("type") == "header":
+            problems += _too_long(text, HEADER_TEXT_MAX, f"{at}/text/text")
+        elif block.get("type") == "actions":
+            elements = block.get("elements") or []
+            if len(elements) > ACTIONS_MAX_ELEMENTS:
+                problems.append(
+                    f"[ERROR] must contain less than {ACTIONS_MAX_ELEMENTS + 1} items "
+                    f"[json-pointer:{at}/elements]"
+                )
+            for j, element in enumerate(elements):
+                problems += _element_problems(element, f"{at}/elements/{j}")
+        elif block.get("type") == "image":
+            problems += _element_problems(block, at)
+    return problems
+
+
 @dataclass
 class Call:
     method: str
@@ -340,6 +431,9 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     files: dict[str, SlackFile] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
+    # The largest upload the workspace allows: 1 GB by Slack's help ("Files uploaded to
+    # Slack can be up to 1 GB"), less where an admin restricted large uploads.
+    upload_limit: int = 1024**3
     responses: list[dict[str, Any]] = field(default_factory=list)  # posts to response_url
     deleted_files: list[str] = field(default_factory=list)  # files.delete, in order
     file_requests: list[tuple[str, str | None]] = field(default_factory=list)
@@ -373,6 +467,10 @@ class FakeSlack:
     files_read_scope: bool = True  # False: file downloads get the HTML login page
     # Views opened with views.open, by the id the fake gave them.
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Home tabs published with views.publish, by user id (the latest).
+    home_views: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Every Home tab published, in order: (user id, view).
+    published: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # The client address of every Web API call and upload: one per TCP connection.
     api_peers: list[Any] = field(default_factory=list)
     base_url: str = ""
@@ -877,6 +975,28 @@ class FakeSlack:
             ]
         return {}
 
+    def api_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        """DOCS views.publish: ``user_id`` and ``view`` are required, and the view is a
+        Home tab (``type: home``); a view that breaks Block Kit's limits
+        (``view_problems``) is refused as Slack does, ``invalid_arguments`` with one
+        ``[ERROR] ... [json-pointer:...]`` line per problem in
+        ``response_metadata.messages``. ``fail_methods`` can make it refuse anyway."""
+        view = _json_arg(args.get("view")) if args.get("view") else None
+        problems: list[str] = []
+        if not args.get("user_id"):
+            problems.append("[ERROR] missing required field: user_id [json-pointer:/user_id]")
+        if not isinstance(view, dict):
+            problems.append("[ERROR] missing required field: view [json-pointer:/view]")
+        else:
+            problems += view_problems(view, "home")
+        if problems:
+            raise SlackRefusal("invalid_arguments", response_metadata={"messages": problems})
+        assert isinstance(view, dict)
+        published = {"id": f"VH{args['user_id']}", "team_id": TEAM_ID, **view}
+        self.home_views[str(args["user_id"])] = published
+        self.published.append((str(args["user_id"]), published))
+        return {"view": published}
+
     def api_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
         file_id = str(args.get("file"))
         if file_id not in self.files:
@@ -916,6 +1036,19 @@ class FakeSlack:
         return {"messages": self._with_metadata(newest_first, args), "has_more": False}
 
     def api_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        # "length: Size in bytes of the file being uploaded" (required); errors
+        # "missing_argument ... Typically only occurs when the length provided is 0" and
+        # "file_upload_size_restricted: The size of provided file is too large, as the
+        # team has restricted uploads of large files"
+        # (https://docs.slack.dev/reference/methods/files.getUploadURLExternal).
+        try:
+            length = int(args.get("length") or 0)
+        except (TypeError, ValueError):
+            length = 0
+        if length <= 0:
+            raise SlackRefusal("missing_argument")
+        if length > self.upload_limit:
+            raise SlackRefusal("file_upload_size_restricted")
         file_id = f"FUP{len(self.uploads) + 1:05d}"
         self.uploads[file_id] = Upload(file_id, str(args.get("filename")))
         return {"upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
