@@ -16,6 +16,7 @@ from bot.chat.platforms import NoConnection
 from bot.chat.texts import result_details
 from bot.domain import Attachment, AttachmentSource, EditResult, Job
 from bot.errors import UserInputError
+from bot.i18n import _, number
 
 PLATFORM = "console"
 
@@ -24,7 +25,12 @@ def _read_capped(path: Path, max_bytes: int) -> bytes:
     size = path.stat().st_size
     if size > max_bytes:
         raise UserInputError(
-            f"'{path.name}' is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+            _("'{name}' is {size} MB; the limit is {limit} MB.").format(
+                name=path.name,
+                size=number(round(size / 1e6, 1), "0.0"),
+                limit=number(round(max_bytes / 1e6)),
+            ),
+            detail=f"input file is {size} bytes, limit {max_bytes}",
         )
     with path.open("rb") as handle:
         return handle.read(max_bytes + 1)
@@ -88,8 +94,14 @@ class ConsoleFrontend(NoConnection):
             try:
                 return await asyncio.to_thread(_read_capped, path, max_bytes)
             except FileNotFoundError:
-                raise UserInputError(f"'{path}' no longer exists.") from None
+                raise UserInputError(
+                    _("'{path}' no longer exists.").format(path=path),
+                    detail=f"input file {path} is gone",
+                ) from None
             except PermissionError:
-                raise UserInputError(f"'{path}' cannot be read (permission denied).") from None
+                raise UserInputError(
+                    _("'{path}' cannot be read (permission denied).").format(path=path),
+                    detail=f"input file {path}: permission denied",
+                ) from None
 
         return Attachment(source=source, fetch=fetch)

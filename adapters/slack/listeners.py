@@ -142,10 +142,13 @@ class SlackListeners:
 
     # -- the welcome (issue 29) ---------------------------------------------------------------
 
-    async def on_app_home_opened(self, event: dict[str, Any]) -> None:
+    async def on_app_home_opened(
+        self, event: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> None:
         """Someone opened the bot's Messages tab: while their DM with the bot is empty,
         the bot says what it does (the Discord welcome's words), so it is said once,
-        whichever process gets the event, with nothing to remember (``slack.welcome``)."""
+        whichever process gets the event, with nothing to remember (``slack.welcome``).
+        It is said in the opener's language, as every answer to them is."""
         channel = str(event.get("channel") or "")
         if not self.adapter.config.welcome or event.get("tab") != "messages" or not channel:
             return
@@ -153,6 +156,9 @@ class SlackListeners:
             history = await self.client.conversations_history(channel=channel, limit=1)
             if history.get("messages"):
                 return
+            if event.get("user"):
+                team = str((context or {}).get("team_id") or event.get("team") or "")
+                await self._speak(UserRef(PLATFORM, team, str(event["user"])))
             await self.client.chat_postMessage(channel=channel, text=self.conversation.welcome())
         except SlackApiError as exc:
             self.adapter.api_error("welcome", exc)

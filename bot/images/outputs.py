@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from bot.errors import ProviderUnavailable
+from bot.i18n import N_, _
 from bot.images.codec import (
     PASS_THROUGH,
     Rejected,
@@ -24,7 +25,7 @@ from bot.images.codec import (
 )
 
 _OUTPUT_FORMATS = PASS_THROUGH
-_DAMAGED_OUTPUT = "The image service returned a damaged image."
+_DAMAGED_OUTPUT = N_("The image service returned a damaged image.")
 _FIT_QUALITIES = (90, 80, 70, 60)
 _FIT_DOWNSCALE_QUALITY = 75
 _FIT_MIN_SIDE = 16
@@ -48,7 +49,7 @@ def inspect_output_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Out
     """
     if len(data) > max_bytes:
         raise ProviderUnavailable(
-            "The image service returned an image that is too large to post.",
+            _("The image service returned an image that is too large to post."),
             detail=f"output is {len(data)} bytes, limit {max_bytes}",
             retryable=False,
         )
@@ -56,7 +57,7 @@ def inspect_output_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Out
         fmt, (width, height) = _check_output(data, max_pixels=max_pixels)
     except Rejected as rejected:
         raise ProviderUnavailable(
-            _DAMAGED_OUTPUT, detail=f"output image rejected: {rejected.reason}", retryable=False
+            _(_DAMAGED_OUTPUT), detail=f"output image rejected: {rejected.reason}", retryable=False
         ) from rejected
     content_type, extension = _OUTPUT_FORMATS[fmt]
     # The stored size, not the EXIF-rotated one: it is what the platform reports.
@@ -81,7 +82,7 @@ def _check_output(data: bytes, *, max_pixels: int) -> tuple[str, tuple[int, int]
         else:
             img.load()
 
-    fmt, size, _ = open_checked(
+    fmt, size, _image = open_checked(
         data, max_pixels=max_pixels, accepted=_OUTPUT_FORMATS, finish=prove_whole
     )
     return fmt, size
@@ -125,7 +126,7 @@ def fit_to_byte_limit(data: bytes, *, max_bytes: int) -> tuple[bytes, str]:
             rgb = _flatten_to_rgb(source)
     except Exception as exc:
         raise ProviderUnavailable(
-            _DAMAGED_OUTPUT, detail=f"cannot fit output: {exc!r}", retryable=False
+            _(_DAMAGED_OUTPUT), detail=f"cannot fit output: {exc!r}", retryable=False
         ) from exc
     icc = icc_profile_for(source, rgb)
     out = b""
