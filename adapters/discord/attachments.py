@@ -95,7 +95,7 @@ async def fetch(client: discord.Client, source: AttachmentSource, max_bytes: int
         data = await client.http.get_from_cdn(locator["url"])
     except (discord.NotFound, discord.Forbidden):
         if "message" not in locator:
-            raise UserInputError(_(_GONE_MESSAGE)) from None
+            raise UserInputError(_(_GONE_MESSAGE), detail="attachment gone from the CDN") from None
         data = await _refetch(client, locator)
     if len(data) > max_bytes:
         raise _too_large(source.name, len(data), max_bytes)
@@ -111,4 +111,4 @@ async def _refetch(client: discord.Client, locator: dict[str, str]) -> bytes:
                 return await client.http.get_from_cdn(attachment.url)
     except (discord.NotFound, discord.Forbidden):
         pass
-    raise UserInputError(_(_GONE_MESSAGE))
+    raise UserInputError(_(_GONE_MESSAGE), detail="attachment gone from its message")

@@ -54,7 +54,9 @@ class SlackFileFetcher:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
                     if response.status_code in (401, 403):
-                        raise UserInputError(_(_MISSING_SCOPE))
+                        raise UserInputError(
+                            _(_MISSING_SCOPE), detail=f"file download HTTP {response.status_code}"
+                        )
                     if response.status_code == 404:
                         raise UserInputError(
                             _("That file was deleted or I can't see it."),
@@ -67,7 +69,9 @@ class SlackFileFetcher:
                         )
                     content_type = response.headers.get("content-type", "")
                     if content_type.startswith("text/html"):
-                        raise UserInputError(_(_MISSING_SCOPE))
+                        raise UserInputError(
+                            _(_MISSING_SCOPE), detail="file download answered with a web page"
+                        )
                     data = await read_capped(response, max_bytes)
                     if data is None:
                         raise UserInputError(

@@ -271,7 +271,10 @@ class JobPipeline:
             # Each input is capped on its own and the inputs together (issue 26).
             total += len(data)
             if total > self.limits.max_total_input_bytes:
-                raise UserInputError(inputs_too_large(total, self.limits.max_total_input_bytes))
+                raise UserInputError(
+                    inputs_too_large(total, self.limits.max_total_input_bytes),
+                    detail=f"inputs total {total} bytes, limit {self.limits.max_total_input_bytes}",
+                )
             images.append(
                 await asyncio.to_thread(
                     validate_input_image,

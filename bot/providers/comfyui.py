@@ -160,7 +160,10 @@ class ComfyUIProvider(HttpProvider):
         elif self.workflows.text is not None:
             workflow, image_name = self.workflows.text, None
         else:
-            raise UserInputError(_("This image server edits pictures only: attach an image."))
+            raise UserInputError(
+                _("This image server edits pictures only: attach an image."),
+                detail="no text workflow configured (provider.workflow)",
+            )
         seed = options.seed if options.seed is not None else uuid.uuid4().int % 2**32
         graph = workflow.fill(
             prompt=request.prompt, seed=seed, image=image_name, ratio=options.aspect_ratio
