@@ -356,9 +356,10 @@ class DiscordReply:
                 return await channel.send(**fields)
         except discord.Forbidden as exc:
             raise ChannelUnreachable(
-                f"I can't post in <#{self.target['channel']}>: I don't have access to that "
-                "channel (an admin can give me View Channel, Send Messages and Attach Files "
-                "there).",
+                _(
+                    "I can't post in {channel}: I don't have access to that channel (an admin "
+                    "can give me View Channel, Send Messages and Attach Files there)."
+                ).format(channel=f"<#{self.target['channel']}>"),
                 detail=f"discord {exc.status} {exc.code}",
             ) from exc
 

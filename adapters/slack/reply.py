@@ -165,9 +165,11 @@ class SlackReply:
             if self.on_unreachable is not None:
                 self.on_unreachable(self.channel)
             raise DeliveryImpossible(
-                "I can't post in that channel any more (I was removed from it, or it was "
-                f"archived), so the edited image could not be delivered. To use me there, "
-                f"invite me back with `/invite @{self.bot_name}`.",
+                _(
+                    "I can't post in that channel any more (I was removed from it, or it was "
+                    "archived), so the edited image could not be delivered. To use me there, "
+                    "invite me back with {invite}."
+                ).format(invite=f"`/invite @{self.bot_name}`"),
                 detail=f"slack {error}",
             ) from exc
 
