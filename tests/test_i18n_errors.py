@@ -102,6 +102,21 @@ async def test_a_german_console_is_told_of_the_safety_filter_in_german(
     assert MODERATED not in result.stderr
 
 
+async def test_a_japanese_console_users_mistyped_user_reference_is_answered_in_japanese(
+    tmp_path: Path, fake: FakeCoreToday
+) -> None:
+    """``history USERREF`` in the console: a reference typed wrong is refused in the
+    terminal's language, by the parser the operator CLI shares."""
+    result = await run(
+        ["console", "history slack:T1:no!body"],
+        environment(tmp_path, fake, LANG="ja_JP.UTF-8"),
+        tmp_path,
+    )
+    refused = translated("ja", "'{part}' is not a valid user id in '{text}'")
+    assert result.code != 0, result
+    assert refused.format(part="no!body", text="slack:T1:no!body") in result.stderr, result
+
+
 ALICE = UserRef("slack", "T1", "UALICE")
 
 
