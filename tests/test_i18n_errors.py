@@ -100,6 +100,13 @@ async def test_a_german_console_is_told_of_the_safety_filter_in_german(
     assert translated("de", MODERATED) in result.stderr
     assert translated("de", "Your credits were refunded.") in result.stderr
     assert MODERATED not in result.stderr
+    # The console's own lines too: the balance after the refund.
+    with i18n.using("de"):
+        balance = i18n.ngettext(
+            "balance: {balance} credits ({n} image)", "balance: {balance} credits ({n} images)", 10
+        ).format(balance=1200, n=10)
+    assert not balance.startswith("balance")
+    assert balance in result.stderr
 
 
 async def test_a_japanese_console_users_mistyped_user_reference_is_answered_in_japanese(

@@ -16,7 +16,7 @@ from bot.chat.platforms import NoConnection
 from bot.chat.texts import result_details
 from bot.domain import Attachment, AttachmentSource, EditResult, Job
 from bot.errors import UserInputError
-from bot.i18n import _, number
+from bot.i18n import N_, _, number
 
 PLATFORM = "console"
 
@@ -36,6 +36,10 @@ def _read_capped(path: Path, max_bytes: int) -> bytes:
         return handle.read(max_bytes + 1)
 
 
+# The runner's stages, as the console prints them (other texts come already worded).
+_STAGES = {"queued": N_("queued"), "editing": N_("editing")}
+
+
 class ConsoleReply:
     def __init__(self, out_path: Path, stream: TextIO) -> None:
         self.out_path = out_path
@@ -45,7 +49,7 @@ class ConsoleReply:
         print(f"[{job.id[:8]}] {text}", file=self.stream, flush=True)
 
     async def progress(self, job: Job, stage: str) -> None:
-        self._say(job, stage)
+        self._say(job, _(_STAGES[stage]) if stage in _STAGES else stage)
 
     async def deliver(
         self, result: EditResult, *, maybe_delivered: bool = False
@@ -58,14 +62,19 @@ class ConsoleReply:
         )
         self._say(
             job,
-            f"done in {result.elapsed_seconds:.1f} s: {result.width}x{result.height} "
-            f"({details}) written to {self.out_path}",
+            _("done in {seconds} s: {width}x{height} ({details}) written to {path}").format(
+                seconds=number(round(result.elapsed_seconds, 1), "0.0"),
+                width=result.width,
+                height=result.height,
+                details=details,
+                path=self.out_path,
+            ),
         )
         # History points at the file (the console's "link").
         return {"link": str(self.out_path)}
 
     async def fail(self, job: Job, message: str) -> None:
-        self._say(job, f"failed: {message}")
+        self._say(job, _("failed: {message}").format(message=message))
 
     async def tell(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
