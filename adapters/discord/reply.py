@@ -31,7 +31,7 @@ import structlog
 from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import result_view
 from adapters.discord.pacing import ChannelSlots, rate_limited
-from bot.chat.texts import provider_note
+from bot.chat.texts import cannot_see_channel, provider_note
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryImpossible
 from bot.i18n import N_, _, number
@@ -356,10 +356,7 @@ class DiscordReply:
                 return await channel.send(**fields)
         except discord.Forbidden as exc:
             raise ChannelUnreachable(
-                _(
-                    "I can't post in {channel}: I don't have access to that channel (an admin "
-                    "can give me View Channel, Send Messages and Attach Files there)."
-                ).format(channel=f"<#{self.target['channel']}>"),
+                cannot_see_channel(f"<#{self.target['channel']}>"),
                 detail=f"discord {exc.status} {exc.code}",
             ) from exc
 

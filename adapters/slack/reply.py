@@ -33,7 +33,7 @@ from adapters.slack.pacing import is_rate_limited, retry_after
 from adapters.slack.status import NO_ANSWER, StatusBoard, StatusLine
 from adapters.slack.style import escape
 from adapters.slack.views import cancel_blocks
-from bot.chat.texts import result_details, short
+from bot.chat.texts import removed_from_channel, result_details, short
 from bot.domain import EditResult, Job
 from bot.errors import DeliveryDeferred, DeliveryImpossible
 from bot.i18n import N_, _
@@ -165,11 +165,7 @@ class SlackReply:
             if self.on_unreachable is not None:
                 self.on_unreachable(self.channel)
             raise DeliveryImpossible(
-                _(
-                    "I can't post in that channel any more (I was removed from it, or it was "
-                    "archived), so the edited image could not be delivered. To use me there, "
-                    "invite me back with {invite}."
-                ).format(invite=f"`/invite @{self.bot_name}`"),
+                removed_from_channel(f"`/invite @{self.bot_name}`"),
                 detail=f"slack {error}",
             ) from exc
 

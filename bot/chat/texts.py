@@ -545,6 +545,25 @@ def waiting_for_platform(platform: str) -> str:
     )
 
 
+def cannot_see_channel(channel: str) -> str:
+    """Discord: the bot has no access to the channel of a result (``channel``: its
+    mention); the permissions keep the names Discord's settings show in English."""
+    return _(
+        "I can't post in {channel}: I don't have access to that channel (an admin "
+        "can give me View Channel, Send Messages and Attach Files there)."
+    ).format(channel=channel)
+
+
+def removed_from_channel(invite: str) -> str:
+    """Slack: the bot was removed from the result's channel, or it was archived
+    (``invite``: the command that brings it back)."""
+    return _(
+        "I can't post in that channel any more (I was removed from it, or it was "
+        "archived), so the edited image could not be delivered. To use me there, "
+        "invite me back with {invite}."
+    ).format(invite=invite)
+
+
 def rate_limited_too_long(platform: str, seconds: float) -> str:
     minutes = round(seconds / 60)
     return ngettext(
