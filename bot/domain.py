@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from bot.errors import UserInputError
+from bot.i18n import _
 
 _REF_PART = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _PLATFORM = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
@@ -33,15 +34,28 @@ class UserRef:
         parts = text.strip().split(":")
         if len(parts) != 3:
             raise UserInputError(
-                f"'{text}' is not a user reference: write platform:workspace:user, "
-                "e.g. slack:T0123:U0456 or discord:9876:1234"
+                _(
+                    "'{text}' is not a user reference: write platform:workspace:user, "
+                    "e.g. slack:T0123:U0456 or discord:9876:1234"
+                ).format(text=text)
             )
         platform, workspace, user = parts
         if not _PLATFORM.match(platform):
-            raise UserInputError(f"'{platform}' is not a platform name (e.g. slack, discord)")
-        for label, part in (("workspace", workspace), ("user", user)):
-            if not _REF_PART.match(part):
-                raise UserInputError(f"'{part}' is not a valid {label} id in '{text}'")
+            raise UserInputError(
+                _("'{platform}' is not a platform name (e.g. slack, discord)").format(
+                    platform=platform
+                )
+            )
+        if not _REF_PART.match(workspace):
+            raise UserInputError(
+                _("'{part}' is not a valid workspace id in '{text}'").format(
+                    part=workspace, text=text
+                )
+            )
+        if not _REF_PART.match(user):
+            raise UserInputError(
+                _("'{part}' is not a valid user id in '{text}'").format(part=user, text=text)
+            )
         return cls(platform, workspace, user)
 
     @classmethod

@@ -17,7 +17,7 @@ from bot.chat.platforms import NoConnection
 from bot.chat.texts import result_details
 from bot.domain import Attachment, AttachmentSource, EditResult, GroupResult, Job
 from bot.errors import UserInputError
-from bot.i18n import _
+from bot.i18n import N_, _, number
 
 PLATFORM = "console"
 
@@ -26,10 +26,19 @@ def _read_capped(path: Path, max_bytes: int) -> bytes:
     size = path.stat().st_size
     if size > max_bytes:
         raise UserInputError(
-            f"'{path.name}' is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+            _("'{name}' is {size} MB; the limit is {limit} MB.").format(
+                name=path.name,
+                size=number(round(size / 1e6, 1), "0.0"),
+                limit=number(round(max_bytes / 1e6)),
+            ),
+            detail=f"input file is {size} bytes, limit {max_bytes}",
         )
     with path.open("rb") as handle:
         return handle.read(max_bytes + 1)
+
+
+# The runner's stages, as the console prints them (other texts come already worded).
+_STAGES = {"queued": N_("queued"), "editing": N_("editing")}
 
 
 class ConsoleReply:
@@ -41,7 +50,7 @@ class ConsoleReply:
         print(f"[{job.id[:8]}] {text}", file=self.stream, flush=True)
 
     async def progress(self, job: Job, stage: str) -> None:
-        self._say(job, stage)
+        self._say(job, _(_STAGES[stage]) if stage in _STAGES else stage)
 
     async def deliver(
         self, result: EditResult, *, maybe_delivered: bool = False
@@ -54,8 +63,13 @@ class ConsoleReply:
         )
         self._say(
             job,
-            f"done in {result.elapsed_seconds:.1f} s: {result.width}x{result.height} "
-            f"({details}) written to {self.out_path}",
+            _("done in {seconds} s: {width}x{height} ({details}) written to {path}").format(
+                seconds=number(round(result.elapsed_seconds, 1), "0.0"),
+                width=result.width,
+                height=result.height,
+                details=details,
+                path=self.out_path,
+            ),
         )
         # History points at the file (the console's "link").
         return {"link": str(self.out_path)}
@@ -82,7 +96,7 @@ class ConsoleReply:
         return where
 
     async def fail(self, job: Job, message: str) -> None:
-        self._say(job, f"failed: {message}")
+        self._say(job, _("failed: {message}").format(message=message))
 
     async def tell(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -117,8 +131,14 @@ class ConsoleFrontend(NoConnection):
             try:
                 return await asyncio.to_thread(_read_capped, path, max_bytes)
             except FileNotFoundError:
-                raise UserInputError(f"'{path}' no longer exists.") from None
+                raise UserInputError(
+                    _("'{path}' no longer exists.").format(path=path),
+                    detail=f"input file {path} is gone",
+                ) from None
             except PermissionError:
-                raise UserInputError(f"'{path}' cannot be read (permission denied).") from None
+                raise UserInputError(
+                    _("'{path}' cannot be read (permission denied).").format(path=path),
+                    detail=f"input file {path}: permission denied",
+                ) from None
 
         return Attachment(source=source, fetch=fetch)

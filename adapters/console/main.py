@@ -23,7 +23,7 @@ from bot.chat.texts import Style
 from bot.config import Settings
 from bot.domain import AttachmentSource, EditRequest, JobState, UserRef
 from bot.errors import ConfigError, ErrorKind, KontextError
-from bot.i18n import environment_locales
+from bot.i18n import _, environment_locales, ngettext
 
 EXIT_OK = 0
 EXIT_USER = 1
@@ -82,7 +82,7 @@ async def run_console(
     for path in images:
         source = await asyncio.to_thread(describe_image, path)
         if source is None:
-            say(f"error: {path} is not a file")
+            say(_("error: {path} is not a file").format(path=path))
             return EXIT_USER
         sources.append(source)
     first = images[0] if images else None
@@ -107,7 +107,7 @@ async def run_console(
         command = await conversation.read(user, text, files=sources)
         if isinstance(command, Said):
             if command.mistake:
-                say(f"error: {command.text}")
+                say(_("error: {message}").format(message=command.text))
                 return EXIT_USER
             print(command.text, file=stdout)
             return EXIT_OK
@@ -142,8 +142,20 @@ async def run_console(
         balance = await core.store.balance(user)
         cost = core.service.cost_per_image
         # With named models, what is left is counted in images of the default one.
-        default = f"{core.service.models.default.name} " if core.service.models.several else ""
-        say(f"balance: {balance} credits ({balance // cost if cost else 0} {default}images)")
+        affordable = balance // cost if cost else 0
+        if core.service.models.several:
+            left = ngettext(
+                "balance: {balance} credits ({n} {model} image)",
+                "balance: {balance} credits ({n} {model} images)",
+                affordable,
+            ).format(balance=balance, n=affordable, model=core.service.models.default.name)
+        else:
+            left = ngettext(
+                "balance: {balance} credits ({n} image)",
+                "balance: {balance} credits ({n} images)",
+                affordable,
+            ).format(balance=balance, n=affordable)
+        say(left)
         if len(ended) > 1:
             made = [each for each in ended if each.state == JobState.SUCCEEDED]
             for each in made:
@@ -155,10 +167,10 @@ async def run_console(
             return EXIT_OK
         return _EXIT_BY_KIND.get(ErrorKind(job.error_kind or "internal"), EXIT_INTERNAL)
     except KontextError as exc:
-        say(f"error: {exc.user_message}")
+        say(_("error: {message}").format(message=exc.user_message))
         return _EXIT_BY_KIND[exc.kind]
     except TimeoutError:
-        say("error: the edit did not finish in time; it resumes on the next start")
+        say(_("error: the edit did not finish in time; it resumes on the next start"))
         return EXIT_PROVIDER
     finally:
         await core.close(grace=0)

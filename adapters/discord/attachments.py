@@ -13,8 +13,9 @@ import discord
 
 from bot.domain import AttachmentSource
 from bot.errors import UserInputError
+from bot.i18n import N_, _, number
 
-_GONE_MESSAGE = (
+_GONE_MESSAGE = N_(
     "That image is no longer available on Discord (the message or file was deleted). "
     "Post it again to edit it."
 )
@@ -78,23 +79,30 @@ async def referenced_message(message: discord.Message) -> discord.Message | None
     return resolved
 
 
+def _too_large(name: str, size: int, max_bytes: int) -> UserInputError:
+    return UserInputError(
+        _("'{name}' is {size} MB; the limit is {limit} MB.").format(
+            name=name,
+            size=number(round(size / 1e6, 1), "0.0"),
+            limit=number(round(max_bytes / 1e6)),
+        ),
+        detail=f"attachment is {size} bytes, limit {max_bytes}",
+    )
+
+
 async def fetch(client: discord.Client, source: AttachmentSource, max_bytes: int) -> bytes:
     """Read through discord.py's own CDN request, after checking the declared size."""
     if source.size is not None and source.size > max_bytes:
-        raise UserInputError(
-            f"'{source.name}' is {source.size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
-        )
+        raise _too_large(source.name, source.size, max_bytes)
     locator = json.loads(source.locator)
     try:
         data = await client.http.get_from_cdn(locator["url"])
     except (discord.NotFound, discord.Forbidden):
         if "message" not in locator:
-            raise UserInputError(_GONE_MESSAGE) from None
+            raise UserInputError(_(_GONE_MESSAGE), detail="attachment gone from the CDN") from None
         data = await _refetch(client, locator)
     if len(data) > max_bytes:
-        raise UserInputError(
-            f"'{source.name}' is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
-        )
+        raise _too_large(source.name, len(data), max_bytes)
     return data
 
 
@@ -107,4 +115,4 @@ async def _refetch(client: discord.Client, locator: dict[str, str]) -> bytes:
                 return await client.http.get_from_cdn(attachment.url)
     except (discord.NotFound, discord.Forbidden):
         pass
-    raise UserInputError(_GONE_MESSAGE)
+    raise UserInputError(_(_GONE_MESSAGE), detail="attachment gone from its message")

@@ -32,7 +32,14 @@ from adapters.discord.attachments import is_image, source_of
 from adapters.discord.components import group_view, result_view
 from adapters.discord.pacing import ChannelSlots, rate_limited
 from bot.chat.presets import ResultLayout
-from bot.chat.texts import fitted_note, group_heading, group_member_line, job_about, provider_note
+from bot.chat.texts import (
+    cannot_see_channel,
+    fitted_note,
+    group_heading,
+    group_member_line,
+    job_about,
+    provider_note,
+)
 from bot.domain import EditResult, GroupResult, Job
 from bot.errors import DeliveryImpossible
 from bot.i18n import N_, _, number
@@ -439,9 +446,7 @@ class DiscordReply:
                 return await channel.send(**fields)
         except discord.Forbidden as exc:
             raise ChannelUnreachable(
-                f"I can't post in <#{self.target['channel']}>: I don't have access to that "
-                "channel (an admin can give me View Channel, Send Messages and Attach Files "
-                "there).",
+                cannot_see_channel(f"<#{self.target['channel']}>"),
                 detail=f"discord {exc.status} {exc.code}",
             ) from exc
 

@@ -28,6 +28,7 @@ from bot.config import SlackConfig
 from bot.domain import Attachment, AttachmentSource, Job, UserRef
 from bot.errors import UserInputError
 from bot.http_transport import new_http_client
+from bot.i18n import _
 from bot.jobs.service import KontextService
 
 log = structlog.get_logger("kontext.slack")
@@ -111,14 +112,23 @@ class SlackAdapter:
             if exc.response.get("error") in ("missing_scope", "not_allowed_token_type"):
                 self.api_error("files.info", exc)
                 raise UserInputError(
-                    "I can't read files in this workspace: the bot's Slack token lacks the "
-                    "files:read scope. Ask an admin to add it and reinstall the app."
+                    _(
+                        "I can't read files in this workspace: the bot's Slack token lacks the "
+                        "files:read scope. Ask an admin to add it and reinstall the app."
+                    ),
+                    detail="files.info: missing files:read",
                 ) from None
-            raise UserInputError("I couldn't find that file (it may have been deleted).") from None
+            raise UserInputError(
+                _("I couldn't find that file (it may have been deleted)."),
+                detail=f"files.info: {exc.response.get('error')}",
+            ) from None
         file = info["file"]
         url = file.get("url_private_download") or file.get("url_private")
         if not url:
-            raise UserInputError("Slack did not give me a way to download that file.")
+            raise UserInputError(
+                _("Slack did not give me a way to download that file."),
+                detail="files.info: no download URL",
+            )
         return str(url)
 
     def platform_admin(self, user: UserRef) -> Callable[[], Awaitable[bool]]:

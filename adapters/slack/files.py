@@ -14,13 +14,15 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from bot.errors import ProviderUnavailable, UserInputError
+from bot.i18n import N_, _, number
 from bot.jobs.downloads import read_capped
 
 MAX_REDIRECTS = 3
-_MISSING_SCOPE = (
+_MISSING_SCOPE = N_(
     "I can't read files in this workspace: the bot's Slack token lacks the files:read "
     "scope. Ask an admin to add it and reinstall the app."
 )
+_NOT_HANDED_OVER = N_("Slack did not hand over the file. Please try again.")
 
 
 class SlackFileFetcher:
@@ -35,12 +37,15 @@ class SlackFileFetcher:
 
     async def fetch(self, url: str, max_bytes: int) -> bytes:
         """The file's bytes, at most ``max_bytes`` (more is refused, not truncated)."""
-        for _ in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             if not self.allowed(url):
                 # Never show the URL: it names the workspace's private file.
                 raise UserInputError(
-                    "That file is not hosted by Slack, so I won't download it with the "
-                    "bot's credentials."
+                    _(
+                        "That file is not hosted by Slack, so I won't download it with the "
+                        "bot's credentials."
+                    ),
+                    detail="file URL outside slack.files_hosts",
                 )
             headers = {"Authorization": f"Bearer {self._token}"}
             try:
@@ -49,24 +54,39 @@ class SlackFileFetcher:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
                     if response.status_code in (401, 403):
-                        raise UserInputError(_MISSING_SCOPE)
+                        raise UserInputError(
+                            _(_MISSING_SCOPE), detail=f"file download HTTP {response.status_code}"
+                        )
                     if response.status_code == 404:
-                        raise UserInputError("That file was deleted or I can't see it.")
+                        raise UserInputError(
+                            _("That file was deleted or I can't see it."),
+                            detail="file download HTTP 404",
+                        )
                     if response.status_code >= 400:
                         raise ProviderUnavailable(
-                            "Slack did not hand over the file. Please try again.",
+                            _(_NOT_HANDED_OVER),
                             detail=f"file download HTTP {response.status_code}",
                         )
                     content_type = response.headers.get("content-type", "")
                     if content_type.startswith("text/html"):
-                        raise UserInputError(_MISSING_SCOPE)
+                        raise UserInputError(
+                            _(_MISSING_SCOPE), detail="file download answered with a web page"
+                        )
                     data = await read_capped(response, max_bytes)
                     if data is None:
-                        raise UserInputError(f"The image is larger than {max_bytes / 1e6:.0f} MB.")
+                        raise UserInputError(
+                            _("The image is larger than {limit} MB.").format(
+                                limit=number(round(max_bytes / 1e6))
+                            ),
+                            detail=f"file larger than {max_bytes} bytes",
+                        )
                     return data
             except httpx.HTTPError as exc:
                 raise ProviderUnavailable(
-                    "Slack did not hand over the file. Please try again.",
+                    _(_NOT_HANDED_OVER),
                     detail=f"file download {type(exc).__name__}",
                 ) from None
-        raise UserInputError("The file's link redirected too many times.")
+        raise UserInputError(
+            _("The file's link redirected too many times."),
+            detail=f"file URL redirected more than {MAX_REDIRECTS} times",
+        )

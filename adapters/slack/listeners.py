@@ -173,9 +173,10 @@ class SlackListeners:
         """Someone opened the bot's Home tab: it is published anew (``home.py``). Or they
         opened its Messages tab: while their DM with the bot is empty, the bot says what
         it does (the Discord welcome's words), so it is said once, whichever process
-        gets the event, with nothing to remember (``slack.welcome``)."""
+        gets the event, with nothing to remember (``slack.welcome``). Both are said in
+        the opener's language, as every answer to them is."""
+        team = str((body or {}).get("team_id") or event.get("team") or "")
         if event.get("tab") == "home":
-            team = str((body or {}).get("team_id") or event.get("team") or "")
             await self.publish_home(UserRef(PLATFORM, team, str(event["user"])))
             return
         channel = str(event.get("channel") or "")
@@ -185,6 +186,8 @@ class SlackListeners:
             history = await self.client.conversations_history(channel=channel, limit=1)
             if history.get("messages"):
                 return
+            if event.get("user"):
+                await self._speak(UserRef(PLATFORM, team, str(event["user"])))
             await self.client.chat_postMessage(channel=channel, text=self.conversation.welcome())
         except SlackApiError as exc:
             self.adapter.api_error("welcome", exc)

@@ -597,6 +597,15 @@ def waiting_for_platform(platform: str) -> str:
     )
 
 
+def cannot_see_channel(channel: str) -> str:
+    """Discord: the bot has no access to the channel of a result (``channel``: its
+    mention); the permissions keep the names Discord's settings show in English."""
+    return _(
+        "I can't post in {channel}: I don't have access to that channel (an admin "
+        "can give me View Channel, Send Messages and Attach Files there)."
+    ).format(channel=channel)
+
+
 def rate_limited_too_long(platform: str, seconds: float) -> str:
     minutes = round(seconds / 60)
     return ngettext(

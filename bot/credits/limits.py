@@ -28,8 +28,9 @@ from pydantic import Field as ConfigField
 
 from bot.credits.periods import PERIODS, Period
 from bot.errors import UserInputError
+from bot.i18n import N_, _, number
 
-NEGATIVE = "Limits cannot be negative (0 means no limit)."
+NEGATIVE = N_("Limits cannot be negative (0 means no limit).")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,9 @@ class LimitSpec:
     help: str
     minimum: float | None = 0  # for numbers; with ``maximum``, the range an admin may set
     maximum: float | None = None
-    out_of_range: str = NEGATIVE  # what an admin is told for a value outside the range
+    # What an admin is told for a value outside the range (marked N_, translated where
+    # it is said; it may name {minimum} and {maximum}).
+    out_of_range: str = NEGATIVE
     choices: tuple[str, ...] = ()  # for words: the values allowed
 
 
@@ -89,7 +92,7 @@ class Limits:
             "one user's jobs running at once",
             minimum=1,
             maximum=PER_USER_CONCURRENT_MAX,
-            out_of_range=f"Jobs per user at once must be between 1 and {PER_USER_CONCURRENT_MAX}.",
+            out_of_range=N_("Jobs per user at once must be between {minimum} and {maximum}."),
         ),
     )
 
@@ -139,7 +142,11 @@ def validate_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
             continue
         limit = LIMITS.get(name)
         if limit is None:
-            raise UserInputError(f"'{name}' is not a limit: use {', '.join(LIMITS)}.")
+            raise UserInputError(
+                _("'{name}' is not a limit: use {limits}.").format(
+                    name=name, limits=", ".join(LIMITS)
+                )
+            )
         checked[name] = _checked(name, limit, value)
     return checked
 
@@ -148,16 +155,26 @@ def _checked(name: str, limit: Field[Any], value: Any) -> Any:
     bounds = spec(limit)
     if bounds.choices:
         if value not in bounds.choices:
-            raise UserInputError(f"'{value}' is not a {name}: use {', '.join(bounds.choices)}.")
+            raise UserInputError(
+                _("'{value}' is not a {name}: use {choices}.").format(
+                    value=value, name=name, choices=", ".join(bounds.choices)
+                )
+            )
         return value
     default: Any = limit.default
     kind: type[Any] = type(default)  # int or float (which takes an int too)
     if isinstance(value, bool) or not isinstance(value, int | kind):
-        raise UserInputError(f"{name} must be {'a whole number' if kind is int else 'a number'}.")
+        if kind is int:
+            raise UserInputError(_("{name} must be a whole number.").format(name=name))
+        raise UserInputError(_("{name} must be a number.").format(name=name))
     if value < 0:
-        raise UserInputError(NEGATIVE)
+        raise UserInputError(_(NEGATIVE))
     if (bounds.minimum is not None and value < bounds.minimum) or (
         bounds.maximum is not None and value > bounds.maximum
     ):
-        raise UserInputError(bounds.out_of_range)
+        raise UserInputError(
+            _(bounds.out_of_range).format(
+                minimum=number(bounds.minimum or 0), maximum=number(bounds.maximum or 0)
+            )
+        )
     return value

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bot.credits.model_profiles import ModelProfile, ProfileOverrides, profile_for
 from bot.errors import UserInputError
+from bot.i18n import _, ngettext, number
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -114,7 +115,9 @@ class Catalogue:
         model = self.get(name)
         if model is None:
             raise UserInputError(
-                f"I don't know the model '{name}'. Choose one of: {self.price_list()}."
+                _("I don't know the model '{name}'. Choose one of: {models}.").format(
+                    name=name, models=self.price_list()
+                )
             )
         return model
 
@@ -158,10 +161,19 @@ class Catalogue:
         return [(m.name, f"{m.name} · {m.cost} credits") for m in editors]
 
     def price_list(self) -> str:
-        """``pro (120 credits, default), max (240 credits)``."""
-        return ", ".join(
-            f"{m.name} ({m.cost} credits{', default' if m.default else ''})" for m in self.models
-        )
+        """``pro (120 credits, default), max (240 credits)``, in the language in force."""
+        return ", ".join(_price(m) for m in self.models)
+
+
+def _price(model: Model) -> str:
+    n = number(model.cost)
+    if model.default:
+        return ngettext(
+            "{model} ({n} credit, default)", "{model} ({n} credits, default)", model.cost
+        ).format(model=model.name, n=n)
+    return ngettext("{model} ({n} credit)", "{model} ({n} credits)", model.cost).format(
+        model=model.name, n=n
+    )
 
 
 def short_name(model_id: str) -> str:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
 from bot.errors import UserInputError
+from bot.i18n import _
 
 Period = Literal["daily", "weekly", "monthly", "never"]
 PERIODS: tuple[Period, ...] = get_args(Period)
@@ -20,7 +21,9 @@ def parse_period(text: str) -> Period:
     for period in PERIODS:
         if text.strip().lower() == period:
             return period
-    raise UserInputError(f"'{text}' is not a period: use {', '.join(PERIODS)}.")
+    raise UserInputError(
+        _("'{text}' is not a period: use {periods}.").format(text=text, periods=", ".join(PERIODS))
+    )
 
 
 def period_key(period: Period, now: float) -> str:
@@ -29,7 +32,7 @@ def period_key(period: Period, now: float) -> str:
     if period == "daily":
         return moment.strftime("%Y-%m-%d")
     if period == "weekly":
-        year, week, _ = moment.isocalendar()
+        year, week, _weekday = moment.isocalendar()
         return f"{year}-W{week:02d}"
     if period == "monthly":
         return moment.strftime("%Y-%m")

@@ -17,6 +17,7 @@ import re
 
 from bot.domain import RequestContext, UserRef
 from bot.errors import UserInputError
+from bot.i18n import _
 
 SCOPE_KINDS = ("workspace", "channel", "role", "user")
 _PART = r"[A-Za-z0-9_.@-]{1,64}"
@@ -31,9 +32,11 @@ def parse_scope(text: str) -> str:
     scope = text.strip()
     if scope != GLOBAL and not _SCOPE.match(scope):
         raise UserInputError(
-            f"'{text}' is not a scope: write global, workspace:PLATFORM:WORKSPACE, "
-            "channel:PLATFORM:WORKSPACE:CHANNEL, role:PLATFORM:WORKSPACE:ROLE or "
-            "user:PLATFORM:WORKSPACE:USER"
+            _(
+                "'{text}' is not a scope: write global, workspace:PLATFORM:WORKSPACE, "
+                "channel:PLATFORM:WORKSPACE:CHANNEL, role:PLATFORM:WORKSPACE:ROLE or "
+                "user:PLATFORM:WORKSPACE:USER"
+            ).format(text=text)
         )
     return scope
 

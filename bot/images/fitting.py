@@ -25,6 +25,7 @@ from typing import Literal
 from PIL import Image
 
 from bot.errors import ProviderUnavailable
+from bot.i18n import N_, _
 from bot.images.codec import (
     PASS_THROUGH,
     bomb_guard,
@@ -37,7 +38,7 @@ QUALITIES = (92, 85)  # high quality first: most upscales fit at 92
 DOWNSCALE_QUALITY = 85
 MAX_ROUNDS = 6
 MIN_SIDE = 64
-_DAMAGED = "The image service returned a damaged image."
+_DAMAGED = N_("The image service returned a damaged image.")
 
 Change = Literal["", "jpeg", "smaller"]
 
@@ -76,7 +77,7 @@ def fit_to_byte_limit(data: bytes, *, max_bytes: int) -> tuple[bytes, str]:
         fitted = _fit(data, max_bytes)
     except Exception as exc:
         raise ProviderUnavailable(
-            _DAMAGED, detail=f"cannot fit output: {exc!r}", retryable=False
+            _(_DAMAGED), detail=f"cannot fit output: {exc!r}", retryable=False
         ) from exc
     if not fitted.fits:
         raise ValueError(f"max_bytes={max_bytes} is too small for this image")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from bot.errors import ProviderUnavailable, UserInputError
+from bot.i18n import _, ngettext, number
 from bot.images.codec import (
     PASS_THROUGH,
     Decoded,
@@ -32,14 +33,15 @@ _LABEL_ORDER = ("jpeg", "png", "gif", "webp")
 
 
 def _human_bytes(n: int) -> str:
+    """``12.5 MB`` (``12,5 MB`` in German): a size for the reader, in their language."""
     for unit, size in (("MB", 1_000_000), ("KB", 1_000)):
         if n >= size:
-            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
+            return f"{number(round(n / size, 1), '0.#')} {unit}"
+    return ngettext("{n} byte", "{n} bytes", n).format(n=number(n))
 
 
-def _human_megapixels(pixels: int) -> str:
-    return f"{pixels / 1_000_000:.1f}"
+def _human_megapixels(pixels: int, pattern: str = "0.0") -> str:
+    return number(round(pixels / 1_000_000, 1), pattern)
 
 
 def formats_phrase(accepted: frozenset[str]) -> str:
@@ -49,33 +51,41 @@ def formats_phrase(accepted: frozenset[str]) -> str:
     labels = [_FORMAT_LABELS.get(f, f.upper()) for f in ordered]
     if len(labels) <= 1:
         return "".join(labels)
-    return ", ".join(labels[:-1]) + " or " + labels[-1]
+    # TRANSLATORS: the last two of a list of image formats: "GIF or WebP".
+    return _("{some} or {last}").format(some=", ".join(labels[:-1]), last=labels[-1])
 
 
 def _user_message(rejected: Rejected, accepted: frozenset[str]) -> str:
-    wanted = f"Please send a {formats_phrase(accepted)} image."
+    wanted = _("Please send a {formats} image.").format(formats=formats_phrase(accepted))
     if rejected.reason == "format":
-        return f"The attachment is a {rejected.format_name} image, which is not supported. {wanted}"
-    if rejected.reason == "pixels":
-        limit = _human_megapixels(rejected.limit or 0).removesuffix(".0")
-        if rejected.pixels is None:
-            return f"The image has too many pixels; the limit is {limit} megapixels."
-        size = f" ({rejected.size[0]}×{rejected.size[1]})" if rejected.size else ""
-        return (
-            f"The image is {_human_megapixels(rejected.pixels)} megapixels{size}; "
-            f"the limit is {limit} megapixels."
+        return _("The attachment is a {format} image, which is not supported. {wanted}").format(
+            format=rejected.format_name, wanted=wanted
         )
-    return (
-        "The attachment could not be read as an image "
-        f"(it may be damaged or not an image). {wanted}"
-    )
+    if rejected.reason == "pixels":
+        limit = _human_megapixels(rejected.limit or 0, "0.#")
+        if rejected.pixels is None:
+            return _("The image has too many pixels; the limit is {limit} megapixels.").format(
+                limit=limit
+            )
+        pixels = _human_megapixels(rejected.pixels)
+        if rejected.size:
+            return _(
+                "The image is {pixels} megapixels ({width}×{height}); "
+                "the limit is {limit} megapixels."
+            ).format(pixels=pixels, width=rejected.size[0], height=rejected.size[1], limit=limit)
+        return _("The image is {pixels} megapixels; the limit is {limit} megapixels.").format(
+            pixels=pixels, limit=limit
+        )
+    return _(
+        "The attachment could not be read as an image (it may be damaged or not an image). {wanted}"
+    ).format(wanted=wanted)
 
 
 def _safe_filename(original: str, extension: str) -> str:
     # Only the stem survives: the name reaches provider uploads and logs, and must not
     # carry directories, control characters or a lying extension.
     name = original.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, dot, _ = name.rpartition(".")
+    stem, dot, _extension = name.rpartition(".")
     if not dot or not stem:
         stem = name
     stem = re.sub(r"[^\w.-]+", "_", stem).strip("._")[:100]
@@ -99,7 +109,10 @@ def validate_input_image(
     accepted = frozenset(normalise_format(f) for f in accepted_formats)
     if len(data) > max_bytes:
         raise UserInputError(
-            f"The image is {_human_bytes(len(data))}; the limit is {_human_bytes(max_bytes)}."
+            _("The image is {size}; the limit is {limit}.").format(
+                size=_human_bytes(len(data)), limit=_human_bytes(max_bytes)
+            ),
+            detail=f"input image is {len(data)} bytes, limit {max_bytes}",
         )
     try:
         decoded = open_and_load(data, max_pixels=max_pixels, accepted=accepted)
@@ -130,7 +143,9 @@ def validate_input_image(
             out, content_type = fit_to_byte_limit(out, max_bytes=max_bytes)
         except (ValueError, ProviderUnavailable) as exc:
             raise UserInputError(
-                f"The image is too large once converted; the limit is {_human_bytes(max_bytes)}.",
+                _("The image is too large once converted; the limit is {limit}.").format(
+                    limit=_human_bytes(max_bytes)
+                ),
                 detail=f"fitting the re-encoded input failed: {exc!r}",
             ) from exc
     extension = "jpg" if content_type == "image/jpeg" else "png"

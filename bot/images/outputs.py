@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from PIL import Image
 
 from bot.errors import ProviderUnavailable
+from bot.i18n import N_, _
 from bot.images.codec import PASS_THROUGH, Rejected, open_checked
 
 _OUTPUT_FORMATS = PASS_THROUGH
-_DAMAGED_OUTPUT = "The image service returned a damaged image."
+_DAMAGED_OUTPUT = N_("The image service returned a damaged image.")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def inspect_output_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Out
     """
     if len(data) > max_bytes:
         raise ProviderUnavailable(
-            "The image service returned an image that is too large to post.",
+            _("The image service returned an image that is too large to post."),
             detail=f"output is {len(data)} bytes, limit {max_bytes}",
             retryable=False,
         )
@@ -44,7 +45,7 @@ def inspect_output_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Out
         fmt, (width, height) = _check_output(data, max_pixels=max_pixels)
     except Rejected as rejected:
         raise ProviderUnavailable(
-            _DAMAGED_OUTPUT, detail=f"output image rejected: {rejected.reason}", retryable=False
+            _(_DAMAGED_OUTPUT), detail=f"output image rejected: {rejected.reason}", retryable=False
         ) from rejected
     content_type, extension = _OUTPUT_FORMATS[fmt]
     # The stored size, not the EXIF-rotated one: it is what the platform reports.
@@ -69,7 +70,7 @@ def _check_output(data: bytes, *, max_pixels: int) -> tuple[str, tuple[int, int]
         else:
             img.load()
 
-    fmt, size, _ = open_checked(
+    fmt, size, _image = open_checked(
         data, max_pixels=max_pixels, accepted=_OUTPUT_FORMATS, finish=prove_whole
     )
     return fmt, size

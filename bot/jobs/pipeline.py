@@ -206,8 +206,11 @@ class JobPipeline:
                 job,
                 reply,
                 ProviderUnavailable(
-                    f"The image service took longer than {self.limits.job_timeout:.0f} seconds,"
-                    " so the edit was canceled."
+                    _(
+                        "The image service took longer than {seconds} seconds, so the edit "
+                        "was canceled."
+                    ).format(seconds=i18n.number(round(self.limits.job_timeout))),
+                    detail=f"job timeout: {self.limits.job_timeout:.0f} s",
                 ),
                 bound,
             )
@@ -240,8 +243,11 @@ class JobPipeline:
             # The create may or may not have reached the provider before the crash;
             # submitting again could run (and bill) it twice.
             raise ProviderUnavailable(
-                "The bot restarted while sending your edit, so it was stopped to avoid "
-                "running it twice. Please try again."
+                _(
+                    "The bot restarted while sending your edit, so it was stopped to avoid "
+                    "running it twice. Please try again."
+                ),
+                detail="restarted during submit: not submitted again",
             )
         await show_progress(reply, job, "editing")
         # Inputs live in memory only from their download to the provider's answer, and
@@ -277,7 +283,10 @@ class JobPipeline:
             # Each input is capped on its own and the inputs together (issue 26).
             total += len(data)
             if total > self.limits.max_total_input_bytes:
-                raise UserInputError(inputs_too_large(total, self.limits.max_total_input_bytes))
+                raise UserInputError(
+                    inputs_too_large(total, self.limits.max_total_input_bytes),
+                    detail=f"inputs total {total} bytes, limit {self.limits.max_total_input_bytes}",
+                )
             images.append(
                 await asyncio.to_thread(
                     validate_input_image,
@@ -376,19 +385,25 @@ class JobPipeline:
         if status.state == PredictionState.SUCCEEDED:
             if not status.output_urls:
                 raise ProviderUnavailable(
-                    "The image service finished without an image.", detail=f"{status}"
+                    _("The image service finished without an image."), detail=f"{status}"
                 )
             return status
         if status.state == PredictionState.MODERATED:
             raise ModerationError(
-                "The image service's safety filter refused this edit. Try a different "
-                "prompt or image.",
-                detail=status.error,
+                _(
+                    "The image service's safety filter refused this edit. Try a different "
+                    "prompt or image."
+                ),
+                detail=status.error or "moderated by the provider",
             )
         if status.state == PredictionState.CANCELED:
-            raise ProviderUnavailable("The edit was canceled at the image service.")
+            raise ProviderUnavailable(
+                _("The edit was canceled at the image service."),
+                detail="canceled at the provider",
+            )
         raise ProviderUnavailable(
-            "The image service could not finish this edit.", detail=status.error
+            _("The image service could not finish this edit."),
+            detail=status.error or f"prediction {status.state.value}",
         )
 
     async def _download(
@@ -510,7 +525,8 @@ class JobPipeline:
                     bound.warning("delivery failed", attempt=failures, error=repr(exc))
                     if failures >= self.limits.delivery_attempts:
                         raise DeliveryImpossible(
-                            "The edited image could not be posted here.", detail=repr(last_error)
+                            _("The edited image could not be posted here."),
+                            detail=repr(last_error),
                         ) from exc
                     await asyncio.sleep(min(2 ** (failures - 1), 20) * self.limits.delivery_backoff)
         finally:

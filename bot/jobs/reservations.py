@@ -31,6 +31,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot import i18n
 from bot.credits import ledger
 from bot.credits.bank import Bank
 from bot.credits.ledger import allowance_grant, allowance_key
@@ -173,14 +174,15 @@ def cooldown_refusal(wait: float, cost: int) -> QuotaError:
 
 def budget_refusal(cost: int, now: float, period: Period) -> QuotaError:
     refill = next_period_start(period, now)
-    when = (
-        " " + _("It renews {when}.").format(when=f"{refill:%Y-%m-%d %H:%M} UTC") if refill else ""
-    )
+    if refill:
+        message = _(
+            "The bot's shared budget for this period is used up. It renews {when}. "
+            "Nothing was charged."
+        ).format(when=i18n.when(refill))
+    else:
+        message = _("The bot's shared budget for this period is used up. Nothing was charged.")
     return QuotaError(
-        _("The bot's shared budget for this period is used up.")
-        + when
-        + " "
-        + _("Nothing was charged."),
+        message,
         balance=0,
         cost=cost,
         refill_at=f"{refill:%Y-%m-%d %H:%M} UTC" if refill else None,

@@ -36,7 +36,7 @@ from bot.domain import (
     UserRef,
 )
 from bot.errors import ErrorKind, KontextError, ProviderUnavailable, UserInputError
-from bot.i18n import _, number
+from bot.i18n import _, ngettext, number
 from bot.images import ACCEPTED_FORMATS, formats_phrase
 from bot.jobs import cancellation
 from bot.jobs.queue import JobQueue
@@ -297,10 +297,17 @@ class KontextService:
         if model.name.lower() in allowed:
             return
         usable = [m for m in self.models.models if not m.restricted or m.name.lower() in allowed]
-        listed = ", ".join(f"{m.name} ({m.cost} credits)" for m in usable)
+        listed = ", ".join(
+            ngettext("{model} ({n} credit)", "{model} ({n} credits)", m.cost).format(
+                model=m.name, n=number(m.cost)
+            )
+            for m in usable
+        )
         raise UserInputError(
-            f"The model {model.name} is not available here (an admin limits where it can "
-            f"be used). You can use: {listed}. Nothing was charged."
+            _(
+                "The model {model} is not available here (an admin limits where it can be "
+                "used). You can use: {models}. Nothing was charged."
+            ).format(model=model.name, models=listed)
         )
 
     def check(self, request: EditRequest) -> None:
@@ -318,10 +325,15 @@ class KontextService:
         images = [f for f in files if _declared_format(f) != "other"]
         if not images:
             named = ", ".join(f"'{f.name}'" for f in files[:3])
-            kind = _declared_type(files[0]) or "an unknown type"
+            kind = _declared_type(files[0]) or _("an unknown type")
             raise UserInputError(
-                f"{named} {'is' if len(files) == 1 else 'are'} not an image I can edit "
-                f"({kind}). Attach one of: {self.accepted_formats()}; nothing was charged."
+                ngettext(
+                    "{files} is not an image I can edit ({kind}). Attach one of: {formats}; "
+                    "nothing was charged.",
+                    "{files} are not an image I can edit ({kind}). Attach one of: {formats}; "
+                    "nothing was charged.",
+                    len(files),
+                ).format(files=named, kind=kind, formats=self.accepted_formats())
             )
         # Every image, in order: a request with more than its model takes is refused by
         # name (``_validate``), not cut short into another edit than was asked.
@@ -507,7 +519,7 @@ class KontextService:
         scope = parse_scope(scope)
         self._require_admin(admin, platform_admin, scope)
         if amount is not None and amount < 0:
-            raise UserInputError("An allowance cannot be negative.")
+            raise UserInputError(_("An allowance cannot be negative."))
         what = (
             f"allowance of {scope} set to {amount}" + (f" {period}" if period else "")
             if amount is not None
@@ -550,7 +562,7 @@ class KontextService:
         self._require_admin(admin, False, GLOBAL)
         checked = validate_changes(changes)
         if not checked:
-            raise UserInputError("Name at least one limit to change.")
+            raise UserInputError(_("Name at least one limit to change."))
         said = ", ".join(f"{name} {value}" for name, value in checked.items())
         await self._store_policy(admin, GLOBAL, f"limits set: {said}", **checked)
         return await self.limits()
@@ -561,7 +573,9 @@ class KontextService:
         self._require_admin(admin, False, GLOBAL)
         unknown = [name for name in names if name not in LIMITS]
         if unknown or not names:
-            raise UserInputError(f"Name limits to reset: {', '.join(LIMITS)} (or 'all').")
+            raise UserInputError(
+                _("Name limits to reset: {limits} (or 'all').").format(limits=", ".join(LIMITS))
+            )
         what = f"limits reset to the config: {', '.join(names)}"
         await self.store.bank.reset_limits(names, actor=str(admin), what=what)
         return await self.limits()
@@ -644,7 +658,7 @@ class KontextService:
     ) -> int:
         """Add (or with a negative amount, take away) credits; returns the new balance."""
         if amount == 0:
-            raise UserInputError("A grant of 0 credits changes nothing.")
+            raise UserInputError(_("A grant of 0 credits changes nothing."))
         return await self.store.bank.grant(user, amount, actor=actor, note=note)
 
     # -- a user's recent jobs (/kontext history) ----------------------------------------------
@@ -660,8 +674,10 @@ class KontextService:
                 self._require_admin(asker, platform_admin, f"user:{user}")
             except UserInputError:
                 raise UserInputError(
-                    "You can only see your own history; only the bot's admins can see "
-                    "someone else's."
+                    _(
+                        "You can only see your own history; only the bot's admins can see "
+                        "someone else's."
+                    )
                 ) from None
         return await self.store.recent_for_user(user, limit)
 

@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, urlencode, urlsplit
 
 from bot.credits.model_profiles import ModelProfile
 from bot.errors import ProviderUnavailable
+from bot.i18n import _
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.http import UNAVAILABLE, HttpProvider
 
@@ -135,7 +136,7 @@ class BflProvider(HttpProvider):
             json=bfl_inputs(request, request.profile_at(self.name, self.model)),
         )
         if not isinstance(body, Mapping) or not body.get("id"):
-            raise ProviderUnavailable(UNAVAILABLE, detail="create answer without id")
+            raise ProviderUnavailable(_(UNAVAILABLE), detail="create answer without id")
         polling_url = body.get("polling_url")
         if isinstance(polling_url, str) and self.trusted(polling_url):
             return PredictionStatus(id=polling_url, state=PredictionState.PENDING)
@@ -144,14 +145,14 @@ class BflProvider(HttpProvider):
     def _polling_url(self, prediction_id: str) -> str:
         if prediction_id.startswith(("http://", "https://")):
             if not self.trusted(prediction_id):
-                raise ProviderUnavailable(UNAVAILABLE, detail="untrusted polling URL")
+                raise ProviderUnavailable(_(UNAVAILABLE), detail="untrusted polling URL")
             return prediction_id
         return f"{self.base_url}/v1/get_result?{urlencode({'id': prediction_id})}"
 
     async def status(self, prediction_id: str) -> PredictionStatus:
         body = await self.call("GET", self._polling_url(prediction_id), headers=self.auth_headers)
         if not isinstance(body, Mapping):
-            raise ProviderUnavailable(UNAVAILABLE, detail="status answer is not an object")
+            raise ProviderUnavailable(_(UNAVAILABLE), detail="status answer is not an object")
         raw = str(body.get("status", "")).strip().lower()
         state = _STATES.get(raw, PredictionState.RUNNING)
         result = body.get("result")
@@ -173,5 +174,5 @@ class BflProvider(HttpProvider):
         body = await self.call("GET", f"{self.base_url}/v1/credits", headers=self.auth_headers)
         value = body.get("credits") if isinstance(body, Mapping) else None
         if not isinstance(value, int | float):
-            raise ProviderUnavailable(UNAVAILABLE, detail="credits answer without credits")
+            raise ProviderUnavailable(_(UNAVAILABLE), detail="credits answer without credits")
         return float(value)

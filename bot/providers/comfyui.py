@@ -39,6 +39,7 @@ import httpx
 import structlog
 
 from bot.errors import ConfigError, KontextError, ProviderUnavailable, UserInputError
+from bot.i18n import N_, _
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.comfyui_workflow import (
     UpscaleWorkflow,
@@ -54,7 +55,7 @@ log = structlog.get_logger("kontext.providers.comfyui")
 # Prompt ids are derived from job ids in this namespace (uuid5), so one job always
 # names the same ComfyUI prompt.
 PROMPT_NAMESPACE = uuid.UUID("6c1f2d0e-7a55-4d7e-9a36-3f0c2b8e5a11")
-WORKFLOW_REFUSED = (
+WORKFLOW_REFUSED = N_(
     "The image server refused the bot's workflow, so nothing was made. An operator "
     "needs to fix the bot's ComfyUI setup (the log names the node)."
 )
@@ -150,7 +151,9 @@ class ComfyUIProvider(HttpProvider):
             if isinstance(body, Mapping) and "node_errors" in body:
                 detail = describe_refusal(body)
                 log.error("ComfyUI refused the workflow; check provider.workflow", refusal=detail)
-                return ProviderUnavailable(WORKFLOW_REFUSED, detail=f"workflow refused: {detail}")
+                return ProviderUnavailable(
+                    _(WORKFLOW_REFUSED), detail=f"workflow refused: {detail}"
+                )
         return classify_response(response)
 
     # -- submit -----------------------------------------------------------------------
@@ -174,7 +177,10 @@ class ComfyUIProvider(HttpProvider):
         elif self.workflows.text is not None:
             workflow, image_name = self.workflows.text, None
         else:
-            raise UserInputError("This image server edits pictures only: attach an image.")
+            raise UserInputError(
+                _("This image server edits pictures only: attach an image."),
+                detail="no text workflow configured (provider.workflow)",
+            )
         seed = options.seed if options.seed is not None else uuid.uuid4().int % 2**32
         graph = workflow.fill(
             prompt=request.prompt, seed=seed, image=image_name, ratio=options.aspect_ratio
@@ -199,7 +205,7 @@ class ComfyUIProvider(HttpProvider):
                 await self.cancel(prompt_id)
             raise
         if not isinstance(body, Mapping) or not body.get("prompt_id"):
-            raise ProviderUnavailable(UNAVAILABLE, detail="queue answer without prompt_id")
+            raise ProviderUnavailable(_(UNAVAILABLE), detail="queue answer without prompt_id")
         if body.get("node_errors"):
             refusal = describe_refusal(body)
             log.warning("ComfyUI queued the workflow with node errors", refusal=refusal)
@@ -218,7 +224,7 @@ class ComfyUIProvider(HttpProvider):
             data={"type": "input", "overwrite": "true"},
         )
         if not isinstance(answer, Mapping) or not answer.get("name"):
-            raise ProviderUnavailable(UNAVAILABLE, detail="upload answer without name")
+            raise ProviderUnavailable(_(UNAVAILABLE), detail="upload answer without name")
         subfolder = str(answer.get("subfolder") or "")
         name = str(answer["name"])
         return f"{subfolder}/{name}" if subfolder else name
@@ -233,7 +239,7 @@ class ComfyUIProvider(HttpProvider):
             return finished
         queue = await self.call("GET", f"{self.base_url}/queue", headers=self.auth_headers)
         if not isinstance(queue, Mapping):
-            raise ProviderUnavailable(UNAVAILABLE, detail="queue answer is not an object")
+            raise ProviderUnavailable(_(UNAVAILABLE), detail="queue answer is not an object")
         if prediction_id in _queued_ids(queue.get("queue_running")):
             progress = self._progress.get(prediction_id)
             return PredictionStatus(prediction_id, PredictionState.RUNNING, progress=progress)

@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.credits.model_profiles import ImageTransport, ModelProfile
 from bot.errors import ProviderUnavailable
+from bot.i18n import _
 from bot.providers.base import PredictionState, PredictionStatus, ProviderRequest
 from bot.providers.http import (
     UNAVAILABLE,
@@ -57,10 +58,10 @@ _STATES = {
 def parse_prediction(body: Any) -> PredictionStatus:
     """Read either answer shape into a ``PredictionStatus``."""
     if not isinstance(body, Mapping):
-        raise ProviderUnavailable(UNAVAILABLE, detail="prediction answer is not an object")
+        raise ProviderUnavailable(_(UNAVAILABLE), detail="prediction answer is not an object")
     prediction_id = body.get("id") or body.get("job_id") or body.get("prediction_id")
     if not prediction_id:
-        raise ProviderUnavailable(UNAVAILABLE, detail="prediction answer has no id")
+        raise ProviderUnavailable(_(UNAVAILABLE), detail="prediction answer has no id")
     raw_status = str(body.get("status", "")).strip().lower()
     state = _STATES.get(raw_status, PredictionState.RUNNING)
     error = body.get("error")

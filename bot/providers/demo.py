@@ -31,6 +31,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from bot.errors import ProviderUnavailable
+from bot.i18n import _
 from bot.providers.base import (
     PredictionState,
     PredictionStatus,
@@ -273,7 +274,7 @@ class DemoProvider:
         failure = self.fail if number % self.fail_every == 0 else ""
         if failure == "submit":
             raise ProviderUnavailable(
-                'The demo image service is down (provider.demo_fail = "submit").',
+                _('The demo image service is down (provider.demo_fail = "submit").'),
                 detail=f"demo job {number}: failure injected at submit",
             )
         prediction_id = "demo-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
@@ -326,12 +327,12 @@ class DemoProvider:
         job = self._jobs.get(url.removeprefix(OUTPUT_SCHEME))
         if not url.startswith(OUTPUT_SCHEME) or job is None or job.result is None:
             raise ProviderUnavailable(
-                "The demo result is gone (the demo provider keeps results in memory).",
+                _("The demo result is gone (the demo provider keeps results in memory)."),
                 detail=url,
             )
         if len(job.result) > max_bytes:
             raise ProviderUnavailable(
-                "The demo result is larger than images.max_output_bytes allows.",
+                _("The demo result is larger than images.max_output_bytes allows."),
                 detail=f"{len(job.result)} > {max_bytes}",
             )
         return job.result

@@ -25,18 +25,20 @@ import stamina
 
 from bot.errors import KontextError, ProviderUnavailable, UserInputError
 from bot.http_transport import new_http_client
+from bot.i18n import N_, _
 from bot.jobs.downloads import read_capped
 from bot.providers.base import PredictionStatus, ProviderCapabilities, ProviderRequest
 
 T = TypeVar("T")
 MAX_RETRY_AFTER_SECONDS = 60.0
 
-NO_ANSWER = (
+# Marked N_: translated where they are raised (``_(UNAVAILABLE)``), in the job's language.
+NO_ANSWER = N_(
     "The image service did not answer in time, so the edit was stopped to avoid running "
     "it twice. Please try again."
 )
-UNAVAILABLE = "The image service is unavailable right now. Please try again in a few minutes."
-BAD_OUTPUT_LINK = "The image service's link to the result could not be followed."
+UNAVAILABLE = N_("The image service is unavailable right now. Please try again in a few minutes.")
+BAD_OUTPUT_LINK = N_("The image service's link to the result could not be followed.")
 # Result downloads follow at most this many redirects (a CDN, a signed storage URL).
 MAX_REDIRECTS = 5
 
@@ -94,28 +96,34 @@ def classify_response(response: httpx.Response) -> KontextError | None:
     detail = f"HTTP {code} from {response.request.method} {response.request.url.path}"
     if code in (401, 403):
         return ProviderUnavailable(
-            "The image service rejected the bot's API key. An operator needs to fix the "
-            "bot's configuration.",
+            _(
+                "The image service rejected the bot's API key. An operator needs to fix the "
+                "bot's configuration."
+            ),
             detail=detail,
         )
     if code == 402:
         return ProviderUnavailable(
-            "The bot's image-service account is out of credits. Please tell an operator.",
+            _("The bot's image-service account is out of credits. Please tell an operator."),
             detail=detail,
         )
     if code in (400, 422):
         reason = short_reason(response)
-        suffix = f": {reason}" if reason else "."
-        return UserInputError(f"The image service rejected the request{suffix}", detail=detail)
+        if reason:
+            # TRANSLATORS: {reason} is the image service's own words, in English.
+            refused = _("The image service rejected the request: {reason}").format(reason=reason)
+        else:
+            refused = _("The image service rejected the request.")
+        return UserInputError(refused, detail=detail)
     if code == 429:
         return ProviderUnavailable(
-            "The image service is busy right now. Please try again in a minute.",
+            _("The image service is busy right now. Please try again in a minute."),
             detail=detail,
             retryable=True,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
     return ProviderUnavailable(
-        UNAVAILABLE,
+        _(UNAVAILABLE),
         detail=detail,
         retryable=code >= 500,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
@@ -227,11 +235,11 @@ class HttpProvider(ABC):
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # The request never left: repeating cannot duplicate anything.
                 raise Retry(
-                    ProviderUnavailable(UNAVAILABLE, detail=connect_failure(exc, url)), None
+                    ProviderUnavailable(_(UNAVAILABLE), detail=connect_failure(exc, url)), None
                 ) from None
             except httpx.TransportError as exc:
                 lost = ProviderUnavailable(
-                    NO_ANSWER if create else UNAVAILABLE,
+                    _(NO_ANSWER if create else UNAVAILABLE),
                     detail=type(exc).__name__,
                     maybe_created=create,
                 )
@@ -244,13 +252,13 @@ class HttpProvider(ABC):
                     return response.json()
                 except ValueError:
                     raise ProviderUnavailable(
-                        UNAVAILABLE, detail=f"non-JSON answer from {method} {response.url.path}"
+                        _(UNAVAILABLE), detail=f"non-JSON answer from {method} {response.url.path}"
                     ) from None
             if isinstance(error, ProviderUnavailable) and error.retryable:
                 if not create or response.status_code in (429, 503):
                     raise Retry(error, error.retry_after)
                 raise ProviderUnavailable(
-                    NO_ANSWER, detail=str(error), maybe_created=True
+                    _(NO_ANSWER), detail=str(error), maybe_created=True
                 ) from None
             raise error
 
@@ -271,7 +279,7 @@ class HttpProvider(ABC):
             for _hop in range(MAX_REDIRECTS + 1):
                 if urlsplit(target).scheme not in ("http", "https"):
                     raise ProviderUnavailable(
-                        BAD_OUTPUT_LINK, detail=f"output URL is not http(s): {_scheme(target)}"
+                        _(BAD_OUTPUT_LINK), detail=f"output URL is not http(s): {_scheme(target)}"
                     )
                 # The key goes only to the provider's own host, never to a CDN it links to.
                 headers = self.auth_headers if self.same_origin(target) else {}
@@ -283,10 +291,10 @@ class HttpProvider(ABC):
                         return await self._read_output(response, max_bytes)
                 except httpx.TransportError as exc:
                     raise Retry(
-                        ProviderUnavailable(UNAVAILABLE, detail=type(exc).__name__), None
+                        ProviderUnavailable(_(UNAVAILABLE), detail=type(exc).__name__), None
                     ) from None
             raise ProviderUnavailable(
-                BAD_OUTPUT_LINK, detail=f"output URL redirected more than {MAX_REDIRECTS} times"
+                _(BAD_OUTPUT_LINK), detail=f"output URL redirected more than {MAX_REDIRECTS} times"
             )
 
         return await self.with_retries(attempt)
@@ -302,7 +310,7 @@ class HttpProvider(ABC):
         data = await read_capped(response, max_bytes)
         if data is None:
             raise ProviderUnavailable(
-                "The edited image is too large to post.",
+                _("The edited image is too large to post."),
                 detail=f"output larger than {max_bytes} bytes",
             )
         return data
@@ -339,12 +347,12 @@ def _redirect_target(response: httpx.Response) -> str:
     location = response.headers.get("location", "").strip()
     if not location:
         raise ProviderUnavailable(
-            BAD_OUTPUT_LINK,
+            _(BAD_OUTPUT_LINK),
             detail=f"HTTP {response.status_code} without Location from the output host",
         )
     try:
         return str(response.url.join(location))
     except httpx.InvalidURL:
         raise ProviderUnavailable(
-            BAD_OUTPUT_LINK, detail="output redirect to an invalid URL"
+            _(BAD_OUTPUT_LINK), detail="output redirect to an invalid URL"
         ) from None

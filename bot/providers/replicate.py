@@ -23,6 +23,7 @@ import structlog
 
 from bot.credits.model_profiles import ImageTransport, ModelProfile
 from bot.errors import ProviderUnavailable
+from bot.i18n import _
 from bot.providers.base import (
     PredictionState,
     PredictionStatus,
@@ -101,7 +102,7 @@ def upscale_inputs(request: ProviderRequest, profile: ModelProfile) -> dict[str,
 
 def parse_prediction(body: Any) -> PredictionStatus:
     if not isinstance(body, Mapping) or not body.get("id"):
-        raise ProviderUnavailable(UNAVAILABLE, detail="prediction answer without id")
+        raise ProviderUnavailable(_(UNAVAILABLE), detail="prediction answer without id")
     state = _STATES.get(str(body.get("status", "")).lower(), PredictionState.RUNNING)
     error = body.get("error")
     error_text = str(error) if error else None
