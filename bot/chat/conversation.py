@@ -446,7 +446,7 @@ class Conversation(AdminCommands):
         upscaler = models.upscaler()
         if upscaler is None:
             return Said(_(texts.NO_UPSCALER), mistake=True)
-        _, source = await self._result_image(job_id, shown)
+        source = (await self._result_image(job_id, shown))[1]
         if source is None:
             return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
         chosen = scale if scale is not None else upscaler.scales[0]
