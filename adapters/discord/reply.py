@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import io
 import time
-from collections.abc import Mapping, MutableMapping
-from typing import Any, cast
+from collections.abc import Awaitable, Mapping, MutableMapping
+from typing import Any, TypeVar, cast
 
 import discord
 import structlog
@@ -56,6 +56,8 @@ _STAGES = {"queued": N_("⏳ Queued"), "editing": N_("🎨 Editing")}
 # Statuses that mean "the webhook or message is gone" (expired token, deleted message).
 _GONE = (401, 404)
 _ACK_WAIT_SECONDS = 30.0  # a guard only: the adapter answers within Discord's 3 s
+
+T = TypeVar("T")
 
 
 def short(text: str, limit: int = 200) -> str:
@@ -156,13 +158,7 @@ class DiscordReply:
     ) -> dict[str, Any] | None:
         # Editing the status message again is idempotent; ``maybe_delivered`` is not
         # looked at (the fallback to a new channel message can still repeat).
-        try:
-            posted = await self._post_result(result)
-        except discord.HTTPException as exc:
-            deferred = rate_limited(exc)
-            if deferred is None:
-                raise
-            raise deferred from exc
+        posted = await _rate_limits_told(self._post_result(result))
         if posted is None:
             return None
         # Bookkeeping only: the image is posted, so nothing here may fail the delivery.
@@ -224,13 +220,7 @@ class DiscordReply:
         message; a group has at most 4), a line per variation (seed, or why it failed and
         its refund), and "Edit #k" / "Re-roll #k" buttons; posted where a single result
         is (the status message, or a new one), so editing it again is harmless."""
-        try:
-            posted = await self._post_group(group)
-        except discord.HTTPException as exc:
-            deferred = rate_limited(exc)
-            if deferred is None:
-                raise
-            raise deferred from exc
+        posted = await _rate_limits_told(self._post_group(group))
         if posted is None:
             return None
         try:
@@ -550,3 +540,15 @@ def delivered_at(message: discord.Message, job: Job, channel_id: Any = None) -> 
         source = source_of(image, channel_id=int(channel), message_id=message.id)
         where["image"] = source.to_json()
     return where
+
+
+async def _rate_limits_told(posting: Awaitable[T]) -> T:
+    """A post Discord refused for its rate limits is "not yet" for the runner (the result
+    is kept and posted when Discord allows); any other refusal goes on as it is."""
+    try:
+        return await posting
+    except discord.HTTPException as exc:
+        deferred = rate_limited(exc)
+        if deferred is None:
+            raise
+        raise deferred from exc

@@ -22,8 +22,8 @@ conversation first and posts only if the image is not there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import structlog
 from slack_sdk.errors import SlackApiError
@@ -58,6 +58,8 @@ log = structlog.get_logger("kontext.slack")
 # requester left the channel.
 UNREACHABLE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 _NOT_HERE = UNREACHABLE | {"user_not_in_channel"}
+
+T = TypeVar("T")
 
 
 # The message metadata event type on the status message; its payload holds the job id.
@@ -180,12 +182,17 @@ class SlackReply:
     ) -> dict[str, Any] | None:
         """Post the result; a channel the bot cannot post in is final (no retries).
         Returns where it is (``delivered_at``) for the user's history."""
+        return await self._refusals_told(self._deliver(result, maybe_delivered=maybe_delivered))
+
+    async def _refusals_told(self, posting: Awaitable[T], images: int = 1) -> T:
+        """Slack's refusals of a post, as the runner understands them: "not yet" (rate
+        limited: the result is kept and posted when Slack allows) or "never" (the channel
+        is closed to the bot: refunded, with how to invite it back)."""
         try:
-            return await self._deliver(result, maybe_delivered=maybe_delivered)
+            return await posting
         except SlackApiError as exc:
             error = exc.response.get("error")
             if is_rate_limited(exc):
-                # "Not yet": the runner keeps the result and posts it when Slack allows.
                 method = str(exc.response.api_url).rstrip("/").rsplit("/", 1)[-1]
                 raise DeliveryDeferred("slack", method, retry_after(exc)) from exc
             if error not in UNREACHABLE:
@@ -193,7 +200,7 @@ class SlackReply:
             if self.on_unreachable is not None:
                 self.on_unreachable(self.channel)
             raise DeliveryImpossible(
-                channel_unreachable(self.bot_name),
+                channel_unreachable(self.bot_name, images),
                 detail=f"slack {error}",
             ) from exc
 
@@ -309,21 +316,9 @@ class SlackReply:
         images and one comment naming each (seed, or why it failed and its refund);
         findable like a single result by the first image's name and the group's marker,
         so a repeated attempt does not post it twice."""
-        try:
-            return await self._deliver_group(group, maybe_delivered=maybe_delivered)
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            if is_rate_limited(exc):
-                method = str(exc.response.api_url).rstrip("/").rsplit("/", 1)[-1]
-                raise DeliveryDeferred("slack", method, retry_after(exc)) from exc
-            if error not in UNREACHABLE:
-                raise
-            if self.on_unreachable is not None:
-                self.on_unreachable(self.channel)
-            raise DeliveryImpossible(
-                channel_unreachable(self.bot_name, len(group.results)),
-                detail=f"slack {error}",
-            ) from exc
+        return await self._refusals_told(
+            self._deliver_group(group, maybe_delivered=maybe_delivered), len(group.results)
+        )
 
     async def _deliver_group(
         self, group: GroupResult, *, maybe_delivered: bool

@@ -551,18 +551,25 @@ class Conversation(AdminCommands):
         the model of the one it continues; the prompt is the user's to write. ``shown``
         is the image on the message the button is on; from a history answer (none) the
         input is the result where its delivery recorded it."""
-        job = await self.service.job(job_id)
-        source = shown
-        if source is None and job is not None and job.delivered:
-            image = job.delivered.get("image")
-            if isinstance(image, Mapping):
-                source = AttachmentSource.from_json(image)
+        job, source = await self._result_image(job_id, shown)
         if source is None:
             return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
         inputs = tuple(self.edit_again_inputs(source, job))
         # An upscale's model is an upscaler: editing its result goes to the default model.
         model = job.options.model if job is not None and job.options.upscale is None else None
         return NextEdit(inputs, model)
+
+    async def _result_image(
+        self, job_id: str, shown: AttachmentSource | None
+    ) -> tuple[Job | None, AttachmentSource | None]:
+        """A result's job and its image: the one on the message the button is on
+        (``shown``), else where the job's delivery recorded it (a history answer, the
+        Home tab); None when neither is known."""
+        job = await self.service.job(job_id)
+        if shown is not None or job is None or not job.delivered:
+            return job, shown
+        image = job.delivered.get("image")
+        return job, AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
 
     async def upscale(
         self, job_id: str, shown: AttachmentSource | None = None, scale: int | None = None
@@ -576,12 +583,7 @@ class Conversation(AdminCommands):
         upscaler = models.upscaler()
         if upscaler is None:
             return Said(_(texts.NO_UPSCALER), mistake=True)
-        job = await self.service.job(job_id)
-        source = shown
-        if source is None and job is not None and job.delivered:
-            image = job.delivered.get("image")
-            if isinstance(image, Mapping):
-                source = AttachmentSource.from_json(image)
+        source = (await self._result_image(job_id, shown))[1]
         if source is None:
             return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
         chosen = scale if scale is not None else upscaler.scales[0]
