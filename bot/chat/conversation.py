@@ -394,10 +394,9 @@ class Conversation(AdminCommands):
         edited, with the references of the edit it continues, the preset's instruction as
         the prompt, the result's options under the preset's; the one who clicks pays.
         The vary presets pick a new seed; the others keep the result's."""
-        job = await self.service.job(job_id)
+        job, source = await self._result_image(job_id, shown)
         if job is None:
             return Said(_(texts.REROLL_GONE), mistake=True)
-        source = shown or self._delivered_image(job)
         if source is None:
             return Said(_(texts.RESULT_IMAGE_GONE), mistake=True)
         preset = self.service.presets.get(name)
@@ -454,12 +453,6 @@ class Conversation(AdminCommands):
                     )
                 )
         return ResultLayout(tuple(buttons), tuple(self.service.presets))
-
-    @staticmethod
-    def _delivered_image(job: Job) -> AttachmentSource | None:
-        """The result where its delivery recorded it (the platform's ``delivered_at``)."""
-        image = job.delivered.get("image") if job.delivered else None
-        return AttachmentSource.from_json(image) if isinstance(image, Mapping) else None
 
     def message_files(
         self,
