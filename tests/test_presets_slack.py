@@ -18,10 +18,13 @@ import pytest
 from bot.config.presets import SHIPPED_PRESETS
 from bot.domain import UserRef
 from tests.fakes.coretoday import FakeCoreToday
+from tests.fakes.replicate import FakeReplicate
 from tests.fakes.slack import BOT_USER_ID, TEAM_ID
 from tests.support import HANG_GUARD_SECONDS, TWO_MODELS, png
 from tests.test_slack import (
     CHANNEL,
+    REPLICATE_KEY,
+    UPSCALE_MODELS,
     USER,
     Bot,
     balance,
@@ -138,7 +141,7 @@ async def test_the_done_line_carries_the_buttons_and_zoom_out_edits_that_result(
     labels = [
         e["text"]["text"] if e["type"] == "button" else e["placeholder"]["text"] for e in elements
     ]
-    # [results] buttons' default in its order; Upscale is not shown (not served yet).
+    # [results] buttons' default in its order; Upscale is not shown (no upscaler here).
     assert labels == [
         "🎲 Re-roll",
         "✏️ Edit again",
@@ -342,3 +345,40 @@ async def test_the_typed_preset_opens_the_form_with_its_instruction_and_ratio(bo
     answer = await bot.command("--preset sparkle")
     assert "There is no preset named 'sparkle'" in answer.text
     assert len(bot.slack.calls_to("views.open")) == 1
+
+
+async def test_with_an_upscaler_the_upscale_button_makes_that_result_larger_at_its_cost(
+    tmp_path: Path,
+) -> None:
+    async with FakeReplicate() as replicate:
+        provider = {"name": "replicate", "api_key": REPLICATE_KEY}
+        async for bot in serving(
+            "http", tmp_path, replicate, provider=provider, models=UPSCALE_MODELS
+        ):
+            ts = f"{time.time() - 60:.6f}"
+            result, line = await result_line(bot, ts)
+            labels = [e["text"]["text"] for e in actions_of(line)["elements"][:6]]
+            # The default [results] buttons: Upscale shows once an upscaler is configured.
+            assert "🔎 Upscale" in labels
+            spent = await balance(bot)
+            await bot.interact(click(bot, line, button(line, "Upscale"), BOB, 1))
+            await creates(bot, 2)
+            (answer,) = await responses(bot, 1)
+            assert "10 credits reserved" in answer["text"], "the upscaler's own cost is said"
+            created = bot.provider.creates[1]
+            assert created.model == "nightmareai/real-esrgan"
+            assert created.input == {"scale": 2, "face_enhance": False}
+            # The result's file is what is made larger, not the original upload.
+            assert created.file_bytes == result.data
+            uploads = await bot.uploaded(2)
+            assert uploads[1].thread_ts == ts, "posted in the result's thread"
+            bob = await bot.core.service.credits(UserRef("slack", TEAM_ID, BOB))
+            assert bob.balance == 1200 - 10, "the one who clicks pays the upscaler's price"
+            assert await balance(bot) == spent, "the result's owner pays nothing more"
+
+
+async def test_without_an_upscaler_no_upscale_button_is_shown(bot: Bot) -> None:
+    _result, line = await result_line(bot, f"{time.time() - 60:.6f}")
+    ids = [e["action_id"] for e in actions_of(line)["elements"]]
+    assert "kontext_result_upscale" not in ids
+    assert "kontext_result_reroll" in ids

@@ -130,3 +130,29 @@ async def test_kontext_without_prompt_or_upscale_is_refused_free(
     await until(lambda: asked.callbacks)
     assert "Write what to change" in asked.callbacks[0]["data"]["content"]
     assert replicate.creates == []
+
+
+async def test_a_results_upscale_button_makes_that_result_larger_at_its_cost(
+    world: tuple[Core, FakeDiscord, FakeReplicate],
+) -> None:
+    core, discord, replicate = world
+    image = discord.upload(png(size=(64, 48)), "cat.png", "image/png")
+    await discord.slash_command(
+        "kontext", {"prompt": "make it a watercolor"}, user_id=ALICE, attachment=image
+    )
+    (first,) = await until(lambda: results(discord))
+    labels = [c.get("label") for row in first["components"] for c in row["components"]]
+    assert "Upscale" in labels, "shown once an upscale model is configured"
+    click = await discord.click(first, "Upscale", user_id=ALICE)
+    await until(lambda: len(replicate.creates) == 2)
+    await until(lambda: click.callbacks)
+    assert "10 credits reserved" in click.callbacks[0]["data"]["content"], "its cost is said"
+    edit, upscale = replicate.creates
+    assert edit.model == "black-forest-labs/flux-kontext-pro"
+    assert upscale.model == "nightmareai/real-esrgan"
+    assert upscale.input == {"scale": 2, "face_enhance": False}
+    # The posted result, not the original upload, is what is made larger.
+    assert upscale.file_bytes == discord.attachment_bytes(first["attachments"][0])
+    await until(lambda: len(results(discord)) == 2)
+    balance = (await core.service.credits(UserRef("discord", GUILD_ID, ALICE))).balance
+    assert balance == 1200 - 120 - 10

@@ -40,6 +40,8 @@ class ButtonHandler(Protocol):
         self, interaction: discord.Interaction[Any], job_id: str, preset: str
     ) -> None: ...
 
+    async def upscale(self, interaction: discord.Interaction[Any], job_id: str) -> None: ...
+
 
 def _handler(interaction: discord.Interaction[Any]) -> ButtonHandler:
     return cast(ButtonHandler, interaction.client.kontext.buttons)  # set by KontextBot
@@ -105,6 +107,16 @@ class DeleteButton(_JobButton, template=rf"^kontext:delete:{JOB_ID}$"):
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _handler(interaction).delete_result(interaction, self.job_id)
+
+
+class UpscaleButton(_JobButton, template=rf"^kontext:upscale:{JOB_ID}$"):
+    """A result's Upscale (shown only when an upscale model is configured): that result
+    made larger by the upscaler, at its smallest scale, paid by the one who clicks."""
+
+    action, label, emoji = "upscale", N_("Upscale"), "🔎"
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handler(interaction).upscale(interaction, self.job_id)
 
 
 class CancelButton(_JobButton, template=rf"^kontext:cancel:{JOB_ID}$"):
@@ -196,10 +208,18 @@ class MoreSelect(
         await _handler(interaction).apply_preset(interaction, self.job_id, chosen)
 
 
-DYNAMIC_ITEMS = (RerollButton, EditAgainButton, DeleteButton, PresetButton, MoreSelect)
+DYNAMIC_ITEMS = (
+    RerollButton,
+    EditAgainButton,
+    DeleteButton,
+    UpscaleButton,
+    PresetButton,
+    MoreSelect,
+)
 _BUILT_IN: dict[str, type[_JobButton]] = {
     "reroll": RerollButton,
     "edit": EditAgainButton,
+    "upscale": UpscaleButton,
     "delete": DeleteButton,
 }
 # Registered with the client beside the result's buttons (``DYNAMIC_ITEMS``).
@@ -233,7 +253,7 @@ def result_view(job_id: str, layout: ResultLayout | None = None) -> discord.ui.V
         elif spec.action in _BUILT_IN:
             item = _BUILT_IN[spec.action](job_id)
         else:
-            item = None  # Upscale: not served yet
+            item = None  # a name the layout does not know: nothing to show
         if item is not None:
             item.row = row
             view.add_item(item)

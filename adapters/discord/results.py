@@ -81,6 +81,18 @@ class ResultButtons:
             interaction, prompt=edit.prompt, options=edit.options, sources=edit.inputs
         )
 
+    async def upscale(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        """A result's Upscale: the image on the message the button is on, made larger by
+        the upscale model; the one who clicks pays (the acknowledgement says how much)."""
+        shown = attachments.first_image(interaction.message) if interaction.message else None
+        edit = await self.host.conversation.upscale(job_id, shown)
+        if isinstance(edit, Said):
+            await interaction.response.send_message(edit.text, ephemeral=True)
+            return
+        await self.host.edit_from_interaction(
+            interaction, prompt=edit.prompt, options=edit.options, sources=edit.inputs
+        )
+
     async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         """The result becomes the next edit's input: the image on the message the button
         is on, or (a history answer has none) the result where it was posted."""

@@ -49,6 +49,7 @@ from adapters.slack.views import (
     REROLL_ACTION_ID,
     RESULT_BLOCK_PREFIX,
     RESULT_REROLL_ACTION_ID,
+    UPSCALE_ACTION_ID,
     cancel_blocks,
     edit_modal,
     notice_modal,
@@ -154,6 +155,7 @@ class SlackListeners:
         app.action(CANCEL_ACTION_ID)(self.on_cancel)
         app.action(RESULT_REROLL_ACTION_ID)(self.on_result_action)
         app.action(AGAIN_ACTION_ID)(self.on_result_action)
+        app.action(UPSCALE_ACTION_ID)(self.on_result_action)
         app.action(MORE_ACTION_ID)(self.on_result_action)
         app.action(DELETE_ACTION_ID)(self.on_delete_result)
         app.action(re.compile("^" + re.escape(PRESET_ACTION_PREFIX)))(self.on_result_action)
@@ -562,7 +564,7 @@ class SlackListeners:
         await self._reply({"channel": channel, "user": user.user}).tell(text)
 
     async def on_result_action(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        """A result's Re-roll, Edit again, preset button or More… select (on the job's
+        """A result's Re-roll, Edit again, Upscale, preset button or More… select (on the job's
         "Done" status line, views.result_blocks): the conversation layer says what it
         means; an edit is reserved before Slack gets its 200 (process_before_response),
         answered to the clicker alone, and posted in the result's thread."""
@@ -604,11 +606,12 @@ class SlackListeners:
                 with_file_input=False,
             )
             return
-        outcome = (
-            await self.conversation.apply_preset(job_id, preset, None)
-            if preset is not None
-            else await self.conversation.reroll(job_id)
-        )
+        if action_id == UPSCALE_ACTION_ID:
+            outcome: Edit | Said = await self.conversation.upscale(job_id)
+        elif preset is not None:
+            outcome = await self.conversation.apply_preset(job_id, preset, None)
+        else:
+            outcome = await self.conversation.reroll(job_id)
         if isinstance(outcome, Said):
             await ack()
             await self._answer(body, respond, user, channel, outcome.text)

@@ -294,6 +294,7 @@ def cancel_blocks(text: str, job_id: str) -> list[dict[str, Any]]:
 # More… select's block id carries the job (``kontext_result:<job id>``).
 RESULT_REROLL_ACTION_ID = "kontext_result_reroll"
 AGAIN_ACTION_ID = "kontext_result_again"
+UPSCALE_ACTION_ID = "kontext_result_upscale"
 PRESET_ACTION_PREFIX = "kontext_preset:"
 MORE_ACTION_ID = "kontext_more"
 DELETE_ACTION_ID = "kontext_delete"
@@ -305,6 +306,7 @@ MAX_ACTIONS_ELEMENTS = 25
 _SLACK_BUTTONS = {
     "reroll": RESULT_REROLL_ACTION_ID,
     "edit": AGAIN_ACTION_ID,
+    "upscale": UPSCALE_ACTION_ID,
     "delete": DELETE_ACTION_ID,
 }
 
@@ -313,7 +315,7 @@ def result_blocks(text: str, job_id: str, layout: ResultLayout) -> list[dict[str
     """The finished job's status line with the result's buttons (the conversation
     layer's layout): Re-roll, Edit again, the listed presets, Delete (the result's file,
     files.delete) and the More… select. The job id is each button's value, so they work
-    after a restart. Upscale is not served yet (the layout leaves it out)."""
+    after a restart. Upscale only when an upscale model is configured (the layout says)."""
     elements: list[dict[str, Any]] = []
     for button in layout.buttons:
         if button.action == "preset" and button.preset:

@@ -417,10 +417,10 @@ class Conversation(AdminCommands):
         return Edit(prompt, options, tuple(self.edit_again_inputs(source, job)))
 
     def _upscaler(self) -> str | None:
-        """The upscale model a result's Upscale button would use. None until upscaling
-        is served (branch land-upscale: model kind "upscale", ``--upscale 2``): until
-        then the button is not shown even where ``[results] buttons`` lists it."""
-        return None
+        """The upscale model a result's Upscale button uses (``kind = "upscale"``);
+        without one the button is not shown even where ``[results] buttons`` lists it."""
+        upscaler = self.service.models.upscaler()
+        return upscaler.name if upscaler is not None else None
 
     def result_layout(self) -> ResultLayout:
         """A result's buttons, as ``[results] buttons`` lists them: the built-in ones
