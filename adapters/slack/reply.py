@@ -224,14 +224,6 @@ class SlackReply:
         if not file.get("id"):
             return None
         where: dict[str, Any] = {"channel": self.channel, "file": str(file["id"])}
-        # The result as an input (a preset's button, Edit again): looked up by its id
-        # with files.info when used, like a file Slack did not describe.
-        where["image"] = AttachmentSource(
-            name=str(file.get("name") or file["id"]),
-            content_type=file.get("mimetype"),
-            size=file.get("size"),
-            locator=f"file:{file['id']}",
-        ).to_json()
         if self.thread_ts:
             where["thread_ts"] = self.thread_ts
         ts = file.get("ts") or _share_ts(file, self.channel)
@@ -239,8 +231,9 @@ class SlackReply:
             where["ts"] = str(ts)
         if file.get("permalink"):
             where["link"] = str(file["permalink"])
-        # The result as an input (Edit again from history or the Home tab): the file id,
-        # looked up with files.info when it is used, since download URLs can change.
+        # The result as an input (a preset's or Upscale button, Edit again from history
+        # or the Home tab): the file id, looked up with files.info when it is used, since
+        # download URLs can change.
         where["image"] = AttachmentSource(
             name=str(file.get("name") or file["id"]),
             content_type=file.get("mimetype"),
