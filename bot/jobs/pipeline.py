@@ -443,20 +443,10 @@ class JobPipeline:
             missing = InternalError("output missing", detail=f"{path} is gone")
             await self._fail(job, reply, missing, bound)
             return
-        meta = job.output_meta
         # The balance the user will have once this job is charged; the charge itself
         # adds nothing (the credits left at reservation).
         status_balance = balance if balance is not None else await self.queue.balance(job.user)
-        result = EditResult(
-            job=job,
-            image=data,
-            content_type=str(meta.get("content_type", "image/png")),
-            filename=f"kontext-{job.id[:8]}{path.suffix}",
-            width=int(meta.get("width", 0)),
-            height=int(meta.get("height", 0)),
-            balance_after=status_balance,
-            elapsed_seconds=max(0.0, self.queue.clock() - job.created_at),
-        )
+        result = self._kept_result(job, data, path, status_balance)
         try:
             delivered = await self._post(
                 job,
@@ -707,12 +697,19 @@ class JobPipeline:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             return None
+        return self._kept_result(job, data, path, balance, f"-{job.group_index}")
+
+    def _kept_result(
+        self, job: Job, data: bytes, path: Path, balance: int, marker: str = ""
+    ) -> EditResult:
+        """A finished job's image as kept on disk, described as its output check stored
+        it; ``marker`` tells a group's variations apart in their file names."""
         meta = job.output_meta
         return EditResult(
             job=job,
             image=data,
             content_type=str(meta.get("content_type", "image/png")),
-            filename=f"kontext-{job.id[:8]}-{job.group_index}{path.suffix}",
+            filename=f"kontext-{job.id[:8]}{marker}{path.suffix}",
             width=int(meta.get("width", 0)),
             height=int(meta.get("height", 0)),
             balance_after=balance,
