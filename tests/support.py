@@ -119,6 +119,30 @@ TWO_MODELS: list[dict[str, object]] = [
 ]
 
 
+def slack_socket_settings(
+    tmp_path: Path, base_url: str, slack_api_url: str, admin: str, **sections: Any
+) -> Settings:
+    """The bot on the fake Slack in Socket Mode, with fast polls and ``admin`` as the
+    bot's admin; ``sections`` are added (``credits`` merged with the admin)."""
+    from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, TEAM_ID
+
+    return make_settings(
+        tmp_path,
+        base_url,
+        slack={
+            "enabled": True,
+            "mode": "socket",
+            "bot_token": BOT_TOKEN,
+            "app_token": APP_TOKEN,
+            "api_base_url": slack_api_url,
+            "file_hosts": ["127.0.0.1"],
+        },
+        jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
+        credits={"admins": [f"slack:{TEAM_ID}:{admin}"], **sections.pop("credits", {})},
+        **sections,
+    )
+
+
 async def fresh_database(cluster: Cluster) -> str:
     """A new, empty PostgreSQL database in the session's cluster; its URL."""
     import asyncpg

@@ -21,8 +21,8 @@ from adapters.slack.adapter import SlackAdapter
 from bot.app import Core, build_core
 from bot.domain import JobState, UserRef
 from tests.fakes.coretoday import FakeCoreToday
-from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, TEAM_ID, VIEW_MAX_BLOCKS, FakeSlack
-from tests.support import HANG_GUARD_SECONDS, make_settings, png
+from tests.fakes.slack import TEAM_ID, VIEW_MAX_BLOCKS, FakeSlack
+from tests.support import HANG_GUARD_SECONDS, png, slack_socket_settings
 
 USER, ADMIN, CHANNEL, OTHER = "U0ALICE", "U0ADMIN", "C0ART", "C0OTHER"
 DASHBOARD_URL = "https://kontext.example.com/dashboard"
@@ -151,21 +151,7 @@ class Bot:
 async def serve(tmp_path: Path, fake: FakeCoreToday, **sections: Any) -> AsyncIterator[Bot]:
     async with FakeSlack() as slack:
         slack.add_channel(OTHER)
-        settings = make_settings(
-            tmp_path,
-            fake.base_url,
-            slack={
-                "enabled": True,
-                "mode": "socket",
-                "bot_token": BOT_TOKEN,
-                "app_token": APP_TOKEN,
-                "api_base_url": slack.api_url,
-                "file_hosts": ["127.0.0.1"],
-            },
-            jobs={"poll_initial_seconds": 0.02, "poll_max_seconds": 0.05},
-            credits={"admins": [f"slack:{TEAM_ID}:{ADMIN}"], **sections.pop("credits", {})},
-            **sections,
-        )
+        settings = slack_socket_settings(tmp_path, fake.base_url, slack.api_url, ADMIN, **sections)
         core = await build_core(settings, lambda service: [SlackAdapter(settings.slack, service)])
         adapter = core.frontends["slack"]
         assert isinstance(adapter, SlackAdapter) and core.runner is not None
